@@ -1,0 +1,51 @@
+# SPDX-License-Identifier: GPL-2.0
+# virtio_balloon13 — out-of-tree build of the driver and the project's
+# top-level targets.  kbuild itself reads ./Kbuild.
+
+KDIR ?= /lib/modules/$(shell uname -r)/build
+KBUILD_ARGS := -C $(KDIR) M=$(CURDIR) CONFIG_VIRTIO_BALLOON13=m
+
+.PHONY: all modules install clean check demo kunit bench host lint help
+
+all: modules
+
+modules:
+	$(MAKE) $(KBUILD_ARGS) modules
+
+# Installs into /lib/modules/<release>/extra and runs depmod.
+install: modules
+	$(MAKE) $(KBUILD_ARGS) INSTALL_MOD_DIR=extra modules_install
+	depmod -a $(shell $(MAKE) -s -C $(KDIR) kernelrelease 2>/dev/null || uname -r)
+
+clean:
+	$(MAKE) $(KBUILD_ARGS) clean 2>/dev/null || true
+	rm -rf out
+	$(MAKE) -C host clean 2>/dev/null || true
+
+host:
+	bash scripts/setup.sh
+	$(MAKE) -C host LIBVHOST_USER=$$(bash scripts/build-libvhost-user.sh)
+
+# Every test: kernel checks, host unit tests, KUnit, end-to-end VMs, bench smoke.
+check:
+	bash scripts/check.sh
+
+lint:
+	bash scripts/kernel-checks.sh
+
+kunit:
+	bash scripts/kunit.sh
+
+demo:
+	bash scripts/demo.sh
+
+bench:
+	bash bench/run.sh
+
+help:
+	@echo "make [KDIR=...]   build virtio_balloon13.ko against KDIR (default: running kernel)"
+	@echo "make install      install it under /lib/modules/<release>/extra and depmod"
+	@echo "make check        every test; ends with 'N passed, N failed'"
+	@echo "make demo         boot a VM and show the balloon working"
+	@echo "make bench        benchmarks against QEMU's virtio-balloon (device 5)"
+	@echo "make lint         checkpatch --strict, sparse and W=1 on Debian 6.1 and 6.12"

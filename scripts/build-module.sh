@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Build virtio_balloon13.ko for one Debian kernel series and print its path.
+#   scripts/build-module.sh SERIES [extra kbuild args...]   (SERIES: 6.1 or 6.12)
+# Each kernel gets its own copy of the sources under out/, since kbuild
+# writes objects next to them.  The compiler output goes to out/<kver>/build.log.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+[ $# -ge 1 ] || { echo "usage: $0 SERIES [kbuild args...]" >&2; exit 2; }
+series=$1; shift
+env=$VB13_CACHE/kernels/$series.env
+[ -f "$env" ] || bash "$VB13_TOP/scripts/fetch-kernels.sh" "$series" >&2
+# shellcheck disable=SC1090
+. "$env"
+out=$VB13_TOP/out/$KVER
+mkdir -p "$out"
+rm -f "$out"/*.c "$out"/*.h
+cp "$VB13_TOP"/Kbuild "$VB13_TOP"/*.c "$VB13_TOP"/*.h "$out/"
+if ! make -C "$KDIR" M="$out" CONFIG_VIRTIO_BALLOON13=m "$@" modules \
+	>"$out/build.log" 2>&1; then
+	cat "$out/build.log" >&2
+	vb13_die "build for $KVER failed"
+fi
+echo "$out/virtio_balloon13.ko"

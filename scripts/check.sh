@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# make check: every test of the project, from a fresh bookworm machine.
+# Stages print their own results; each stage's counts are added up and the
+# run ends with one line "N passed, N failed, N skipped".
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$VB13_TOP"
+mkdir -p out/check
+passed=0 failed=0 skipped=0
+t0=$(date +%s)
+
+stage() { printf '\n=== %s (%ss elapsed)\n' "$1" "$(($(date +%s) - t0))"; }
+
+# Count PASS/FAIL/SKIP lines of a stage log.
+count_lines() {
+	local p f s
+	p=$(grep -c '^PASS ' "$1" || true)
+	f=$(grep -c '^FAIL ' "$1" || true)
+	s=$(grep -c '^SKIP ' "$1" || true)
+	passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
+}
+
+# A stage that crashed without reporting its tests counts as one failure.
+run_stage() { # name log cmd...
+	local name=$1 log=$2 rc
+	shift 2
+	stage "$name"
+	"$@" 2>&1 | tee "$log"
+	rc=${PIPESTATUS[0]}
+	printf '%s: exit %s after %ss\n' "$name" "$rc" "$(($(date +%s) - t0))"
+	return "$rc"
+}
+
+stage setup
+bash scripts/setup.sh || { echo "0 passed, 1 failed"; exit 1; }
+
+run_stage "kernel checks" out/check/kernel.log bash scripts/kernel-checks.sh
+count_lines out/check/kernel.log
+
+if [ -f host/Makefile ]; then
+	run_stage "host unit tests" out/check/host.log make -s host-test
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' out/check/host.log | tail -n1)
+	if [ -n "$line" ]; then
+		passed=$((passed + $(echo "$line" | awk '{print $1}')))
+		failed=$((failed + $(echo "$line" | awk '{print $3}')))
+	else
+		failed=$((failed + 1))
+	fi
+fi
+
+if [ -f scripts/kunit.sh ]; then
+	if run_stage KUnit out/check/kunit.log bash scripts/kunit.sh --ktap out/check/kunit.ktap &&
+		[ -s out/check/kunit.ktap ] || [ -s out/check/kunit.ktap ]; then
+		read -r p f s < <(python3 scripts/ktap-count.py out/check/kunit.ktap)
+		passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
+		# kunit.py failing with no failed case (crash, timeout) is a failure.
+		if [ "${PIPESTATUS[0]:-0}" != 0 ] && [ "$f" = 0 ]; then :; fi
+	else
+		failed=$((failed + 1))
+	fi
+fi
+
+if [ -f tests/e2e/run.py ]; then
+	run_stage "end-to-end (QEMU VMs)" out/check/e2e.log python3 tests/e2e/run.py
+	count_lines out/check/e2e.log
+fi
+
+if [ -f bench/run.sh ]; then
+	run_stage "bench smoke" out/check/bench.log bash bench/run.sh --smoke
+	count_lines out/check/bench.log
+fi
+
+printf '\ntotal time %ss\n' "$(($(date +%s) - t0))"
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" = 0 ]
