@@ -297,7 +297,8 @@ unsigned int vb13_msg_add(const struct vb13_geom *g, struct vb13_msg *msg,
 {
 	unsigned int n;
 
-	n = vb13_encode_chunk(g, &msg->buf->page[msg->nr], PFN_PHYS(page_to_pfn(page)),
+	n = vb13_encode_chunk(g, &msg->addrs[msg->nr],
+			      PFN_PHYS(page_to_pfn(page)),
 			      vb13_chunk_order(page));
 	msg->nr += n;
 	list_add_tail(&page->lru, &msg->chunks);
@@ -313,7 +314,7 @@ EXPORT_SYMBOL_IF_KUNIT(vb13_msg_add);
  */
 unsigned int vb13_msg_len(const struct vb13_msg *msg)
 {
-	return struct_size(msg->buf, page, msg->nr);
+	return sizeof(msg->hdr) + msg->nr * sizeof(msg->addrs[0]);
 }
 EXPORT_SYMBOL_IF_KUNIT(vb13_msg_len);
 
@@ -325,7 +326,7 @@ void vb13_msg_init(struct vb13_msg *msg)
 {
 	msg->nr = 0;
 	INIT_LIST_HEAD(&msg->chunks);
-	msg->buf->hdr.type = cpu_to_le32(VIRTIO_BALLOON13_RESP_PAGES);
-	msg->buf->hdr.reserved = 0;
+	msg->hdr.type = cpu_to_le32(VIRTIO_BALLOON13_RESP_PAGES);
+	msg->hdr.reserved = 0;
 }
 EXPORT_SYMBOL_IF_KUNIT(vb13_msg_init);

@@ -92,12 +92,14 @@ struct virtio_balloon13_stats {
 #define VB13_MIN_PAGE_BITS	12
 
 /*
- * Page-list message size: 64 KiB, i.e. 8191 addresses, 32 MiB of 4 KiB
- * blocks or 16 GiB of 2 MiB blocks per message.  The device handles a whole
- * message with one sorted, coalesced pass, so a bigger message means fewer
- * round trips; 64 KiB still comes from a single order-4 slab allocation made
- * once at probe.  If that fails, probe falls back to smaller messages but
- * never below one page (at least 4 KiB of addresses).
+ * Address array of a page-list message: 64 KiB, i.e. 8192 addresses, 32 MiB
+ * of 4 KiB blocks or 16 GiB of 2 MiB blocks per message.  The device handles
+ * a whole message with one sorted, coalesced pass, so a bigger message means
+ * fewer round trips; 64 KiB still comes from a single order-4 slab
+ * allocation made once at probe.  If that fails, probe falls back to smaller
+ * arrays but never below one page (at least 4 KiB of addresses).  The header
+ * travels in a descriptor of its own, so the array is a power of two and
+ * power-of-two chunks fill it exactly.
  */
 #define VB13_MSG_BYTES_MAX	(64 * 1024)
 #define VB13_MSG_BYTES_MIN	PAGE_SIZE
@@ -123,16 +125,18 @@ struct vb13_geom {
 };
 
 /**
- * struct vb13_msg - one page-list message buffer and the chunks it names
- * @buf: the wire message, allocated once at probe
- * @nr: addresses filled in @buf
+ * struct vb13_msg - one page-list message and the chunks it names
+ * @hdr: the message header, sent as the first descriptor
+ * @addrs: the address array, sent as the second; allocated once at probe
+ * @nr: addresses filled in @addrs
  * @chunks: allocated chunks (head pages linked through page->lru) whose
  *	blocks this message names.  They can't be freed until the device has
  *	returned the message.
  * @list: on free_msgs, or on the device while in flight
  */
 struct vb13_msg {
-	struct virtio_balloon13_pages *buf;
+	struct virtio_balloon13_resp_hdr hdr;
+	__le64 *addrs;
 	unsigned int nr;
 	struct list_head chunks;
 	struct list_head list;

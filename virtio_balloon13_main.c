@@ -154,21 +154,26 @@ static void vb13_release_chunk(struct virtio_balloon13 *vb, struct page *page)
 /* --- outputq --------------------------------------------------------------- */
 
 /*
- * Put one buffer on outputq.  Kicking happens outside the lock: a device
- * may answer from inside the notification.
+ * Put one message on outputq: @head, then @len2 bytes at @buf2 if @len2.
+ * Kicking happens outside the lock: a device may answer from inside the
+ * notification.
  */
-static int vb13_out_add(struct virtio_balloon13 *vb, void *buf,
-			unsigned int len, void *token)
+static int vb13_out_add(struct virtio_balloon13 *vb, void *head,
+			unsigned int len, void *buf2, unsigned int len2,
+			void *token)
 {
 	struct virtqueue *vq = vb->vqs[VB13_VQ_OUTPUT];
-	struct scatterlist sg;
+	struct scatterlist sg[2];
 	unsigned long flags;
 	bool kick;
 	int err;
 
-	sg_init_one(&sg, buf, len);
+	sg_init_table(sg, len2 ? 2 : 1);
+	sg_set_buf(&sg[0], head, len);
+	if (len2)
+		sg_set_buf(&sg[1], buf2, len2);
 	spin_lock_irqsave(&vb->out_lock, flags);
-	err = virtqueue_add_outbuf(vq, &sg, 1, token, GFP_ATOMIC);
+	err = virtqueue_add_outbuf(vq, sg, len2 ? 2 : 1, token, GFP_ATOMIC);
 	if (!err && token != vb->stats_buf)
 		vb->on_device++;
 	kick = !err && virtqueue_kick_prepare(vq);
@@ -243,7 +248,8 @@ static int vb13_submit(struct virtio_balloon13 *vb)
 	lockdep_assert_held(&vb->lock);
 	if (!msg || !msg->nr)
 		return 0;
-	err = vb13_out_add(vb, msg->buf, vb13_msg_len(msg), msg);
+	err = vb13_out_add(vb, &msg->hdr, sizeof(msg->hdr), msg->addrs,
+			   vb13_msg_len(msg) - sizeof(msg->hdr), msg);
 	if (err)
 		return err;	/* stays in vb->fill; retried later */
 	vb->fill = NULL;
@@ -283,7 +289,8 @@ static int vb13_make_room(struct virtio_balloon13 *vb, unsigned int order)
 static int vb13_inflate_one(struct virtio_balloon13 *vb, unsigned long target)
 {
 	const struct vb13_geom *g = &vb->geom;
-	unsigned long need = target - vb->nr_blocks;
+	/* Only this worker adds blocks; the OOM notifier only takes some. */
+	unsigned long need = target - READ_ONCE(vb->nr_blocks);
 	unsigned int order = vb->alloc_order;
 	struct page *page;
 	int err;
@@ -523,7 +530,8 @@ static void vb13_send_stats(struct virtio_balloon13 *vb)
 		return;
 
 	n = vb13_fill_stats(vb->stats_buf);
-	if (vb13_out_add(vb, vb->stats_buf, vb13_stats_len(n), vb->stats_buf)) {
+	if (vb13_out_add(vb, vb->stats_buf, vb13_stats_len(n), NULL, 0,
+			 vb->stats_buf)) {
 		spin_lock_irqsave(&vb->out_lock, flags);
 		vb->stats_busy = false;
 		vb->stats_pending = true;	/* retried when outputq drains */
@@ -898,7 +906,7 @@ static void vb13_free_bufs(struct virtio_balloon13 *vb)
 	int i;
 
 	for (i = 0; i < VB13_NR_MSGS; i++)
-		kfree(vb->msgs[i].buf);
+		kfree(vb->msgs[i].addrs);
 	kfree(vb->stats_buf);
 }
 
@@ -913,8 +921,9 @@ static int vb13_alloc_bufs(struct virtio_balloon13 *vb)
 		return -ENOMEM;
 	for (i = 0; i < VB13_NR_MSGS; i++) {
 		for (;;) {
-			vb->msgs[i].buf = kmalloc(bytes, GFP_KERNEL | __GFP_NOWARN);
-			if (vb->msgs[i].buf)
+			vb->msgs[i].addrs = kmalloc(bytes,
+						    GFP_KERNEL | __GFP_NOWARN);
+			if (vb->msgs[i].addrs)
 				break;
 			if (bytes <= VB13_MSG_BYTES_MIN)
 				return -ENOMEM;
@@ -922,8 +931,7 @@ static int vb13_alloc_bufs(struct virtio_balloon13 *vb)
 		}
 	}
 	/* Every message uses the smallest size that succeeded. */
-	vb->msg_max = (bytes - sizeof(struct virtio_balloon13_pages)) /
-		      sizeof(__le64);
+	vb->msg_max = bytes / sizeof(__le64);
 	return 0;
 }
 
