@@ -1,0 +1,718 @@
+#!/usr/bin/python3
+"""Boot a virtio_balloon13 test guest in QEMU (TCG) and drive it.
+
+Importable (``from vm import VM``) and a command line tool:
+
+    python3 scripts/vm.py --series 6.12 [--mem 1536M] [--module KO]... \\
+        [--backend PATH ARGS...] -- CMD
+
+boots a guest, runs the shell command CMD in it, prints its output and
+exits with its status.
+
+The guest is Debian's stock kernel (scripts/fetch-kernels.sh) with a
+busybox initramfs (scripts/mkinitramfs.sh) whose init serves a command
+channel on the second serial port; the kernel console is the first one and
+goes to a log file, so kernel messages never mix with command output.
+Guest RAM is a shared memfd, so a vhost-user backend (balloon13d) can map
+it and give pages back to the host.
+
+Python 3 standard library only.
+"""
+
+import argparse
+import atexit
+import base64
+import ctypes
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = os.path.join(TOP, "scripts")
+CACHE = os.environ.get("VB13_CACHE", "/var/cache/virtio_balloon13")
+FIRMWARE_DIRS = ("/usr/share/qemu", "/usr/share/seabios")
+VHOST_USER_DEVICES = ("vhost-user-device-pci", "vhost-user-test-device-pci")
+# "max" without ERMS/FSRM: the kernel then clears pages with `rep stosq`
+# instead of `rep stosb`, which TCG runs 2-4x faster (page faults, the
+# balloon's allocations and init_on_alloc all clear pages).
+DEFAULT_CPU = "max,erms=off,fsrm=off"
+
+_READY = b"@@VB13-READY"
+_OUT = re.compile(rb"@@VB13-OUT (\d+) (\d+) (\d+)\n")
+
+
+class VMError(Exception):
+    """Something went wrong starting or talking to the VM."""
+
+
+class BootError(VMError):
+    """The guest did not come up; the message ends with the console tail."""
+
+
+class CommandTimeout(VMError):
+    """A guest command did not answer in time; the channel is unusable."""
+
+
+class CommandError(VMError):
+    """A command run with check=True exited non-zero."""
+
+    def __init__(self, cmd, status, output):
+        super().__init__("guest command failed with status %d: %s\n%s"
+                         % (status, cmd, output[-4000:]))
+        self.cmd = cmd
+        self.status = status
+        self.output = output
+
+
+class QMPError(VMError):
+    """QMP answered with an error."""
+
+    def __init__(self, cmd, error):
+        super().__init__("QMP %s: %s: %s" % (cmd, error.get("class"),
+                                              error.get("desc")))
+        self.error_class = error.get("class")
+        self.desc = error.get("desc")
+
+
+def parse_size(text):
+    """'1536M', '2G', '1073741824' -> bytes."""
+    m = re.fullmatch(r"(\d+)([KMGT]?)i?B?", str(text).strip(), re.I)
+    if not m:
+        raise ValueError("bad size %r (want e.g. 1536M or 2G)" % (text,))
+    shift = {"": 0, "K": 10, "M": 20, "G": 30, "T": 40}[m.group(2).upper()]
+    return int(m.group(1)) << shift
+
+
+def _script_output(argv):
+    """Run one of our scripts and return the last line it printed."""
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, check=False)
+    if proc.returncode != 0:
+        raise VMError("%s failed (status %d):\n%s" % (
+            " ".join(argv), proc.returncode, proc.stderr[-3000:]))
+    lines = proc.stdout.strip().splitlines()
+    if not lines:
+        raise VMError("%s printed nothing" % " ".join(argv))
+    return lines[-1]
+
+
+def qemu_binary():
+    """$VB13_QEMU, else the patched QEMU from scripts/build-qemu.sh."""
+    if os.environ.get("VB13_QEMU"):
+        return os.environ["VB13_QEMU"]
+    return _script_output(["bash", os.path.join(SCRIPTS, "build-qemu.sh")])
+
+
+def kernel_env(series):
+    """KVER, VMLINUZ, MODROOT, KDIR of a kernel series (fetching it if needed)."""
+    path = os.path.join(CACHE, "kernels", "%s.env" % series)
+    if not os.path.exists(path):
+        _script_output(["bash", os.path.join(SCRIPTS, "fetch-kernels.sh"), series])
+    env = {}
+    with open(path) as f:
+        for line in f:
+            key, _, value = line.strip().partition("=")
+            if key:
+                env[key] = value
+    if not os.path.exists(env.get("VMLINUZ", "")):
+        _script_output(["bash", os.path.join(SCRIPTS, "fetch-kernels.sh"), series])
+        return kernel_env(series)
+    return env
+
+
+def initramfs(series, modules=()):
+    """Path of the (cached) initramfs for a series with extra modules."""
+    return _script_output(["bash", os.path.join(SCRIPTS, "mkinitramfs.sh"),
+                           series] + [os.path.abspath(m) for m in modules])
+
+
+_device_help = {}
+
+
+def qemu_devices(qemu):
+    """Device names the QEMU binary offers (cached per binary)."""
+    if qemu not in _device_help:
+        out = subprocess.run(
+            [qemu] + _firmware_args() + ["-device", "help"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            check=False).stdout
+        _device_help[qemu] = set(re.findall(r'^name "([^"]+)"', out, re.M))
+    return _device_help[qemu]
+
+
+def vhost_user_device_name(qemu):
+    """The generic vhost-user PCI device this QEMU has (None if neither)."""
+    devices = qemu_devices(qemu)
+    for name in VHOST_USER_DEVICES:
+        if name in devices:
+            return name
+    return None
+
+
+def _firmware_args():
+    args = []
+    for d in FIRMWARE_DIRS:
+        if os.path.isdir(d):
+            args += ["-L", d]
+    return args
+
+
+def _die_with_parent():
+    """preexec_fn: SIGKILL this child when the process that started it dies."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _tail(path, nbytes=6000):
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - nbytes))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+class VM:
+    """One guest.  Use as a context manager, or call start() and close().
+
+    series      kernel series, "6.1" or "6.12" (scripts/fetch-kernels.sh)
+    mem         guest RAM, e.g. "1536M"; a shared memfd of that size
+    smp, cpu    vCPUs and CPU model (TCG); -smp 1 boots and runs as fast
+                as 2 on this 2-core host, use 2 to exercise concurrency
+    append      extra kernel command line, e.g. "init_on_alloc=0"
+    modules     extra .ko files, installed under /lib/modules/<kver>/extra
+                (guest: `modprobe virtio_balloon13`)
+    backend     path of a vhost-user backend (e.g. balloon13d); started
+                first as `backend --socket-path <tmpdir>/vhost.sock ARGS`;
+                "{tmpdir}" in backend_args is replaced by the VM's temp dir
+    vhost_socket  attach to an already listening backend socket instead
+    virtio_id, num_vqs, config_size, device_args
+                the generic vhost-user device's properties; device_args is
+                appended as is (e.g. "vq_size=256,vectors=1")
+    balloon     also add QEMU's own virtio-balloon-pci (id balloon0)
+    qemu, kernel, initrd
+                override the QEMU binary / kernel / initramfs paths
+    boot_timeout  seconds to wait for the guest's command channel
+    qemu_args   extra QEMU arguments
+    keep_tmp    keep the temp dir (logs) after close()
+    """
+
+    def __init__(self, series="6.12", mem="1536M", smp=1, cpu=DEFAULT_CPU,
+                 append="", modules=(), backend=None, backend_args=(),
+                 vhost_socket=None, virtio_id=13, num_vqs=2, config_size=4,
+                 device_args="", balloon=False, qemu=None, kernel=None,
+                 initrd=None, boot_timeout=180, qemu_args=(), keep_tmp=False):
+        self.series = series
+        self.mem_bytes = parse_size(mem)
+        self.smp = int(smp)
+        self.cpu = cpu
+        self.append = append
+        self.modules = list(modules)
+        self.backend = backend
+        self.backend_args = list(backend_args)
+        self.vhost_socket = vhost_socket
+        self.virtio_id = virtio_id
+        self.num_vqs = num_vqs
+        self.config_size = config_size
+        self.device_args = device_args
+        self.balloon = balloon
+        self.qemu = qemu
+        self.kernel = kernel
+        self.initrd = initrd
+        self.boot_timeout = boot_timeout
+        self.qemu_args = list(qemu_args)
+        self.keep_tmp = keep_tmp
+
+        self.tmpdir = None
+        self.kver = None
+        self.device_name = None
+        self.qemu_cmdline = None
+        self.qemu_proc = None
+        self.backend_proc = None
+        self.boot_seconds = None
+        self.events = []
+        self._cmd = None
+        self._qmp = None
+        self._cmd_buf = b""
+        self._qmp_buf = b""
+        self._seq = 0
+        self._broken = None
+
+    # ---- life cycle -------------------------------------------------------
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    @property
+    def qemu_pid(self):
+        return self.qemu_proc.pid if self.qemu_proc else None
+
+    @property
+    def backend_pid(self):
+        return self.backend_proc.pid if self.backend_proc else None
+
+    def path(self, name):
+        """A path inside the VM's temp dir."""
+        return os.path.join(self.tmpdir, name)
+
+    def start(self):
+        """Start backend and QEMU and wait for the guest; returns self.
+        On failure everything started is stopped again and the error
+        (BootError, VMError) carries the logs' tails."""
+        atexit.register(self.close)
+        try:
+            return self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self):
+        t0 = time.monotonic()
+        self.tmpdir = tempfile.mkdtemp(prefix="vb13-vm-")
+        self.qemu = self.qemu or qemu_binary()
+        if not self.kernel:
+            env = kernel_env(self.series)
+            self.kernel = env["VMLINUZ"]
+            self.kver = env["KVER"]
+        if not self.initrd:
+            self.initrd = initramfs(self.series, self.modules)
+
+        if self.backend:
+            self._start_backend()
+        if self.backend or self.vhost_socket:
+            self.device_name = vhost_user_device_name(self.qemu)
+            if not self.device_name:
+                raise VMError("%s has neither of %s (build it with "
+                              "scripts/build-qemu.sh)"
+                              % (self.qemu, ", ".join(VHOST_USER_DEVICES)))
+
+        cmd_listener = self._listen("cmd.sock")
+        qmp_listener = self._listen("qmp.sock")
+        try:
+            self.qemu_cmdline = self._qemu_argv()
+            with open(self.path("qemu.log"), "wb") as log:
+                self.qemu_proc = subprocess.Popen(
+                    self.qemu_cmdline, stdin=subprocess.DEVNULL, stdout=log,
+                    stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+            self._cmd = self._accept(cmd_listener, "command channel")
+            self._qmp = self._accept(qmp_listener, "QMP")
+        finally:
+            cmd_listener.close()
+            qmp_listener.close()
+
+        self._qmp_handshake()
+        deadline = t0 + self.boot_timeout
+        line = self._cmd_wait_line(_READY, deadline, boot=True)
+        self.kver = line.split()[-1].decode() if line.split()[1:] else self.kver
+        self.boot_seconds = time.monotonic() - t0
+        return self
+
+    def close(self):
+        """Stop QEMU and the backend, remove temp files.  Idempotent."""
+        atexit.unregister(self.close)
+        for s in (self._cmd, self._qmp):
+            if s:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+        self._cmd = self._qmp = None
+        for proc in (self.qemu_proc, self.backend_proc):
+            if proc and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        if self.tmpdir and not self.keep_tmp:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    def _start_backend(self):
+        sock = self.path("vhost.sock")
+        args = [a.replace("{tmpdir}", self.tmpdir) for a in self.backend_args]
+        argv = [self.backend, "--socket-path", sock] + args
+        with open(self.path("backend.log"), "wb") as log:
+            self.backend_proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        deadline = time.monotonic() + 20
+        while not os.path.exists(sock):
+            if self.backend_proc.poll() is not None:
+                raise VMError("backend %s exited with status %d before "
+                              "listening on %s:\n%s" % (
+                                  " ".join(argv), self.backend_proc.returncode,
+                                  sock, _tail(self.path("backend.log"))))
+            if time.monotonic() > deadline:
+                raise VMError("backend %s did not create %s in 20 s:\n%s" % (
+                    " ".join(argv), sock, _tail(self.path("backend.log"))))
+            time.sleep(0.02)
+        self.vhost_socket = sock
+
+    def _qemu_argv(self):
+        size = self.mem_bytes
+        cmdline = "console=ttyS0,115200 quiet panic=-1"
+        if self.append:
+            cmdline += " " + self.append
+        argv = [self.qemu] + _firmware_args() + [
+            "-nodefaults", "-no-user-config", "-display", "none",
+            "-accel", "tcg", "-cpu", self.cpu, "-smp", str(self.smp),
+            "-m", str(size // (1 << 20)) + "M",
+            "-object", "memory-backend-memfd,id=mem,size=%d,share=on" % size,
+            "-machine", "q35,memory-backend=mem",
+            "-nic", "none", "-no-reboot",
+            "-kernel", self.kernel, "-initrd", self.initrd,
+            "-append", cmdline,
+            "-chardev", "file,id=con,path=%s" % self.path("console.log"),
+            "-serial", "chardev:con",
+            "-chardev", "socket,id=cmd,path=%s" % self.path("cmd.sock"),
+            "-serial", "chardev:cmd",
+            "-chardev", "socket,id=qmp,path=%s" % self.path("qmp.sock"),
+            "-mon", "chardev=qmp,mode=control",
+        ]
+        if self.vhost_socket:
+            dev = "%s,chardev=vhu,virtio-id=%d,num_vqs=%d,config_size=%d" % (
+                self.device_name, self.virtio_id, self.num_vqs,
+                self.config_size)
+            if self.device_args:
+                dev += "," + self.device_args
+            argv += ["-chardev", "socket,id=vhu,path=%s" % self.vhost_socket,
+                     "-device", dev + ",id=vhu0"]
+        if self.balloon:
+            argv += ["-device", "virtio-balloon-pci,id=balloon0"]
+        return argv + self.qemu_args
+
+    def _listen(self, name):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(self.path(name))
+        s.listen(1)
+        return s
+
+    def _accept(self, listener, what):
+        listener.settimeout(0.1)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                conn, _ = listener.accept()
+                conn.settimeout(None)
+                return conn
+            except socket.timeout:
+                pass
+            self._check_alive()
+            if time.monotonic() > deadline:
+                self._fail(BootError, "QEMU did not connect its %s" % what)
+
+    # ---- failure reporting ------------------------------------------------
+
+    def console_log(self):
+        """The guest's kernel console (ttyS0) so far."""
+        return _tail(self.path("console.log"), 1 << 24)
+
+    def backend_log(self):
+        """The backend's stdout and stderr so far ('' without a backend)."""
+        return _tail(self.path("backend.log"), 1 << 24)
+
+    def _fail(self, exc, msg):
+        parts = [msg]
+        qlog = _tail(self.path("qemu.log"), 3000).strip()
+        if qlog:
+            parts.append("--- QEMU output:\n" + qlog)
+        if self.backend_proc:
+            blog = _tail(self.path("backend.log"), 3000).strip()
+            state = self.backend_proc.poll()
+            parts.append("--- backend (%s):\n%s" % (
+                "running" if state is None else "exited %d" % state, blog))
+        parts.append("--- console tail:\n" + _tail(self.path("console.log"), 4000))
+        raise exc("\n".join(parts))
+
+    def _check_alive(self):
+        if self.qemu_proc and self.qemu_proc.poll() is not None:
+            self._fail(BootError if self.boot_seconds is None else VMError,
+                       "QEMU exited with status %d" % self.qemu_proc.returncode)
+
+    # ---- command channel --------------------------------------------------
+
+    def _cmd_recv(self, deadline, boot=False):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            if boot:
+                self._fail(BootError, "guest not up within %d s"
+                           % self.boot_timeout)
+            self._broken = "a command timed out"
+            raise CommandTimeout("guest did not answer in time")
+        self._cmd.settimeout(min(remaining, 1.0))
+        try:
+            data = self._cmd.recv(1 << 16)
+        except socket.timeout:
+            self._check_alive()
+            return
+        if not data:
+            # QEMU closes its end when it exits (e.g. a guest panic with
+            # -no-reboot): give it a moment to be reaped and report that.
+            try:
+                self.qemu_proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+            self._broken = "the command channel closed"
+            self._check_alive()
+            self._fail(BootError if boot else VMError,
+                       "the guest's command channel closed")
+        self._cmd_buf += data
+
+    def _cmd_wait_line(self, prefix, deadline, boot=False):
+        while True:
+            while b"\n" in self._cmd_buf:
+                line, _, self._cmd_buf = self._cmd_buf.partition(b"\n")
+                if line.startswith(prefix):
+                    return line
+            self._cmd_recv(deadline, boot)
+
+    def run(self, cmd, timeout=60, check=False):
+        """Run a shell command in the guest -> (exit status, output).
+
+        stdout and stderr are merged, stdin is /dev/null.  The guest kills
+        the command after `timeout` seconds (status 137); if the guest does
+        not answer at all, CommandTimeout is raised and the VM is unusable.
+        check=True raises CommandError on a non-zero status.
+        """
+        status, out = self.run_bytes(cmd, timeout)
+        text = out.decode("utf-8", "replace")
+        if check and status != 0:
+            raise CommandError(cmd, status, text)
+        return status, text
+
+    def run_bytes(self, cmd, timeout=60):
+        """Like run(), output as bytes."""
+        if self._cmd is None:
+            raise VMError("VM not running")
+        if self._broken:
+            raise VMError("command channel unusable: " + self._broken)
+        self._seq += 1
+        seq = self._seq
+        script = base64.b64encode(cmd.encode()).decode()
+        self._cmd.sendall(("@@VB13-CMD %d %d %s\n"
+                           % (seq, max(1, int(timeout)), script)).encode())
+        # TCG guests are slow to start and reap processes: be generous on
+        # the host side, the guest enforces the real timeout.
+        deadline = time.monotonic() + timeout + 30 + len(script) / 2000
+        while True:
+            m = _OUT.search(self._cmd_buf)
+            if m and int(m.group(1)) == seq:
+                self._cmd_buf = self._cmd_buf[m.end():]
+                break
+            if m:  # a stale answer (cannot happen, but never misread one)
+                self._cmd_buf = self._cmd_buf[m.end():]
+                continue
+            self._cmd_recv(deadline)
+        status, size = int(m.group(2)), int(m.group(3))
+        end = b"@@VB13-END %d\n" % seq
+        while len(self._cmd_buf) < size + len(end):
+            self._cmd_recv(deadline)
+        out = self._cmd_buf[:size]
+        if self._cmd_buf[size:size + len(end)] != end:
+            self._broken = "output framing lost"
+            raise VMError("command channel out of step after %r" % cmd)
+        self._cmd_buf = self._cmd_buf[size + len(end):]
+        return status, out
+
+    def dmesg(self):
+        """The guest kernel log (dmesg)."""
+        return self.run("dmesg", timeout=60, check=True)[1]
+
+    # ---- QMP --------------------------------------------------------------
+
+    def _qmp_read(self, deadline):
+        while b"\n" not in self._qmp_buf:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise VMError("QMP did not answer in time")
+            self._qmp.settimeout(min(remaining, 1.0))
+            try:
+                data = self._qmp.recv(1 << 16)
+            except socket.timeout:
+                self._check_alive()
+                continue
+            if not data:
+                self._check_alive()
+                raise VMError("QMP connection closed")
+            self._qmp_buf += data
+        line, _, self._qmp_buf = self._qmp_buf.partition(b"\n")
+        return json.loads(line)
+
+    def _qmp_handshake(self):
+        greeting = self._qmp_read(time.monotonic() + 30)
+        if "QMP" not in greeting:
+            raise VMError("unexpected QMP greeting %r" % greeting)
+        self.qmp("qmp_capabilities")
+
+    def qmp(self, cmd, _args=None, timeout=60, **kwargs):
+        """Execute a QMP command and return its "return" value.
+
+        Arguments are keyword arguments; names QMP spells with a hyphen go
+        in the _args dict, e.g. qmp("human-monitor-command",
+        _args={"command-line": "info balloon"}).  Raises QMPError.
+        Asynchronous events seen meanwhile are appended to self.events.
+        """
+        if self._qmp is None:
+            raise VMError("VM not running")
+        args = dict(_args or {})
+        args.update(kwargs)
+        msg = {"execute": cmd}
+        if args:
+            msg["arguments"] = args
+        self._qmp.sendall(json.dumps(msg).encode() + b"\n")
+        deadline = time.monotonic() + timeout
+        while True:
+            resp = self._qmp_read(deadline)
+            if "event" in resp:
+                self.events.append(resp)
+            elif "error" in resp:
+                raise QMPError(cmd, resp["error"])
+            elif "return" in resp:
+                return resp["return"]
+
+    def hmp(self, command_line):
+        """Run a human monitor command, return its text."""
+        return self.qmp("human-monitor-command",
+                        _args={"command-line": command_line})
+
+    # ---- host-side memory -------------------------------------------------
+
+    def qemu_rss(self):
+        """QEMU's resident memory as {field: bytes}: VmRSS, RssAnon,
+        RssFile, RssShmem from /proc/<pid>/status and Rss, Pss, Pss_Shmem,
+        ... from smaps_rollup.  Guest RAM is shared memory (RssShmem), but
+        counts there only for pages QEMU itself has mapped; see
+        guest_ram_resident() for what the memfd really holds."""
+        out = {}
+        for name in ("smaps_rollup", "status"):
+            with open("/proc/%d/%s" % (self.qemu_pid, name)) as f:
+                for line in f:
+                    m = re.match(r"(\w+):\s+(\d+) kB", line)
+                    if m:
+                        out[m.group(1)] = int(m.group(2)) * 1024
+        return out
+
+    def guest_ram_resident(self):
+        """Bytes of host memory the guest RAM memfd holds right now: its
+        allocated blocks, whoever touched them (QEMU, the guest or the
+        backend).  Pages a backend punched out no longer count."""
+        fd_dir = "/proc/%d/fd" % self.qemu_pid
+        best = None
+        for fd in os.listdir(fd_dir):
+            try:
+                if not os.readlink(os.path.join(fd_dir, fd)).startswith("/memfd:"):
+                    continue
+                st = os.stat(os.path.join(fd_dir, fd))
+            except OSError:
+                continue
+            if st.st_size == self.mem_bytes:
+                return st.st_blocks * 512
+            if best is None or st.st_size > best.st_size:
+                best = st
+        if best is None:
+            raise VMError("no guest RAM memfd among QEMU's files")
+        return best.st_blocks * 512
+
+
+# ---- command line -------------------------------------------------------
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--" in argv:
+        i = argv.index("--")
+        opts, cmd = argv[:i], argv[i + 1:]
+    else:
+        opts, cmd = argv, []
+    backend = []
+    if "--backend" in opts:
+        i = opts.index("--backend")
+        opts, backend = opts[:i], opts[i + 1:]
+        if not backend:
+            print("vm.py: --backend needs a PATH", file=sys.stderr)
+            return 2
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):
+            self.exit(2, "vm.py: %s (see --help)\n" % message)
+
+    p = Parser(
+        prog="vm.py", usage="%(prog)s [options] [--backend PATH ARGS...] -- CMD",
+        description="Boot a test guest, run CMD in it, print its output and "
+        "exit with its status.",
+        epilog="--backend PATH ARGS... (last option before --) starts the "
+        "vhost-user backend PATH --socket-path TMP/vhost.sock ARGS... first "
+        "and adds the generic vhost-user device (virtio-id 13); '{tmpdir}' in "
+        "ARGS is the VM's temp dir.  Example: vm.py --series 6.1 --backend "
+        "host/balloon13d --page-bits 21 -- cat /proc/meminfo")
+    p.add_argument("--series", default="6.12", help="kernel series (6.1, 6.12)")
+    p.add_argument("--mem", default="1536M", help="guest RAM (default 1536M)")
+    p.add_argument("--smp", type=int, default=1)
+    p.add_argument("--cpu", default=DEFAULT_CPU)
+    p.add_argument("--append", default="", help="extra kernel command line")
+    p.add_argument("--module", action="append", default=[],
+                   help="extra .ko for /lib/modules/<kver>/extra (repeatable)")
+    p.add_argument("--balloon", action="store_true",
+                   help="add QEMU's virtio-balloon-pci (legacy balloon)")
+    p.add_argument("--device-args", default="",
+                   help="extra properties of the vhost-user device")
+    p.add_argument("--timeout", type=int, default=600,
+                   help="seconds CMD may run (default 600)")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="report boot time and paths on stderr")
+    p.add_argument("--backend", help=argparse.SUPPRESS)
+    a = p.parse_args(opts)
+    if not cmd:
+        p.error("no command given (put it after --)")
+    if not re.fullmatch(r"\d+\.\d+", a.series):
+        p.error("bad --series %r (want e.g. 6.1 or 6.12)" % a.series)
+    if backend and not os.access(backend[0], os.X_OK):
+        print("vm.py: backend %s is not executable" % backend[0], file=sys.stderr)
+        return 2
+    try:
+        parse_size(a.mem)
+    except ValueError as e:
+        print("vm.py: %s" % e, file=sys.stderr)
+        return 2
+    for m in a.module:
+        if not os.path.isfile(m):
+            print("vm.py: no such module file: %s" % m, file=sys.stderr)
+            return 2
+
+    vm = VM(series=a.series, mem=a.mem, smp=a.smp, cpu=a.cpu, append=a.append,
+            modules=a.module, backend=backend[0] if backend else None,
+            backend_args=backend[1:], device_args=a.device_args,
+            balloon=a.balloon, keep_tmp=a.keep)
+    try:
+        with vm:
+            if a.verbose:
+                print("vm.py: %s booted in %.1f s (tmp %s)"
+                      % (vm.kver, vm.boot_seconds, vm.tmpdir), file=sys.stderr)
+            status, out = vm.run_bytes(" ".join(cmd), timeout=a.timeout)
+            sys.stdout.buffer.write(out)
+            sys.stdout.flush()
+            return status
+    except VMError as e:
+        print("vm.py: %s" % e, file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
