@@ -59,8 +59,11 @@ nice ninja -C "$work/build" -j2 >"$work/ninja.log" 2>&1 ||
 stage=$prefix.tmp
 rm -rf "$stage" "$prefix"
 mkdir -p "$stage/include/standard-headers/linux" "$stage/lib/pkgconfig"
-install -m 0644 "$work/build/libvhost-user.a" "$work/build/libvhost-user-glib.a" \
-	"$stage/lib/"
+# meson makes thin archives (they name objects in the build tree, which is
+# deleted): pack the objects into ordinary archives instead.
+for lib in vhost-user vhost-user-glib; do
+	ar rcs "$stage/lib/lib$lib.a" "$work/build/lib$lib.a.p/"*.o
+done
 install -m 0644 "$src/libvhost-user.h" "$src/libvhost-user-glib.h" "$stage/include/"
 # Copy through the symlink into a real directory; only the headers that
 # libvhost-user.h pulls in are needed, but the set is small.
