@@ -274,7 +274,7 @@ enum b13_reject b13_check_pages(const struct b13_map *m, const uint64_t *le,
 		memcpy(&a, &le[i], sizeof(a));	/* le may be unaligned */
 		a = le64toh(a);
 		*bad_addr = a;
-		if (a > UINT64_MAX - mask)
+		if (a > UINT64_MAX - m->block_size)	/* a + size wraps */
 			return B13_REJ_OVERFLOW;
 		if (a & mask)
 			return B13_REJ_UNALIGNED;

@@ -648,8 +648,11 @@ static int b13_process_msg(VuDev *dev, VhostUserMsg *msg, int *do_reply)
 		*do_reply = 1;
 		return 1;
 	case VHOST_USER_NONE:
-		/* libvhost-user would exit(0) on this one. */
-		logm(0, "vhost-user: ignoring request 0 (NONE)");
+		/*
+		 * An all-zero message: what the library reads at end of file.
+		 * It would exit(0) here; we drop the connection and listen on.
+		 */
+		b13_panic(dev, "front end closed the connection");
 		return 1;
 	case VHOST_USER_SET_MEM_TABLE:
 	case VHOST_USER_ADD_MEM_REG:
@@ -1269,6 +1272,7 @@ int main(int argc, char **argv)
 	int o;
 
 	t0 = g_get_monotonic_time();
+	d.last_progress = t0;
 	d.page_bits = DEFAULT_PAGE_BITS;
 	d.stall_ms = DEFAULT_STALL_MS;
 	d.control_path = getenv("BALLOON13_CONTROL");
