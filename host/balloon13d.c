@@ -808,7 +808,7 @@ static gboolean on_accept(gint fd, GIOCondition cond, gpointer p)
 	}
 	d->connections++;
 	d->live = true;
-	d->mem_dirty = true;
+	d->mem_dirty = false;	/* no table yet */
 	d->last_progress = g_get_monotonic_time();
 	logm(0, "front end connected (connection %" PRIu64 ")",
 	     d->connections);
