@@ -1,0 +1,630 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * balloon13ctl - control client for balloon13d.
+ *
+ * Sends one JSON request line over balloon13d's control socket and shows
+ * the response, for people (default) or programs (--json: the daemon's
+ * response object, one line).  "resize --wait" then polls "status" until
+ * the device holds the target, or reports a stall or a timeout.
+ *
+ * Exit status: 0 done, 1 failure (daemon missing, error answer, stall,
+ * timeout), 2 bad command line.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+
+#include "b13.h"
+
+#define DEFAULT_CONTROL		"/run/balloon13d.ctl"
+#define DEFAULT_WAIT_S		120.0
+#define DEFAULT_STATS_S		5.0
+#define POLL_INTERVAL_MS	100
+
+static const char *ctl_path;
+static bool json_out;
+static int sock = -1;
+static GString *inbuf;
+
+static void G_GNUC_NORETURN G_GNUC_PRINTF(1, 2) usage_error(const char *fmt,
+							     ...)
+{
+	va_list ap;
+
+	fputs("balloon13ctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs(" (see --help)\n", stderr);
+	exit(2);
+}
+
+static void G_GNUC_NORETURN G_GNUC_PRINTF(1, 2) die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("balloon13ctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+static void usage(void)
+{
+	printf(
+"usage: balloon13ctl [--control PATH] [--json] COMMAND [ARGS]\n"
+"Control balloon13d, the virtio memory balloon (device 13) reference device.\n"
+"\n"
+"commands:\n"
+"  resize SIZE [--wait [--timeout S]]\n"
+"                  ask the guest for a balloon of SIZE bytes (K, M, G, T\n"
+"                  suffixes are powers of 1024).  --wait: return once the\n"
+"                  device holds SIZE in ballooned blocks; exit 1 if it\n"
+"                  stalls or S seconds pass [%g]\n"
+"  stats [--timeout S]\n"
+"                  ask the guest for fresh memory statistics [%g s]\n"
+"  status          show the device's state and counters\n"
+"  ranges          list the ballooned guest-physical ranges\n"
+"  inject KIND COUNT\n"
+"                  make the device send COUNT hostile requests (needs\n"
+"                  balloon13d --chaos): short, long, unknown, huge, overram\n"
+"\n"
+"options:\n"
+"  --control PATH  balloon13d's control socket\n"
+"                  [default: $BALLOON13_CONTROL or " DEFAULT_CONTROL "]\n"
+"  --json          print the daemon's JSON response (one line)\n"
+"  -h, --help      show this help\n"
+"\n"
+"Exit status: 0 ok; 1 failed, stalled or timed out; 2 bad command line.\n",
+		DEFAULT_WAIT_S, DEFAULT_STATS_S);
+}
+
+/* ---- talking to the daemon -------------------------------------------- */
+
+static void connect_daemon(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+	if (strlen(ctl_path) >= sizeof(sa.sun_path))
+		die("control socket path too long: %s", ctl_path);
+	strcpy(sa.sun_path, ctl_path);
+	sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (sock < 0)
+		die("socket: %s", strerror(errno));
+	if (connect(sock, (struct sockaddr *)&sa, sizeof(sa)))
+		die("cannot reach balloon13d at %s: %s (is it running? "
+		    "see --control)", ctl_path, strerror(errno));
+	inbuf = g_string_new(NULL);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/*
+ * Send one request object, wait up to timeout_s for the response line.
+ * Returns the parsed object (caller unrefs the parser via *pp).
+ */
+static JsonObject *request(JsonNode *req, double timeout_s, JsonParser **pp,
+			   char **line_out)
+{
+	char *line = json_to_string(req, FALSE);
+	double deadline = now_s() + timeout_s;
+	GError *err = NULL;
+	JsonParser *p;
+	JsonNode *root;
+	size_t off = 0, len;
+	char *nl;
+
+	json_node_unref(req);
+	len = strlen(line);
+	line = g_realloc(line, len + 2);
+	line[len++] = '\n';
+	line[len] = 0;
+	while (off < len) {
+		ssize_t n = send(sock, line + off, len - off, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			die("sending to balloon13d: %s", strerror(errno));
+		off += n;
+	}
+	g_free(line);
+	while (!(nl = memchr(inbuf->str, '\n', inbuf->len))) {
+		struct pollfd pfd = { .fd = sock, .events = POLLIN };
+		double left = deadline - now_s();
+		char buf[65536];
+		ssize_t n;
+
+		if (left <= 0)
+			die("no answer from balloon13d within %.1f s",
+			    timeout_s);
+		if (poll(&pfd, 1, (int)ceil(left * 1000)) < 0 && errno != EINTR)
+			die("poll: %s", strerror(errno));
+		if (!pfd.revents)
+			continue;
+		n = recv(sock, buf, sizeof(buf), 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			die("reading from balloon13d: %s", strerror(errno));
+		if (n == 0)
+			die("balloon13d closed the connection");
+		g_string_append_len(inbuf, buf, n);
+	}
+	line = g_strndup(inbuf->str, nl - inbuf->str);
+	g_string_erase(inbuf, 0, nl - inbuf->str + 1);
+	p = json_parser_new();
+	if (!json_parser_load_from_data(p, line, -1, &err))
+		die("bad answer from balloon13d: %s", err->message);
+	root = json_parser_get_root(p);
+	if (!root || !JSON_NODE_HOLDS_OBJECT(root))
+		die("bad answer from balloon13d: not an object");
+	*pp = p;
+	if (line_out)
+		*line_out = line;
+	else
+		g_free(line);
+	return json_node_get_object(root);
+}
+
+static JsonNode *make_req(const char *cmd)
+{
+	JsonNode *n = json_node_new(JSON_NODE_OBJECT);
+	JsonObject *o = json_object_new();
+
+	json_object_set_string_member(o, "cmd", cmd);
+	json_node_take_object(n, o);
+	return n;
+}
+
+static JsonObject *req_obj(JsonNode *n)
+{
+	return json_node_get_object(n);
+}
+
+/* Print the answer raw (--json); exit 1 on {"ok": false}. */
+static void check_answer(JsonObject *o, const char *line)
+{
+	bool ok = json_object_get_boolean_member_with_default(o, "ok", FALSE);
+
+	if (json_out)
+		puts(line);
+	if (!ok)
+		die("%s", json_object_get_string_member_with_default(
+				  o, "error", "request failed"));
+}
+
+/* ---- formatting ---------------------------------------------------------- */
+
+static uint64_t u64(JsonObject *o, const char *name)
+{
+	JsonNode *n = o ? json_object_get_member(o, name) : NULL;
+
+	if (!n || !JSON_NODE_HOLDS_VALUE(n))
+		return 0;
+	if (json_node_get_value_type(n) == G_TYPE_DOUBLE)
+		return (uint64_t)json_node_get_double(n);
+	return (uint64_t)json_node_get_int(n);
+}
+
+static bool flag(JsonObject *o, const char *name)
+{
+	return json_object_get_boolean_member_with_default(o, name, FALSE);
+}
+
+static JsonObject *obj(JsonObject *o, const char *name)
+{
+	JsonNode *n = json_object_get_member(o, name);
+
+	return n && JSON_NODE_HOLDS_OBJECT(n) ? json_node_get_object(n) : NULL;
+}
+
+/* "64 MiB", "1.50 GiB", "512 B" */
+static const char *fmt_bytes(uint64_t v, char *buf, size_t len)
+{
+	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB",
+					     "PiB", "EiB" };
+	double x = (double)v;
+	int u = 0;
+
+	while (x >= 1024 && u < 6) {
+		x /= 1024;
+		u++;
+	}
+	if (u == 0 || x == floor(x))
+		g_snprintf(buf, len, "%.0f %s", x, unit[u]);
+	else
+		g_snprintf(buf, len, "%.2f %s", x, unit[u]);
+	return buf;
+}
+
+/* Print "name value" pairs of an object of counters, nonzero ones only. */
+static void print_nonzero(const char *title, JsonObject *o)
+{
+	GList *names, *l;
+	bool any = false;
+
+	if (!o)
+		return;
+	names = json_object_get_members(o);
+	for (l = names; l; l = l->next) {
+		uint64_t v = u64(o, l->data);
+
+		if (!v)
+			continue;
+		printf("%s%s %" PRIu64, any ? ", " : title, (char *)l->data, v);
+		any = true;
+	}
+	g_list_free(names);
+	if (!any)
+		printf("%snone", title);
+	putchar('\n');
+}
+
+static void print_stats(JsonObject *st)
+{
+	JsonObject *vals = obj(st, "values");
+	GList *names, *l;
+	char b[32];
+
+	printf("guest stats (age %.1f s):\n", u64(st, "age_ms") / 1000.0);
+	if (!vals)
+		return;
+	names = json_object_get_members(vals);
+	for (l = names; l; l = l->next) {
+		const char *n = l->data;
+		uint64_t v = u64(vals, n);
+
+		if (!strcmp(n, "majflt") || !strcmp(n, "minflt") ||
+		    !strncmp(n, "tag_", 4))
+			printf("  %-10s %" PRIu64 "\n", n, v);
+		else
+			printf("  %-10s %s\n", n, fmt_bytes(v, b, sizeof(b)));
+	}
+	g_list_free(names);
+}
+
+static void print_status(JsonObject *s)
+{
+	uint64_t bs = u64(s, "block_size");
+	JsonObject *msgs = obj(s, "messages"), *punch = obj(s, "punch");
+	JsonNode *regions = json_object_get_member(s, "regions");
+	char b1[32], b2[32], b3[32];
+
+	printf("connection:   %s%s (connections so far: %" PRIu64 ")\n",
+	       flag(s, "connected") ? "connected" : "not connected",
+	       flag(s, "driver_ready") ? ", driver ready" : "",
+	       u64(s, "connections"));
+	printf("device:       page_bits %" PRIu64 " (block %s), guest RAM %s"
+	       " in %u region(s)\n", u64(s, "page_bits"),
+	       fmt_bytes(bs, b1, sizeof(b1)),
+	       fmt_bytes(u64(s, "guest_ram_bytes"), b2, sizeof(b2)),
+	       regions && JSON_NODE_HOLDS_ARRAY(regions) ?
+	       json_array_get_length(json_node_get_array(regions)) : 0);
+	printf("target:       %s (%s%s)\n",
+	       fmt_bytes(u64(s, "target_bytes"), b1, sizeof(b1)),
+	       flag(s, "target_delivered") ? "delivered" : "not delivered yet",
+	       u64(s, "pending_requests") ?
+	       ", requests pending" : "");
+	printf("in balloon:   %s (%" PRIu64 " blocks); received %s, "
+	       "withdrawn %" PRIu64 " blocks\n",
+	       fmt_bytes(u64(s, "bytes_in_balloon"), b1, sizeof(b1)),
+	       u64(s, "blocks_in_balloon"),
+	       fmt_bytes(u64(s, "bytes_in_bitmap"), b2, sizeof(b2)),
+	       u64(s, "blocks_withdrawn"));
+	printf("state:        %s\n",
+	       flag(s, "reached") ? "target reached" :
+	       flag(s, "stalled") ? "STALLED (no new blocks)" : "in progress");
+	printf("messages:     %" PRIu64 " page lists, %" PRIu64 " stats, %"
+	       PRIu64 " rejected; %" PRIu64 " addresses, %" PRIu64
+	       " duplicate, %" PRIu64 " re-ballooned\n",
+	       u64(msgs, "pages"), u64(msgs, "stats"), u64(msgs, "rejected"),
+	       u64(s, "blocks_received"), u64(s, "duplicate_blocks"),
+	       u64(s, "reballooned_blocks"));
+	print_nonzero("rejects:      ", obj(s, "rejects"));
+	print_nonzero("guest errors: ", obj(s, "guest_errors"));
+	printf("punched:      %s in %" PRIu64 " call(s), %" PRIu64 " error(s)\n",
+	       fmt_bytes(u64(punch, "bytes"), b3, sizeof(b3)),
+	       u64(punch, "calls"), u64(punch, "errors"));
+	if (flag(s, "chaos"))
+		print_nonzero("injected:     ", obj(s, "injected"));
+	if (obj(s, "stats"))
+		print_stats(obj(s, "stats"));
+}
+
+/* ---- commands -------------------------------------------------------------- */
+
+static int do_status(void)
+{
+	JsonParser *p;
+	char *line;
+	JsonObject *o = request(make_req("status"), 10, &p, &line);
+
+	check_answer(o, line);
+	if (!json_out)
+		print_status(o);
+	g_free(line);
+	g_object_unref(p);
+	return 0;
+}
+
+static int do_resize(const char *arg, bool wait, double timeout)
+{
+	JsonNode *req = make_req("resize");
+	double deadline = now_s() + timeout;
+	const char *why;
+	JsonParser *p;
+	JsonObject *o;
+	uint64_t size;
+	char *line, b1[32], b2[32];
+
+	if (b13_parse_size(arg, &size, &why))
+		usage_error("bad SIZE '%s': %s", arg, why);
+	json_object_set_int_member(req_obj(req), "bytes", (gint64)size);
+	o = request(req, 10, &p, &line);
+	if (!wait || !flag(o, "ok")) {
+		check_answer(o, line);
+		if (!json_out)
+			printf("target %s%s\n", fmt_bytes(size, b1, sizeof(b1)),
+			       flag(o, "delivered") ? "" :
+			       " (queued until the guest posts a buffer)");
+		g_free(line);
+		g_object_unref(p);
+		return 0;
+	}
+	g_free(line);
+	g_object_unref(p);
+	for (;;) {
+		o = request(make_req("status"), 10, &p, &line);
+		if (!flag(o, "ok"))
+			check_answer(o, line);
+		if (flag(o, "reached") || flag(o, "stalled") ||
+		    now_s() >= deadline) {
+			bool reached = flag(o, "reached");
+			uint64_t in = u64(o, "bytes_in_balloon");
+
+			if (json_out)
+				puts(line);
+			else if (reached)
+				printf("balloon holds %s (target %s)\n",
+				       fmt_bytes(in, b1, sizeof(b1)),
+				       fmt_bytes(size, b2, sizeof(b2)));
+			if (!reached) {
+				fprintf(stderr, "balloon13ctl: %s: balloon "
+					"holds %s of %s target, no new blocks "
+					"for %.1f s\n",
+					flag(o, "stalled") ? "stalled" :
+					"timeout",
+					fmt_bytes(in, b1, sizeof(b1)),
+					fmt_bytes(size, b2, sizeof(b2)),
+					u64(o, "ms_since_progress") / 1000.0);
+			}
+			g_free(line);
+			g_object_unref(p);
+			return reached ? 0 : 1;
+		}
+		g_free(line);
+		g_object_unref(p);
+		g_usleep(POLL_INTERVAL_MS * 1000);
+	}
+}
+
+static int do_stats(double timeout)
+{
+	JsonNode *req = make_req("stats");
+	JsonParser *p;
+	char *line;
+	JsonObject *o;
+
+	json_object_set_int_member(req_obj(req), "timeout_ms",
+				   (gint64)(timeout * 1000));
+	o = request(req, timeout + 5, &p, &line);
+	check_answer(o, line);
+	if (!json_out && obj(o, "stats"))
+		print_stats(obj(o, "stats"));
+	g_free(line);
+	g_object_unref(p);
+	return 0;
+}
+
+static int do_ranges(void)
+{
+	JsonParser *p;
+	char *line, b[32];
+	JsonObject *o = request(make_req("ranges"), 30, &p, &line);
+	uint64_t bs;
+	JsonArray *a;
+	guint i;
+
+	check_answer(o, line);
+	if (!json_out) {
+		bs = u64(o, "block_size");
+		a = json_object_get_array_member(o, "ranges");
+		for (i = 0; a && i < json_array_get_length(a); i++) {
+			JsonObject *r = json_array_get_object_element(a, i);
+			uint64_t st = u64(r, "start"), n = u64(r, "blocks");
+
+			printf("0x%012" PRIx64 "-0x%012" PRIx64 " %8" PRIu64
+			       " block(s) %s\n", st, st + n * bs - 1, n,
+			       fmt_bytes(n * bs, b, sizeof(b)));
+		}
+		printf("%u range(s), %" PRIu64 " block(s), %s\n",
+		       a ? json_array_get_length(a) : 0, u64(o, "blocks"),
+		       fmt_bytes(u64(o, "blocks") * bs, b, sizeof(b)));
+	}
+	g_free(line);
+	g_object_unref(p);
+	return 0;
+}
+
+static int do_inject(const char *kind, const char *count_s)
+{
+	JsonNode *req = make_req("inject");
+	const char *why;
+	uint64_t count;
+	JsonParser *p;
+	JsonObject *o;
+	char *line;
+
+	if (b13_parse_uint(count_s, 1, 1024, &count, &why))
+		usage_error("bad COUNT '%s': %s (expected 1..1024)", count_s,
+			    why);
+	json_object_set_string_member(req_obj(req), "kind", kind);
+	json_object_set_int_member(req_obj(req), "count", (gint64)count);
+	o = request(req, 10, &p, &line);
+	check_answer(o, line);
+	if (!json_out)
+		printf("queued %" PRIu64 " x %s (%" PRIu64 " sent now)\n",
+		       count, kind, u64(o, "delivered"));
+	g_free(line);
+	g_object_unref(p);
+	return 0;
+}
+
+static double parse_seconds(const char *s)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (!*s || *end || errno || !(v > 0) || v > 86400)
+		usage_error("bad --timeout '%s': expected seconds, > 0 and "
+			    "<= 86400", s);
+	return v;
+}
+
+enum { OPT_CONTROL = 256, OPT_JSON, OPT_WAIT, OPT_TIMEOUT };
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "control", required_argument, NULL, OPT_CONTROL },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "wait", no_argument, NULL, OPT_WAIT },
+		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	bool wait = false;
+	double timeout = 0;
+	const char *cmd;
+	int o, nargs;
+
+	ctl_path = getenv("BALLOON13_CONTROL");
+	if (!ctl_path || !*ctl_path)
+		ctl_path = DEFAULT_CONTROL;
+	opterr = 0;
+	while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		switch (o) {
+		case OPT_CONTROL:
+			if (!*optarg)
+				usage_error("--control needs a non-empty path");
+			ctl_path = optarg;
+			break;
+		case OPT_JSON:
+			json_out = true;
+			break;
+		case OPT_WAIT:
+			wait = true;
+			break;
+		case OPT_TIMEOUT:
+			timeout = parse_seconds(optarg);
+			break;
+		case 'h':
+			usage();
+			return 0;
+		case ':':
+			usage_error("option '%s' needs a value",
+				    argv[optind - 1]);
+		default:
+			/* "-5" as a SIZE lands here too. */
+			usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind >= argc)
+		usage_error("missing command (resize, stats, status, ranges, "
+			    "inject)");
+	cmd = argv[optind++];
+	nargs = argc - optind;
+	if (wait && strcmp(cmd, "resize"))
+		usage_error("--wait only goes with resize");
+	if (timeout && !wait && strcmp(cmd, "stats"))
+		usage_error("--timeout only goes with resize --wait or stats");
+
+#define NARGS(n, what)							\
+	do {								\
+		if (nargs != (n))					\
+			usage_error("%s: expected %s", cmd, what);	\
+	} while (0)
+
+	if (!strcmp(cmd, "resize")) {
+		NARGS(1, "one SIZE");
+		/* Check SIZE before connecting: usage errors come first. */
+		{
+			const char *why;
+			uint64_t v;
+
+			if (b13_parse_size(argv[optind], &v, &why))
+				usage_error("bad SIZE '%s': %s", argv[optind],
+					    why);
+		}
+		connect_daemon();
+		return do_resize(argv[optind], wait,
+				 timeout ? timeout : DEFAULT_WAIT_S);
+	}
+	if (!strcmp(cmd, "stats")) {
+		NARGS(0, "no arguments");
+		connect_daemon();
+		return do_stats(timeout ? timeout : DEFAULT_STATS_S);
+	}
+	if (!strcmp(cmd, "status")) {
+		NARGS(0, "no arguments");
+		connect_daemon();
+		return do_status();
+	}
+	if (!strcmp(cmd, "ranges")) {
+		NARGS(0, "no arguments");
+		connect_daemon();
+		return do_ranges();
+	}
+	if (!strcmp(cmd, "inject")) {
+		const char *why;
+		uint64_t v;
+
+		NARGS(2, "KIND COUNT");
+		if (!g_strv_contains((const char *const[]){ "short", "long",
+				"unknown", "huge", "overram", NULL },
+				argv[optind]))
+			usage_error("bad KIND '%s': one of short, long, "
+				    "unknown, huge, overram", argv[optind]);
+		if (b13_parse_uint(argv[optind + 1], 1, 1024, &v, &why))
+			usage_error("bad COUNT '%s': %s (expected 1..1024)",
+				    argv[optind + 1], why);
+		connect_daemon();
+		return do_inject(argv[optind], argv[optind + 1]);
+	}
+	usage_error("unknown command '%s'", cmd);
+}

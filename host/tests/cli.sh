@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Command-line tests of balloon13d and balloon13ctl: bad command lines exit 2
+# with a one-line reason on stderr naming the problem; a missing daemon is
+# exit 1; --help is exit 0.  Prints "PASS name" / "FAIL name" per case.
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+D=$here/balloon13d
+C=$here/balloon13ctl
+tmp=$(mktemp -d /tmp/b13cli.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+
+# expect NAME CODE PATTERN -- CMD...: exit CODE, stderr one line matching
+# PATTERN (grep -E), nothing left behind running.
+expect() {
+	local name=$1 code=$2 pat=$3 rc lines
+	shift 4
+	timeout 5 "$@" >"$tmp/out" 2>"$tmp/err"
+	rc=$?
+	lines=$(wc -l <"$tmp/err")
+	if [ "$rc" -eq "$code" ] && [ "$lines" -eq 1 ] &&
+		grep -qE -- "$pat" "$tmp/err"; then
+		echo "PASS $name"
+	else
+		echo "FAIL $name (exit $rc, want $code; stderr: $(head -c 300 "$tmp/err"))"
+	fi
+}
+
+S="--socket-path $tmp/vhu.sock --control $tmp/ctl.sock"
+
+expect d_no_socket 2 'socket-path.*required' -- "$D"
+expect d_unknown_opt 2 "unknown option '--frobnicate'" -- "$D" $S --frobnicate
+expect d_missing_value 2 "'--page-bits' needs a value" -- "$D" $S --page-bits
+expect d_page_bits_64 2 "--page-bits '64'.*range.*0\.\.63" -- "$D" $S --page-bits 64
+expect d_page_bits_neg 2 "--page-bits '-1'" -- "$D" $S --page-bits -1
+expect d_page_bits_junk 2 "--page-bits '12x'" -- "$D" $S --page-bits 12x
+expect d_page_bits_empty 2 "--page-bits ''" -- "$D" $S --page-bits ''
+expect d_hold_junk 2 "--hold-ms 'soon'" -- "$D" $S --hold-ms soon
+expect d_hold_big 2 "--hold-ms '600001'.*range" -- "$D" $S --hold-ms 600001
+expect d_stall_zero 2 "--stall-after-ms '0'.*range" -- "$D" $S --stall-after-ms 0
+expect d_extra_arg 2 "unexpected argument 'extra'" -- "$D" $S extra
+expect d_same_paths 2 "must differ" -- "$D" --socket-path "$tmp/x" --control "$tmp/x"
+expect d_empty_socket 2 'socket-path.*required' -- "$D" --socket-path '' --control "$tmp/c"
+expect d_bad_dir 1 "vhu.sock: No such file or directory" -- "$D" --socket-path "$tmp/nodir/vhu.sock" --control "$tmp/c"
+
+# Valid extremes are accepted (the device may advertise what a guest rejects).
+for pb in 0 5 40 63; do
+	"$D" $S --page-bits $pb >"$tmp/out" 2>"$tmp/err" &
+	pid=$!
+	sleep 0.3
+	if kill -0 $pid 2>/dev/null && kill -TERM $pid && wait $pid; then
+		echo "PASS d_page_bits_$pb"
+	else
+		echo "FAIL d_page_bits_$pb ($(head -c 300 "$tmp/err"))"
+	fi
+	rm -f "$tmp"/*.sock
+done
+
+# A second daemon on a live socket refuses (exit 1), the first survives.
+"$D" $S 2>"$tmp/first.err" &
+pid=$!
+sleep 0.3
+expect d_socket_in_use 1 "another process is listening" -- "$D" $S
+if kill -0 $pid 2>/dev/null; then echo "PASS d_first_survives"; else echo "FAIL d_first_survives"; fi
+kill -TERM $pid; wait $pid
+rc=$?
+if [ $rc -eq 0 ] && [ ! -e "$tmp/vhu.sock" ] && [ ! -e "$tmp/ctl.sock" ]; then
+	echo "PASS d_sigterm_cleans_up"
+else
+	echo "FAIL d_sigterm_cleans_up (exit $rc; $(ls "$tmp"))"
+fi
+
+# Stale socket files (daemon killed hard) are replaced.
+"$D" $S 2>/dev/null &
+pid=$!
+sleep 0.3
+kill -KILL $pid; wait $pid 2>/dev/null
+"$D" $S 2>"$tmp/err" &
+pid=$!
+sleep 0.3
+if kill -0 $pid 2>/dev/null; then echo "PASS d_stale_socket_replaced"; else echo "FAIL d_stale_socket_replaced ($(cat "$tmp/err"))"; fi
+kill -INT $pid; wait $pid
+[ $? -eq 0 ] && echo "PASS d_sigint_exit_0" || echo "FAIL d_sigint_exit_0"
+
+if "$D" --help | grep -q -- '--hold-ms' && "$D" --help >/dev/null; then
+	echo "PASS d_help"
+else
+	echo "FAIL d_help"
+fi
+
+K="--control $tmp/none.sock"
+expect c_no_command 2 'missing command' -- "$C" $K
+expect c_unknown_command 2 "unknown command 'inflate'" -- "$C" $K inflate
+expect c_resize_no_size 2 'resize: expected one SIZE' -- "$C" $K resize
+expect c_resize_garbage 2 "bad SIZE 'lots'" -- "$C" $K resize lots
+expect c_resize_suffix 2 "bad SIZE '5X'.*suffix" -- "$C" $K resize 5X
+expect c_resize_fraction 2 "bad SIZE '1.5G'.*fractional" -- "$C" $K resize 1.5G
+expect c_resize_negative 2 "unknown option '-5'" -- "$C" $K resize -5
+expect c_resize_huge 2 "bad SIZE '9000000T'.*too large" -- "$C" $K resize 9000000T
+expect c_resize_two 2 'resize: expected one SIZE' -- "$C" $K resize 1M 2M
+expect c_wait_not_resize 2 'wait only goes with resize' -- "$C" $K status --wait
+expect c_timeout_bad 2 "bad --timeout 'x'" -- "$C" $K resize 1M --wait --timeout x
+expect c_timeout_zero 2 "bad --timeout '0'" -- "$C" $K stats --timeout 0
+expect c_timeout_alone 2 'timeout only goes with' -- "$C" $K status --timeout 3
+expect c_inject_kind 2 "bad KIND 'nasty'" -- "$C" $K inject nasty 1
+expect c_inject_count 2 "bad COUNT '0'" -- "$C" $K inject short 0
+expect c_inject_args 2 'inject: expected KIND COUNT' -- "$C" $K inject short
+expect c_status_args 2 'status: expected no arguments' -- "$C" $K status now
+expect c_unknown_opt 2 "unknown option '--bogus'" -- "$C" $K --bogus status
+expect c_no_daemon 1 "cannot reach balloon13d at $tmp/none.sock" -- "$C" $K status
+expect c_no_daemon_resize 1 'cannot reach balloon13d' -- "$C" $K resize 64M
+expect c_env_control 1 "cannot reach balloon13d at $tmp/env.sock" -- env BALLOON13_CONTROL="$tmp/env.sock" "$C" status
+if "$C" --help | grep -q 'resize SIZE'; then echo "PASS c_help"; else echo "FAIL c_help"; fi

@@ -1,0 +1,593 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * Unit tests of balloon13d's logic (b13_logic.c): number parsing, message
+ * validation, region geometry, coalescing, the bitmap, and real hole
+ * punching and residency on a memfd mapping.
+ *
+ * Prints "PASS name" or "FAIL name" (with the failed checks) per test case;
+ * tests/run.sh counts them.  Exit status 1 if anything failed.
+ */
+#define _GNU_SOURCE
+#include <endian.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "b13.h"
+
+static int case_failed, passed, failed;
+
+#define CHECK(cond)							\
+	do {								\
+		if (!(cond)) {						\
+			printf("  check failed at %s:%d: %s\n",		\
+			       __FILE__, __LINE__, #cond);		\
+			case_failed = 1;				\
+		}							\
+	} while (0)
+
+#define CHECK_EQ(a, b)							\
+	do {								\
+		uint64_t _a = (a), _b = (b);				\
+		if (_a != _b) {						\
+			printf("  check failed at %s:%d: %s == %s "	\
+			       "(0x%" PRIx64 " != 0x%" PRIx64 ")\n",	\
+			       __FILE__, __LINE__, #a, #b, _a, _b);	\
+			case_failed = 1;				\
+		}							\
+	} while (0)
+
+static void run(const char *name, void (*fn)(void))
+{
+	case_failed = 0;
+	fn();
+	printf("%s %s\n", case_failed ? "FAIL" : "PASS", name);
+	if (case_failed)
+		failed++;
+	else
+		passed++;
+}
+
+/* ---- parsing ------------------------------------------------------------ */
+
+static void test_parse_size(void)
+{
+	static const struct { const char *s; uint64_t v; } good[] = {
+		{ "0", 0 }, { "4096", 4096 }, { "4K", 4096 }, { "4k", 4096 },
+		{ "64M", 64ull << 20 }, { "64m", 64ull << 20 },
+		{ "1G", 1ull << 30 }, { "2T", 2ull << 40 },
+		{ "1KiB", 1024 }, { "3MiB", 3ull << 20 }, { "5GB", 5ull << 30 },
+		{ "10B", 10 }, { "007", 7 },
+		{ "9223372036854775807", INT64_MAX },
+		{ "8388607T", 8388607ull << 40 },
+	};
+	static const char *const bad[] = {
+		"", "-1", "+5", " 5", "5 ", "1.5G", "1,5G", "5X", "5KB2", "G",
+		"0x10", "5Ki", "5iB", "9223372036854775808", "8388608T",
+		"99999999999999999999999", "16E", "1e9",
+	};
+	const char *why;
+	uint64_t v;
+	size_t i;
+
+	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		why = NULL;
+		v = 12345;
+		if (b13_parse_size(good[i].s, &v, &why)) {
+			printf("  '%s' rejected: %s\n", good[i].s, why);
+			case_failed = 1;
+		}
+		CHECK_EQ(v, good[i].v);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		why = NULL;
+		if (!b13_parse_size(bad[i], &v, &why)) {
+			printf("  '%s' accepted as %" PRIu64 "\n", bad[i], v);
+			case_failed = 1;
+		}
+		CHECK(why && *why && !strchr(why, '\n'));
+	}
+	CHECK(b13_parse_size(NULL, &v, &why) == -1);
+	b13_parse_size("1.5G", &v, &why);
+	CHECK(strstr(why, "fractional") != NULL);
+	b13_parse_size("5X", &v, &why);
+	CHECK(strstr(why, "suffix") != NULL);
+	b13_parse_size("8388608T", &v, &why);
+	CHECK(strstr(why, "too large") != NULL);
+}
+
+static void test_parse_uint(void)
+{
+	const char *why;
+	uint64_t v;
+
+	CHECK(b13_parse_uint("0", 0, 63, &v, &why) == 0 && v == 0);
+	CHECK(b13_parse_uint("63", 0, 63, &v, &why) == 0 && v == 63);
+	CHECK(b13_parse_uint("012", 0, 63, &v, &why) == 0 && v == 12);
+	CHECK(b13_parse_uint("64", 0, 63, &v, &why) == -1);
+	CHECK(strstr(why, "range") != NULL);
+	CHECK(b13_parse_uint("0", 1, 10, &v, &why) == -1);
+	CHECK(b13_parse_uint("-1", 0, 63, &v, &why) == -1);
+	CHECK(b13_parse_uint("abc", 0, 63, &v, &why) == -1);
+	CHECK(b13_parse_uint("12a", 0, 63, &v, &why) == -1);
+	CHECK(b13_parse_uint("", 0, 63, &v, &why) == -1);
+	CHECK(b13_parse_uint(" 1", 0, 63, &v, &why) == -1);
+	CHECK(b13_parse_uint("18446744073709551616", 0, UINT64_MAX, &v,
+			     &why) == -1);
+	CHECK(b13_parse_uint("18446744073709551615", 0, UINT64_MAX, &v,
+			     &why) == 0 && v == UINT64_MAX);
+}
+
+/* ---- message validation ---------------------------------------------------- */
+
+static enum b13_reject chk(uint32_t type, uint64_t len, uint64_t *n)
+{
+	struct b13_msg_hdr h = { .type = htole32(type) };
+	uint32_t t = 99;
+
+	*n = 0;
+	return b13_check_msg(len, &h, &t, n);
+}
+
+static void test_check_msg(void)
+{
+	uint64_t n;
+
+	CHECK_EQ(chk(0, 0, &n), B13_REJ_SHORT);
+	CHECK_EQ(chk(0, 7, &n), B13_REJ_SHORT);
+	CHECK_EQ(chk(0, 8, &n), B13_REJ_LENGTH);	/* n = 0 */
+	CHECK_EQ(chk(0, 12, &n), B13_REJ_LENGTH);
+	CHECK_EQ(chk(0, 17, &n), B13_REJ_LENGTH);
+	CHECK_EQ(chk(0, 16, &n), B13_OK);
+	CHECK_EQ(n, 1);
+	CHECK_EQ(chk(0, 8 + 8 * 512, &n), B13_OK);
+	CHECK_EQ(n, 512);
+	CHECK_EQ(chk(1, 8, &n), B13_REJ_LENGTH);
+	CHECK_EQ(chk(1, 16, &n), B13_REJ_LENGTH);	/* 8 + 8: not 8 + 16n */
+	CHECK_EQ(chk(1, 24, &n), B13_OK);
+	CHECK_EQ(n, 1);
+	CHECK_EQ(chk(1, 8 + 16 * 6, &n), B13_OK);
+	CHECK_EQ(n, 6);
+	CHECK_EQ(chk(2, 16, &n), B13_REJ_TYPE);
+	CHECK_EQ(chk(7, 24, &n), B13_REJ_TYPE);
+	CHECK_EQ(chk(0x100, 16, &n), B13_REJ_TYPE);	/* byte order matters */
+	CHECK_EQ(chk(0, B13_MAX_MSG_BYTES, &n), B13_OK);
+	CHECK_EQ(chk(0, B13_MAX_MSG_BYTES + 8ull, &n), B13_REJ_OVERSIZE);
+	CHECK_EQ(chk(0, UINT64_MAX, &n), B13_REJ_OVERSIZE);
+}
+
+/* ---- regions -------------------------------------------------------------- */
+
+/* Guest RAM the way q35 lays it out: hole at 640 KiB-1 MiB, then 4 GiB. */
+static const struct b13_region_desc q35[] = {
+	{ 0x0, 0xa0000, NULL },
+	{ 0x100000, 0x7f00000, NULL },		/* up to 128 MiB */
+	{ 0x100000000ull, 0x8000000, NULL },	/* 128 MiB at 4 GiB */
+};
+
+static void test_geometry(void)
+{
+	struct b13_map m;
+	struct b13_region_desc top = { 0xffffffffffff0000ull, 0x10000, NULL };
+
+	b13_map_init(&m, 12);
+	CHECK(b13_map_set_regions(&m, q35, 3) == 0);
+	CHECK_EQ(m.nr, 3);
+	CHECK_EQ(m.block_size, 4096);
+	CHECK_EQ(m.r[0].first_block, 0);
+	CHECK_EQ(m.r[0].nblocks, 160);
+	CHECK_EQ(m.r[1].first_block, 256);
+	CHECK_EQ(m.r[1].nblocks, 0x7f00);
+	CHECK_EQ(m.r[2].first_block, 0x100000);
+	CHECK_EQ(b13_map_ram_bytes(&m), 0xa0000 + 0x7f00000 + 0x8000000ull);
+	b13_map_free(&m);
+
+	/* 2 MiB blocks: the 1 MiB start is not block aligned. */
+	b13_map_init(&m, 21);
+	CHECK(b13_map_set_regions(&m, q35, 3) == 0);
+	CHECK_EQ(m.r[0].nblocks, 0);
+	CHECK_EQ(m.r[1].first_block, 1);
+	CHECK_EQ(m.r[1].nblocks, 63);
+	CHECK_EQ(m.r[2].nblocks, 64);
+	b13_map_free(&m);
+
+	/* Blocks bigger than RAM (a page_bits the guest must refuse). */
+	b13_map_init(&m, 40);
+	CHECK(b13_map_set_regions(&m, q35, 3) == 0);
+	CHECK_EQ(m.r[1].nblocks + m.r[2].nblocks, 0);
+	b13_map_free(&m);
+
+	b13_map_init(&m, 63);
+	CHECK_EQ(m.block_size, 1ull << 63);
+	CHECK(b13_map_set_regions(&m, q35, 3) == 0);
+	CHECK_EQ(m.r[2].nblocks, 0);
+	b13_map_free(&m);
+
+	/* A region ending at 2^64 must not wrap. */
+	b13_map_init(&m, 12);
+	CHECK(b13_map_set_regions(&m, &top, 1) == 0);
+	CHECK_EQ(m.r[0].nblocks, 15);	/* the last block is cut by the clamp */
+	b13_map_free(&m);
+
+	/* Tiny blocks: 32 bytes (page_bits 5). */
+	b13_map_init(&m, 5);
+	CHECK(b13_map_set_regions(&m, q35, 1) == 0);
+	CHECK_EQ(m.r[0].nblocks, 0xa0000 / 32);
+	b13_map_free(&m);
+}
+
+static void test_find(void)
+{
+	struct b13_map m;
+
+	b13_map_init(&m, 12);
+	b13_map_set_regions(&m, q35, 3);
+	CHECK(b13_map_find(&m, 0, 4096) == 0);
+	CHECK(b13_map_find(&m, 0x9f000, 4096) == 0);
+	CHECK(b13_map_find(&m, 0x9f000, 8192) == -1);	/* runs into hole */
+	CHECK(b13_map_find(&m, 0xa0000, 4096) == -1);	/* the hole */
+	CHECK(b13_map_find(&m, 0xff000, 4096) == -1);
+	CHECK(b13_map_find(&m, 0x100000, 4096) == 1);
+	CHECK(b13_map_find(&m, 0x7fff000, 4096) == 1);
+	CHECK(b13_map_find(&m, 0x8000000, 4096) == -1);	/* above 128 MiB */
+	CHECK(b13_map_find(&m, 0x100000000ull, 4096) == 2);
+	CHECK(b13_map_find(&m, 0x107fff000ull, 4096) == 2);
+	CHECK(b13_map_find(&m, 0x108000000ull, 4096) == -1);
+	CHECK(b13_map_find(&m, UINT64_MAX - 4095, 4096) == -1);
+	CHECK(b13_map_find(&m, 0x100000000ull, UINT64_MAX) == -1);
+	b13_map_free(&m);
+	b13_map_init(&m, 12);
+	CHECK(b13_map_find(&m, 0, 4096) == -1);	/* no regions at all */
+	b13_map_free(&m);
+}
+
+static enum b13_reject pages(struct b13_map *m, const uint64_t *a, size_t n,
+			     uint64_t *sorted, uint64_t *bad)
+{
+	uint64_t le[16];
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		le[i] = htole64(a[i]);
+	return b13_check_pages(m, le, n, sorted, bad);
+}
+
+static void test_check_pages(void)
+{
+	static const uint64_t ok[] = { 0x105000, 0x0, 0x100000000ull,
+				       0x104000 };
+	struct b13_map m;
+	uint64_t s[16], bad, a;
+
+	b13_map_init(&m, 12);
+	b13_map_set_regions(&m, q35, 3);
+	CHECK_EQ(pages(&m, ok, 4, s, &bad), B13_OK);
+	CHECK_EQ(s[0], 0x0);
+	CHECK_EQ(s[1], 0x104000);
+	CHECK_EQ(s[2], 0x105000);
+	CHECK_EQ(s[3], 0x100000000ull);
+
+	a = 0x100800;
+	CHECK_EQ(pages(&m, &a, 1, s, &bad), B13_REJ_UNALIGNED);
+	CHECK_EQ(bad, 0x100800);
+	a = 0xa0000;
+	CHECK_EQ(pages(&m, &a, 1, s, &bad), B13_REJ_OUT_OF_RAM);
+	a = 0x8000000;
+	CHECK_EQ(pages(&m, &a, 1, s, &bad), B13_REJ_OUT_OF_RAM);
+	a = 0x4000000000ull;
+	CHECK_EQ(pages(&m, &a, 1, s, &bad), B13_REJ_OUT_OF_RAM);
+	a = 0xfffffffffffff000ull;	/* + 4096 wraps to 0 */
+	CHECK_EQ(pages(&m, &a, 1, s, &bad), B13_REJ_OVERFLOW);
+	a = UINT64_MAX;
+	CHECK_EQ(pages(&m, &a, 1, s, &bad), B13_REJ_OVERFLOW);
+	{
+		/* One bad address among good ones rejects the message. */
+		uint64_t mix[] = { 0x104000, 0x105000, 0xa1000, 0x106000 };
+
+		CHECK_EQ(pages(&m, mix, 4, s, &bad), B13_REJ_OUT_OF_RAM);
+		CHECK_EQ(bad, 0xa1000);
+	}
+	b13_map_free(&m);
+
+	/* 2 MiB blocks: aligned to the block, and wholly inside a region. */
+	b13_map_init(&m, 21);
+	b13_map_set_regions(&m, q35, 3);
+	a = 0x200000;
+	CHECK_EQ(pages(&m, &a, 1, s, &bad), B13_OK);
+	a = 0x201000;
+	CHECK_EQ(pages(&m, &a, 1, s, &bad), B13_REJ_UNALIGNED);
+	a = 0x0;		/* block [0, 2M) crosses the 640K hole */
+	CHECK_EQ(pages(&m, &a, 1, s, &bad), B13_REJ_OUT_OF_RAM);
+	a = 0x7e00000;		/* last whole block below 128 MiB */
+	CHECK_EQ(pages(&m, &a, 1, s, &bad), B13_OK);
+	b13_map_free(&m);
+}
+
+static void test_coalesce(void)
+{
+	static const struct b13_region_desc adj[] = {
+		{ 0x0, 0x10000, NULL }, { 0x10000, 0x10000, NULL },
+	};
+	uint64_t s1[] = { 0x101000, 0x102000, 0x103000, 0x105000, 0x105000,
+			  0x106000, 0x100000000ull };
+	uint64_t s2[] = { 0xe000, 0xf000, 0x10000, 0x11000 };
+	struct b13_run runs[8];
+	struct b13_map m;
+	uint64_t rep = 0;
+	size_t nr;
+
+	b13_map_init(&m, 12);
+	b13_map_set_regions(&m, q35, 3);
+	nr = b13_coalesce(&m, s1, 7, runs, &rep);
+	CHECK_EQ(nr, 3);
+	CHECK_EQ(rep, 1);
+	CHECK_EQ(runs[0].addr, 0x101000);
+	CHECK_EQ(runs[0].nblocks, 3);
+	CHECK_EQ(runs[0].region, 1);
+	CHECK_EQ(runs[1].addr, 0x105000);
+	CHECK_EQ(runs[1].nblocks, 2);
+	CHECK_EQ(runs[2].addr, 0x100000000ull);
+	CHECK_EQ(runs[2].nblocks, 1);
+	CHECK_EQ(runs[2].region, 2);
+	b13_map_free(&m);
+
+	/* Contiguous in gpa but two regions: two runs (two mappings). */
+	b13_map_init(&m, 12);
+	b13_map_set_regions(&m, adj, 2);
+	rep = 0;
+	nr = b13_coalesce(&m, s2, 4, runs, &rep);
+	CHECK_EQ(nr, 2);
+	CHECK_EQ(runs[0].nblocks, 2);
+	CHECK_EQ(runs[0].region, 0);
+	CHECK_EQ(runs[1].addr, 0x10000);
+	CHECK_EQ(runs[1].region, 1);
+	CHECK_EQ(rep, 0);
+	b13_map_free(&m);
+}
+
+/* ---- bitmap, punching and residency on real shared memory ------------------- */
+
+struct guest {
+	int fd;
+	uint8_t *mem;
+	size_t size;
+};
+
+static int guest_new(struct guest *g, size_t size)
+{
+	g->fd = memfd_create("b13-test", MFD_CLOEXEC);
+	g->size = size;
+	if (g->fd < 0 || ftruncate(g->fd, size))
+		return -1;
+	g->mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, g->fd,
+		      0);
+	if (g->mem == MAP_FAILED)
+		return -1;
+	memset(g->mem, 0xa5, size);	/* every page resident and dirty */
+	return 0;
+}
+
+static void guest_free(struct guest *g)
+{
+	munmap(g->mem, g->size);
+	close(g->fd);
+}
+
+static size_t resident_pages(struct guest *g, size_t off, size_t len)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	unsigned char vec[4096];
+	size_t i, n = len / pg, r = 0;
+
+	if (n > sizeof(vec) || mincore(g->mem + off, len, vec))
+		return (size_t)-1;
+	for (i = 0; i < n; i++)
+		r += vec[i] & 1;
+	return r;
+}
+
+static size_t apply(struct b13_map *m, const uint64_t *a, size_t n,
+		    struct b13_apply_stats *st)
+{
+	uint64_t s[64], bad, rep = 0;
+	struct b13_run runs[64];
+	size_t nr;
+
+	if (pages(m, a, n, s, &bad) != B13_OK)
+		return (size_t)-1;
+	nr = b13_coalesce(m, s, n, runs, &rep);
+	b13_apply_runs(m, runs, nr, st);
+	return nr;
+}
+
+struct ranges { int n; uint64_t addr[8], blocks[8]; };
+
+static void collect(uint64_t addr, uint64_t nblocks, void *data)
+{
+	struct ranges *r = data;
+
+	if (r->n < 8) {
+		r->addr[r->n] = addr;
+		r->blocks[r->n] = nblocks;
+	}
+	r->n++;
+}
+
+static void test_punch_and_withdraw(void)
+{
+	const uint64_t base = 0x100000;	/* gpa of the memfd's first byte */
+	struct b13_region_desc d;
+	struct b13_apply_stats st = { 0 };
+	struct ranges rg = { 0 };
+	struct b13_map m;
+	struct guest g;
+	uint64_t w = 99;
+	/* unsorted, with a run of 3 and a lone block */
+	uint64_t a[] = { base + 0x2000, base + 0x100000, base, base + 0x1000 };
+
+	if (guest_new(&g, 4 << 20)) {
+		printf("  memfd: %m\n");
+		case_failed = 1;
+		return;
+	}
+	d = (struct b13_region_desc){ base, g.size, g.mem };
+	b13_map_init(&m, 12);
+	b13_map_set_regions(&m, &d, 1);
+	CHECK_EQ(resident_pages(&g, 0, 0x4000), 4);
+	CHECK_EQ(apply(&m, a, 4, &st), 2);
+	CHECK_EQ(st.new_blocks, 4);
+	CHECK_EQ(st.punch_calls, 2);	/* one per run, not per address */
+	CHECK_EQ(st.punch_bytes, 4 * 4096);
+	CHECK_EQ(st.punch_errors, 0);
+	/* Really gone from the host, neighbours untouched. */
+	CHECK_EQ(resident_pages(&g, 0, 0x3000), 0);
+	CHECK_EQ(resident_pages(&g, 0x3000, 0x1000), 1);
+	CHECK_EQ(resident_pages(&g, 0x100000, 0x1000), 0);
+	CHECK_EQ(b13_map_blocks_set(&m), 4);
+	CHECK_EQ(b13_count_in_balloon(&m, &w), 4);
+	CHECK_EQ(w, 0);
+	b13_for_each_range(&m, collect, &rg);
+	CHECK_EQ(rg.n, 2);
+	CHECK_EQ(rg.addr[0], base);
+	CHECK_EQ(rg.blocks[0], 3);
+	CHECK_EQ(rg.addr[1], base + 0x100000);
+	CHECK_EQ(rg.blocks[1], 1);
+
+	/* The guest touches a block again: its old contents are gone. */
+	CHECK_EQ(g.mem[0x1000 + 17], 0);
+	CHECK_EQ(b13_count_in_balloon(&m, &w), 3);
+	CHECK_EQ(w, 1);
+	CHECK_EQ(b13_map_blocks_set(&m), 4);	/* bitmap keeps what it got */
+
+	/* Same block again: touched = re-ballooned, untouched = duplicate. */
+	{
+		uint64_t again[] = { base + 0x1000 };
+		uint64_t dup[] = { base + 0x2000 };
+
+		apply(&m, again, 1, &st);
+		CHECK_EQ(st.reballooned, 1);
+		CHECK_EQ(st.duplicates, 0);
+		apply(&m, dup, 1, &st);
+		CHECK_EQ(st.duplicates, 1);
+		CHECK_EQ(st.new_blocks, 4);
+		CHECK_EQ(b13_count_in_balloon(&m, &w), 4);
+	}
+
+	/* Memory table re-sent: same region keeps its bitmap. */
+	CHECK(b13_map_set_regions(&m, &d, 1) == 0);
+	CHECK_EQ(b13_map_blocks_set(&m), 4);
+	d.size -= 0x1000;	/* a different region: starts empty */
+	CHECK(b13_map_set_regions(&m, &d, 1) == 0);
+	CHECK_EQ(b13_map_blocks_set(&m), 0);
+	d.size += 0x1000;
+	b13_map_free(&m);
+	guest_free(&g);
+}
+
+static void test_big_and_small_blocks(void)
+{
+	struct b13_apply_stats st = { 0 };
+	struct b13_region_desc d;
+	struct b13_map m;
+	struct guest g;
+	uint64_t w;
+
+	if (guest_new(&g, 8 << 20)) {
+		case_failed = 1;
+		return;
+	}
+	/* 2 MiB blocks: one madvise of 2 MiB. */
+	d = (struct b13_region_desc){ 0x40000000, g.size, g.mem };
+	b13_map_init(&m, 21);
+	b13_map_set_regions(&m, &d, 1);
+	{
+		uint64_t a[] = { 0x40200000 };
+
+		CHECK_EQ(apply(&m, a, 1, &st), 1);
+		CHECK_EQ(st.punch_calls, 1);
+		CHECK_EQ(st.punch_bytes, 2 << 20);
+		CHECK_EQ(resident_pages(&g, 0x200000, 0x200000 / 2), 0);
+		CHECK_EQ(resident_pages(&g, 0x400000, 0x1000), 1);
+		/* One touched page withdraws the whole 2 MiB block. */
+		g.mem[0x200000 + 0x1ff000] = 1;
+		CHECK_EQ(b13_count_in_balloon(&m, &w), 0);
+		CHECK_EQ(w, 1);
+	}
+	b13_map_free(&m);
+
+	/* 1 KiB blocks: only whole host pages are punched. */
+	memset(g.mem, 0xa5, g.size);
+	memset(&st, 0, sizeof(st));
+	d = (struct b13_region_desc){ 0x0, g.size, g.mem };
+	b13_map_init(&m, 10);
+	b13_map_set_regions(&m, &d, 1);
+	{
+		uint64_t one[] = { 0x5000 };
+		uint64_t four[] = { 0x1c00, 0x1000, 0x1800, 0x1400 };
+
+		CHECK_EQ(apply(&m, one, 1, &st), 1);
+		CHECK_EQ(st.punch_calls, 0);	/* 1 KiB of a 4 KiB page */
+		CHECK_EQ(resident_pages(&g, 0x5000, 0x1000), 1);
+		CHECK_EQ(apply(&m, four, 4, &st), 1);
+		CHECK_EQ(st.punch_calls, 1);
+		CHECK_EQ(st.punch_bytes, 4096);
+		CHECK_EQ(resident_pages(&g, 0x1000, 0x1000), 0);
+		/* 0x5000's page is resident: that block counts withdrawn. */
+		CHECK_EQ(b13_count_in_balloon(&m, &w), 4);
+		CHECK_EQ(w, 1);
+	}
+	b13_map_free(&m);
+	guest_free(&g);
+}
+
+static void test_no_mapping(void)
+{
+	struct b13_apply_stats st = { 0 };
+	struct b13_map m;
+	uint64_t a[] = { 0x104000, 0x105000 }, w = 7;
+
+	/* Regions without a host mapping: bookkeeping only, no syscalls. */
+	b13_map_init(&m, 12);
+	b13_map_set_regions(&m, q35, 3);
+	CHECK_EQ(apply(&m, a, 2, &st), 1);
+	CHECK_EQ(st.new_blocks, 2);
+	CHECK_EQ(st.punch_calls, 0);
+	CHECK_EQ(b13_count_in_balloon(&m, &w), 2);
+	CHECK_EQ(w, 0);
+	b13_map_clear_bitmaps(&m);
+	CHECK_EQ(b13_map_blocks_set(&m), 0);
+	CHECK_EQ(b13_count_in_balloon(&m, &w), 0);
+	b13_map_free(&m);
+	b13_map_free(&m);	/* twice is harmless */
+}
+
+static void test_names(void)
+{
+	int i;
+
+	for (i = 0; i < B13_REJ_NR; i++)
+		CHECK(b13_reject_names[i] && !strchr(b13_reject_names[i], ' '));
+	for (i = 0; i < B13_NUM_TAGS; i++)
+		CHECK(b13_tag_names[i] != NULL);
+	CHECK(!strcmp(b13_tag_names[B13_TAG_MEMFREE], "memfree"));
+}
+
+int main(void)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	run("parse_size", test_parse_size);
+	run("parse_uint", test_parse_uint);
+	run("check_msg", test_check_msg);
+	run("region_geometry", test_geometry);
+	run("region_find", test_find);
+	run("check_pages", test_check_pages);
+	run("coalesce", test_coalesce);
+	run("punch_and_withdraw", test_punch_and_withdraw);
+	run("big_and_small_blocks", test_big_and_small_blocks);
+	run("no_mapping", test_no_mapping);
+	run("names", test_names);
+	return failed ? 1 : 0;
+}
