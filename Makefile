@@ -5,7 +5,7 @@
 KDIR ?= /lib/modules/$(shell uname -r)/build
 KBUILD_ARGS := -C $(KDIR) M=$(CURDIR) CONFIG_VIRTIO_BALLOON13=m
 
-.PHONY: all modules install clean check demo kunit bench host lint help
+.PHONY: all modules install clean check demo kunit bench host host-test lint help
 
 all: modules
 
@@ -24,7 +24,10 @@ clean:
 
 host:
 	bash scripts/setup.sh
-	$(MAKE) -C host LIBVHOST_USER=$$(bash scripts/build-libvhost-user.sh)
+	$(MAKE) -C host
+
+host-test: host
+	$(MAKE) -C host test
 
 # Every test: kernel checks, host unit tests, KUnit, end-to-end VMs, bench smoke.
 check:
