@@ -186,7 +186,7 @@ static int vb13_out_add(struct virtio_balloon13 *vb, void *head,
 static void vb13_out_done(struct virtqueue *vq)
 {
 	struct virtio_balloon13 *vb = vq->vdev->priv;
-	bool pages = false, stats = false;
+	bool pages = false, stats;
 	unsigned long flags;
 	unsigned int len;
 	void *buf;
@@ -196,7 +196,6 @@ static void vb13_out_done(struct virtqueue *vq)
 		/* virtio_ring only hands back tokens we gave it. */
 		if (buf == vb->stats_buf) {
 			vb->stats_busy = false;
-			stats = vb->stats_pending;
 		} else {
 			list_add_tail(&((struct vb13_msg *)buf)->list,
 				      &vb->done_msgs);
@@ -204,6 +203,8 @@ static void vb13_out_done(struct virtqueue *vq)
 			pages = true;
 		}
 	}
+	/* A STATS answer waits for its buffer, or for room on the ring. */
+	stats = vb->stats_pending && !vb->stats_busy;
 	if (!vb->stop) {
 		if (pages)
 			queue_delayed_work(system_freezable_wq,
