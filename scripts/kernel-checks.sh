@@ -25,6 +25,28 @@ for series in 6.1 6.12; do
 	fi
 done
 
+# dkms.conf: `dkms build` for both kernels from a scratch source copy.
+ver=$(sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' dkms.conf)
+src=/usr/src/virtio_balloon13-$ver
+dkms remove "virtio_balloon13/$ver" --all >/dev/null 2>&1 || true
+rm -rf "$src" && mkdir -p "$src"
+cp Kbuild Makefile dkms.conf ./*.c ./*.h "$src/"
+dkms add "virtio_balloon13/$ver" >/dev/null 2>&1
+for series in 6.1 6.12; do
+	# shellcheck disable=SC1090
+	. "$VB13_CACHE/kernels/$series.env"
+	if dkms build "virtio_balloon13/$ver" -k "$KVER" >/tmp/vb13-dkms.$$ 2>&1 &&
+		[ -f "/var/lib/dkms/virtio_balloon13/$ver/$KVER/x86_64/module/virtio_balloon13.ko" ] ||
+		ls "/var/lib/dkms/virtio_balloon13/$ver/$KVER/x86_64/module/"virtio_balloon13.ko* >/dev/null 2>&1; then
+		result "dkms-build-$series" 0
+	else
+		result "dkms-build-$series" 1 /tmp/vb13-dkms.$$
+	fi
+	rm -f /tmp/vb13-dkms.$$
+done
+dkms remove "virtio_balloon13/$ver" --all >/dev/null 2>&1 || true
+rm -rf "$src"
+
 # checkpatch.pl and its data files come from Debian's linux-source-6.12.
 cp_dir=$VB13_CACHE/checkpatch
 if [ ! -x "$cp_dir/scripts/checkpatch.pl" ]; then
