@@ -359,28 +359,27 @@ static bool page_resident(struct rescan *rs, uint64_t p)
 	return rs->vec[p - rs->wfirst] & 1;
 }
 
-/*
- * Withdrawn blocks among [addr, addr + nblocks * bs) of r: those with any
- * resident page.  If flags is not NULL, flags[i] is set for each.
- */
-static uint64_t scan_run(const struct b13_map *m, const struct b13_region *r,
-			 uint64_t addr, uint64_t nblocks, bool *flags)
+/* Cover the host range [start, end), rounded out to whole pages. */
+static void rescan_init(struct rescan *rs, const struct b13_map *m,
+			uintptr_t start, uintptr_t end)
 {
-	struct rescan *rs;
-	uintptr_t start, end;
-	uint64_t i, withdrawn = 0;
-
-	if (!r->host || !nblocks)
-		return 0;
-	rs = malloc(sizeof(*rs));
-	if (!rs)
-		return 0;
-	start = (uintptr_t)r->host + (addr - r->gpa);
-	end = start + nblocks * m->block_size;
 	rs->m = m;
 	rs->base = page_down(m, start);
 	rs->npages = (page_up(m, end) - rs->base) / m->host_page;
 	rs->wfirst = rs->wn = 0;
+}
+
+/*
+ * Withdrawn blocks among [addr, addr + nblocks * bs) of r, which rs covers:
+ * those with any resident page.
+ */
+static uint64_t scan_blocks(struct rescan *rs, const struct b13_region *r,
+			    uint64_t addr, uint64_t nblocks)
+{
+	const struct b13_map *m = rs->m;
+	uintptr_t start = (uintptr_t)r->host + (addr - r->gpa);
+	uint64_t i, withdrawn = 0;
+
 	for (i = 0; i < nblocks; i++) {
 		uintptr_t b = start + i * m->block_size;
 		uint64_t p = (page_down(m, b) - rs->base) / m->host_page;
@@ -390,12 +389,25 @@ static uint64_t scan_run(const struct b13_map *m, const struct b13_region *r,
 
 		for (; p < pe && !res; p++)
 			res = page_resident(rs, p);
-		if (flags)
-			flags[i] = res;
 		withdrawn += res;
 	}
-	free(rs);
 	return withdrawn;
+}
+
+/* Has the guest touched the block at addr since it was discarded? */
+static bool block_resident(const struct b13_map *m, const struct b13_region *r,
+			   uint64_t addr)
+{
+	uintptr_t start = (uintptr_t)r->host + (addr - r->gpa);
+	struct rescan *rs;
+	bool res;
+
+	if (!r->host || !(rs = malloc(sizeof(*rs))))
+		return false;
+	rescan_init(rs, m, start, start + m->block_size);
+	res = scan_blocks(rs, r, addr, 1);
+	free(rs);
+	return res;
 }
 
 static void punch(const struct b13_map *m, const struct b13_region *r,
@@ -435,8 +447,8 @@ void b13_apply_runs(struct b13_map *m, const struct b13_run *runs, size_t nr,
 				set_bit(r->bitmap, first + i);
 				r->nset++;
 				st->new_blocks++;
-			} else if (scan_run(m, r, run->addr +
-					    i * m->block_size, 1, NULL)) {
+			} else if (block_resident(m, r, run->addr +
+						  i * m->block_size)) {
 				st->reballooned++;
 			} else {
 				st->duplicates++;
@@ -450,6 +462,7 @@ void b13_apply_runs(struct b13_map *m, const struct b13_run *runs, size_t nr,
 
 uint64_t b13_count_in_balloon(const struct b13_map *m, uint64_t *withdrawn)
 {
+	struct rescan *rs = malloc(sizeof(*rs));
 	uint64_t in = 0, out = 0;
 	size_t k;
 
@@ -457,18 +470,24 @@ uint64_t b13_count_in_balloon(const struct b13_map *m, uint64_t *withdrawn)
 		const struct b13_region *r = &m->r[k];
 		uint64_t i = 0;
 
+		/* One window walk per region: runs share mincore() calls. */
+		if (rs && r->host)
+			rescan_init(rs, m, (uintptr_t)r->host,
+				    (uintptr_t)r->host + r->size);
 		while ((i = find_next(r->bitmap, r->nblocks, i, true)) <
 		       r->nblocks) {
 			uint64_t e = find_next(r->bitmap, r->nblocks, i, false);
-			uint64_t w = scan_run(m, r,
-					      (r->first_block + i) << m->page_bits,
-					      e - i, NULL);
+			uint64_t w = 0;
 
+			if (rs && r->host)
+				w = scan_blocks(rs, r, (r->first_block + i) <<
+						m->page_bits, e - i);
 			out += w;
 			in += e - i - w;
 			i = e;
 		}
 	}
+	free(rs);
 	if (withdrawn)
 		*withdrawn = out;
 	return in;

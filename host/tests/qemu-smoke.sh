@@ -5,15 +5,18 @@
 # RESIZE from inputq, sends a page list on outputq and touches a ballooned
 # block again.  The host side checks the daemon's status at each step.
 #
-# usage: qemu-smoke.sh [QEMU [VMLINUZ]]   (defaults: found in $VB13_CACHE)
-# Prints PASS/FAIL lines like the other suites.  Needs root for nothing.
+# usage: qemu-smoke.sh [QEMU [VMLINUZ]]   (or $QEMU, $KERNEL; by default the
+# newest found in $VB13_CACHE).  Prints PASS/FAIL lines like the other
+# suites; SKIP if QEMU or a kernel is missing.  KEEP_TMP=1 keeps the logs.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 host=$(cd "$here/.." && pwd)
 . "$host/../scripts/lib.sh"
 
-qemu=${1:-$(ls -d "$VB13_CACHE"/qemu-*/qemu-system-x86_64 2>/dev/null | tail -n1)}
-kernel=${2:-$(ls "$VB13_CACHE"/kernels/6.12*/root/boot/vmlinuz-* 2>/dev/null | tail -n1)}
+qemu=${1:-${QEMU:-}}
+qemu=${qemu:-$(ls -d "$VB13_CACHE"/qemu-*/qemu-system-x86_64 2>/dev/null | tail -n1)}
+kernel=${2:-${KERNEL:-}}
+kernel=${kernel:-$(ls "$VB13_CACHE"/kernels/6.12*/root/boot/vmlinuz-* 2>/dev/null | tail -n1)}
 busybox=$(command -v busybox || true)
 if [ ! -x "$qemu" ] || [ ! -r "$kernel" ] || [ -z "$busybox" ]; then
 	echo "SKIP qemu_smoke (need QEMU, a guest kernel and busybox)"
