@@ -38,7 +38,7 @@ run_stage "kernel checks" out/check/kernel.log bash scripts/kernel-checks.sh
 count_lines out/check/kernel.log
 
 if [ -f host/Makefile ]; then
-	run_stage "host unit tests" out/check/host.log make -s host-test
+	run_stage "host unit tests" out/check/host.log make -s --no-print-directory host-test
 	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' out/check/host.log | tail -n1)
 	if [ -n "$line" ]; then
 		passed=$((passed + $(echo "$line" | awk '{print $1}')))
