@@ -68,7 +68,7 @@ fi
 
 mkdir -p "$outdir"
 stage=$(mktemp -d "$outdir/.stage.XXXXXX")
-trap 'rm -rf "$stage"' EXIT
+trap 'rm -rf "$stage" "$stage.cpio"' EXIT
 cd "$stage"
 mkdir -p bin sbin usr/bin usr/sbin etc proc sys dev tmp root run lib/modules
 install -m 0755 /bin/busybox bin/busybox
@@ -126,8 +126,8 @@ for ko in "${extras[@]}"; do
 		vb13_die "$name: dependencies not found in the image"
 done
 
-find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 >"$out.tmp"
-mv "$out.tmp" "$out"
+find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 >"$stage.cpio"
+mv "$stage.cpio" "$out"
 # Each rebuilt extra module makes a new image: keep the 16 newest per kernel.
 ls -t "$outdir/$KVER"-*.cpio | tail -n +17 | xargs -r rm -f --
 echo "$out"
