@@ -22,6 +22,9 @@ done
 
 kdir=$VB13_CACHE/kernels
 mkdir -p "$kdir"
+# One fetch at a time, even from several worktrees.
+exec 9>"$kdir/.lock"
+flock 9
 export DEBIAN_FRONTEND=noninteractive
 updated=0
 

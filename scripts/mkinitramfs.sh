@@ -11,7 +11,8 @@
 # module and whatever it depends on, as on a real system.
 #
 # The result is an uncompressed cpio (cheapest to unpack under TCG), cached
-# in $VB13_CACHE/initramfs/ keyed by everything that goes into it.
+# in $VB13_CACHE/initramfs/ keyed by everything that goes into it (the 16
+# newest per kernel are kept).
 #
 # Usage: mkinitramfs.sh SERIES [EXTRA.ko ...]      e.g. mkinitramfs.sh 6.1 ./virtio_balloon13.ko
 set -euo pipefail
@@ -52,7 +53,7 @@ key=$( {
 	cat "$VB13_TOP/scripts/mkinitramfs.sh" "$guest/init" "$guest/memtouch.c"
 	echo "$KVER"
 	sha256sum /bin/busybox /bin/bash-static "$(readlink -f /bin/kmod)"
-	ldd /bin/kmod
+	ldd /bin/kmod | awk '{ print $1, $3 }'
 	for ko in "${extras[@]}"; do
 		printf '%s ' "$(basename "$ko")"
 		sha256sum <"$ko"
@@ -67,7 +68,7 @@ fi
 
 mkdir -p "$outdir"
 stage=$(mktemp -d "$outdir/.stage.XXXXXX")
-trap 'rm -rf "$stage"' EXIT
+trap 'rm -rf "$stage" "$stage.cpio"' EXIT
 cd "$stage"
 mkdir -p bin sbin usr/bin usr/sbin etc proc sys dev tmp root run lib/modules
 install -m 0755 /bin/busybox bin/busybox
@@ -125,6 +126,8 @@ for ko in "${extras[@]}"; do
 		vb13_die "$name: dependencies not found in the image"
 done
 
-find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 >"$out.tmp"
-mv "$out.tmp" "$out"
+find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 >"$stage.cpio"
+mv "$stage.cpio" "$out"
+# Each rebuilt extra module makes a new image: keep the 16 newest per kernel.
+ls -t "$outdir/$KVER"-*.cpio | tail -n +17 | xargs -r rm -f --
 echo "$out"

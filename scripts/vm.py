@@ -207,6 +207,9 @@ class VM:
     boot_timeout  seconds to wait for the guest's command channel
     qemu_args   extra QEMU arguments
     keep_tmp    keep the temp dir (logs) after close()
+
+    QEMU and the backend get PR_SET_PDEATHSIG: they die with the thread
+    that started them, so start and use a VM from one long-lived thread.
     """
 
     def __init__(self, series="6.12", mem="1536M", smp=1, cpu=DEFAULT_CPU,
