@@ -279,4 +279,14 @@ void vb13_msg_init(struct vb13_msg *msg);
 /* stats.c */
 unsigned int vb13_fill_stats(struct virtio_balloon13_stats *st);
 
+#if IS_ENABLED(CONFIG_KUNIT)
+/* virtio_balloon13_main.c internals the KUnit suite reaches */
+extern unsigned int vb13_floor_mib;
+extern bool vb13_oom_release;
+extern unsigned int vb13_oom_release_mib;
+extern unsigned int vb13_oom_hold_ms;
+unsigned long vb13_floor_pages(void);
+unsigned long vb13_max_blocks(struct virtio_balloon13 *vb);
+#endif
+
 #endif /* _VIRTIO_BALLOON13_H */

@@ -51,23 +51,28 @@
 
 #include "virtio_balloon13.h"
 
-static unsigned int floor_mib;
-module_param(floor_mib, uint, 0644);
+/* The parameters are visible to the KUnit suite, which changes them. */
+VISIBLE_IF_KUNIT unsigned int vb13_floor_mib;
+EXPORT_SYMBOL_IF_KUNIT(vb13_floor_mib);
+module_param_named(floor_mib, vb13_floor_mib, uint, 0644);
 MODULE_PARM_DESC(floor_mib,
 		 "Guest memory in MiB never given to the balloon (0 = auto: max(128 MiB, RAM/16))");
 
-static bool oom_release = true;
-module_param(oom_release, bool, 0644);
+VISIBLE_IF_KUNIT bool vb13_oom_release = true;
+EXPORT_SYMBOL_IF_KUNIT(vb13_oom_release);
+module_param_named(oom_release, vb13_oom_release, bool, 0644);
 MODULE_PARM_DESC(oom_release,
 		 "Give balloon memory back when the guest is about to OOM-kill (default: Y)");
 
-static unsigned int oom_release_mib = 16;
-module_param(oom_release_mib, uint, 0644);
+VISIBLE_IF_KUNIT unsigned int vb13_oom_release_mib = 16;
+EXPORT_SYMBOL_IF_KUNIT(vb13_oom_release_mib);
+module_param_named(oom_release_mib, vb13_oom_release_mib, uint, 0644);
 MODULE_PARM_DESC(oom_release_mib,
 		 "MiB given back per OOM notification (default: 16)");
 
-static unsigned int oom_hold_ms = 5000;
-module_param(oom_hold_ms, uint, 0644);
+VISIBLE_IF_KUNIT unsigned int vb13_oom_hold_ms = 5000;
+EXPORT_SYMBOL_IF_KUNIT(vb13_oom_hold_ms);
+module_param_named(oom_hold_ms, vb13_oom_hold_ms, uint, 0644);
 MODULE_PARM_DESC(oom_hold_ms,
 		 "Milliseconds inflation stays paused after an OOM release (default: 5000)");
 
@@ -93,9 +98,14 @@ static inline void vb13_add(u64 *counter, u64 n)
 
 /* --- block accounting ------------------------------------------------------ */
 
-static unsigned long vb13_floor_pages(void)
+/**
+ * vb13_floor_pages() - guest memory never given to the balloon
+ *
+ * Return: the floor in pages: floor_mib, or max(128 MiB, RAM/16).
+ */
+VISIBLE_IF_KUNIT unsigned long vb13_floor_pages(void)
 {
-	u64 floor = (u64)floor_mib * SZ_1M;
+	u64 floor = (u64)READ_ONCE(vb13_floor_mib) * SZ_1M;
 	unsigned long ram = totalram_pages();
 
 	if (!floor)
@@ -103,12 +113,16 @@ static unsigned long vb13_floor_pages(void)
 			      ((u64)ram << PAGE_SHIFT) >> VB13_FLOOR_SHIFT);
 	return min_t(u64, floor >> PAGE_SHIFT, ULONG_MAX);
 }
+EXPORT_SYMBOL_IF_KUNIT(vb13_floor_pages);
 
-/*
- * The most blocks the balloon may hold: guest RAM (what the balloon holds
- * counted back in) less the floor, in whole blocks.
+/**
+ * vb13_max_blocks() - the most blocks the balloon may hold
+ * @vb: the balloon
+ *
+ * Return: guest RAM (what the balloon holds counted back in) less the
+ * floor, in whole blocks.
  */
-static unsigned long vb13_max_blocks(struct virtio_balloon13 *vb)
+VISIBLE_IF_KUNIT unsigned long vb13_max_blocks(struct virtio_balloon13 *vb)
 {
 	unsigned long held = vb13_blocks_to_pages(&vb->geom,
 						  READ_ONCE(vb->nr_blocks));
@@ -119,6 +133,7 @@ static unsigned long vb13_max_blocks(struct virtio_balloon13 *vb)
 		return 0;
 	return vb13_pages_to_blocks(&vb->geom, ram - floor);
 }
+EXPORT_SYMBOL_IF_KUNIT(vb13_max_blocks);
 
 /* Account a chunk entering the balloon; called with vb->lock held. */
 static void vb13_account_in(struct virtio_balloon13 *vb, struct page *page,
@@ -629,12 +644,12 @@ static int vb13_oom_notify(struct notifier_block *nb, unsigned long dummy,
 						   oom_nb);
 	unsigned long *freed = parm, blocks, want;
 
-	if (!READ_ONCE(oom_release))
+	if (!READ_ONCE(vb13_oom_release))
 		return NOTIFY_OK;
 
 	want = vb13_pages_to_blocks(&vb->geom,
-				    ((u64)READ_ONCE(oom_release_mib) * SZ_1M) >>
-				    PAGE_SHIFT);
+				    ((u64)READ_ONCE(vb13_oom_release_mib) *
+				     SZ_1M) >> PAGE_SHIFT);
 	if (!want)
 		want = 1UL << vb->geom.sub_shift;
 
@@ -642,7 +657,7 @@ static int vb13_oom_notify(struct notifier_block *nb, unsigned long dummy,
 	vb13_reap(vb);
 	blocks = vb13_free_acked(vb, want);
 	WRITE_ONCE(vb->oom_hold_until,
-		   jiffies + msecs_to_jiffies(READ_ONCE(oom_hold_ms)) ?: 1);
+		   jiffies + msecs_to_jiffies(READ_ONCE(vb13_oom_hold_ms)) ?: 1);
 	mutex_unlock(&vb->lock);
 
 	if (blocks) {
