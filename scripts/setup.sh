@@ -15,6 +15,7 @@ pkgs=(
 	ninja-build libglib2.0-dev libpixman-1-dev libjson-glib-dev
 	libfdt-dev zlib1g-dev
 	busybox-static bash-static qemu-system-x86 qemu-system-data seabios ipxe-qemu
+	linux-source-6.12
 	qemu-utils socat jq dkms gnuplot-nox python3-matplotlib
 )
 bp_pkgs=(meson python3-pycotap)

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Run virtio_balloon13's KUnit suite the standard way.
+#
+# Debian's linux-source-6.12 is extracted once into the cache; the driver's
+# kernel files are copied into its drivers/virtio/balloon13/ (hooked into
+# drivers/virtio/Kconfig and Makefile); tools/testing/kunit/kunit.py then
+# builds an x86_64 kernel from kunit/.kunitconfig in a cached build directory
+# and boots it under Debian's qemu-system-x86_64 (with qboot.rom from
+# qemu-system-data).  Later runs rebuild only what changed.
+#
+# usage: scripts/kunit.sh [options] [FILTER_GLOB]
+#   --out DIR           leave kunit.ktap (raw KTAP), console.log (whole serial
+#                       console) and kunit.json there (default: <repo>/out/kunit)
+#   --timeout SECS      limit for booting and running the tests (default: 900)
+#   --kconfig_add X=Y   extra kernel config, repeatable; such runs build in a
+#                       build directory of their own
+#   --jobs N            parallel make jobs (default: 2)
+#   --prepare           only set up the source tree; print its path
+# FILTER_GLOB selects suites/cases as kunit.py does (e.g. 'virtio_balloon13*').
+#
+# Exit status: 0 if every test passed and the console shows no kernel splat
+# (BUG, WARNING, lockdep, KASAN, ...); 1 otherwise; 2 for a bad command line.
+# scripts/ktap-count.py DIR/kunit.ktap prints "passed failed skipped".
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+usage() { sed -n '11,23s/^# \{0,1\}//p' "$0"; }
+bad() { vb13_log "$*"; exit 2; }
+
+out=$VB13_TOP/out/kunit
+timeout=900
+jobs=2
+prepare_only=0
+filter=
+kadd=()
+while [ $# -gt 0 ]; do
+	case $1 in
+	--out) [ $# -ge 2 ] || bad "--out needs a directory"; out=$2; shift 2 ;;
+	--out=*) out=${1#*=}; shift ;;
+	--timeout) [ $# -ge 2 ] || bad "--timeout needs seconds"; timeout=$2; shift 2 ;;
+	--timeout=*) timeout=${1#*=}; shift ;;
+	--jobs) [ $# -ge 2 ] || bad "--jobs needs a number"; jobs=$2; shift 2 ;;
+	--jobs=*) jobs=${1#*=}; shift ;;
+	--kconfig_add) [ $# -ge 2 ] || bad "--kconfig_add needs CONFIG_X=Y"; kadd+=("$2"); shift 2 ;;
+	--kconfig_add=*) kadd+=("${1#*=}"); shift ;;
+	--prepare) prepare_only=1; shift ;;
+	-h|--help) usage; exit 0 ;;
+	-*) bad "unknown option $1" ;;
+	*) [ -z "$filter" ] || bad "only one filter glob"; filter=$1; shift ;;
+	esac
+done
+[[ $timeout =~ ^[1-9][0-9]*$ ]] || bad "--timeout wants a positive number of seconds, not '$timeout'"
+[[ $jobs =~ ^[1-9][0-9]*$ ]] || bad "--jobs wants a positive number, not '$jobs'"
+for k in "${kadd[@]}"; do
+	[[ $k =~ ^CONFIG_[A-Za-z0-9_]+=.+$ ]] || bad "--kconfig_add wants CONFIG_X=Y, not '$k'"
+done
+
+[ "$(id -u)" -eq 0 ] || vb13_die "must run as root (installs Debian packages)"
+bash "$VB13_TOP/scripts/setup.sh"
+pkg=linux-source-6.12
+if ! dpkg -s "$pkg" >/dev/null 2>&1; then
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null
+fi
+[ -r /usr/share/qemu/qboot.rom ] || vb13_die "/usr/share/qemu/qboot.rom missing (package qemu-system-data)"
+[ -x /usr/bin/qemu-system-x86_64 ] || vb13_die "/usr/bin/qemu-system-x86_64 missing (package qemu-system-x86)"
+
+# One run at a time per cache: runs share the source tree and build directory.
+exec 9>"$VB13_CACHE/kunit.lock"
+flock 9
+
+ver=$(dpkg-query -W -f='${Version}' "$pkg")
+tree=$VB13_CACHE/$pkg-$ver
+build=$VB13_CACHE/kunit-build-$ver
+if [ ${#kadd[@]} -gt 0 ]; then
+	build=$build-$(printf '%s\n' "${kadd[@]}" | sort | sha256sum | cut -c1-12)
+fi
+
+t0=$SECONDS
+if [ ! -f "$tree/.vb13-extracted" ]; then
+	vb13_log "extracting /usr/src/$pkg.tar.xz into $tree"
+	rm -rf "$tree" "$tree.tmp"
+	mkdir -p "$tree.tmp"
+	tar -xJf "/usr/src/$pkg.tar.xz" -C "$tree.tmp" --strip-components=1
+	touch "$tree.tmp/.vb13-extracted"
+	mv "$tree.tmp" "$tree"
+	# Trees and builds of older Debian versions are dead weight now.
+	for old in "$VB13_CACHE/$pkg-"* "$VB13_CACHE/kunit-build-"*; do
+		case $old in
+		"$tree"|"$VB13_CACHE/kunit-build-$ver"|"$VB13_CACHE/kunit-build-$ver-"*) ;;
+		*) if [ -f "$old/.vb13-extracted" ] || [ -f "$old/.kunitconfig" ]; then
+			rm -rf "$old"
+		   fi ;;
+		esac
+	done
+fi
+
+# Hook drivers/virtio/balloon13/ into the tree (idempotent).
+hook() { grep -qxF "$2" "$1" || printf '%s\n' "$2" >>"$1"; }
+hook "$tree/drivers/virtio/Kconfig" 'source "drivers/virtio/balloon13/Kconfig"'
+hook "$tree/drivers/virtio/Makefile" 'obj-y += balloon13/'
+
+# Copy exactly the kernel files.  Only changed files are rewritten, and they
+# get a fresh mtime, so make rebuilds them even when their content went back
+# to an older version.
+mkdir -p "$tree/drivers/virtio/balloon13"
+rsync -r --checksum --delete --delete-excluded \
+	--exclude='*.mod.c' \
+	--include='/*.c' --include='/*.h' --include='/Kconfig' --include='/Kbuild' \
+	--include='/kunit/' --include='/kunit/*.c' --include='/kunit/*.h' \
+	--include='/kunit/Makefile' --include='/kunit/Kbuild' \
+	--exclude='*' "$VB13_TOP/" "$tree/drivers/virtio/balloon13/"
+vb13_log "source tree ready in $((SECONDS - t0))s: $tree"
+if [ "$prepare_only" -eq 1 ]; then
+	echo "$tree"
+	exit 0
+fi
+
+mkdir -p "$out" "$build"
+out=$(cd "$out" && pwd)
+rm -f "$build/test.log" "$out/kunit.ktap" "$out/console.log" "$out/kunit.json"
+
+args=(run --arch=x86_64 --kunitconfig="$VB13_TOP/kunit/.kunitconfig"
+	--build_dir="$build" --jobs="$jobs" --timeout="$timeout"
+	--qemu_args='-smp 2' --json="$out/kunit.json")
+for k in "${kadd[@]}"; do
+	args+=(--kconfig_add="$k")
+done
+[ -z "$filter" ] || args+=("$filter")
+
+# Debian's QEMU, whatever else is on PATH.  The outer timeout bounds the whole
+# build and run; kunit.py's own --timeout bounds the run alone.
+rc=0
+(cd "$tree" && PATH=/usr/bin:$PATH nice -n 10 \
+	timeout -k 30 $((timeout + 5400)) python3 tools/testing/kunit/kunit.py "${args[@]}") || rc=$?
+
+if [ -f "$build/test.log" ]; then
+	cp "$build/test.log" "$out/console.log"
+	python3 - "$tree/tools/testing/kunit" "$out/console.log" >"$out/kunit.ktap" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+import kunit_parser
+with open(sys.argv[2], encoding='utf-8', errors='replace') as f:
+    for line in kunit_parser.extract_tap_lines(f):
+        print(line)
+PY
+fi
+
+# A kernel that complained fails the run even when every test passed.
+splats='BUG:|WARNING:|Oops|Kernel panic|general protection fault|UBSAN:|'
+splats+='suspected memory leak|INFO: task .* blocked|rcu: INFO|Call Trace:'
+if [ -f "$out/console.log" ] && grep -Eq "$splats" "$out/console.log"; then
+	vb13_log "the kernel logged errors during the run (see $out/console.log):"
+	grep -En -A12 "$splats" "$out/console.log" | head -n 80 >&2
+	[ "$rc" -ne 0 ] || rc=1
+fi
+
+# Without any result the caller's count must still show the failure.
+if ! grep -Eq '^\s*(not )?ok [0-9]' "$out/kunit.ktap" 2>/dev/null; then
+	[ "$rc" -ne 0 ] || rc=1
+	printf 'KTAP version 1\n1..1\nnot ok 1 kunit_build_or_boot\n' >"$out/kunit.ktap"
+fi
+
+read -r passed failed skipped < <(python3 "$VB13_TOP/scripts/ktap-count.py" "$out/kunit.ktap")
+if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+	failed=1
+	printf 'not ok 1 kunit_run_clean # kernel splat or kunit.py error\n' >>"$out/kunit.ktap"
+fi
+vb13_log "$passed passed, $failed failed, $skipped skipped in $((SECONDS - t0))s (KTAP: $out/kunit.ktap)"
+[ "$rc" -eq 0 ] || exit 1
