@@ -227,8 +227,9 @@ struct virtio_balloon13 {
 	unsigned long nr_blocks;	/* blocks held, acked or not */
 
 	/*
-	 * Target in blocks as last requested by the device.  Written by the
-	 * request worker, read by the resize worker: READ_ONCE/WRITE_ONCE.
+	 * Target in blocks as last requested by the device, before the
+	 * floor is applied.  Written by the request worker, read by the
+	 * resize worker: READ_ONCE/WRITE_ONCE.
 	 */
 	unsigned long target_blocks;
 	u64 target_bytes;

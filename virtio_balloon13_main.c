@@ -561,6 +561,7 @@ static void vb13_handle_req(struct virtio_balloon13 *vb,
 			    struct virtio_balloon13_req *req, unsigned int len)
 {
 	struct device *dev = &vb->vdev->dev;
+	unsigned long target;
 	u32 type;
 	u64 value;
 	bool clamped;
@@ -577,9 +578,14 @@ static void vb13_handle_req(struct virtio_balloon13 *vb,
 	case VIRTIO_BALLOON13_REQ_RESIZE:
 		vb13_inc(vb, requests_resize, 1);
 		WRITE_ONCE(vb->target_bytes, value);
-		WRITE_ONCE(vb->target_blocks,
-			   vb13_target_blocks(&vb->geom, value,
-					      vb13_max_blocks(vb), &clamped));
+		/*
+		 * Keep the target as asked (in whole blocks); the resize
+		 * worker applies the floor, which moves with guest RAM.
+		 */
+		target = vb13_target_blocks(&vb->geom, value, ULONG_MAX,
+					    &clamped);
+		WRITE_ONCE(vb->target_blocks, target);
+		clamped = target > vb13_max_blocks(vb);
 		if (clamped) {
 			vb13_inc(vb, targets_clamped, 1);
 			dev_info_ratelimited(dev, "target %llu bytes is more than the guest can give; clamped\n",
@@ -642,7 +648,7 @@ static int vb13_oom_notify(struct notifier_block *nb, unsigned long dummy,
 {
 	struct virtio_balloon13 *vb = container_of(nb, struct virtio_balloon13,
 						   oom_nb);
-	unsigned long *freed = parm, blocks, want;
+	unsigned long *freed = parm, blocks, want, hold;
 
 	if (!READ_ONCE(vb13_oom_release))
 		return NOTIFY_OK;
@@ -656,9 +662,12 @@ static int vb13_oom_notify(struct notifier_block *nb, unsigned long dummy,
 	mutex_lock(&vb->lock);
 	vb13_reap(vb);
 	blocks = vb13_free_acked(vb, want);
-	WRITE_ONCE(vb->oom_hold_until,
-		   jiffies + msecs_to_jiffies(READ_ONCE(vb13_oom_hold_ms)) ?: 1);
+	hold = msecs_to_jiffies(READ_ONCE(vb13_oom_hold_ms));
+	WRITE_ONCE(vb->oom_hold_until, jiffies + hold ?: 1);
 	mutex_unlock(&vb->lock);
+	/* Move back toward the target once the hold is over. */
+	if (!READ_ONCE(vb->stop))
+		queue_delayed_work(system_freezable_wq, &vb->resize_work, hold);
 
 	if (blocks) {
 		*freed += vb13_blocks_to_pages(&vb->geom, blocks);

@@ -81,8 +81,9 @@ enum fake_vdev_vq {
  * @FAKE_VDEV_BAD_PAGES: page-list entries rejected: not aligned to the
  *	block size, or not naming a whole block of RAM.
  * @FAKE_VDEV_FREED_PAGES: accepted entries whose block the guest had
- *	already freed when the device discarded it, i.e. before the buffer
- *	naming it came back.  Always a driver bug.
+ *	already freed (it sits in the buddy allocator) when the device
+ *	discarded it, i.e. before the buffer naming it came back.  Always a
+ *	driver bug.
  * @FAKE_VDEV_RECORD_ERRORS: accepted entries fake_vdev_page_seen() misses:
  *	recording them failed for lack of memory (the device never waits
  *	for memory the driver might be freeing for it).

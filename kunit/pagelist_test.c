@@ -10,6 +10,7 @@
 #include <linux/sort.h>
 #include <linux/ktime.h>
 #include <linux/pfn.h>
+#include <linux/vmstat.h>
 
 #include "../virtio_balloon13.h"
 
@@ -41,6 +42,18 @@ static const struct geom_case geom_cases[] = {
 	{ 22, 512 }, { 22, 8192 },
 };
 
+/*
+ * Message capacities for filling messages with real memory: three
+ * messages' worth must fit the test kernel (at most 96 MiB), so large
+ * blocks get small (synthetic) messages.
+ */
+static const struct geom_case fill_cases[] = {
+	{ 12, 512 }, { 12, 1024 }, { 12, 8192 },
+	{ 16, 64 }, { 16, 512 },
+	{ 21, 8 }, { 21, 16 },
+	{ 22, 4 }, { 22, 8 },
+};
+
 static void geom_case_desc(const struct geom_case *c, char *desc)
 {
 	snprintf(desc, KUNIT_PARAM_DESC_SIZE, "page_bits=%u msg_max=%u",
@@ -48,6 +61,7 @@ static void geom_case_desc(const struct geom_case *c, char *desc)
 }
 
 KUNIT_ARRAY_PARAM(geom_cases, geom_cases, geom_case_desc);
+KUNIT_ARRAY_PARAM(fill_cases, fill_cases, geom_case_desc);
 
 static void geom_valid(struct kunit *test)
 {
@@ -65,9 +79,8 @@ static void geom_valid(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, vb13_blocks_to_pages(&g, 3),
 			3UL << g.block_order);
 	/* Pages that don't make a whole block round down. */
-	KUNIT_EXPECT_EQ(test, vb13_pages_to_blocks(&g, (5UL << g.block_order) +
-						   (1UL << g.block_order) - 1),
-			g.block_order ? 5UL : 6UL);
+	KUNIT_EXPECT_EQ(test, vb13_pages_to_blocks(&g, (6UL << g.block_order) -
+						   1), g.block_order ? 5UL : 6UL - 1);
 }
 
 static void geom_rejects(struct kunit *test)
@@ -274,7 +287,7 @@ static void msg_fill_boundaries(struct kunit *test)
 
 	/* Cycle through the orders, up to 3 full messages' worth. */
 	order = g.max_order;
-	for (i = 0; total < 3 * c->msg_max && i < 512; i++) {
+	for (i = 0; total < 3 * c->msg_max && i < 16384; i++) {
 		struct page *page = vb13_alloc_chunk(&g, order);
 		unsigned long blocks;
 
@@ -387,13 +400,24 @@ static void encode_cost(struct kunit *test)
 
 static void stats_encoding(struct kunit *test)
 {
+	unsigned long *before, *after;
 	struct virtio_balloon13_stats *st;
 	unsigned int n, i;
 	u64 total, free;
 
 	st = kunit_kzalloc(test, sizeof(*st), GFP_KERNEL);
+	before = kunit_kcalloc(test, NR_VM_EVENT_ITEMS, sizeof(long), GFP_KERNEL);
+	after = kunit_kcalloc(test, NR_VM_EVENT_ITEMS, sizeof(long), GFP_KERNEL);
 	KUNIT_ASSERT_NOT_NULL(test, st);
+	KUNIT_ASSERT_NOT_NULL(test, before);
+	KUNIT_ASSERT_NOT_NULL(test, after);
+#ifdef CONFIG_VM_EVENT_COUNTERS
+	all_vm_events(before);
+#endif
 	n = vb13_fill_stats(st);
+#ifdef CONFIG_VM_EVENT_COUNTERS
+	all_vm_events(after);
+#endif
 
 	KUNIT_EXPECT_EQ(test, le32_to_cpu(st->hdr.type),
 			(u32)VIRTIO_BALLOON13_RESP_STATS);
@@ -417,12 +441,26 @@ static void stats_encoding(struct kunit *test)
 	KUNIT_EXPECT_LE(test, free, total);
 	/* Byte units: whole pages. */
 	KUNIT_EXPECT_EQ(test, free & (PAGE_SIZE - 1), 0ULL);
-	if (n == 6) {
-		KUNIT_EXPECT_EQ(test, le64_to_cpu(st->s[0].value) &
-				(PAGE_SIZE - 1), 0ULL);
-		/* This kernel has faulted pages in by now. */
-		KUNIT_EXPECT_GT(test, le64_to_cpu(st->s[3].value), 0ULL);
-	}
+#ifdef CONFIG_VM_EVENT_COUNTERS
+	/* Each count lies between two snapshots taken around the fill. */
+	KUNIT_EXPECT_GE(test, le64_to_cpu(st->s[0].value),
+			(u64)before[PSWPIN] << PAGE_SHIFT);
+	KUNIT_EXPECT_LE(test, le64_to_cpu(st->s[0].value),
+			(u64)after[PSWPIN] << PAGE_SHIFT);
+	KUNIT_EXPECT_GE(test, le64_to_cpu(st->s[1].value),
+			(u64)before[PSWPOUT] << PAGE_SHIFT);
+	KUNIT_EXPECT_LE(test, le64_to_cpu(st->s[1].value),
+			(u64)after[PSWPOUT] << PAGE_SHIFT);
+	KUNIT_EXPECT_GE(test, le64_to_cpu(st->s[2].value),
+			(u64)before[PGMAJFAULT]);
+	KUNIT_EXPECT_LE(test, le64_to_cpu(st->s[2].value),
+			(u64)after[PGMAJFAULT]);
+	/* MINFLT is all faults less the major ones. */
+	KUNIT_EXPECT_GE(test, le64_to_cpu(st->s[3].value),
+			(u64)(before[PGFAULT] - after[PGMAJFAULT]));
+	KUNIT_EXPECT_LE(test, le64_to_cpu(st->s[3].value),
+			(u64)(after[PGFAULT] - before[PGMAJFAULT]));
+#endif
 }
 
 static struct kunit_case vb13_pagelist_cases[] = {
@@ -432,7 +470,7 @@ static struct kunit_case vb13_pagelist_cases[] = {
 	KUNIT_CASE(target_arithmetic),
 	KUNIT_CASE(stats_len),
 	KUNIT_CASE_PARAM(encode_chunk_orders, good_bits_gen_params),
-	KUNIT_CASE_PARAM(msg_fill_boundaries, geom_cases_gen_params),
+	KUNIT_CASE_PARAM(msg_fill_boundaries, fill_cases_gen_params),
 	KUNIT_CASE_PARAM(split_chunk_runs, good_bits_gen_params),
 	KUNIT_CASE_SLOW(encode_cost),
 	KUNIT_CASE(stats_encoding),
