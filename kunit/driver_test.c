@@ -501,6 +501,33 @@ static void remove_with_message_held(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, fake_vdev_complete_output(fd, msg), -ESTALE);
 }
 
+#ifdef CONFIG_PM_SLEEP
+/* Freeze gives every page back; restore moves back to the last target. */
+static void freeze_restore(struct kunit *test)
+{
+	unsigned long ram = totalram_pages();
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+
+	fd = bind(test, 12, true);
+	vb = vb_of(fd);
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_16M), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 4096), TO));
+
+	KUNIT_ASSERT_EQ(test, virtio_device_freeze(&fd->vdev), 0);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->nr_blocks), 0UL);
+	KUNIT_EXPECT_EQ(test, totalram_pages(), ram);
+
+	/* The same pages may come back into the balloon: count afresh. */
+	fake_vdev_clear_records(fd);
+	KUNIT_ASSERT_EQ(test, virtio_device_restore(&fd->vdev), 0);
+	KUNIT_EXPECT_TRUE(test, fake_vdev_wait_posted(fd, VB13_NR_REQS, TO));
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 4096), TO));
+	KUNIT_EXPECT_EQ(test, ram - totalram_pages(), 4096UL);
+	KUNIT_EXPECT_EQ(test, check_owned(test, fd), 4096UL);
+}
+#endif
+
 /* --- hostile device --------------------------------------------------------- */
 
 static void hostile_request_length(struct kunit *test)
@@ -669,6 +696,9 @@ static struct kunit_case vb13_driver_cases[] = {
 	KUNIT_CASE(stats_while_in_flight),
 	KUNIT_CASE(remove_returns_memory),
 	KUNIT_CASE_SLOW(remove_with_message_held),
+#ifdef CONFIG_PM_SLEEP
+	KUNIT_CASE(freeze_restore),
+#endif
 	KUNIT_CASE(hostile_request_length),
 	KUNIT_CASE(hostile_unknown_type),
 	KUNIT_CASE_PARAM(hostile_huge_target, hostile_targets_gen_params),
