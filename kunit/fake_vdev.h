@@ -6,7 +6,22 @@
  * fake_vdev_create(), register it so that the driver matching its device
  * ID binds, and then play the device: send requests on inputq, take
  * messages from outputq (by hand, holding them as long as they like, or
- * automatically), and inspect what the driver sent.
+ * automatically), and inspect what the driver sent.  For example:
+ *
+ *	struct fake_vdev *fd = fake_vdev_create(test, 12);
+ *	struct fake_vdev_msg *msg;
+ *
+ *	KUNIT_ASSERT_EQ(test, fake_vdev_register(fd), 0);
+ *	KUNIT_ASSERT_TRUE(test, fake_vdev_bound(fd));
+ *	KUNIT_ASSERT_EQ(test, fake_vdev_send_request_wait(fd,
+ *			FAKE_VDEV_REQ_RESIZE, 16 << 12, FAKE_VDEV_TIMEOUT_MS), 0);
+ *	KUNIT_ASSERT_EQ(test, fake_vdev_wait_output(fd, &msg,
+ *			FAKE_VDEV_TIMEOUT_MS), 0);
+ *	... the driver holds blocks it must not free while msg is out ...
+ *	KUNIT_EXPECT_EQ(test, fake_vdev_complete_output(fd, msg), 0);
+ *
+ * or fake_vdev_set_auto(fd, true) and then fake_vdev_wait_count(fd,
+ * FAKE_VDEV_PAGES, 16, ...).  The test's end tears everything down.
  */
 #ifndef _VIRTIO_BALLOON13_FAKE_VDEV_H
 #define _VIRTIO_BALLOON13_FAKE_VDEV_H

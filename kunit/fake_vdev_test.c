@@ -11,6 +11,7 @@
  */
 #include <kunit/test.h>
 #include <linux/gfp.h>
+#include <linux/hardirq.h>
 #include <linux/mm.h>
 #include <linux/scatterlist.h>
 #include <linux/slab.h>
@@ -57,6 +58,7 @@ struct tiny {
 	unsigned int nreqs;
 	unsigned int in_callbacks, in_spurious;
 	unsigned int out_returned;
+	unsigned int not_hardirq;	/* callbacks outside hard irq context */
 };
 
 static struct tiny *tiny_of(struct virtio_device *vdev)
@@ -120,6 +122,7 @@ static void tiny_in_done(struct virtqueue *vq)
 	u8 *buf;
 
 	spin_lock_irqsave(&t->lock, flags);
+	t->not_hardirq += !in_hardirq();
 	t->in_callbacks++;
 	buf = virtqueue_get_buf(vq, &len);
 	if (!buf)
@@ -150,6 +153,7 @@ static void tiny_out_done(struct virtqueue *vq)
 	void *buf;
 
 	spin_lock_irqsave(&t->lock, flags);
+	t->not_hardirq += !in_hardirq();
 	while ((buf = virtqueue_get_buf(vq, &len))) {
 		t->out_returned++;
 		kfree(buf);
@@ -398,6 +402,7 @@ static void fake_vdev_test_request(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_REQUESTS), 2);
 	KUNIT_EXPECT_GE(test, fake_vdev_count(fd, FAKE_VDEV_IRQS_IN), 1);
 	KUNIT_EXPECT_EQ(test, tiny_get(t, &t->in_spurious), 0);
+	KUNIT_EXPECT_EQ(test, tiny_get(t, &t->not_hardirq), 0);
 }
 
 static void fake_vdev_test_raw(struct kunit *test)
@@ -475,6 +480,7 @@ static void fake_vdev_test_output_held(struct kunit *test)
 				fake_vdev_page_seen(fd, page_to_phys(t->blocks[i])),
 				1);
 	KUNIT_EXPECT_GE(test, fake_vdev_count(fd, FAKE_VDEV_IRQS_OUT), 1);
+	KUNIT_EXPECT_EQ(test, tiny_get(t, &t->not_hardirq), 0);
 }
 
 static void fake_vdev_test_auto(struct kunit *test)
@@ -571,6 +577,7 @@ static void fake_vdev_test_spurious(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, fake_vdev_interrupt(fd, FAKE_VDEV_INPUTQ), 0);
 	KUNIT_EXPECT_EQ(test, tiny_get(t, &t->in_callbacks), 1);
 	KUNIT_EXPECT_EQ(test, tiny_get(t, &t->in_spurious), 1);
+	KUNIT_EXPECT_EQ(test, tiny_get(t, &t->not_hardirq), 0);
 	KUNIT_EXPECT_EQ(test, tiny_get(t, &t->nreqs), 0);
 	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_IRQS_IN), 1);
 	KUNIT_EXPECT_EQ(test, fake_vdev_interrupt(fd, FAKE_VDEV_NUM_VQS),
