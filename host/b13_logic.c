@@ -394,21 +394,6 @@ static uint64_t scan_blocks(struct rescan *rs, const struct b13_region *r,
 	return withdrawn;
 }
 
-/* Has the guest touched the block at addr since it was discarded? */
-static bool block_resident(const struct b13_map *m, const struct b13_region *r,
-			   uint64_t addr)
-{
-	uintptr_t start = (uintptr_t)r->host + (addr - r->gpa);
-	struct rescan *rs;
-	bool res;
-
-	if (!r->host || !(rs = malloc(sizeof(*rs))))
-		return false;
-	rescan_init(rs, m, start, start + m->block_size);
-	res = scan_blocks(rs, r, addr, 1);
-	free(rs);
-	return res;
-}
 
 static void punch(const struct b13_map *m, const struct b13_region *r,
 		  uint64_t addr, uint64_t nblocks, struct b13_apply_stats *st)
@@ -434,12 +419,15 @@ static void punch(const struct b13_map *m, const struct b13_region *r,
 void b13_apply_runs(struct b13_map *m, const struct b13_run *runs, size_t nr,
 		    struct b13_apply_stats *st)
 {
+	struct rescan *rs = NULL;
 	size_t k;
 
 	for (k = 0; k < nr; k++) {
 		const struct b13_run *run = &runs[k];
 		struct b13_region *r = &m->r[run->region];
 		uint64_t first = (run->addr >> m->page_bits) - r->first_block;
+		uintptr_t host = (uintptr_t)r->host + (run->addr - r->gpa);
+		bool scanning = false;
 		uint64_t i;
 
 		for (i = 0; i < run->nblocks; i++) {
@@ -447,15 +435,27 @@ void b13_apply_runs(struct b13_map *m, const struct b13_run *runs, size_t nr,
 				set_bit(r->bitmap, first + i);
 				r->nset++;
 				st->new_blocks++;
-			} else if (block_resident(m, r, run->addr +
-						  i * m->block_size)) {
-				st->reballooned++;
-			} else {
-				st->duplicates++;
+				continue;
 			}
+			/*
+			 * Sent again: was it withdrawn (touched) meanwhile?
+			 * One windowed mincore() walk per run, not per block.
+			 */
+			if (!scanning && r->host &&
+			    (rs || (rs = malloc(sizeof(*rs))))) {
+				rescan_init(rs, m, host, host +
+					    run->nblocks * m->block_size);
+				scanning = true;
+			}
+			if (scanning && scan_blocks(rs, r, run->addr +
+						    i * m->block_size, 1))
+				st->reballooned++;
+			else
+				st->duplicates++;
 		}
 		punch(m, r, run->addr, run->nblocks, st);
 	}
+	free(rs);
 }
 
 /* ---- queries ---------------------------------------------------------- */
