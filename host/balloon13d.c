@@ -573,14 +573,17 @@ static void handle_output(VuDev *dev, int qidx)
 	struct b13d *d = dev_to_b13d(dev);
 	VuVirtq *vq = vu_get_queue(dev, qidx);
 	VuVirtqElement *elem;
-	bool pushed = false;
 
 	sync_regions(d);
+	/*
+	 * Signal each buffer as soon as it is back: the guest frees and
+	 * refills a page list while the next one is being discarded here,
+	 * instead of both sides taking turns once per drained queue.
+	 */
 	while (vq_ready(d, B13_VQ_OUTPUT) &&
 	       (elem = vu_queue_pop(dev, vq, sizeof(*elem))))
-		pushed |= handle_message(d, elem);
-	if (pushed)
-		vu_queue_notify(dev, vq);
+		if (handle_message(d, elem))
+			vu_queue_notify(dev, vq);
 }
 
 /* ---- libvhost-user callbacks ------------------------------------------- */
