@@ -16,6 +16,13 @@
  * The write runs the benchmark synchronously; the read shows the last
  * result as "key value" lines (times in ns).  The write fails with ENOMEM
  * if not even a block could be had (whatever was allocated is freed).
+ *
+ *   echo fill > /sys/kernel/debug/allocbench/run
+ * takes every free page the allocator hands out without reclaim, zeroed,
+ * and frees them again: afterwards every free page of the guest has been
+ * written once, so its host memory is resident (the benchmark measures
+ * reclaim from a guest that used its memory).  The read then shows
+ * "filled_pages N".
  */
 #include <linux/module.h>
 #include <linux/debugfs.h>
@@ -27,6 +34,8 @@
 #include <linux/ktime.h>
 #include <linux/mutex.h>
 #include <linux/sched.h>
+#include <linux/string.h>
+#include <linux/vmstat.h>
 
 /* The largest buddy order, as virtio_balloon13.h computes it. */
 #define AB_MAX_ORDER	const_ilog2(MAX_ORDER_NR_PAGES)
@@ -40,6 +49,7 @@ struct ab_result {
 };
 
 static DEFINE_MUTEX(ab_lock);
+static unsigned long ab_filled;
 static struct ab_result ab_last;
 static struct dentry *ab_dir;
 
@@ -99,6 +109,58 @@ static int ab_run(struct ab_result *r)
 	return r->err;
 }
 
+/* Pages the fill leaves free for everyone else (4 MiB). */
+#define AB_FILL_SPARE	(4UL << (20 - PAGE_SHIFT))
+
+/*
+ * Touch every free page once; return the number of pages touched.  Large
+ * chunks first, then single pages, without reclaim; then single pages
+ * from the reserves below the watermarks (__GFP_MEMALLOC) until only
+ * AB_FILL_SPARE pages are free.  The watermarks are high in these guests
+ * (THP raises min_free_kbytes to 44 MiB and boosts can add more), and a
+ * balloon takes pages from anywhere in the free lists, so touching only
+ * what a normal allocation gets would leave tens of MiB untouched.
+ * Movable, so that CMA pageblocks are reached too.  The pages are held
+ * for a moment only.
+ */
+static unsigned long ab_fill(void)
+{
+	gfp_t gfp = (GFP_HIGHUSER_MOVABLE | __GFP_ZERO | __GFP_NOWARN |
+		     __GFP_NORETRY) & ~__GFP_RECLAIM;
+	int order = AB_MAX_ORDER;
+	unsigned long pages = 0;
+	struct page *page, *next;
+	LIST_HEAD(chunks);
+
+	while (order >= 0) {
+		page = alloc_pages(gfp | __GFP_NOMEMALLOC, order);
+		if (!page) {
+			order--;
+			continue;
+		}
+		set_page_private(page, order);
+		list_add_tail(&page->lru, &chunks);
+		pages += 1UL << order;
+		cond_resched();
+	}
+	while (global_zone_page_state(NR_FREE_PAGES) > AB_FILL_SPARE) {
+		page = alloc_pages(gfp | __GFP_MEMALLOC, 0);
+		if (!page)
+			break;
+		set_page_private(page, 0);
+		list_add_tail(&page->lru, &chunks);
+		pages++;
+	}
+	list_for_each_entry_safe(page, next, &chunks, lru) {
+		list_del(&page->lru);
+		order = page_private(page);
+		set_page_private(page, 0);
+		__free_pages(page, order);
+		cond_resched();
+	}
+	return pages;
+}
+
 static ssize_t ab_write(struct file *file, const char __user *ubuf,
 			size_t len, loff_t *ppos)
 {
@@ -111,6 +173,12 @@ static ssize_t ab_write(struct file *file, const char __user *ubuf,
 	if (copy_from_user(buf, ubuf, len))
 		return -EFAULT;
 	buf[len] = '\0';
+	if (sysfs_streq(buf, "fill")) {
+		mutex_lock(&ab_lock);
+		ab_filled = ab_fill();
+		mutex_unlock(&ab_lock);
+		return len;
+	}
 	if (sscanf(buf, "%lu %lu %lu", &r.mib, &r.max_order,
 		   &r.block_order) != 3)
 		return -EINVAL;
@@ -133,6 +201,7 @@ static int ab_show(struct seq_file *m, void *v)
 	int i;
 
 	mutex_lock(&ab_lock);
+	seq_printf(m, "filled_pages %lu\n", ab_filled);
 	if (ab_last.valid) {
 		seq_printf(m, "mib %lu\nmax_order %lu\nblock_order %lu\n",
 			   ab_last.mib, ab_last.max_order, ab_last.block_order);

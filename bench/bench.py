@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(BENCH)
@@ -195,7 +196,9 @@ class Bench:
             backend_args=["--control", "{tmpdir}/ctl.sock", "--page-bits",
                           str(page_bits), "-v"],
             balloon=legacy, append="init_on_alloc=%d" % init_on_alloc,
-            boot_timeout=300)
+            boot_timeout=300,
+            # Name QEMU's threads, so the vCPU thread can be found.
+            qemu_args=["-name", "vb13-bench,debug-threads=on"])
         self.ctl = None
         self.dev = None
         self.memtotal_kb = None
@@ -247,12 +250,21 @@ class Bench:
     # ---- guest helpers ----------------------------------------------------
 
     def memtouch(self, margin_mib=100):
-        """Touch nearly all free guest memory once, so that what the
-        balloon takes next is backed on the host."""
+        """Make the guest use its memory: memtouch all but margin_mib of
+        the free memory, then allocbench's fill writes every page still
+        free, down into the reserves below the watermarks (twice; cheap).
+        memtouch alone leaves 100-200 MiB untouched: it takes the small
+        free blocks first, leaving exactly the large ones device 13 takes
+        next, and it cannot go below the watermarks (44 MiB min with THP,
+        plus boosts), while a balloon's pages come from anywhere in the
+        free lists.  After this all but ~4 MiB of the free guest memory
+        is backed on the host."""
         t = time.monotonic()
         self.vm.run("{ read -r _; read -r _ f _; } </proc/meminfo; "
-                    "memtouch $((f / 1024 - %d))" % margin_mib,
-                    timeout=900, check=True)
+                    "memtouch $((f / 1024 - %d)) >/dev/null && "
+                    "echo fill >/sys/kernel/debug/allocbench/run && "
+                    "echo fill >/sys/kernel/debug/allocbench/run"
+                    % margin_mib, timeout=900, check=True)
         return time.monotonic() - t
 
     def counters(self):
@@ -277,12 +289,40 @@ class Bench:
 
     # ---- host side --------------------------------------------------------
 
+    def vcpu_tid(self):
+        if not hasattr(self, "_vcpu_tid"):
+            self._vcpu_tid = None
+            task = "/proc/%d/task" % self.vm.qemu_pid
+            for tid in os.listdir(task):
+                try:
+                    with open("%s/%s/comm" % (task, tid)) as f:
+                        if f.read().startswith("CPU 0"):
+                            self._vcpu_tid = int(tid)
+                except OSError:
+                    pass
+        return self._vcpu_tid
+
     def host_snap(self):
         rss = self.vm.qemu_rss()
-        return {"resident": self.vm.guest_ram_resident(),
+        snap = {"resident": self.vm.guest_ram_resident(),
                 "rss_shmem": rss.get("RssShmem"),
                 "qemu_cpu": proc_cpu(self.vm.qemu_pid),
-                "daemon_cpu": proc_cpu(self.vm.backend_pid)}
+                "daemon_cpu": proc_cpu(self.vm.backend_pid),
+                "vcpu_cpu": None, "vcpu_nvcsw": None}
+        tid = self.vcpu_tid()
+        if tid:
+            base = "/proc/%d/task/%d/" % (self.vm.qemu_pid, tid)
+            try:
+                with open(base + "stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                snap["vcpu_cpu"] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+                with open(base + "status") as f:
+                    for line in f:
+                        if line.startswith("nonvoluntary_ctxt_switches"):
+                            snap["vcpu_nvcsw"] = int(line.split()[1])
+            except OSError:
+                pass
+        return snap
 
     def log_offset(self):
         try:
@@ -363,21 +403,42 @@ class Bench:
         first = done = None
         polls = 0
         if balloon == "dev13" and inflate:
-            base = st0["bytes_received"]
-            pages0 = st0["messages"]["pages"]
-            while True:
-                st = self.ctl(cmd="status")
-                now = time.monotonic()
-                polls += 1
-                if first is None and st["messages"]["pages"] > pages0:
-                    first = now - t0
-                if st["bytes_received"] - base >= size:
-                    done = now - t0
-                    break
-                if now - t0 > timeout:
-                    raise BenchError("device 13 inflate of %d MiB not done "
-                                     "in %d s: %s" % (size // MiB, timeout, st))
-                time.sleep(0.001 if first is None else 0.005)
+            # Follow the daemon's -v log rather than polling `status`:
+            # status counts the balloon with mincore() over every run of
+            # the bitmap, which costs the single-threaded daemon
+            # milliseconds per call and slows the inflate it measures.
+            got, buf, seen_target = 0, b"", False
+            with open(self.vm.path("backend.log"), "rb") as log:
+                log.seek(off)
+                while True:
+                    data = log.read()
+                    now = time.monotonic()
+                    polls += 1
+                    if data:
+                        buf += data
+                        lines = buf.split(b"\n")
+                        buf = lines.pop()
+                        for line in lines:
+                            m = _LOGLINE.match(line.decode("utf-8", "replace"))
+                            if not m:
+                                continue
+                            if not seen_target:
+                                mt = _TARGET.match(m.group(3))
+                                seen_target = bool(mt and int(mt.group(1)) == target)
+                                continue
+                            mp = _PAGES.match(m.group(3))
+                            if mp:
+                                got += int(mp.group(1)) * self.block
+                                if first is None:
+                                    first = now - t0
+                    if got >= size:
+                        done = now - t0
+                        break
+                    if now - t0 > timeout:
+                        raise BenchError("device 13 inflate of %d MiB not "
+                                         "done in %d s (%d MiB received)"
+                                         % (size // MiB, timeout, got // MiB))
+                    time.sleep(0.001)
         elif balloon == "legacy":
             want = full - target
             while True:
@@ -425,6 +486,10 @@ class Bench:
             "rss_shmem_before": h0["rss_shmem"],
             "rss_shmem_after": h_done["rss_shmem"],
             "qemu_cpu_s": round(h_done["qemu_cpu"] - h0["qemu_cpu"], 2),
+            "vcpu_cpu_s": (None if h0["vcpu_cpu"] is None else
+                           round(h_done["vcpu_cpu"] - h0["vcpu_cpu"], 2)),
+            "vcpu_nvcsw": (None if h0["vcpu_nvcsw"] is None else
+                           h_done["vcpu_nvcsw"] - h0["vcpu_nvcsw"]),
             "daemon_cpu_s": round(h_done["daemon_cpu"] - h0["daemon_cpu"], 2),
             "host_polls": polls, "host_load": load,
         }
@@ -438,7 +503,22 @@ class Bench:
                 "punch_calls": st1["punch"]["calls"] - st0["punch"]["calls"],
                 "punch_bytes": st1["punch"]["bytes"] - st0["punch"]["bytes"],
                 "bytes_in_balloon": st1["bytes_in_balloon"],
+                # Blocks seen for the first time, and blocks sent again
+                # after the guest had used them (each of those costs the
+                # daemon a mincore() call and a 64 KiB malloc).
+                "block_bytes": self.block,
+                "new_blocks": st1["blocks_in_bitmap"] - st0["blocks_in_bitmap"],
+                "reballooned_blocks": st1["reballooned_blocks"] - st0["reballooned_blocks"],
+                "duplicate_blocks": st1["duplicate_blocks"] - st0["duplicate_blocks"],
             }
+            if st1["bytes_received"] - st0["bytes_received"] < size and inflate:
+                raise BenchError("daemon status shows %d bytes received, "
+                                 "wanted %d" % (st1["bytes_received"] -
+                                                st0["bytes_received"], size))
+            t = time.monotonic()
+            for _ in range(5):
+                self.ctl(cmd="status")
+            r["status_call_ms"] = round((time.monotonic() - t) / 5 * 1000, 3)
             if inflate:
                 tl = self.log_timeline(off, target)
                 r["log_first_s"] = tl.get("first_s")
@@ -489,70 +569,171 @@ def run_allocbench(b, size, reps, variants):
     return out
 
 
-def ftrace_profile(b, size):
-    """One device-13 inflate and deflate with the guest's function_graph
-    tracer on the driver's hot functions: count and time in each."""
-    want = ["vb13_resize_fn", "vb13_inflate_one", "vb13_alloc_chunk",
-            "vb13_submit", "vb13_out_add", "vb13_out_done", "vb13_reap",
-            "vb13_encode_chunk", "vb13_msg_add", "vb13_account_in",
-            "vb13_free_acked", "vb13_release_chunk", "vb13_free_chunk",
-            "vb13_req_fn", "adjust_managed_page_count", "vp_interrupt",
-            "vring_interrupt"]
+_FG_LINE = re.compile(r"^\s*([0-9.]+) \|\s+\d+\)\s+(\S+-\d+)\s+\|\s+"
+                      r"[!#*@$+]?\s*(?:([0-9.]+) (us|ms))?\s*\|\s*(.*)$")
+_FG_NAME = re.compile(r"^(\w+)(?: \[\w+\])?\(\)(;| \{)$")
+_FG_CLOSE = re.compile(r"^\}(?: /\* (\w+))?")
+
+
+def parse_function_graph(text):
+    """function_graph output (funcgraph-abstime, funcgraph-proc) ->
+    {function: [(entry time, inclusive duration), ...]}.  Each task has
+    its own call stack: a preempted worker's frames must not be closed by
+    an interrupt that arrived in another task."""
+    calls = {}
+    stacks = {}
+    for line in text.splitlines():
+        m = _FG_LINE.match(line)
+        if not m:
+            continue
+        ts = float(m.group(1))
+        stack = stacks.setdefault(m.group(2), [])
+        dur = None
+        if m.group(3):
+            dur = float(m.group(3)) / (1e3 if m.group(4) == "ms" else 1e6)
+        body = m.group(5).strip()
+        close = _FG_CLOSE.match(body)
+        if close:
+            want = close.group(1)
+            while stack and want and stack[-1][0] != want:
+                stack.pop()	# frames whose exit was lost
+            if stack and dur is not None:
+                name, t_in = stack.pop()
+                calls.setdefault(name, []).append((t_in, dur))
+            continue
+        fm = _FG_NAME.match(body)
+        if not fm:
+            continue
+        if fm.group(2) == ";":
+            if dur is not None:
+                calls.setdefault(fm.group(1), []).append((ts, dur))
+        else:
+            stack.append((fm.group(1), ts))
+    return calls
+
+
+# What to trace per balloon: the worker, its allocation and its "tell the
+# device" step, and the rest of the hot path.
+TRACE = {
+    "dev13": {"worker": "vb13_resize_fn", "alloc": "vb13_alloc_chunk",
+              "send": "vb13_submit", "free": "vb13_free_acked",
+              "more": ["vb13_msg_add", "vb13_encode_chunk", "vb13_reap",
+                       "vb13_release_chunk", "vb13_out_done"]},
+    "legacy": {"worker": "update_balloon_size_func",
+               "alloc": "balloon_page_alloc", "send": "tell_host",
+               "free": "leak_balloon",
+               "more": ["fill_balloon", "release_pages_balloon",
+                        "balloon_ack"]},
+}
+TRACE_COMMON = ["virtqueue_add_outbuf", "vp_notify", "vring_interrupt"]
+
+
+def fg_summary(calls, balloon):
+    stats = {name: {"calls": len(c),
+                    "total_ms": round(sum(d for _, d in c) * 1e3, 3),
+                    "max_ms": round(max(d for _, d in c) * 1e3, 3)}
+             for name, c in calls.items()}
+    t = TRACE[balloon]
+    work = calls.get(t["worker"], [])
+    if work:
+        start = min(x for x, _ in work)
+        end = max(x + d for x, d in work)
+        busy = sum(d for _, d in work)
+        part = {k: sum(d for _, d in calls.get(t[k], []))
+                for k in ("alloc", "send", "free")}
+        stats["_worker"] = {
+            "runs": len(work), "span_ms": round((end - start) * 1e3, 2),
+            "busy_ms": round(busy * 1e3, 2),
+            "idle_ms": round((end - start - busy) * 1e3, 2),
+            "alloc_ms": round(part["alloc"] * 1e3, 2),
+            "send_ms": round(part["send"] * 1e3, 2),
+            "free_ms": round(part["free"] * 1e3, 2),
+            "other_ms": round((busy - sum(part.values())) * 1e3, 2)}
+    return stats
+
+
+def ftrace_profile(b, size, balloon="dev13"):
+    """One inflate and deflate with the guest's function_graph tracer on
+    the balloon's hot path: calls and time in each function, and how much
+    of the time the worker was running, allocating, or telling the device
+    (for the legacy driver, tell_host includes waiting for the host)."""
+    t = TRACE[balloon]
+    want = [t["worker"], t["alloc"], t["send"], t["free"]] + t["more"] + \
+        TRACE_COMMON
     T = "/sys/kernel/tracing"
     _, avail = b.vm.run("mount -t tracefs tracefs %s 2>/dev/null; "
                         "grep -E '^(%s)( |$)' %s/available_filter_functions"
                         % (T, "|".join(want), T), timeout=120)
     funcs = sorted({line.split()[0] for line in avail.splitlines()
                     if line.strip()})
-    if not funcs:
-        return {"error": "no traceable functions: %s" % avail[-300:]}
+    if t["worker"] not in funcs:
+        return {"error": "%s not traceable: %s" % (t["worker"], avail[-300:])}
     b.vm.run("cd %s && echo 0 >tracing_on && echo nop >current_tracer && "
-             "echo 16384 >buffer_size_kb && echo '%s' >set_ftrace_filter && "
+             "echo 65536 >buffer_size_kb && echo '%s' >set_ftrace_filter && "
              "echo function_graph >current_tracer && "
              "echo funcgraph-abstime >trace_options && "
-             "echo nofuncgraph-irqs >trace_options; echo >trace"
+             "echo funcgraph-irqs >trace_options && "
+             "echo funcgraph-proc >trace_options && echo >trace"
              % (T, " ".join(funcs)), timeout=120, check=True)
+    out = {"functions": funcs, "balloon": balloon, "bytes": size}
+    try:
+        for direction in ("inflate", "deflate"):
+            if direction == "inflate":
+                b.memtouch()
+            b.vm.run("echo >%s/trace; echo 1 >%s/tracing_on" % (T, T),
+                     check=True)
+            r = b.measure(balloon, direction, size)
+            b.vm.run("echo 0 >%s/tracing_on" % T, check=True)
+            # The serial channel is slow; a legacy trace is megabytes.
+            _, z = b.vm.run_bytes("gzip -1 <%s/trace" % T, timeout=600)
+            trace = zlib.decompress(z, 16 + zlib.MAX_WBITS).decode(
+                "utf-8", "replace")
+            over = b.vm.run("cat %s/per_cpu/cpu0/stats" % T)[1]
+            m = re.search(r"overrun: (\d+)", over)
+            out[direction + "_overrun"] = int(m.group(1)) if m else None
+            r.pop("timeline", None)
+            out[direction] = r
+            out[direction + "_trace"] = fg_summary(parse_function_graph(trace),
+                                                   balloon)
+            out[direction + "_trace_lines"] = len(trace.splitlines())
+    finally:
+        b.vm.run("cd %s && echo 0 >tracing_on && echo nop >current_tracer && "
+                 "echo >set_ftrace_filter && echo 1408 >buffer_size_kb" % T,
+                 timeout=120)
+    return out
+
+
+def status_poll_profile(b, size, interval=0.005):
+    """One device-13 inflate while a second client polls `status` every
+    `interval` s, as a harness following the control socket would."""
+    stop = threading.Event()
+    calls = []
+
+    def poll():
+        c = Ctl(b.vm.path("ctl.sock"))
+        try:
+            while not stop.is_set():
+                t = time.monotonic()
+                c(cmd="status")
+                calls.append(time.monotonic() - t)
+                stop.wait(interval)
+        finally:
+            c.close()
+
     b.memtouch()
-    b.vm.run("echo 1 >%s/tracing_on" % T, check=True)
-    inf = b.measure("dev13", "inflate", size)
-    dfl = b.measure("dev13", "deflate", size)
-    b.vm.run("echo 0 >%s/tracing_on" % T, check=True)
-    _, trace = b.vm.run("cat %s/trace" % T, timeout=300)
-    b.vm.run("cd %s && echo nop >current_tracer && echo >set_ftrace_filter"
-             % T, timeout=120)
-    stats = {}
-    # "  123.456789 |   0)               |  vb13_resize_fn() {" and
-    # "  123.456790 |   0) + 12.345 us   |  }  /* vb13_resize_fn */" or
-    # "  123.456790 |   0)   1.234 us    |  vb13_alloc_chunk();"
-    line_re = re.compile(r"\s*([0-9.]+) \|\s+\d+\)\s+([!#*@$+ ]?)\s*([0-9.]+)?"
-                         r"\s*(us|ms)?\s*\|\s+(.*)")
-    spans = {}
-    for line in trace.splitlines():
-        m = line_re.match(line)
-        if not m or not m.group(3):
-            continue
-        dur = float(m.group(3)) / (1000 if m.group(4) == "ms" else 1)
-        body = m.group(5)
-        fm = re.search(r"/\* (\w+)", body) or re.match(r"(\w+)\(\);", body)
-        if not fm:
-            continue
-        name = fm.group(1)
-        s = stats.setdefault(name, {"calls": 0, "total_ms": 0.0,
-                                    "max_ms": 0.0})
-        s["calls"] += 1
-        s["total_ms"] += dur / 1000
-        s["max_ms"] = max(s["max_ms"], dur / 1000)
-        end = float(m.group(1))
-        sp = spans.setdefault(name, [end, end])
-        sp[0] = min(sp[0], end - dur / 1e6)
-        sp[1] = max(sp[1], end)
-    for s in stats.values():
-        s["total_ms"] = round(s["total_ms"], 3)
-        s["max_ms"] = round(s["max_ms"], 3)
-    return {"functions": funcs, "stats": stats,
-            "spans_s": {k: round(v[1] - v[0], 4) for k, v in spans.items()},
-            "inflate": inf, "deflate": dfl,
-            "trace_lines": len(trace.splitlines())}
+    th = threading.Thread(target=poll, daemon=True)
+    th.start()
+    try:
+        inf = b.measure("dev13", "inflate", size)
+    finally:
+        stop.set()
+        th.join(30)
+    b.measure("dev13", "deflate", size)
+    calls.sort()
+    return {"inflate": inf, "interval_s": interval, "status_calls": len(calls),
+            "status_call_ms_median": round(calls[len(calls) // 2] * 1e3, 3)
+            if calls else None,
+            "status_call_ms_max": round(calls[-1] * 1e3, 3) if calls else None}
 
 
 def strace_profile(b, size):
@@ -620,10 +801,10 @@ def build_configs(a):
     for ioa in (1, 0):
         cfgs["pb12-ioa%d" % ioa] = dict(mem="2G", page_bits=12, ioa=ioa,
                                         size=GiB, reps=a.reps, kind="pair",
-                                        ab_reps=a.reps, profile=True)
+                                        ab_reps=a.reps, profile="full")
         cfgs["pb21-ioa%d" % ioa] = dict(mem="2G", page_bits=21, ioa=ioa,
                                         size=GiB, reps=a.reps, kind="pair",
-                                        ab_reps=a.reps)
+                                        ab_reps=a.reps, profile="ftrace")
     for ioa in (1, 0):
         cfgs["scale-ioa%d" % ioa] = dict(
             mem="16G", page_bits=12, ioa=ioa, kind="scale",
@@ -655,9 +836,16 @@ def run_config(name, cfg, a, builds):
                                                variants)
             if cfg.get("profile") and not a.no_profile:
                 prof = {}
-                for what, fn in (("ftrace", ftrace_profile),
-                                 ("strace", strace_profile),
-                                 ("perf", perf_profile)):
+                todo = [("ftrace", ftrace_profile)]
+                if cfg["profile"] == "full":
+                    # 256 MiB: a 1 GiB legacy trace overflows the buffer.
+                    todo += [("ftrace_legacy",
+                              lambda b, size: ftrace_profile(b, size // 4,
+                                                             "legacy")),
+                             ("status_poll", status_poll_profile),
+                             ("strace", strace_profile),
+                             ("perf", perf_profile)]
+                for what, fn in todo:
                     try:
                         prof[what] = fn(b, size)
                         say("%s profile %s done" % (name, what))

@@ -50,11 +50,23 @@ def summarize_ops(runs):
     for key in ("time_s", "first_s", "log_first_s", "log_done_s",
                 "guest_kworker_s", "guest_sys_s", "guest_user_s",
                 "guest_seen_to_done_s", "qemu_cpu_s", "daemon_cpu_s",
-                "reclaimed"):
+                "vcpu_cpu_s", "status_call_ms", "reclaimed"):
         vals = [r.get(key) for r in runs if r.get(key) is not None]
         if vals:
             out[key] = spread(vals)
     out["throughput_mib_s"] = thr(size, out["time_s"])
+    fresh, again = [], []
+    for r in runs:
+        d = r.get("daemon")
+        if not d or not d.get("bytes_received") or "block_bytes" not in d:
+            continue
+        received = d["bytes_received"] // d["block_bytes"]
+        (fresh if d.get("new_blocks", 0) * 2 >= received else again).append(
+            r["time_s"])
+    if fresh:
+        out["time_s_fresh_blocks"] = spread(fresh)
+    if again:
+        out["time_s_reballooned_blocks"] = spread(again)
     if "reclaimed" in out:
         out["reclaimed_ratio"] = spread([r["reclaimed"] / size for r in runs])
     out["kworker_s_per_gib"] = spread([r["guest_kworker_s"] / (size / GiB)
@@ -193,19 +205,30 @@ def markdown(results, summ):
                % (m.get("load_start"), m.get("load_end")))
     out.append("")
     out.append("Cells are `median [min-max]` over the repetitions. Times are "
-               "wall-clock from the host's request: device 13 inflate until "
-               "balloon13d's status shows the whole target received (polled "
-               "over the control socket), legacy until `query-balloon` "
-               "reaches the value, device-13 deflate until the guest's sysfs "
-               "`size_bytes` is 0 (seen by a guest poller that signals over "
-               "the serial channel). Guest CPU is the run time of the guest's "
-               "kworker/ksoftirqd threads (schedstat, ns) over the operation; "
-               "`sys` is /proc/stat system+irq+softirq (10 ms ticks). "
-               "Reclaimed is the drop of the guest-RAM memfd's allocated "
-               "blocks after the guest had touched nearly all its memory. "
-               "First is request to first page list: device 13 from the "
-               "daemon's log (ms), legacy the first change of "
-               "`query-balloon` actual.")
+               "wall-clock from the host's request (balloon13d `resize` over "
+               "its control socket; QMP `balloon`): device-13 inflate until "
+               "the daemon has received and discarded the whole target "
+               "(followed in its `-v` log, which it writes after each page "
+               "list; `status` `bytes_received` is checked afterwards: "
+               "polling `status` itself slows the daemon, see the profile), "
+               "legacy until `query-balloon` reaches the value (polled every "
+               "1-5 ms), device-13 deflate until the guest's sysfs "
+               "`size_bytes` is 0 (a guest poller signals over the serial "
+               "channel; 2 ms polls). Guest CPU: the run time of the guest's "
+               "kworker/ksoftirqd threads (schedstat, ns) over the operation "
+               "(both balloons work in kworkers); `sys` is /proc/stat "
+               "system+irq+softirq (10 ms ticks). vCPU thread, QEMU and "
+               "daemon CPU are host CPU time over the operation (10 ms "
+               "ticks). Reclaimed: the drop of the guest-RAM memfd's "
+               "allocated blocks (= QEMU's RssShmem here), measured before "
+               "the request and when done, after the guest had used all its "
+               "free memory (memtouch, then allocbench's fill). First: "
+               "request to the first page list, device 13 from the daemon's "
+               "log (ms; a message goes out when full: 8192 addresses), "
+               "legacy the first change of `query-balloon` actual. The "
+               "allocator bound is bench/allocbench.ko allocating and "
+               "freeing the same amount with the driver's gfp flags and "
+               "orders, no device involved.")
     out.append("")
     for name, s in summ.items():
         r = results["configs"][name]
@@ -250,33 +273,48 @@ def markdown(results, summ):
 
 def pair_table(s):
     out = ["| balloon | op | time s | MiB/s | first s | guest kworker s | "
-           "guest sys s | reclaimed MiB | QEMU CPU s | daemon CPU s |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "guest sys s | reclaimed MiB | vCPU thread s | QEMU CPU s | "
+           "daemon CPU s |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for bl in ("legacy", "dev13"):
         for d in ("inflate", "deflate"):
             o = (s.get(bl) or {}).get(d)
             if not o:
                 continue
             first = o.get("log_first_s") or o.get("first_s")
-            out.append("| %s | %s %d MiB | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            out.append("| %s | %s %d MiB | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 bl, d, o["bytes"] // MiB, fmt_spread(o["time_s"]),
                 fmt_spread(o["throughput_mib_s"], digits=0),
                 fmt_spread(first) if d == "inflate" else "-",
                 fmt_spread(o.get("guest_kworker_s")),
                 fmt_spread(o.get("guest_sys_s"), digits=2),
                 fmt_spread(o.get("reclaimed"), 1 / MiB, 1) if d == "inflate" else "-",
+                fmt_spread(o.get("vcpu_cpu_s"), digits=2),
                 fmt_spread(o.get("qemu_cpu_s"), digits=2),
                 fmt_spread(o.get("daemon_cpu_s"), digits=2)))
     for v, o in s.get("allocbench", {}).items():
         out.append("| allocator bound (%s, orders %d..%d) | alloc %d MiB | %s | %s "
-                   "| - | - | - | - | - | - |" % (
+                   "| - | - | - | - | - | - | - |" % (
                        v, o["max_order"], o["block_order"], o["bytes"] // MiB,
                        fmt_spread(o["alloc_s"]),
                        fmt_spread(o["throughput_mib_s"], digits=0)))
         out.append("| allocator bound (%s) | free %d MiB | %s | - | - | - | - "
-                   "| - | - | - |" % (v, o["bytes"] // MiB,
-                                      fmt_spread(o["free_s"])))
+                   "| - | - | - | - |" % (v, o["bytes"] // MiB,
+                                          fmt_spread(o["free_s"])))
     out.append("")
+    o = (s.get("dev13") or {}).get("inflate") or {}
+    notes = []
+    if o.get("time_s_fresh_blocks"):
+        notes.append("device-13 inflate with blocks new to the daemon: %s s"
+                     % fmt_spread(o["time_s_fresh_blocks"]))
+    if o.get("time_s_reballooned_blocks"):
+        notes.append("with blocks it had received before (re-ballooned): %s s"
+                     % fmt_spread(o["time_s_reballooned_blocks"]))
+    if o.get("status_call_ms"):
+        notes.append("one `status` call afterwards: %s ms"
+                     % fmt_spread(o["status_call_ms"], digits=1))
+    if notes:
+        out += ["- " + "; ".join(notes) + ".", ""]
     return out
 
 
@@ -294,40 +332,82 @@ def scale_table(s):
     return out
 
 
+def worker_line(label, f, direction):
+    w = (f.get(direction + "_trace") or {}).get("_worker")
+    if not w:
+        return []
+    r = f[direction]
+    return ["| %s | %s %d MiB | %.3f | %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f |" % (
+        label, direction, r["bytes"] // MiB, r["time_s"], w["runs"],
+        w["span_ms"], w["busy_ms"], w["idle_ms"], w["alloc_ms"],
+        w["send_ms"], w["free_ms"])]
+
+
 def profile_md(p):
-    out = ["### Profile (one extra inflate+deflate each, not in the tables)", ""]
-    ft = p.get("ftrace", {})
-    if ft.get("stats"):
-        out.append("Guest function_graph (tracing slows the guest; inflate "
-                   "took %.3f s here):" % ft["inflate"]["time_s"])
+    out = ["### Profile (extra runs, not in the tables above)", ""]
+    rows = []
+    for key, label in (("ftrace", "device 13"), ("ftrace_legacy", "legacy")):
+        f = p.get(key) or {}
+        if f.get("error"):
+            out.append("- %s ftrace failed: %s" % (label, f["error"][:300]))
+        for d in ("inflate", "deflate"):
+            if d in f:
+                rows += worker_line(label, f, d)
+    if rows:
+        out.append("Guest function_graph tracer (times inflated by tracing). "
+                   "The worker is the balloon's work function (device 13: "
+                   "vb13_resize_fn; legacy: update_balloon_size_func); idle "
+                   "= the span minus the worker's run time, i.e. waiting for "
+                   "the device; alloc = vb13_alloc_chunk / balloon_page_alloc "
+                   "(including init_on_alloc zeroing); send = vb13_submit / "
+                   "tell_host (legacy: includes the synchronous exit to QEMU "
+                   "that discards the pages); free = vb13_free_acked / "
+                   "leak_balloon.")
         out.append("")
-        out.append("| function | calls | total ms | max ms |")
-        out.append("|---|---|---|---|")
-        for k, v in sorted(ft["stats"].items(), key=lambda kv: -kv[1]["total_ms"]):
-            out.append("| %s | %d | %.1f | %.2f |" % (k, v["calls"], v["total_ms"],
-                                                     v["max_ms"]))
+        out.append("| balloon | op | time s | worker runs | span ms | busy ms "
+                   "| idle ms | alloc ms | send ms | free ms |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|")
+        out += rows
         out.append("")
-    elif ft:
-        out.append("ftrace: %s" % ft.get("error"))
-    st = p.get("strace", {})
+        for key, label in (("ftrace", "device 13"), ("ftrace_legacy", "legacy")):
+            st = (p.get(key) or {}).get("inflate_trace") or {}
+            fn = ", ".join("%s %d x %.1f ms" % (k, v["calls"], v["total_ms"])
+                           for k, v in sorted(st.items()) if not k.startswith("_"))
+            if fn:
+                out.append("- %s inflate functions: %s" % (label, fn))
+        out.append("")
+    sp = p.get("status_poll") or {}
+    if sp.get("inflate"):
+        out.append("- Polling balloon13d `status` every %.0f ms during a "
+                   "device-13 inflate: inflate took %.3f s; %d status calls, "
+                   "median %.1f ms, max %.1f ms each (the daemon is single "
+                   "threaded: page lists wait meanwhile). The bench follows "
+                   "the daemon's -v log instead." % (
+                       sp["interval_s"] * 1e3, sp["inflate"]["time_s"],
+                       sp["status_calls"], sp["status_call_ms_median"] or 0,
+                       sp["status_call_ms_max"] or 0))
+    st = p.get("strace") or {}
     if "madvise" in st:
-        out.append("Daemon syscalls under strace during a 1 GiB inflate "
-                   "(inflate took %.3f s): madvise %d calls, %.0f MiB, %.3f s "
-                   "total, max %.4f s; mincore %d calls, %.3f s." % (
-                       st["inflate"]["time_s"], st["madvise"]["calls"],
-                       st["madvise"]["bytes"] / MiB, st["madvise"]["total_s"],
-                       st["madvise"]["max_s"], st["mincore"]["calls"],
-                       st["mincore"]["total_s"]))
-        out.append("")
-    pf = p.get("perf", {})
+        d = st["inflate"].get("daemon", {})
+        out.append("- balloon13d under strace during a 1 GiB inflate (%.3f s "
+                   "with strace; %d new, %d re-ballooned blocks): "
+                   "madvise(MADV_REMOVE) %d calls, %.0f MiB, %.3f s in total, "
+                   "max %.4f s; mincore %d calls, %.3f s in total." % (
+                       st["inflate"]["time_s"], d.get("new_blocks", -1),
+                       d.get("reballooned_blocks", -1),
+                       st["madvise"]["calls"], st["madvise"]["bytes"] / MiB,
+                       st["madvise"]["total_s"], st["madvise"]["max_s"],
+                       st["mincore"]["calls"], st["mincore"]["total_s"]))
+    pf = p.get("perf") or {}
     if pf.get("top"):
-        out.append("QEMU under perf during a 1 GiB inflate (%.3f s), top symbols:"
-                   % pf["inflate"]["time_s"])
-        out.append("")
-        out.append("```")
-        out += pf["top"]
-        out.append("```")
-        out.append("")
+        out.append("- QEMU under perf during a 1 GiB device-13 inflate "
+                   "(%.3f s), symbols above 1.5%%: %s" % (
+                       pf["inflate"]["time_s"],
+                       "; ".join(" ".join(x.split()) for x in pf["top"][:12])))
+    for k in ("status_poll", "strace", "perf"):
+        if (p.get(k) or {}).get("error"):
+            out.append("- %s failed: %s" % (k, p[k]["error"][:300]))
+    out.append("")
     return out
 
 

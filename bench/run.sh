@@ -58,7 +58,7 @@ ko=$(bash scripts/build-module.sh 6.12) || fail "building virtio_balloon13.ko fa
 ab=$(bash bench/build-allocbench.sh 6.12) || fail "building allocbench.ko failed"
 # QEMU and the guest kernel are built/fetched on first use by scripts/vm.py;
 # do it here so their time is not mistaken for the benchmark's.
-python3 -c 'import sys; sys.path.insert(0, "scripts"); import vm; print(vm.qemu_binary())' \
+/usr/bin/python3 -c 'import sys; sys.path.insert(0, "scripts"); import vm; print(vm.qemu_binary())' \
 	>/dev/null || fail "building QEMU failed"
 echo "bench: prerequisites ready after $(($(date +%s) - t0)) s (load: $(uptime))"
 
@@ -68,7 +68,7 @@ if [ "$smoke" = 1 ]; then
 	rm -rf "$out"
 	mkdir -p "$out"
 	# bench.py prints the PASS/FAIL line itself.
-	python3 bench/bench.py --smoke --out "$out" "${common[@]}" ${args[@]+"${args[@]}"} ||
+	/usr/bin/python3 bench/bench.py --smoke --out "$out" "${common[@]}" ${args[@]+"${args[@]}"} ||
 		exit 1
 	exit 0
 fi
@@ -79,9 +79,9 @@ rm -rf "$stage"
 mkdir -p "$stage"
 echo "bench: full run, staging in $stage; host load: $(uptime)"
 rc=0
-python3 bench/bench.py --out "$stage" "${common[@]}" ${args[@]+"${args[@]}"} || rc=$?
+/usr/bin/python3 bench/bench.py --out "$stage" "${common[@]}" ${args[@]+"${args[@]}"} || rc=$?
 [ -s "$stage/results.json" ] || fail "no results written"
-python3 bench/report.py "$stage" >"$stage/ratios.txt" || fail "report failed"
+/usr/bin/python3 bench/report.py "$stage" >"$stage/ratios.txt" || fail "report failed"
 mkdir -p bench/results
 cp "$stage"/results.json "$stage"/summary.json "$stage"/results.md bench/results/
 cp "$stage"/*.png bench/results/ 2>/dev/null || true
