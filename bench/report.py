@@ -416,42 +416,60 @@ def plots(results, summ, outdir):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    # Throughput bars, one group per init_on_alloc setting.
-    bars = [("legacy inflate", "pb12", lambda s: s["legacy"]["inflate"]["throughput_mib_s"]),
-            ("device 13 inflate (4 KiB)", "pb12", lambda s: s["dev13"]["inflate"]["throughput_mib_s"]),
-            ("device 13 inflate (2 MiB)", "pb21", lambda s: s["dev13"]["inflate"]["throughput_mib_s"]),
-            ("allocator bound (4 KiB, orders 10..0)", "pb12",
+    # Throughput bars, one group per init_on_alloc setting; inflate and
+    # the allocator bound left, deflate right.
+    panels = [
+        ("inflate 1 GiB", [
+            ("legacy\n(4 KiB pages)", "pb12",
+             lambda s: s["legacy"]["inflate"]["throughput_mib_s"]),
+            ("device 13\n4 KiB blocks", "pb12",
+             lambda s: s["dev13"]["inflate"]["throughput_mib_s"]),
+            ("device 13\n2 MiB blocks", "pb21",
+             lambda s: s["dev13"]["inflate"]["throughput_mib_s"]),
+            ("allocator bound\norders 10..0", "pb12",
              lambda s: s["allocbench"]["driver_orders"]["throughput_mib_s"]),
-            ("allocator bound (2 MiB, orders 10..9)", "pb21",
-             lambda s: s["allocbench"]["driver_orders"]["throughput_mib_s"]),
-            ("legacy deflate", "pb12", lambda s: s["legacy"]["deflate"]["throughput_mib_s"]),
-            ("device 13 deflate (4 KiB)", "pb12", lambda s: s["dev13"]["deflate"]["throughput_mib_s"])]
-    fig, ax = plt.subplots(figsize=(11, 5.5))
+            ("allocator bound\norders 10..9", "pb21",
+             lambda s: s["allocbench"]["driver_orders"]["throughput_mib_s"])]),
+        ("deflate 1 GiB", [
+            ("legacy", "pb12",
+             lambda s: s["legacy"]["deflate"]["throughput_mib_s"]),
+            ("device 13\n4 KiB blocks", "pb12",
+             lambda s: s["dev13"]["deflate"]["throughput_mib_s"]),
+            ("device 13\n2 MiB blocks", "pb21",
+             lambda s: s["dev13"]["deflate"]["throughput_mib_s"])]),
+    ]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5),
+                             gridspec_kw={"width_ratios": [5, 3]})
     width = 0.38
     groups = [g for g in (1, 0) if any(k.endswith("ioa%d" % g) for k in summ)]
     colors = {1: "#4477aa", 0: "#ee7733"}
-    for gi, g in enumerate(groups):
-        xs, ys, lo, hi = [], [], [], []
-        for i, (label, pb, get) in enumerate(bars):
-            try:
-                t = get(summ["%s-ioa%d" % (pb, g)])
-            except (KeyError, TypeError):
-                continue
-            xs.append(i + (gi - (len(groups) - 1) / 2) * width)
-            ys.append(t["median"])
-            lo.append(t["median"] - t["min"])
-            hi.append(t["max"] - t["median"])
-        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, color=colors[g],
-               label="init_on_alloc=%d" % g)
-        for x, y in zip(xs, ys):
-            ax.text(x, y, "%.0f" % y, ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(range(len(bars)))
-    ax.set_xticklabels([b[0] for b in bars], rotation=20, ha="right", fontsize=8)
-    ax.set_ylabel("MiB/s (1 GiB; median, bars min-max)")
-    ax.set_yscale("log")
-    ax.set_title("Balloon throughput, 2 GiB guest under TCG (load %s)"
-                 % results["meta"].get("load_start"))
-    ax.legend()
+    for ax, (title, bars) in zip(axes, panels):
+        for gi, g in enumerate(groups):
+            xs, ys, lo, hi = [], [], [], []
+            for i, (label, pb, get) in enumerate(bars):
+                try:
+                    t = get(summ["%s-ioa%d" % (pb, g)])
+                except (KeyError, TypeError):
+                    continue
+                xs.append(i + (gi - (len(groups) - 1) / 2) * width)
+                ys.append(t["median"])
+                lo.append(t["median"] - t["min"])
+                hi.append(t["max"] - t["median"])
+            ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, color=colors[g],
+                   label="init_on_alloc=%d" % g)
+            for x, y in zip(xs, ys):
+                ax.text(x, y, "%.0f" % y, ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(range(len(bars)))
+        ax.set_xticklabels([b[0] for b in bars], fontsize=8)
+        ax.set_yscale("log")
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("MiB/s (median; bars: min-max)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("2 GiB guest under TCG, %d repetitions; host load %s -> %s "
+                 "(2 shared cores)" % (results["meta"].get("reps", 0),
+                                      results["meta"].get("load_start"),
+                                      results["meta"].get("load_end")))
     fig.tight_layout()
     fig.savefig(os.path.join(outdir, "throughput.png"), dpi=110)
     plt.close(fig)
@@ -485,7 +503,8 @@ def plots(results, summ, outdir):
         a2.set_ylabel("inflate cost, s per GiB")
         a2.set_ylim(bottom=0)
         a1.legend(fontsize=8)
-        fig.suptitle("Inflate time against size, 16 GiB guest (no memtouch)")
+        fig.suptitle("Inflate time against size, 16 GiB guest, memory never "
+                     "touched before (medians, bars min-max)")
         fig.tight_layout()
         fig.savefig(os.path.join(outdir, "scaling.png"), dpi=110)
         plt.close(fig)
