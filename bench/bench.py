@@ -618,7 +618,7 @@ TRACE = {
     "dev13": {"worker": "vb13_resize_fn", "alloc": "vb13_alloc_chunk",
               "send": "vb13_submit", "free": "vb13_free_acked",
               "more": ["vb13_msg_add", "vb13_encode_chunk", "vb13_reap",
-                       "vb13_release_chunk", "vb13_out_done"]},
+                       "vb13_release_chunk", "vb13_out_done", "vb13_req_fn"]},
     "legacy": {"worker": "update_balloon_size_func",
                "alloc": "balloon_page_alloc", "send": "tell_host",
                "free": "leak_balloon",
@@ -652,6 +652,42 @@ def fg_summary(calls, balloon):
     return stats
 
 
+def pipeline(b, off, calls):
+    """Device-13 inflate as a pipeline, all in ms from the RESIZE request:
+    when the guest queued each page list (virtqueue_add_outbuf), when the
+    daemon had discarded it (its log, written before it returns the
+    buffer), and when the guest's outputq callback ran.  The guest's and
+    the daemon's clocks are aligned on the request: the daemon logs when
+    it wrote it, the guest traces vb13_req_fn handling it (~1 ms later)."""
+    with open(b.vm.path("backend.log"), "rb") as f:
+        f.seek(off)
+        text = f.read().decode("utf-8", "replace")
+    t_sent, daemon = None, []
+    for line in text.splitlines():
+        m = _LOGLINE.match(line)
+        if not m:
+            continue
+        t = int(m.group(1)) + int(m.group(2)) / 1000
+        if t_sent is None and "inputq: sent RESIZE" in m.group(3):
+            t_sent = t
+        elif t_sent is not None and _PAGES.match(m.group(3)):
+            daemon.append(round((t - t_sent) * 1e3, 1))
+    req = sorted(calls.get("vb13_req_fn", []))
+    if t_sent is None or not req:
+        return {"error": "no request in the log or the trace"}
+    t0 = req[0][0]
+
+    def rel(name):
+        return [round((t - t0) * 1e3, 1) for t, _ in sorted(calls.get(name, []))
+                if t >= t0]
+    queued, returned = rel("virtqueue_add_outbuf"), rel("vb13_out_done")
+    return {"queued_ms": queued, "daemon_done_ms": daemon,
+            "callback_ms": returned,
+            "messages": len(queued), "callbacks": len(returned),
+            "messages_per_callback": round(len(queued) / len(returned), 2)
+            if returned else None}
+
+
 def ftrace_profile(b, size, balloon="dev13"):
     """One inflate and deflate with the guest's function_graph tracer on
     the balloon's hot path: calls and time in each function, and how much
@@ -682,6 +718,7 @@ def ftrace_profile(b, size, balloon="dev13"):
                 b.memtouch()
             b.vm.run("echo >%s/trace; echo 1 >%s/tracing_on" % (T, T),
                      check=True)
+            off = b.log_offset()
             r = b.measure(balloon, direction, size)
             b.vm.run("echo 0 >%s/tracing_on" % T, check=True)
             # The serial channel is slow; a legacy trace is megabytes.
@@ -693,8 +730,10 @@ def ftrace_profile(b, size, balloon="dev13"):
             out[direction + "_overrun"] = int(m.group(1)) if m else None
             r.pop("timeline", None)
             out[direction] = r
-            out[direction + "_trace"] = fg_summary(parse_function_graph(trace),
-                                                   balloon)
+            calls = parse_function_graph(trace)
+            out[direction + "_trace"] = fg_summary(calls, balloon)
+            if balloon == "dev13" and direction == "inflate":
+                out["pipeline"] = pipeline(b, off, calls)
             out[direction + "_trace_lines"] = len(trace.splitlines())
     finally:
         b.vm.run("cd %s && echo 0 >tracing_on && echo nop >current_tracer && "

@@ -296,11 +296,11 @@ def pair_table(s):
         out.append("| allocator bound (%s, orders %d..%d) | alloc %d MiB | %s | %s "
                    "| - | - | - | - | - | - | - |" % (
                        v, o["max_order"], o["block_order"], o["bytes"] // MiB,
-                       fmt_spread(o["alloc_s"]),
+                       fmt_spread(o["alloc_s"], digits=4),
                        fmt_spread(o["throughput_mib_s"], digits=0)))
         out.append("| allocator bound (%s) | free %d MiB | %s | - | - | - | - "
                    "| - | - | - | - |" % (v, o["bytes"] // MiB,
-                                          fmt_spread(o["free_s"])))
+                                          fmt_spread(o["free_s"], digits=4)))
     out.append("")
     o = (s.get("dev13") or {}).get("inflate") or {}
     notes = []
@@ -376,6 +376,16 @@ def profile_md(p):
             if fn:
                 out.append("- %s inflate functions: %s" % (label, fn))
         out.append("")
+    pl = (p.get("ftrace") or {}).get("pipeline") or {}
+    if pl.get("messages"):
+        out.append("- Device-13 inflate as a pipeline (traced run; ms from "
+                   "the request): page lists queued by the guest %s ...; "
+                   "discarded by the daemon %s ...; outputq callbacks in the "
+                   "guest %s ... (%d messages, %d callbacks: %.2f messages "
+                   "returned per callback)." % (
+                       pl["queued_ms"][:8], pl["daemon_done_ms"][:8],
+                       pl["callback_ms"][:8], pl["messages"], pl["callbacks"],
+                       pl["messages_per_callback"] or 0))
     sp = p.get("status_poll") or {}
     if sp.get("inflate"):
         out.append("- Polling balloon13d `status` every %.0f ms during a "
