@@ -1038,9 +1038,10 @@ def main(argv=None):
             with open(path + ".tmp", "w") as f:
                 json.dump(results, f, indent=1)
             os.replace(path + ".tmp", path)
-    except (BenchError, VMError, OSError) as e:
+    except Exception as e:  # the smoke test must end with a verdict
         if a.smoke:
-            print("FAIL bench/smoke: %s" % str(e).splitlines()[0][:300])
+            print("FAIL bench/smoke: %s: %s" % (
+                type(e).__name__, (str(e).splitlines() or [""])[0][:300]))
             return 1
         raise
     say("results in %s" % path)

@@ -67,9 +67,14 @@ if [ "$smoke" = 1 ]; then
 	out=${out:-$VB13_TOP/out/bench-smoke}
 	rm -rf "$out"
 	mkdir -p "$out"
-	# bench.py prints the PASS/FAIL line itself.
-	/usr/bin/python3 bench/bench.py --smoke --out "$out" "${common[@]}" ${args[@]+"${args[@]}"} ||
-		exit 1
+	# bench.py prints the PASS/FAIL line itself; make sure there is one.
+	rc=0
+	/usr/bin/python3 bench/bench.py --smoke --out "$out" "${common[@]}" \
+		${args[@]+"${args[@]}"} 2>&1 | tee "$out/smoke.log" || true
+	rc=${PIPESTATUS[0]}
+	grep -qE '^(PASS|FAIL) bench/smoke' "$out/smoke.log" ||
+		echo "FAIL bench/smoke: bench.py exited $rc without a verdict (see $out/smoke.log)"
+	[ "$rc" = 0 ] || exit 1
 	exit 0
 fi
 
