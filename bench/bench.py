@@ -1,0 +1,1083 @@
+#!/usr/bin/python3
+"""Device 13 (virtio_balloon13 + balloon13d) against QEMU's virtio-balloon.
+
+Boots test guests (scripts/vm.py) that carry both balloons: QEMU's own
+virtio-balloon-pci (device 5) with Linux's virtio_balloon, driven over QMP,
+and device 13 served by balloon13d, driven over its control socket.  For
+each it measures inflating and deflating, the guest CPU spent, the host
+memory given back and the latency to the first page list; it measures the
+guest allocator's own bound with bench/allocbench.ko, how device 13's cost
+grows with the size in a 16 GiB guest, and where the time goes.
+
+    bench.py --out DIR [--smoke] [--reps N] [--configs a,b] ...
+
+Writes DIR/results.json (after every VM, so a crash keeps what was
+measured); bench/report.py turns it into tables, plots and the ratios.
+Python 3 standard library only.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import zlib
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(BENCH)
+sys.path.insert(0, os.path.join(TOP, "scripts"))
+sys.path.insert(0, BENCH)
+
+from vm import VM, VMError  # noqa: E402
+
+MiB = 1 << 20
+GiB = 1 << 30
+SYSFS13 = "/sys/bus/virtio/drivers/virtio_balloon13"
+DEBUGFS13 = "/sys/kernel/debug/virtio_balloon13"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+_MARK = re.compile(rb"@@BENCH (\w+) ([0-9.]+)")
+
+
+def say(msg):
+    print("bench: " + msg, flush=True)
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def host_mem_available():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def proc_cpu(pid):
+    """utime + stime of a process (all threads), in seconds."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, TypeError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def mib(n):
+    return n / MiB
+
+
+class BenchError(Exception):
+    """The harness could not measure something."""
+
+
+class Ctl:
+    """A connection to balloon13d's control socket (JSON lines)."""
+
+    def __init__(self, path, timeout=60):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.file = self.sock.makefile("rb")
+
+    def __call__(self, **req):
+        self.sock.sendall(json.dumps(req).encode() + b"\n")
+        line = self.file.readline()
+        if not line:
+            raise BenchError("balloon13d closed its control connection")
+        ans = json.loads(line)
+        if not ans.get("ok"):
+            raise BenchError("balloon13d: %s: %s" % (req, ans.get("error")))
+        return ans
+
+    def close(self):
+        self.file.close()
+        self.sock.close()
+
+
+class BenchVM(VM):
+    """A VM whose command channel also delivers "@@BENCH TAG TIME" markers
+    written by guest-bench.sh, stamped with the host time they arrived."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.marks = []
+        self._mk_buf = b""
+        self._mk_cond = threading.Condition()
+
+    def _cmd_recv(self, deadline, boot=False):
+        n = len(self._cmd_buf)
+        super()._cmd_recv(deadline, boot)
+        new = self._cmd_buf[n:]
+        if new:
+            now = time.monotonic()
+            self._mk_buf = (self._mk_buf + new)[-65536:]
+            lines = self._mk_buf.split(b"\n")
+            self._mk_buf = lines.pop()
+            found = [(now, m.group(1).decode(), float(m.group(2)))
+                     for m in map(_MARK.match, lines) if m]
+            if found:
+                with self._mk_cond:
+                    self.marks.extend(found)
+                    self._mk_cond.notify_all()
+
+    def wait_mark(self, tag, start, timeout, alive=None):
+        """The first marker TAG at index >= start: (host time, guest time)."""
+        deadline = time.monotonic() + timeout
+        with self._mk_cond:
+            while True:
+                for t, g, gt in self.marks[start:]:
+                    if g == tag:
+                        return t, gt
+                if alive is not None and not alive():
+                    raise BenchError("guest command ended without marker %s"
+                                     % tag)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise BenchError("no %s marker from the guest in %d s"
+                                     % (tag, timeout))
+                self._mk_cond.wait(min(left, 0.5))
+
+
+class Background(threading.Thread):
+    """vm.run(cmd) in a thread."""
+
+    def __init__(self, vm, cmd, timeout):
+        super().__init__(daemon=True)
+        self.vm, self.cmd, self.timeout = vm, cmd, timeout
+        self.result = self.error = None
+
+    def run(self):
+        try:
+            self.result = self.vm.run(self.cmd, timeout=self.timeout)
+        except BaseException as e:  # reported by the caller
+            self.error = e
+
+
+def parse_kv(text, sep=" "):
+    out = {}
+    for word in text.split() if sep == " " else text.splitlines():
+        k, _, v = word.partition("=" if sep == " " else sep)
+        if k and v:
+            try:
+                out[k] = int(v)
+            except ValueError:
+                try:
+                    out[k] = float(v)
+                except ValueError:
+                    out[k] = v
+    return out
+
+
+_LOGLINE = re.compile(r"balloon13d\[\s*(\d+)\.(\d+)\]: (.*)")
+_PAGES = re.compile(r"outputq: page list, (\d+) addresses in (\d+) run")
+_TARGET = re.compile(r"target (\d+) bytes")
+
+
+class Bench:
+    """One benchmark VM and what drives it."""
+
+    def __init__(self, name, series, mem, page_bits, init_on_alloc, ko,
+                 allocbench_ko, daemon, legacy=True, smp=1):
+        self.name = name
+        self.page_bits = page_bits
+        self.init_on_alloc = init_on_alloc
+        self.block = 1 << page_bits
+        self.vm = BenchVM(
+            series=series, mem=mem, smp=smp, modules=[ko, allocbench_ko],
+            backend=daemon,
+            backend_args=["--control", "{tmpdir}/ctl.sock", "--page-bits",
+                          str(page_bits), "-v"],
+            balloon=legacy, append="init_on_alloc=%d" % init_on_alloc,
+            boot_timeout=300,
+            # Name QEMU's threads, so the vCPU thread can be found.
+            qemu_args=["-name", "vb13-bench,debug-threads=on"])
+        self.ctl = None
+        self.dev = None
+        self.memtotal_kb = None
+        self.info = {}
+
+    # ---- life cycle -------------------------------------------------------
+
+    def start(self):
+        t = time.monotonic()
+        self.vm.start()
+        self.info["boot_s"] = round(self.vm.boot_seconds, 2)
+        with open(os.path.join(BENCH, "guest-bench.sh")) as f:
+            lib = f.read()
+        self.vm.run("cat >/tmp/bench.sh <<'VB13EOF'\n%sVB13EOF\n" % lib,
+                    check=True)
+        self.vm.run("modprobe virtio_balloon && modprobe virtio_balloon13 && "
+                    "modprobe allocbench", timeout=120, check=True)
+        _, out = self.vm.run("ls -d %s/virtio*" % SYSFS13, check=True)
+        self.dev = out.split()[0]
+        _, out = self.vm.run(
+            "cat /proc/cmdline; dmesg | grep -m1 'mem auto-init' || echo -; "
+            "head -1 /proc/meminfo; cat %s/page_bits %s/floor_bytes; "
+            "ls /sys/bus/virtio/drivers/virtio_balloon/ | grep -c virtio"
+            % (self.dev, self.dev), check=True)
+        lines = out.splitlines()
+        self.memtotal_kb = int(lines[2].split()[1])
+        self.info.update({
+            "kernel": self.vm.kver, "cmdline": lines[0],
+            "mem_auto_init": lines[1].split("]", 1)[-1].strip(),
+            "memtotal_kb": self.memtotal_kb, "page_bits": int(lines[3]),
+            "floor_bytes": int(lines[4]),
+            "legacy_bound": int(lines[5]) > 0,
+            "guest_ram_bytes": self.vm.mem_bytes,
+            "host_load_at_boot": loadavg(),
+            "setup_s": round(time.monotonic() - t, 2),
+        })
+        if self.info["page_bits"] != self.page_bits:
+            raise BenchError("device 13 page_bits %s, wanted %d"
+                             % (lines[3], self.page_bits))
+        self.ctl = Ctl(self.vm.path("ctl.sock"))
+        return self
+
+    def close(self):
+        if self.ctl:
+            self.ctl.close()
+            self.ctl = None
+        self.vm.close()
+
+    # ---- guest helpers ----------------------------------------------------
+
+    def memtouch(self, margin_mib=100):
+        """Make the guest use its memory: memtouch all but margin_mib of
+        the free memory, then allocbench's fill writes every page still
+        free, down into the reserves below the watermarks (twice; cheap).
+        memtouch alone leaves 100-200 MiB untouched: it takes the small
+        free blocks first, leaving exactly the large ones device 13 takes
+        next, and it cannot go below the watermarks (44 MiB min with THP,
+        plus boosts), while a balloon's pages come from anywhere in the
+        free lists.  After this all but ~4 MiB of the free guest memory
+        is backed on the host."""
+        t = time.monotonic()
+        self.vm.run("{ read -r _; read -r _ f _; } </proc/meminfo; "
+                    "memtouch $((f / 1024 - %d)) >/dev/null && "
+                    "echo fill >/sys/kernel/debug/allocbench/run && "
+                    "echo fill >/sys/kernel/debug/allocbench/run"
+                    % margin_mib, timeout=900, check=True)
+        return time.monotonic() - t
+
+    def counters(self):
+        _, out = self.vm.run("cat %s/*/counters" % DEBUGFS13, check=True)
+        return {k: int(v) for k, v in
+                (line.split() for line in out.splitlines() if line.strip())}
+
+    def allocbench(self, size, max_order, block_order):
+        _, out = self.vm.run(
+            "echo %d %d %d >/sys/kernel/debug/allocbench/run && "
+            "cat /sys/kernel/debug/allocbench/run"
+            % (size // MiB, max_order, block_order), timeout=900, check=True)
+        r = {k: int(v) for k, v in
+             (line.split() for line in out.splitlines() if line.strip())}
+        if r.get("err") or r.get("pages", 0) << 12 < size:
+            raise BenchError("allocbench fell short: %s" % r)
+        return {"bytes": size, "max_order": max_order,
+                "block_order": block_order,
+                "alloc_s": r["alloc_ns"] / 1e9, "free_s": r["free_ns"] / 1e9,
+                "chunks": {k: v for k, v in r.items()
+                           if k.startswith("chunks_order_")}}
+
+    # ---- host side --------------------------------------------------------
+
+    def vcpu_tid(self):
+        if not hasattr(self, "_vcpu_tid"):
+            self._vcpu_tid = None
+            task = "/proc/%d/task" % self.vm.qemu_pid
+            for tid in os.listdir(task):
+                try:
+                    with open("%s/%s/comm" % (task, tid)) as f:
+                        if f.read().startswith("CPU 0"):
+                            self._vcpu_tid = int(tid)
+                except OSError:
+                    pass
+        return self._vcpu_tid
+
+    def host_snap(self):
+        rss = self.vm.qemu_rss()
+        snap = {"resident": self.vm.guest_ram_resident(),
+                "rss_shmem": rss.get("RssShmem"),
+                "qemu_cpu": proc_cpu(self.vm.qemu_pid),
+                "daemon_cpu": proc_cpu(self.vm.backend_pid),
+                "vcpu_cpu": None, "vcpu_nvcsw": None}
+        tid = self.vcpu_tid()
+        if tid:
+            base = "/proc/%d/task/%d/" % (self.vm.qemu_pid, tid)
+            try:
+                with open(base + "stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                snap["vcpu_cpu"] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+                with open(base + "status") as f:
+                    for line in f:
+                        if line.startswith("nonvoluntary_ctxt_switches"):
+                            snap["vcpu_nvcsw"] = int(line.split()[1])
+            except OSError:
+                pass
+        return snap
+
+    def log_offset(self):
+        try:
+            return os.path.getsize(self.vm.path("backend.log"))
+        except OSError:
+            return 0
+
+    def log_timeline(self, offset, target):
+        """Daemon log from offset: when the target was set, and when each
+        page list was done (ms resolution, the daemon's own clock)."""
+        with open(self.vm.path("backend.log"), "rb") as f:
+            f.seek(offset)
+            text = f.read().decode("utf-8", "replace")
+        t_target = None
+        msgs = []
+        for line in text.splitlines():
+            m = _LOGLINE.match(line)
+            if not m:
+                continue
+            t = int(m.group(1)) + int(m.group(2)) / 1000
+            if t_target is None:
+                mt = _TARGET.match(m.group(3))
+                if mt and int(mt.group(1)) == target:
+                    t_target = t
+                continue
+            mp = _PAGES.match(m.group(3))
+            if mp:
+                msgs.append((round(t - t_target, 3), int(mp.group(1)),
+                             int(mp.group(2))))
+        out = {"messages": msgs}
+        if t_target is not None and msgs:
+            out["first_s"] = msgs[0][0]
+            total = 0
+            for t, n, _ in msgs:
+                total += n * self.block
+                if total >= target:
+                    out["done_s"] = t
+                    break
+        return out
+
+    # ---- one measured operation --------------------------------------------
+
+    def measure(self, balloon, direction, size, timeout=600):
+        """Inflate the balloon by `size` bytes from empty, or deflate it
+        from `size` back to empty, timing it from the host's request."""
+        full = self.vm.mem_bytes
+        inflate = direction == "inflate"
+        target = size if inflate else 0
+        if balloon == "dev13":
+            seen = "%s/target_bytes 1 %d" % (self.dev, target)
+            cond = "%s/size_bytes 1 %s %d" % (
+                self.dev, "-ge" if inflate else "-eq", target)
+        else:
+            seen = "- 0 0"
+            want_kb = self.memtotal_kb - (size >> 10 if inflate else 0)
+            cond = "/proc/meminfo 2 %s %d" % ("-le" if inflate else "-ge",
+                                              want_kb)
+        interval = 0.01 if inflate else (0.002 if balloon == "dev13"
+                                         else 0.005)
+        cmd = ". /tmp/bench.sh; waiter %s %s %s %d 0.2" % (
+            seen, cond, interval, timeout)
+
+        st0 = self.ctl(cmd="status") if balloon == "dev13" else None
+        actual0 = self.vm.qmp("query-balloon")["actual"] if balloon != "dev13" else None
+        off = self.log_offset()
+        start = len(self.vm.marks)
+        bg = Background(self.vm, cmd, timeout + 60)
+        bg.start()
+        self.vm.wait_mark("R", start, 120, alive=bg.is_alive)
+        h0 = self.host_snap()
+        load = loadavg()
+        t0 = time.monotonic()
+        if balloon == "dev13":
+            self.ctl(cmd="resize", bytes=target)
+        else:
+            self.vm.qmp("balloon", value=full - target)
+
+        first = done = None
+        polls = 0
+        if balloon == "dev13" and inflate:
+            # Follow the daemon's -v log rather than polling `status`:
+            # status counts the balloon with mincore() over every run of
+            # the bitmap, which costs the single-threaded daemon
+            # milliseconds per call and slows the inflate it measures.
+            got, buf, seen_target = 0, b"", False
+            with open(self.vm.path("backend.log"), "rb") as log:
+                log.seek(off)
+                while True:
+                    data = log.read()
+                    now = time.monotonic()
+                    polls += 1
+                    if data:
+                        buf += data
+                        lines = buf.split(b"\n")
+                        buf = lines.pop()
+                        for line in lines:
+                            m = _LOGLINE.match(line.decode("utf-8", "replace"))
+                            if not m:
+                                continue
+                            if not seen_target:
+                                mt = _TARGET.match(m.group(3))
+                                seen_target = bool(mt and int(mt.group(1)) == target)
+                                continue
+                            mp = _PAGES.match(m.group(3))
+                            if mp:
+                                got += int(mp.group(1)) * self.block
+                                if first is None:
+                                    first = now - t0
+                    if got >= size:
+                        done = now - t0
+                        break
+                    if now - t0 > timeout:
+                        raise BenchError("device 13 inflate of %d MiB not "
+                                         "done in %d s (%d MiB received)"
+                                         % (size // MiB, timeout, got // MiB))
+                    time.sleep(0.001)
+        elif balloon == "legacy":
+            want = full - target
+            while True:
+                actual = self.vm.qmp("query-balloon")["actual"]
+                now = time.monotonic()
+                polls += 1
+                if first is None and actual != actual0:
+                    first = now - t0
+                if (actual <= want) if inflate else (actual >= want):
+                    done = now - t0
+                    break
+                if now - t0 > timeout:
+                    raise BenchError("legacy %s to %d MiB not done in %d s "
+                                     "(actual %d MiB)" % (
+                                         direction, want // MiB, timeout,
+                                         actual // MiB))
+                time.sleep(0.001 if first is None else 0.005)
+        h_done = self.host_snap() if done is not None else None
+        t_mark, _ = self.vm.wait_mark("D", start, timeout + 30,
+                                      alive=bg.is_alive)
+        guest_done = t_mark - t0
+        if done is None:
+            done = guest_done
+            h_done = self.host_snap()
+        bg.join(timeout + 60)
+        if bg.error:
+            raise bg.error
+        status, out = bg.result
+        res = parse_kv(out.strip().splitlines()[-1] if out.strip() else "")
+        if status != 0 or "kw_ns" not in res:
+            raise BenchError("guest waiter failed (%d): %s" % (status, out))
+
+        r = {
+            "balloon": balloon, "direction": direction, "bytes": size,
+            "time_s": round(done, 4),
+            "guest_done_s": round(guest_done, 4),
+            "first_s": None if first is None else round(first, 4),
+            "guest_kworker_s": res["kw_ns"] / 1e9,
+            "guest_sys_s": res["sys_ticks"] / 100,
+            "guest_user_s": res["usr_ticks"] / 100,
+            "guest_idle_s": res["idle_ticks"] / 100,
+            "resident_before": h0["resident"],
+            "resident_after": h_done["resident"],
+            "reclaimed": h0["resident"] - h_done["resident"],
+            "rss_shmem_before": h0["rss_shmem"],
+            "rss_shmem_after": h_done["rss_shmem"],
+            "qemu_cpu_s": round(h_done["qemu_cpu"] - h0["qemu_cpu"], 2),
+            "vcpu_cpu_s": (None if h0["vcpu_cpu"] is None else
+                           round(h_done["vcpu_cpu"] - h0["vcpu_cpu"], 2)),
+            "vcpu_nvcsw": (None if h0["vcpu_nvcsw"] is None else
+                           h_done["vcpu_nvcsw"] - h0["vcpu_nvcsw"]),
+            "daemon_cpu_s": round(h_done["daemon_cpu"] - h0["daemon_cpu"], 2),
+            "host_polls": polls, "host_load": load,
+        }
+        if res.get("t_seen"):
+            r["guest_seen_to_done_s"] = round(res["t_done"] - res["t_seen"], 4)
+        if balloon == "dev13":
+            st1 = self.ctl(cmd="status")
+            r["daemon"] = {
+                "pages_messages": st1["messages"]["pages"] - st0["messages"]["pages"],
+                "bytes_received": st1["bytes_received"] - st0["bytes_received"],
+                "punch_calls": st1["punch"]["calls"] - st0["punch"]["calls"],
+                "punch_bytes": st1["punch"]["bytes"] - st0["punch"]["bytes"],
+                "bytes_in_balloon": st1["bytes_in_balloon"],
+                # Blocks seen for the first time, and blocks sent again
+                # after the guest had used them (each of those costs the
+                # daemon a mincore() call and a 64 KiB malloc).
+                "block_bytes": self.block,
+                "new_blocks": st1["blocks_in_bitmap"] - st0["blocks_in_bitmap"],
+                "reballooned_blocks": st1["reballooned_blocks"] - st0["reballooned_blocks"],
+                "duplicate_blocks": st1["duplicate_blocks"] - st0["duplicate_blocks"],
+            }
+            if st1["bytes_received"] - st0["bytes_received"] < size and inflate:
+                raise BenchError("daemon status shows %d bytes received, "
+                                 "wanted %d" % (st1["bytes_received"] -
+                                                st0["bytes_received"], size))
+            t = time.monotonic()
+            for _ in range(5):
+                self.ctl(cmd="status")
+            r["status_call_ms"] = round((time.monotonic() - t) / 5 * 1000, 3)
+            if inflate:
+                tl = self.log_timeline(off, target)
+                r["log_first_s"] = tl.get("first_s")
+                r["log_done_s"] = tl.get("done_s")
+                r["timeline"] = tl["messages"]
+        return r
+
+
+# ---- phases ----------------------------------------------------------------
+
+def run_pair(b, size, reps, touch=True, balloons=("legacy", "dev13"),
+             counters=True):
+    """reps x (inflate, deflate) for each balloon, alternating which goes
+    first; memory touched before each inflate."""
+    out = {bl: {"inflate": [], "deflate": []} for bl in balloons}
+    out["memtouch_s"] = []
+    out["counters"] = []
+    for rep in range(reps):
+        order = list(balloons) if rep % 2 == 0 else list(reversed(balloons))
+        for bl in order:
+            if touch:
+                out["memtouch_s"].append(round(b.memtouch(), 2))
+            inf = b.measure(bl, "inflate", size)
+            dfl = b.measure(bl, "deflate", size)
+            out[bl]["inflate"].append(inf)
+            out[bl]["deflate"].append(dfl)
+            say("%s rep %d %-6s %5d MiB: inflate %.3f s (first %s) "
+                "deflate %.3f s, reclaimed %.1f MiB, guest kworker %.3f s"
+                % (b.name, rep + 1, bl, size // MiB, inf["time_s"],
+                   inf["first_s"], dfl["time_s"], mib(inf["reclaimed"]),
+                   inf["guest_kworker_s"]))
+        if counters and "dev13" in balloons:
+            out["counters"].append(b.counters())
+    return out
+
+
+def run_allocbench(b, size, reps, variants):
+    out = {}
+    for name, (max_order, block_order) in variants.items():
+        out[name] = []
+        for _ in range(reps):
+            b.memtouch()
+            r = b.allocbench(size, max_order, block_order)
+            out[name].append(r)
+        say("%s allocbench %s (orders %d..%d) %d MiB: alloc %s s"
+            % (b.name, name, max_order, block_order, size // MiB,
+               " ".join("%.3f" % r["alloc_s"] for r in out[name])))
+    return out
+
+
+_FG_LINE = re.compile(r"^\s*([0-9.]+) \|\s+\d+\)\s+(\S+-\d+)\s+\|\s+"
+                      r"[!#*@$+]?\s*(?:([0-9.]+) (us|ms))?\s*\|\s*(.*)$")
+_FG_NAME = re.compile(r"^(\w+)(?: \[\w+\])?\(\)(;| \{)$")
+_FG_CLOSE = re.compile(r"^\}(?: /\* (\w+))?")
+
+
+def parse_function_graph(text):
+    """function_graph output (funcgraph-abstime, funcgraph-proc) ->
+    {function: [(entry time, inclusive duration), ...]}.  Each task has
+    its own call stack: a preempted worker's frames must not be closed by
+    an interrupt that arrived in another task."""
+    calls = {}
+    stacks = {}
+    for line in text.splitlines():
+        m = _FG_LINE.match(line)
+        if not m:
+            continue
+        ts = float(m.group(1))
+        stack = stacks.setdefault(m.group(2), [])
+        dur = None
+        if m.group(3):
+            dur = float(m.group(3)) / (1e3 if m.group(4) == "ms" else 1e6)
+        body = m.group(5).strip()
+        close = _FG_CLOSE.match(body)
+        if close:
+            want = close.group(1)
+            while stack and want and stack[-1][0] != want:
+                stack.pop()	# frames whose exit was lost
+            if stack and dur is not None:
+                name, t_in = stack.pop()
+                calls.setdefault(name, []).append((t_in, dur))
+            continue
+        fm = _FG_NAME.match(body)
+        if not fm:
+            continue
+        if fm.group(2) == ";":
+            if dur is not None:
+                calls.setdefault(fm.group(1), []).append((ts, dur))
+        else:
+            stack.append((fm.group(1), ts))
+    return calls
+
+
+# What to trace per balloon: the worker, its allocation and its "tell the
+# device" step, and the rest of the hot path.
+TRACE = {
+    "dev13": {"worker": "vb13_resize_fn", "alloc": "vb13_alloc_chunk",
+              "send": "vb13_submit", "free": "vb13_free_acked",
+              "more": ["vb13_msg_add", "vb13_encode_chunk", "vb13_reap",
+                       "vb13_release_chunk", "vb13_out_done", "vb13_req_fn"]},
+    "legacy": {"worker": "update_balloon_size_func",
+               "alloc": "balloon_page_alloc", "send": "tell_host",
+               "free": "leak_balloon",
+               "more": ["fill_balloon", "release_pages_balloon",
+                        "balloon_ack"]},
+}
+TRACE_COMMON = ["virtqueue_add_outbuf", "vp_notify", "vring_interrupt"]
+
+
+def fg_summary(calls, balloon):
+    stats = {name: {"calls": len(c),
+                    "total_ms": round(sum(d for _, d in c) * 1e3, 3),
+                    "max_ms": round(max(d for _, d in c) * 1e3, 3)}
+             for name, c in calls.items()}
+    t = TRACE[balloon]
+    work = calls.get(t["worker"], [])
+    if work:
+        start = min(x for x, _ in work)
+        end = max(x + d for x, d in work)
+        busy = sum(d for _, d in work)
+        part = {k: sum(d for _, d in calls.get(t[k], []))
+                for k in ("alloc", "send", "free")}
+        stats["_worker"] = {
+            "runs": len(work), "span_ms": round((end - start) * 1e3, 2),
+            "busy_ms": round(busy * 1e3, 2),
+            "idle_ms": round((end - start - busy) * 1e3, 2),
+            "alloc_ms": round(part["alloc"] * 1e3, 2),
+            "send_ms": round(part["send"] * 1e3, 2),
+            "free_ms": round(part["free"] * 1e3, 2),
+            "other_ms": round((busy - sum(part.values())) * 1e3, 2)}
+    return stats
+
+
+def pipeline(b, off, calls):
+    """Device-13 inflate as a pipeline, all in ms from the RESIZE request:
+    when the guest queued each page list (virtqueue_add_outbuf), when the
+    daemon had discarded it (its log, written before it returns the
+    buffer), and when the guest's outputq callback ran.  The guest's and
+    the daemon's clocks are aligned on the request: the daemon logs when
+    it wrote it, the guest traces vb13_req_fn handling it (~1 ms later)."""
+    with open(b.vm.path("backend.log"), "rb") as f:
+        f.seek(off)
+        text = f.read().decode("utf-8", "replace")
+    t_sent, daemon = None, []
+    for line in text.splitlines():
+        m = _LOGLINE.match(line)
+        if not m:
+            continue
+        t = int(m.group(1)) + int(m.group(2)) / 1000
+        if t_sent is None and "inputq: sent RESIZE" in m.group(3):
+            t_sent = t
+        elif t_sent is not None and _PAGES.match(m.group(3)):
+            daemon.append(round((t - t_sent) * 1e3, 1))
+    req = sorted(calls.get("vb13_req_fn", []))
+    if t_sent is None or not req:
+        return {"error": "no request in the log or the trace"}
+    t0 = req[0][0]
+
+    def rel(name):
+        return [round((t - t0) * 1e3, 1) for t, _ in sorted(calls.get(name, []))
+                if t >= t0]
+    queued, returned = rel("virtqueue_add_outbuf"), rel("vb13_out_done")
+    return {"queued_ms": queued, "daemon_done_ms": daemon,
+            "callback_ms": returned,
+            "messages": len(queued), "callbacks": len(returned),
+            "messages_per_callback": round(len(queued) / len(returned), 2)
+            if returned else None}
+
+
+def ftrace_profile(b, size, balloon="dev13"):
+    """One inflate and deflate with the guest's function_graph tracer on
+    the balloon's hot path: calls and time in each function, and how much
+    of the time the worker was running, allocating, or telling the device
+    (for the legacy driver, tell_host includes waiting for the host)."""
+    t = TRACE[balloon]
+    want = [t["worker"], t["alloc"], t["send"], t["free"]] + t["more"] + \
+        TRACE_COMMON
+    T = "/sys/kernel/tracing"
+    _, avail = b.vm.run("mount -t tracefs tracefs %s 2>/dev/null; "
+                        "grep -E '^(%s)( |$)' %s/available_filter_functions"
+                        % (T, "|".join(want), T), timeout=120)
+    funcs = sorted({line.split()[0] for line in avail.splitlines()
+                    if line.strip()})
+    if t["worker"] not in funcs:
+        return {"error": "%s not traceable: %s" % (t["worker"], avail[-300:])}
+    b.vm.run("cd %s && echo 0 >tracing_on && echo nop >current_tracer && "
+             "echo 65536 >buffer_size_kb && echo '%s' >set_ftrace_filter && "
+             "echo function_graph >current_tracer && "
+             "echo funcgraph-abstime >trace_options && "
+             "echo funcgraph-irqs >trace_options && "
+             "echo funcgraph-proc >trace_options && echo >trace"
+             % (T, " ".join(funcs)), timeout=120, check=True)
+    out = {"functions": funcs, "balloon": balloon, "bytes": size}
+    try:
+        for direction in ("inflate", "deflate"):
+            if direction == "inflate":
+                b.memtouch()
+            b.vm.run("echo >%s/trace; echo 1 >%s/tracing_on" % (T, T),
+                     check=True)
+            off = b.log_offset()
+            r = b.measure(balloon, direction, size)
+            b.vm.run("echo 0 >%s/tracing_on" % T, check=True)
+            # The serial channel is slow; a legacy trace is megabytes.
+            _, z = b.vm.run_bytes("gzip -1 <%s/trace" % T, timeout=600)
+            trace = zlib.decompress(z, 16 + zlib.MAX_WBITS).decode(
+                "utf-8", "replace")
+            over = b.vm.run("cat %s/per_cpu/cpu0/stats" % T)[1]
+            m = re.search(r"overrun: (\d+)", over)
+            out[direction + "_overrun"] = int(m.group(1)) if m else None
+            r.pop("timeline", None)
+            out[direction] = r
+            calls = parse_function_graph(trace)
+            out[direction + "_trace"] = fg_summary(calls, balloon)
+            if balloon == "dev13" and direction == "inflate":
+                out["pipeline"] = pipeline(b, off, calls)
+            out[direction + "_trace_lines"] = len(trace.splitlines())
+    finally:
+        b.vm.run("cd %s && echo 0 >tracing_on && echo nop >current_tracer && "
+                 "echo >set_ftrace_filter && echo 1408 >buffer_size_kb" % T,
+                 timeout=120)
+    return out
+
+
+def status_poll_profile(b, size, interval=0.005):
+    """One device-13 inflate while a second client polls `status` every
+    `interval` s, as a harness following the control socket would."""
+    stop = threading.Event()
+    calls = []
+
+    def poll():
+        c = Ctl(b.vm.path("ctl.sock"))
+        try:
+            while not stop.is_set():
+                t = time.monotonic()
+                c(cmd="status")
+                calls.append(time.monotonic() - t)
+                stop.wait(interval)
+        finally:
+            c.close()
+
+    b.memtouch()
+    th = threading.Thread(target=poll, daemon=True)
+    th.start()
+    try:
+        inf = b.measure("dev13", "inflate", size)
+    finally:
+        stop.set()
+        th.join(30)
+    b.measure("dev13", "deflate", size)
+    calls.sort()
+    return {"inflate": inf, "interval_s": interval, "status_calls": len(calls),
+            "status_call_ms_median": round(calls[len(calls) // 2] * 1e3, 3)
+            if calls else None,
+            "status_call_ms_max": round(calls[-1] * 1e3, 3) if calls else None}
+
+
+def strace_profile(b, size):
+    """One device-13 inflate with strace timing the daemon's punch calls."""
+    log = b.vm.path("strace.log")
+    proc = subprocess.Popen(["strace", "-q", "-T", "-e", "trace=madvise,mincore",
+                             "-p", str(b.vm.backend_pid), "-o", log],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)  # attached
+        b.memtouch()
+        inf = b.measure("dev13", "inflate", size)
+        dfl = b.measure("dev13", "deflate", size)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    calls = {"madvise": [], "mincore": []}
+    with open(log) as f:
+        for line in f:
+            m = re.match(r"(madvise|mincore)\(0x[0-9a-f]+, (\d+),.*<([0-9.]+)>",
+                         line)
+            if m:
+                calls[m.group(1)].append((int(m.group(2)), float(m.group(3))))
+    out = {"inflate": inf, "deflate": dfl}
+    for name, c in calls.items():
+        out[name] = {"calls": len(c), "bytes": sum(n for n, _ in c),
+                     "total_s": round(sum(t for _, t in c), 4),
+                     "max_s": round(max((t for _, t in c), default=0), 4)}
+    return out
+
+
+def perf_profile(b, size):
+    """Where QEMU's host CPU goes during one device-13 inflate (perf)."""
+    data = b.vm.path("perf.data")
+    proc = subprocess.Popen(["perf", "record", "-q", "-F", "499", "-g", "-o",
+                             data, "-p", str(b.vm.qemu_pid)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)
+        b.memtouch()
+        inf = b.measure("dev13", "inflate", size)
+    finally:
+        proc.send_signal(2)
+        proc.wait(30)
+    rep = subprocess.run(["perf", "report", "-i", data, "--no-children",
+                          "--sort", "dso,sym", "--stdio", "-g", "none",
+                          "--percent-limit", "1.5"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         text=True, check=False).stdout
+    top = [line.strip() for line in rep.splitlines()
+           if line.strip() and not line.startswith("#")][:25]
+    b.measure("dev13", "deflate", size)
+    return {"inflate": inf, "top": top}
+
+
+# ---- configurations --------------------------------------------------------
+
+def build_configs(a):
+    """name -> dict of what to run."""
+    cfgs = {}
+    if a.smoke:
+        cfgs["smoke"] = dict(mem="512M", page_bits=12, ioa=1, size=64 * MiB,
+                             reps=1, kind="pair", ab_reps=1)
+        return cfgs
+    for ioa in (1, 0):
+        cfgs["pb12-ioa%d" % ioa] = dict(mem="2G", page_bits=12, ioa=ioa,
+                                        size=GiB, reps=a.reps, kind="pair",
+                                        ab_reps=a.reps, profile="full")
+        cfgs["pb21-ioa%d" % ioa] = dict(mem="2G", page_bits=21, ioa=ioa,
+                                        size=GiB, reps=a.reps, kind="pair",
+                                        ab_reps=a.reps, profile="ftrace")
+    for ioa in (1, 0):
+        cfgs["scale-ioa%d" % ioa] = dict(
+            mem="16G", page_bits=12, ioa=ioa, kind="scale",
+            sizes13=[256 * MiB, GiB, 4 * GiB, 12 * GiB],
+            sizes_legacy=[256 * MiB, GiB, 4 * GiB], reps=a.scale_reps)
+    return cfgs
+
+
+def run_config(name, cfg, a, builds):
+    b = Bench(name, a.series, cfg["mem"], cfg["page_bits"], cfg["ioa"],
+              builds["ko"], builds["allocbench"], builds["daemon"])
+    res = {"config": {k: v for k, v in cfg.items()}, "load_start": loadavg(),
+           "host_mem_available_start": host_mem_available()}
+    t = time.monotonic()
+    try:
+        b.start()
+        res["vm"] = b.info
+        say("%s: %s booted in %.1f s, %s, %s" % (
+            name, b.info["kernel"], b.info["boot_s"], b.info["cmdline"],
+            b.info["mem_auto_init"]))
+        if cfg["kind"] == "pair":
+            size = cfg["size"]
+            res["pair"] = run_pair(b, size, cfg["reps"])
+            block_order = cfg["page_bits"] - 12
+            variants = {"driver_orders": (10, block_order)}
+            if block_order == 0 and not a.smoke:
+                variants["order0"] = (0, 0)
+            res["allocbench"] = run_allocbench(b, size, cfg["ab_reps"],
+                                               variants)
+            if cfg.get("profile") and not a.no_profile:
+                prof = {}
+                todo = [("ftrace", ftrace_profile)]
+                if cfg["profile"] == "full":
+                    # 256 MiB: a 1 GiB legacy trace overflows the buffer.
+                    todo += [("ftrace_legacy",
+                              lambda b, size: ftrace_profile(b, size // 4,
+                                                             "legacy")),
+                             ("status_poll", status_poll_profile),
+                             ("strace", strace_profile),
+                             ("perf", perf_profile)]
+                for what, fn in todo:
+                    try:
+                        prof[what] = fn(b, size)
+                        say("%s profile %s done" % (name, what))
+                    except (BenchError, VMError, OSError) as e:
+                        prof[what] = {"error": str(e)[:2000]}
+                        say("%s profile %s failed: %s" % (name, what, e))
+                res["profile"] = prof
+        else:
+            res["scale"] = run_scale(b, cfg)
+    finally:
+        res["load_end"] = loadavg()
+        res["elapsed_s"] = round(time.monotonic() - t, 1)
+        try:
+            res["console_tail"] = b.vm.console_log()[-3000:] if b.vm.tmpdir else ""
+        except Exception:
+            pass
+        b.close()
+    return res
+
+
+def run_scale(b, cfg):
+    out = {"dev13": {}, "legacy": {}}
+    for rep in range(cfg["reps"]):
+        for size in cfg["sizes13"]:
+            for bl in ("dev13", "legacy"):
+                if bl == "legacy" and size not in cfg["sizes_legacy"]:
+                    continue
+                inf = b.measure(bl, "inflate", size, timeout=1200)
+                dfl = b.measure(bl, "deflate", size, timeout=1200)
+                for r in (inf, dfl):
+                    r.pop("timeline", None) if size > GiB else None
+                d = out[bl].setdefault(str(size), {"inflate": [], "deflate": []})
+                d["inflate"].append(inf)
+                d["deflate"].append(dfl)
+                say("%s rep %d %-6s %6d MiB: inflate %.3f s (%.3f s/GiB) "
+                    "deflate %.3f s, kworker %.3f s" % (
+                        b.name, rep + 1, bl, size // MiB, inf["time_s"],
+                        inf["time_s"] / (size / GiB), dfl["time_s"],
+                        inf["guest_kworker_s"]))
+    return out
+
+
+def builds_from_args(a):
+    for p in (a.module, a.allocbench, a.daemon):
+        if not os.path.isfile(p):
+            raise BenchError("missing %s" % p)
+    return {"ko": a.module, "allocbench": a.allocbench, "daemon": a.daemon}
+
+
+def git_rev():
+    try:
+        return subprocess.run(["git", "-C", TOP, "rev-parse", "--short", "HEAD"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              text=True, check=False).stdout.strip()
+    except OSError:
+        return ""
+
+
+def smoke_verdict(results):
+    """Reasons the smoke run's numbers are not sane (empty: fine)."""
+    bad = []
+    r = results["configs"].get("smoke", {})
+    pair = r.get("pair")
+    if not pair:
+        return ["no measurements: %s" % r.get("error", "?")]
+    for bl in ("legacy", "dev13"):
+        for d in ("inflate", "deflate"):
+            runs = pair.get(bl, {}).get(d, [])
+            if not runs:
+                bad.append("%s %s not measured" % (bl, d))
+                continue
+            for x in runs:
+                if not x["time_s"] > 0:
+                    bad.append("%s %s time %s" % (bl, d, x["time_s"]))
+                if x["bytes"] != 64 * MiB:
+                    bad.append("%s %s moved %s bytes" % (bl, d, x["bytes"]))
+        for x in pair.get(bl, {}).get("inflate", []):
+            if x["reclaimed"] < x["bytes"] // 2:
+                bad.append("%s reclaimed only %.1f of %d MiB" % (
+                    bl, mib(x["reclaimed"]), x["bytes"] // MiB))
+            if bl == "dev13" and x["daemon"]["bytes_received"] < x["bytes"]:
+                bad.append("device 13 received %d bytes" %
+                           x["daemon"]["bytes_received"])
+    ab = r.get("allocbench", {}).get("driver_orders", [])
+    if not ab or not ab[0]["alloc_s"] > 0:
+        bad.append("allocbench gave no time")
+    return bad
+
+
+def main(argv=None):
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):
+            self.exit(2, "bench.py: %s (see --help)\n" % message)
+
+    p = Parser(prog="bench.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, help="directory for results.json")
+    p.add_argument("--smoke", action="store_true",
+                   help="one repetition, 64 MiB, 512 MiB guest")
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--scale-reps", type=int, default=3)
+    p.add_argument("--configs", default="",
+                   help="comma-separated subset of the configurations")
+    p.add_argument("--no-profile", action="store_true")
+    p.add_argument("--series", default="6.12")
+    p.add_argument("--module", required=True, help="virtio_balloon13.ko")
+    p.add_argument("--allocbench", required=True, help="allocbench.ko")
+    p.add_argument("--daemon", required=True, help="balloon13d")
+    a = p.parse_args(argv)
+    if a.reps < 1 or a.scale_reps < 1:
+        p.error("--reps and --scale-reps must be >= 1")
+
+    os.makedirs(a.out, exist_ok=True)
+    path = os.path.join(a.out, "results.json")
+    cfgs = build_configs(a)
+    if a.configs:
+        names = a.configs.split(",")
+        unknown = [n for n in names if n not in cfgs]
+        if unknown:
+            p.error("unknown configuration(s) %s (have %s)"
+                    % (",".join(unknown), ",".join(cfgs)))
+        cfgs = {n: cfgs[n] for n in names}
+
+    results = {"meta": {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "host": platform.node(), "host_kernel": platform.release(),
+        "nproc": os.cpu_count(), "load_start": loadavg(),
+        "host_mem_available": host_mem_available(),
+        "git": git_rev(), "smoke": a.smoke, "reps": a.reps,
+        "scale_reps": a.scale_reps, "series": a.series,
+        "notes": "TCG (no KVM), -smp 1, cpu max,erms=off,fsrm=off; "
+                 "guest RAM a shared memfd",
+    }, "configs": {}}
+    failed = []
+    try:
+        builds = builds_from_args(a)
+        for name, cfg in cfgs.items():
+            if cfg["kind"] == "scale" and host_mem_available() < 6 * GiB:
+                results["configs"][name] = {"skipped": "host MemAvailable %d MiB"
+                                            % (host_mem_available() // MiB)}
+                say("%s skipped: not enough free host memory" % name)
+                continue
+            say("%s: starting (host load %s)" % (name, loadavg()))
+            try:
+                results["configs"][name] = run_config(name, cfg, a, builds)
+            except (BenchError, VMError, OSError) as e:
+                failed.append(name)
+                results["configs"][name] = {"error": str(e)[-4000:]}
+                say("%s FAILED: %s" % (name, str(e)[-2000:]))
+            results["meta"]["load_end"] = loadavg()
+            results["meta"]["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %z")
+            with open(path + ".tmp", "w") as f:
+                json.dump(results, f, indent=1)
+            os.replace(path + ".tmp", path)
+    except Exception as e:  # the smoke test must end with a verdict
+        if a.smoke:
+            print("FAIL bench/smoke: %s: %s" % (
+                type(e).__name__, (str(e).splitlines() or [""])[0][:300]))
+            return 1
+        raise
+    say("results in %s" % path)
+    if a.smoke:
+        return smoke_report(results, a.out)
+    return 1 if failed else 0
+
+
+def smoke_report(results, out):
+    """Render the smoke run without plots and print PASS or FAIL."""
+    import report
+    try:
+        lines = report.render(results, out, make_plots=False)
+    except Exception as e:  # a broken report is a failed smoke test
+        print("FAIL bench/smoke: report: %s: %s" % (type(e).__name__, e))
+        return 1
+    for line in lines:
+        print(line)
+    bad = smoke_verdict(results)
+    if bad:
+        print("FAIL bench/smoke: %s" % "; ".join(bad)[:400])
+        return 1
+    p = results["configs"]["smoke"]["pair"]
+    med = report.summarize(results)["smoke"]
+    print("PASS bench/smoke: 64 MiB legacy inflate %.3f s deflate %.3f s, "
+          "device 13 inflate %.3f s deflate %.3f s, reclaimed %.0f%%/%.0f%%, "
+          "allocator bound %.3f s (results %s)" % (
+              med["legacy"]["inflate"]["time_s"]["median"],
+              med["legacy"]["deflate"]["time_s"]["median"],
+              med["dev13"]["inflate"]["time_s"]["median"],
+              med["dev13"]["deflate"]["time_s"]["median"],
+              100 * p["legacy"]["inflate"][0]["reclaimed"] / (64 * MiB),
+              100 * p["dev13"]["inflate"][0]["reclaimed"] / (64 * MiB),
+              med["allocbench"]["driver_orders"]["alloc_s"]["median"], out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

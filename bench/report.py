@@ -1,0 +1,564 @@
+#!/usr/bin/python3
+"""Turn bench/bench.py's results.json into results.md, plots and ratios.
+
+    report.py DIR [--no-plots]
+
+Reads DIR/results.json, writes DIR/results.md (tables), DIR/summary.json
+(the medians and spreads everything below is computed from) and, unless
+--no-plots, DIR/throughput.png and DIR/scaling.png (python3-matplotlib).
+Prints the targets and, as its last line,
+    ratios: inflate13/legacy=.. deflate13/legacy=.. inflate13/alloc_bound=.. reclaimed/ballooned=..
+for the Debian-default configuration (4 KiB blocks, init_on_alloc=1).
+"""
+
+import json
+import os
+import statistics
+import sys
+
+MiB = 1 << 20
+GiB = 1 << 30
+MAIN = "pb12-ioa1"
+
+
+def spread(values):
+    """median, min, max and quartiles of a list of numbers."""
+    v = sorted(x for x in values if x is not None)
+    if not v:
+        return None
+    q = statistics.quantiles(v, n=4, method="inclusive") if len(v) > 1 else [v[0]] * 3
+    return {"median": statistics.median(v), "min": v[0], "max": v[-1],
+            "q1": q[0], "q3": q[2], "n": len(v)}
+
+
+def thr(size, s):
+    """Throughput spread (MiB/s) from a time spread: median of the
+    throughputs is size/median time; min/max swap."""
+    if not s:
+        return None
+    f = lambda t: (size / MiB) / t if t else float("inf")  # noqa: E731
+    return {"median": f(s["median"]), "min": f(s["max"]), "max": f(s["min"]),
+            "q1": f(s["q3"]), "q3": f(s["q1"]), "n": s["n"]}
+
+
+def summarize_ops(runs):
+    """Spreads of the interesting fields of a list of measure() results."""
+    if not runs:
+        return None
+    size = runs[0]["bytes"]
+    out = {"bytes": size}
+    for key in ("time_s", "first_s", "log_first_s", "log_done_s",
+                "guest_kworker_s", "guest_sys_s", "guest_user_s",
+                "guest_seen_to_done_s", "qemu_cpu_s", "daemon_cpu_s",
+                "vcpu_cpu_s", "status_call_ms", "reclaimed"):
+        vals = [r.get(key) for r in runs if r.get(key) is not None]
+        if vals:
+            out[key] = spread(vals)
+    out["throughput_mib_s"] = thr(size, out["time_s"])
+    fresh, again = [], []
+    for r in runs:
+        d = r.get("daemon")
+        if not d or not d.get("bytes_received") or "block_bytes" not in d:
+            continue
+        received = d["bytes_received"] // d["block_bytes"]
+        (fresh if d.get("new_blocks", 0) * 2 >= received else again).append(
+            r["time_s"])
+    if fresh:
+        out["time_s_fresh_blocks"] = spread(fresh)
+    if again:
+        out["time_s_reballooned_blocks"] = spread(again)
+    if "reclaimed" in out:
+        out["reclaimed_ratio"] = spread([r["reclaimed"] / size for r in runs])
+    out["kworker_s_per_gib"] = spread([r["guest_kworker_s"] / (size / GiB)
+                                       for r in runs])
+    out["sys_s_per_gib"] = spread([r["guest_sys_s"] / (size / GiB)
+                                   for r in runs])
+    return out
+
+
+def summarize(results):
+    summ = {}
+    for name, r in results["configs"].items():
+        if "pair" in r:
+            s = {"vm": r.get("vm", {}), "load": [r.get("load_start"),
+                                                  r.get("load_end")]}
+            for bl in ("legacy", "dev13"):
+                if bl in r["pair"]:
+                    s[bl] = {d: summarize_ops(r["pair"][bl][d])
+                             for d in ("inflate", "deflate")}
+            s["allocbench"] = {}
+            for v, runs in r.get("allocbench", {}).items():
+                size = runs[0]["bytes"]
+                t = spread([x["alloc_s"] for x in runs])
+                s["allocbench"][v] = {
+                    "bytes": size, "max_order": runs[0]["max_order"],
+                    "block_order": runs[0]["block_order"], "alloc_s": t,
+                    "free_s": spread([x["free_s"] for x in runs]),
+                    "throughput_mib_s": thr(size, t)}
+            summ[name] = s
+        elif "scale" in r:
+            s = {"vm": r.get("vm", {}), "load": [r.get("load_start"),
+                                                  r.get("load_end")]}
+            for bl, sizes in r["scale"].items():
+                s[bl] = {}
+                for size, d in sorted(sizes.items(), key=lambda kv: int(kv[0])):
+                    s[bl][size] = {k: summarize_ops(v) for k, v in d.items()}
+                    inf = s[bl][size]["inflate"]
+                    inf["s_per_gib"] = spread([x["time_s"] / (int(size) / GiB)
+                                               for x in d["inflate"]])
+            summ[name] = s
+    return summ
+
+
+def med(s, key, sub="median"):
+    try:
+        return s[key][sub]
+    except (KeyError, TypeError):
+        return None
+
+
+def ratios(s):
+    """The four headline ratios of one pair configuration (None if missing)."""
+    try:
+        li, di = s["legacy"]["inflate"], s["dev13"]["inflate"]
+        ld, dd = s["legacy"]["deflate"], s["dev13"]["deflate"]
+    except (KeyError, TypeError):
+        return None
+    ab = s.get("allocbench", {}).get("driver_orders")
+    return {
+        "inflate13/legacy": li["time_s"]["median"] / di["time_s"]["median"],
+        "deflate13/legacy": ld["time_s"]["median"] / dd["time_s"]["median"],
+        "inflate13/alloc_bound": (ab["alloc_s"]["median"] /
+                                  di["time_s"]["median"]) if ab else None,
+        "reclaimed/ballooned": di["reclaimed_ratio"]["median"],
+    }
+
+
+def ratio_line(r):
+    def f(v):
+        return "n/a" if v is None else ("%.3f" % v if v < 10 else "%.1f" % v)
+    return "ratios: " + " ".join("%s=%s" % (k, f(v)) for k, v in r.items())
+
+
+def targets(summ):
+    """(target, value text, met) rows for each init_on_alloc setting."""
+    rows = []
+    for ioa in (1, 0):
+        s12, s21 = summ.get("pb12-ioa%d" % ioa), summ.get("pb21-ioa%d" % ioa)
+        sc = summ.get("scale-ioa%d" % ioa)
+        tag = "init_on_alloc=%d" % ioa
+        if s12 and ratios(s12):
+            r = ratios(s12)
+            rows.append((tag, "device-13 inflate >= 10x legacy",
+                         "%.2fx" % r["inflate13/legacy"],
+                         r["inflate13/legacy"] >= 10))
+        if s21 and ratios(s21):
+            r21 = ratios(s21)
+            rows.append((tag, "2 MiB blocks >= 20x legacy (same VM)",
+                         "%.2fx" % r21["inflate13/legacy"],
+                         r21["inflate13/legacy"] >= 20))
+        if s12 and ratios(s12):
+            r = ratios(s12)
+            if r["inflate13/alloc_bound"] is not None:
+                rows.append((tag, "device-13 inflate >= 50% of allocator bound",
+                             "%.0f%%" % (100 * r["inflate13/alloc_bound"]),
+                             r["inflate13/alloc_bound"] >= 0.5))
+            rows.append((tag, "deflate at least as fast as legacy",
+                         "%.2fx" % r["deflate13/legacy"],
+                         r["deflate13/legacy"] >= 1))
+            rows.append((tag, "host memory reclaimed >= 99% of balloon",
+                         "%.2f%%" % (100 * r["reclaimed/ballooned"]),
+                         r["reclaimed/ballooned"] >= 0.99))
+            k13 = med(s12["dev13"]["inflate"], "kworker_s_per_gib")
+            kl = med(s12["legacy"]["inflate"], "kworker_s_per_gib")
+            if k13 is not None and kl is not None:
+                rows.append((tag, "device-13 guest CPU per GiB below legacy",
+                             "%.3f vs %.3f s/GiB (kworker)" % (k13, kl),
+                             k13 < kl))
+        if sc and sc.get("dev13"):
+            per = {int(k): v["inflate"]["s_per_gib"]["median"]
+                   for k, v in sc["dev13"].items() if int(k) >= GiB}
+            if len(per) >= 2:
+                lo, hi = min(per.values()), max(per.values())
+                rows.append((tag, "device-13 s/GiB flat within 20% (1-12 GiB)",
+                             "%.3f..%.3f s/GiB (max/min %.2f)" % (lo, hi, hi / lo),
+                             hi / lo <= 1.2))
+    return rows
+
+
+def fmt_spread(s, scale=1.0, digits=3):
+    if not s:
+        return "-"
+    d = "%%.%df" % digits
+    return (d + " [" + d + "-" + d + "]") % (s["median"] * scale,
+                                           s["min"] * scale, s["max"] * scale)
+
+
+def markdown(results, summ):
+    m = results["meta"]
+    out = ["# virtio_balloon13 benchmark results", ""]
+    out.append("Run %s to %s on %s (%s, %s CPUs), git %s. %s." % (
+        m.get("started"), m.get("finished"), m.get("host"), m.get("host_kernel"),
+        m.get("nproc"), m.get("git"), m.get("notes")))
+    out.append("Host load average (1/5/15 min) at start %s, at end %s; "
+               "the 2 host cores were shared with other builds."
+               % (m.get("load_start"), m.get("load_end")))
+    out.append("")
+    out.append("Cells are `median [min-max]` over the repetitions. Times are "
+               "wall-clock from the host's request (balloon13d `resize` over "
+               "its control socket; QMP `balloon`): device-13 inflate until "
+               "the daemon has received and discarded the whole target "
+               "(followed in its `-v` log, which it writes after each page "
+               "list; `status` `bytes_received` is checked afterwards: "
+               "polling `status` itself slows the daemon, see the profile), "
+               "legacy until `query-balloon` reaches the value (polled every "
+               "1-5 ms), device-13 deflate until the guest's sysfs "
+               "`size_bytes` is 0 (a guest poller signals over the serial "
+               "channel; 2 ms polls). Guest CPU: the run time of the guest's "
+               "kworker/ksoftirqd threads (schedstat, ns) over the operation "
+               "(both balloons work in kworkers); `sys` is /proc/stat "
+               "system+irq+softirq (10 ms ticks). vCPU thread, QEMU and "
+               "daemon CPU are host CPU time over the operation (10 ms "
+               "ticks). Reclaimed: the drop of the guest-RAM memfd's "
+               "allocated blocks (= QEMU's RssShmem here), measured before "
+               "the request and when done, after the guest had used all its "
+               "free memory (memtouch, then allocbench's fill). First: "
+               "request to the first page list, device 13 from the daemon's "
+               "log (ms; a message goes out when full: 8192 addresses), "
+               "legacy the first change of `query-balloon` actual. The "
+               "allocator bound is bench/allocbench.ko allocating and "
+               "freeing the same amount with the driver's gfp flags and "
+               "orders, no device involved.")
+    out.append("")
+    for name, s in summ.items():
+        r = results["configs"][name]
+        vm = s.get("vm", {})
+        out.append("## %s" % name)
+        out.append("")
+        out.append("Guest %s MiB, kernel %s, `%s`, %s; device-13 page_bits %s; "
+                   "host load %s -> %s; VM elapsed %s s." % (
+                       vm.get("guest_ram_bytes", 0) // MiB, vm.get("kernel"),
+                       vm.get("cmdline"), vm.get("mem_auto_init"),
+                       vm.get("page_bits"), s["load"][0], s["load"][1],
+                       r.get("elapsed_s")))
+        out.append("")
+        if "legacy" in s or "dev13" in s and "pair" in r:
+            if "pair" in r:
+                out += pair_table(s)
+        if "scale" in r:
+            out += scale_table(s)
+        if "profile" in r:
+            out += profile_md(r["profile"])
+    for name, r in results["configs"].items():
+        if "error" in r or "skipped" in r:
+            out.append("## %s: %s" % (name, "skipped" if "skipped" in r
+                                       else "FAILED"))
+            out.append("")
+            out.append("```\n%s\n```" % (r.get("error") or r.get("skipped")))
+            out.append("")
+    rows = targets(summ)
+    if rows:
+        out += ["## Targets", "", "| setting | target | measured | met |",
+                "|---|---|---|---|"]
+        out += ["| %s | %s | %s | %s |" % (t, n, v, "yes" if ok else "**no**")
+                for t, n, v, ok in rows]
+        out.append("")
+    for name, s in summ.items():
+        r = ratios(s) if "dev13" in s else None
+        if r and "inflate" in (s.get("dev13") or {}):
+            out.append("- %s: `%s`" % (name, ratio_line(r)))
+    out.append("")
+    return "\n".join(out)
+
+
+def pair_table(s):
+    out = ["| balloon | op | time s | MiB/s | first s | guest kworker s | "
+           "guest sys s | reclaimed MiB | vCPU thread s | QEMU CPU s | "
+           "daemon CPU s |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for bl in ("legacy", "dev13"):
+        for d in ("inflate", "deflate"):
+            o = (s.get(bl) or {}).get(d)
+            if not o:
+                continue
+            first = o.get("log_first_s") or o.get("first_s")
+            out.append("| %s | %s %d MiB | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                bl, d, o["bytes"] // MiB, fmt_spread(o["time_s"]),
+                fmt_spread(o["throughput_mib_s"], digits=0),
+                fmt_spread(first) if d == "inflate" else "-",
+                fmt_spread(o.get("guest_kworker_s")),
+                fmt_spread(o.get("guest_sys_s"), digits=2),
+                fmt_spread(o.get("reclaimed"), 1 / MiB, 1) if d == "inflate" else "-",
+                fmt_spread(o.get("vcpu_cpu_s"), digits=2),
+                fmt_spread(o.get("qemu_cpu_s"), digits=2),
+                fmt_spread(o.get("daemon_cpu_s"), digits=2)))
+    for v, o in s.get("allocbench", {}).items():
+        out.append("| allocator bound (%s, orders %d..%d) | alloc %d MiB | %s | %s "
+                   "| - | - | - | - | - | - | - |" % (
+                       v, o["max_order"], o["block_order"], o["bytes"] // MiB,
+                       fmt_spread(o["alloc_s"], digits=4),
+                       fmt_spread(o["throughput_mib_s"], digits=0)))
+        out.append("| allocator bound (%s) | free %d MiB | %s | - | - | - | - "
+                   "| - | - | - | - |" % (v, o["bytes"] // MiB,
+                                          fmt_spread(o["free_s"], digits=4)))
+    out.append("")
+    o = (s.get("dev13") or {}).get("inflate") or {}
+    notes = []
+    if o.get("time_s_fresh_blocks"):
+        notes.append("device-13 inflate with blocks new to the daemon: %s s"
+                     % fmt_spread(o["time_s_fresh_blocks"]))
+    if o.get("time_s_reballooned_blocks"):
+        notes.append("with blocks it had received before (re-ballooned): %s s"
+                     % fmt_spread(o["time_s_reballooned_blocks"]))
+    if o.get("status_call_ms"):
+        notes.append("one `status` call afterwards: %s ms"
+                     % fmt_spread(o["status_call_ms"], digits=1))
+    if notes:
+        out += ["- " + "; ".join(notes) + ".", ""]
+    return out
+
+
+def scale_table(s):
+    out = ["| balloon | size | inflate s | s/GiB | deflate s | guest kworker s "
+           "(inflate) |", "|---|---|---|---|---|---|"]
+    for bl in ("dev13", "legacy"):
+        for size, o in (s.get(bl) or {}).items():
+            out.append("| %s | %d MiB | %s | %s | %s | %s |" % (
+                bl, int(size) // MiB, fmt_spread(o["inflate"]["time_s"]),
+                fmt_spread(o["inflate"]["s_per_gib"]),
+                fmt_spread(o["deflate"]["time_s"]),
+                fmt_spread(o["inflate"].get("guest_kworker_s"))))
+    out.append("")
+    return out
+
+
+def worker_line(label, f, direction):
+    w = (f.get(direction + "_trace") or {}).get("_worker")
+    if not w:
+        return []
+    r = f[direction]
+    return ["| %s | %s %d MiB | %.3f | %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f |" % (
+        label, direction, r["bytes"] // MiB, r["time_s"], w["runs"],
+        w["span_ms"], w["busy_ms"], w["idle_ms"], w["alloc_ms"],
+        w["send_ms"], w["free_ms"])]
+
+
+def profile_md(p):
+    out = ["### Profile (extra runs, not in the tables above)", ""]
+    rows = []
+    for key, label in (("ftrace", "device 13"), ("ftrace_legacy", "legacy")):
+        f = p.get(key) or {}
+        if f.get("error"):
+            out.append("- %s ftrace failed: %s" % (label, f["error"][:300]))
+        for d in ("inflate", "deflate"):
+            if d in f:
+                rows += worker_line(label, f, d)
+    if rows:
+        out.append("Guest function_graph tracer (times inflated by tracing). "
+                   "The worker is the balloon's work function (device 13: "
+                   "vb13_resize_fn; legacy: update_balloon_size_func); idle "
+                   "= the span minus the worker's run time, i.e. waiting for "
+                   "the device; alloc = vb13_alloc_chunk / balloon_page_alloc "
+                   "(including init_on_alloc zeroing); send = vb13_submit / "
+                   "tell_host (legacy: includes the synchronous exit to QEMU "
+                   "that discards the pages); free = vb13_free_acked / "
+                   "leak_balloon.")
+        out.append("")
+        out.append("| balloon | op | time s | worker runs | span ms | busy ms "
+                   "| idle ms | alloc ms | send ms | free ms |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|")
+        out += rows
+        out.append("")
+        for key, label in (("ftrace", "device 13"), ("ftrace_legacy", "legacy")):
+            st = (p.get(key) or {}).get("inflate_trace") or {}
+            fn = ", ".join("%s %d x %.1f ms" % (k, v["calls"], v["total_ms"])
+                           for k, v in sorted(st.items()) if not k.startswith("_"))
+            if fn:
+                out.append("- %s inflate functions: %s" % (label, fn))
+        out.append("")
+    pl = (p.get("ftrace") or {}).get("pipeline") or {}
+    if pl.get("messages"):
+        out.append("- Device-13 inflate as a pipeline (traced run; ms from "
+                   "the request): page lists queued by the guest %s ...; "
+                   "discarded by the daemon %s ...; outputq callbacks in the "
+                   "guest %s ... (%d messages, %d callbacks: %.2f messages "
+                   "returned per callback)." % (
+                       pl["queued_ms"][:8], pl["daemon_done_ms"][:8],
+                       pl["callback_ms"][:8], pl["messages"], pl["callbacks"],
+                       pl["messages_per_callback"] or 0))
+    sp = p.get("status_poll") or {}
+    if sp.get("inflate"):
+        out.append("- Polling balloon13d `status` every %.0f ms during a "
+                   "device-13 inflate: inflate took %.3f s; %d status calls, "
+                   "median %.1f ms, max %.1f ms each (the daemon is single "
+                   "threaded: page lists wait meanwhile). The bench follows "
+                   "the daemon's -v log instead." % (
+                       sp["interval_s"] * 1e3, sp["inflate"]["time_s"],
+                       sp["status_calls"], sp["status_call_ms_median"] or 0,
+                       sp["status_call_ms_max"] or 0))
+    st = p.get("strace") or {}
+    if "madvise" in st:
+        d = st["inflate"].get("daemon", {})
+        out.append("- balloon13d under strace during a 1 GiB inflate (%.3f s "
+                   "with strace; %d new, %d re-ballooned blocks): "
+                   "madvise(MADV_REMOVE) %d calls, %.0f MiB, %.3f s in total, "
+                   "max %.4f s; mincore %d calls, %.3f s in total." % (
+                       st["inflate"]["time_s"], d.get("new_blocks", -1),
+                       d.get("reballooned_blocks", -1),
+                       st["madvise"]["calls"], st["madvise"]["bytes"] / MiB,
+                       st["madvise"]["total_s"], st["madvise"]["max_s"],
+                       st["mincore"]["calls"], st["mincore"]["total_s"]))
+    pf = p.get("perf") or {}
+    if pf.get("top"):
+        out.append("- QEMU under perf during a 1 GiB device-13 inflate "
+                   "(%.3f s), symbols above 1.5%%: %s" % (
+                       pf["inflate"]["time_s"],
+                       "; ".join(" ".join(x.split()) for x in pf["top"][:12])))
+    for k in ("status_poll", "strace", "perf"):
+        if (p.get(k) or {}).get("error"):
+            out.append("- %s failed: %s" % (k, p[k]["error"][:300]))
+    out.append("")
+    return out
+
+
+def plots(results, summ, outdir):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    # Throughput bars, one group per init_on_alloc setting; inflate and
+    # the allocator bound left, deflate right.
+    panels = [
+        ("inflate 1 GiB", [
+            ("legacy\n(4 KiB pages)", "pb12",
+             lambda s: s["legacy"]["inflate"]["throughput_mib_s"]),
+            ("device 13\n4 KiB blocks", "pb12",
+             lambda s: s["dev13"]["inflate"]["throughput_mib_s"]),
+            ("device 13\n2 MiB blocks", "pb21",
+             lambda s: s["dev13"]["inflate"]["throughput_mib_s"]),
+            ("allocator bound\norders 10..0", "pb12",
+             lambda s: s["allocbench"]["driver_orders"]["throughput_mib_s"]),
+            ("allocator bound\norders 10..9", "pb21",
+             lambda s: s["allocbench"]["driver_orders"]["throughput_mib_s"])]),
+        ("deflate 1 GiB", [
+            ("legacy", "pb12",
+             lambda s: s["legacy"]["deflate"]["throughput_mib_s"]),
+            ("device 13\n4 KiB blocks", "pb12",
+             lambda s: s["dev13"]["deflate"]["throughput_mib_s"]),
+            ("device 13\n2 MiB blocks", "pb21",
+             lambda s: s["dev13"]["deflate"]["throughput_mib_s"])]),
+    ]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5),
+                             gridspec_kw={"width_ratios": [5, 3]})
+    width = 0.38
+    groups = [g for g in (1, 0) if any(k.endswith("ioa%d" % g) for k in summ)]
+    colors = {1: "#4477aa", 0: "#ee7733"}
+    for ax, (title, bars) in zip(axes, panels):
+        for gi, g in enumerate(groups):
+            xs, ys, lo, hi = [], [], [], []
+            for i, (label, pb, get) in enumerate(bars):
+                try:
+                    t = get(summ["%s-ioa%d" % (pb, g)])
+                except (KeyError, TypeError):
+                    continue
+                xs.append(i + (gi - (len(groups) - 1) / 2) * width)
+                ys.append(t["median"])
+                lo.append(t["median"] - t["min"])
+                hi.append(t["max"] - t["median"])
+            ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, color=colors[g],
+                   label="init_on_alloc=%d" % g)
+            for x, y in zip(xs, ys):
+                ax.text(x, y, "%.0f" % y, ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(range(len(bars)))
+        ax.set_xticklabels([b[0] for b in bars], fontsize=8)
+        ax.set_yscale("log")
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("MiB/s (median; bars: min-max)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("2 GiB guest under TCG, %d repetitions; host load %s -> %s "
+                 "(2 shared cores)" % (results["meta"].get("reps", 0),
+                                      results["meta"].get("load_start"),
+                                      results["meta"].get("load_end")))
+    fig.tight_layout()
+    fig.savefig(os.path.join(outdir, "throughput.png"), dpi=110)
+    plt.close(fig)
+
+    scales = [k for k in summ if k.startswith("scale-")]
+    if scales:
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 5))
+        for k in scales:
+            for bl, mk in (("dev13", "o-"), ("legacy", "s--")):
+                pts = sorted((int(sz) / GiB, o["inflate"]["time_s"], o["inflate"]["s_per_gib"])
+                             for sz, o in (summ[k].get(bl) or {}).items())
+                if not pts:
+                    continue
+                label = "%s %s" % ("device 13" if bl == "dev13" else "legacy",
+                                   k.replace("scale-ioa", "init_on_alloc="))
+                x = [p[0] for p in pts]
+                a1.errorbar(x, [p[1]["median"] for p in pts],
+                            yerr=[[p[1]["median"] - p[1]["min"] for p in pts],
+                                  [p[1]["max"] - p[1]["median"] for p in pts]],
+                            fmt=mk, capsize=3, label=label)
+                a2.errorbar(x, [p[2]["median"] for p in pts],
+                            yerr=[[p[2]["median"] - p[2]["min"] for p in pts],
+                                  [p[2]["max"] - p[2]["median"] for p in pts]],
+                            fmt=mk, capsize=3, label=label)
+        for a in (a1, a2):
+            a.set_xscale("log", base=2)
+            a.set_xlabel("balloon size, GiB")
+            a.grid(alpha=0.3)
+        a1.set_yscale("log")
+        a1.set_ylabel("inflate time, s")
+        a2.set_ylabel("inflate cost, s per GiB")
+        a2.set_ylim(bottom=0)
+        a1.legend(fontsize=8)
+        fig.suptitle("Inflate time against size, 16 GiB guest, memory never "
+                     "touched before (medians, bars min-max)")
+        fig.tight_layout()
+        fig.savefig(os.path.join(outdir, "scaling.png"), dpi=110)
+        plt.close(fig)
+
+
+def render(results, outdir, make_plots=True):
+    """Write summary.json, results.md (and plots); return the ratio lines
+    (headline last)."""
+    summ = summarize(results)
+    with open(os.path.join(outdir, "summary.json"), "w") as f:
+        json.dump(summ, f, indent=1)
+    with open(os.path.join(outdir, "results.md"), "w") as f:
+        f.write(markdown(results, summ))
+    if make_plots:
+        plots(results, summ, outdir)
+    lines = []
+    for t, n, v, ok in targets(summ):
+        lines.append("target %-16s %-45s %-32s %s" % (t, n, v,
+                                                      "met" if ok else "MISSED"))
+    head = None
+    for name, s in summ.items():
+        r = ratios(s) if "dev13" in s and "legacy" in s else None
+        if r:
+            if name == MAIN or head is None:
+                head = (name, r)
+            lines.append("%s %s" % (name, ratio_line(r)))
+    if head:
+        lines.append(ratio_line(head[1]))
+    return lines
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    plots_on = "--no-plots" not in argv
+    args = [a for a in argv if a != "--no-plots"]
+    if len(args) != 1 or args[0].startswith("-"):
+        print("usage: report.py DIR [--no-plots]", file=sys.stderr)
+        return 2
+    with open(os.path.join(args[0], "results.json")) as f:
+        results = json.load(f)
+    for line in render(results, args[0], plots_on):
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
