@@ -61,7 +61,7 @@ if [ ! -x "$cp_dir/scripts/checkpatch.pl" ]; then
 		'*/scripts/const_structs.checkpatch'
 	rm -rf "$cp_dir" && mv "$cp_dir.tmp" "$cp_dir"
 fi
-files=$(git ls-files '*.c' '*.h' Kconfig Kbuild | grep -v '^host/' | grep -v '^scripts/' | grep -v '^bench/' | grep -v '^tests/')
+files=$(git ls-files '*.c' '*.h' Kconfig Kbuild | grep -v '^host/' | grep -v '^scripts/' | grep -v '^tests/')
 for f in $files; do
 	out=$(perl "$cp_dir/scripts/checkpatch.pl" --strict --no-tree --terse -f "$f" 2>&1)
 	tot=$(printf '%s\n' "$out" | grep -E '^total:|has no obvious style problems' | tail -n1)
