@@ -468,25 +468,27 @@ def t_unload(g):
     secs = time.monotonic() - t0
     u1 = usage()
     vm1 = g.state()["vmstat"]
-    say("unload: %d cycles in %.1f s; before/after: %s" % (
-        cycles, secs, ", ".join("%s %s/%s" % (k, mib(u0[k]), mib(u1[k]))
+    delta = {k: u1[k] - u0[k] for k in u0}
+    say("unload: %d cycles in %.1f s; after - before: %s" % (
+        cycles, secs, ", ".join("%s %+d KiB" % (k, delta[k] // KiB)
                                 for k in ("free+caches", "Slab", "SUnreclaim"))))
     check_eq(vm1.get("balloon_inflate"), vm1.get("balloon_deflate"),
              "balloon_deflate (vs balloon_inflate)")
     check_eq(vm1["balloon_inflate"] - vm0["balloon_inflate"],
              cycles * size // 4096, "pages inflated in %d cycles" % cycles)
-    # A leak of one 4 KiB object per cycle shows up in SUnreclaim; of a
-    # balloon page per cycle, or more, in free+caches.
-    check(abs(u1["SUnreclaim"] - u0["SUnreclaim"]) <= 512 * KiB,
-          "SUnreclaim changed by %d KiB over %d cycles (tolerance 512 KiB)"
-          % ((u1["SUnreclaim"] - u0["SUnreclaim"]) // KiB, cycles))
-    check(abs(u1["Slab"] - u0["Slab"]) <= 2 * MiB,
-          "Slab changed by %d KiB over %d cycles (tolerance 2 MiB)"
-          % ((u1["Slab"] - u0["Slab"]) // KiB, cycles))
-    check(u0["free+caches"] - u1["free+caches"] <= 4 * MiB,
+    # Tolerances (measured noise over 20 cycles: a few KiB of slab, under
+    # 1 MiB of free+caches): a leaked slab object of 6.4 KiB or more per
+    # cycle shows in SUnreclaim, a leaked page-list buffer or balloon
+    # chunk per cycle in free+caches.
+    tol = {"SUnreclaim": 128 * KiB, "Slab": 256 * KiB, "free+caches": 2 * MiB}
+    for k in ("SUnreclaim", "Slab"):
+        check(abs(delta[k]) <= tol[k],
+              "%s changed by %+d KiB over %d cycles (tolerance %d KiB)"
+              % (k, delta[k] // KiB, cycles, tol[k] // KiB))
+    check(-delta["free+caches"] <= tol["free+caches"],
           "MemFree+Buffers+Cached dropped by %d KiB over %d cycles "
-          "(tolerance 4 MiB)" % ((u0["free+caches"] - u1["free+caches"]) // KiB,
-                                  cycles))
+          "(tolerance %d KiB)" % (-delta["free+caches"] // KiB, cycles,
+                                  tol["free+caches"] // KiB))
 
 
 @scenario("blocks-2m", "blocks2m")
@@ -759,8 +761,9 @@ class Runner:
         if vm is not None and vm.tmpdir:
             parts.append("    --- balloon13d log (tail):\n"
                          + indent(vm.backend_log() or "(empty)", 15))
-        if isinstance(exc, vmlib.VMError) and not isinstance(exc, Fail):
-            parts.append("    --- VM error:\n" + indent(str(exc), 20))
+        if isinstance(exc, vmlib.VMError):
+            parts.append("    --- VM error:\n" + indent(
+                "\n".join(str(exc).splitlines()[:4]), 4))
         return "\n".join(parts)
 
     def run_group(self, series, ko, group, scenarios):
@@ -807,6 +810,11 @@ class Runner:
                                 self.failure_details(g, vm, e))
                 except vmlib.VMError as e:
                     first = str(e).splitlines()[0]
+                    if vm.qemu_proc.poll() is not None:
+                        panic = re.findall(r"Kernel panic - not syncing: .*|"
+                                           r"BUG: .*|Oops: .*", vm.console_log())
+                        if panic:
+                            first += " (guest: %s)" % panic[0].strip()
                     self.report(series, name, False, time.monotonic() - t1,
                                 "VM: " + first, self.failure_details(g, vm, e))
                     if vm._broken or vm.qemu_proc.poll() is not None:
