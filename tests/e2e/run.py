@@ -761,9 +761,6 @@ class Runner:
         if vm is not None and vm.tmpdir:
             parts.append("    --- balloon13d log (tail):\n"
                          + indent(vm.backend_log() or "(empty)", 15))
-        if isinstance(exc, vmlib.VMError):
-            parts.append("    --- VM error:\n" + indent(
-                "\n".join(str(exc).splitlines()[:4]), 4))
         return "\n".join(parts)
 
     def run_group(self, series, ko, group, scenarios):
