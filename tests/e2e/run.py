@@ -701,10 +701,11 @@ def t_churn(g):
         g.ctl("resize", target)
         bounce = rng.random() < 0.3
         if bounce:
-            # Turn round at once, and freeze the device while the guest
+            # Turn round while inflating, and freeze the device while the guest
             # works: blocks named by messages the device has not processed
             # are in flight and must not be freed (and reused) before it
             # has; a driver that did would get them discarded under its feet.
+            time.sleep(rng.uniform(0.05, 0.3))
             target = rng.randrange(0, target + 1)
             g.ctl("resize", target)
             bounces += 1
@@ -842,9 +843,20 @@ class Runner:
                 except Fail as e:
                     self.report(series, name, False, time.monotonic() - t1, e,
                                 self.failure_details(g, vm, e))
-                except vmlib.VMError as e:
-                    first = str(e).splitlines()[0]
+                except (vmlib.VMError, OSError) as e:
+                    # OSError: the command channel broke (QEMU went away).
+                    first = (str(e).splitlines() or [type(e).__name__])[0]
+                    if isinstance(e, OSError):
+                        first = "%s: %s" % (type(e).__name__, first)
+                        try:
+                            vm.qemu_proc.wait(5)
+                        except subprocess.TimeoutExpired:
+                            pass
+                        vm._broken = vm._broken or first
                     if vm.qemu_proc.poll() is not None:
+                        if "QEMU exited" not in first:
+                            first += " (QEMU exited with status %d)" % (
+                                vm.qemu_proc.returncode)
                         panic = re.findall(r"Kernel panic - not syncing: .*|"
                                            r"BUG: .*|Oops: .*", vm.console_log())
                         if panic:
