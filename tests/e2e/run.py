@@ -749,7 +749,7 @@ def t_churn(g):
     s = g.status()
     check_eq(s["messages"]["rejected"], 0, "balloon13d rejected messages")
     g.sh("rm -rf /tmp/churn")
-    say("churn: %d resizes (%d turned round at once, device frozen meanwhile) in %.1f s, targets up "
+    say("churn: %d resizes (%d turned round mid-inflation, device frozen meanwhile) in %.1f s, targets up "
         "to %s, hold 30 ms; blocks in flight at %d steps; %d blocks inflated "
         "and withdrawn; %d checksums match"
         % (n, bounces, secs, mib(top), inflight_seen, c["blocks_inflated"],
