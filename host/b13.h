@@ -15,6 +15,10 @@
 
 #include "wire.h"
 
+/* "PROG: message (see --help)" on stderr, then exit 2: a bad command line. */
+void b13_usage_error(const char *prog, const char *fmt, ...)
+	__attribute__((noreturn, format(printf, 2, 3)));
+
 /*
  * Longest outputq message we copy out and look at.  16 MiB holds 2 Mi
  * addresses (8 GiB of 4 KiB blocks) in one message, far above what a

@@ -13,6 +13,8 @@
 #include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -589,4 +591,18 @@ int b13_parse_size(const char *s, uint64_t *out, const char **why)
 	}
 	*out = (uint64_t)v << shift;
 	return 0;
+}
+
+/* ---- command lines --------------------------------------------------- */
+
+void b13_usage_error(const char *prog, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs(" (see --help)\n", stderr);
+	exit(2);
 }

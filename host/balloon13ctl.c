@@ -40,18 +40,7 @@ static bool json_out;
 static int sock = -1;
 static GString *inbuf;
 
-static void G_GNUC_NORETURN G_GNUC_PRINTF(1, 2) usage_error(const char *fmt,
-							     ...)
-{
-	va_list ap;
-
-	fputs("balloon13ctl: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputs(" (see --help)\n", stderr);
-	exit(2);
-}
+#define usage_error(...) b13_usage_error("balloon13ctl", __VA_ARGS__)
 
 static void G_GNUC_NORETURN G_GNUC_PRINTF(1, 2) die(const char *fmt, ...)
 {

@@ -1219,18 +1219,7 @@ static void usage(FILE *f)
 		DEFAULT_PAGE_BITS, MAX_HOLD_MS, 3600000, DEFAULT_STALL_MS);
 }
 
-static void G_GNUC_NORETURN G_GNUC_PRINTF(1, 2) usage_error(const char *fmt,
-							     ...)
-{
-	va_list ap;
-
-	fputs("balloon13d: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputs(" (see --help)\n", stderr);
-	exit(2);
-}
+#define usage_error(...) b13_usage_error("balloon13d", __VA_ARGS__)
 
 static uint64_t opt_uint(const char *opt, const char *arg, uint64_t min,
 			 uint64_t max)
