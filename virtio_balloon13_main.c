@@ -150,20 +150,27 @@ static void vb13_account_in(struct virtio_balloon13 *vb, struct page *page,
 	vb13_inc(vb, blocks_inflated, blocks);
 }
 
-/* Account and free a chunk leaving the balloon; called with vb->lock held. */
-static void vb13_release_chunk(struct virtio_balloon13 *vb, struct page *page)
+/* Account blocks leaving the balloon; called with vb->lock held. */
+static void vb13_account_out(struct virtio_balloon13 *vb, struct page *page,
+			     unsigned long blocks)
 {
-	unsigned int order = vb13_chunk_order(page);
-	unsigned long blocks = vb13_chunk_blocks(&vb->geom, order);
+	unsigned long pages = vb13_blocks_to_pages(&vb->geom, blocks);
 
 	lockdep_assert_held(&vb->lock);
-	adjust_managed_page_count(page, 1L << order);
+	adjust_managed_page_count(page, pages);
 #ifdef CONFIG_MEMORY_BALLOON
-	count_vm_events(BALLOON_DEFLATE, 1UL << order);
+	count_vm_events(BALLOON_DEFLATE, pages);
 #endif
-	vb13_free_chunk(page);
 	WRITE_ONCE(vb->nr_blocks, vb->nr_blocks - blocks);
 	vb13_inc(vb, blocks_withdrawn, blocks);
+}
+
+/* Account and free a whole chunk; called with vb->lock held. */
+static void vb13_release_chunk(struct virtio_balloon13 *vb, struct page *page)
+{
+	vb13_account_out(vb, page,
+			 vb13_chunk_blocks(&vb->geom, vb13_chunk_order(page)));
+	vb13_free_chunk(page);
 }
 
 /* --- outputq --------------------------------------------------------------- */
@@ -377,15 +384,9 @@ static unsigned long vb13_free_acked(struct virtio_balloon13 *vb,
 				list_for_each_entry_safe(p, n, &rest, lru)
 					list_move(&p->lru,
 						  &vb->acked[vb13_chunk_order(p)]);
-				adjust_managed_page_count(page, cut);
-#ifdef CONFIG_MEMORY_BALLOON
-				count_vm_events(BALLOON_DEFLATE, cut);
-#endif
+				vb13_account_out(vb, page, want - freed);
 				for (i = 0; i < cut; i++)
 					__free_page(page + i);
-				WRITE_ONCE(vb->nr_blocks, vb->nr_blocks -
-					   (want - freed));
-				vb13_inc(vb, blocks_withdrawn, want - freed);
 				freed = want;
 				break;
 			}
