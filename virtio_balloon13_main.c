@@ -864,12 +864,12 @@ static void vb13_drop_msg(struct virtio_balloon13 *vb, struct vb13_msg *msg)
 }
 
 /*
- * Stop the workers, return every page, reset the device, delete the queues.
+ * Stop the workers, reset the device, return every page, delete the queues.
  *
- * The order keeps withdraw-by-access safe: acknowledged chunks are freed
- * while the device is live (it has already discarded them), but chunks it
- * still holds are freed only after the reset, when it can no longer discard
- * anything.  We first give it a bounded time to return them normally.
+ * The order keeps withdraw-by-access safe: the device gets a bounded time
+ * to return the page lists it holds, and nothing is freed before the reset,
+ * after which it can no longer discard anything.  Chunks in the message
+ * being filled were never sent and go at once.
  */
 static void vb13_stop_device(struct virtio_balloon13 *vb)
 {
@@ -896,8 +896,10 @@ static void vb13_stop_device(struct virtio_balloon13 *vb)
 
 	wait_event_timeout(vb->out_wq, vb13_nothing_on_device(vb),
 			   msecs_to_jiffies(VB13_DRAIN_MS));
+	virtio_reset_device(vb->vdev);
 
 	mutex_lock(&vb->lock);
+	/* Returned before the reset, including any the callback took last. */
 	vb13_reap(vb);
 	for (order = vb->geom.max_order; order >= 0; order--) {
 		struct page *page, *next;
@@ -907,11 +909,7 @@ static void vb13_stop_device(struct virtio_balloon13 *vb)
 			vb13_release_chunk(vb, page);
 		}
 	}
-	mutex_unlock(&vb->lock);
-
-	virtio_reset_device(vb->vdev);
-
-	mutex_lock(&vb->lock);
+	/* Still on the device: it can no longer discard them. */
 	while ((buf = virtqueue_detach_unused_buf(outq))) {
 		if (buf == vb->stats_buf)
 			continue;
