@@ -34,6 +34,17 @@ run_stage() { # name log cmd...
 stage setup
 bash scripts/setup.sh || { echo "0 passed, 1 failed"; exit 1; }
 
+# Everything the VM stages share, built once up front (cached afterwards):
+# the patched QEMU, Debian's kernels, balloon13d and balloon13ctl.
+stage "build QEMU, fetch kernels, build host tools"
+if ! { bash scripts/build-qemu.sh && bash scripts/fetch-kernels.sh &&
+	make -s --no-print-directory host; } >out/check/prepare.log 2>&1; then
+	tail -n 40 out/check/prepare.log
+	echo "FAIL prepare: see out/check/prepare.log"
+	failed=$((failed + 1))
+fi
+printf 'prepare: done after %ss\n' "$(($(date +%s) - t0))"
+
 run_stage "kernel checks" out/check/kernel.log bash scripts/kernel-checks.sh
 count_lines out/check/kernel.log
 

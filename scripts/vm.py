@@ -286,8 +286,8 @@ class VM:
             raise
 
     def _start(self):
-        t0 = time.monotonic()
         self.tmpdir = tempfile.mkdtemp(prefix="vb13-vm-")
+        # Building QEMU or the initramfs on first use is not boot time.
         self.qemu = self.qemu or qemu_binary()
         if not self.kernel:
             env = kernel_env(self.series)
@@ -295,6 +295,7 @@ class VM:
             self.kver = env["KVER"]
         if not self.initrd:
             self.initrd = initramfs(self.series, self.modules)
+        t0 = time.monotonic()
 
         if self.backend:
             self._start_backend()
