@@ -877,7 +877,6 @@ static void vb13_stop_device(struct virtio_balloon13 *vb)
 	struct vb13_msg *msg;
 	unsigned long flags;
 	void *buf;
-	int order;
 
 	spin_lock_irqsave(&vb->out_lock, flags);
 	vb->stop = true;
@@ -901,14 +900,7 @@ static void vb13_stop_device(struct virtio_balloon13 *vb)
 	mutex_lock(&vb->lock);
 	/* Returned before the reset, including any the callback took last. */
 	vb13_reap(vb);
-	for (order = vb->geom.max_order; order >= 0; order--) {
-		struct page *page, *next;
-
-		list_for_each_entry_safe(page, next, &vb->acked[order], lru) {
-			list_del(&page->lru);
-			vb13_release_chunk(vb, page);
-		}
-	}
+	vb13_free_acked(vb, ULONG_MAX);
 	/* Still on the device: it can no longer discard them. */
 	while ((buf = virtqueue_detach_unused_buf(outq))) {
 		if (buf == vb->stats_buf)
