@@ -409,10 +409,13 @@ static bool vb13_oom_hold(struct virtio_balloon13 *vb, unsigned long *left)
 
 static void vb13_backoff(struct virtio_balloon13 *vb)
 {
-	vb->backoff_ms = clamp(vb->backoff_ms * 2, VB13_BACKOFF_MIN_MS,
-			       VB13_BACKOFF_MAX_MS);
+	unsigned int ms = clamp(vb->backoff_ms * 2, VB13_BACKOFF_MIN_MS,
+				VB13_BACKOFF_MAX_MS);
+
+	/* Only this worker writes it; debugfs reads it locklessly. */
+	WRITE_ONCE(vb->backoff_ms, ms);
 	queue_delayed_work(system_freezable_wq, &vb->resize_work,
-			   msecs_to_jiffies(vb->backoff_ms));
+			   msecs_to_jiffies(ms));
 }
 
 static void vb13_resize_fn(struct work_struct *work)
@@ -433,8 +436,9 @@ static void vb13_resize_fn(struct work_struct *work)
 		vb13_reap(vb);
 		max = vb13_max_blocks(vb);
 		target = min(READ_ONCE(vb->target_blocks), max);
-		vb->held_by_floor = READ_ONCE(vb->target_blocks) > max &&
-				    vb->nr_blocks >= max;
+		WRITE_ONCE(vb->held_by_floor,
+			   READ_ONCE(vb->target_blocks) > max &&
+			   vb->nr_blocks >= max);
 
 		if (vb->nr_blocks > target) {
 			unsigned long freed;
@@ -456,7 +460,7 @@ static void vb13_resize_fn(struct work_struct *work)
 			 */
 			vb13_submit(vb);
 			mutex_unlock(&vb->lock);
-			vb->backoff_ms = 0;
+			WRITE_ONCE(vb->backoff_ms, 0);
 			return;
 		}
 		mutex_unlock(&vb->lock);
@@ -483,7 +487,7 @@ static void vb13_resize_fn(struct work_struct *work)
 					    err);
 			return;
 		}
-		vb->backoff_ms = 0;
+		WRITE_ONCE(vb->backoff_ms, 0);
 		cond_resched();
 	}
 }
