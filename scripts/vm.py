@@ -189,6 +189,9 @@ class VM:
 
     series      kernel series, "6.1" or "6.12" (scripts/fetch-kernels.sh)
     mem         guest RAM, e.g. "1536M"; a shared memfd of that size
+    mem_thp     back guest RAM with transparent huge pages instead: a file
+                on a tmpfs mounted with huge=always under the VM's temp dir
+                (needs root; no host-wide setting is changed)
     smp, cpu    vCPUs and CPU model (TCG); -smp 1 boots and runs as fast
                 as 2 on this 2-core host, use 2 to exercise concurrency
     append      extra kernel command line, e.g. "init_on_alloc=0"
@@ -212,13 +215,16 @@ class VM:
     that started them, so start and use a VM from one long-lived thread.
     """
 
-    def __init__(self, series="6.12", mem="1536M", smp=1, cpu=DEFAULT_CPU,
+    def __init__(self, series="6.12", mem="1536M", mem_thp=False, smp=1,
+                 cpu=DEFAULT_CPU,
                  append="", modules=(), backend=None, backend_args=(),
                  vhost_socket=None, virtio_id=13, num_vqs=2, config_size=4,
                  device_args="", balloon=False, qemu=None, kernel=None,
                  initrd=None, boot_timeout=180, qemu_args=(), keep_tmp=False):
         self.series = series
         self.mem_bytes = parse_size(mem)
+        self.mem_thp = bool(mem_thp)
+        self._thp_mount = None
         self.smp = int(smp)
         self.cpu = cpu
         self.append = append
@@ -345,6 +351,11 @@ class VM:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+        if self._thp_mount:
+            subprocess.run(["umount", "-l", self._thp_mount],
+                           stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, check=False)
+            self._thp_mount = None
         if self.tmpdir and not self.keep_tmp:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
 
@@ -369,6 +380,31 @@ class VM:
             time.sleep(0.02)
         self.vhost_socket = sock
 
+    def _mount_thp(self):
+        """A tmpfs that hands out 2 MiB pages (huge=always), just big
+        enough for guest RAM; returns the RAM file's path."""
+        mnt = self.path("thp")
+        os.mkdir(mnt)
+        size = self.mem_bytes + (64 << 20)
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o",
+                            "huge=always,size=%d,mode=0700" % size,
+                            "vb13-thp", mnt],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           universal_newlines=True, check=False)
+        if r.returncode != 0:
+            raise VMError("mem_thp: cannot mount a huge=always tmpfs: %s"
+                          % r.stdout.strip())
+        self._thp_mount = mnt
+        return os.path.join(mnt, "guest-ram")
+
+    def _mem_object(self, size):
+        if not self.mem_thp:
+            return "memory-backend-memfd,id=mem,size=%d,share=on" % size
+        # align=2M: QEMU maps the file at a 2 MiB-aligned address, so
+        # its mapping can use the file's huge pages.
+        return ("memory-backend-file,id=mem,size=%d,share=on,align=2M,"
+                "mem-path=%s" % (size, self._mount_thp()))
+
     def _qemu_argv(self):
         size = self.mem_bytes
         cmdline = "console=ttyS0,115200 quiet panic=-1"
@@ -378,7 +414,7 @@ class VM:
             "-nodefaults", "-no-user-config", "-display", "none",
             "-accel", "tcg", "-cpu", self.cpu, "-smp", str(self.smp),
             "-m", str(size // (1 << 20)) + "M",
-            "-object", "memory-backend-memfd,id=mem,size=%d,share=on" % size,
+            "-object", self._mem_object(size),
             "-machine", "q35,memory-backend=mem",
             "-nic", "none", "-no-reboot",
             "-kernel", self.kernel, "-initrd", self.initrd,
@@ -613,15 +649,35 @@ class VM:
                         out[m.group(1)] = int(m.group(2)) * 1024
         return out
 
+    def guest_ram_huge(self):
+        """Bytes of guest RAM QEMU maps with 2 MiB page-table entries
+        (ShmemPmdMapped of its guest RAM mapping): how much of the RAM is
+        still in huge pages on the host.  0 unless mem_thp."""
+        if not self._thp_mount:
+            return 0
+        path = os.path.join(self._thp_mount, "guest-ram")
+        total, inside = 0, False
+        with open("/proc/%d/smaps" % self.qemu_pid) as f:
+            for line in f:
+                m = re.match(r"[0-9a-f]+-[0-9a-f]+ ", line)
+                if m:
+                    inside = line.rstrip("\n").endswith(path) or \
+                        line.rstrip("\n").endswith(path + " (deleted)")
+                elif inside and line.startswith("ShmemPmdMapped:"):
+                    total += int(line.split()[1]) * 1024
+        return total
+
     def guest_ram_resident(self):
         """Bytes of host memory the guest RAM memfd holds right now: its
         allocated blocks, whoever touched them (QEMU, the guest or the
         backend).  Pages a backend punched out no longer count."""
         fd_dir = "/proc/%d/fd" % self.qemu_pid
+        prefix = (os.path.join(self._thp_mount, "guest-ram")
+                  if self._thp_mount else "/memfd:")
         best = None
         for fd in os.listdir(fd_dir):
             try:
-                if not os.readlink(os.path.join(fd_dir, fd)).startswith("/memfd:"):
+                if not os.readlink(os.path.join(fd_dir, fd)).startswith(prefix):
                     continue
                 st = os.stat(os.path.join(fd_dir, fd))
             except OSError:
@@ -631,7 +687,8 @@ class VM:
             if best is None or st.st_size > best.st_size:
                 best = st
         if best is None:
-            raise VMError("no guest RAM memfd among QEMU's files")
+            raise VMError("no guest RAM file (%s) among QEMU's files"
+                          % prefix)
         return best.st_blocks * 512
 
 
