@@ -74,6 +74,21 @@ def mib(n):
     return n / MiB
 
 
+def thp_unavailable():
+    """Why the host can't back guest RAM with shmem huge pages, or None."""
+    knob = "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
+    try:
+        with open(knob) as f:
+            mode = f.read()
+    except OSError:
+        return "no %s (kernel without transparent huge pages)" % knob
+    if "[deny]" in mode:
+        return "%s is deny: no tmpfs may use huge pages" % knob
+    if os.geteuid() != 0:
+        return "mounting a huge=always tmpfs needs root"
+    return None
+
+
 class BenchError(Exception):
     """The harness could not measure something."""
 
@@ -185,13 +200,15 @@ class Bench:
     """One benchmark VM and what drives it."""
 
     def __init__(self, name, series, mem, page_bits, init_on_alloc, ko,
-                 allocbench_ko, daemon, legacy=True, smp=1):
+                 allocbench_ko, daemon, legacy=True, smp=1, thp=False):
         self.name = name
+        self.thp = thp
         self.page_bits = page_bits
         self.init_on_alloc = init_on_alloc
         self.block = 1 << page_bits
         self.vm = BenchVM(
-            series=series, mem=mem, smp=smp, modules=[ko, allocbench_ko],
+            series=series, mem=mem, mem_thp=thp, smp=smp,
+            modules=[ko, allocbench_ko],
             backend=daemon,
             backend_args=["--control", "{tmpdir}/ctl.sock", "--page-bits",
                           str(page_bits), "-v"],
@@ -232,6 +249,8 @@ class Bench:
             "floor_bytes": int(lines[4]),
             "legacy_bound": int(lines[5]) > 0,
             "guest_ram_bytes": self.vm.mem_bytes,
+            "guest_ram_backing": ("file on a huge=always tmpfs (2 MiB THP)"
+                                  if self.thp else "memfd (4 KiB pages)"),
             "host_load_at_boot": loadavg(),
             "setup_s": round(time.monotonic() - t, 2),
         })
@@ -305,6 +324,7 @@ class Bench:
     def host_snap(self):
         rss = self.vm.qemu_rss()
         snap = {"resident": self.vm.guest_ram_resident(),
+                "huge": self.vm.guest_ram_huge(),
                 "rss_shmem": rss.get("RssShmem"),
                 "qemu_cpu": proc_cpu(self.vm.qemu_pid),
                 "daemon_cpu": proc_cpu(self.vm.backend_pid),
@@ -482,6 +502,7 @@ class Bench:
             "guest_idle_s": res["idle_ticks"] / 100,
             "resident_before": h0["resident"],
             "resident_after": h_done["resident"],
+            "huge_before": h0["huge"], "huge_after": h_done["huge"],
             "reclaimed": h0["resident"] - h_done["resident"],
             "rss_shmem_before": h0["rss_shmem"],
             "rss_shmem_after": h_done["rss_shmem"],
@@ -546,10 +567,13 @@ def run_pair(b, size, reps, touch=True, balloons=("legacy", "dev13"),
             out[bl]["inflate"].append(inf)
             out[bl]["deflate"].append(dfl)
             say("%s rep %d %-6s %5d MiB: inflate %.3f s (first %s) "
-                "deflate %.3f s, reclaimed %.1f MiB, guest kworker %.3f s"
+                "deflate %.3f s, reclaimed %.1f MiB, guest kworker %.3f s%s"
                 % (b.name, rep + 1, bl, size // MiB, inf["time_s"],
                    inf["first_s"], dfl["time_s"], mib(inf["reclaimed"]),
-                   inf["guest_kworker_s"]))
+                   inf["guest_kworker_s"],
+                   ", host huge pages %.0f -> %.0f MiB" % (
+                       mib(inf["huge_before"]), mib(inf["huge_after"]))
+                   if b.thp else ""))
         if counters and "dev13" in balloons:
             out["counters"].append(b.counters())
     return out
@@ -567,6 +591,49 @@ def run_allocbench(b, size, reps, variants):
             % (b.name, name, max_order, block_order, size // MiB,
                " ".join("%.3f" % r["alloc_s"] for r in out[name])))
     return out
+
+
+def host_punch_bound(size, thp, reps, step=4 * MiB):
+    """The host's bound, like allocbench's for the guest: seconds for
+    madvise(MADV_REMOVE) to give `size` bytes of written shared memory
+    back, in `step` runs (the daemon's coalesced runs of order-10
+    chunks), no guest or daemon involved.  thp: a file on a huge=always
+    tmpfs (2 MiB pages) instead of a memfd.  Returns per-rep seconds."""
+    import mmap
+    import tempfile
+    times = []
+    mnt = None
+    try:
+        if thp:
+            mnt = tempfile.mkdtemp(prefix="vb13-punch-")
+            subprocess.run(["mount", "-t", "tmpfs", "-o",
+                            "huge=always,size=%d" % (size + 8 * MiB),
+                            "vb13-punch", mnt], check=True)
+        for _ in range(reps):
+            if thp:
+                fd = os.open(os.path.join(mnt, "f"),
+                             os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            else:
+                fd = os.memfd_create("vb13-punch")
+            try:
+                os.ftruncate(fd, size)
+                m = mmap.mmap(fd, size, mmap.MAP_SHARED)
+                for off in range(0, size, 4096):
+                    m[off] = 1
+                t = time.perf_counter()
+                for off in range(0, size, step):
+                    m.madvise(mmap.MADV_REMOVE, off, step)
+                times.append(time.perf_counter() - t)
+                m.close()
+            finally:
+                os.close(fd)
+                if thp:
+                    os.unlink(os.path.join(mnt, "f"))
+    finally:
+        if mnt:
+            subprocess.run(["umount", mnt], check=False)
+            os.rmdir(mnt)
+    return times
 
 
 _FG_LINE = re.compile(r"^\s*([0-9.]+) \|\s+\d+\)\s+(\S+-\d+)\s+\|\s+"
@@ -844,6 +911,15 @@ def build_configs(a):
         cfgs["pb21-ioa%d" % ioa] = dict(mem="2G", page_bits=21, ioa=ioa,
                                         size=GiB, reps=a.reps, kind="pair",
                                         ab_reps=a.reps, profile="ftrace")
+    # Guest RAM in 2 MiB host pages, the setting 2 MiB blocks are for:
+    # the host frees a huge page with one cheap punch instead of 512
+    # page frees, while 4 KiB discards (legacy) split its huge pages.
+    for pb, ioas in ((21, (1, 0)), (12, (1,))):
+        for ioa in ioas:
+            cfgs["pb%d-thp-ioa%d" % (pb, ioa)] = dict(
+                mem="2G", page_bits=pb, ioa=ioa, size=GiB, reps=a.reps,
+                kind="pair", ab_reps=a.reps, thp=True,
+                profile="ftrace" if pb == 21 and ioa == 1 else None)
     for ioa in (1, 0):
         cfgs["scale-ioa%d" % ioa] = dict(
             mem="16G", page_bits=12, ioa=ioa, kind="scale",
@@ -854,7 +930,8 @@ def build_configs(a):
 
 def run_config(name, cfg, a, builds):
     b = Bench(name, a.series, cfg["mem"], cfg["page_bits"], cfg["ioa"],
-              builds["ko"], builds["allocbench"], builds["daemon"])
+              builds["ko"], builds["allocbench"], builds["daemon"],
+              thp=cfg.get("thp", False))
     res = {"config": {k: v for k, v in cfg.items()}, "load_start": loadavg(),
            "host_mem_available_start": host_mem_available()}
     t = time.monotonic()
@@ -873,6 +950,13 @@ def run_config(name, cfg, a, builds):
                 variants["order0"] = (0, 0)
             res["allocbench"] = run_allocbench(b, size, cfg["ab_reps"],
                                                variants)
+            res["host_punch"] = {"bytes": size, "step": 4 * MiB,
+                                 "thp": bool(cfg.get("thp")),
+                                 "punch_s": host_punch_bound(
+                                     size, cfg.get("thp"), cfg["ab_reps"])}
+            say("%s host punch bound %d MiB: %s s" % (
+                name, size // MiB, " ".join(
+                    "%.3f" % t for t in res["host_punch"]["punch_s"])))
             if cfg.get("profile") and not a.no_profile:
                 prof = {}
                 todo = [("ftrace", ftrace_profile)]
@@ -971,6 +1055,9 @@ def smoke_verdict(results):
     ab = r.get("allocbench", {}).get("driver_orders", [])
     if not ab or not ab[0]["alloc_s"] > 0:
         bad.append("allocbench gave no time")
+    hp = (r.get("host_punch") or {}).get("punch_s") or []
+    if not hp or not all(t > 0 for t in hp):
+        bad.append("host discard bound gave no time: %s" % hp)
     return bad
 
 
@@ -1015,7 +1102,8 @@ def main(argv=None):
         "git": git_rev(), "smoke": a.smoke, "reps": a.reps,
         "scale_reps": a.scale_reps, "series": a.series,
         "notes": "TCG (no KVM), -smp 1, cpu max,erms=off,fsrm=off; "
-                 "guest RAM a shared memfd",
+                 "guest RAM a shared memfd, or for the -thp configurations "
+                 "a file on a huge=always tmpfs",
     }, "configs": {}}
     failed = []
     try:
@@ -1025,6 +1113,11 @@ def main(argv=None):
                 results["configs"][name] = {"skipped": "host MemAvailable %d MiB"
                                             % (host_mem_available() // MiB)}
                 say("%s skipped: not enough free host memory" % name)
+                continue
+            why = thp_unavailable() if cfg.get("thp") else None
+            if why:
+                results["configs"][name] = {"skipped": why}
+                say("%s skipped: %s" % (name, why))
                 continue
             say("%s: starting (host load %s)" % (name, loadavg()))
             try:
