@@ -69,6 +69,8 @@ static void usage(void)
 "  stats [--timeout S]\n"
 "                  ask the guest for fresh memory statistics [%g s]\n"
 "  status          show the device's state and counters\n"
+"  progress        one line: target, received, discarded (cheap to poll;\n"
+"                  status walks the whole balloon)\n"
 "  ranges          list the ballooned guest-physical ranges\n"
 "  inject KIND COUNT\n"
 "                  make the device send COUNT hostile requests (needs\n"
@@ -359,6 +361,28 @@ static int do_status(void)
 	return 0;
 }
 
+static int do_progress(void)
+{
+	JsonParser *p;
+	char *line, b1[32], b2[32], b3[32];
+	JsonObject *o = request(make_req("progress"), 10, &p, &line);
+
+	check_answer(o, line);
+	if (!json_out)
+		printf("target %s%s, received %s in %" PRIu64 " page list%s, "
+		       "discarded %s, last progress %.1f s ago\n",
+		       fmt_bytes(u64(o, "target_bytes"), b1, sizeof(b1)),
+		       flag(o, "target_delivered") ? "" : " (not delivered)",
+		       fmt_bytes(u64(o, "bytes_received"), b2, sizeof(b2)),
+		       u64(o, "page_lists"),
+		       u64(o, "page_lists") == 1 ? "" : "s",
+		       fmt_bytes(u64(o, "punched_bytes"), b3, sizeof(b3)),
+		       u64(o, "ms_since_progress") / 1000.0);
+	g_free(line);
+	g_object_unref(p);
+	return 0;
+}
+
 static int do_resize(const char *arg, bool wait, double timeout)
 {
 	JsonNode *req = make_req("resize");
@@ -554,8 +578,8 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind >= argc)
-		usage_error("missing command (resize, stats, status, ranges, "
-			    "inject)");
+		usage_error("missing command (resize, stats, status, progress, "
+			    "ranges, inject)");
 	cmd = argv[optind++];
 	nargs = argc - optind;
 	if (wait && strcmp(cmd, "resize"))
@@ -593,6 +617,11 @@ int main(int argc, char **argv)
 		NARGS(0, "no arguments");
 		connect_daemon();
 		return do_status();
+	}
+	if (!strcmp(cmd, "progress")) {
+		NARGS(0, "no arguments");
+		connect_daemon();
+		return do_progress();
 	}
 	if (!strcmp(cmd, "ranges")) {
 		NARGS(0, "no arguments");

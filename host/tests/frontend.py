@@ -530,6 +530,16 @@ def t_page_list(e):
        (4, 4, 4, 4 * 4096), "counts")
     eq(st["punch"], {"calls": 2, "bytes": 4 * 4096, "errors": 0}, "punch")
     eq(st["messages"]["pages"], 1, "messages")
+    pr = e.d.request({"cmd": "progress"})
+    eq((pr["ok"], pr["bytes_received"], pr["bytes_in_bitmap"],
+        pr["page_lists"], pr["punched_bytes"], pr["target_bytes"],
+        pr["block_size"]),
+       (True, st["bytes_received"], st["bytes_in_bitmap"], 1, 4 * 4096,
+        st["target_bytes"], 4096), "progress")
+    r = e.d.ctl_cmd("progress")
+    eq(r.returncode, 0, "ctl progress " + r.stderr)
+    assert "received 16 KiB in 1 page list, discarded 16 KiB" \
+        in r.stdout, r.stdout
     rg = e.d.request({"cmd": "ranges"})
     eq([(r["start"], r["blocks"]) for r in rg["ranges"]],
        [(b, 3), (BLOCKS_C, 1)], "ranges")
