@@ -540,6 +540,11 @@ class Bench:
             for _ in range(5):
                 self.ctl(cmd="status")
             r["status_call_ms"] = round((time.monotonic() - t) / 5 * 1000, 3)
+            t = time.monotonic()
+            for _ in range(5):
+                self.ctl(cmd="progress")
+            r["progress_call_ms"] = round((time.monotonic() - t) / 5 * 1000,
+                                          3)
             if inflate:
                 tl = self.log_timeline(off, target)
                 r["log_first_s"] = tl.get("first_s")

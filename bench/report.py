@@ -50,7 +50,7 @@ def summarize_ops(runs):
     for key in ("time_s", "first_s", "log_first_s", "log_done_s",
                 "guest_kworker_s", "guest_sys_s", "guest_user_s",
                 "guest_seen_to_done_s", "qemu_cpu_s", "daemon_cpu_s",
-                "vcpu_cpu_s", "status_call_ms", "reclaimed", "huge_before",
+                "vcpu_cpu_s", "status_call_ms", "progress_call_ms", "reclaimed", "huge_before",
                 "huge_after"):
         vals = [r.get(key) for r in runs if r.get(key) is not None]
         if vals:
@@ -385,6 +385,9 @@ def pair_table(s):
     if o.get("status_call_ms"):
         notes.append("one `status` call afterwards: %s ms"
                      % fmt_spread(o["status_call_ms"], digits=1))
+    if o.get("progress_call_ms"):
+        notes.append("one `progress` call: %s ms"
+                     % fmt_spread(o["progress_call_ms"], digits=2))
     if notes:
         out += ["- " + "; ".join(notes) + ".", ""]
     return out
