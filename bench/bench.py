@@ -33,7 +33,7 @@ TOP = os.path.dirname(BENCH)
 sys.path.insert(0, os.path.join(TOP, "scripts"))
 sys.path.insert(0, BENCH)
 
-from vm import VM, VMError  # noqa: E402
+from vm import VM, VMError, mount_huge_tmpfs  # noqa: E402
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -536,15 +536,12 @@ class Bench:
                 raise BenchError("daemon status shows %d bytes received, "
                                  "wanted %d" % (st1["bytes_received"] -
                                                 st0["bytes_received"], size))
-            t = time.monotonic()
-            for _ in range(5):
-                self.ctl(cmd="status")
-            r["status_call_ms"] = round((time.monotonic() - t) / 5 * 1000, 3)
-            t = time.monotonic()
-            for _ in range(5):
-                self.ctl(cmd="progress")
-            r["progress_call_ms"] = round((time.monotonic() - t) / 5 * 1000,
-                                          3)
+            for cmd in ("status", "progress"):
+                t = time.monotonic()
+                for _ in range(5):
+                    self.ctl(cmd=cmd)
+                r[cmd + "_call_ms"] = round((time.monotonic() - t) / 5 * 1000,
+                                            3)
             if inflate:
                 tl = self.log_timeline(off, target)
                 r["log_first_s"] = tl.get("first_s")
@@ -611,9 +608,7 @@ def host_punch_bound(size, thp, reps, step=4 * MiB):
     try:
         if thp:
             mnt = tempfile.mkdtemp(prefix="vb13-punch-")
-            subprocess.run(["mount", "-t", "tmpfs", "-o",
-                            "huge=always,size=%d" % (size + 8 * MiB),
-                            "vb13-punch", mnt], check=True)
+            mount_huge_tmpfs(mnt, size + 8 * MiB)
         for _ in range(reps):
             if thp:
                 fd = os.open(os.path.join(mnt, "f"),

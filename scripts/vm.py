@@ -184,6 +184,20 @@ def _tail(path, nbytes=6000):
         return ""
 
 
+def mount_huge_tmpfs(path, size):
+    """Mount a tmpfs of `size` bytes at `path` that backs its files with
+    2 MiB transparent huge pages (huge=always), whatever the host-wide
+    shmem_enabled says short of "deny".  Needs root; VMError if refused."""
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o",
+                        "huge=always,size=%d,mode=0700" % size,
+                        "vb13-thp", path],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       universal_newlines=True, check=False)
+    if r.returncode != 0:
+        raise VMError("cannot mount a huge=always tmpfs at %s: %s"
+                      % (path, r.stdout.strip()))
+
+
 class VM:
     """One guest.  Use as a context manager, or call start() and close().
 
@@ -225,6 +239,7 @@ class VM:
         self.mem_bytes = parse_size(mem)
         self.mem_thp = bool(mem_thp)
         self._thp_mount = None
+        self._ram_file = None       # guest RAM's file with mem_thp
         self.smp = int(smp)
         self.cpu = cpu
         self.append = append
@@ -381,21 +396,14 @@ class VM:
         self.vhost_socket = sock
 
     def _mount_thp(self):
-        """A tmpfs that hands out 2 MiB pages (huge=always), just big
-        enough for guest RAM; returns the RAM file's path."""
+        """A tmpfs that hands out 2 MiB pages, just big enough for guest
+        RAM; returns the RAM file's path."""
         mnt = self.path("thp")
         os.mkdir(mnt)
-        size = self.mem_bytes + (64 << 20)
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o",
-                            "huge=always,size=%d,mode=0700" % size,
-                            "vb13-thp", mnt],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           universal_newlines=True, check=False)
-        if r.returncode != 0:
-            raise VMError("mem_thp: cannot mount a huge=always tmpfs: %s"
-                          % r.stdout.strip())
+        mount_huge_tmpfs(mnt, self.mem_bytes + (64 << 20))
         self._thp_mount = mnt
-        return os.path.join(mnt, "guest-ram")
+        self._ram_file = os.path.join(mnt, "guest-ram")
+        return self._ram_file
 
     def _mem_object(self, size):
         if not self.mem_thp:
@@ -653,16 +661,14 @@ class VM:
         """Bytes of guest RAM QEMU maps with 2 MiB page-table entries
         (ShmemPmdMapped of its guest RAM mapping): how much of the RAM is
         still in huge pages on the host.  0 unless mem_thp."""
-        if not self._thp_mount:
+        if not self._ram_file:
             return 0
-        path = os.path.join(self._thp_mount, "guest-ram")
+        ends = (self._ram_file, self._ram_file + " (deleted)")
         total, inside = 0, False
         with open("/proc/%d/smaps" % self.qemu_pid) as f:
             for line in f:
-                m = re.match(r"[0-9a-f]+-[0-9a-f]+ ", line)
-                if m:
-                    inside = line.rstrip("\n").endswith(path) or \
-                        line.rstrip("\n").endswith(path + " (deleted)")
+                if re.match(r"[0-9a-f]+-[0-9a-f]+ ", line):
+                    inside = line.rstrip("\n").endswith(ends)
                 elif inside and line.startswith("ShmemPmdMapped:"):
                     total += int(line.split()[1]) * 1024
         return total
@@ -672,8 +678,7 @@ class VM:
         allocated blocks, whoever touched them (QEMU, the guest or the
         backend).  Pages a backend punched out no longer count."""
         fd_dir = "/proc/%d/fd" % self.qemu_pid
-        prefix = (os.path.join(self._thp_mount, "guest-ram")
-                  if self._thp_mount else "/memfd:")
+        prefix = self._ram_file or "/memfd:"
         best = None
         for fd in os.listdir(fd_dir):
             try:
