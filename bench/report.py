@@ -147,27 +147,21 @@ def ratio_line(r):
     return "ratios: " + " ".join("%s=%s" % (k, f(v)) for k, v in r.items())
 
 
-def ceiling(s, serial):
-    """The best inflate13/legacy ratio this VM allows: legacy's median
-    over the guest allocator bound and the host discard bound, added up
-    when the whole target is one page list (serial), else the larger of
-    the two (the guest allocates while the daemon discards)."""
+def bound_text(s, serial):
+    """The best inflate13/legacy ratio this VM allows, with its parts:
+    legacy's median over the guest allocator bound and the host discard
+    bound, added up when the whole target is one page list (serial), else
+    the larger of the two (the guest allocates while the daemon
+    discards)."""
     try:
         a = s["allocbench"]["driver_orders"]["alloc_s"]["median"]
         h = s["host_punch"]["punch_s"]["median"]
         legacy = s["legacy"]["inflate"]["time_s"]["median"]
     except (KeyError, TypeError):
-        return None
-    return legacy / ((a + h) if serial else max(a, h))
-
-
-def bound_text(s, serial):
-    c = ceiling(s, serial)
-    if c is None:
         return "-"
     return "%.1fx (allocator %.3f s %s host discard %.3f s)" % (
-        c, s["allocbench"]["driver_orders"]["alloc_s"]["median"],
-        "+" if serial else "||", s["host_punch"]["punch_s"]["median"])
+        legacy / ((a + h) if serial else max(a, h)), a,
+        "+" if serial else "||", h)
 
 
 def targets(summ):
@@ -175,30 +169,23 @@ def targets(summ):
     init_on_alloc setting and guest RAM backing."""
     rows = []
     for ioa in (1, 0):
-        s12, s21 = summ.get("pb12-ioa%d" % ioa), summ.get("pb21-ioa%d" % ioa)
+        s12 = summ.get("pb12-ioa%d" % ioa)
         sc = summ.get("scale-ioa%d" % ioa)
         tag = "init_on_alloc=%d" % ioa
-        for name, label in (("pb12-ioa%d", "4 KiB host pages"),
-                            ("pb12-thp-ioa%d", "2 MiB host pages")):
-            sx = summ.get(name % ioa)
-            if sx and ratios(sx):
-                r = ratios(sx)
-                rows.append(("%s, %s" % (tag, label),
-                             "device-13 inflate >= 10x legacy",
-                             "%.2fx" % r["inflate13/legacy"],
-                             r["inflate13/legacy"] >= 10,
-                             bound_text(sx, False)))
-        for name, label in (("pb21-ioa%d", "4 KiB host pages"),
-                            ("pb21-thp-ioa%d", "2 MiB host pages")):
-            sx = summ.get(name % ioa)
-            if sx and ratios(sx):
-                r = ratios(sx)
-                # 1 GiB of 2 MiB blocks is 512 addresses: one page list.
-                rows.append(("%s, %s" % (tag, label),
-                             "2 MiB blocks >= 20x legacy (same VM)",
-                             "%.2fx" % r["inflate13/legacy"],
-                             r["inflate13/legacy"] >= 20,
-                             bound_text(sx, True)))
+        # 1 GiB of 2 MiB blocks is 512 addresses: one page list (serial).
+        for pb, want, serial in ((12, 10, False), (21, 20, True)):
+            for thp, label in (("", "4 KiB host pages"),
+                               ("-thp", "2 MiB host pages")):
+                sx = summ.get("pb%d%s-ioa%d" % (pb, thp, ioa))
+                r = ratios(sx) if sx else None
+                if r:
+                    rows.append((
+                        "%s, %s" % (tag, label),
+                        "device-13 inflate >= 10x legacy" if pb == 12 else
+                        "2 MiB blocks >= 20x legacy (same VM)",
+                        "%.2fx" % r["inflate13/legacy"],
+                        r["inflate13/legacy"] >= want,
+                        bound_text(sx, serial)))
         tag += ", 4 KiB host pages"
         if s12 and ratios(s12):
             r = ratios(s12)
