@@ -890,6 +890,43 @@ static void add_stats(JsonBuilder *b, struct b13d *d)
 	json_builder_end_object(b);
 }
 
+static gint64 ms_since_progress(const struct b13d *d)
+{
+	return (g_get_monotonic_time() - d->last_progress) / 1000;
+}
+
+/* The members "status" and "progress" share, under the same names. */
+static void add_progress(JsonBuilder *b, struct b13d *d, uint64_t set,
+			 gint64 idle_ms)
+{
+	uint64_t bs = d->map.block_size;
+
+	add_bool(b, "connected", d->live);
+	add_bool(b, "driver_ready", d->running);
+	add_u64(b, "block_size", bs);
+	add_u64(b, "target_bytes", d->target);
+	add_bool(b, "target_delivered", d->target_delivered);
+	add_u64(b, "bytes_received", d->c.blocks_received * bs);
+	add_u64(b, "bytes_in_bitmap", set * bs);
+	add_u64(b, "ms_since_progress", idle_ms);
+}
+
+/*
+ * The counters "status" has that cost nothing to read: no mincore() walk
+ * over the balloon, so a VMM or a benchmark can poll it while page lists
+ * arrive without slowing the daemon that handles them.
+ */
+static void cmd_progress(struct b13d *d, struct ctl_conn *c)
+{
+	JsonBuilder *b = reply_begin();
+
+	sync_regions(d);
+	add_progress(b, d, b13_map_blocks_set(&d->map), ms_since_progress(d));
+	add_u64(b, "page_lists", d->c.msgs_pages);
+	add_u64(b, "punched_bytes", d->c.apply.punch_bytes);
+	reply_end(c, b);
+}
+
 static void cmd_status(struct b13d *d, struct ctl_conn *c)
 {
 	JsonBuilder *b = reply_begin();
@@ -902,16 +939,14 @@ static void cmd_status(struct b13d *d, struct ctl_conn *c)
 	in = b13_count_in_balloon(&d->map, &withdrawn);
 	set = b13_map_blocks_set(&d->map);
 	reached = in * bs >= d->target;
-	idle_ms = (g_get_monotonic_time() - d->last_progress) / 1000;
+	idle_ms = ms_since_progress(d);
 	stalled = !reached && idle_ms >= d->stall_ms;
 
-	add_bool(b, "connected", d->live);
-	add_bool(b, "driver_ready", d->running);
+	add_progress(b, d, set, idle_ms);
 	add_u64(b, "connections", d->connections);
 	add_str(b, "last_disconnect", d->last_disconnect);
 	add_u64(b, "features", d->c.features);
 	add_u64(b, "page_bits", d->page_bits);
-	add_u64(b, "block_size", bs);
 	add_u64(b, "guest_ram_bytes", b13_map_ram_bytes(&d->map));
 	json_builder_set_member_name(b, "regions");
 	json_builder_begin_array(b);
@@ -924,13 +959,9 @@ static void cmd_status(struct b13d *d, struct ctl_conn *c)
 	}
 	json_builder_end_array(b);
 
-	add_u64(b, "target_bytes", d->target);
-	add_bool(b, "target_delivered", d->target_delivered);
 	add_u64(b, "pending_requests", g_queue_get_length(&d->pending));
 	add_u64(b, "blocks_received", d->c.blocks_received);
-	add_u64(b, "bytes_received", d->c.blocks_received * bs);
 	add_u64(b, "blocks_in_bitmap", set);
-	add_u64(b, "bytes_in_bitmap", set * bs);
 	add_u64(b, "blocks_in_balloon", in);
 	add_u64(b, "bytes_in_balloon", in * bs);
 	add_u64(b, "blocks_withdrawn", withdrawn);
@@ -939,7 +970,6 @@ static void cmd_status(struct b13d *d, struct ctl_conn *c)
 	add_u64(b, "repeated_in_message", d->c.repeated_in_message);
 	add_bool(b, "reached", reached);
 	add_bool(b, "stalled", stalled);
-	add_u64(b, "ms_since_progress", idle_ms);
 	add_u64(b, "stall_after_ms", d->stall_ms);
 
 	json_builder_set_member_name(b, "messages");
@@ -982,32 +1012,6 @@ static void cmd_status(struct b13d *d, struct ctl_conn *c)
 	add_u64(b, "device_stops", d->c.device_stops);
 	add_bool(b, "ring_features", d->ring_features);
 	add_stats(b, d);
-	reply_end(c, b);
-}
-
-/*
- * The counters "status" has that cost nothing to read: no mincore() walk
- * over the balloon, so a VMM or a benchmark can poll it while page lists
- * arrive without slowing the daemon that handles them.
- */
-static void cmd_progress(struct b13d *d, struct ctl_conn *c)
-{
-	JsonBuilder *b = reply_begin();
-	uint64_t bs = d->map.block_size, set;
-
-	sync_regions(d);
-	set = b13_map_blocks_set(&d->map);
-	add_bool(b, "connected", d->live);
-	add_bool(b, "driver_ready", d->running);
-	add_u64(b, "block_size", bs);
-	add_u64(b, "target_bytes", d->target);
-	add_bool(b, "target_delivered", d->target_delivered);
-	add_u64(b, "bytes_received", d->c.blocks_received * bs);
-	add_u64(b, "bytes_in_bitmap", set * bs);
-	add_u64(b, "page_lists", d->c.msgs_pages);
-	add_u64(b, "punched_bytes", d->c.apply.punch_bytes);
-	add_u64(b, "ms_since_progress",
-		(g_get_monotonic_time() - d->last_progress) / 1000);
 	reply_end(c, b);
 }
 
