@@ -738,7 +738,7 @@ class VM:
         return VM(**kw).start()
 
     def migrate(self, dst, timeout=600, max_bandwidth=8 << 30,
-                capabilities=None):
+                capabilities=None, started=False):
         """Live-migrate this guest to dst (from destination()) over its
         UNIX socket and wait until it runs there.  No command may be
         running in the guest.  Afterwards dst carries the command channel
@@ -746,22 +746,24 @@ class VM:
         until close(), so its memory can still be looked at.  Returns
         query-migrate's last answer plus "host_seconds" (migrate command to
         the guest running on dst).  capabilities: {"name": bool} set on
-        both sides first.  Raises VMError if it fails or takes longer than
-        timeout seconds."""
+        both sides first.  started: the caller has sent "migrate" itself
+        (e.g. to act while it runs); only wait and hand over.  Raises
+        VMError if it fails or takes longer than timeout seconds."""
         if not dst.incoming:
             raise VMError("destination not started with incoming=True")
         if self._broken:
             raise VMError("command channel unusable: " + self._broken)
-        if capabilities:
+        if capabilities and not started:
             caps = [{"capability": k, "state": v}
                     for k, v in capabilities.items()]
             for vm in (self, dst):
                 vm.qmp("migrate-set-capabilities", capabilities=caps)
-        self.qmp("migrate-set-parameters",
-                 _args={"max-bandwidth": int(max_bandwidth)})
         t0 = time.monotonic()
         deadline = t0 + timeout
-        self.qmp("migrate", uri=dst.incoming_uri)
+        if not started:
+            self.qmp("migrate-set-parameters",
+                     _args={"max-bandwidth": int(max_bandwidth)})
+            self.qmp("migrate", uri=dst.incoming_uri)
         while True:
             info = self.qmp("query-migrate")
             status = info.get("status")
@@ -799,6 +801,17 @@ class VM:
         self._cmd_buf = b""
         self._broken = "the guest migrated away"
         return info
+
+    def take_over(self, dst):
+        """After migrate(): stop this (source) QEMU and carry on with dst's,
+        so that whoever holds this VM object keeps driving the guest; dst
+        is left empty (its close() does nothing)."""
+        self.close()
+        atexit.unregister(dst.close)
+        self.__dict__.update(dst.__dict__)
+        atexit.register(self.close)
+        dst.qemu_proc = dst.backend_proc = dst._cmd = dst._qmp = None
+        dst.tmpdir = dst._thp_mount = None
 
     def guest_ram_resident(self):
         """Bytes of host memory the guest RAM memfd holds right now: its
