@@ -38,9 +38,9 @@
 #define VB13F_ID		13
 #define VB13F_WAIT		(5 * HZ)
 #define VB13F_MAX_FLOOD		10000
-/* A length no device reads: 18 MiB of our own memory, in 2 MiB pieces. */
-#define VB13F_BIG_ORDER		9
-#define VB13F_BIG_PIECES	9
+/* A length no device reads: 18 MiB of our own memory, in 512 KiB pieces. */
+#define VB13F_BIG_ORDER		7
+#define VB13F_BIG_PIECES	36
 
 enum { VQ_IN, VQ_OUT, NR_VQS };
 
@@ -169,10 +169,15 @@ static int vb13f_own(struct vb13f *f, u32 reserved, unsigned int copies,
 
 static int vb13f_oversize(struct vb13f *f)
 {
-	struct scatterlist sg[VB13F_BIG_PIECES], *sgs[1] = { sg };
-	struct page *pg[VB13F_BIG_PIECES] = { NULL };
+	struct scatterlist *sg, *sgs[1];
+	struct page **pg;
 	int i, err = -ENOMEM;
 
+	/* Small pieces: no compaction stall in a fragmented guest. */
+	sg = kcalloc(VB13F_BIG_PIECES, sizeof(*sg), GFP_KERNEL);
+	pg = kcalloc(VB13F_BIG_PIECES, sizeof(*pg), GFP_KERNEL);
+	if (!sg || !pg)
+		goto out;
 	sg_init_table(sg, VB13F_BIG_PIECES);
 	for (i = 0; i < VB13F_BIG_PIECES; i++) {
 		pg[i] = alloc_pages(GFP_KERNEL | __GFP_NOWARN, VB13F_BIG_ORDER);
@@ -180,11 +185,16 @@ static int vb13f_oversize(struct vb13f *f)
 			goto out;
 		sg_set_page(&sg[i], pg[i], PAGE_SIZE << VB13F_BIG_ORDER, 0);
 	}
+	sgs[0] = sg;
 	err = vb13f_send(f, sgs, 1, 0);
 out:
-	for (i = 0; i < VB13F_BIG_PIECES && err != -ETIMEDOUT; i++)
+	if (err == -ETIMEDOUT)
+		return err;	/* the device still has them */
+	for (i = 0; pg && i < VB13F_BIG_PIECES; i++)
 		if (pg[i])
 			__free_pages(pg[i], VB13F_BIG_ORDER);
+	kfree(pg);
+	kfree(sg);
 	return err;
 }
 
