@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include <endian.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,8 +157,14 @@ static void test_check_msg(void)
 	CHECK_EQ(chk(7, 24, &n), B13_REJ_TYPE);
 	CHECK_EQ(chk(0x100, 16, &n), B13_REJ_TYPE);	/* byte order matters */
 	CHECK_EQ(chk(0, B13_MAX_MSG_BYTES, &n), B13_OK);
+	CHECK_EQ(n, B13_MAX_PAGES);
 	CHECK_EQ(chk(0, B13_MAX_MSG_BYTES + 8ull, &n), B13_REJ_OVERSIZE);
 	CHECK_EQ(chk(0, UINT64_MAX, &n), B13_REJ_OVERSIZE);
+	/* Stats: at most B13_MAX_STATS entries, whatever the length limit. */
+	CHECK_EQ(chk(1, 8 + 16 * B13_MAX_STATS, &n), B13_OK);
+	CHECK_EQ(n, B13_MAX_STATS);
+	CHECK_EQ(chk(1, 8 + 16 * (B13_MAX_STATS + 1), &n), B13_REJ_OVERSIZE);
+	CHECK_EQ(chk(1, 8 + 16 * 65536, &n), B13_REJ_OVERSIZE);
 }
 
 /* ---- regions -------------------------------------------------------------- */
@@ -606,6 +613,391 @@ static void test_no_mapping(void)
 	b13_map_free(&m);	/* twice is harmless */
 }
 
+/* ---- whole messages (b13_handle_msg) ------------------------------------- */
+
+/* Build a message: header + le64 words, in buf. */
+static size_t build_msg(uint8_t *buf, uint32_t type, uint32_t reserved,
+			const uint64_t *w, size_t nw)
+{
+	struct b13_msg_hdr h = { htole32(type), htole32(reserved) };
+	size_t i;
+
+	memcpy(buf, &h, sizeof(h));
+	for (i = 0; i < nw; i++) {
+		uint64_t le = htole64(w[i]);
+
+		memcpy(buf + 8 + 8 * i, &le, 8);
+	}
+	return 8 + 8 * nw;
+}
+
+static void test_handle_pages(void)
+{
+	/* unsorted, a repeat, a run of 3, split mid-address over 3 iovecs */
+	static const uint64_t a[] = { 0x105000, 0x100000000ull, 0x103000,
+				      0x104000, 0x105000 };
+	static const uint64_t bad[] = { 0x104000, 0xa1000 };
+	struct b13_stats st = { { 0 }, 0 };
+	struct b13_msg_result res;
+	struct b13_map m;
+	struct iovec iov[3];
+	uint8_t buf[256];
+	size_t len;
+
+	b13_map_init(&m, 12);
+	b13_map_set_regions(&m, q35, 3);
+	len = build_msg(buf, 0, 0, a, 5);
+	iov[0] = (struct iovec){ buf, 11 };
+	iov[1] = (struct iovec){ buf + 11, 5 };
+	iov[2] = (struct iovec){ buf + 16, len - 16 };
+	CHECK_EQ(b13_handle_msg(&m, &st, iov, 3, 0, &res), B13_OK);
+	CHECK_EQ(res.type, B13_RESP_PAGES);
+	CHECK_EQ(res.len, len);
+	CHECK_EQ(res.n, 5);
+	CHECK_EQ(res.runs, 2);
+	CHECK_EQ(res.repeats, 1);
+	CHECK_EQ(res.apply.new_blocks, 4);
+	CHECK(!res.reserved_nonzero);
+	CHECK_EQ(b13_map_blocks_set(&m), 4);
+
+	/* One bad address: nothing of the message is used. */
+	len = build_msg(buf, 0, 7, bad, 2);
+	iov[0] = (struct iovec){ buf, len };
+	CHECK_EQ(b13_handle_msg(&m, &st, iov, 1, 0, &res), B13_REJ_OUT_OF_RAM);
+	CHECK_EQ(res.bad_addr, 0xa1000);
+	CHECK_EQ(res.apply.new_blocks, 0);
+	CHECK_EQ(b13_map_blocks_set(&m), 4);
+
+	/* Device-writable parts: rejected before anything is read. */
+	CHECK_EQ(b13_handle_msg(&m, &st, iov, 1, 1, &res), B13_REJ_WRITABLE);
+	/* Too long: rejected unread (the NULL base would fault if read). */
+	iov[0] = (struct iovec){ NULL, B13_MAX_MSG_BYTES + 8 };
+	CHECK_EQ(b13_handle_msg(&m, &st, iov, 1, 0, &res), B13_REJ_OVERSIZE);
+	iov[0] = (struct iovec){ NULL, SIZE_MAX };
+	iov[1] = (struct iovec){ NULL, SIZE_MAX };
+	CHECK_EQ(b13_handle_msg(&m, &st, iov, 2, 0, &res), B13_REJ_OVERSIZE);
+	CHECK_EQ(res.len, UINT64_MAX);
+	/* Reserved nonzero: counted, the message still used. */
+	len = build_msg(buf, 0, 1, a, 1);
+	iov[0] = (struct iovec){ buf, len };
+	CHECK_EQ(b13_handle_msg(&m, &st, iov, 1, 0, &res), B13_OK);
+	CHECK(res.reserved_nonzero);
+	CHECK_EQ(res.apply.duplicates, 1);
+	/* Empty chain, and a header alone. */
+	CHECK_EQ(b13_handle_msg(&m, &st, iov, 0, 0, &res), B13_REJ_SHORT);
+	iov[0].iov_len = 8;
+	CHECK_EQ(b13_handle_msg(&m, &st, iov, 1, 0, &res), B13_REJ_LENGTH);
+	b13_map_free(&m);
+}
+
+static void test_handle_stats(void)
+{
+	uint64_t w[2 * (B13_MAX_STATS + 1)];
+	struct b13_stats st = { { 0 }, 0 };
+	struct b13_msg_result res;
+	struct b13_map m;
+	struct iovec iov;
+	uint8_t buf[8 + 16 * (B13_MAX_STATS + 1)];
+	size_t len, i;
+
+	b13_map_init(&m, 12);
+	/* memfree twice (the last wins), an unknown tag, memtot */
+	w[0] = B13_TAG_MEMFREE; w[1] = 100;
+	w[2] = 99; w[3] = 1;
+	w[4] = B13_TAG_MEMFREE; w[5] = 200;
+	w[6] = B13_TAG_MEMTOT; w[7] = 1000;
+	w[8] = UINT64_MAX; w[9] = 2;
+	len = build_msg(buf, 1, 0, w, 10);
+	iov = (struct iovec){ buf, len };
+	CHECK_EQ(b13_handle_msg(&m, &st, &iov, 1, 0, &res), B13_OK);
+	CHECK_EQ(res.type, B13_RESP_STATS);
+	CHECK_EQ(res.n, 5);
+	CHECK_EQ(res.stats_unknown, 2);
+	CHECK_EQ(res.stats_repeated, 1);
+	CHECK_EQ(st.present, 1u << B13_TAG_MEMFREE | 1u << B13_TAG_MEMTOT);
+	CHECK_EQ(st.value[B13_TAG_MEMFREE], 200);
+	CHECK_EQ(st.value[B13_TAG_MEMTOT], 1000);
+
+	/* The next message replaces the table: memtot is gone. */
+	w[0] = B13_TAG_SWAP_IN; w[1] = 5;
+	len = build_msg(buf, 1, 0, w, 2);
+	iov = (struct iovec){ buf, len };
+	CHECK_EQ(b13_handle_msg(&m, &st, &iov, 1, 0, &res), B13_OK);
+	CHECK_EQ(st.present, 1u << B13_TAG_SWAP_IN);
+	CHECK_EQ(st.value[B13_TAG_SWAP_IN], 5);
+
+	/* B13_MAX_STATS entries of one tag: fine; one more: rejected. */
+	for (i = 0; i < B13_MAX_STATS + 1; i++) {
+		w[2 * i] = B13_TAG_MAJFLT;
+		w[2 * i + 1] = i;
+	}
+	len = build_msg(buf, 1, 0, w, 2 * B13_MAX_STATS);
+	iov = (struct iovec){ buf, len };
+	CHECK_EQ(b13_handle_msg(&m, &st, &iov, 1, 0, &res), B13_OK);
+	CHECK_EQ(res.stats_repeated, B13_MAX_STATS - 1);
+	CHECK_EQ(st.value[B13_TAG_MAJFLT], B13_MAX_STATS - 1);
+	len = build_msg(buf, 1, 0, w, 2 * (B13_MAX_STATS + 1));
+	iov = (struct iovec){ buf, len };
+	CHECK_EQ(b13_handle_msg(&m, &st, &iov, 1, 0, &res), B13_REJ_OVERSIZE);
+	CHECK_EQ(st.value[B13_TAG_MAJFLT], B13_MAX_STATS - 1);	/* kept */
+	b13_map_free(&m);
+}
+
+/* Discards recorded by a hook instead of madvise(). */
+struct discards {
+	int n;
+	uintptr_t addr[64];
+	size_t len[64];
+	int fail;		/* fail every call with this errno */
+};
+
+static int record_discard(void *addr, size_t len, void *arg)
+{
+	struct discards *r = arg;
+
+	if (r->n < 64) {
+		r->addr[r->n] = (uintptr_t)addr;
+		r->len[r->n] = len;
+	}
+	r->n++;
+	if (r->fail) {
+		errno = r->fail;
+		return -1;
+	}
+	return 0;
+}
+
+/* b13_apply_sorted() does what coalescing then applying the runs does. */
+static void test_apply_sorted(void)
+{
+	static const struct b13_region_desc d[] = {
+		{ 0x0, 0x10000, (uint8_t *)0x10000000 },
+		{ 0x10000, 0x10000, (uint8_t *)0x20000000 },
+		{ 0x100000, 0x100000, (uint8_t *)0x30000000 },
+	};
+	struct b13_apply_stats s1 = { 0 }, s2 = { 0 };
+	struct discards r1 = { 0 }, r2 = { 0 };
+	uint64_t a[64], rep1 = 0, rep2 = 0, bad;
+	struct b13_run runs[64];
+	struct b13_map m1, m2;
+	unsigned int seed = 1;
+	size_t n = 0, nr1, nr2;
+	int i, round;
+
+	for (round = 0; round < 20; round++) {
+		b13_map_init(&m1, 12);
+		b13_map_init(&m2, 12);
+		m1.discard = m2.discard = record_discard;
+		m1.discard_arg = &r1;
+		m2.discard_arg = &r2;
+		b13_map_set_regions(&m1, d, 3);
+		b13_map_set_regions(&m2, d, 3);
+		memset(&r1, 0, sizeof(r1));
+		memset(&r2, 0, sizeof(r2));
+		for (n = 0; n < 40; n++) {
+			uint64_t k = rand_r(&seed) % 24;
+
+			a[n] = htole64(k < 16 ? k * 0x1000 + (k >= 8) * 0x8000 :
+				       0x100000 + (k - 16) * 0x1000);
+		}
+		/* In place: little endian in, sorted CPU order out. */
+		CHECK_EQ(b13_check_pages(&m1, a, n, a, &bad), B13_OK);
+		nr1 = b13_coalesce(&m1, a, n, runs, &rep1);
+		b13_apply_runs(&m1, runs, nr1, &s1);
+		nr2 = b13_apply_sorted(&m2, a, n, &s2, &rep2);
+		CHECK_EQ(nr1, nr2);
+		CHECK_EQ(rep1, rep2);
+		CHECK_EQ(r1.n, r2.n);
+		CHECK_EQ(r1.n, nr1);	/* one discard per run */
+		for (i = 0; i < r1.n && i < 64; i++) {
+			CHECK_EQ(r1.addr[i], r2.addr[i]);
+			CHECK_EQ(r1.len[i], r2.len[i]);
+		}
+		CHECK_EQ(b13_map_blocks_set(&m1), b13_map_blocks_set(&m2));
+		b13_map_free(&m1);
+		b13_map_free(&m2);
+	}
+	CHECK_EQ(s1.new_blocks, s2.new_blocks);
+	CHECK_EQ(s1.punch_bytes, s2.punch_bytes);
+	CHECK_EQ(s1.punch_calls, s2.punch_calls);
+
+	/* A failing discard is counted with its errno, and nothing else. */
+	b13_map_init(&m1, 12);
+	r1 = (struct discards){ .fail = EINVAL };
+	m1.discard = record_discard;
+	m1.discard_arg = &r1;
+	b13_map_set_regions(&m1, d, 3);
+	memset(&s1, 0, sizeof(s1));
+	a[0] = 0x1000;
+	b13_apply_sorted(&m1, a, 1, &s1, &rep1);
+	CHECK_EQ(s1.punch_errors, 1);
+	CHECK_EQ(s1.last_errno, EINVAL);
+	CHECK_EQ(s1.punch_bytes, 0);
+	CHECK_EQ(r1.addr[0], 0x10001000);
+	CHECK_EQ(r1.len[0], 4096);
+	b13_map_free(&m1);
+}
+
+static void test_bad_tables(void)
+{
+	static const struct b13_region_desc overlap[] = {
+		{ 0x0, 0x20000, NULL }, { 0x10000, 0x10000, NULL },
+	};
+	static const struct b13_region_desc adjacent[] = {
+		{ 0x10000, 0x10000, NULL }, { 0x0, 0x10000, NULL },
+	};
+	struct b13_region_desc empty = { 0x1000, 0, NULL };
+	struct b13_region_desc wrap = { 0xfffffffffffff000ull, 0x2000, NULL };
+	struct b13_map m;
+	uint64_t g;
+
+	b13_map_init(&m, 12);
+	CHECK(b13_map_set_regions(&m, q35, 3) == 0);
+	g = m.gen;
+	errno = 0;
+	CHECK(b13_map_set_regions(&m, overlap, 2) == -1);
+	CHECK_EQ(errno, EINVAL);
+	CHECK_EQ(m.nr, 0);		/* left empty */
+	CHECK(m.gen != g);
+	CHECK(b13_map_set_regions(&m, &empty, 1) == -1);
+	CHECK(b13_map_set_regions(&m, &wrap, 1) == -1);
+	CHECK(b13_map_set_regions(&m, adjacent, 2) == 0);
+	CHECK_EQ(m.nr, 2);
+	CHECK_EQ(m.r[0].gpa, 0);	/* sorted */
+	b13_map_free(&m);
+}
+
+struct range_list { int n; uint64_t addr[32], blocks[32]; };
+
+static void collect_all(uint64_t addr, uint64_t nblocks, void *data)
+{
+	struct range_list *r = data;
+
+	if (r->n < 32) {
+		r->addr[r->n] = addr;
+		r->blocks[r->n] = nblocks;
+	}
+	r->n++;
+}
+
+static void test_ranges_paged(void)
+{
+	/* runs: 0x1000 x3, 0x10000 x1, 0x100000000 x2 */
+	static const uint64_t a[] = { 0x101000, 0x102000, 0x103000, 0x110000,
+				      0x100000000ull, 0x100001000ull };
+	struct b13_apply_stats st = { 0 };
+	struct range_list r = { 0 };
+	uint64_t s[8], bad, rep = 0, next = 0, from = 0;
+	struct b13_map m;
+	int calls = 0;
+
+	b13_map_init(&m, 12);
+	b13_map_set_regions(&m, q35, 3);
+	CHECK_EQ(pages(&m, a, 6, s, &bad), B13_OK);
+	b13_apply_sorted(&m, s, 6, &st, &rep);
+	/* One run per call, going on from "next". */
+	while (b13_ranges(&m, from, 1, collect_all, &r, &next)) {
+		CHECK(next > from);
+		from = next;
+		calls++;
+	}
+	CHECK_EQ(calls, 2);
+	CHECK_EQ(r.n, 3);
+	CHECK_EQ(r.addr[0], 0x101000);
+	CHECK_EQ(r.blocks[0], 3);
+	CHECK_EQ(r.addr[2], 0x100000000ull);
+	CHECK_EQ(r.blocks[2], 2);
+	/* From inside a run, unaligned: the run is cut at the next block. */
+	memset(&r, 0, sizeof(r));
+	CHECK(!b13_ranges(&m, 0x101001, 8, collect_all, &r, &next));
+	CHECK_EQ(r.n, 3);
+	CHECK_EQ(r.addr[0], 0x102000);
+	CHECK_EQ(r.blocks[0], 2);
+	memset(&r, 0, sizeof(r));
+	CHECK(!b13_ranges(&m, UINT64_MAX, 8, collect_all, &r, &next));
+	CHECK_EQ(r.n, 0);
+	memset(&r, 0, sizeof(r));
+	CHECK(b13_ranges(&m, 0, 0, collect_all, &r, &next));
+	CHECK_EQ(r.n, 0);
+	CHECK_EQ(next, 0x101000);
+	b13_map_free(&m);
+}
+
+/* A walk in slices counts what a walk in one go counts. */
+static void test_scan_slices(void)
+{
+	struct b13_apply_stats st = { 0 };
+	struct b13_region_desc d[2];
+	struct b13_scan sc;
+	struct b13_map m;
+	struct guest g;
+	uint64_t a[64], in, w, i, rep = 0, budget;
+	int steps;
+
+	if (guest_new(&g, 4 << 20)) {
+		case_failed = 1;
+		return;
+	}
+	d[0] = (struct b13_region_desc){ 0x0, 2 << 20, g.mem };
+	d[1] = (struct b13_region_desc){ 0x1000000, 2 << 20,
+					 g.mem + (2 << 20) };
+	b13_map_init(&m, 12);
+	b13_map_set_regions(&m, d, 2);
+	for (i = 0; i < 64; i++)	/* scattered over both regions */
+		a[i] = (i % 2 ? 0x1000000 : 0) + (i * 7 % 500) * 0x1000;
+	CHECK_EQ(pages(&m, a, 16, a, &w), B13_OK);
+	b13_apply_sorted(&m, a, 16, &st, &rep);
+	for (i = 0; i < 4; i++)		/* withdraw four */
+		g.mem[(a[i] >= 0x1000000 ? (2 << 20) + a[i] - 0x1000000 :
+		       a[i]) + 5] = 1;
+	in = b13_count_in_balloon(&m, &w);
+	CHECK_EQ(in + w, 16);
+	CHECK_EQ(w, 4);
+	for (budget = 1; budget < 40; budget += 7) {
+		b13_scan_begin(&m, &sc);
+		for (steps = 1; !b13_scan_step(&m, &sc, budget); steps++)
+			;
+		b13_scan_end(&sc);
+		CHECK_EQ(sc.in, in);
+		CHECK_EQ(sc.withdrawn, w);
+		CHECK(budget > 16 || steps > 1);
+		CHECK(steps <= 16 + 1);
+	}
+	/* The table changes in the middle: the walk starts again. */
+	b13_scan_begin(&m, &sc);
+	CHECK(!b13_scan_step(&m, &sc, 2));
+	b13_map_clear_bitmaps(&m);
+	CHECK(b13_scan_step(&m, &sc, 1000));
+	CHECK_EQ(sc.restarts, 1);
+	CHECK_EQ(sc.in + sc.withdrawn, 0);
+	b13_scan_end(&sc);
+	b13_map_free(&m);
+	guest_free(&g);
+}
+
+static void test_ratelimit(void)
+{
+	struct b13_ratelimit rl = { 0 };
+	int64_t t = 1000000000;
+	uint64_t missed = 7;
+	int i, allowed = 0;
+
+	for (i = 0; i < 100; i++)
+		allowed += b13_ratelimit(&rl, t + i, &missed);
+	CHECK_EQ(allowed, B13_RL_BURST);
+	CHECK_EQ(rl.missed, 100 - B13_RL_BURST);
+	/* Still inside the interval: nothing. */
+	CHECK(!b13_ratelimit(&rl, t + B13_RL_INTERVAL_US - 1, &missed));
+	CHECK_EQ(missed, 0);
+	/* A new interval: allowed, and told how many were left out. */
+	CHECK(b13_ratelimit(&rl, t + B13_RL_INTERVAL_US, &missed));
+	CHECK_EQ(missed, 100 - B13_RL_BURST + 1);
+	CHECK(b13_ratelimit(&rl, t + B13_RL_INTERVAL_US + 1, &missed));
+	CHECK_EQ(missed, 0);
+	/* Time going backwards starts afresh rather than going quiet. */
+	CHECK(b13_ratelimit(&rl, 5, NULL));
+}
+
 static void test_names(void)
 {
 	int i;
@@ -631,6 +1023,13 @@ int main(void)
 	run("big_and_small_blocks", test_big_and_small_blocks);
 	run("scattered_blocks", test_scattered);
 	run("no_mapping", test_no_mapping);
+	run("handle_pages", test_handle_pages);
+	run("handle_stats", test_handle_stats);
+	run("apply_sorted", test_apply_sorted);
+	run("bad_tables", test_bad_tables);
+	run("ranges_paged", test_ranges_paged);
+	run("scan_slices", test_scan_slices);
+	run("ratelimit", test_ratelimit);
 	run("names", test_names);
 	return failed ? 1 : 0;
 }
