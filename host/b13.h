@@ -274,6 +274,13 @@ bool b13_ratelimit(struct b13_ratelimit *rl, int64_t now_us,
 		   uint64_t *missed);
 
 /*
+ * Deepest nesting of JSON arrays and objects in s (len bytes), outside
+ * strings; counting stops once it passes limit.  json-glib's parser
+ * recurses once per level: this runs first, so that it never goes deep.
+ */
+unsigned int b13_json_depth(const char *s, size_t len, unsigned int limit);
+
+/*
  * Parse a size: decimal digits with an optional K/M/G/T suffix (powers of
  * 1024; also accepted as k/m/g/t, KiB, MiB, GiB, TiB, with a final B), at
  * most INT64_MAX.  Returns 0, or -1 with *why set to a one-line reason.

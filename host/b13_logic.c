@@ -791,6 +791,34 @@ bool b13_ratelimit(struct b13_ratelimit *rl, int64_t now_us,
 	return true;
 }
 
+/* ---- JSON ----------------------------------------------------------- */
+
+unsigned int b13_json_depth(const char *s, size_t len, unsigned int limit)
+{
+	unsigned int depth = 0, max = 0;
+	bool in_str = false;
+	size_t i;
+
+	for (i = 0; i < len && max <= limit; i++) {
+		char ch = s[i];
+
+		if (in_str) {
+			if (ch == '\\')
+				i++;		/* skip the escaped character */
+			else if (ch == '"')
+				in_str = false;
+		} else if (ch == '"') {
+			in_str = true;
+		} else if (ch == '[' || ch == '{') {
+			if (++depth > max)
+				max = depth;
+		} else if ((ch == ']' || ch == '}') && depth) {
+			depth--;
+		}
+	}
+	return max;
+}
+
 /* ---- number parsing -------------------------------------------------- */
 
 int b13_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out,

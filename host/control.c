@@ -29,6 +29,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "b13.h"
 #include "control.h"
 
 /* Stop taking requests while this much output waits for the client. */
@@ -98,37 +99,6 @@ static const struct {
 	[CTL_RANGES] = { ranges_fields, G_N_ELEMENTS(ranges_fields) },
 	[CTL_INJECT] = { inject_fields, G_N_ELEMENTS(inject_fields) },
 };
-
-/*
- * Deepest nesting of [] and {} outside strings, stopping early past
- * CTL_MAX_DEPTH.  json-glib's parser recurses once per level; this runs
- * first so that it never has to go deep.
- */
-static unsigned int json_depth(const char *s, size_t len)
-{
-	unsigned int depth = 0, max = 0;
-	bool in_str = false;
-	size_t i;
-
-	for (i = 0; i < len && max <= CTL_MAX_DEPTH; i++) {
-		char ch = s[i];
-
-		if (in_str) {
-			if (ch == '\\')
-				i++;		/* skip the escaped character */
-			else if (ch == '"')
-				in_str = false;
-		} else if (ch == '"') {
-			in_str = true;
-		} else if (ch == '[' || ch == '{') {
-			if (++depth > max)
-				max = depth;
-		} else if ((ch == ']' || ch == '}') && depth) {
-			depth--;
-		}
-	}
-	return max;
-}
 
 /* Set field f of req from node n (the member's value), or say why not. */
 static int set_field(const struct field *f, JsonNode *n, struct ctl_req *req,
@@ -245,7 +215,7 @@ int ctl_parse_request(const char *line, size_t len, struct ctl_req *req,
 		*err = g_strdup("bad JSON: not UTF-8 text");
 		return -1;
 	}
-	if (json_depth(line, len) > CTL_MAX_DEPTH) {
+	if (b13_json_depth(line, len, CTL_MAX_DEPTH) > CTL_MAX_DEPTH) {
 		*err = g_strdup_printf("bad JSON: nested deeper than %d levels",
 				       CTL_MAX_DEPTH);
 		return -1;
