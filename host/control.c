@@ -100,6 +100,24 @@ static const struct {
 	[CTL_INJECT] = { inject_fields, G_N_ELEMENTS(inject_fields) },
 };
 
+/*
+ * Client text (a member name, json-glib's message about the line) made fit
+ * for a one-line answer: valid UTF-8, no control characters, at most max
+ * characters.
+ */
+static char *printable(const char *s, glong max)
+{
+	char *v = g_utf8_make_valid(s, -1);
+	char *out = g_utf8_substring(v, 0, MIN(g_utf8_strlen(v, -1), max));
+	char *c;
+
+	for (c = out; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = ' ';
+	g_free(v);
+	return out;
+}
+
 /* Set field f of req from node n (the member's value), or say why not. */
 static int set_field(const struct field *f, JsonNode *n, struct ctl_req *req,
 		     char **err)
@@ -159,7 +177,10 @@ static int parse_object(JsonObject *o, struct ctl_req *req, char **err)
 		if (!strcmp(s, ctl_cmd_names[c]))
 			break;
 	if (c == CTL_NR_CMDS) {
-		*err = g_strdup_printf("unknown command \"%.40s\"", s);
+		char *p = printable(s, 40);
+
+		*err = g_strdup_printf("unknown command \"%s\"", p);
+		g_free(p);
 		return -1;
 	}
 	req->cmd = c;
@@ -180,8 +201,11 @@ static int parse_object(JsonObject *o, struct ctl_req *req, char **err)
 			if (!strcmp(name, f[i].name))
 				break;
 		if (i == n) {
-			*err = g_strdup_printf("unknown member \"%.40s\" for "
-					       "\"%s\"", name, s);
+			char *p = printable(name, 40);
+
+			*err = g_strdup_printf("unknown member \"%s\" for "
+					       "\"%s\"", p, s);
+			g_free(p);
 			ret = -1;
 		} else {
 			ret = set_field(&f[i], json_object_get_member(o, name),
@@ -222,7 +246,10 @@ int ctl_parse_request(const char *line, size_t len, struct ctl_req *req,
 	}
 	p = json_parser_new_immutable();
 	if (!json_parser_load_from_data(p, line, len, &gerr)) {
-		*err = g_strdup_printf("bad JSON: %.200s", gerr->message);
+		char *msg = printable(gerr->message, 200);
+
+		*err = g_strdup_printf("bad JSON: %s", msg);
+		g_free(msg);
 		g_error_free(gerr);
 		ret = -1;
 	} else if (!(root = json_parser_get_root(p)) ||

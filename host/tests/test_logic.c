@@ -255,7 +255,7 @@ static void test_find(void)
 static enum b13_reject pages(struct b13_map *m, const uint64_t *a, size_t n,
 			     uint64_t *sorted, uint64_t *bad)
 {
-	uint64_t le[16];
+	uint64_t le[64];
 	size_t i;
 
 	for (i = 0; i < n; i++)
