@@ -2,7 +2,8 @@
 /*
  * Unit tests of balloon13d's logic (b13_logic.c): number parsing, message
  * validation, region geometry, coalescing, the bitmap, and real hole
- * punching and residency on a memfd mapping.
+ * punching and residency on a memfd mapping; and of the checks on what the
+ * vhost-user front end sends (vhost_check.c).
  *
  * Prints "PASS name" or "FAIL name" (with the failed checks) per test case;
  * tests/run.sh counts them.  Exit status 1 if anything failed.
@@ -10,6 +11,8 @@
 #define _GNU_SOURCE
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/eventfd.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +22,8 @@
 #include <unistd.h>
 
 #include "b13.h"
+#include "vhost_check.h"
+#include "wire.h"
 
 static int case_failed, passed, failed;
 
@@ -998,6 +1003,332 @@ static void test_ratelimit(void)
 	CHECK(b13_ratelimit(&rl, 5, NULL));
 }
 
+/* ---- vhost-user requests from the front end (vhost_check.c) ---------------- */
+
+static VuVirtq vc_vq[B13_NUM_VQS];
+static VuDevRegion vc_reg[2];
+static VuDev vc_dev;
+static const struct b13_vu_offer vc_offer = {
+	.features = 1ull << 32 | 1ull << 30,
+	.protocol_features = B13_VU_PROTOCOL_FEATURES,
+};
+
+#define QVA 0x7f0000000000ull
+
+/* One region: 1 MiB of guest RAM at gpa 0, at QVA in the front end. */
+static void vc_reset(void)
+{
+	memset(vc_vq, 0, sizeof(vc_vq));
+	memset(&vc_dev, 0, sizeof(vc_dev));
+	vc_reg[0] = (VuDevRegion){ .gpa = 0, .size = 1 << 20, .qva = QVA };
+	vc_dev.max_queues = B13_NUM_VQS;
+	vc_dev.vq = vc_vq;
+	vc_dev.regions = vc_reg;
+	vc_dev.nregions = 1;
+}
+
+static VhostUserMsg vc_msg(int req, uint32_t size)
+{
+	VhostUserMsg m;
+
+	memset(&m, 0, sizeof(m));
+	m.request = req;
+	m.flags = 1;
+	m.size = size;
+	return m;
+}
+
+static const char *vc_check(const VhostUserMsg *m)
+{
+	static char buf[200];
+
+	return b13_vu_check_msg(&vc_dev, m, &vc_offer, buf, sizeof(buf));
+}
+
+/* Refused, with a reason that names what. */
+#define REFUSED(m, what)						\
+	do {								\
+		const char *_w = vc_check(&(m));			\
+		if (!_w || !strstr(_w, what)) {				\
+			printf("  check failed at %s:%d: want \"%s\", "	\
+			       "got \"%s\"\n", __FILE__, __LINE__, what,	\
+			       _w ? _w : "(accepted)");			\
+			case_failed = 1;				\
+		}							\
+	} while (0)
+
+#define ACCEPTED(m)							\
+	do {								\
+		const char *_w = vc_check(&(m));			\
+		if (_w) {						\
+			printf("  check failed at %s:%d: refused: %s\n",	\
+			       __FILE__, __LINE__, _w);			\
+			case_failed = 1;				\
+		}							\
+	} while (0)
+
+static VhostUserMsg vc_state(int req, unsigned int idx, unsigned int num)
+{
+	VhostUserMsg m = vc_msg(req, sizeof(struct vhost_vring_state));
+	struct vhost_vring_state s = { idx, num };
+
+	memcpy(&m.payload.state, &s, sizeof(s));
+	return m;
+}
+
+static VhostUserMsg vc_addr(unsigned int idx, uint64_t desc, uint64_t avail,
+			    uint64_t used)
+{
+	VhostUserMsg m = vc_msg(VHOST_USER_SET_VRING_ADDR,
+				sizeof(struct vhost_vring_addr));
+	struct vhost_vring_addr a = { .index = idx, .desc_user_addr = desc,
+				      .avail_user_addr = avail,
+				      .used_user_addr = used };
+
+	memcpy(&m.payload.addr, &a, sizeof(a));
+	return m;
+}
+
+static void test_vu_queues(void)
+{
+	VhostUserMsg m;
+
+	vc_reset();
+	/* Queue indexes past the device's two: libvhost-user would index
+	 * its vq[] array with them. */
+	m = vc_state(VHOST_USER_SET_VRING_NUM, 7, 64);
+	REFUSED(m, "queue index 7");
+	m = vc_state(VHOST_USER_SET_VRING_BASE, 2, 0);
+	REFUSED(m, "queue index 2");
+	m = vc_state(VHOST_USER_GET_VRING_BASE, 255, 0);
+	REFUSED(m, "queue index 255");
+	m = vc_state(VHOST_USER_SET_VRING_ENABLE, 9, 1);
+	REFUSED(m, "queue index 9");
+	m = vc_addr(3, QVA, QVA + 0x1000, QVA + 0x2000);
+	REFUSED(m, "queue index 3");
+	/* Ring sizes: a power of two, 1..1024. */
+	m = vc_state(VHOST_USER_SET_VRING_NUM, 1, 0);
+	REFUSED(m, "size 0");
+	m = vc_state(VHOST_USER_SET_VRING_NUM, 1, 100);
+	REFUSED(m, "size 100");
+	m = vc_state(VHOST_USER_SET_VRING_NUM, 1, 2048);
+	REFUSED(m, "size 2048");
+	m = vc_state(VHOST_USER_SET_VRING_NUM, 1, 1024);
+	ACCEPTED(m);
+	m = vc_state(VHOST_USER_SET_VRING_NUM, 0, 1);
+	ACCEPTED(m);
+	m = vc_state(VHOST_USER_SET_VRING_BASE, 1, 0x10000);
+	REFUSED(m, "base 65536");
+	m = vc_state(VHOST_USER_SET_VRING_ENABLE, 1, 2);
+	REFUSED(m, "state 2");
+	/* Wrong payload sizes. */
+	m = vc_state(VHOST_USER_SET_VRING_NUM, 1, 64);
+	m.size = 4;
+	REFUSED(m, "4-byte payload");
+
+	/* Rings: need a size first, then must lie inside guest memory. */
+	m = vc_addr(1, QVA, QVA + 0x1000, QVA + 0x2000);
+	REFUSED(m, "no size yet");
+	vc_vq[1].vring.num = 256;
+	ACCEPTED(m);
+	/* used ring of 256 (2054 bytes) starting 1 KiB before the end */
+	m = vc_addr(1, QVA, QVA + 0x1000, QVA + (1 << 20) - 1024);
+	REFUSED(m, "not wholly inside");
+	m = vc_addr(1, QVA - 16, QVA + 0x1000, QVA + 0x2000);
+	REFUSED(m, "not wholly inside");
+	m = vc_addr(1, QVA + 8, QVA + 0x1000, QVA + 0x2000);
+	REFUSED(m, "misaligned");
+	m = vc_addr(1, UINT64_MAX - 15, QVA + 0x1000, QVA + 0x2000);
+	REFUSED(m, "not wholly inside");
+
+	/* Placed rings must still fit a new size. */
+	vc_vq[1].vring.desc = (void *)0x1000;	/* "mapped" */
+	vc_vq[1].vra = (struct vhost_vring_addr){
+		.index = 1, .desc_user_addr = QVA + (1 << 20) - 0x1000,
+		.avail_user_addr = QVA, .used_user_addr = QVA + 0x1000 };
+	m = vc_state(VHOST_USER_SET_VRING_NUM, 1, 256);
+	ACCEPTED(m);
+	m = vc_state(VHOST_USER_SET_VRING_NUM, 1, 512);
+	REFUSED(m, "do not fit");
+	CHECK(!b13_vu_rings_fit(&vc_dev, 1));	/* no avail/used mapped */
+	vc_vq[1].vring.avail = (void *)0x2000;
+	vc_vq[1].vring.used = (void *)0x3000;
+	CHECK(b13_vu_rings_fit(&vc_dev, 1));
+	vc_reg[0].size = (1 << 20) - 1;	/* the table shrank under it */
+	CHECK(!b13_vu_rings_fit(&vc_dev, 1));
+	CHECK(!b13_vu_rings_fit(&vc_dev, 2));
+}
+
+static void test_vu_fds(void)
+{
+	VhostUserMsg m;
+	int efd = eventfd(0, EFD_CLOEXEC), p[2];
+	uint64_t v = 1;
+
+	vc_reset();
+	CHECK(efd >= 0 && pipe(p) == 0);
+	m = vc_msg(VHOST_USER_SET_VRING_KICK, 8);
+	memcpy(&m.payload.u64, &v, 8);		/* queue 1 */
+	m.fds[0] = efd;
+	m.fd_num = 1;
+	ACCEPTED(m);
+	CHECK(fcntl(efd, F_GETFL) & O_NONBLOCK);	/* made non-blocking */
+	m.fds[0] = p[1];			/* a pipe could block */
+	REFUSED(m, "not an eventfd");
+	m.fd_num = 0;
+	REFUSED(m, "0 fds");
+	v = 1 | VHOST_USER_VRING_NOFD_MASK;
+	memcpy(&m.payload.u64, &v, 8);
+	ACCEPTED(m);
+	m.fd_num = 1;
+	REFUSED(m, "no-fd flag");
+	v = 5;
+	memcpy(&m.payload.u64, &v, 8);
+	REFUSED(m, "queue index 5");
+	v = 1ull << 40;
+	memcpy(&m.payload.u64, &v, 8);
+	REFUSED(m, "unknown bits");
+	/* fds where none belong (libvhost-user would leak them) */
+	m = vc_msg(VHOST_USER_GET_FEATURES, 0);
+	m.fds[0] = efd;
+	m.fd_num = 1;
+	REFUSED(m, "1 fds");
+	close(efd);
+	close(p[0]);
+	close(p[1]);
+}
+
+static VhostUserMsg vc_table(int n, const VhostUserMemoryRegion *r,
+			     const int *fds)
+{
+	VhostUserMsg m = vc_msg(VHOST_USER_SET_MEM_TABLE,
+				8 + n * sizeof(VhostUserMemoryRegion));
+	VhostUserMemory mem = { .nregions = n };
+	int i;
+
+	for (i = 0; i < n && i < VHOST_MEMORY_BASELINE_NREGIONS; i++) {
+		mem.regions[i] = r[i];
+		m.fds[i] = fds[i];
+	}
+	memcpy(&m.payload.memory, &mem, sizeof(mem));
+	m.fd_num = n < VHOST_MEMORY_BASELINE_NREGIONS ? n :
+		   VHOST_MEMORY_BASELINE_NREGIONS;
+	return m;
+}
+
+static void test_vu_memory(void)
+{
+	int fd = memfd_create("vc", MFD_CLOEXEC), efd = eventfd(0, 0);
+	int fds[9] = { fd, fd, fd, fd, fd, fd, fd, fd, fd };
+	VhostUserMemoryRegion r[9];
+	VhostUserMsg m;
+	VhostUserMemRegMsg add = { 0 };
+	int i;
+
+	vc_reset();
+	CHECK(fd >= 0 && ftruncate(fd, 4 << 20) == 0);
+	for (i = 0; i < 9; i++)
+		r[i] = (VhostUserMemoryRegion){ .guest_phys_addr = i << 20,
+			.memory_size = 1 << 20, .userspace_addr = QVA + (i << 20),
+			.mmap_offset = (i % 4) << 20 };
+	m = vc_table(4, r, fds);
+	ACCEPTED(m);
+	m = vc_table(9, r, fds);
+	REFUSED(m, "9 regions");
+	m = vc_table(4, r, fds);
+	m.fd_num = 3;				/* an fd lost on the way */
+	REFUSED(m, "with 3 fds");
+	r[1].mmap_offset = 4 << 20;		/* past the end of the file */
+	m = vc_table(2, r, fds);
+	REFUSED(m, "in a file of");
+	r[1].mmap_offset = 0;
+	r[1].guest_phys_addr = (1 << 20) - 4096;	/* overlaps region 0 */
+	m = vc_table(2, r, fds);
+	REFUSED(m, "overlap");
+	r[1].guest_phys_addr = 1 << 20;
+	r[1].memory_size = 0;
+	m = vc_table(2, r, fds);
+	REFUSED(m, "empty");
+	r[1].memory_size = 1 << 20;
+	r[1].guest_phys_addr = UINT64_MAX - 4095;
+	m = vc_table(2, r, fds);
+	REFUSED(m, "wrapping");
+	r[1].guest_phys_addr = 1 << 20;
+	fds[1] = efd;				/* not a file to map */
+	m = vc_table(2, r, fds);
+	REFUSED(m, "not a regular file");
+	fds[1] = fd;
+
+	/* ADD_MEM_REG: checked the same way, and against the table. */
+	m = vc_msg(VHOST_USER_ADD_MEM_REG, sizeof(add));
+	add.region = (VhostUserMemoryRegion){ .guest_phys_addr = 0x80000,
+		.memory_size = 1 << 20, .userspace_addr = QVA + (8 << 20) };
+	memcpy(&m.payload.memreg, &add, sizeof(add));
+	m.fds[0] = fd;
+	m.fd_num = 1;
+	REFUSED(m, "overlaps region 0");
+	add.region.guest_phys_addr = 1 << 20;
+	memcpy(&m.payload.memreg, &add, sizeof(add));
+	ACCEPTED(m);
+	m.fd_num = 0;
+	REFUSED(m, "0 fds");
+	close(fd);
+	close(efd);
+}
+
+static void test_vu_requests(void)
+{
+	static const int refused[] = {
+		VHOST_USER_NONE, VHOST_USER_SET_LOG_BASE, VHOST_USER_SET_LOG_FD,
+		VHOST_USER_SEND_RARP, VHOST_USER_SET_BACKEND_REQ_FD,
+		VHOST_USER_IOTLB_MSG, VHOST_USER_POSTCOPY_ADVISE,
+		VHOST_USER_POSTCOPY_LISTEN, VHOST_USER_GET_INFLIGHT_FD,
+		VHOST_USER_SET_INFLIGHT_FD, VHOST_USER_VRING_KICK,
+		VHOST_USER_GET_SHARED_OBJECT, 34, 39, 40, 99, -1,
+	};
+	VhostUserMsg m;
+	uint64_t v;
+	size_t i;
+
+	vc_reset();
+	for (i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		m = vc_msg(refused[i], 0);
+		REFUSED(m, "not supported");
+	}
+	CHECK(!strcmp(b13_vu_request_name(34), "unknown"));
+	CHECK(!strcmp(b13_vu_request_name(-5), "unknown"));
+	m = vc_msg(VHOST_USER_SET_OWNER, 0);
+	ACCEPTED(m);
+	m.flags = 2;				/* protocol version 2 */
+	REFUSED(m, "bad flags");
+	m.flags = 1 | VHOST_USER_REPLY_MASK;
+	REFUSED(m, "bad flags");
+	m.flags = 1 | VHOST_USER_NEED_REPLY_MASK;
+	ACCEPTED(m);
+	m = vc_msg(VHOST_USER_SET_FEATURES, 8);
+	v = vc_offer.features;
+	memcpy(&m.payload.u64, &v, 8);
+	ACCEPTED(m);
+	v |= 1ull << 26;			/* VHOST_F_LOG_ALL: not offered */
+	memcpy(&m.payload.u64, &v, 8);
+	REFUSED(m, "not offered");
+	m = vc_msg(VHOST_USER_SET_PROTOCOL_FEATURES, 8);
+	v = 1ull << VHOST_USER_PROTOCOL_F_BACKEND_REQ;
+	memcpy(&m.payload.u64, &v, 8);
+	REFUSED(m, "not offered");
+	/* Config: at most 256 bytes, the payload as long as it says. */
+	m = vc_msg(VHOST_USER_GET_CONFIG, 12 + 4);
+	m.payload.config.size = 4;
+	ACCEPTED(m);
+	m.payload.config.size = 300;
+	REFUSED(m, "300 bytes");
+	m.payload.config.size = 8;
+	REFUSED(m, "16-byte payload");
+	m.payload.config.size = 4;
+	m.payload.config.offset = 254;
+	REFUSED(m, "offset 254");
+}
+
 static void test_names(void)
 {
 	int i;
@@ -1030,6 +1361,10 @@ int main(void)
 	run("ranges_paged", test_ranges_paged);
 	run("scan_slices", test_scan_slices);
 	run("ratelimit", test_ratelimit);
+	run("vhost_user_queues", test_vu_queues);
+	run("vhost_user_fds", test_vu_fds);
+	run("vhost_user_memory", test_vu_memory);
+	run("vhost_user_requests", test_vu_requests);
 	run("names", test_names);
 	return failed ? 1 : 0;
 }
