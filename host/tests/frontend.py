@@ -68,13 +68,15 @@ def gpa_to_off(gpa):
 
 
 class Daemon:
-    def __init__(self, tmp, *args):
+    def __init__(self, tmp, *args, verbose=True, **popen):
+        """popen: more subprocess.Popen arguments (umask, preexec_fn)."""
         self.sock = os.path.join(tmp, "vhu.sock")
         self.ctl = os.path.join(tmp, "ctl.sock")
         self.log = open(os.path.join(tmp, "daemon.log"), "w+")
         self.p = subprocess.Popen(
-            [DAEMON, "--socket-path", self.sock, "--control", self.ctl,
-             "-v"] + list(args), stderr=self.log)
+            [DAEMON, "--socket-path", self.sock, "--control", self.ctl] +
+            (["-v"] if verbose else []) + list(args), stderr=self.log,
+            **popen)
         for _ in range(200):
             if os.path.exists(self.ctl):
                 break
@@ -344,10 +346,10 @@ class Frontend:
 # ---- the tests ---------------------------------------------------------------
 
 class Env:
-    def __init__(self, *args, start=True, features=None):
+    def __init__(self, *args, start=True, features=None, fe=None, **daemon):
         self.tmp = tempfile.mkdtemp(prefix="b13fe.")
-        self.d = Daemon(self.tmp, *args)
-        self.fe = Frontend(self.d.sock)
+        self.d = Daemon(self.tmp, *args, **daemon)
+        self.fe = (fe or Frontend)(self.d.sock)
         if start:
             self.fe.start(features)
             wait_for(lambda: self.d.status()["driver_ready"])
