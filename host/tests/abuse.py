@@ -185,10 +185,12 @@ def t_status_walk_yields():
         st = e.d.status()
         eq(st["blocks_in_bitmap"], n, "in bitmap")
         eq(st["messages"]["rejected"], 0, "rejected")
-        # status, then at once GET_CONFIG: the config comes back first
+        # status, then (once the walk is under way) GET_CONFIG: the
+        # config comes back first
         s = ctl_connect(e.d, timeout=60)
         s.sendall(b'{"cmd":"status"}\n')
         t = time.monotonic()
+        time.sleep(0.02)
         fe.send(F.GET_CONFIG, config_msg())
         rep = fe.recv_reply(F.GET_CONFIG)
         config_s = time.monotonic() - t

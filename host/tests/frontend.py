@@ -24,8 +24,10 @@ import time
 import traceback
 
 HOST = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DAEMON = os.path.join(HOST, "balloon13d")
-CTL = os.path.join(HOST, "balloon13ctl")
+# B13_DAEMON, B13_CTL: test other builds (e.g. an older one, to see a
+# test fail without the fix it checks).
+DAEMON = os.environ.get("B13_DAEMON") or os.path.join(HOST, "balloon13d")
+CTL = os.environ.get("B13_CTL") or os.path.join(HOST, "balloon13ctl")
 
 # vhost-user requests
 GET_FEATURES, SET_FEATURES, SET_OWNER = 1, 2, 3
