@@ -54,9 +54,13 @@ static bool span_ok(uint64_t a, uint64_t len)
 
 /*
  * The region libvhost-user's qva_to_va() would pick for qva (the first
- * one containing it), and whether [qva, qva + len) stays inside it.
+ * one containing it): does [qva, qva + len) stay inside it, and is the
+ * address the library will use (our mapping of it) aligned to align?
+ * The front end's addresses can be aligned while ours are not, if a
+ * region's qva is not congruent with where we mapped it.
  */
-static bool qva_fits(const VuDev *dev, uint64_t qva, uint64_t len)
+static bool qva_fits(const VuDev *dev, uint64_t qva, uint64_t len,
+		     uint64_t align)
 {
 	uint32_t i;
 
@@ -66,7 +70,9 @@ static bool qva_fits(const VuDev *dev, uint64_t qva, uint64_t len)
 		const VuDevRegion *r = &dev->regions[i];
 
 		if (qva >= r->qva && qva - r->qva < r->size)
-			return len <= r->size - (qva - r->qva);
+			return len <= r->size - (qva - r->qva) &&
+			       !((qva - r->qva + r->mmap_addr + r->mmap_offset) %
+				 align);
 	}
 	return false;
 }
@@ -77,9 +83,9 @@ static bool ring_fits(const VuDev *dev, const struct vhost_vring_addr *a,
 {
 	return num && !(a->desc_user_addr % 16) && !(a->avail_user_addr % 2) &&
 	       !(a->used_user_addr % 4) &&
-	       qva_fits(dev, a->desc_user_addr, 16 * num) &&
-	       qva_fits(dev, a->avail_user_addr, 6 + 2 * num) &&
-	       qva_fits(dev, a->used_user_addr, 6 + 8 * num);
+	       qva_fits(dev, a->desc_user_addr, 16 * num, 16) &&
+	       qva_fits(dev, a->avail_user_addr, 6 + 2 * num, 2) &&
+	       qva_fits(dev, a->used_user_addr, 6 + 8 * num, 4);
 }
 
 bool b13_vu_rings_fit(const VuDev *dev, unsigned int q)

@@ -5,7 +5,8 @@ Each harness reads its input in its own layout (see the harness source);
 these seeds give libFuzzer a valid start in each: a q35-like memory table
 with page lists that are accepted, repeated, misaligned or out of RAM;
 stats with every tag, repeats and unknown tags; every control command and
-the malformed lines issue 9 found.  Usage: make-seeds.py [DIR] (default:
+the malformed lines issue 9 found; a whole vhost-user conversation with a
+guest that sends a page list, and the front-end mistakes issue 9 found.  Usage: make-seeds.py [DIR] (default:
 the corpus/ next to this script).  The corpus also holds inputs the
 fuzzers found (make fuzz-merge); this script only (re)writes seed-*.
 """
@@ -153,9 +154,82 @@ CONTROL = {
 }
 
 
+# fuzz_vhost: a conversation.  Requests as in libvhost-user.h.
+GET_FEATURES, SET_FEATURES, SET_OWNER, SET_MEM_TABLE = 1, 2, 3, 5
+SET_VRING_NUM, SET_VRING_ADDR, SET_VRING_BASE, GET_VRING_BASE = 8, 9, 10, 11
+SET_VRING_KICK, SET_VRING_CALL = 12, 13
+GET_PROTOCOL_FEATURES, SET_PROTOCOL_FEATURES, SET_VRING_ENABLE = 15, 16, 18
+GET_CONFIG, SET_CONFIG, ADD_MEM_REG = 24, 25, 37
+MEMFD, EVENTFD, PIPE = 0, 1, 2
+QVA = 0x7f0000000000
+
+
+def vmsg(req, payload=b"", fds=()):
+    b = u8(req) + u8(0) + u16(len(payload)) + payload + u8(len(fds))
+    for kind, pages in fds:
+        b += u8(kind) + (u16(pages) if kind == MEMFD else b"")
+    return b
+
+
+def vwrite(off, data, memfd=0):
+    return u8(0xf0) + u8(len(data)) + data + u8(memfd) + \
+        struct.pack("<I", off)
+
+
+KICK = u8(0xe0)
+state = lambda q, n: struct.pack("<II", q, n)
+
+
+def ring(q, num, desc, avail, used):
+    return vmsg(SET_VRING_NUM, state(q, num)) + \
+        vmsg(SET_VRING_BASE, state(q, 0)) + \
+        vmsg(SET_VRING_ADDR, struct.pack("<IIQQQQ", q, 0, QVA + desc,
+                                         QVA + used, QVA + avail, 0)) + \
+        vmsg(SET_VRING_KICK, u64(q), [(EVENTFD, 0)]) + \
+        vmsg(SET_VRING_CALL, u64(q), [(EVENTFD, 0)])
+
+
+SETUP = vmsg(GET_FEATURES) + vmsg(GET_PROTOCOL_FEATURES) + \
+    vmsg(SET_PROTOCOL_FEATURES, u64(1 << 9 | 1 << 3 | 1 << 15)) + \
+    vmsg(SET_OWNER) + vmsg(SET_FEATURES, u64(1 << 32 | 1 << 30)) + \
+    vmsg(SET_MEM_TABLE, struct.pack("<II", 1, 0) +
+         struct.pack("<QQQQ", 0, 1 << 20, QVA, 0), [(MEMFD, 256)]) + \
+    ring(0, 64, 0x0, 0x400, 0x1000) + ring(1, 64, 0x2000, 0x2400, 0x3000) + \
+    vmsg(SET_VRING_ENABLE, state(0, 1)) + vmsg(SET_VRING_ENABLE, state(1, 1))
+GUEST = vwrite(0x10000, struct.pack("<IIQQ", 0, 0, 0x20000, 0x21000)) + \
+    vwrite(0x2000, struct.pack("<QIHH", 0x10000, 24, 0, 0)) + \
+    vwrite(0x2400, struct.pack("<HHH", 0, 1, 0)) + \
+    vwrite(0x0, struct.pack("<QIHH", 0x18000, 16, 2, 0)) + \
+    vwrite(0x400, struct.pack("<HHH", 0, 1, 0)) + KICK
+
+VHOST = {
+    "conversation": SETUP + GUEST +
+    vmsg(GET_CONFIG, struct.pack("<III", 0, 4, 0) + bytes(4)) +
+    vmsg(SET_CONFIG, struct.pack("<III", 0, 4, 0) + bytes(4)) +
+    vmsg(GET_VRING_BASE, state(1, 0)),
+    "stats-and-chain": SETUP +
+    vwrite(0x10000, struct.pack("<IIQQ", 1, 0, 4, 1000)) +
+    vwrite(0x2000, struct.pack("<QIHH", 0x10000, 12, 1, 1) +
+           struct.pack("<QIHH", 0x1000c, 12, 0, 0)) +
+    vwrite(0x2400, struct.pack("<HHH", 0, 1, 0)) + KICK,
+    "bad-queue-index": SETUP + vmsg(GET_VRING_BASE, state(7, 0)),
+    "bad-ring-size": vmsg(SET_OWNER) + vmsg(SET_VRING_NUM, state(1, 100)),
+    "ring-outside": SETUP + vmsg(SET_VRING_ADDR, struct.pack(
+        "<IIQQQQ", 1, 0, QVA + (1 << 20) - 16, QVA, QVA + 0x400, 0)),
+    "add-mem-reg": SETUP + vmsg(ADD_MEM_REG, u64(0) + struct.pack(
+        "<QQQQ", 1 << 20, 1 << 20, QVA + (1 << 20), 0), [(MEMFD, 256)]) +
+    vmsg(38, u64(0) + struct.pack("<QQQQ", 1 << 20, 1 << 20,
+                                  QVA + (1 << 20), 0)) + GUEST,
+    "table-too-short-file": vmsg(SET_MEM_TABLE, struct.pack("<II", 1, 0) +
+                                 struct.pack("<QQQQ", 0, 1 << 20, QVA, 0),
+                                 [(MEMFD, 16)]),
+    "kick-pipe": SETUP + vmsg(SET_VRING_KICK, u64(0), [(PIPE, 0)]),
+}
+
+
 def main():
     for name, seeds in (("pagelist", PAGELIST), ("message", MESSAGE),
-                        ("control", CONTROL)):
+                        ("control", CONTROL), ("vhost", VHOST)):
         d = os.path.join(OUT, name)
         os.makedirs(d, exist_ok=True)
         for seed, data in seeds.items():

@@ -16,7 +16,7 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$1 mode=$2 secs=${3:-60}
-harnesses=${HARNESSES:-pagelist message control}
+harnesses=${HARNESSES:-pagelist message control vhost}
 mkdir -p "$build/artifacts"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
@@ -25,6 +25,7 @@ failed=0
 opts() { # harness
 	local h=$1
 	echo "-artifact_prefix=$build/artifacts/$h- -timeout=10 -rss_limit_mb=2048"
+	echo "-max_len=8192"
 	[ -f "$here/$h.dict" ] && echo "-dict=$here/$h.dict"
 }
 

@@ -1140,6 +1140,14 @@ static void test_vu_queues(void)
 	REFUSED(m, "misaligned");
 	m = vc_addr(1, UINT64_MAX - 15, QVA + 0x1000, QVA + 0x2000);
 	REFUSED(m, "not wholly inside");
+	/* Aligned for the front end, not where we mapped it. */
+	vc_reg[0].qva = QVA + 1;
+	m = vc_addr(1, QVA + 16, QVA + 0x1000, QVA + 0x2000);
+	REFUSED(m, "misaligned");
+	vc_reg[0].mmap_offset = 1;
+	ACCEPTED(m);
+	vc_reg[0].qva = QVA;
+	vc_reg[0].mmap_offset = 0;
 
 	/* Placed rings must still fit a new size. */
 	vc_vq[1].vring.desc = (void *)0x1000;	/* "mapped" */
