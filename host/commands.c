@@ -152,6 +152,7 @@ static void add_control(JsonBuilder *b, struct b13d *d)
 	add_u64(b, "accepted", k->accepted);
 	add_u64(b, "denied", k->denied);
 	add_u64(b, "refused", k->refused);
+	add_u64(b, "evicted", k->evicted);
 	add_u64(b, "dropped_idle", k->dropped_idle);
 	add_u64(b, "dropped_output", k->dropped_output);
 	add_u64(b, "dropped_line", k->dropped_line);

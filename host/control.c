@@ -10,7 +10,9 @@
  * pressure) and responses come back in request order.  Nor does it read
  * while unsent answers pile up past CTL_OUT_SOFT: a client that does not
  * read its answers stops being served, and is dropped once it has made no
- * progress for the idle timeout.  A connection is reference counted: the
+ * progress for the idle timeout.  A quiet connection may stay open much
+ * longer (CTL_QUIET_MS), and gives up its slot to a new client when all
+ * are taken.  A connection is reference counted: the
  * peer may go away while a reply is pending, and the late ctl_reply() then
  * just drops it.
  *
@@ -36,6 +38,14 @@
 #define CTL_OUT_SOFT	(64 * 1024)
 /* A connection whose unsent output would exceed this is dropped. */
 #define CTL_OUT_MAX	(4 * 1024 * 1024)
+/*
+ * A quiet connection (nothing pending either way) may stay this long, or
+ * idle_ms if that is longer; and the one quiet longest makes room for a
+ * new client when all slots are taken.  Holding a connection open between
+ * requests is normal (benchmarks do); holding a partial request or unread
+ * answers is what idle_ms is for.
+ */
+#define CTL_QUIET_MS	(10 * 60 * 1000)
 /* Bytes read per wakeup of one connection. */
 #define CTL_READ_CHUNK	4096
 /* Accepting pauses this long after EMFILE & co., doubling up to the max. */
@@ -452,6 +462,12 @@ static bool want_read(const struct ctl_conn *c)
 	       c->out->len < CTL_OUT_SOFT && !has_line(c);
 }
 
+/* Nothing pending either way: the peer is just keeping the line open. */
+static bool quiet(const struct ctl_conn *c)
+{
+	return !c->busy && !c->in->len && !c->out->len;
+}
+
 /* Done with the peer: everything answered and sent after its EOF. */
 static bool finished(const struct ctl_conn *c)
 {
@@ -661,7 +677,11 @@ static void conn_close(struct ctl_conn *c)
 	conn_unref(c);		/* the server's reference */
 }
 
-/* Close connections that sat idle (or did not read) for idle_ms. */
+/*
+ * Close connections stuck for idle_ms with a partial request or unread
+ * answers, and quiet ones after CTL_QUIET_MS.  One waiting for its answer
+ * is not idle.
+ */
 static gboolean sweep(gpointer p)
 {
 	struct ctl_server *s = p;
@@ -670,15 +690,16 @@ static gboolean sweep(gpointer p)
 
 	for (l = s->conns; l; l = next) {
 		struct ctl_conn *c = l->data;
+		guint ms = quiet(c) ? MAX(s->o.idle_ms, CTL_QUIET_MS) :
+				      s->o.idle_ms;
 
 		next = l->next;
-		if (c->busy ||
-		    now - c->last_active < (gint64)s->o.idle_ms * 1000)
+		if (c->busy || now - c->last_active < (gint64)ms * 1000)
 			continue;
 		s->cnt.dropped_idle++;
-		srv_event(s, CTL_EV_DROPPED, "control client dropped: idle "
-			  "for %u ms%s", s->o.idle_ms,
-			  c->out->len ? " with answers unread" : "");
+		srv_event(s, CTL_EV_DROPPED, "control client dropped: %s for "
+			  "%u ms", c->out->len ? "answers unread" :
+			  c->in->len ? "request unfinished" : "quiet", ms);
 		conn_close(c);
 	}
 	if (s->conns)
@@ -740,6 +761,27 @@ static gboolean srv_accept(gint fd, GIOCondition cond, gpointer p)
 			  (int)uid);
 		refuse(cfd, "permission denied");
 		return G_SOURCE_CONTINUE;
+	}
+	if (s->cnt.open >= s->o.max_conns) {
+		/* The connection quiet longest makes room, if there is one. */
+		struct ctl_conn *old = NULL;
+		GList *l;
+
+		for (l = s->conns; l; l = l->next) {
+			struct ctl_conn *o = l->data;
+
+			if (quiet(o) && (!old ||
+					 o->last_active < old->last_active))
+				old = o;
+		}
+		if (old) {
+			s->cnt.evicted++;
+			srv_event(s, CTL_EV_FULL, "control client closed to make "
+				  "room: quiet for %" G_GINT64_FORMAT " ms",
+				  (g_get_monotonic_time() - old->last_active) /
+				  1000);
+			conn_close(old);
+		}
 	}
 	if (s->cnt.open >= s->o.max_conns) {
 		s->cnt.refused++;

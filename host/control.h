@@ -87,7 +87,8 @@ typedef void (*ctl_handler)(struct ctl_conn *c, const struct ctl_req *req,
 /* Things worth a (rate-limited) log line. */
 enum ctl_event {
 	CTL_EV_DENIED,		/* peer not allowed */
-	CTL_EV_FULL,		/* connection limit reached */
+	CTL_EV_FULL,		/* connection limit reached (one evicted or
+				   the new one refused) */
 	CTL_EV_DROPPED,		/* idle, not reading, or a line too long */
 	CTL_EV_ACCEPT,		/* accept() failed; accepting pauses */
 	CTL_NR_EVENTS
@@ -97,7 +98,8 @@ struct ctl_opts {
 	mode_t mode;		/* of the socket file */
 	gid_t gid;		/* group allowed in; (gid_t)-1: none */
 	unsigned int max_conns;
-	unsigned int idle_ms;	/* close a connection idle this long */
+	unsigned int idle_ms;	/* close one stuck with a partial request or
+				   unread answers this long */
 	/* Optional: told about each event, with a one-line description. */
 	void (*event)(enum ctl_event ev, const char *what, void *data);
 };
@@ -106,8 +108,9 @@ struct ctl_opts {
 struct ctl_counters {
 	uint64_t accepted;
 	uint64_t denied;	/* peer credentials not allowed */
-	uint64_t refused;	/* over max_conns */
-	uint64_t dropped_idle;	/* idle or not reading for idle_ms */
+	uint64_t refused;	/* over max_conns, none of them quiet */
+	uint64_t evicted;	/* quiet, closed to make room for a new one */
+	uint64_t dropped_idle;	/* stuck for idle_ms, or quiet for long */
 	uint64_t dropped_output;	/* answers over CTL_OUT_MAX unread */
 	uint64_t dropped_line;	/* a line over CTL_MAX_LINE */
 	uint64_t accept_pauses;	/* accept() failed (EMFILE...): paused */

@@ -22,11 +22,16 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 failed=0
 
-opts() { # harness
+opts() { # harness [fuzzing]
 	local h=$1
 	echo "-artifact_prefix=$build/artifacts/$h- -timeout=10 -rss_limit_mb=2048"
 	echo "-max_len=8192"
 	[ -f "$here/$h.dict" ] && echo "-dict=$here/$h.dict"
+	# json-glib interns strings, so one input's mallocs and frees seldom
+	# balance and libFuzzer would stop the world for a leak check after
+	# most inputs (a third of the speed).  Replays still check for leaks.
+	[ "$h" = control ] && [ -n "${2:-}" ] && echo "-detect_leaks=0"
+	return 0
 }
 
 # "N execs, cov E, ft F, corpus C" from a libFuzzer log.
@@ -58,8 +63,8 @@ for h in $harnesses; do
 			failed=$((failed + 1))
 		fi
 		work=$(mktemp -d "$build/scratch-$h.XXXXXX")
-		if "$bin" $(opts "$h") -max_total_time="$secs" -print_final_stats=1 \
-			"$work" "$seeds" >"$log" 2>&1; then
+		if "$bin" $(opts "$h" fuzzing) -max_total_time="$secs" \
+			-print_final_stats=1 "$work" "$seeds" >"$log" 2>&1; then
 			echo "PASS fuzz_$h (${secs} s: $(summary "$log"))"
 		else
 			echo "FAIL fuzz_$h: see $log; input in $build/artifacts/"
@@ -70,8 +75,9 @@ for h in $harnesses; do
 		;;
 	fuzz)
 		mkdir -p "$build/corpus-$h"
-		if "$bin" $(opts "$h") -max_total_time="$secs" -print_final_stats=1 \
-			"$build/corpus-$h" "$seeds" $regs >"$log" 2>&1; then
+		if "$bin" $(opts "$h" fuzzing) -max_total_time="$secs" \
+			-print_final_stats=1 "$build/corpus-$h" "$seeds" $regs \
+			>"$log" 2>&1; then
 			echo "fuzz_$h: ${secs} s, $(summary "$log")"
 		else
 			echo "fuzz_$h: FOUND A PROBLEM, see $log; input in $build/artifacts/"
