@@ -604,12 +604,18 @@ static void do_output(struct b13d *d, void *arg)
 	}
 }
 
+/*
+ * A kick.  If the last dispatch left work for later, the kick adds to it:
+ * the guest's work then goes on only from the idle source, taking turns
+ * with a status walk instead of always coming first.
+ */
 static void handle_output(VuDev *dev, int qidx)
 {
 	struct b13d *d = dev_to_b13d(dev);
 
 	(void)qidx;
-	guarded(d, do_output, NULL);
+	if (!d->output_idle)
+		guarded(d, do_output, NULL);
 }
 
 static gboolean output_later(gpointer p)
@@ -618,7 +624,7 @@ static gboolean output_later(gpointer p)
 
 	d->output_idle = 0;
 	if (d->live)
-		handle_output(&d->vug.parent, B13_VQ_OUTPUT);
+		guarded(d, do_output, NULL);
 	return G_SOURCE_REMOVE;
 }
 

@@ -218,6 +218,59 @@ def t_status_walk_yields():
         e.close()
 
 
+def t_status_during_flood():
+    """A guest that keeps its outputq full and kicks all the time does not
+    keep a status walk from finishing."""
+    e = Env(fe=BigFrontend)
+    try:
+        fe, vq, base = e.fe, e.fe.vq[1], BigFrontend.BIG_GPA
+        n, per = 4 << 20, 131072
+        for i in range(0, n, per):
+            fe.send_msg(pages_msg(range(base + i * 4096,
+                                        base + (i + per) * 4096, 4096)),
+                        base=0x1000000)
+        data = pages_msg(range(base, base + per * 4096, 4096))
+        where = [0x1000000 + k * 0x110000 for k in range(16)]
+        for a in where:
+            fe.w(a, data)
+        inflight = {}
+
+        def post(k):
+            inflight[vq.add([(where[k], len(data), False)])] = k
+
+        s = ctl_connect(e.d, timeout=60)
+        s.sendall(b'{"cmd":"status"}\n')
+        for k in range(16):
+            post(k)
+        vq.notify()
+        handled, t = 0, time.monotonic()
+        while time.monotonic() - t < 20:
+            r, _, _ = select.select([s, vq.call], [], [], 1)
+            if s in r:
+                break
+            try:
+                os.eventfd_read(vq.call)
+            except BlockingIOError:
+                pass
+            for head, _ in vq.get_used():
+                post(inflight.pop(head))
+                handled += 1
+            vq.notify()               # and kick again, and again
+        answered = s in r
+        wait_s = time.monotonic() - t
+        assert answered, "status not answered during %d page lists" % \
+            handled
+        st = read_line(s, timeout=60)
+        eq(st["blocks_in_balloon"], n, "walked")
+        assert handled >= 2, "the guest was not served meanwhile"
+        print("# status_during_flood: status after %.0f ms, %d page lists "
+              "of 128 Ki addresses handled meanwhile" % (wait_s * 1000,
+                                                          handled))
+        record("status_during_flood", e.d, wait_s)
+    finally:
+        e.close()
+
+
 def t_output_budget():
     """Eight 1 MiB page lists at once: the dispatch yields, and serves a
     GET_CONFIG that came in meanwhile before the last of them."""
@@ -743,7 +796,7 @@ def t_no_host_addresses_verbose():
 
 
 SHARED = [t_stats_big_repeated_unknown, t_json_types]
-OWN = [t_status_walk_yields, t_output_budget, t_pipelined_while_busy,
+OWN = [t_status_walk_yields, t_status_during_flood, t_output_budget, t_pipelined_while_busy,
        t_client_never_reads, t_many_clients, t_fd_exhaustion,
        t_socket_modes_umask0, t_peer_credentials, t_bad_queues_and_rings,
        t_partial_message, t_frontend_not_reading, t_memtable_while_held,
