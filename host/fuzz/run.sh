@@ -89,6 +89,7 @@ for h in $harnesses; do
 		new=$(mktemp -d "$build/merge-$h.XXXXXX")
 		"$bin" $(opts "$h") -merge=1 "$new" "$seeds" "$build/corpus-$h" \
 			>"$log" 2>&1 || { echo "merge $h failed: see $log"; exit 1; }
+		cp "$seeds"/seed-* "$new"/ 2>/dev/null	# keep them by name
 		rm -rf "$seeds" && mv "$new" "$seeds"
 		echo "corpus/$h: $(ls "$seeds" | wc -l) inputs"
 		;;
