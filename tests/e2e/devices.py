@@ -3,7 +3,7 @@ interface every scenario uses as g.dev.
 
   "vu"      balloon13d, the vhost-user reference device, attached through
             QEMU's generic vhost-user device and driven with balloon13ctl
-  "native"  QEMU's own virtio-balloon13-pci (issue 10), driven over QMP
+  "native"  QEMU's own virtio-balloon13-pci, driven over QMP
 
 A device object is made once per VM group; the runner asks it for the
 VM() arguments that attach it, then attaches it to the booted VM.
@@ -31,6 +31,7 @@ Python 3 standard library only.
 
 import os
 import signal
+import time
 
 from e2elib import DAEMON, Fail
 
@@ -105,29 +106,129 @@ class Balloon13d:
 
 
 class Native:
-    """QEMU's native virtio-balloon13-pci device (issue 10): not built yet."""
+    """QEMU's native virtio-balloon13-pci (id vm.NATIVE_ID), driven the way
+    a management layer does: QMP balloon (the guest memory wanted) and
+    query-balloon, the device's QOM properties (target-size, size,
+    counters, guest-stats) for the rest.
+
+    Its status() differs from balloon13d's in one way: a withdrawn block
+    leaves the native device's bitmap when a residency scan sees it, so
+    bytes_in_bitmap is what entered the balloon (blocks-ballooned, a block
+    counted again each time it is ballooned after a withdrawal) and
+    bytes_in_balloon + blocks_withdrawn * block_size always equals it."""
 
     kind = "native"
     suffix = "-native"
+    # "guest-stats-polling-interval" long enough that setting it asks the
+    # guest for statistics exactly once.
+    ONE_SHOT_S = 3600
 
     def __init__(self):
         self.g = None
 
     @staticmethod
     def available(qemu):
-        return "the native virtio-balloon13-pci device does not exist yet"
+        import vm as vmlib
+        if vmlib.NATIVE_DEVICE not in vmlib.qemu_devices(qemu):
+            return "%s has no %s (scripts/qemu-patches/0003-*)" % (
+                qemu, vmlib.NATIVE_DEVICE)
+        return None
 
     @staticmethod
     def vm_kwargs(cfg):
-        raise Fail("no native device 13")
+        props = ["page-bits=%d" % cfg["page_bits"]] + cfg["native_props"]
+        return {"native": ",".join(props)}
 
     def attach(self, g):
         self.g = g
 
-    def _missing(self, *args, **kwargs):
-        raise Fail("no native device 13")
+    def get(self, prop):
+        return self.g.vm.native_get(prop)
 
-    resize = status = stats = freeze = thaw = _missing
+    def set(self, prop, value):
+        return self.g.vm.native_set(prop, value)
+
+    def counters(self):
+        """The device's counters (no residency scan)."""
+        return self.get("counters")
+
+    def resize(self, nbytes, wait=False, timeout=120):
+        ram = self.g.vm.mem_bytes
+        if 0 <= nbytes < ram:
+            self.g.vm.qmp("balloon", value=ram - nbytes)
+        else:
+            self.set("target-size", nbytes)
+        if not wait:
+            return False
+        bs = 1 << self.get("page-bits")
+        want = nbytes // bs * bs
+        deadline = time.monotonic() + timeout
+        while self.get("size") < want:    # "size" scans for withdrawals
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def status(self):
+        self.get("size")                  # a residency scan first
+        c = self.counters()
+        bs = c["block-size"]
+        import vm as vmlib
+        vst = self.g.vm.qmp("x-query-virtio-status",
+                            path="/machine/peripheral/%s/virtio-backend"
+                            % vmlib.NATIVE_ID)
+        ready = any(x.startswith("VIRTIO_CONFIG_S_DRIVER_OK")
+                    for x in vst["status"]["statuses"])
+        s = {"driver_ready": ready,
+             "page_bits": bs.bit_length() - 1,
+             "block_size": bs,
+             "target_bytes": c["target"],
+             "bytes_received": c["blocks-received"] * bs,
+             "bytes_in_balloon": c["blocks-unpopulated"] * bs,
+             "bytes_in_bitmap": c["blocks-ballooned"] * bs,
+             "blocks_withdrawn": c["blocks-withdrawn"],
+             "rejected": c["rejected-messages"],
+             "discard_errors": c["discard-errors"],
+             "stats": self._stats_info(c),
+             "counters": c}
+        return s
+
+    def _stats_info(self, c):
+        gs = self.get("guest-stats")
+        age = None
+        if gs["last-update"]:
+            age = int(time.time() * 1000) - gs["last-update"] * 1000
+        return {"seq": c["stats-messages"], "age_ms": age}
+
+    NAMES = {"stat-swap-in": "swap_in", "stat-swap-out": "swap_out",
+             "stat-major-faults": "majflt", "stat-minor-faults": "minflt",
+             "stat-free-memory": "memfree", "stat-total-memory": "memtot"}
+
+    def stats(self, timeout=10):
+        seq = self.counters()["stats-messages"]
+        self.set("guest-stats-polling-interval", self.ONE_SHOT_S)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                c = self.counters()
+                if c["stats-messages"] > seq:
+                    break
+                if time.monotonic() > deadline:
+                    raise Fail("no stats from the guest in %d s" % timeout)
+                time.sleep(0.02)
+        finally:
+            self.set("guest-stats-polling-interval", 0)
+        gs = self.get("guest-stats")
+        out = self._stats_info(c)
+        out["values"] = {self.NAMES[k]: v for k, v in gs["stats"].items()
+                         if k in self.NAMES and v != (1 << 64) - 1}
+        return out
+
+    def freeze(self):
+        self.set("x-hold-output", True)
+
+    def thaw(self):
+        self.set("x-hold-output", False)
 
 
 KINDS = {"vu": Balloon13d, "native": Native}
