@@ -84,7 +84,7 @@ class Runner:
 
     def failure_details(self, g, vm, exc):
         parts = []
-        if VERBOSE and not isinstance(exc, Fail):
+        if e2elib.VERBOSE and not isinstance(exc, Fail):
             parts.append("    --- traceback:\n" + indent(
                 "".join(traceback.format_exception(type(exc), exc,
                                                    exc.__traceback__)), 30))
