@@ -5,7 +5,7 @@
 KDIR ?= /lib/modules/$(shell uname -r)/build
 KBUILD_ARGS := -C $(KDIR) M=$(CURDIR) CONFIG_VIRTIO_BALLOON13=m
 
-.PHONY: all modules install clean check demo kunit bench host host-test lint help
+.PHONY: all modules install clean check demo kunit bench host host-test lint help soak
 
 all: modules
 
@@ -42,6 +42,11 @@ kunit:
 demo:
 	bash scripts/demo.sh
 
+# A randomized life-cycle run in VMs: make soak DURATION=1h [SEED=N] [SERIES=6.12]
+DURATION ?= 1h
+soak: host
+	python3 tests/e2e/soak.py --duration $(DURATION) $(if $(SEED),--seed $(SEED)) $(if $(SERIES),--series $(SERIES))
+
 bench:
 	bash bench/run.sh
 
@@ -52,3 +57,4 @@ help:
 	@echo "make demo         boot a VM and show the balloon working"
 	@echo "make bench        benchmarks against QEMU's virtio-balloon (device 5)"
 	@echo "make lint         checkpatch --strict, sparse and W=1 on Debian 6.1 and 6.12"
+	@echo "make soak DURATION=1h   randomized suspend/unplug/reboot/stress run in VMs"

@@ -46,7 +46,8 @@ VHOST_USER_DEVICES = ("vhost-user-device-pci", "vhost-user-test-device-pci")
 DEFAULT_CPU = "max,erms=off,fsrm=off"
 
 _READY = b"@@VB13-READY"
-_PM = b"@@VB13-PM"
+_PM = b"@@VB13-PM "
+_PM_START = b"@@VB13-PM-START"
 # S3 VMs boot OVMF: SeaBIOS does not restore the ICH9 LPC's ACPI PM base on
 # resume, so a SeaBIOS guest loses its PM timer and ACPI after the first S3.
 OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
@@ -803,7 +804,8 @@ class VM:
         self.vhost_chardev = chardev
         self.vhost_plugged = True
 
-    def suspend(self, state="mem", wake="qmp", rtc_seconds=3, timeout=120):
+    def suspend(self, state="mem", wake="qmp", rtc_seconds=3, timeout=120,
+                on_start=None):
         """Suspend the guest and wait until its user space runs again.
 
         state "mem" is ACPI S3 (VM(s3=True)): QEMU's run state becomes
@@ -815,6 +817,8 @@ class VM:
         suspend to idle, so S3 only); "serial": newlines on the command
         channel, whose port the guest makes a wakeup source (freeze only:
         S3 resets the port).  The guest side is scripts/guest/pmsuspend.
+        on_start, if given, is called when the guest says it is about to
+        write /sys/power/state.
 
         Returns {"status": exit status of the guest's write to
         /sys/power/state (0 = suspended and resumed), "suspends": how many
@@ -836,6 +840,9 @@ class VM:
             "rtc": " --rtc %d" % rtc_seconds, "serial": " --serial"}.get(
                 wake, "")), timeout=30, check=True)
         result = {}
+        if on_start:
+            self._cmd_wait_line(_PM_START, deadline)
+            on_start()
         if state == "mem":
             self.wait_event("SUSPEND", deadline - time.monotonic())
             t1 = time.monotonic()
