@@ -160,28 +160,53 @@ def usage(g):
             "Slab": m["Slab"], "SUnreclaim": m["SUnreclaim"]}
 
 
-# The unload scenario's tolerances (basic.py explains them).
-LEAK_TOL = {"SUnreclaim": 64 * KiB, "Slab": 128 * KiB, "free+caches": 1 * MiB}
+# Tolerances over the suspend scenario's cycles.  The unload scenario
+# allows 64 KiB of SUnreclaim and 128 KiB of Slab over 20 cycles; suspend
+# and resume make the kernel itself grow more than that.  Measured on
+# Debian 6.1 without virtio_balloon13 loaded: SUnreclaim +36 KiB over 9
+# cycles (S3, S3, s2idle, ...) and +60 KiB over 30 (vmap_area, kernfs
+# nodes, task structs); with the balloon at 256 MiB +52 and +64 KiB, the
+# same within noise; with the scenario's own guest commands in between up
+# to +124 KiB.  free+caches keeps unload's 1 MiB: a page list buffer or
+# a ring per cycle would exceed it.
+SUSPEND_LEAK_TOL = {"SUnreclaim": 192 * KiB, "Slab": 256 * KiB,
+                    "free+caches": 1 * MiB}
 
 
-def check_no_leak(g, u0, what):
-    """Compare usage() with u0 as the unload scenario does: noise recedes
-    within a few seconds, a leak does not."""
+def slabinfo(g):
+    """{cache: bytes of active objects} from /proc/slabinfo."""
+    caches = {}
+    for line in g.sh("cat /proc/slabinfo").splitlines():
+        p = line.split()
+        if len(p) > 5 and p[1].isdigit() and p[3].isdigit():
+            caches[p[0]] = int(p[1]) * int(p[3])
+    return caches
+
+
+def check_no_leak(g, u0, slab0, what, tol):
+    """Compare usage() with u0 as the unload scenario does (noise recedes
+    within a few seconds, a leak does not); on failure name the slab caches
+    that grew most since slab0."""
     for attempt in range(5):
         u1 = usage(g)
         delta = {k: u1[k] - u0[k] for k in u0}
-        over = [k for k in ("SUnreclaim", "Slab") if abs(delta[k]) > LEAK_TOL[k]]
-        if -delta["free+caches"] > LEAK_TOL["free+caches"]:
+        over = [k for k in ("SUnreclaim", "Slab") if abs(delta[k]) > tol[k]]
+        if -delta["free+caches"] > tol["free+caches"]:
             over.append("free+caches")
         if not over:
             break
         time.sleep(1.0)
     say("%s: after - before: %s" % (what, ", ".join(
-        "%s %+d KiB (tolerance %d)" % (k, delta[k] // KiB, LEAK_TOL[k] // KiB)
+        "%s %+d KiB (tolerance %d)" % (k, delta[k] // KiB, tol[k] // KiB)
         for k in ("free+caches", "Slab", "SUnreclaim"))))
-    check(not over, "%s: %s", what, ", ".join(
-        "%s %+d KiB (tolerance %d KiB)" % (k, delta[k] // KiB, LEAK_TOL[k] // KiB)
-        for k in over))
+    if over:
+        slab1 = slabinfo(g)
+        grew = sorted(((slab1.get(k, 0) - slab0.get(k, 0), k)
+                       for k in set(slab0) | set(slab1)), reverse=True)[:5]
+        raise Fail("%s: %s; grew most: %s" % (what, ", ".join(
+            "%s %+d KiB (tolerance %d KiB)" % (k, delta[k] // KiB, tol[k] // KiB)
+            for k in over), ", ".join("%s %+d KiB" % (k, v // KiB)
+                                      for v, k in grew)))
 
 
 def write_data(g, tag, nfiles, fmib):
@@ -473,6 +498,35 @@ def stress_run(g, rng, resizes, greedy=0.15):
             "inflated": c["blocks_inflated"] - c0["blocks_inflated"]}
 
 
+# The floor the floor scenario sets (floor_mib).  Debian's kernels run
+# with transparent huge pages "always", so khugepaged raises
+# min_free_kbytes to 44 MiB on a 1 GiB guest: the allocator then keeps
+# about 54 MiB free (the low watermark) and refuses the balloon's
+# __GFP_NORETRY allocations below that.  With the automatic floor of
+# 128 MiB, the floor is only reachable while the rest of the guest uses
+# less than about 74 MiB, so the balloon often stops short of it, held by
+# the allocator (alloc_failures, backoff) rather than by the floor.  A
+# 256 MiB floor is always reachable here, so the check below is exact.
+FLOOR_MIB = 256
+
+
+class floor_mib:
+    """`with floor_mib(g, 256):` sets the module parameter, then back to 0
+    (automatic)."""
+
+    def __init__(self, g, value):
+        self.g, self.value = g, value
+
+    def __enter__(self):
+        self.g.sh("echo %d > /sys/module/virtio_balloon13/parameters/floor_mib"
+                  % self.value)
+        return self
+
+    def __exit__(self, *exc):
+        self.g.sh("echo 0 > /sys/module/virtio_balloon13/parameters/floor_mib")
+        return False
+
+
 def floor_cycle(g, rng, first=False):
     """Ask for more than the guest can give: the balloon stops exactly at
     the floor (MemTotal = floor_bytes), stays there without spinning, the
@@ -482,6 +536,7 @@ def floor_cycle(g, rng, first=False):
         g.empty()
     st = g.state()
     floor = st["sys"]["floor_bytes"]
+    check_eq(floor, FLOOR_MIB * MiB, "sysfs floor_bytes")
     want = g.base_memtotal - floor
     g.resize(g.vm.mem_bytes)
     try:
@@ -546,9 +601,11 @@ def t_suspend(g):
                                          if r["inflating"] else "", r["seconds"]))
             if i == 1:
                 u0 = usage(g)      # after one cycle: what resume first sets up
+                slab0 = slabinfo(g)
     # Same state as after cycle 1: 256 MiB ballooned, the data and the
     # holder in place.
-    check_no_leak(g, u0, "suspend: cycles 2 to %d" % SUSPEND_CYCLES)
+    check_no_leak(g, u0, slab0, "suspend: cycles 2 to %d" % SUSPEND_CYCLES,
+                  SUSPEND_LEAK_TOL)
     st = g.state()
     vms = st["vmstat"]
     check_eq(vms["balloon_inflate"] - vms["balloon_deflate"],
@@ -602,12 +659,14 @@ def t_stress(g):
 
 @scenario("floor", "life", devices=("vu", "native"))
 def t_floor(g):
-    """Shrink to the floor 10 times in a row: stops exactly at the floor, guest usable."""
+    """Shrink to the floor (floor_mib=256) 10 times in a row: stops exactly at the floor, held_by_floor, no spinning, guest usable."""
     rng = rng_of(g, "floor")
-    for i in range(1, FLOOR_CYCLES + 1):
-        with Cycle(g, "floor", i):
-            r = floor_cycle(g, rng, first=(i == 1))
-    settle(g, 0)
+    g.modprobe()
+    with floor_mib(g, FLOOR_MIB):
+        for i in range(1, FLOOR_CYCLES + 1):
+            with Cycle(g, "floor", i):
+                r = floor_cycle(g, rng, first=(i == 1))
+        settle(g, 0)
     say("floor: %d times down to %s (MemTotal exact each time)"
         % (FLOOR_CYCLES, mib(r["floor"])))
 
@@ -633,7 +692,9 @@ def run_action(g, rng, action):
     if action == "stress":
         return stress_run(g, rng, rng.randrange(4, 12))
     if action == "floor":
-        return floor_cycle(g, rng, first=True)
+        g.modprobe()
+        with floor_mib(g, FLOOR_MIB):
+            return floor_cycle(g, rng, first=True)
     if action == "resize":
         return resize_burst(g, rng)
     raise ValueError("unknown action %r" % action)
