@@ -141,6 +141,9 @@ class Soak:
         vm = vmlib.VM(series=series, mem=self.cfg["mem"],
                       modules=[self.kos[series]], keep_tmp=self.a.keep, **kwargs)
         vm.start()
+        if attach_to:
+            # The daemon is this VM's device too (freeze/thaw signal it).
+            vm.backend_proc = attach_to.backend_proc
         self.vms.append(vm)
         self.summary["vms_booted"] += 1
         g = Guest(vm, dev, series, self.cfg)
