@@ -236,7 +236,9 @@ class VM:
     keep_tmp    keep the temp dir (logs) after close()
     root_port   put the vhost-user device behind a PCIe root port (id
                 ROOT_PORT), so it can be hot-unplugged (unplug_vhost())
-                and plugged in again (replug_vhost())
+                and plugged in again (replug_vhost()); the guest's ACPI
+                hotplug (acpiphp) handles the port, or with "pciehp" the
+                native PCIe hotplug driver (its attention button waits 5 s)
     s3          offer ACPI S3 (suspend to RAM) on q35: suspend("mem"); the
                 VM boots OVMF instead of SeaBIOS, which leaves the guest
                 without ACPI after its first resume (see OVMF_CODE)
@@ -689,6 +691,9 @@ class VM:
                      "file=" + OVMF_CODE,
                      "-drive", "if=pflash,format=raw,unit=1,file="
                      + self.path("ovmf-vars.fd")]
+        if self.root_port == "pciehp":
+            argv += ["-global",
+                     "ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off"]
         if self.root_port and self.vhost_socket:
             i = next(k for k, a in enumerate(argv)
                      if a.startswith(self.device_name + ",chardev=vhu,"))

@@ -3,7 +3,7 @@
 
     python3 tests/e2e/soak.py [--duration 1h] [--series 6.1,6.12] [--seed N]
                               [--epoch 15m] [--out DIR] [-v]
-    python3 tests/e2e/soak.py --series 6.12 --action unplug --cycle-seed S [--cycles N]
+    python3 tests/e2e/soak.py --series 6.12 [--hotplug pciehp] --action unplug --cycle-seed S
     make soak DURATION=1h [SEED=N] [SERIES=6.12]
 
 Boots the "life" VM of tests/e2e/scenarios/lifecycle.py (S3 on OVMF, the
@@ -25,10 +25,12 @@ variants, the actions that scenario module defines:
 
 Each cycle checks what the scenario does (sizes, MemTotal, data, the
 device's counters, a clean kernel log).  The kernel series alternate every
---epoch, each epoch in a fresh VM.  A failed cycle is logged with the
-cycle number, the run's seed and the cycle's own seed, the guest's dmesg
-tail and the daemon's log tail; the VM is then replaced and the run goes
-on.  `--action NAME --cycle-seed S` replays one cycle.
+--epoch, each epoch in a fresh VM, and the root port's hotplug driver (the
+guest's ACPI hotplug, or native PCIe hotplug, pciehp) every round of
+series.  A failed cycle is logged with the cycle number, the run's seed
+and the cycle's own seed, the guest's dmesg tail and the daemon's log
+tail; the VM is then replaced and the run goes on.  `--action NAME
+--cycle-seed S` replays one cycle.
 
 Writes DIR/soak-<time>.log (everything printed) and DIR/soak-<time>.json:
 cycles of each kind, failures, the worst time to return all pages on
@@ -83,15 +85,16 @@ def host_memory():
 
 
 def rss(pid):
-    """VmRSS of a process in bytes (None if it is gone)."""
+    """{"VmRSS", "RssAnon"} of a process in bytes (None if it is gone)."""
+    out = {}
     try:
         with open("/proc/%d/status" % pid) as f:
             for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
+                if line.startswith(("VmRSS:", "RssAnon:")):
+                    out[line.split(":")[0]] = int(line.split()[1]) * 1024
     except (OSError, TypeError):
-        pass
-    return None
+        return None
+    return out
 
 
 def tail(text, n):
@@ -119,11 +122,14 @@ class Soak:
         self.cfg = GROUPS["life"]
         self.vms = []           # this epoch's VMs; the first runs the daemon
         self.g = None
+        self.hotplug = "acpi"   # or "pciehp": who handles the root port
         self.daemon_rss = []    # (series, at boot, at the end) per daemon
         self.summary = {
             "seed": args.seed, "series": args.series_list,
             "duration_s": args.duration_s, "cycles": {}, "cycles_by_series": {},
-            "failures": [], "unplug_return_s": [], "suspend_s": [],
+            "failures": [], "unplug_return_s": [],
+            "unplug_return_s_by_hotplug": {"acpi": [], "pciehp": []},
+            "suspend_s": [],
             "reboot_s": [], "vms_booted": 0,
             "host_memory_start": host_memory(),
         }
@@ -135,6 +141,7 @@ class Soak:
         dev = devices.make("vu")
         kwargs = dict(dev.vm_kwargs(self.cfg))
         kwargs.update(self.cfg["vm"])
+        kwargs["root_port"] = "pciehp" if self.hotplug == "pciehp" else True
         if attach_to:
             kwargs.update(backend=None, backend_args=(),
                           vhost_socket=attach_to.vhost_socket)
@@ -152,8 +159,8 @@ class Soak:
             g.ctl_path = attach_to.path("ctl.sock")
         g.base_memtotal = g.meminfo()["MemTotal"]
         g.sh("modprobe virtio_balloon13")
-        self.log("%s: VM booted in %.1f s (%s)%s" % (
-            vm.kver, vm.boot_seconds, vm.tmpdir,
+        self.log("%s: VM booted in %.1f s (%s, %s hotplug)%s" % (
+            vm.kver, vm.boot_seconds, vm.tmpdir, self.hotplug,
             ", on the same balloon13d" if attach_to else ""))
         self.g = g
         return g
@@ -164,13 +171,23 @@ class Soak:
     def close_all(self, series):
         d = self.daemon_vm()
         if d is not None:
-            self.daemon_rss.append({"series": series,
-                                    "rss_start": getattr(d, "_soak_rss0", None),
-                                    "rss_end": rss(d.backend_pid)})
+            self.daemon_rss.append({"series": series, "hotplug": self.hotplug,
+                                    "start": getattr(d, "_soak_rss0", None),
+                                    "end": rss(d.backend_pid),
+                                    "connections": self.connections(d)})
         for vm in reversed(self.vms):
             vm.close()
         self.vms = []
         self.g = None
+
+    @staticmethod
+    def connections(d):
+        """How many front ends balloon13d (run by VM d) has served."""
+        try:
+            return Guest(d, devices.make("vu"), "", GROUPS["life"]).ctl(
+                "status")["connections"]
+        except (Fail, OSError):
+            return None
 
     def new_epoch_vm(self, series):
         self.close_all(series)
@@ -229,6 +246,8 @@ class Soak:
         by[action] = by.get(action, 0) + 1
         if "return_s" in res:
             s["unplug_return_s"].append(round(res["return_s"], 3))
+            s["unplug_return_s_by_hotplug"][self.hotplug].append(
+                round(res["return_s"], 3))
         if action == "suspend":
             s["suspend_s"].append(round(res["seconds"], 2))
         if "boot_s" in res:
@@ -248,9 +267,11 @@ class Soak:
         rec = {"cycle": n, "action": action, "series": g.series if g else None,
                "seed": self.a.seed, "cycle_seed": cycle_seed,
                "reason": reason, "seconds": round(secs, 1),
-               "replay": "python3 tests/e2e/soak.py --series %s --action %s "
-                         "--cycle-seed %d" % (g.series if g else "?", action,
-                                              cycle_seed)}
+               "hotplug": self.hotplug,
+               "replay": "python3 tests/e2e/soak.py --series %s --hotplug %s "
+                         "--action %s --cycle-seed %d" % (
+                             g.series if g else "?", self.hotplug, action,
+                             cycle_seed)}
         self.log("FAILED cycle %d %s (%s, seed %s, cycle seed %d): %s"
                  % (n, action, rec["series"], self.a.seed, cycle_seed, reason))
         self.log("  replay: %s (or --seed %s --cycles %d)"
@@ -293,10 +314,15 @@ class Soak:
         signal.signal(signal.SIGINT, lambda *_: stop.append(1))
         signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
         while time.monotonic() < t_end and not stop:
+            # Series alternate every epoch, the hotplug driver every round
+            # of series: (6.1, acpi), (6.12, acpi), (6.1, pciehp), ...
             series = a.series_list[epoch % len(a.series_list)]
+            self.hotplug = a.hotplug_list[
+                epoch // len(a.series_list) % len(a.hotplug_list)]
             epoch += 1
             e_end = min(t_end, time.monotonic() + a.epoch_s)
-            self.log("epoch %d: %s until %s" % (epoch, series, time.strftime(
+            self.log("epoch %d: %s, %s hotplug, until %s" % (
+                epoch, series, self.hotplug, time.strftime(
                 "%H:%M:%S", time.localtime(time.time() + e_end - time.monotonic()))))
             try:
                 self.new_epoch_vm(series)
@@ -351,6 +377,9 @@ def main():
     p.add_argument("--epoch", default="15m", help="time per VM before the "
                    "series changes (default 15m)")
     p.add_argument("--seed", type=int, default=None, help="PRNG seed (default random)")
+    p.add_argument("--hotplug", default="acpi,pciehp",
+                   help="the root port's hotplug driver(s), alternating "
+                   "every round of series: acpi, pciehp (default both)")
     p.add_argument("--cycles", type=int, default=0, help="stop after N cycles")
     p.add_argument("--action", choices=sorted(WEIGHTS),
                    help="run only this action (with --cycle-seed: replay a cycle)")
@@ -372,6 +401,9 @@ def main():
     for s in a.series_list:
         if not re.fullmatch(r"\d+\.\d+(-[a-z]+)?", s):
             p.error("bad series %r (want e.g. 6.1,6.12)" % s)
+    a.hotplug_list = [h for h in a.hotplug.split(",") if h]
+    if not a.hotplug_list or set(a.hotplug_list) - {"acpi", "pciehp"}:
+        p.error("bad --hotplug %r (want acpi, pciehp or both)" % a.hotplug)
     if a.cycle_seed is not None and not a.action:
         p.error("--cycle-seed needs --action")
     if a.action and a.cycle_seed is None:
