@@ -345,7 +345,9 @@ def unplug_cycle(g, mode, size):
             res["size_at_unplug"] = wait_started(g)
     try:
         if mode == "inflight":
-            thaw = thaw_later(g, 1.0)
+            # Let the device go once the guest's remove waits for it:
+            # pciehp acts 5 s after its attention button, acpiphp at once.
+            thaw = thaw_later(g, 6.5 if g.vm.root_port == "pciehp" else 1.0)
         try:
             res["return_s"] = g.vm.unplug_vhost(timeout=UNPLUG_BOUND_S)
         except vmlib.VMError as e:
