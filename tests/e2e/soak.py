@@ -3,7 +3,8 @@
 
     python3 tests/e2e/soak.py [--duration 1h] [--series 6.1,6.12] [--seed N]
                               [--epoch 15m] [--out DIR] [-v]
-    python3 tests/e2e/soak.py --series 6.12 [--hotplug pciehp] --action unplug --cycle-seed S
+    python3 tests/e2e/soak.py --series 6.12 [--hotplug pciehp]
+                              --action unplug --cycle-seed S
     make soak DURATION=1h [SEED=N] [SERIES=6.12]
 
 Boots the "life" VM of tests/e2e/scenarios/lifecycle.py (S3 on OVMF, the
@@ -126,7 +127,8 @@ class Soak:
         self.daemon_rss = []    # (series, at boot, at the end) per daemon
         self.summary = {
             "seed": args.seed, "series": args.series_list,
-            "duration_s": args.duration_s, "cycles": {}, "cycles_by_series": {},
+            "duration_s": args.duration_s, "cycles": {},
+            "cycles_by_series": {},
             "failures": [], "unplug_return_s": [],
             "unplug_return_s_by_hotplug": {"acpi": [], "pciehp": []},
             "suspend_s": [],
@@ -146,7 +148,8 @@ class Soak:
             kwargs.update(backend=None, backend_args=(),
                           vhost_socket=attach_to.vhost_socket)
         vm = vmlib.VM(series=series, mem=self.cfg["mem"],
-                      modules=[self.kos[series]], keep_tmp=self.a.keep, **kwargs)
+                      modules=[self.kos[series]], keep_tmp=self.a.keep,
+                      **kwargs)
         vm.start()
         if attach_to:
             # The daemon is this VM's device too (freeze/thaw signal it).
@@ -288,7 +291,8 @@ class Soak:
         if text is not None:
             parts.append("  --- guest dmesg (tail):\n" + tail(text, 30))
         elif vm is not None and vm.tmpdir:
-            parts.append("  --- guest console (tail):\n" + tail(vm.console_log(), 30))
+            parts.append("  --- guest console (tail):\n"
+                         + tail(vm.console_log(), 30))
         d = self.daemon_vm()
         if d is not None and d.tmpdir:
             parts.append("  --- balloon13d log (tail):\n"
@@ -296,7 +300,8 @@ class Soak:
         for p in parts:
             self.log(p)
         rec["dmesg_tail"] = (text or "").splitlines()[-30:]
-        rec["daemon_log_tail"] = (d.backend_log() if d else "").splitlines()[-20:]
+        rec["daemon_log_tail"] = (
+            d.backend_log() if d else "").splitlines()[-20:]
         self.summary["failures"].append(rec)
         return rec
 
@@ -321,9 +326,9 @@ class Soak:
                 epoch // len(a.series_list) % len(a.hotplug_list)]
             epoch += 1
             e_end = min(t_end, time.monotonic() + a.epoch_s)
+            until = time.localtime(time.time() + e_end - time.monotonic())
             self.log("epoch %d: %s, %s hotplug, until %s" % (
-                epoch, series, self.hotplug, time.strftime(
-                "%H:%M:%S", time.localtime(time.time() + e_end - time.monotonic()))))
+                epoch, series, self.hotplug, time.strftime("%H:%M:%S", until)))
             try:
                 self.new_epoch_vm(series)
             except (vmlib.VMError, OSError, Fail) as e:
@@ -371,22 +376,26 @@ def main():
 
     p = Parser(prog="tests/e2e/soak.py",
                description="randomized long run of the balloon's life cycle")
-    p.add_argument("--duration", default="1h", help="how long (e.g. 90s, 15m, 1h)")
+    p.add_argument("--duration", default="1h",
+                   help="how long (e.g. 90s, 15m, 1h)")
     p.add_argument("--series", default="6.1,6.12",
                    help="kernel series, alternating every epoch")
     p.add_argument("--epoch", default="15m", help="time per VM before the "
                    "series changes (default 15m)")
-    p.add_argument("--seed", type=int, default=None, help="PRNG seed (default random)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="PRNG seed (default random)")
     p.add_argument("--hotplug", default="acpi,pciehp",
                    help="the root port's hotplug driver(s), alternating "
                    "every round of series: acpi, pciehp (default both)")
     p.add_argument("--cycles", type=int, default=0, help="stop after N cycles")
     p.add_argument("--action", choices=sorted(WEIGHTS),
-                   help="run only this action (with --cycle-seed: replay a cycle)")
+                   help="run only this action (with --cycle-seed: replay "
+                   "a cycle)")
     p.add_argument("--cycle-seed", type=int, default=None)
     p.add_argument("--out", default=os.path.join(TOP, "out", "soak"),
                    help="directory for the log and the JSON summary")
-    p.add_argument("--keep", action="store_true", help="keep the VMs' temp dirs")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the VMs' temp dirs")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args()
     e2elib.VERBOSE = a.verbose
@@ -428,7 +437,8 @@ def main():
     unplug = s["unplug_return_s"]
     log("soak: %d cycles (%s) in %s; %d failures; unplug: worst %s s of %d "
         "(bound %d s); host MemAvailable %.0f -> %.0f MiB; summary %s" % (
-            s["cycles_total"], ", ".join("%s %d" % kv for kv in sorted(s["cycles"].items())),
+            s["cycles_total"],
+            ", ".join("%s %d" % kv for kv in sorted(s["cycles"].items())),
             a.duration, len(s["failures"]),
             "%.2f" % max(unplug) if unplug else "-", len(unplug),
             life.UNPLUG_BOUND_S,
@@ -436,7 +446,8 @@ def main():
             s["host_memory_end"]["MemAvailable"] / 2**20, a.json_path))
     for f in s["failures"]:
         log("FAIL cycle %d %s (%s): %s; replay: %s" % (
-            f["cycle"], f["action"], f["series"], f["reason"][:200], f["replay"]))
+            f["cycle"], f["action"], f["series"], f["reason"][:200],
+            f["replay"]))
     return 1 if s["failures"] else 0
 
 

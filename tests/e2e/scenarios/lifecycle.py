@@ -116,7 +116,8 @@ while :; do
   [ $SECONDS -ge %d ] && { echo none; exit 0; }
   sleep 0.02
 done""" % (SYS_GLOB, timeout), timeout=timeout + 30)
-    check(out.startswith("size "), "inflate did not start within %d s", timeout)
+    check(out.startswith("size "), "inflate did not start within %d s",
+          timeout)
     return int(out.split()[1])
 
 
@@ -204,9 +205,9 @@ def check_no_leak(g, u0, slab0, what, tol):
         grew = sorted(((slab1.get(k, 0) - slab0.get(k, 0), k)
                        for k in set(slab0) | set(slab1)), reverse=True)[:5]
         raise Fail("%s: %s; grew most: %s" % (what, ", ".join(
-            "%s %+d KiB (tolerance %d KiB)" % (k, delta[k] // KiB, tol[k] // KiB)
-            for k in over), ", ".join("%s %+d KiB" % (k, v // KiB)
-                                      for v, k in grew)))
+            "%s %+d KiB (tolerance %d KiB)"
+            % (k, delta[k] // KiB, tol[k] // KiB) for k in over),
+            ", ".join("%s %+d KiB" % (k, v // KiB) for v, k in grew)))
 
 
 def write_data(g, tag, nfiles, fmib):
@@ -233,15 +234,15 @@ def check_data(g, tag, sums):
 
 def start_holder(g, tag, size_mib):
     """A memtouch holding size_mib MiB with a pattern it checks at exit."""
-    g.sh("memtouch --hold --verify %d > /tmp/%s.out 2>&1 & echo $! > /tmp/%s.pid"
-         % (size_mib, tag, tag))
+    g.sh("memtouch --hold --verify %d > /tmp/%s.out 2>&1 & "
+         "echo $! > /tmp/%s.pid" % (size_mib, tag, tag))
 
 
 def stop_holder(g, tag):
     """Stop the holder; Fail unless every page kept its pattern."""
     out = g.sh("p=$(cat /tmp/%s.pid); kill -TERM $p; "
-               "while kill -0 $p 2>/dev/null; do sleep 0.1; done; cat /tmp/%s.out"
-               % (tag, tag), timeout=120)
+               "while kill -0 $p 2>/dev/null; do sleep 0.1; done; "
+               "cat /tmp/%s.out" % (tag, tag), timeout=120)
     m = re.search(r"verify (\d+) of (\d+) pages bad", out)
     check(m is not None, "memtouch --hold said %r", out.strip()[-120:])
     check_eq(int(m.group(1)), 0, "memtouch pages that lost their pattern")
@@ -261,7 +262,7 @@ def is_vu(g):
     return g.dev.kind == "vu"
 
 
-# ---- actions: one cycle each -------------------------------------------------
+# ---- actions: one cycle each ------------------------------------------------
 
 def suspend_cycle(g, state, wake, size, inflating):
     """Suspend with `size` ballooned (or, inflating, on its way there with
@@ -305,7 +306,8 @@ def suspend_cycle(g, state, wake, size, inflating):
     st = g.wait_size(size, timeout=120)
     check_eq(st["mem"]["MemTotal"], base - size,
              "MemTotal after resume with %s ballooned" % mib(size))
-    check_eq(st["sys"]["target_bytes"], size, "sysfs target_bytes after resume")
+    check_eq(st["sys"]["target_bytes"], size,
+             "sysfs target_bytes after resume")
     s1 = g.status()
     check(s1["driver_ready"], "device: driver not ready after resume")
     check_eq(s1["rejected"], s0["rejected"], "device: rejected messages")
@@ -378,7 +380,8 @@ def unplug_cycle(g, mode, size):
     check(s2["connected"] and s2["driver_ready"],
           "balloon13d: connected %s, driver_ready %s after device_add",
           s2["connected"], s2["driver_ready"])
-    check_eq(s2["connections"], s0["connections"] + 1, "balloon13d connections")
+    check_eq(s2["connections"], s0["connections"] + 1,
+             "balloon13d connections")
     check_eq(s2["bytes_received"], 128 * MiB,
              "balloon13d bytes_received on the new connection")
     check_eq(s2["rejected"], 0, "balloon13d rejected messages")
@@ -420,8 +423,10 @@ def reboot_cycle(g, how, size):
     g.resize(new)
     g.sh("modprobe virtio_balloon13")
     st = g.wait_size(new, timeout=120)
-    check_eq(st["mem"]["MemTotal"], base - new, "MemTotal after the first RESIZE")
-    check_eq(st["cnt"]["requests_resize"], 1, "RESIZE requests the new driver got")
+    check_eq(st["mem"]["MemTotal"], base - new,
+             "MemTotal after the first RESIZE")
+    check_eq(st["cnt"]["requests_resize"], 1,
+             "RESIZE requests the new driver got")
     s2 = g.status()
     check(s2["driver_ready"], "device: driver not ready after modprobe")
     check_eq(s2["bytes_received"] - s1["bytes_received"], new,
@@ -496,7 +501,8 @@ def stress_run(g, rng, resizes, greedy=0.15):
     check_eq(s1["rejected"], s0["rejected"], "device rejected messages")
     return {"seconds": secs, "greedy": greedy_n, "stressor": m.group(0),
             "settle_s": waits, "stop_s": stop_s,
-            "pressure_releases": c["pressure_releases"] - c0["pressure_releases"],
+            "pressure_releases": (c["pressure_releases"]
+                                  - c0["pressure_releases"]),
             "inflated": c["blocks_inflated"] - c0["blocks_inflated"]}
 
 
@@ -579,7 +585,7 @@ def resize_burst(g, rng, n=8):
     return {"last": target}
 
 
-# ---- scenarios -------------------------------------------------------------------
+# ---- scenarios --------------------------------------------------------------
 
 @scenario("suspend", "life", devices=("vu", "native"))
 def t_suspend(g):
@@ -599,8 +605,9 @@ def t_suspend(g):
         with Cycle(g, "suspend", i):
             state, wake = kinds[i - 1]
             r = suspend_cycle(g, state, wake, size, i == inflating_at)
-            times.append("%s%s %.1fs" % (r["kind"], "+inflating"
-                                         if r["inflating"] else "", r["seconds"]))
+            times.append("%s%s %.1fs" % (
+                r["kind"], "+inflating" if r["inflating"] else "",
+                r["seconds"]))
             if i == 1:
                 u0 = usage(g)      # after one cycle: what resume first sets up
                 slab0 = slabinfo(g)
@@ -625,12 +632,14 @@ def t_hotplug(g):
     """device_del at rest, while inflating and with page lists in flight: every page back within the bound, MemTotal exact; device_add: binds, RESIZE works."""
     rng = rng_of(g, "hotplug")
     g.empty()
-    modes = (["rest", "inflating", "inflight", "rest"] * UNPLUG_CYCLES)[:UNPLUG_CYCLES]
+    modes = (["rest", "inflating", "inflight", "rest"]
+             * UNPLUG_CYCLES)[:UNPLUG_CYCLES]
     rng.shuffle(modes)
     done = []
     for i, mode in enumerate(modes, 1):
         with Cycle(g, "hotplug", i):
-            size = rng.randrange(64, 513) * MiB if mode == "rest" else 600 * MiB
+            size = (rng.randrange(64, 513) * MiB if mode == "rest"
+                    else 600 * MiB)
             r = unplug_cycle(g, mode, size)
             done.append(r)
     worst = max(r["return_s"] for r in done)
@@ -688,7 +697,9 @@ def run_action(g, rng, action, long=True):
     if action == "unplug":
         mode = rng.choice(("rest", "inflating", "inflight"))
         size = rng.randrange(64, 769) * MiB
-        return unplug_cycle(g, mode, size if mode == "rest" else max(size, 256 * MiB))
+        if mode != "rest":
+            size = max(size, 256 * MiB)     # more than the in-flight window
+        return unplug_cycle(g, mode, size)
     if action == "reboot":
         return reboot_cycle(g, rng.choice(("guest", "reset")),
                             rng.randrange(64, 513) * MiB)
@@ -767,9 +778,11 @@ def t_poweroff(g):
         check(shutdown is not None, "no SHUTDOWN event from QEMU")
         check_eq(shutdown.get("reason"), "guest-shutdown", "SHUTDOWN reason")
         check(g1.vm.backend_proc.poll() is None,
-              "balloon13d exited with QEMU (status %s)" % g1.vm.backend_proc.poll())
+              "balloon13d exited with QEMU (status %s)",
+              g1.vm.backend_proc.poll())
         s1 = g1.status()
-        check(not s1["connected"], "balloon13d still connected after QEMU exited")
+        check(not s1["connected"],
+              "balloon13d still connected after QEMU exited")
         # The next VM on the same daemon.
         g2 = extra_vm(g, mem="512M", backend=None, backend_args=(),
                       vhost_socket=g1.vm.vhost_socket)
@@ -779,7 +792,8 @@ def t_poweroff(g):
         s2 = g2.status()
         check_eq(s2["connections"], s0["connections"] + 1,
                  "balloon13d connections")
-        check(s2["driver_ready"], "balloon13d: driver not ready in the next VM")
+        check(s2["driver_ready"],
+              "balloon13d: driver not ready in the next VM")
         check_eq(s2["bytes_received"], 64 * MiB,
                  "balloon13d bytes_received from the next VM")
         check_eq(s2["rejected"], 0, "balloon13d rejected messages")
