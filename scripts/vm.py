@@ -823,7 +823,10 @@ class VM:
         channel, whose port the guest makes a wakeup source (freeze only:
         S3 resets the port).  The guest side is scripts/guest/pmsuspend.
         on_start, if given, is called when the guest says it is about to
-        write /sys/power/state.
+        write /sys/power/state (it has armed the RTC alarm just before).
+        rtc_seconds must cover the guest's way down into S3: an alarm that
+        expires before it is suspended is lost (VMError, and the guest is
+        woken over QMP).
 
         Returns {"status": exit status of the guest's write to
         /sys/power/state (0 = suspended and resumed), "suspends": how many
@@ -845,15 +848,18 @@ class VM:
             "rtc": " --rtc %d" % rtc_seconds, "serial": " --serial"}.get(
                 wake, "")), timeout=30, check=True)
         result = {}
+        self._cmd_wait_line(_PM_START, deadline)
+        t_start = time.monotonic()      # the RTC alarm was just armed
         if on_start:
-            self._cmd_wait_line(_PM_START, deadline)
             on_start()
         if state == "mem":
             self.wait_event("SUSPEND", deadline - time.monotonic())
             t1 = time.monotonic()
             if wake == "qmp":
                 self.qmp("system_wakeup")
-            self.wait_event("WAKEUP", deadline - time.monotonic())
+                self.wait_event("WAKEUP", deadline - time.monotonic())
+            else:
+                self._wait_rtc_wakeup(t1 - t_start, rtc_seconds, deadline)
             result["suspended_seconds"] = time.monotonic() - t1
         if wake == "serial":
             # Until the guest is back: one newline a second.  Those that
@@ -875,6 +881,29 @@ class VM:
         result["status"] = int(line[2])
         result["suspends"] = int(line[4]) - int(line[3])
         return result
+
+    def _wait_rtc_wakeup(self, entry_s, rtc_seconds, deadline):
+        """Wait for the RTC to wake a guest in S3.  QEMU wakes it only when
+        the alarm goes off while it is suspended: an alarm that expired
+        while the guest was still on its way down (entry_s, from arming it
+        to QMP SUSPEND) is lost.  Then, or when no wakeup comes at all,
+        wake it over QMP so the VM stays usable, and raise VMError."""
+        try:
+            self.wait_event("WAKEUP", min(deadline - time.monotonic(),
+                                          rtc_seconds + 30))
+            return
+        except VMError:
+            if self.run_state() != "suspended":
+                raise
+        self.qmp("system_wakeup")
+        self.wait_event("WAKEUP", max(1, deadline - time.monotonic()))
+        if entry_s >= rtc_seconds:
+            raise VMError("the RTC alarm (%d s) expired before the guest was "
+                          "in S3 (%.1f s after it was armed): no wakeup; "
+                          "woke it over QMP" % (rtc_seconds, entry_s))
+        raise VMError("no wakeup from the RTC alarm (%d s; the guest was in "
+                      "S3 %.1f s after arming it); woke it over QMP"
+                      % (rtc_seconds, entry_s))
 
     def reboot(self, how="guest", timeout=None):
         """Reboot the guest (VM(reboot=True)) and wait for the new boot's

@@ -288,13 +288,15 @@ def suspend_cycle(g, state, wake, size, inflating):
             def start():
                 nonlocal thaw
                 thaw = thaw_later(g, 1.0)
-            r = g.vm.suspend(state, wake, rtc_seconds=2, timeout=180,
+            # The device is let go 1 s into the suspend; the driver's
+            # freeze then drains it: the RTC alarm waits longer.
+            r = g.vm.suspend(state, wake, rtc_seconds=8, timeout=180,
                              on_start=start)
         else:
             if g.state()["sys"].get("size_bytes") != size:
                 settle(g, size)
             s0 = g.status()
-            r = g.vm.suspend(state, wake, rtc_seconds=2, timeout=180)
+            r = g.vm.suspend(state, wake, rtc_seconds=3, timeout=180)
     finally:
         if thaw:
             thaw.join()
