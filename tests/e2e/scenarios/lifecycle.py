@@ -296,7 +296,7 @@ def suspend_cycle(g, state, wake, size, inflating):
             if g.state()["sys"].get("size_bytes") != size:
                 settle(g, size)
             s0 = g.status()
-            r = g.vm.suspend(state, wake, rtc_seconds=3, timeout=180)
+            r = g.vm.suspend(state, wake, rtc_seconds=4, timeout=180)
     finally:
         if thaw:
             thaw.join()
