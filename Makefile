@@ -5,7 +5,7 @@
 KDIR ?= /lib/modules/$(shell uname -r)/build
 KBUILD_ARGS := -C $(KDIR) M=$(CURDIR) CONFIG_VIRTIO_BALLOON13=m
 
-.PHONY: all modules install clean check demo kunit bench host host-test fuzz lint help
+.PHONY: all modules install clean check demo kunit bench host host-test fuzz lint help soak
 
 all: modules
 
@@ -46,6 +46,11 @@ kunit:
 demo:
 	bash scripts/demo.sh
 
+# A randomized life-cycle run in VMs: make soak DURATION=1h [SEED=N] [SERIES=6.12]
+DURATION ?= 1h
+soak: host
+	python3 tests/e2e/soak.py --duration $(DURATION) $(if $(SEED),--seed $(SEED)) $(if $(SERIES),--series $(SERIES))
+
 bench:
 	bash bench/run.sh
 
@@ -57,3 +62,4 @@ help:
 	@echo "make bench        benchmarks against QEMU's virtio-balloon (device 5)"
 	@echo "make lint         checkpatch --strict, sparse and W=1 on Debian 6.1 and 6.12"
 	@echo "make fuzz         balloon13d's fuzz harnesses, FUZZ_SECONDS=300 each"
+	@echo "make soak DURATION=1h   randomized suspend/unplug/reboot/stress run in VMs"

@@ -14,7 +14,7 @@ pkgs=(
 	rsync xz-utils zstd python3 sparse git pkg-config
 	ninja-build libglib2.0-dev libpixman-1-dev libjson-glib-dev
 	libfdt-dev zlib1g-dev
-	busybox-static bash-static qemu-system-x86 qemu-system-data seabios ipxe-qemu
+	busybox-static bash-static qemu-system-x86 qemu-system-data seabios ipxe-qemu ovmf
 	linux-source-6.12
 	qemu-utils socat jq dkms gnuplot-nox python3-matplotlib
 	clang libclang-rt-14-dev util-linux

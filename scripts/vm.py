@@ -26,6 +26,7 @@ import ctypes
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -49,6 +50,15 @@ NATIVE_ID = "b13"
 DEFAULT_CPU = "max,erms=off,fsrm=off"
 
 _READY = b"@@VB13-READY"
+_PM = b"@@VB13-PM "
+_PM_START = b"@@VB13-PM-START"
+# S3 VMs boot OVMF: SeaBIOS does not restore the ICH9 LPC's ACPI PM base on
+# resume, so a SeaBIOS guest loses its PM timer and ACPI after the first S3.
+OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+# The PCIe root port VM(root_port=True) puts the vhost-user device on.
+ROOT_PORT = "vb13rp"
+ROOT_PORT_DEVICE = "pcie-root-port,id=%s,chassis=13,slot=0" % ROOT_PORT
 _OUT = re.compile(rb"@@VB13-OUT (\d+) (\d+) (\d+)\n")
 
 
@@ -234,6 +244,17 @@ class VM:
     boot_timeout  seconds to wait for the guest's command channel
     qemu_args   extra QEMU arguments
     keep_tmp    keep the temp dir (logs) after close()
+    root_port   put the vhost-user device behind a PCIe root port (id
+                ROOT_PORT), so it can be hot-unplugged (unplug_vhost())
+                and plugged in again (replug_vhost()); the guest's ACPI
+                hotplug (acpiphp) handles the port, or with "pciehp" the
+                native PCIe hotplug driver (its attention button waits 5 s)
+    s3          offer ACPI S3 (suspend to RAM) on q35: suspend("mem"); the
+                VM boots OVMF instead of SeaBIOS, which leaves the guest
+                without ACPI after its first resume (see OVMF_CODE)
+    reboot      let the guest reboot (no -no-reboot): reboot(), and a
+                guest panic (panic=-1) reboots it too, so a command then
+                times out; the console log shows the panic
 
     QEMU and the backend get PR_SET_PDEATHSIG: they die with the thread
     that started them, so start and use a VM from one long-lived thread.
@@ -241,6 +262,7 @@ class VM:
 
     def __init__(self, series="6.12", mem="1536M", mem_thp=False, smp=1,
                  cpu=DEFAULT_CPU,
+                 root_port=False, s3=False, reboot=False,
                  append="", modules=(), backend=None, backend_args=(),
                  vhost_socket=None, virtio_id=13, num_vqs=2, config_size=4,
                  device_args="", balloon=False, qemu=None, kernel=None,
@@ -275,6 +297,12 @@ class VM:
         self.native = "" if native is True else native
         self.incoming = bool(incoming)
         self.incoming_uri = None
+        self.root_port = root_port
+        self.s3 = s3
+        self.reboot_ok = reboot
+        self.boots = 0              # READY lines seen: 1 after start()
+        self.vhost_chardev = "vhu"  # replug_vhost() adds vhu1, vhu2, ...
+        self.vhost_plugged = False
 
         self.tmpdir = None
         self.kver = None
@@ -368,6 +396,8 @@ class VM:
         line = self._cmd_wait_line(_READY, deadline, boot=True)
         self.kver = line.split()[-1].decode() if line.split()[1:] else self.kver
         self.boot_seconds = time.monotonic() - t0
+        self.boots = 1
+        self.vhost_plugged = bool(self.vhost_socket)
         return self
 
     def close(self):
@@ -473,7 +503,7 @@ class VM:
         if self.incoming:
             self.incoming_uri = "unix:" + self.path("migrate.sock")
             argv += ["-incoming", self.incoming_uri]
-        return argv + self.qemu_args
+        return self._lifecycle_argv(argv) + self.qemu_args
 
     def _listen(self, name):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -673,6 +703,287 @@ class VM:
         return self.qmp("human-monitor-command",
                         _args={"command-line": command_line})
 
+    # ---- the VM's life cycle: hot-plug, suspend, reboot, poweroff ---------
+
+    def _lifecycle_argv(self, argv):
+        """What root_port, s3 and reboot change in QEMU's arguments."""
+        argv = list(argv)
+        if self.reboot_ok:
+            argv.remove("-no-reboot")
+        if self.s3:
+            if not os.path.exists(OVMF_CODE):
+                raise VMError("%s missing (Debian's ovmf package; "
+                              "scripts/setup.sh installs it)" % OVMF_CODE)
+            shutil.copy(OVMF_VARS, self.path("ovmf-vars.fd"))
+            argv += ["-global", "ICH9-LPC.disable_s3=0",
+                     "-drive", "if=pflash,format=raw,unit=0,readonly=on,"
+                     "file=" + OVMF_CODE,
+                     "-drive", "if=pflash,format=raw,unit=1,file="
+                     + self.path("ovmf-vars.fd")]
+        if self.root_port == "pciehp":
+            argv += ["-global",
+                     "ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off"]
+        if self.root_port and self.vhost_socket:
+            i = next(k for k, a in enumerate(argv)
+                     if a.startswith(self.device_name + ",chardev=vhu,"))
+            argv[i] += ",bus=" + ROOT_PORT
+            argv[i - 1:i - 1] = ["-device", ROOT_PORT_DEVICE]
+        return argv
+
+    def _send_cmd(self, cmd, timeout):
+        """Send a guest command whose answer never comes (reboot, poweroff)."""
+        if self._cmd is None:
+            raise VMError("VM not running")
+        if self._broken:
+            raise VMError("command channel unusable: " + self._broken)
+        self._seq += 1
+        script = base64.b64encode(cmd.encode()).decode()
+        self._cmd.sendall(("@@VB13-CMD %d %d %s\n"
+                           % (self._seq, max(1, int(timeout)), script)).encode())
+
+    def _cmd_try_line(self, prefix, seconds):
+        """The next command channel line starting with prefix if one comes
+        within `seconds`, else None (other lines are skipped)."""
+        end = time.monotonic() + seconds
+        while True:
+            while b"\n" in self._cmd_buf:
+                line, _, self._cmd_buf = self._cmd_buf.partition(b"\n")
+                if line.startswith(prefix):
+                    return line
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                return None
+            if select.select([self._cmd], [], [], remaining)[0]:
+                self._cmd_recv(time.monotonic() + 30)
+            else:
+                self._check_alive()
+
+    def wait_event(self, name, timeout=60, match=None):
+        """Wait for the QMP event `name` whose "data" satisfies `match`
+        (a predicate; None: any) and return it.  One already received
+        (in self.events) counts; the event returned leaves self.events."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for k, ev in enumerate(self.events):
+                if ev.get("event") == name and (
+                        match is None or match(ev.get("data", {}))):
+                    del self.events[k]
+                    return ev
+            if self._qmp is None:
+                raise VMError("VM not running")
+            try:
+                resp = self._qmp_read(deadline)
+            except VMError:
+                if time.monotonic() >= deadline:
+                    raise VMError("no QMP event %s within %d s"
+                                  % (name, timeout))
+                raise
+            if "event" in resp:
+                self.events.append(resp)
+
+    def take_events(self, name):
+        """Remove and return every QMP event `name` QEMU has sent so far."""
+        self.qmp("query-status")    # events sent before it are read first
+        taken = [ev for ev in self.events if ev.get("event") == name]
+        self.events = [ev for ev in self.events if ev.get("event") != name]
+        return taken
+
+    def run_state(self):
+        """QEMU's run state: "running", "suspended", "paused", ..."""
+        return self.qmp("query-status")["status"]
+
+    def unplug_vhost(self, timeout=60):
+        """Hot-unplug the vhost-user device (VM(root_port=True)): device_del,
+        wait until the guest has let go of it and QEMU removed it
+        (DEVICE_DELETED), then remove its chardev, which ends the
+        backend's connection.  Returns the seconds from device_del to
+        DEVICE_DELETED; VMError if that takes longer than `timeout`."""
+        if not self.vhost_plugged:
+            raise VMError("no vhost-user device plugged in")
+        t0 = time.monotonic()
+        self.qmp("device_del", id="vhu0")
+        self.wait_event("DEVICE_DELETED", timeout,
+                        lambda d: d.get("device") == "vhu0")
+        secs = time.monotonic() - t0
+        self.vhost_plugged = False
+        self.qmp("chardev-remove", id=self.vhost_chardev)
+        return secs
+
+    def replug_vhost(self):
+        """Plug the vhost-user device in again after unplug_vhost(): a new
+        chardev (vhu1, vhu2, ...) connected to the same backend socket, and
+        the device with the same id and properties on the same bus.  The
+        guest sees it a moment later (wait for its driver to bind)."""
+        if self.vhost_plugged:
+            raise VMError("the vhost-user device is still plugged in")
+        chardev = "vhu%d" % (int(self.vhost_chardev[3:] or 0) + 1)
+        self.qmp("chardev-add", id=chardev, backend={
+            "type": "socket", "data": {
+                "addr": {"type": "unix",
+                         "data": {"path": self.vhost_socket}},
+                "server": False}})
+        props = {"driver": self.device_name, "id": "vhu0",
+                 "chardev": chardev, "virtio-id": self.virtio_id,
+                 "num_vqs": self.num_vqs, "config_size": self.config_size}
+        if self.root_port:
+            props["bus"] = ROOT_PORT
+        for prop in filter(None, self.device_args.split(",")):
+            key, _, value = prop.partition("=")
+            props[key] = _qmp_value(value)
+        try:
+            self.qmp("device_add", _args=props)
+        except QMPError:
+            self.qmp("chardev-remove", id=chardev)
+            raise
+        self.vhost_chardev = chardev
+        self.vhost_plugged = True
+
+    def suspend(self, state="mem", wake="qmp", rtc_seconds=3, timeout=120,
+                on_start=None):
+        """Suspend the guest and wait until its user space runs again.
+
+        state "mem" is ACPI S3 (VM(s3=True)): QEMU's run state becomes
+        "suspended" (QMP SUSPEND) and on wakeup QEMU resets the devices,
+        as a real machine cuts their power.  "freeze" is suspend to idle:
+        QEMU keeps running.  wake "qmp": QMP system_wakeup once QEMU is
+        suspended (S3 only); "rtc": the guest's RTC alarm, rtc_seconds
+        after the suspend starts (QEMU raises no wakeup event for it in
+        suspend to idle, so S3 only); "serial": newlines on the command
+        channel, whose port the guest makes a wakeup source (freeze only:
+        S3 resets the port).  The guest side is scripts/guest/pmsuspend.
+        on_start, if given, is called when the guest says it is about to
+        write /sys/power/state (it has armed the RTC alarm just before).
+        rtc_seconds must cover the guest's way down into S3: an alarm that
+        expires before it is suspended is lost (VMError, and the guest is
+        woken over QMP).
+
+        Returns {"status": exit status of the guest's write to
+        /sys/power/state (0 = suspended and resumed), "suspends": how many
+        the kernel counted (/sys/power/suspend_stats/success, 1 expected),
+        "seconds": from the command until the guest was back,
+        "suspended_seconds": S3 only, QMP SUSPEND to WAKEUP}.
+        """
+        wakes = {"mem": ("qmp", "rtc"), "freeze": ("serial",)}
+        if wake not in wakes.get(state, ()):
+            raise ValueError("suspend(%r, %r): mem with qmp or rtc, or "
+                             "freeze with serial" % (state, wake))
+        if state == "mem" and not self.s3:
+            raise VMError("suspend to RAM needs VM(s3=True)")
+        self.events = [ev for ev in self.events
+                       if ev.get("event") not in ("SUSPEND", "WAKEUP")]
+        t0 = time.monotonic()
+        deadline = t0 + timeout
+        self.run("pmsuspend %s%s" % (state, {
+            "rtc": " --rtc %d" % rtc_seconds, "serial": " --serial"}.get(
+                wake, "")), timeout=30, check=True)
+        result = {}
+        self._cmd_wait_line(_PM_START, deadline)
+        t_start = time.monotonic()      # the RTC alarm was just armed
+        if on_start:
+            on_start()
+        if state == "mem":
+            self.wait_event("SUSPEND", deadline - time.monotonic())
+            t1 = time.monotonic()
+            if wake == "qmp":
+                self.qmp("system_wakeup")
+                self.wait_event("WAKEUP", deadline - time.monotonic())
+            else:
+                self._wait_rtc_wakeup(t1 - t_start, rtc_seconds, deadline)
+            result["suspended_seconds"] = time.monotonic() - t1
+        if wake == "serial":
+            # Until the guest is back: one newline a second.  Those that
+            # arrive while it is awake are empty lines the channel skips.
+            line = None
+            while line is None:
+                if time.monotonic() >= deadline:
+                    self._broken = "the guest did not resume"
+                    raise CommandTimeout("guest not back from %s within "
+                                         "%d s" % (state, timeout))
+                self._cmd.sendall(b"\n")
+                line = self._cmd_try_line(_PM, 1.0)
+            line = line.split()
+        else:
+            line = self._cmd_wait_line(_PM, deadline).split()
+        result["seconds"] = time.monotonic() - t0
+        if len(line) != 5 or line[1].decode() != state:
+            raise VMError("pmsuspend said %r" % b" ".join(line))
+        result["status"] = int(line[2])
+        result["suspends"] = int(line[4]) - int(line[3])
+        return result
+
+    def _wait_rtc_wakeup(self, entry_s, rtc_seconds, deadline):
+        """Wait for the RTC to wake a guest in S3.  QEMU wakes it only when
+        the alarm goes off while it is suspended: an alarm that expired
+        while the guest was still on its way down (entry_s, from arming it
+        to QMP SUSPEND) is lost.  Then, or when no wakeup comes at all,
+        wake it over QMP so the VM stays usable, and raise VMError."""
+        try:
+            self.wait_event("WAKEUP", min(deadline - time.monotonic(),
+                                          rtc_seconds + 30))
+            return
+        except VMError:
+            if self.run_state() != "suspended":
+                raise
+        self.qmp("system_wakeup")
+        self.wait_event("WAKEUP", max(1, deadline - time.monotonic()))
+        if entry_s >= rtc_seconds:
+            raise VMError("the RTC alarm (%d s) expired before the guest was "
+                          "in S3 (%.1f s after it was armed): no wakeup; "
+                          "woke it over QMP" % (rtc_seconds, entry_s))
+        raise VMError("no wakeup from the RTC alarm (%d s; the guest was in "
+                      "S3 %.1f s after arming it); woke it over QMP"
+                      % (rtc_seconds, entry_s))
+
+    def reboot(self, how="guest", timeout=None):
+        """Reboot the guest (VM(reboot=True)) and wait for the new boot's
+        READY line on the command channel (QEMU keeps the channel's
+        connection across the reset).  how "guest": `reboot -f` in the
+        guest; "reset": QMP system_reset.  Returns the seconds until the
+        new boot was ready; self.boots counts the boots."""
+        if not self.reboot_ok:
+            raise VMError("rebooting needs VM(reboot=True)")
+        t0 = time.monotonic()
+        if how == "guest":
+            self._send_cmd("reboot -f", 30)
+        elif how == "reset":
+            self.qmp("system_reset")
+        else:
+            raise ValueError("reboot(how=%r): guest or reset" % (how,))
+        self._cmd_buf = b""     # the rest of the old boot's output
+        line = self._cmd_wait_line(
+            _READY, t0 + (timeout or self.boot_timeout), boot=True)
+        if line.split()[1:]:
+            self.kver = line.split()[-1].decode()
+        self.boots += 1
+        return time.monotonic() - t0
+
+    def poweroff(self, timeout=120):
+        """`poweroff -f` in the guest; returns wait_exit()."""
+        self._send_cmd("poweroff -f", 30)
+        return self.wait_exit(timeout)
+
+    def wait_exit(self, timeout=120):
+        """Wait for QEMU to exit -> (its exit status, the "data" of its
+        SHUTDOWN QMP event or None).  The backend keeps running."""
+        deadline = time.monotonic() + timeout
+        shutdown = None
+        while self._qmp is not None:
+            try:
+                resp = self._qmp_read(deadline)
+            except (VMError, OSError, ValueError):
+                break       # QEMU closed QMP (exited), or time is up
+            if "event" in resp:
+                self.events.append(resp)
+                if resp["event"] == "SHUTDOWN":
+                    shutdown = resp.get("data", {})
+        try:
+            status = self.qemu_proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            raise VMError("QEMU still running %d s after the guest was "
+                          "told to power off" % timeout)
+        self._broken = "QEMU exited with status %d" % status
+        return status, shutdown
+
     # ---- host-side memory -------------------------------------------------
 
     def qemu_rss(self):
@@ -835,6 +1146,15 @@ class VM:
             raise VMError("no guest RAM file (%s) among QEMU's files"
                           % prefix)
         return best.st_blocks * 512
+
+
+def _qmp_value(text):
+    """A device property given as text -> what QMP's device_add wants."""
+    if re.fullmatch(r"\d+", text):
+        return int(text)
+    if text in ("on", "off", "true", "false"):
+        return text in ("on", "true")
+    return text
 
 
 # ---- command line -------------------------------------------------------
