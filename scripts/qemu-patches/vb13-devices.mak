@@ -4,7 +4,6 @@
 # whenever VIRTIO_PCI is on and configure has --enable-vhost-user.
 CONFIG_Q35=y
 CONFIG_VIRTIO_PCI=y
-CONFIG_PCIE_PORT=y
 # QEMU's own balloon (device 5): the anchor benchmarks compare against.
 CONFIG_VIRTIO_BALLOON=y
 CONFIG_VIRTIO_SERIAL=y
