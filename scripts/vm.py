@@ -201,7 +201,8 @@ def mount_huge_tmpfs(path, size):
 class VM:
     """One guest.  Use as a context manager, or call start() and close().
 
-    series      kernel series, "6.1" or "6.12" (scripts/fetch-kernels.sh)
+    series      kernel series, "6.1" or "6.12" (scripts/fetch-kernels.sh), or
+                "6.12-debug" (scripts/build-debug-kernel.sh)
     mem         guest RAM, e.g. "1536M"; a shared memfd of that size
     mem_thp     back guest RAM with transparent huge pages instead: a file
                 on a tmpfs mounted with huge=always under the VM's temp dir
@@ -727,7 +728,8 @@ def main(argv=None):
         "and adds the generic vhost-user device (virtio-id 13); '{tmpdir}' in "
         "ARGS is the VM's temp dir.  Example: vm.py --series 6.1 --backend "
         "host/balloon13d --page-bits 21 -- cat /proc/meminfo")
-    p.add_argument("--series", default="6.12", help="kernel series (6.1, 6.12)")
+    p.add_argument("--series", default="6.12",
+                   help="kernel series (6.1, 6.12, 6.12-debug)")
     p.add_argument("--mem", default="1536M", help="guest RAM (default 1536M)")
     p.add_argument("--smp", type=int, default=1)
     p.add_argument("--cpu", default=DEFAULT_CPU)
@@ -747,8 +749,8 @@ def main(argv=None):
     a = p.parse_args(opts)
     if not cmd:
         p.error("no command given (put it after --)")
-    if not re.fullmatch(r"\d+\.\d+", a.series):
-        p.error("bad --series %r (want e.g. 6.1 or 6.12)" % a.series)
+    if not re.fullmatch(r"\d+\.\d+(-debug)?", a.series):
+        p.error("bad --series %r (want e.g. 6.1, 6.12 or 6.12-debug)" % a.series)
     if backend and not os.access(backend[0], os.X_OK):
         print("vm.py: backend %s is not executable" % backend[0], file=sys.stderr)
         return 2

@@ -939,7 +939,7 @@ def main():
         return 0
     series_list = [s for s in a.series.split(",") if s]
     for s in series_list:
-        if not re.fullmatch(r"\d+\.\d+", s):
+        if not re.fullmatch(r"\d+\.\d+(-debug)?", s):
             p.error("bad series %r (want e.g. 6.1,6.12)" % s)
     keys = [k for k in a.names.split(",") if k]
     chosen = [(n, grp, f) for n, grp, f in SCENARIOS
