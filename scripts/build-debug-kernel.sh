@@ -121,7 +121,11 @@ if [ ! -d "$build" ]; then
 		seed=$(dirname "$seed")
 		vb13_log "seeding $build from $seed"
 		cp -a "$seed" "$build.tmp"
-		rm -rf "$build.tmp/.complete" "$build.tmp/modroot"
+		rm -rf "$build.tmp/.complete" "$build.tmp/modroot" "$build.tmp/build.log"
+		# objtool's build records absolute paths, and every object depends
+		# on objtool: with the old paths, make would rebuild it all.
+		grep -rlIZF -- "$seed" "$build.tmp/tools" |
+			xargs -r0 sed -i "s|$seed|$build|g"
 		mv "$build.tmp" "$build"
 	fi
 fi
