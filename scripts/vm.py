@@ -127,6 +127,14 @@ def kernel_env(series):
     return env
 
 
+def debug_kernel_extra_mem(mem_bytes):
+    """RAM a debug kernel's guest gets on top of what was asked for: KASAN
+    keeps 1/8 of all RAM as its shadow, and the debug kernel is bigger, so
+    its MemTotal ends up about what the stock kernel's is in `mem_bytes`."""
+    extra = mem_bytes // 7 + (64 << 20)
+    return extra - extra % (2 << 20)
+
+
 def initramfs(series, modules=()):
     """Path of the (cached) initramfs for a series with extra modules."""
     return _script_output(["bash", os.path.join(SCRIPTS, "mkinitramfs.sh"),
@@ -203,7 +211,8 @@ class VM:
 
     series      kernel series, "6.1" or "6.12" (scripts/fetch-kernels.sh), or
                 "6.12-debug" (scripts/build-debug-kernel.sh)
-    mem         guest RAM, e.g. "1536M"; a shared memfd of that size
+    mem         guest RAM, e.g. "1536M"; a shared memfd of that size (on a
+                "-debug" series, debug_kernel_extra_mem() more)
     mem_thp     back guest RAM with transparent huge pages instead: a file
                 on a tmpfs mounted with huge=always under the VM's temp dir
                 (needs root; no host-wide setting is changed)
@@ -238,6 +247,8 @@ class VM:
                  initrd=None, boot_timeout=180, qemu_args=(), keep_tmp=False):
         self.series = series
         self.mem_bytes = parse_size(mem)
+        if series.endswith("-debug"):
+            self.mem_bytes += debug_kernel_extra_mem(self.mem_bytes)
         self.mem_thp = bool(mem_thp)
         self._thp_mount = None
         self._ram_file = None       # guest RAM's file with mem_thp
