@@ -5,7 +5,7 @@
 KDIR ?= /lib/modules/$(shell uname -r)/build
 KBUILD_ARGS := -C $(KDIR) M=$(CURDIR) CONFIG_VIRTIO_BALLOON13=m
 
-.PHONY: all modules install clean check demo kunit bench host host-test lint help
+.PHONY: all modules install clean check demo kunit bench host host-test fuzz lint help
 
 all: modules
 
@@ -28,6 +28,10 @@ host:
 
 host-test: host
 	$(MAKE) -C host test
+
+# balloon13d's libFuzzer harnesses, FUZZ_SECONDS (default 300) each.
+fuzz: host
+	$(MAKE) -C host fuzz
 
 # Every test: kernel checks, host unit tests, KUnit, end-to-end VMs, bench smoke.
 check:
@@ -52,3 +56,4 @@ help:
 	@echo "make demo         boot a VM and show the balloon working"
 	@echo "make bench        benchmarks against QEMU's virtio-balloon (device 5)"
 	@echo "make lint         checkpatch --strict, sparse and W=1 on Debian 6.1 and 6.12"
+	@echo "make fuzz         balloon13d's fuzz harnesses, FUZZ_SECONDS=300 each"

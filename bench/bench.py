@@ -1,11 +1,14 @@
 #!/usr/bin/python3
 """Device 13 (virtio_balloon13 + balloon13d) against QEMU's virtio-balloon.
 
-Boots test guests (scripts/vm.py) that carry both balloons: QEMU's own
+Boots test guests (scripts/vm.py) that carry three balloons: QEMU's own
 virtio-balloon-pci (device 5) with Linux's virtio_balloon, driven over QMP,
-and device 13 served by balloon13d, driven over its control socket.  For
-each it measures inflating and deflating, the guest CPU spent, the host
-memory given back and the latency to the first page list; it measures the
+device 13 served by balloon13d over vhost-user, driven over its control
+socket ("dev13"), and device 13 as QEMU's native virtio-balloon13-pci
+("native", qmp-balloon=off beside virtio-balloon, driven with qom-set
+target-size), both bound by virtio_balloon13.  For each it measures
+inflating and deflating, the guest CPU spent, the host memory given back
+and the latency to the first page list; it measures the
 guest allocator's own bound with bench/allocbench.ko, how device 13's cost
 grows with the size in a 16 GiB guest, and where the time goes.
 
@@ -39,6 +42,10 @@ MiB = 1 << 20
 GiB = 1 << 30
 SYSFS13 = "/sys/bus/virtio/drivers/virtio_balloon13"
 DEBUGFS13 = "/sys/kernel/debug/virtio_balloon13"
+# The native device's PCI slot, so the guest can tell the two device 13s
+# apart.
+NATIVE_ADDR = "0x10"
+NATIVE_PCI = "0000:00:10.0"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 _MARK = re.compile(rb"@@BENCH (\w+) ([0-9.]+)")
 
@@ -200,7 +207,8 @@ class Bench:
     """One benchmark VM and what drives it."""
 
     def __init__(self, name, series, mem, page_bits, init_on_alloc, ko,
-                 allocbench_ko, daemon, legacy=True, smp=1, thp=False):
+                 allocbench_ko, daemon, legacy=True, smp=1, thp=False,
+                 native=True):
         self.name = name
         self.thp = thp
         self.page_bits = page_bits
@@ -213,11 +221,14 @@ class Bench:
             backend_args=["--control", "{tmpdir}/ctl.sock", "--page-bits",
                           str(page_bits), "-v"],
             balloon=legacy, append="init_on_alloc=%d" % init_on_alloc,
+            native=("qmp-balloon=off,page-bits=%d,addr=%s"
+                    % (page_bits, NATIVE_ADDR)) if native else None,
             boot_timeout=300,
             # Name QEMU's threads, so the vCPU thread can be found.
             qemu_args=["-name", "vb13-bench,debug-threads=on"])
         self.ctl = None
-        self.dev = None
+        self.dev = None             # balloon13d's device in the guest's sysfs
+        self.ndev = None            # the native device's
         self.memtotal_kb = None
         self.info = {}
 
@@ -233,8 +244,14 @@ class Bench:
                     check=True)
         self.vm.run("modprobe virtio_balloon && modprobe virtio_balloon13 && "
                     "modprobe allocbench", timeout=120, check=True)
-        _, out = self.vm.run("ls -d %s/virtio*" % SYSFS13, check=True)
-        self.dev = out.split()[0]
+        _, out = self.vm.run("for d in %s/virtio*; do echo $d "
+                             "$(readlink -f $d); done" % SYSFS13, check=True)
+        for line in out.splitlines():
+            path, real = line.split()
+            if "/%s/" % NATIVE_PCI in real:
+                self.ndev = path
+            elif not self.dev:
+                self.dev = path
         _, out = self.vm.run(
             "cat /proc/cmdline; dmesg | grep -m1 'mem auto-init' || echo -; "
             "head -1 /proc/meminfo; cat %s/page_bits %s/floor_bytes; "
@@ -257,6 +274,9 @@ class Bench:
         if self.info["page_bits"] != self.page_bits:
             raise BenchError("device 13 page_bits %s, wanted %d"
                              % (lines[3], self.page_bits))
+        if self.vm.native is not None and not self.ndev:
+            raise BenchError("the native device 13 is not bound: %s" % out)
+        self.info["native"] = bool(self.ndev)
         self.ctl = Ctl(self.vm.path("ctl.sock"))
         return self
 
@@ -286,8 +306,10 @@ class Bench:
                     % margin_mib, timeout=900, check=True)
         return time.monotonic() - t
 
-    def counters(self):
-        _, out = self.vm.run("cat %s/*/counters" % DEBUGFS13, check=True)
+    def counters(self, dev=None):
+        """balloon13d's device's debugfs counters (or dev's)."""
+        _, out = self.vm.run("cat %s/%s/counters" % (
+            DEBUGFS13, os.path.basename(dev or self.dev)), check=True)
         return {k: int(v) for k, v in
                 (line.split() for line in out.splitlines() if line.strip())}
 
@@ -391,22 +413,24 @@ class Bench:
         full = self.vm.mem_bytes
         inflate = direction == "inflate"
         target = size if inflate else 0
-        if balloon == "dev13":
-            seen = "%s/target_bytes 1 %d" % (self.dev, target)
+        if balloon in ("dev13", "native"):
+            dev = self.dev if balloon == "dev13" else self.ndev
+            seen = "%s/target_bytes 1 %d" % (dev, target)
             cond = "%s/size_bytes 1 %s %d" % (
-                self.dev, "-ge" if inflate else "-eq", target)
+                dev, "-ge" if inflate else "-eq", target)
         else:
             seen = "- 0 0"
             want_kb = self.memtotal_kb - (size >> 10 if inflate else 0)
             cond = "/proc/meminfo 2 %s %d" % ("-le" if inflate else "-ge",
                                               want_kb)
-        interval = 0.01 if inflate else (0.002 if balloon == "dev13"
-                                         else 0.005)
+        interval = 0.01 if inflate else (0.005 if balloon == "legacy"
+                                         else 0.002)
         cmd = ". /tmp/bench.sh; waiter %s %s %s %d 0.2" % (
             seen, cond, interval, timeout)
 
         st0 = self.ctl(cmd="status") if balloon == "dev13" else None
-        actual0 = self.vm.qmp("query-balloon")["actual"] if balloon != "dev13" else None
+        nc0 = self.vm.native_get("counters") if balloon == "native" else None
+        actual0 = self.vm.qmp("query-balloon")["actual"] if balloon == "legacy" else None
         off = self.log_offset()
         start = len(self.vm.marks)
         bg = Background(self.vm, cmd, timeout + 60)
@@ -417,6 +441,8 @@ class Bench:
         t0 = time.monotonic()
         if balloon == "dev13":
             self.ctl(cmd="resize", bytes=target)
+        elif balloon == "native":
+            self.vm.native_set("target-size", target)
         else:
             self.vm.qmp("balloon", value=full - target)
 
@@ -459,6 +485,26 @@ class Bench:
                                          "done in %d s (%d MiB received)"
                                          % (size // MiB, timeout, got // MiB))
                     time.sleep(0.001)
+        elif balloon == "native" and inflate:
+            # The counters cost the device nothing to read (no residency
+            # scan); a QMP round trip takes the BQL for well under 1 ms.
+            want = nc0["blocks-received"] + size // self.block
+            while True:
+                c = self.vm.native_get("counters")
+                now = time.monotonic()
+                polls += 1
+                if first is None and c["page-lists"] != nc0["page-lists"]:
+                    first = now - t0
+                if c["blocks-received"] >= want:
+                    done = now - t0
+                    break
+                if now - t0 > timeout:
+                    raise BenchError("native inflate of %d MiB not done in "
+                                     "%d s (%d blocks received)" % (
+                                         size // MiB, timeout,
+                                         c["blocks-received"] -
+                                         nc0["blocks-received"]))
+                time.sleep(0.001 if first is None else 0.002)
         elif balloon == "legacy":
             want = full - target
             while True:
@@ -547,12 +593,30 @@ class Bench:
                 r["log_first_s"] = tl.get("first_s")
                 r["log_done_s"] = tl.get("done_s")
                 r["timeline"] = tl["messages"]
+        elif balloon == "native":
+            c = self.vm.native_get("counters")
+            d = {k: c[k] - nc0[k] for k in (
+                "page-lists", "blocks-received", "blocks-ballooned",
+                "blocks-reballooned", "discards", "discarded-bytes",
+                "discard-errors", "rejected-messages")}
+            r["native"] = dict(d, block_bytes=self.block,
+                               bytes_received=d["blocks-received"] * self.block,
+                               new_blocks=(d["blocks-ballooned"] -
+                                           d["blocks-reballooned"]))
+            if inflate and d["blocks-received"] * self.block < size:
+                raise BenchError("native counters show %d blocks received, "
+                                 "wanted %d" % (d["blocks-received"],
+                                                size // self.block))
+            t = time.monotonic()
+            for _ in range(5):
+                self.vm.native_get("counters")
+            r["progress_call_ms"] = round((time.monotonic() - t) / 5 * 1000, 3)
         return r
 
 
 # ---- phases ----------------------------------------------------------------
 
-def run_pair(b, size, reps, touch=True, balloons=("legacy", "dev13"),
+def run_pair(b, size, reps, touch=True, balloons=("legacy", "dev13", "native"),
              counters=True):
     """reps x (inflate, deflate) for each balloon, alternating which goes
     first; memory touched before each inflate."""
@@ -908,7 +972,7 @@ def build_configs(a):
         cfgs["smoke-thp"] = dict(mem="512M", page_bits=21, ioa=1,
                                  size=64 * MiB, reps=1, kind="pair",
                                  ab_reps=1, thp=True,
-                                 balloons=("dev13", "legacy"))
+                                 balloons=("dev13", "native", "legacy"))
         return cfgs
     for ioa in (1, 0):
         cfgs["pb12-ioa%d" % ioa] = dict(mem="2G", page_bits=12, ioa=ioa,
@@ -937,7 +1001,7 @@ def build_configs(a):
 def run_config(name, cfg, a, builds):
     b = Bench(name, a.series, cfg["mem"], cfg["page_bits"], cfg["ioa"],
               builds["ko"], builds["allocbench"], builds["daemon"],
-              thp=cfg.get("thp", False))
+              thp=cfg.get("thp", False), native=cfg["kind"] == "pair")
     res = {"config": {k: v for k, v in cfg.items()}, "load_start": loadavg(),
            "host_mem_available_start": host_mem_available()}
     t = time.monotonic()
@@ -950,8 +1014,8 @@ def run_config(name, cfg, a, builds):
         if cfg["kind"] == "pair":
             size = cfg["size"]
             res["pair"] = run_pair(b, size, cfg["reps"],
-                                   balloons=cfg.get("balloons",
-                                                    ("legacy", "dev13")))
+                                   balloons=cfg.get("balloons", (
+                                       "legacy", "dev13", "native")))
             block_order = cfg["page_bits"] - 12
             variants = {"driver_orders": (10, block_order)}
             if block_order == 0 and not a.smoke:
@@ -1042,7 +1106,7 @@ def smoke_verdict(results, name="smoke"):
     pair = r.get("pair")
     if not pair:
         return ["no measurements: %s" % r.get("error", "?")]
-    for bl in ("legacy", "dev13"):
+    for bl in ("legacy", "dev13", "native"):
         for d in ("inflate", "deflate"):
             runs = pair.get(bl, {}).get(d, [])
             if not runs:
@@ -1060,6 +1124,12 @@ def smoke_verdict(results, name="smoke"):
             if bl == "dev13" and x["daemon"]["bytes_received"] < x["bytes"]:
                 bad.append("device 13 received %d bytes" %
                            x["daemon"]["bytes_received"])
+            if bl == "native" and x["native"]["bytes_received"] < x["bytes"]:
+                bad.append("the native device 13 received %d bytes" %
+                           x["native"]["bytes_received"])
+            if bl == "native" and x["native"]["discard-errors"]:
+                bad.append("the native device 13 had %d discard errors" %
+                           x["native"]["discard-errors"])
     ab = r.get("allocbench", {}).get("driver_orders", [])
     if not ab or not ab[0]["alloc_s"] > 0:
         bad.append("allocbench gave no time")
@@ -1069,7 +1139,8 @@ def smoke_verdict(results, name="smoke"):
     if r.get("config", {}).get("thp"):
         # Guest RAM really was in huge pages, and the 2 MiB blocks freed
         # some of them.
-        for x in pair.get("dev13", {}).get("inflate", []):
+        for x in (pair.get("dev13", {}).get("inflate", []) +
+                  pair.get("native", {}).get("inflate", [])):
             if not x["huge_before"] > x["huge_after"]:
                 bad.append("device 13 freed no host huge page (%d -> %d "
                            "MiB PMD-mapped)" % (mib(x["huge_before"]),
@@ -1185,16 +1256,19 @@ def smoke_report(results, out):
         med = summ[name]
         size = r["config"]["size"]
         print("PASS bench/%s: %d MiB legacy inflate %.3f s deflate %.3f s, "
-              "device 13 inflate %.3f s deflate %.3f s, reclaimed "
-              "%.0f%%/%.0f%%, allocator bound %.3f s, host bound %.3f s%s "
-              "(results %s)" % (
+              "device 13 inflate %.3f s deflate %.3f s, native device 13 "
+              "inflate %.3f s deflate %.3f s, reclaimed %.0f%%/%.0f%%/%.0f%%, "
+              "allocator bound %.3f s, host bound %.3f s%s (results %s)" % (
                   name, size // MiB,
                   med["legacy"]["inflate"]["time_s"]["median"],
                   med["legacy"]["deflate"]["time_s"]["median"],
                   med["dev13"]["inflate"]["time_s"]["median"],
                   med["dev13"]["deflate"]["time_s"]["median"],
+                  med["native"]["inflate"]["time_s"]["median"],
+                  med["native"]["deflate"]["time_s"]["median"],
                   100 * p["legacy"]["inflate"][0]["reclaimed"] / size,
                   100 * p["dev13"]["inflate"][0]["reclaimed"] / size,
+                  100 * p["native"]["inflate"][0]["reclaimed"] / size,
                   med["allocbench"]["driver_orders"]["alloc_s"]["median"],
                   med["host_punch"]["punch_s"]["median"],
                   ", host huge pages %.0f -> %.0f MiB" % (

@@ -7,8 +7,11 @@ Reads DIR/results.json, writes DIR/results.md (tables), DIR/summary.json
 (the medians and spreads everything below is computed from) and, unless
 --no-plots, DIR/throughput.png and DIR/scaling.png (python3-matplotlib).
 Prints the targets and, as its last line,
-    ratios: inflate13/legacy=.. deflate13/legacy=.. inflate13/alloc_bound=.. reclaimed/ballooned=..
+    ratios: inflate13/legacy=.. deflate13/legacy=.. inflate13/alloc_bound=.. reclaimed/ballooned=.. inflate_vu/native=.. deflate_vu/native=..
 for the Debian-default configuration (4 KiB blocks, init_on_alloc=1).
+"13" is device 13 served by balloon13d over vhost-user ("dev13"); the last
+two are its time over the native device's (virtio-balloon13-pci) in the
+same VM: what the vhost-user path costs.
 """
 
 import json
@@ -19,6 +22,9 @@ import sys
 MiB = 1 << 20
 GiB = 1 << 30
 MAIN = "pb12-ioa1"
+BALLOONS = ("legacy", "dev13", "native")
+LABELS = {"legacy": "legacy", "dev13": "device 13 (balloon13d)",
+          "native": "device 13 (native)"}
 
 
 def spread(values):
@@ -58,7 +64,7 @@ def summarize_ops(runs):
     out["throughput_mib_s"] = thr(size, out["time_s"])
     fresh, again = [], []
     for r in runs:
-        d = r.get("daemon")
+        d = r.get("daemon") or r.get("native")
         if not d or not d.get("bytes_received") or "block_bytes" not in d:
             continue
         received = d["bytes_received"] // d["block_bytes"]
@@ -83,7 +89,7 @@ def summarize(results):
         if "pair" in r:
             s = {"vm": r.get("vm", {}), "load": [r.get("load_start"),
                                                   r.get("load_end")]}
-            for bl in ("legacy", "dev13"):
+            for bl in BALLOONS:
                 if bl in r["pair"]:
                     s[bl] = {d: summarize_ops(r["pair"][bl][d])
                              for d in ("inflate", "deflate")}
@@ -132,13 +138,29 @@ def ratios(s):
     except (KeyError, TypeError):
         return None
     ab = s.get("allocbench", {}).get("driver_orders")
-    return {
+    out = {
         "inflate13/legacy": li["time_s"]["median"] / di["time_s"]["median"],
         "deflate13/legacy": ld["time_s"]["median"] / dd["time_s"]["median"],
         "inflate13/alloc_bound": (ab["alloc_s"]["median"] /
                                   di["time_s"]["median"]) if ab else None,
         "reclaimed/ballooned": di["reclaimed_ratio"]["median"],
     }
+    ov = overhead(s)
+    if ov:
+        out["inflate_vu/native"] = ov["inflate"]
+        out["deflate_vu/native"] = ov["deflate"]
+    return out
+
+
+def overhead(s):
+    """The vhost-user path's time over the native device's, in the same
+    VM, per direction (None without the native device)."""
+    try:
+        return {d: s["dev13"][d]["time_s"]["median"] /
+                s["native"][d]["time_s"]["median"]
+                for d in ("inflate", "deflate")}
+    except (KeyError, TypeError, ZeroDivisionError):
+        return None
 
 
 def ratio_line(r):
@@ -237,13 +259,17 @@ def markdown(results, summ):
     out.append("")
     out.append("Cells are `median [min-max]` over the repetitions. Times are "
                "wall-clock from the host's request (balloon13d `resize` over "
-               "its control socket; QMP `balloon`): device-13 inflate until "
+               "its control socket; QMP `balloon`; the native device's "
+               "`target-size` over QMP qom-set): the native device's "
+               "inflate until its `counters` (qom-get, polled every 1-2 ms) "
+               "show the whole target received (it discards each page list "
+               "before returning it), device-13 inflate until "
                "the daemon has received and discarded the whole target "
                "(followed in its `-v` log, which it writes after each page "
                "list; `status` `bytes_received` is checked afterwards: "
                "polling `status` itself slows the daemon, see the profile), "
                "legacy until `query-balloon` reaches the value (polled every "
-               "1-5 ms), device-13 deflate until the guest's sysfs "
+               "1-5 ms), device-13 deflate (both devices) until the guest's sysfs "
                "`size_bytes` is 0 (a guest poller signals over the serial "
                "channel; 2 ms polls). Guest CPU: the run time of the guest's "
                "kworker/ksoftirqd threads (schedstat, ns) over the operation "
@@ -320,14 +346,14 @@ def pair_table(s):
            "guest sys s | reclaimed MiB | vCPU thread s | QEMU CPU s | "
            "daemon CPU s |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for bl in ("legacy", "dev13"):
+    for bl in BALLOONS:
         for d in ("inflate", "deflate"):
             o = (s.get(bl) or {}).get(d)
             if not o:
                 continue
             first = o.get("log_first_s") or o.get("first_s")
             out.append("| %s | %s %d MiB | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-                bl, d, o["bytes"] // MiB, fmt_spread(o["time_s"]),
+                LABELS[bl], d, o["bytes"] // MiB, fmt_spread(o["time_s"]),
                 fmt_spread(o["throughput_mib_s"], digits=0),
                 fmt_spread(first) if d == "inflate" else "-",
                 fmt_spread(o.get("guest_kworker_s")),
@@ -335,7 +361,8 @@ def pair_table(s):
                 fmt_spread(o.get("reclaimed"), 1 / MiB, 1) if d == "inflate" else "-",
                 fmt_spread(o.get("vcpu_cpu_s"), digits=2),
                 fmt_spread(o.get("qemu_cpu_s"), digits=2),
-                fmt_spread(o.get("daemon_cpu_s"), digits=2)))
+                fmt_spread(o.get("daemon_cpu_s"), digits=2)
+                if bl == "dev13" else "-"))
     for v, o in s.get("allocbench", {}).items():
         out.append("| allocator bound (%s, orders %d..%d) | alloc %d MiB | %s | %s "
                    "| - | - | - | - | - | - | - |" % (
@@ -356,7 +383,7 @@ def pair_table(s):
     out.append("")
     o = (s.get("dev13") or {}).get("inflate") or {}
     notes = []
-    for bl in ("legacy", "dev13"):
+    for bl in BALLOONS:
         i = (s.get(bl) or {}).get("inflate") or {}
         if s.get("vm", {}).get("guest_ram_backing", "").startswith("file") \
                 and i.get("huge_before"):
@@ -375,6 +402,15 @@ def pair_table(s):
     if o.get("progress_call_ms"):
         notes.append("one `progress` call: %s ms"
                      % fmt_spread(o["progress_call_ms"], digits=2))
+    n = (s.get("native") or {}).get("inflate") or {}
+    if n.get("progress_call_ms"):
+        notes.append("native: one qom-get of `counters`: %s ms"
+                     % fmt_spread(n["progress_call_ms"], digits=2))
+    ov = overhead(s)
+    if ov:
+        notes.append("the vhost-user path (balloon13d) over the native "
+                     "device: inflate %.2fx, deflate %.2fx the time"
+                     % (ov["inflate"], ov["deflate"]))
     if notes:
         out += ["- " + "; ".join(notes) + ".", ""]
     return out

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "wire.h"
 
@@ -20,12 +21,20 @@ void b13_usage_error(const char *prog, const char *fmt, ...)
 	__attribute__((noreturn, format(printf, 2, 3)));
 
 /*
- * Longest outputq message we copy out and look at.  16 MiB holds 2 Mi
- * addresses (8 GiB of 4 KiB blocks) in one message, far above what a
- * driver sends at once; anything longer is rejected unread, so a hostile
- * guest cannot make us allocate its whole descriptor table's worth.
+ * Most addresses in one page list: 1 MiB of them (512 MiB of 4 KiB blocks).
+ * The driver sends at most 8192 (64 KiB) per message, so this leaves it
+ * sixteen times the room, while the device's temporary memory for one page
+ * list stays at one 1 MiB copy, sorted in place, plus a 64 KiB residency
+ * window: nothing else is allocated per address.  Longer messages are
+ * rejected unread ("oversize").
  */
-#define B13_MAX_MSG_BYTES	(16u << 20)
+#define B13_MAX_PAGES		(128u * 1024)
+#define B13_MAX_MSG_BYTES	(8u + 8u * B13_MAX_PAGES)
+/*
+ * Most entries in one stats message.  A driver sends one per tag it knows
+ * (six today); 64 leaves room for tags to come.  More is "oversize".
+ */
+#define B13_MAX_STATS		64u
 
 /* Why an outputq message was rejected.  Parallel to b13_reject_names[]. */
 enum b13_reject {
@@ -33,7 +42,7 @@ enum b13_reject {
 	B13_REJ_SHORT,		/* shorter than the 8-byte header */
 	B13_REJ_LENGTH,		/* not 8 + 8n (pages) / 8 + 16n (stats), n >= 1 */
 	B13_REJ_TYPE,		/* type is neither PAGES nor STATS */
-	B13_REJ_OVERSIZE,	/* longer than B13_MAX_MSG_BYTES */
+	B13_REJ_OVERSIZE,	/* > B13_MAX_MSG_BYTES, or > B13_MAX_STATS stats */
 	B13_REJ_WRITABLE,	/* has device-writable descriptors */
 	B13_REJ_OVERFLOW,	/* address + block size wraps past 2^64 */
 	B13_REJ_UNALIGNED,	/* address not a multiple of the block size */
@@ -60,12 +69,21 @@ struct b13_region {
 	uint64_t nset;		/* bits set in bitmap */
 };
 
+/*
+ * How a run is given back to the host: madvise(MADV_REMOVE) unless a test
+ * or fuzz harness puts its own function here.  0 or -1 with errno set.
+ */
+typedef int (*b13_discard_fn)(void *addr, size_t len, void *arg);
+
 struct b13_map {
 	unsigned int page_bits;
 	uint64_t block_size;	/* 2^page_bits */
 	uint64_t host_page;	/* host page size, for madvise/mincore */
 	size_t nr;
 	struct b13_region *r;	/* sorted by gpa, not overlapping */
+	uint64_t gen;		/* changes whenever r[] or a bitmap is replaced */
+	b13_discard_fn discard;	/* NULL: madvise(MADV_REMOVE) */
+	void *discard_arg;
 };
 
 /* What a caller hands b13_map_set_regions(): the memory table. */
@@ -97,7 +115,8 @@ void b13_map_init(struct b13_map *m, unsigned int page_bits);
 /*
  * Replace the region list.  A region identical in gpa and size to an old
  * one keeps its bitmap (only its host pointer is updated); others start
- * empty.  Returns 0, or -1 if out of memory (map left empty).
+ * empty.  Returns 0; -1 if out of memory, or if regions are empty, wrap
+ * past 2^64 or overlap (EINVAL): the map is then left empty.
  */
 int b13_map_set_regions(struct b13_map *m, const struct b13_region_desc *d,
 			size_t n);
@@ -146,6 +165,120 @@ uint64_t b13_count_in_balloon(const struct b13_map *m, uint64_t *withdrawn);
 void b13_for_each_range(const struct b13_map *m,
 			void (*fn)(uint64_t addr, uint64_t nblocks, void *data),
 			void *data);
+/*
+ * The same for at most max runs, from the first block at or after from (a
+ * run holding from is cut there).  Returns true if runs were left out,
+ * with *next the start of the first: pass it as from to go on.
+ */
+bool b13_ranges(const struct b13_map *m, uint64_t from, size_t max,
+		void (*fn)(uint64_t addr, uint64_t nblocks, void *data),
+		void *data, uint64_t *next);
+
+/* ---- whole outputq messages --------------------------------------------- */
+
+/*
+ * The latest guest statistics: one slot per tag this device knows, so a
+ * guest cannot make the table (or anything built from it) any bigger.
+ */
+struct b13_stats {
+	uint64_t value[B13_NUM_TAGS];
+	uint32_t present;	/* bit t: tag t was in the latest message */
+};
+
+/* What one outputq message did; the caller counts and logs from it. */
+struct b13_msg_result {
+	enum b13_reject why;
+	uint32_t type;		/* B13_RESP_*; valid when why is B13_OK */
+	uint64_t len;		/* bytes in its readable descriptors */
+	uint64_t n;		/* entries (addresses or stats) */
+	uint64_t bad_addr;	/* the first bad address (OVERFLOW..OUT_OF_RAM) */
+	bool reserved_nonzero;	/* guest error, message still used */
+	/* page lists */
+	size_t runs;		/* runs of contiguous blocks discarded */
+	uint64_t repeats;	/* addresses repeated within the message */
+	struct b13_apply_stats apply;	/* this message's part */
+	/* stats */
+	uint64_t stats_unknown;	/* entries with a tag we don't know */
+	uint64_t stats_repeated;	/* a tag seen earlier in the message */
+};
+
+/*
+ * Validate one outputq message given as the readable part of a descriptor
+ * chain (iov, niov; nwritable: how many device-writable descriptors came
+ * with it) and act on it: a page list's blocks are marked in m and
+ * discarded; stats replace *st (last value of a tag wins, unknown tags are
+ * dropped; both counted in *res).  A rejected message changes nothing.
+ *
+ * The message is copied before it is checked (the guest may change it
+ * under us); at most B13_MAX_MSG_BYTES are read and nothing else scales
+ * with its size.  Returns res->why.
+ */
+enum b13_reject b13_handle_msg(struct b13_map *m, struct b13_stats *st,
+			       const struct iovec *iov, unsigned int niov,
+			       unsigned int nwritable,
+			       struct b13_msg_result *res);
+/*
+ * Mark sorted, checked addresses and discard them run by run (what
+ * b13_coalesce() + b13_apply_runs() do, without an array of runs).
+ * Repeated addresses are counted in *repeats.  Returns the number of runs.
+ */
+size_t b13_apply_sorted(struct b13_map *m, const uint64_t *sorted, uint64_t n,
+			struct b13_apply_stats *st, uint64_t *repeats);
+
+/* ---- counting the balloon a slice at a time ------------------------------ */
+
+/*
+ * b13_count_in_balloon() as a cursor: each b13_scan_step() looks at about
+ * budget host pages (at least one block) and returns, so a caller can
+ * serve other work between slices.  If the map changes under a scan, the
+ * scan starts again.
+ */
+struct b13_scan {
+	uint64_t gen;		/* map generation being scanned */
+	size_t region;		/* next region */
+	uint64_t block;		/* next block index in it */
+	uint64_t in, withdrawn;	/* so far */
+	uint64_t restarts;	/* times the map changed under the scan */
+	bool done;
+	struct rescan *rs;	/* residency window; NULL until needed */
+};
+
+void b13_scan_begin(const struct b13_map *m, struct b13_scan *s);
+/* Returns true once s->in and s->withdrawn are final. */
+bool b13_scan_step(const struct b13_map *m, struct b13_scan *s,
+		   uint64_t budget);
+void b13_scan_end(struct b13_scan *s);
+
+/* ---- log rate limit ---------------------------------------------------------- */
+
+/*
+ * At most B13_RL_BURST messages of one kind per B13_RL_INTERVAL_US; the
+ * rest are counted.  Something a guest or a client can trigger at will is
+ * logged through one of these.
+ */
+#define B13_RL_BURST		10
+#define B13_RL_INTERVAL_US	(10 * 1000000ll)
+
+struct b13_ratelimit {
+	int64_t begin;		/* us, start of the current interval */
+	unsigned int n;		/* messages allowed in it */
+	uint64_t missed;	/* suppressed since the last allowed one */
+};
+
+/*
+ * True if a message may be logged at now_us.  *missed (if not NULL) is
+ * set to how many were suppressed before this one (to say so in the log),
+ * else 0.
+ */
+bool b13_ratelimit(struct b13_ratelimit *rl, int64_t now_us,
+		   uint64_t *missed);
+
+/*
+ * Deepest nesting of JSON arrays and objects in s (len bytes), outside
+ * strings; counting stops once it passes limit.  json-glib's parser
+ * recurses once per level: this runs first, so that it never goes deep.
+ */
+unsigned int b13_json_depth(const char *s, size_t len, unsigned int limit);
 
 /*
  * Parse a size: decimal digits with an optional K/M/G/T suffix (powers of

@@ -104,12 +104,26 @@ static void region_geometry(const struct b13_map *m, struct b13_region *r)
 	r->nblocks = last > first ? last - first : 0;
 }
 
+/* Last byte of a region; false if it is empty or runs past 2^64. */
+static bool region_last(uint64_t gpa, uint64_t size, uint64_t *last)
+{
+	if (!size || size - 1 > UINT64_MAX - gpa)
+		return false;
+	*last = gpa + (size - 1);
+	return true;
+}
+
 int b13_map_set_regions(struct b13_map *m, const struct b13_region_desc *d,
 			size_t n)
 {
-	struct b13_region *nr = calloc(n ? n : 1, sizeof(*nr));
+	struct b13_region *nr;
+	uint64_t last;
 	size_t i, j;
 
+	for (i = 0; i < n; i++)
+		if (!region_last(d[i].gpa, d[i].size, &last))
+			goto invalid;
+	nr = calloc(n ? n : 1, sizeof(*nr));
 	if (!nr) {
 		b13_map_free(m);
 		return -1;
@@ -148,6 +162,15 @@ int b13_map_set_regions(struct b13_map *m, const struct b13_region_desc *d,
 			nr[j] = nr[j - 1];
 		nr[j] = t;
 	}
+	for (i = 1; i < n; i++) {
+		region_last(nr[i - 1].gpa, nr[i - 1].size, &last);
+		if (last >= nr[i].gpa) {	/* overlap */
+			for (j = 0; j < n; j++)
+				free(nr[j].bitmap);
+			free(nr);
+			goto invalid;
+		}
+	}
 	b13_map_free(m);
 	m->r = nr;
 	m->nr = n;
@@ -157,6 +180,10 @@ oom:
 		free(nr[j].bitmap);
 	free(nr);
 	b13_map_free(m);
+	return -1;
+invalid:
+	b13_map_free(m);
+	errno = EINVAL;
 	return -1;
 }
 
@@ -171,6 +198,7 @@ void b13_map_clear_bitmaps(struct b13_map *m)
 			memset(r->bitmap, 0, (r->nblocks + 63) / 64 * 8);
 		r->nset = 0;
 	}
+	m->gen++;
 }
 
 void b13_map_free(struct b13_map *m)
@@ -182,6 +210,7 @@ void b13_map_free(struct b13_map *m)
 	free(m->r);
 	m->r = NULL;
 	m->nr = 0;
+	m->gen++;
 }
 
 uint64_t b13_map_ram_bytes(const struct b13_map *m)
@@ -248,6 +277,8 @@ enum b13_reject b13_check_msg(uint64_t len, const struct b13_msg_hdr *hdr,
 		    (len - sizeof(*hdr)) % sizeof(struct b13_stat))
 			return B13_REJ_LENGTH;
 		*n = (len - sizeof(*hdr)) / sizeof(struct b13_stat);
+		if (*n > B13_MAX_STATS)
+			return B13_REJ_OVERSIZE;
 		break;
 	default:
 		return B13_REJ_TYPE;
@@ -290,6 +321,18 @@ enum b13_reject b13_check_pages(const struct b13_map *m, const uint64_t *le,
 
 /* ---- coalescing and applying ----------------------------------------- */
 
+/* Does a, the next distinct sorted address, extend cur (same region)? */
+static bool extends_run(const struct b13_map *m, const struct b13_run *cur,
+			uint64_t a)
+{
+	const struct b13_region *r = &m->r[cur->region];
+
+	if (a != cur->addr + cur->nblocks * m->block_size)
+		return false;
+	/* Still in the same region? (checked: the block fits one) */
+	return a - r->gpa <= r->size - m->block_size;
+}
+
 size_t b13_coalesce(const struct b13_map *m, const uint64_t *sorted,
 		    uint64_t n, struct b13_run *runs, uint64_t *repeats)
 {
@@ -298,21 +341,15 @@ size_t b13_coalesce(const struct b13_map *m, const uint64_t *sorted,
 
 	for (i = 0; i < n; i++) {
 		uint64_t a = sorted[i];
-		struct b13_run *cur = nr ? &runs[nr - 1] : NULL;
 		long ri;
 
 		if (i && a == sorted[i - 1]) {
 			(*repeats)++;
 			continue;
 		}
-		if (cur && a == cur->addr + cur->nblocks * m->block_size) {
-			const struct b13_region *r = &m->r[cur->region];
-
-			/* Still in the same region? (checked: a fits one) */
-			if (a - r->gpa <= r->size - m->block_size) {
-				cur->nblocks++;
-				continue;
-			}
+		if (nr && extends_run(m, &runs[nr - 1], a)) {
+			runs[nr - 1].nblocks++;
+			continue;
 		}
 		ri = b13_map_find(m, a, m->block_size);
 		if (ri < 0)	/* cannot happen after b13_check_pages() */
@@ -344,11 +381,13 @@ struct rescan {
 	uintptr_t base;
 	uint64_t npages;
 	uint64_t wfirst, wn;
+	uint64_t checked;	/* pages looked at, for b13_scan_step() */
 	unsigned char vec[B13_MINCORE_WINDOW];
 };
 
 static bool page_resident(struct rescan *rs, uint64_t p)
 {
+	rs->checked++;
 	if (p < rs->wfirst || p >= rs->wfirst + rs->wn) {
 		uint64_t left = rs->npages - p;
 
@@ -396,11 +435,11 @@ static uint64_t scan_blocks(struct rescan *rs, const struct b13_region *r,
 	return withdrawn;
 }
 
-
 static void punch(const struct b13_map *m, const struct b13_region *r,
 		  uint64_t addr, uint64_t nblocks, struct b13_apply_stats *st)
 {
 	uintptr_t s, e;
+	int ret;
 
 	if (!r->host)
 		return;
@@ -410,12 +449,52 @@ static void punch(const struct b13_map *m, const struct b13_region *r,
 	if (e <= s)	/* blocks smaller than a host page: nothing whole */
 		return;
 	st->punch_calls++;
-	if (madvise((void *)s, e - s, MADV_REMOVE)) {
+	if (m->discard)
+		ret = m->discard((void *)s, e - s, m->discard_arg);
+	else
+		ret = madvise((void *)s, e - s, MADV_REMOVE);
+	if (ret) {
 		st->punch_errors++;
 		st->last_errno = errno;
 	} else {
 		st->punch_bytes += e - s;
 	}
+}
+
+/* Mark one run's blocks, classify those already marked, then punch it. */
+static void apply_run(struct b13_map *m, const struct b13_run *run,
+		      struct b13_apply_stats *st, struct rescan **rsp)
+{
+	struct b13_region *r = &m->r[run->region];
+	uint64_t first = (run->addr >> m->page_bits) - r->first_block;
+	uintptr_t host = (uintptr_t)r->host + (run->addr - r->gpa);
+	bool scanning = false;
+	uint64_t i;
+
+	for (i = 0; i < run->nblocks; i++) {
+		if (!test_bit(r->bitmap, first + i)) {
+			set_bit(r->bitmap, first + i);
+			r->nset++;
+			st->new_blocks++;
+			continue;
+		}
+		/*
+		 * Sent again: was it withdrawn (touched) meanwhile?  One
+		 * windowed mincore() walk per run, not per block.
+		 */
+		if (!scanning && r->host &&
+		    (*rsp || (*rsp = malloc(sizeof(**rsp))))) {
+			rescan_init(*rsp, m, host,
+				    host + run->nblocks * m->block_size);
+			scanning = true;
+		}
+		if (scanning && scan_blocks(*rsp, r, run->addr +
+					    i * m->block_size, 1))
+			st->reballooned++;
+		else
+			st->duplicates++;
+	}
+	punch(m, r, run->addr, run->nblocks, st);
 }
 
 void b13_apply_runs(struct b13_map *m, const struct b13_run *runs, size_t nr,
@@ -424,95 +503,320 @@ void b13_apply_runs(struct b13_map *m, const struct b13_run *runs, size_t nr,
 	struct rescan *rs = NULL;
 	size_t k;
 
-	for (k = 0; k < nr; k++) {
-		const struct b13_run *run = &runs[k];
-		struct b13_region *r = &m->r[run->region];
-		uint64_t first = (run->addr >> m->page_bits) - r->first_block;
-		uintptr_t host = (uintptr_t)r->host + (run->addr - r->gpa);
-		bool scanning = false;
-		uint64_t i;
-
-		for (i = 0; i < run->nblocks; i++) {
-			if (!test_bit(r->bitmap, first + i)) {
-				set_bit(r->bitmap, first + i);
-				r->nset++;
-				st->new_blocks++;
-				continue;
-			}
-			/*
-			 * Sent again: was it withdrawn (touched) meanwhile?
-			 * One windowed mincore() walk per run, not per block.
-			 */
-			if (!scanning && r->host &&
-			    (rs || (rs = malloc(sizeof(*rs))))) {
-				rescan_init(rs, m, host, host +
-					    run->nblocks * m->block_size);
-				scanning = true;
-			}
-			if (scanning && scan_blocks(rs, r, run->addr +
-						    i * m->block_size, 1))
-				st->reballooned++;
-			else
-				st->duplicates++;
-		}
-		punch(m, r, run->addr, run->nblocks, st);
-	}
+	for (k = 0; k < nr; k++)
+		apply_run(m, &runs[k], st, &rs);
 	free(rs);
+}
+
+size_t b13_apply_sorted(struct b13_map *m, const uint64_t *sorted, uint64_t n,
+			struct b13_apply_stats *st, uint64_t *repeats)
+{
+	struct rescan *rs = NULL;
+	struct b13_run cur = { 0 };
+	size_t nr = 0;
+	uint64_t i;
+
+	for (i = 0; i < n; i++) {
+		uint64_t a = sorted[i];
+		long ri;
+
+		if (i && a == sorted[i - 1]) {
+			(*repeats)++;
+			continue;
+		}
+		if (nr && extends_run(m, &cur, a)) {
+			cur.nblocks++;
+			continue;
+		}
+		ri = b13_map_find(m, a, m->block_size);
+		if (ri < 0)	/* cannot happen after b13_check_pages() */
+			continue;
+		if (nr)
+			apply_run(m, &cur, st, &rs);
+		cur.region = (size_t)ri;
+		cur.addr = a;
+		cur.nblocks = 1;
+		nr++;
+	}
+	if (nr)
+		apply_run(m, &cur, st, &rs);
+	free(rs);
+	return nr;
+}
+
+/* ---- whole messages -------------------------------------------------- */
+
+/* Copy len bytes from offset off of the chain (the caller checked len). */
+static void iov_read(const struct iovec *iov, unsigned int niov, uint64_t off,
+		     void *buf, size_t len)
+{
+	unsigned int i;
+	size_t done = 0;
+
+	for (i = 0; i < niov && done < len; i++) {
+		size_t k;
+
+		if (off >= iov[i].iov_len) {
+			off -= iov[i].iov_len;
+			continue;
+		}
+		k = iov[i].iov_len - off;
+		if (k > len - done)
+			k = len - done;
+		memcpy((char *)buf + done, (const char *)iov[i].iov_base + off,
+		       k);
+		done += k;
+		off = 0;
+	}
+}
+
+static enum b13_reject handle_pages(struct b13_map *m,
+				    const struct iovec *iov,
+				    unsigned int niov,
+				    struct b13_msg_result *res)
+{
+	/* n <= B13_MAX_PAGES: at most 1 MiB, sorted in place. */
+	uint64_t *a = malloc(res->n * sizeof(*a));
+	enum b13_reject why;
+
+	if (!a)		/* no memory to look at it: as if it were too long */
+		return B13_REJ_OVERSIZE;
+	iov_read(iov, niov, sizeof(struct b13_msg_hdr), a,
+		 res->n * sizeof(*a));
+	why = b13_check_pages(m, a, res->n, a, &res->bad_addr);
+	if (why == B13_OK)
+		res->runs = b13_apply_sorted(m, a, res->n, &res->apply,
+					     &res->repeats);
+	free(a);
+	return why;
+}
+
+static void handle_stats(struct b13_stats *st, const struct iovec *iov,
+			 unsigned int niov, struct b13_msg_result *res)
+{
+	struct b13_stat e[B13_MAX_STATS];
+	struct b13_stats next = { { 0 }, 0 };
+	uint64_t i;
+
+	iov_read(iov, niov, sizeof(struct b13_msg_hdr), e,
+		 res->n * sizeof(e[0]));
+	for (i = 0; i < res->n; i++) {
+		uint64_t tag = le64toh(e[i].tag);
+
+		if (tag >= B13_NUM_TAGS) {
+			res->stats_unknown++;
+			continue;
+		}
+		if (next.present & 1u << tag)
+			res->stats_repeated++;	/* the last value wins */
+		next.present |= 1u << tag;
+		next.value[tag] = le64toh(e[i].value);
+	}
+	*st = next;
+}
+
+enum b13_reject b13_handle_msg(struct b13_map *m, struct b13_stats *st,
+			       const struct iovec *iov, unsigned int niov,
+			       unsigned int nwritable,
+			       struct b13_msg_result *res)
+{
+	struct b13_msg_hdr hdr = { 0, 0 };
+	unsigned int i;
+
+	memset(res, 0, sizeof(*res));
+	for (i = 0; i < niov; i++) {
+		if (iov[i].iov_len > UINT64_MAX - res->len) {
+			res->len = UINT64_MAX;
+			break;
+		}
+		res->len += iov[i].iov_len;
+	}
+	if (nwritable)
+		return res->why = B13_REJ_WRITABLE;
+	if (res->len > B13_MAX_MSG_BYTES)	/* rejected unread */
+		return res->why = B13_REJ_OVERSIZE;
+	if (res->len >= sizeof(hdr))
+		iov_read(iov, niov, 0, &hdr, sizeof(hdr));
+	res->why = b13_check_msg(res->len, &hdr, &res->type, &res->n);
+	if (res->why != B13_OK)
+		return res->why;
+	res->reserved_nonzero = hdr.reserved != 0;
+	if (res->type == B13_RESP_PAGES)
+		res->why = handle_pages(m, iov, niov, res);
+	else
+		handle_stats(st, iov, niov, res);
+	return res->why;
 }
 
 /* ---- queries ---------------------------------------------------------- */
 
-uint64_t b13_count_in_balloon(const struct b13_map *m, uint64_t *withdrawn)
+void b13_scan_begin(const struct b13_map *m, struct b13_scan *s)
 {
-	struct rescan *rs = malloc(sizeof(*rs));
-	uint64_t in = 0, out = 0;
-	size_t k;
+	memset(s, 0, sizeof(*s));
+	s->gen = m->gen;
+}
 
-	for (k = 0; k < m->nr; k++) {
-		const struct b13_region *r = &m->r[k];
-		uint64_t i = 0;
+bool b13_scan_step(const struct b13_map *m, struct b13_scan *s,
+		   uint64_t budget)
+{
+	uint64_t spent = 0;
 
-		/* One window walk per region: runs share mincore() calls. */
-		if (rs && r->host)
-			rescan_init(rs, m, (uintptr_t)r->host,
+	if (s->done)
+		return true;
+	if (s->gen != m->gen) {		/* new regions or bitmaps: again */
+		s->gen = m->gen;
+		s->region = 0;
+		s->block = 0;
+		s->in = s->withdrawn = 0;
+		s->restarts++;
+	}
+	if (!s->rs)
+		s->rs = malloc(sizeof(*s->rs));	/* NULL: all count as in */
+	for (; s->region < m->nr; s->region++, s->block = 0) {
+		const struct b13_region *r = &m->r[s->region];
+		bool res = s->rs && r->host;
+		uint64_t i = s->block;
+
+		/* A fresh window each slice: the guest may have touched pages. */
+		if (res) {
+			rescan_init(s->rs, m, (uintptr_t)r->host,
 				    (uintptr_t)r->host + r->size);
+			s->rs->checked = 0;
+		}
 		while ((i = find_next(r->bitmap, r->nblocks, i, true)) <
 		       r->nblocks) {
 			uint64_t e = find_next(r->bitmap, r->nblocks, i, false);
-			uint64_t w = 0;
 
-			if (rs && r->host)
-				w = scan_blocks(rs, r, (r->first_block + i) <<
-						m->page_bits, e - i);
-			out += w;
-			in += e - i - w;
+			for (; i < e; i++) {
+				uint64_t w = 0;
+
+				if (spent + (res ? s->rs->checked : 0) >=
+				    budget) {
+					s->block = i;
+					return false;
+				}
+				if (res)
+					w = scan_blocks(s->rs, r,
+							(r->first_block + i) <<
+							m->page_bits, 1);
+				s->withdrawn += w;
+				s->in += 1 - w;
+				spent++;
+			}
+		}
+		if (res)
+			spent += s->rs->checked;
+	}
+	s->done = true;
+	return true;
+}
+
+void b13_scan_end(struct b13_scan *s)
+{
+	free(s->rs);
+	s->rs = NULL;
+}
+
+uint64_t b13_count_in_balloon(const struct b13_map *m, uint64_t *withdrawn)
+{
+	struct b13_scan s;
+
+	b13_scan_begin(m, &s);
+	b13_scan_step(m, &s, UINT64_MAX);
+	b13_scan_end(&s);
+	if (withdrawn)
+		*withdrawn = s.withdrawn;
+	return s.in;
+}
+
+bool b13_ranges(const struct b13_map *m, uint64_t from, size_t max,
+		void (*fn)(uint64_t addr, uint64_t nblocks, void *data),
+		void *data, uint64_t *next)
+{
+	size_t k, listed = 0;
+
+	for (k = 0; k < m->nr; k++) {
+		const struct b13_region *r = &m->r[k];
+		uint64_t i = 0, first = from >> m->page_bits;
+
+		/* First block at or after from (from need not be aligned). */
+		if (from & (m->block_size - 1))
+			first++;
+		if (first > r->first_block)
+			i = first - r->first_block;
+		while ((i = find_next(r->bitmap, r->nblocks, i, true)) <
+		       r->nblocks) {
+			uint64_t e = find_next(r->bitmap, r->nblocks, i, false);
+
+			if (listed == max) {
+				*next = (r->first_block + i) << m->page_bits;
+				return true;
+			}
+			fn((r->first_block + i) << m->page_bits, e - i, data);
+			listed++;
 			i = e;
 		}
 	}
-	free(rs);
-	if (withdrawn)
-		*withdrawn = out;
-	return in;
+	return false;
 }
 
 void b13_for_each_range(const struct b13_map *m,
 			void (*fn)(uint64_t addr, uint64_t nblocks, void *data),
 			void *data)
 {
-	size_t k;
+	uint64_t next;
 
-	for (k = 0; k < m->nr; k++) {
-		const struct b13_region *r = &m->r[k];
-		uint64_t i = 0;
+	b13_ranges(m, 0, SIZE_MAX, fn, data, &next);
+}
 
-		while ((i = find_next(r->bitmap, r->nblocks, i, true)) <
-		       r->nblocks) {
-			uint64_t e = find_next(r->bitmap, r->nblocks, i, false);
+/* ---- log rate limit --------------------------------------------------- */
 
-			fn((r->first_block + i) << m->page_bits, e - i, data);
-			i = e;
+bool b13_ratelimit(struct b13_ratelimit *rl, int64_t now_us,
+		   uint64_t *missed)
+{
+	if (missed)
+		*missed = 0;
+	if (now_us - rl->begin >= B13_RL_INTERVAL_US || now_us < rl->begin) {
+		rl->begin = now_us;
+		rl->n = 0;
+	}
+	if (rl->n >= B13_RL_BURST) {
+		rl->missed++;
+		return false;
+	}
+	rl->n++;
+	if (missed)
+		*missed = rl->missed;
+	rl->missed = 0;
+	return true;
+}
+
+/* ---- JSON ----------------------------------------------------------- */
+
+unsigned int b13_json_depth(const char *s, size_t len, unsigned int limit)
+{
+	unsigned int depth = 0, max = 0;
+	bool in_str = false;
+	size_t i;
+
+	for (i = 0; i < len && max <= limit; i++) {
+		char ch = s[i];
+
+		if (in_str) {
+			if (ch == '\\')
+				i++;		/* skip the escaped character */
+			else if (ch == '"')
+				in_str = false;
+		} else if (ch == '"') {
+			in_str = true;
+		} else if (ch == '[' || ch == '{') {
+			if (++depth > max)
+				max = depth;
+		} else if ((ch == ']' || ch == '}') && depth) {
+			depth--;
 		}
 	}
+	return max;
 }
 
 /* ---- number parsing -------------------------------------------------- */

@@ -34,6 +34,12 @@
 #define DEFAULT_WAIT_S		120.0
 #define DEFAULT_STATS_S		5.0
 #define POLL_INTERVAL_MS	100
+/*
+ * Longest answer line we take from the daemon (a "ranges" page is well
+ * under 1 MiB), and the deepest nesting (answers nest 3 levels).
+ */
+#define MAX_ANSWER		(16 << 20)
+#define MAX_ANSWER_DEPTH	16
 
 static const char *ctl_path;
 static bool json_out;
@@ -163,10 +169,16 @@ static JsonObject *request(JsonNode *req, double timeout_s, JsonParser **pp,
 		if (n == 0)
 			die("balloon13d closed the connection");
 		g_string_append_len(inbuf, buf, n);
+		if (inbuf->len > MAX_ANSWER)
+			die("bad answer from balloon13d: longer than %d MiB",
+			    MAX_ANSWER >> 20);
 	}
 	line = g_strndup(inbuf->str, nl - inbuf->str);
 	g_string_erase(inbuf, 0, nl - inbuf->str + 1);
-	p = json_parser_new();
+	if (b13_json_depth(line, strlen(line), MAX_ANSWER_DEPTH) >
+	    MAX_ANSWER_DEPTH)
+		die("bad answer from balloon13d: nested too deep");
+	p = json_parser_new_immutable();
 	if (!json_parser_load_from_data(p, line, -1, &err))
 		die("bad answer from balloon13d: %s", err->message);
 	root = json_parser_get_root(p);
@@ -195,42 +207,71 @@ static JsonObject *req_obj(JsonNode *n)
 	return json_node_get_object(n);
 }
 
-/* Print the answer raw (--json); exit 1 on {"ok": false}. */
-static void check_answer(JsonObject *o, const char *line)
-{
-	bool ok = json_object_get_boolean_member_with_default(o, "ok", FALSE);
-
-	if (json_out)
-		puts(line);
-	if (!ok)
-		die("%s", json_object_get_string_member_with_default(
-				  o, "error", "request failed"));
-}
-
-/* ---- formatting ---------------------------------------------------------- */
-
-static uint64_t u64(JsonObject *o, const char *name)
+/*
+ * Members of an answer, read only if they have the type we expect: a
+ * daemon (or whatever listens on the path) cannot make us misread one.
+ */
+static JsonNode *member(JsonObject *o, const char *name, GType type)
 {
 	JsonNode *n = o ? json_object_get_member(o, name) : NULL;
 
 	if (!n || !JSON_NODE_HOLDS_VALUE(n))
-		return 0;
-	if (json_node_get_value_type(n) == G_TYPE_DOUBLE)
-		return (uint64_t)json_node_get_double(n);
-	return (uint64_t)json_node_get_int(n);
+		return NULL;
+	return json_node_get_value_type(n) == type ? n : NULL;
+}
+
+static uint64_t u64(JsonObject *o, const char *name)
+{
+	JsonNode *n = member(o, name, G_TYPE_INT64);
+	double v;
+
+	if (n)
+		return json_node_get_int(n) < 0 ? 0 :
+		       (uint64_t)json_node_get_int(n);
+	n = member(o, name, G_TYPE_DOUBLE);	/* above 2^63 - 1 */
+	v = n ? json_node_get_double(n) : 0;
+	return v > 0 && v < 18446744073709551615.0 ? (uint64_t)v :
+	       v > 0 ? UINT64_MAX : 0;
 }
 
 static bool flag(JsonObject *o, const char *name)
 {
-	return json_object_get_boolean_member_with_default(o, name, FALSE);
+	JsonNode *n = member(o, name, G_TYPE_BOOLEAN);
+
+	return n && json_node_get_boolean(n);
+}
+
+static const char *str(JsonObject *o, const char *name, const char *dflt)
+{
+	JsonNode *n = member(o, name, G_TYPE_STRING);
+
+	return n ? json_node_get_string(n) : dflt;
 }
 
 static JsonObject *obj(JsonObject *o, const char *name)
 {
-	JsonNode *n = json_object_get_member(o, name);
+	JsonNode *n = o ? json_object_get_member(o, name) : NULL;
 
 	return n && JSON_NODE_HOLDS_OBJECT(n) ? json_node_get_object(n) : NULL;
 }
+
+static JsonArray *arr(JsonObject *o, const char *name)
+{
+	JsonNode *n = o ? json_object_get_member(o, name) : NULL;
+
+	return n && JSON_NODE_HOLDS_ARRAY(n) ? json_node_get_array(n) : NULL;
+}
+
+/* Print the answer raw (--json); exit 1 on {"ok": false}. */
+static void check_answer(JsonObject *o, const char *line)
+{
+	if (json_out)
+		puts(line);
+	if (!flag(o, "ok"))
+		die("%s", str(o, "error", "request failed"));
+}
+
+/* ---- formatting ---------------------------------------------------------- */
 
 /* "64 MiB", "1.50 GiB", "512 B" */
 static const char *fmt_bytes(uint64_t v, char *buf, size_t len)
@@ -288,8 +329,7 @@ static void print_stats(JsonObject *st)
 		const char *n = l->data;
 		uint64_t v = u64(vals, n);
 
-		if (!strcmp(n, "majflt") || !strcmp(n, "minflt") ||
-		    !strncmp(n, "tag_", 4))
+		if (!strcmp(n, "majflt") || !strcmp(n, "minflt"))
 			printf("  %-10s %" PRIu64 "\n", n, v);
 		else
 			printf("  %-10s %s\n", n, fmt_bytes(v, b, sizeof(b)));
@@ -301,7 +341,7 @@ static void print_status(JsonObject *s)
 {
 	uint64_t bs = u64(s, "block_size");
 	JsonObject *msgs = obj(s, "messages"), *punch = obj(s, "punch");
-	JsonNode *regions = json_object_get_member(s, "regions");
+	JsonArray *regions = arr(s, "regions");
 	char b1[32], b2[32], b3[32];
 
 	printf("connection:   %s%s (connections so far: %" PRIu64 ")\n",
@@ -312,8 +352,7 @@ static void print_status(JsonObject *s)
 	       " in %u region(s)\n", u64(s, "page_bits"),
 	       fmt_bytes(bs, b1, sizeof(b1)),
 	       fmt_bytes(u64(s, "guest_ram_bytes"), b2, sizeof(b2)),
-	       regions && JSON_NODE_HOLDS_ARRAY(regions) ?
-	       json_array_get_length(json_node_get_array(regions)) : 0);
+	       regions ? json_array_get_length(regions) : 0);
 	printf("target:       %s (%s%s)\n",
 	       fmt_bytes(u64(s, "target_bytes"), b1, sizeof(b1)),
 	       flag(s, "target_delivered") ? "delivered" : "not delivered yet",
@@ -341,6 +380,8 @@ static void print_status(JsonObject *s)
 	       u64(punch, "calls"), u64(punch, "errors"));
 	if (flag(s, "chaos"))
 		print_nonzero("injected:     ", obj(s, "injected"));
+	print_nonzero("front end:    ", obj(s, "frontend"));
+	print_nonzero("control:      ", obj(s, "control"));
 	if (obj(s, "stats"))
 		print_stats(obj(s, "stats"));
 }
@@ -462,33 +503,90 @@ static int do_stats(double timeout)
 	return 0;
 }
 
+/*
+ * The daemon lists at most 8192 runs per answer; ask on from "next" until
+ * the list is complete, and show (or print, with --json) all of it.
+ */
 static int do_ranges(void)
 {
+	JsonArray *all = json_array_new();
+	uint64_t from = 0, bs = 0, blocks = 0, page_bits = 0;
 	JsonParser *p;
 	char *line, b[32];
-	JsonObject *o = request(make_req("ranges"), 30, &p, &line);
-	uint64_t bs;
-	JsonArray *a;
 	guint i;
 
-	check_answer(o, line);
-	if (!json_out) {
-		bs = u64(o, "block_size");
-		a = json_object_get_array_member(o, "ranges");
-		for (i = 0; a && i < json_array_get_length(a); i++) {
-			JsonObject *r = json_array_get_object_element(a, i);
-			uint64_t st = u64(r, "start"), n = u64(r, "blocks");
+	for (;;) {
+		JsonNode *req = make_req("ranges");
+		JsonObject *o;
+		JsonArray *a;
+		bool more;
+		uint64_t next;
 
-			printf("0x%012" PRIx64 "-0x%012" PRIx64 " %8" PRIu64
-			       " block(s) %s\n", st, st + n * bs - 1, n,
-			       fmt_bytes(n * bs, b, sizeof(b)));
+		if (from)
+			json_object_set_int_member(req_obj(req), "from",
+						   (gint64)from);
+		o = request(req, 30, &p, &line);
+		if (!flag(o, "ok")) {
+			json_out = false;	/* no half listing */
+			check_answer(o, line);
 		}
-		printf("%u range(s), %" PRIu64 " block(s), %s\n",
-		       a ? json_array_get_length(a) : 0, u64(o, "blocks"),
-		       fmt_bytes(u64(o, "blocks") * bs, b, sizeof(b)));
+		page_bits = u64(o, "page_bits");
+		bs = u64(o, "block_size");
+		blocks = u64(o, "blocks");
+		a = arr(o, "ranges");
+		for (i = 0; a && i < json_array_get_length(a); i++) {
+			JsonNode *e = json_array_get_element(a, i);
+			JsonObject *r = JSON_NODE_HOLDS_OBJECT(e) ?
+					json_node_get_object(e) : NULL;
+			JsonObject *c = json_object_new();
+
+			json_object_set_int_member(c, "start",
+						   (gint64)u64(r, "start"));
+			json_object_set_int_member(c, "blocks",
+						   (gint64)u64(r, "blocks"));
+			json_array_add_object_element(all, c);
+		}
+		more = flag(o, "truncated");
+		next = u64(o, "next");
+		g_free(line);
+		g_object_unref(p);
+		if (!more)
+			break;
+		if (next <= from)
+			die("bad answer from balloon13d: ranges do not go on");
+		from = next;
 	}
-	g_free(line);
-	g_object_unref(p);
+	if (json_out) {
+		JsonObject *o = json_object_new();
+		JsonNode *n = json_node_new(JSON_NODE_OBJECT);
+		char *s;
+
+		json_object_set_boolean_member(o, "ok", TRUE);
+		json_object_set_int_member(o, "page_bits", (gint64)page_bits);
+		json_object_set_int_member(o, "block_size", (gint64)bs);
+		json_object_set_int_member(o, "blocks", (gint64)blocks);
+		json_object_set_array_member(o, "ranges", all);
+		json_object_set_boolean_member(o, "truncated", FALSE);
+		json_object_set_null_member(o, "next");
+		json_node_take_object(n, o);
+		s = json_to_string(n, FALSE);
+		puts(s);
+		g_free(s);
+		json_node_unref(n);
+		return 0;
+	}
+	for (i = 0; i < json_array_get_length(all); i++) {
+		JsonObject *r = json_array_get_object_element(all, i);
+		uint64_t st = u64(r, "start"), n = u64(r, "blocks");
+
+		printf("0x%012" PRIx64 "-0x%012" PRIx64 " %8" PRIu64
+		       " block(s) %s\n", st, st + n * bs - 1, n,
+		       fmt_bytes(n * bs, b, sizeof(b)));
+	}
+	printf("%u range(s), %" PRIu64 " block(s), %s\n",
+	       json_array_get_length(all), blocks,
+	       fmt_bytes(blocks * bs, b, sizeof(b)));
+	json_array_unref(all);
 	return 0;
 }
 

@@ -13,13 +13,28 @@
  *            stats
  *
  * What the host wants comes in over a control socket (JSON lines; see
- * Documentation/control-protocol.rst and control.c): RESIZE and STATS are
- * queued in order and written into the guest's inputq buffers as they
- * appear.  Page lists are validated (b13_logic.c), their blocks punched out
- * of the shared guest RAM *before* the buffer goes back used (the ordering
- * that keeps a withdrawn page's new contents safe), and remembered in a
- * per-region bitmap.  The guest withdraws a block by touching it; the device
- * sees that as residency (mincore) when asked for its status.
+ * Documentation/control-protocol.rst, control.c and commands.c): RESIZE and
+ * STATS are queued in order and written into the guest's inputq buffers as
+ * they appear.  Page lists are validated (b13_logic.c), their blocks punched
+ * out of the shared guest RAM *before* the buffer goes back used (the
+ * ordering that keeps a withdrawn page's new contents safe), and remembered
+ * in a per-region bitmap.  The guest withdraws a block by touching it; the
+ * device sees that as residency (mincore) when asked for its status.
+ *
+ * Nothing that talks to the daemon is trusted:
+ * - the guest: every message is checked and bounded (b13_handle_msg()),
+ *   and one dispatch handles at most OUTPUT_MSGS messages or OUTPUT_ADDRS
+ *   addresses before the rest waits for an idle moment, so that vhost-user
+ *   requests and control clients are served between them;
+ * - the front end: its messages are read here a piece at a time (one that
+ *   stops mid-message stalls nothing) and checked by vhost_check.c before
+ *   libvhost-user sees them; a violation ends the connection, and the
+ *   daemon listens for the next.  Guest RAM shrunk under us (SIGBUS) ends
+ *   it too;
+ * - local users: both sockets are created 0600 whatever the umask, and
+ *   peers are checked with SO_PEERCRED (control.c).
+ * Logs that a peer can trigger at will are rate limited, and name no host
+ * addresses.
  *
  * Everything runs on one thread in the glib main loop.  One vhost-user
  * connection at a time; on disconnect the per-VM state is dropped and the
@@ -29,23 +44,26 @@
 #include <endian.h>
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <glib-unix.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <linux/sockios.h>
 #include <unistd.h>
 
-#include "libvhost-user-glib.h"
 #include "standard-headers/linux/virtio_config.h"
 #include "standard-headers/linux/virtio_ring.h"
 
-#include "b13.h"
-#include "control.h"
+#include "b13d.h"
+#include "vhost_check.h"
 #include "wire.h"
 
 #ifndef container_of
@@ -56,38 +74,25 @@
 #define DEFAULT_CONTROL		"/run/balloon13d.ctl"
 #define DEFAULT_PAGE_BITS	12
 #define DEFAULT_STALL_MS	5000
-/* Longest a page-list buffer may be held back (--hold-ms): 10 minutes. */
-#define MAX_HOLD_MS		600000
-/* Most hostile requests one inject command may queue. */
-#define MAX_INJECT		1024
-/* Default and longest wait of a "stats" command for the guest's answer. */
-#define DEFAULT_STATS_TIMEOUT_MS	5000
-#define MAX_STATS_TIMEOUT_MS		600000
-/* Rejected messages logged per reason before the log goes quiet. */
-#define REJECT_LOG_LIMIT	10
-
-/* What can wait in the request queue for an inputq buffer. */
-enum req_kind {
-	REQ_RESIZE,
-	REQ_STATS,
-	REQ_INJ_SHORT,		/* 8 bytes written, used len 8 */
-	REQ_INJ_LONG,		/* 16 written, used len 4096: a lie */
-	REQ_INJ_UNKNOWN,	/* type 7 */
-	REQ_INJ_HUGE,		/* RESIZE 2^64 - 1 */
-	REQ_INJ_OVERRAM,	/* RESIZE 16 x guest RAM */
-	REQ_NR
-};
-#define REQ_INJ_FIRST	REQ_INJ_SHORT
-#define NUM_INJ		(REQ_NR - REQ_INJ_FIRST)
-
-static const char *const inj_names[NUM_INJ] = {
-	"short", "long", "unknown", "huge", "overram",
-};
-
-struct pending_req {
-	enum req_kind kind;
-	uint64_t value;		/* RESIZE: target bytes */
-};
+/* Control connections at once, and how long one may sit idle. */
+#define DEFAULT_CTL_CLIENTS	32
+#define DEFAULT_CTL_IDLE_MS	30000
+/*
+ * One outputq dispatch handles at most this many messages, or messages
+ * holding this many addresses (two of the largest page lists); then the
+ * rest waits for an idle moment of the main loop.
+ */
+#define OUTPUT_MSGS		64
+#define OUTPUT_ADDRS		(2 * B13_MAX_PAGES)
+/*
+ * Replies the front end has not read yet, in bytes the kernel accounts
+ * for them.  A VMM reads each reply before its next request; past this it
+ * is not reading at all, and we would soon block writing to it.
+ */
+#define VU_MAX_UNREAD		(64 * 1024)
+/* vhost-user accepting pauses this long after EMFILE, doubling to 1 s. */
+#define ACCEPT_PAUSE_MS		50
+#define ACCEPT_PAUSE_MAX_MS	1000
 
 /* A page-list buffer whose blocks are discarded, waiting out --hold-ms. */
 struct held {
@@ -96,73 +101,10 @@ struct held {
 	guint src;
 };
 
-/* A "stats" control command waiting for the guest's stats message. */
-struct stats_waiter {
-	struct b13d *d;
-	struct ctl_conn *conn;
-	uint64_t after_seq;	/* answer with stats numbered above this */
-	guint timer;
-};
-
-/* Per-connection counters; zeroed when QEMU disconnects. */
-struct counters {
-	uint64_t msgs_pages, msgs_stats, msgs_rejected;
-	uint64_t rejects[B13_REJ_NR];
-	uint64_t blocks_received;	/* valid addresses, repeats included */
-	uint64_t repeated_in_message;
-	struct b13_apply_stats apply;
-	uint64_t reserved_nonzero;	/* guest error, message still used */
-	uint64_t input_too_small;	/* inputq buffer < 16 writable bytes */
-	uint64_t requests_sent[2];	/* RESIZE, STATS */
-	uint64_t injected[NUM_INJ];
-	uint64_t config_reads, config_writes;
-	uint64_t device_stops;
-	uint64_t features;		/* acked by the front end */
-};
-
-struct b13d {
-	VugDev vug;			/* libvhost-user state; first member */
-
-	/* options */
-	const char *socket_path, *control_path;
-	unsigned int page_bits;
-	unsigned int hold_ms, stall_ms;
-	bool chaos, ring_features;
-
-	GMainLoop *loop;
-	int listen_fd;
-	guint listen_src;		/* armed while nobody is connected */
-	struct ctl_server *ctl;
-	uint64_t connections;		/* accepted so far */
-	char *last_disconnect;
-
-	/* the current connection */
-	bool live;			/* vug_init() done, not torn down */
-	bool running;			/* both queues started */
-	guint teardown_idle, poke_idle;
-	bool mem_dirty;			/* memory table changed since sync */
-	struct b13_map map;
-	GQueue pending;			/* struct pending_req, in order */
-	GQueue held;			/* struct held */
-	GList *waiters;			/* struct stats_waiter */
-	struct counters c;
-
-	/* what the host asked for */
-	uint64_t target;
-	bool target_set, target_delivered;
-	gint64 last_progress;		/* us: new block or new target */
-
-	/* latest guest stats */
-	struct b13_stat *stats;		/* CPU order */
-	size_t nstats;
-	gint64 stats_time;		/* us, monotonic */
-	uint64_t stats_seq;		/* stats messages so far */
-};
-
-static int verbose;
+int verbose;
 static gint64 t0;
 
-static void G_GNUC_PRINTF(2, 3) logm(int level, const char *fmt, ...)
+void logm(int level, const char *fmt, ...)
 {
 	gint64 t = g_get_monotonic_time() - t0;
 	va_list ap;
@@ -177,9 +119,78 @@ static void G_GNUC_PRINTF(2, 3) logm(int level, const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
+static bool vlogrl(struct b13d *d, enum log_class cl, const char *fmt,
+		   va_list ap)
+{
+	struct b13_ratelimit *rl = &d->rl[cl];
+	uint64_t missed = 0;
+	char *msg;
+
+	if (!verbose && !b13_ratelimit(rl, g_get_monotonic_time(), &missed))
+		return false;
+	if (missed)
+		logm(0, "(%" PRIu64 " similar message%s suppressed)", missed,
+		     missed == 1 ? "" : "s");
+	msg = g_strdup_vprintf(fmt, ap);
+	logm(0, "%s", msg);
+	g_free(msg);
+	if (!verbose && rl->n == B13_RL_BURST)
+		logm(0, "(more like this are counted, not logged, for up to "
+		     "%lld s)", B13_RL_INTERVAL_US / 1000000);
+	return true;
+}
+
+bool logrl(struct b13d *d, enum log_class cl, const char *fmt, ...)
+{
+	va_list ap;
+	bool ret;
+
+	va_start(ap, fmt);
+	ret = vlogrl(d, cl, fmt, ap);
+	va_end(ap);
+	return ret;
+}
+
 static struct b13d *dev_to_b13d(VuDev *dev)
 {
 	return container_of(dev, struct b13d, vug.parent);
+}
+
+/* ---- guest memory that disappears under us ------------------------------ */
+
+/*
+ * Guest RAM is a file the front end shares.  If it shrinks the file after
+ * handing it over, touching the lost part raises SIGBUS.  Work on guest
+ * memory runs through guarded(): a fault there ends the connection, not
+ * the daemon.
+ */
+static sigjmp_buf *guest_jmp;
+
+static void on_sigbus(int sig)
+{
+	if (guest_jmp)
+		siglongjmp(*guest_jmp, 1);
+	signal(sig, SIG_DFL);	/* not ours: fault again, and die of it */
+}
+
+static void b13_panic(VuDev *dev, const char *err);
+
+static bool guarded(struct b13d *d, void (*fn)(struct b13d *d, void *arg),
+		    void *arg)
+{
+	sigjmp_buf jb, *volatile prev = guest_jmp;
+
+	if (sigsetjmp(jb, 1)) {
+		guest_jmp = prev;
+		d->vug.parent.broken = true;
+		b13_panic(&d->vug.parent, "guest memory fault (SIGBUS): the "
+			  "front end shrank guest RAM under the device");
+		return false;
+	}
+	guest_jmp = &jb;
+	fn(d, arg);
+	guest_jmp = prev;
+	return true;
 }
 
 /* ---- iovec helpers --------------------------------------------------- */
@@ -192,20 +203,6 @@ static uint64_t iov_bytes(const struct iovec *iov, unsigned int n)
 	for (i = 0; i < n; i++)
 		sum += iov[i].iov_len;
 	return sum;
-}
-
-static void iov_to_buf(const struct iovec *iov, unsigned int n, void *buf,
-		       size_t len)
-{
-	unsigned int i;
-	size_t done = 0;
-
-	for (i = 0; i < n && done < len; i++) {
-		size_t k = MIN(iov[i].iov_len, len - done);
-
-		memcpy((char *)buf + done, iov[i].iov_base, k);
-		done += k;
-	}
 }
 
 static size_t iov_from_buf(const struct iovec *iov, unsigned int n,
@@ -225,8 +222,7 @@ static size_t iov_from_buf(const struct iovec *iov, unsigned int n,
 
 /* ---- memory table ------------------------------------------------------ */
 
-/* Bring our region map in line with libvhost-user's memory table. */
-static void sync_regions(struct b13d *d)
+void sync_regions(struct b13d *d)
 {
 	VuDev *dev = &d->vug.parent;
 	struct b13_region_desc *desc;
@@ -245,18 +241,24 @@ static void sync_regions(struct b13d *d)
 						      r->mmap_offset);
 	}
 	if (b13_map_set_regions(&d->map, desc, dev->nregions))
-		logm(0, "out of memory for the ballooned-block bitmaps");
+		logrl(d, LOG_MEMTABLE, "memory table: %s; no blocks accepted",
+		      errno == EINVAL ? "regions overlap" :
+		      "out of memory for the ballooned-block bitmaps");
 	g_free(desc);
-	logm(0, "memory table: %zu region(s), %" PRIu64 " MiB of guest RAM",
-	     d->map.nr, b13_map_ram_bytes(&d->map) >> 20);
-	for (i = 0; i < d->map.nr; i++) {
+	/* Guest-physical layout only: where we mapped it is nobody's business. */
+	if (!logrl(d, LOG_MEMTABLE, "memory table: %zu region(s), %" PRIu64
+		   " MiB of guest RAM", d->map.nr,
+		   b13_map_ram_bytes(&d->map) >> 20))
+		return;
+	for (i = 0; i < d->map.nr && i < 8; i++) {
 		const struct b13_region *r = &d->map.r[i];
 
 		logm(0, "  region %u: gpa 0x%09" PRIx64 "-0x%09" PRIx64
-		     " (%" PRIu64 " KiB), %" PRIu64 " whole blocks, host %p",
-		     i, r->gpa, r->gpa + r->size - 1, r->size >> 10,
-		     r->nblocks, (void *)r->host);
+		     " (%" PRIu64 " KiB), %" PRIu64 " whole blocks", i, r->gpa,
+		     r->gpa + r->size - 1, r->size >> 10, r->nblocks);
 	}
+	if (d->map.nr > 8)
+		logm(0, "  ... and %zu more", d->map.nr - 8);
 }
 
 /* ---- inputq: requests to the guest ------------------------------------- */
@@ -270,10 +272,10 @@ static bool vq_ready(struct b13d *d, int q)
 		return false;
 	vq = vu_get_queue(dev, q);
 	return vu_queue_started(dev, vq) && vu_queue_enabled(dev, vq) &&
-	       vq->call_fd >= 0;
+	       vq->call_fd >= 0 && b13_vu_rings_fit(dev, q);
 }
 
-static void queue_req(struct b13d *d, enum req_kind kind, uint64_t value)
+void queue_req(struct b13d *d, enum req_kind kind, uint64_t value)
 {
 	struct pending_req *p;
 	GList *l, *next;
@@ -312,38 +314,39 @@ static unsigned int fill_req(struct b13d *d, const struct pending_req *p,
 	struct b13_req r = { 0 };
 	unsigned int len = sizeof(r), used = sizeof(r);
 
-	switch (p->kind) {
-	case REQ_RESIZE:
+	if (p->kind == REQ_RESIZE) {
 		r.type = htole32(B13_REQ_RESIZE);
 		r.value = htole64(p->value);
 		d->target_delivered = true;
-		break;
-	case REQ_STATS:
+	} else if (p->kind == REQ_STATS) {
 		r.type = htole32(B13_REQ_STATS);
-		break;
-	case REQ_INJ_SHORT:
-		r.type = htole32(B13_REQ_RESIZE);
-		len = used = 8;
-		break;
-	case REQ_INJ_LONG:
-		r.type = htole32(B13_REQ_RESIZE);
-		r.value = htole64(d->target);
-		used = 4096;
-		break;
-	case REQ_INJ_UNKNOWN:
-		r.type = htole32(7);
-		break;
-	case REQ_INJ_HUGE:
-		r.type = htole32(B13_REQ_RESIZE);
-		r.value = htole64(UINT64_MAX);
-		break;
-	case REQ_INJ_OVERRAM:
-		r.type = htole32(B13_REQ_RESIZE);
-		r.value = htole64(b13_map_ram_bytes(&d->map) ?
-				  b13_map_ram_bytes(&d->map) * 16 : 1ull << 40);
-		break;
-	default:
-		break;
+	} else {
+		switch ((enum ctl_inject)(p->kind - REQ_INJ_FIRST)) {
+		case CTL_INJ_SHORT:
+			r.type = htole32(B13_REQ_RESIZE);
+			len = used = 8;
+			break;
+		case CTL_INJ_LONG:
+			r.type = htole32(B13_REQ_RESIZE);
+			r.value = htole64(d->target);
+			used = 4096;
+			break;
+		case CTL_INJ_UNKNOWN:
+			r.type = htole32(7);
+			break;
+		case CTL_INJ_HUGE:
+			r.type = htole32(B13_REQ_RESIZE);
+			r.value = htole64(UINT64_MAX);
+			break;
+		case CTL_INJ_OVERRAM:
+			r.type = htole32(B13_REQ_RESIZE);
+			r.value = htole64(b13_map_ram_bytes(&d->map) ?
+					  b13_map_ram_bytes(&d->map) * 16 :
+					  1ull << 40);
+			break;
+		default:
+			break;
+		}
 	}
 	iov_from_buf(elem->in_sg, elem->in_num, &r, len);
 	if (p->kind < REQ_INJ_FIRST)
@@ -353,21 +356,18 @@ static unsigned int fill_req(struct b13d *d, const struct pending_req *p,
 	logm(1, "inputq: sent %s%s (value %" PRIu64 ", used len %u)",
 	     p->kind < REQ_INJ_FIRST ? "" : "hostile ",
 	     p->kind == REQ_RESIZE ? "RESIZE" : p->kind == REQ_STATS ?
-	     "STATS" : inj_names[p->kind - REQ_INJ_FIRST],
+	     "STATS" : ctl_inject_names[p->kind - REQ_INJ_FIRST],
 	     (uint64_t)le64toh(r.value), used);
 	return used;
 }
 
-/* Move queued requests into the guest's posted inputq buffers. */
-static void flush_requests(struct b13d *d)
+static void do_flush(struct b13d *d, void *arg)
 {
 	VuDev *dev = &d->vug.parent;
-	VuVirtq *vq;
+	VuVirtq *vq = vu_get_queue(dev, B13_VQ_INPUT);
 	bool pushed = false;
 
-	if (!vq_ready(d, B13_VQ_INPUT))
-		return;
-	vq = vu_get_queue(dev, B13_VQ_INPUT);
+	(void)arg;
 	while (!g_queue_is_empty(&d->pending)) {
 		VuVirtqElement *elem = vu_queue_pop(dev, vq, sizeof(*elem));
 		struct pending_req *p;
@@ -378,10 +378,9 @@ static void flush_requests(struct b13d *d)
 		room = iov_bytes(elem->in_sg, elem->in_num);
 		if (room < sizeof(struct b13_req)) {
 			/* Guest error: give it back empty, keep the request. */
-			if (d->c.input_too_small++ < REJECT_LOG_LIMIT)
-				logm(0, "inputq: buffer with %" PRIu64
-				     " writable bytes (< 16), returned unused",
-				     room);
+			d->c.input_too_small++;
+			logrl(d, LOG_INPUT, "inputq: buffer with %" PRIu64
+			      " writable bytes (< 16), returned unused", room);
 			vu_queue_push(dev, vq, elem, 0);
 			free(elem);
 			pushed = true;
@@ -397,6 +396,16 @@ static void flush_requests(struct b13d *d)
 		vu_queue_notify(dev, vq);
 }
 
+/*
+ * Move queued requests into the guest's posted inputq buffers.  Bounded by
+ * the queue (MAX_PENDING) and the ring: no budget needed.
+ */
+void flush_requests(struct b13d *d)
+{
+	if (vq_ready(d, B13_VQ_INPUT))
+		guarded(d, do_flush, NULL);
+}
+
 static void handle_input(VuDev *dev, int qidx)
 {
 	(void)qidx;
@@ -405,23 +414,44 @@ static void handle_input(VuDev *dev, int qidx)
 
 /* ---- outputq: page lists and stats from the guest ---------------------- */
 
-static void push_output(struct b13d *d, VuVirtqElement *elem)
+static void do_push(struct b13d *d, void *arg)
 {
 	VuDev *dev = &d->vug.parent;
 
-	vu_queue_push(dev, vu_get_queue(dev, B13_VQ_OUTPUT), elem, 0);
+	vu_queue_push(dev, vu_get_queue(dev, B13_VQ_OUTPUT), arg, 0);
+}
+
+static void do_notify(struct b13d *d, void *arg)
+{
+	VuDev *dev = &d->vug.parent;
+
+	(void)arg;
+	vu_queue_notify(dev, vu_get_queue(dev, B13_VQ_OUTPUT));
+}
+
+/* Give elem back used (if the ring is still sound), then free it. */
+static void push_output(struct b13d *d, VuVirtqElement *elem)
+{
+	if (d->live && !d->vug.parent.broken &&
+	    b13_vu_rings_fit(&d->vug.parent, B13_VQ_OUTPUT))
+		guarded(d, do_push, elem);
 	free(elem);
+}
+
+static void notify_output(struct b13d *d)
+{
+	if (vq_ready(d, B13_VQ_OUTPUT))
+		guarded(d, do_notify, NULL);
 }
 
 static gboolean held_expired(gpointer p)
 {
 	struct held *h = p;
 	struct b13d *d = h->d;
-	VuDev *dev = &d->vug.parent;
 
 	g_queue_remove(&d->held, h);
 	push_output(d, h->elem);
-	vu_queue_notify(dev, vu_get_queue(dev, B13_VQ_OUTPUT));
+	notify_output(d);
 	g_free(h);
 	return G_SOURCE_REMOVE;
 }
@@ -429,7 +459,6 @@ static gboolean held_expired(gpointer p)
 /* Give back (push) or drop every held buffer now. */
 static void release_held(struct b13d *d, bool push)
 {
-	VuDev *dev = &d->vug.parent;
 	struct held *h;
 	bool pushed = false;
 
@@ -444,146 +473,302 @@ static void release_held(struct b13d *d, bool push)
 		g_free(h);
 	}
 	if (pushed)
-		vu_queue_notify(dev, vu_get_queue(dev, B13_VQ_OUTPUT));
+		notify_output(d);
 }
 
-static void wake_waiters(struct b13d *d);
-
-static void reject(struct b13d *d, enum b13_reject why, uint64_t len,
-		   uint64_t addr)
+static void count_reject(struct b13d *d, const struct b13_msg_result *res)
 {
-	uint64_t n = ++d->c.rejects[why];
 	char where[40] = "";
 
+	d->c.rejects[res->why]++;
 	d->c.msgs_rejected++;
-	if (n > REJECT_LOG_LIMIT && !verbose)
-		return;
-	if (why >= B13_REJ_OVERFLOW)
-		g_snprintf(where, sizeof(where), ", address 0x%" PRIx64, addr);
-	logm(0, "outputq: rejected message (%s): length %" PRIu64 "%s",
-	     b13_reject_names[why], len, where);
-	if (n == REJECT_LOG_LIMIT && !verbose)
-		logm(0, "outputq: further '%s' rejects are counted, not logged",
-		     b13_reject_names[why]);
+	if (res->why >= B13_REJ_OVERFLOW)
+		g_snprintf(where, sizeof(where), ", address 0x%" PRIx64,
+			   res->bad_addr);
+	logrl(d, LOG_REJECT + res->why, "outputq: rejected message (%s): "
+	      "length %" PRIu64 "%s", b13_reject_names[res->why], res->len,
+	      where);
 }
 
-static enum b13_reject handle_pages(struct b13d *d, const uint8_t *buf,
-				    uint64_t n, uint64_t *bad)
+static void count_pages(struct b13d *d, const struct b13_msg_result *res)
 {
-	struct b13_apply_stats before = d->c.apply;
-	uint64_t *sorted = g_new(uint64_t, n);
-	struct b13_run *runs;
-	enum b13_reject why;
-	size_t nr;
+	const struct b13_apply_stats *a = &res->apply;
+	struct b13_apply_stats *t = &d->c.apply;
 
-	why = b13_check_pages(&d->map, (const uint64_t *)(buf + 8), n, sorted,
-			      bad);
-	if (why != B13_OK) {
-		g_free(sorted);
-		return why;
-	}
-	runs = g_new(struct b13_run, n);
-	nr = b13_coalesce(&d->map, sorted, n, runs, &d->c.repeated_in_message);
-	/* Discard now: the buffer goes back used only after this. */
-	b13_apply_runs(&d->map, runs, nr, &d->c.apply);
+	t->new_blocks += a->new_blocks;
+	t->duplicates += a->duplicates;
+	t->reballooned += a->reballooned;
+	t->punch_calls += a->punch_calls;
+	t->punch_bytes += a->punch_bytes;
+	t->punch_errors += a->punch_errors;
 	d->c.msgs_pages++;
-	d->c.blocks_received += n;
-	if (d->c.apply.new_blocks != before.new_blocks)
+	d->c.blocks_received += res->n;
+	d->c.repeated_in_message += res->repeats;
+	if (a->new_blocks)
 		d->last_progress = g_get_monotonic_time();
 	logm(1, "outputq: page list, %" PRIu64 " addresses in %zu run(s): "
 	     "%" PRIu64 " new, %" PRIu64 " duplicate, %" PRIu64
-	     " re-ballooned, %" PRIu64 " KiB punched",
-	     n, nr, d->c.apply.new_blocks - before.new_blocks,
-	     d->c.apply.duplicates - before.duplicates,
-	     d->c.apply.reballooned - before.reballooned,
-	     (d->c.apply.punch_bytes - before.punch_bytes) >> 10);
-	if (d->c.apply.punch_errors != before.punch_errors)
-		logm(0, "outputq: madvise(MADV_REMOVE) failed: %s "
-		     "(guest RAM not a shared memfd?)",
-		     g_strerror(d->c.apply.last_errno));
-	g_free(runs);
-	g_free(sorted);
-	return B13_OK;
+	     " re-ballooned, %" PRIu64 " KiB punched", res->n, res->runs,
+	     a->new_blocks, a->duplicates, a->reballooned,
+	     a->punch_bytes >> 10);
+	if (a->punch_errors)
+		logrl(d, LOG_PUNCH, "outputq: madvise(MADV_REMOVE) failed: %s "
+		      "(guest RAM not a shared memfd?)",
+		      g_strerror(a->last_errno));
 }
 
-static void handle_stats(struct b13d *d, const uint8_t *buf, uint64_t n)
+static void count_stats(struct b13d *d, const struct b13_msg_result *res)
 {
-	uint64_t i;
-
-	g_free(d->stats);
-	d->stats = g_new(struct b13_stat, n);
-	d->nstats = n;
-	for (i = 0; i < n; i++) {
-		struct b13_stat s;
-
-		memcpy(&s, buf + 8 + i * sizeof(s), sizeof(s));
-		d->stats[i].tag = le64toh(s.tag);
-		d->stats[i].value = le64toh(s.value);
-	}
 	d->stats_time = g_get_monotonic_time();
 	d->stats_seq++;
 	d->c.msgs_stats++;
-	logm(1, "outputq: stats, %" PRIu64 " value(s)", n);
+	d->c.stats_unknown_tag += res->stats_unknown;
+	d->c.stats_repeated_tag += res->stats_repeated;
+	logm(1, "outputq: stats, %" PRIu64 " value(s)", res->n);
+	if (res->stats_unknown || res->stats_repeated)
+		logrl(d, LOG_STATS, "outputq: stats with %" PRIu64 " unknown "
+		      "and %" PRIu64 " repeated tag(s) (guest error; unknown "
+		      "ones dropped, the last value of a tag kept)",
+		      res->stats_unknown, res->stats_repeated);
 	wake_waiters(d);
 }
 
-/* Validate and act on one outputq message; false if the buffer is held. */
-static bool handle_message(struct b13d *d, VuVirtqElement *elem)
+/*
+ * Validate and act on one outputq message; false if the buffer is held.
+ * *work gets what it cost, in addresses (at least 1).
+ */
+static bool handle_message(struct b13d *d, VuVirtqElement *elem,
+			   uint64_t *work)
 {
-	uint64_t len = iov_bytes(elem->out_sg, elem->out_num), n = 0, bad = 0;
-	enum b13_reject why;
-	uint8_t *buf = NULL;
-	uint32_t type = 0;
+	struct b13_msg_result res;
 
-	if (elem->in_num) {
-		why = B13_REJ_WRITABLE;
-	} else if (len > B13_MAX_MSG_BYTES) {
-		why = B13_REJ_OVERSIZE;
-	} else {
-		/* Copy first: the guest may change the buffer under us. */
-		buf = g_malloc(len ? len : 1);
-		iov_to_buf(elem->out_sg, elem->out_num, buf, len);
-		why = b13_check_msg(len, (const struct b13_msg_hdr *)buf,
-				    &type, &n);
-	}
-	if (why == B13_OK && ((const struct b13_msg_hdr *)buf)->reserved)
+	sync_regions(d);
+	b13_handle_msg(&d->map, &d->stats, elem->out_sg, elem->out_num,
+		       elem->in_num, &res);
+	*work = MAX(res.n, 1);
+	if (res.reserved_nonzero)
 		d->c.reserved_nonzero++;
-	if (why == B13_OK && type == B13_RESP_PAGES)
-		why = handle_pages(d, buf, n, &bad);
-	else if (why == B13_OK)
-		handle_stats(d, buf, n);
-	g_free(buf);
-	if (why != B13_OK) {
-		reject(d, why, len, bad);
-	} else if (type == B13_RESP_PAGES && d->hold_ms) {
-		struct held *h = g_new(struct held, 1);
+	if (res.why != B13_OK) {
+		count_reject(d, &res);
+	} else if (res.type == B13_RESP_STATS) {
+		count_stats(d, &res);
+	} else {
+		count_pages(d, &res);
+		if (d->hold_ms) {
+			struct held *h = g_new(struct held, 1);
 
-		h->d = d;
-		h->elem = elem;
-		h->src = g_timeout_add(d->hold_ms, held_expired, h);
-		g_queue_push_tail(&d->held, h);
-		return false;
+			h->d = d;
+			h->elem = elem;
+			h->src = g_timeout_add(d->hold_ms, held_expired, h);
+			g_queue_push_tail(&d->held, h);
+			return false;
+		}
 	}
-	push_output(d, elem);
+	do_push(d, elem);
+	free(elem);
 	return true;
 }
 
-static void handle_output(VuDev *dev, int qidx)
+static gboolean output_later(gpointer p);
+
+static void do_output(struct b13d *d, void *arg)
 {
-	struct b13d *d = dev_to_b13d(dev);
-	VuVirtq *vq = vu_get_queue(dev, qidx);
+	VuDev *dev = &d->vug.parent;
+	VuVirtq *vq = vu_get_queue(dev, B13_VQ_OUTPUT);
+	uint64_t msgs = 0, addrs = 0;
 	VuVirtqElement *elem;
 
-	sync_regions(d);
+	(void)arg;
 	/*
 	 * Signal each buffer as soon as it is back: the guest frees and
 	 * refills a page list while the next one is being discarded here,
 	 * instead of both sides taking turns once per drained queue.
 	 */
-	while (vq_ready(d, B13_VQ_OUTPUT) &&
-	       (elem = vu_queue_pop(dev, vq, sizeof(*elem))))
-		if (handle_message(d, elem))
+	while (vq_ready(d, B13_VQ_OUTPUT)) {
+		uint64_t work;
+
+		if (msgs >= OUTPUT_MSGS || addrs >= OUTPUT_ADDRS) {
+			/* Enough for now: the rest after other sources. */
+			d->c.output_yields++;
+			if (!d->output_idle)
+				d->output_idle = g_idle_add(output_later, d);
+			break;
+		}
+		elem = vu_queue_pop(dev, vq, sizeof(*elem));
+		if (!elem)
+			break;
+		if (handle_message(d, elem, &work))
 			vu_queue_notify(dev, vq);
+		msgs++;
+		addrs += work;
+	}
+}
+
+/*
+ * A kick.  If the last dispatch left work for later, the kick adds to it:
+ * the guest's work then goes on only from the idle source, taking turns
+ * with a status walk instead of always coming first.
+ */
+static void handle_output(VuDev *dev, int qidx)
+{
+	struct b13d *d = dev_to_b13d(dev);
+
+	(void)qidx;
+	if (!d->output_idle)
+		guarded(d, do_output, NULL);
+}
+
+static gboolean output_later(gpointer p)
+{
+	struct b13d *d = p;
+
+	d->output_idle = 0;
+	if (d->live)
+		guarded(d, do_output, NULL);
+	return G_SOURCE_REMOVE;
+}
+
+/* ---- reading the front end's messages ----------------------------------- */
+
+static void reader_reset(struct vu_reader *rd)
+{
+	int i;
+
+	for (i = 0; i < rd->nfds; i++)
+		close(rd->fds[i]);
+	memset(rd, 0, sizeof(*rd));
+}
+
+/*
+ * Read what the socket has of the current message, without waiting.
+ * Returns 1 once it is complete, 0 if more must come, -1 on EOF or error
+ * (*why set).  libvhost-user's own reader blocks on a partial message and
+ * asserts on a short one; this one keeps its place instead.
+ */
+static int reader_fill(struct b13d *d, const char **why)
+{
+	struct vu_reader *rd = &d->rd;
+	const size_t hdr = VHOST_USER_HDR_SIZE;
+	char control[CMSG_SPACE(sizeof(int) * VHOST_MEMORY_BASELINE_NREGIONS)];
+	struct msghdr mh = { 0 };
+	struct cmsghdr *cm;
+	struct iovec iov;
+	ssize_t n;
+
+	for (;;) {
+		size_t total = hdr + (rd->got >= hdr ? rd->msg.size : 0);
+
+		if (rd->got == total && rd->got >= hdr)
+			return 1;
+		iov.iov_base = (char *)&rd->msg + rd->got;
+		iov.iov_len = total - rd->got;
+		mh.msg_iov = &iov;
+		mh.msg_iovlen = 1;
+		mh.msg_control = control;
+		mh.msg_controllen = sizeof(control);
+		n = recvmsg(d->vug.parent.sock, &mh,
+			    MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return 0;
+		if (n <= 0) {
+			*why = n ? g_strerror(errno) : rd->got ?
+			       "front end closed the connection mid-message" :
+			       "front end closed the connection";
+			return -1;
+		}
+		for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+			int *fds = (int *)CMSG_DATA(cm);
+			size_t i, k;
+
+			if (cm->cmsg_level != SOL_SOCKET ||
+			    cm->cmsg_type != SCM_RIGHTS)
+				continue;
+			k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (i = 0; i < k; i++) {
+				int fd;
+
+				memcpy(&fd, &fds[i], sizeof(fd));
+				if (rd->nfds < VHOST_MEMORY_BASELINE_NREGIONS)
+					rd->fds[rd->nfds++] = fd;
+				else
+					close(fd);
+			}
+		}
+		if (mh.msg_flags & MSG_CTRUNC) {
+			*why = "file descriptors lost (more than 8, or the "
+			       "daemon is out of fds)";
+			return -1;
+		}
+		rd->got += n;
+		if (rd->got == hdr && rd->msg.size > sizeof(rd->msg.payload)) {
+			*why = "message payload longer than any request";
+			return -1;
+		}
+	}
+}
+
+/* libvhost-user's read_msg hook: hand over the message reader_fill() read. */
+static bool b13_read_msg(VuDev *dev, int sock, VhostUserMsg *vmsg)
+{
+	struct b13d *d = dev_to_b13d(dev);
+	struct vu_reader *rd = &d->rd;
+
+	(void)sock;
+	if (!rd->ready)
+		return false;
+	*vmsg = rd->msg;
+	memcpy(vmsg->fds, rd->fds, sizeof(int) * rd->nfds);
+	vmsg->fd_num = rd->nfds;
+	vmsg->data = NULL;
+	rd->nfds = 0;		/* the message owns them now */
+	reader_reset(rd);
+	return true;
+}
+
+static void do_dispatch(struct b13d *d, void *arg)
+{
+	VuDev *dev = &d->vug.parent;
+
+	(void)arg;
+	if (!vu_dispatch(dev) && !dev->broken)
+		dev->panic(dev, "error processing a vhost-user message");
+}
+
+/* Unread replies the kernel still holds for the front end, in bytes. */
+static int unread_replies(int sock)
+{
+	int n = 0;
+
+	return ioctl(sock, SIOCOUTQ, &n) ? 0 : n;
+}
+
+/* The vhost-user socket is readable: one message at most per call. */
+static void vu_readable(VuDev *dev, int condition, void *data)
+{
+	struct b13d *d = data;
+	const char *why = NULL;
+	int r;
+
+	(void)condition;
+	if (!d->live || dev->broken)
+		return;
+	r = reader_fill(d, &why);
+	if (r < 0) {
+		reader_reset(&d->rd);
+		b13_panic(dev, why);
+		return;
+	}
+	if (!r)
+		return;
+	if (unread_replies(dev->sock) > VU_MAX_UNREAD) {
+		d->vu.violations++;
+		reader_reset(&d->rd);
+		b13_panic(dev, "the front end does not read its replies");
+		return;
+	}
+	d->rd.ready = true;
+	guarded(d, do_dispatch, NULL);
+	reader_reset(&d->rd);	/* if the library did not take it */
 }
 
 /* ---- libvhost-user callbacks ------------------------------------------- */
@@ -592,14 +777,25 @@ static void handle_output(VuDev *dev, int qidx)
 static gboolean poke(gpointer p)
 {
 	struct b13d *d = p;
+	VuDev *dev = &d->vug.parent;
+	unsigned int q;
 
 	d->poke_idle = 0;
-	if (!d->live)
+	if (!d->live || dev->broken)
 		return G_SOURCE_REMOVE;
+	/* A new memory table may have left a placed ring hanging out of it. */
+	for (q = 0; q < B13_NUM_VQS; q++) {
+		if (dev->vq[q].vring.desc && !b13_vu_rings_fit(dev, q)) {
+			d->vu.violations++;
+			dev->broken = true;
+			b13_panic(dev, "a ring is no longer inside guest memory");
+			return G_SOURCE_REMOVE;
+		}
+	}
 	sync_regions(d);
 	flush_requests(d);
 	if (vq_ready(d, B13_VQ_OUTPUT))
-		handle_output(&d->vug.parent, B13_VQ_OUTPUT);
+		handle_output(dev, B13_VQ_OUTPUT);
 	return G_SOURCE_REMOVE;
 }
 
@@ -624,48 +820,83 @@ static void b13_panic(VuDev *dev, const char *err)
 {
 	struct b13d *d = dev_to_b13d(dev);
 
-	logm(0, "vhost-user connection ends: %s", err ? err : "?");
+	if (d->teardown_idle)		/* already on the way out */
+		return;
+	logrl(d, LOG_FRONTEND, "vhost-user connection ends: %s",
+	      err ? err : "?");
 	g_free(d->last_disconnect);
 	d->last_disconnect = g_strdup(err ? err : "?");
 	/* libvhost-user may still be using dev: tear down once it returns. */
-	if (!d->teardown_idle)
-		d->teardown_idle = g_idle_add_full(G_PRIORITY_HIGH,
-						   teardown_idle, d, NULL);
+	d->teardown_idle = g_idle_add_full(G_PRIORITY_HIGH, teardown_idle, d,
+					   NULL);
 }
 
+static const struct b13_vu_offer *offer(const struct b13d *d)
+{
+	static struct b13_vu_offer o;
+
+	o.features = 1ull << VIRTIO_F_VERSION_1 |
+		     1ull << VHOST_USER_F_PROTOCOL_FEATURES;
+	if (d->ring_features)
+		o.features |= 1ull << VIRTIO_RING_F_INDIRECT_DESC |
+			      1ull << VIRTIO_RING_F_EVENT_IDX;
+	o.protocol_features = B13_VU_PROTOCOL_FEATURES;
+	return &o;
+}
+
+static void reply_u64(VhostUserMsg *msg, uint64_t v, int *do_reply)
+{
+	msg->payload.u64 = v;
+	msg->size = sizeof(msg->payload.u64);
+	msg->fd_num = 0;
+	*do_reply = 1;
+}
+
+/* Every message, before libvhost-user: check it, and answer some here. */
 static int b13_process_msg(VuDev *dev, VhostUserMsg *msg, int *do_reply)
 {
 	struct b13d *d = dev_to_b13d(dev);
+	const char *why;
+	char buf[200];
+	int i;
 
-	logm(2, "vhost-user: %s", vu_request_to_string(msg->request));
+	logm(2, "vhost-user: %s", b13_vu_request_name(msg->request));
+	why = b13_vu_check_msg(dev, msg, offer(d), buf, sizeof(buf));
+	if (why) {
+		d->vu.violations++;
+		for (i = 0; i < msg->fd_num; i++)
+			close(msg->fds[i]);
+		msg->fd_num = 0;
+		dev->broken = true;
+		/* No reply, not even the "ok" a REPLY_ACK would get. */
+		shutdown(dev->sock, SHUT_RDWR);
+		b13_panic(dev, why);
+		return 1;
+	}
 	switch (msg->request) {
 	case VHOST_USER_GET_FEATURES:
 		/* Ours, not the library's list (it adds bits we don't want). */
-		msg->payload.u64 = 1ull << VIRTIO_F_VERSION_1 |
-				   1ull << VHOST_USER_F_PROTOCOL_FEATURES;
-		if (d->ring_features)
-			msg->payload.u64 |= 1ull << VIRTIO_RING_F_INDIRECT_DESC |
-					    1ull << VIRTIO_RING_F_EVENT_IDX;
-		msg->size = sizeof(msg->payload.u64);
-		msg->fd_num = 0;
-		*do_reply = 1;
+		reply_u64(msg, offer(d)->features, do_reply);
 		return 1;
-	case VHOST_USER_NONE:
-		/*
-		 * An all-zero message: what the library reads at end of file.
-		 * It would exit(0) here; we drop the connection and listen on.
-		 */
-		b13_panic(dev, "front end closed the connection");
+	case VHOST_USER_GET_PROTOCOL_FEATURES:
+		reply_u64(msg, offer(d)->protocol_features, do_reply);
 		return 1;
 	case VHOST_USER_SET_MEM_TABLE:
 	case VHOST_USER_ADD_MEM_REG:
 	case VHOST_USER_REM_MEM_REG:
+		/*
+		 * Held buffers point into the old table: give them back
+		 * (their blocks are discarded) while it is still mapped.
+		 */
+		release_held(d, true);
 		d->mem_dirty = true;
 		schedule_poke(d);
 		return 0;
 	case VHOST_USER_SET_VRING_KICK:
 	case VHOST_USER_SET_VRING_CALL:
 	case VHOST_USER_SET_VRING_ENABLE:
+	case VHOST_USER_SET_VRING_NUM:
+	case VHOST_USER_SET_VRING_ADDR:
 		schedule_poke(d);
 		return 0;
 	default:
@@ -678,7 +909,7 @@ static void b13_set_features(VuDev *dev, uint64_t features)
 	struct b13d *d = dev_to_b13d(dev);
 
 	d->c.features = features;
-	logm(0, "features acked: 0x%" PRIx64, features);
+	logrl(d, LOG_DEVICE, "features acked: 0x%" PRIx64, features);
 }
 
 static void b13_queue_set_started(VuDev *dev, int qidx, bool started)
@@ -697,13 +928,14 @@ static void b13_queue_set_started(VuDev *dev, int qidx, bool started)
 	running = vu_queue_started(dev, vu_get_queue(dev, B13_VQ_INPUT)) &&
 		  vu_queue_started(dev, vu_get_queue(dev, B13_VQ_OUTPUT));
 	if (running && !d->running) {
-		logm(0, "device started (driver ready)");
+		logrl(d, LOG_DEVICE, "device started (driver ready)");
 		/* A restarted driver starts empty: tell it the target again. */
 		if (d->target_set && !pending_has(d, REQ_RESIZE))
 			queue_req(d, REQ_RESIZE, d->target);
 		schedule_poke(d);
 	} else if (!running && d->running) {
-		logm(0, "device stopped (reset, driver gone or VM paused)");
+		logrl(d, LOG_DEVICE, "device stopped (reset, driver gone or "
+		      "VM paused)");
 		d->c.device_stops++;
 	}
 	d->running = running;
@@ -719,8 +951,8 @@ static int b13_get_config(VuDev *dev, uint8_t *config, uint32_t len)
 	memset(config, 0, len);
 	memcpy(config, &cfg, MIN(len, sizeof(cfg)));
 	d->c.config_reads++;
-	logm(d->c.config_reads <= 4 ? 0 : 1,
-	     "config read (%u bytes): page_bits %u", len, d->page_bits);
+	logrl(d, LOG_CONFIG_READ, "config read (%u bytes): page_bits %u", len,
+	      d->page_bits);
 	return 0;
 }
 
@@ -733,8 +965,8 @@ static int b13_set_config(VuDev *dev, const uint8_t *data, uint32_t offset,
 	(void)flags;
 	/* Read-only config: ignore (an error return would panic the lib). */
 	d->c.config_writes++;
-	logm(0, "config write ignored (offset %u, %u bytes): config is "
-	     "read-only", offset, size);
+	logrl(d, LOG_CONFIG_WRITE, "config write ignored (offset %u, %u "
+	      "bytes): config is read-only", offset, size);
 	return 0;
 }
 
@@ -752,21 +984,19 @@ static gboolean on_accept(gint fd, GIOCondition cond, gpointer p);
 
 static void arm_listen(struct b13d *d)
 {
-	if (!d->listen_src)
+	if (!d->listen_src && !d->listen_pause_src)
 		d->listen_src = g_unix_fd_add(d->listen_fd, G_IO_IN, on_accept,
 					      d);
 }
 
-static void fail_waiters(struct b13d *d, const char *why)
+static gboolean resume_listen(gpointer p)
 {
-	while (d->waiters) {
-		struct stats_waiter *w = d->waiters->data;
+	struct b13d *d = p;
 
-		d->waiters = g_list_delete_link(d->waiters, d->waiters);
-		g_source_remove(w->timer);
-		ctl_reply_error(w->conn, "%s", why);
-		g_free(w);
-	}
+	d->listen_pause_src = 0;
+	if (!d->live)
+		arm_listen(d);
+	return G_SOURCE_REMOVE;
 }
 
 /* Forget the VM: QEMU went away (or broke the protocol). */
@@ -777,7 +1007,10 @@ static void teardown(struct b13d *d)
 	release_held(d, false);
 	if (d->poke_idle)
 		g_source_remove(d->poke_idle);
-	d->poke_idle = 0;
+	if (d->output_idle)
+		g_source_remove(d->output_idle);
+	d->poke_idle = d->output_idle = 0;
+	reader_reset(&d->rd);
 	vu_deinit(&d->vug.parent);
 	vug_deinit(&d->vug);
 	d->live = false;
@@ -785,440 +1018,74 @@ static void teardown(struct b13d *d)
 	b13_map_free(&d->map);
 	g_queue_clear_full(&d->pending, g_free);
 	fail_waiters(d, "guest disconnected");
-	g_free(d->stats);
-	d->stats = NULL;
-	d->nstats = 0;
+	memset(&d->stats, 0, sizeof(d->stats));
+	d->stats_seq = 0;
 	d->target = 0;
 	d->target_set = d->target_delivered = false;
 	memset(&d->c, 0, sizeof(d->c));
-	logm(0, "disconnected; listening on %s", d->socket_path);
+	logrl(d, LOG_FRONTEND, "disconnected; listening on %s",
+	      d->socket_path);
 	arm_listen(d);
 }
 
 static gboolean on_accept(gint fd, GIOCondition cond, gpointer p)
 {
 	struct b13d *d = p;
+	uid_t uid;
 	int s;
 
 	(void)cond;
 	s = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
-	if (s < 0)
-		return G_SOURCE_CONTINUE;
-	if (!vug_init(&d->vug, B13_NUM_VQS, s, b13_panic, &b13_iface)) {
-		logm(0, "vhost-user: cannot initialise the device");
+	if (s < 0) {
+		if (!accept_error_is_resource(errno))
+			return G_SOURCE_CONTINUE;
+		/* Out of fds: spinning on the pending connection helps nobody. */
+		d->listen_pause_ms = d->listen_pause_ms ?
+				     MIN(d->listen_pause_ms * 2,
+					 ACCEPT_PAUSE_MAX_MS) : ACCEPT_PAUSE_MS;
+		d->vu.accept_pauses++;
+		logrl(d, LOG_ACCEPT, "vhost-user socket: accept: %s; pausing "
+		      "%u ms", g_strerror(errno), d->listen_pause_ms);
+		d->listen_src = 0;
+		d->listen_pause_src = g_timeout_add(d->listen_pause_ms,
+						    resume_listen, d);
+		return G_SOURCE_REMOVE;
+	}
+	d->listen_pause_ms = 0;
+	if (!unix_peer_allowed(s, d->socket_gid, &uid)) {
+		d->vu.denied++;
+		logrl(d, LOG_ACCEPT, "vhost-user: front end uid %d refused "
+		      "(not root, the daemon's uid or its group)", (int)uid);
 		close(s);
 		return G_SOURCE_CONTINUE;
 	}
-	d->connections++;
+	if (!vug_init(&d->vug, B13_NUM_VQS, s, b13_panic, &b13_iface)) {
+		logrl(d, LOG_FRONTEND, "vhost-user: cannot initialise the "
+		      "device");
+		close(s);
+		return G_SOURCE_CONTINUE;
+	}
+	/* Our reader, not the library's blocking one (see reader_fill()). */
+	vug_source_destroy(d->vug.src);
+	d->vug.src = vug_source_new(&d->vug, s, G_IO_IN, vu_readable, d);
+	d->vug.parent.read_msg = b13_read_msg;
+	memset(&d->rd, 0, sizeof(d->rd));
+	d->vu.connections++;
 	d->live = true;
 	d->mem_dirty = false;	/* no table yet */
 	d->last_progress = g_get_monotonic_time();
-	logm(0, "front end connected (connection %" PRIu64 ")",
-	     d->connections);
+	logrl(d, LOG_FRONTEND, "front end connected (connection %" PRIu64 ")",
+	      d->vu.connections);
 	/* One VM at a time: the next one waits in the backlog. */
 	d->listen_src = 0;
 	return G_SOURCE_REMOVE;
 }
 
-/* ---- control commands ------------------------------------------------- */
-
-static void add_u64(JsonBuilder *b, const char *name, uint64_t v)
-{
-	json_builder_set_member_name(b, name);
-	if (v <= INT64_MAX)
-		json_builder_add_int_value(b, (gint64)v);
-	else	/* JSON-glib has no unsigned 64-bit integers */
-		json_builder_add_double_value(b, (double)v);
-}
-
-static void add_bool(JsonBuilder *b, const char *name, bool v)
-{
-	json_builder_set_member_name(b, name);
-	json_builder_add_boolean_value(b, v);
-}
-
-static void add_str(JsonBuilder *b, const char *name, const char *v)
-{
-	json_builder_set_member_name(b, name);
-	if (v)
-		json_builder_add_string_value(b, v);
-	else
-		json_builder_add_null_value(b);
-}
-
-static JsonBuilder *reply_begin(void)
-{
-	JsonBuilder *b = json_builder_new();
-
-	json_builder_begin_object(b);
-	add_bool(b, "ok", true);
-	return b;
-}
-
-static void reply_end(struct ctl_conn *c, JsonBuilder *b)
-{
-	json_builder_end_object(b);
-	ctl_reply(c, json_builder_get_root(b));
-	g_object_unref(b);
-}
-
-static void add_stats(JsonBuilder *b, struct b13d *d)
-{
-	size_t i;
-
-	json_builder_set_member_name(b, "stats");
-	if (!d->stats_seq || !d->stats) {
-		json_builder_add_null_value(b);
-		return;
-	}
-	json_builder_begin_object(b);
-	add_u64(b, "age_ms", (g_get_monotonic_time() - d->stats_time) / 1000);
-	add_u64(b, "seq", d->stats_seq);
-	json_builder_set_member_name(b, "values");
-	json_builder_begin_object(b);
-	for (i = 0; i < d->nstats; i++) {
-		uint64_t tag = d->stats[i].tag;
-		char name[32];
-
-		if (tag < B13_NUM_TAGS)
-			g_strlcpy(name, b13_tag_names[tag], sizeof(name));
-		else
-			g_snprintf(name, sizeof(name), "tag_%" PRIu64, tag);
-		add_u64(b, name, d->stats[i].value);
-	}
-	json_builder_end_object(b);
-	json_builder_end_object(b);
-}
-
-static gint64 ms_since_progress(const struct b13d *d)
-{
-	return (g_get_monotonic_time() - d->last_progress) / 1000;
-}
-
-/* The members "status" and "progress" share, under the same names. */
-static void add_progress(JsonBuilder *b, struct b13d *d, uint64_t set,
-			 gint64 idle_ms)
-{
-	uint64_t bs = d->map.block_size;
-
-	add_bool(b, "connected", d->live);
-	add_bool(b, "driver_ready", d->running);
-	add_u64(b, "block_size", bs);
-	add_u64(b, "target_bytes", d->target);
-	add_bool(b, "target_delivered", d->target_delivered);
-	add_u64(b, "bytes_received", d->c.blocks_received * bs);
-	add_u64(b, "bytes_in_bitmap", set * bs);
-	add_u64(b, "ms_since_progress", idle_ms);
-}
-
-/*
- * The counters "status" has that cost nothing to read: no mincore() walk
- * over the balloon, so a VMM or a benchmark can poll it while page lists
- * arrive without slowing the daemon that handles them.
- */
-static void cmd_progress(struct b13d *d, struct ctl_conn *c)
-{
-	JsonBuilder *b = reply_begin();
-
-	sync_regions(d);
-	add_progress(b, d, b13_map_blocks_set(&d->map), ms_since_progress(d));
-	add_u64(b, "page_lists", d->c.msgs_pages);
-	add_u64(b, "punched_bytes", d->c.apply.punch_bytes);
-	reply_end(c, b);
-}
-
-static void cmd_status(struct b13d *d, struct ctl_conn *c)
-{
-	JsonBuilder *b = reply_begin();
-	uint64_t bs = d->map.block_size, withdrawn = 0, in, set;
-	gint64 idle_ms;
-	bool reached, stalled;
-	int i;
-
-	sync_regions(d);
-	in = b13_count_in_balloon(&d->map, &withdrawn);
-	set = b13_map_blocks_set(&d->map);
-	reached = in * bs >= d->target;
-	idle_ms = ms_since_progress(d);
-	stalled = !reached && idle_ms >= d->stall_ms;
-
-	add_progress(b, d, set, idle_ms);
-	add_u64(b, "connections", d->connections);
-	add_str(b, "last_disconnect", d->last_disconnect);
-	add_u64(b, "features", d->c.features);
-	add_u64(b, "page_bits", d->page_bits);
-	add_u64(b, "guest_ram_bytes", b13_map_ram_bytes(&d->map));
-	json_builder_set_member_name(b, "regions");
-	json_builder_begin_array(b);
-	for (i = 0; i < (int)d->map.nr; i++) {
-		json_builder_begin_object(b);
-		add_u64(b, "gpa", d->map.r[i].gpa);
-		add_u64(b, "size", d->map.r[i].size);
-		add_u64(b, "blocks", d->map.r[i].nblocks);
-		json_builder_end_object(b);
-	}
-	json_builder_end_array(b);
-
-	add_u64(b, "pending_requests", g_queue_get_length(&d->pending));
-	add_u64(b, "blocks_received", d->c.blocks_received);
-	add_u64(b, "blocks_in_bitmap", set);
-	add_u64(b, "blocks_in_balloon", in);
-	add_u64(b, "bytes_in_balloon", in * bs);
-	add_u64(b, "blocks_withdrawn", withdrawn);
-	add_u64(b, "duplicate_blocks", d->c.apply.duplicates);
-	add_u64(b, "reballooned_blocks", d->c.apply.reballooned);
-	add_u64(b, "repeated_in_message", d->c.repeated_in_message);
-	add_bool(b, "reached", reached);
-	add_bool(b, "stalled", stalled);
-	add_u64(b, "stall_after_ms", d->stall_ms);
-
-	json_builder_set_member_name(b, "messages");
-	json_builder_begin_object(b);
-	add_u64(b, "pages", d->c.msgs_pages);
-	add_u64(b, "stats", d->c.msgs_stats);
-	add_u64(b, "rejected", d->c.msgs_rejected);
-	json_builder_end_object(b);
-	json_builder_set_member_name(b, "rejects");
-	json_builder_begin_object(b);
-	for (i = 1; i < B13_REJ_NR; i++)
-		add_u64(b, b13_reject_names[i], d->c.rejects[i]);
-	json_builder_end_object(b);
-	json_builder_set_member_name(b, "guest_errors");
-	json_builder_begin_object(b);
-	add_u64(b, "input_buffer_too_small", d->c.input_too_small);
-	add_u64(b, "reserved_nonzero", d->c.reserved_nonzero);
-	json_builder_end_object(b);
-	json_builder_set_member_name(b, "requests_sent");
-	json_builder_begin_object(b);
-	add_u64(b, "resize", d->c.requests_sent[REQ_RESIZE]);
-	add_u64(b, "stats", d->c.requests_sent[REQ_STATS]);
-	json_builder_end_object(b);
-	json_builder_set_member_name(b, "punch");
-	json_builder_begin_object(b);
-	add_u64(b, "calls", d->c.apply.punch_calls);
-	add_u64(b, "bytes", d->c.apply.punch_bytes);
-	add_u64(b, "errors", d->c.apply.punch_errors);
-	json_builder_end_object(b);
-	add_u64(b, "hold_ms", d->hold_ms);
-	add_u64(b, "held_buffers", g_queue_get_length(&d->held));
-	add_bool(b, "chaos", d->chaos);
-	json_builder_set_member_name(b, "injected");
-	json_builder_begin_object(b);
-	for (i = 0; i < NUM_INJ; i++)
-		add_u64(b, inj_names[i], d->c.injected[i]);
-	json_builder_end_object(b);
-	add_u64(b, "config_reads", d->c.config_reads);
-	add_u64(b, "config_writes_ignored", d->c.config_writes);
-	add_u64(b, "device_stops", d->c.device_stops);
-	add_bool(b, "ring_features", d->ring_features);
-	add_stats(b, d);
-	reply_end(c, b);
-}
-
-/* Read a non-negative integer member; -1 with an error reply if bad. */
-static int get_uint(struct ctl_conn *c, JsonObject *o, const char *name,
-		    uint64_t dflt, uint64_t min, uint64_t max, uint64_t *v)
-{
-	JsonNode *n = json_object_get_member(o, name);
-	gint64 x;
-
-	if (!n) {
-		if (dflt == UINT64_MAX) {
-			ctl_reply_error(c, "missing \"%s\"", name);
-			return -1;
-		}
-		*v = dflt;
-		return 0;
-	}
-	if (!JSON_NODE_HOLDS_VALUE(n) ||
-	    json_node_get_value_type(n) != G_TYPE_INT64) {
-		ctl_reply_error(c, "\"%s\" must be an integer", name);
-		return -1;
-	}
-	x = json_node_get_int(n);
-	if (x < 0 || (uint64_t)x < min || (uint64_t)x > max) {
-		ctl_reply_error(c, "\"%s\" out of range (%" PRIu64 "..%" PRIu64
-				")", name, min, max);
-		return -1;
-	}
-	*v = (uint64_t)x;
-	return 0;
-}
-
-static void cmd_resize(struct b13d *d, struct ctl_conn *c, JsonObject *req)
-{
-	JsonBuilder *b;
-	uint64_t bytes;
-
-	if (get_uint(c, req, "bytes", UINT64_MAX, 0, INT64_MAX, &bytes))
-		return;
-	d->target = bytes;
-	d->target_set = true;
-	d->target_delivered = false;
-	d->last_progress = g_get_monotonic_time();
-	queue_req(d, REQ_RESIZE, bytes);
-	flush_requests(d);
-	logm(0, "target %" PRIu64 " bytes (%" PRIu64 " blocks)%s", bytes,
-	     bytes >> d->page_bits,
-	     d->target_delivered ? "" : ", queued until the guest posts a buffer");
-	b = reply_begin();
-	add_u64(b, "target_bytes", bytes);
-	add_bool(b, "delivered", d->target_delivered);
-	add_bool(b, "connected", d->live);
-	reply_end(c, b);
-}
-
-static void answer_waiter(struct stats_waiter *w, bool timeout)
-{
-	struct b13d *d = w->d;
-
-	if (timeout) {
-		ctl_reply_error(w->conn, "timeout: no stats from the guest");
-	} else {
-		JsonBuilder *b = reply_begin();
-
-		add_stats(b, d);
-		reply_end(w->conn, b);
-	}
-	d->waiters = g_list_remove(d->waiters, w);
-	g_free(w);
-}
-
-static gboolean waiter_timeout(gpointer p)
-{
-	struct stats_waiter *w = p;
-
-	w->timer = 0;
-	answer_waiter(w, true);
-	return G_SOURCE_REMOVE;
-}
-
-static void wake_waiters(struct b13d *d)
-{
-	GList *l, *next;
-
-	for (l = d->waiters; l; l = next) {
-		struct stats_waiter *w = l->data;
-
-		next = l->next;
-		if (d->stats_seq > w->after_seq) {
-			g_source_remove(w->timer);
-			answer_waiter(w, false);
-		}
-	}
-}
-
-static void cmd_stats(struct b13d *d, struct ctl_conn *c, JsonObject *req)
-{
-	struct stats_waiter *w;
-	uint64_t ms;
-
-	if (get_uint(c, req, "timeout_ms", DEFAULT_STATS_TIMEOUT_MS, 1,
-		     MAX_STATS_TIMEOUT_MS, &ms))
-		return;
-	if (!d->live) {
-		ctl_reply_error(c, "no guest connected");
-		return;
-	}
-	w = g_new0(struct stats_waiter, 1);
-	w->d = d;
-	w->conn = c;
-	w->after_seq = d->stats_seq;
-	w->timer = g_timeout_add(ms, waiter_timeout, w);
-	d->waiters = g_list_append(d->waiters, w);
-	queue_req(d, REQ_STATS, 0);
-	flush_requests(d);
-}
-
-static void add_range(uint64_t addr, uint64_t nblocks, void *data)
-{
-	JsonBuilder *b = data;
-
-	json_builder_begin_object(b);
-	add_u64(b, "start", addr);
-	add_u64(b, "blocks", nblocks);
-	json_builder_end_object(b);
-}
-
-static void cmd_ranges(struct b13d *d, struct ctl_conn *c)
-{
-	JsonBuilder *b = reply_begin();
-
-	sync_regions(d);
-	add_u64(b, "page_bits", d->page_bits);
-	add_u64(b, "block_size", d->map.block_size);
-	add_u64(b, "blocks", b13_map_blocks_set(&d->map));
-	json_builder_set_member_name(b, "ranges");
-	json_builder_begin_array(b);
-	b13_for_each_range(&d->map, add_range, b);
-	json_builder_end_array(b);
-	reply_end(c, b);
-}
-
-static void cmd_inject(struct b13d *d, struct ctl_conn *c, JsonObject *req)
-{
-	const char *kind = json_object_get_string_member_with_default(req,
-								      "kind",
-								      NULL);
-	uint64_t count, before;
-	JsonBuilder *b;
-	int k;
-
-	if (!d->chaos) {
-		ctl_reply_error(c, "inject is disabled: start balloon13d "
-				"with --chaos");
-		return;
-	}
-	for (k = 0; k < NUM_INJ; k++)
-		if (kind && !strcmp(kind, inj_names[k]))
-			break;
-	if (k == NUM_INJ) {
-		ctl_reply_error(c, "\"kind\" must be one of short, long, "
-				"unknown, huge, overram");
-		return;
-	}
-	if (get_uint(c, req, "count", 1, 1, MAX_INJECT, &count))
-		return;
-	before = d->c.injected[k];
-	for (uint64_t i = 0; i < count; i++) {
-		struct pending_req *p = g_new(struct pending_req, 1);
-
-		p->kind = REQ_INJ_FIRST + k;
-		p->value = 0;
-		g_queue_push_tail(&d->pending, p);
-	}
-	flush_requests(d);
-	logm(0, "inject: %" PRIu64 " x %s queued", count, inj_names[k]);
-	b = reply_begin();
-	add_str(b, "kind", inj_names[k]);
-	add_u64(b, "queued", count);
-	add_u64(b, "delivered", d->c.injected[k] - before);
-	reply_end(c, b);
-}
-
-static void on_control(struct ctl_conn *c, JsonObject *req, void *data)
+static void ctl_event(enum ctl_event ev, const char *what, void *data)
 {
 	struct b13d *d = data;
-	const char *cmd = json_object_get_string_member_with_default(req,
-								     "cmd",
-								     NULL);
 
-	if (!cmd)
-		ctl_reply_error(c, "missing \"cmd\" (a string)");
-	else if (!strcmp(cmd, "status"))
-		cmd_status(d, c);
-	else if (!strcmp(cmd, "progress"))
-		cmd_progress(d, c);
-	else if (!strcmp(cmd, "resize"))
-		cmd_resize(d, c, req);
-	else if (!strcmp(cmd, "stats"))
-		cmd_stats(d, c, req);
-	else if (!strcmp(cmd, "ranges"))
-		cmd_ranges(d, c);
-	else if (!strcmp(cmd, "inject"))
-		cmd_inject(d, c, req);
-	else
-		ctl_reply_error(c, "unknown command \"%s\"", cmd);
+	logrl(d, ev == CTL_EV_ACCEPT ? LOG_ACCEPT : LOG_CONTROL, "%s", what);
 }
 
 /* ---- main ---------------------------------------------------------------- */
@@ -1232,8 +1099,17 @@ static void usage(FILE *f)
 "  --socket-path PATH     vhost-user socket to listen on (required); the VMM\n"
 "                         connects as a client, e.g. QEMU -chardev socket,path=PATH\n"
 "                         -device vhost-user-device-pci,virtio-id=13,num_vqs=2,config_size=4\n"
+"  --socket-mode MODE     its file mode, octal [0600 whatever the umask]\n"
+"  --socket-group GROUP   its group; members may connect too\n"
 "  --control PATH         control socket (JSON lines, see balloon13ctl)\n"
 "                         [default: $BALLOON13_CONTROL or " DEFAULT_CONTROL "]\n"
+"  --control-mode MODE    its file mode, octal [0600 whatever the umask]\n"
+"  --control-group GROUP  its group; members may connect too (otherwise\n"
+"                         only root and the daemon's own uid may)\n"
+"  --control-clients N    control connections at once, 1..1024 [%d]; when\n"
+"                         all are taken the one quiet longest makes room\n"
+"  --control-idle-ms N    drop a control connection stuck this long with half\n"
+"                         a request or unread answers, 100..3600000 [%d]\n"
 "  --page-bits N          block size 2^N advertised in config, 0..63 [%d];\n"
 "                         values a guest must refuse (e.g. 5, 40) are allowed\n"
 "  --hold-ms N            keep page-list buffers N ms after discarding their\n"
@@ -1244,11 +1120,13 @@ static void usage(FILE *f)
 "                         short, long, unknown, huge, overram)\n"
 "  --ring-features        also offer VIRTIO_RING_F_INDIRECT_DESC and\n"
 "                         VIRTIO_RING_F_EVENT_IDX (default: VIRTIO_F_VERSION_1 only)\n"
-"  -v, --verbose          log every message (twice: every vhost-user request)\n"
+"  -v, --verbose          log every message, without rate limits (twice:\n"
+"                         every vhost-user request)\n"
 "  -h, --help             show this help\n"
 "\n"
 "SIGTERM or SIGINT: exit 0, removing both sockets.  Exit 2: bad command line.\n",
-		DEFAULT_PAGE_BITS, MAX_HOLD_MS, 3600000, DEFAULT_STALL_MS);
+		DEFAULT_CTL_CLIENTS, DEFAULT_CTL_IDLE_MS, DEFAULT_PAGE_BITS,
+		MAX_HOLD_MS, 3600000, DEFAULT_STALL_MS);
 }
 
 #define usage_error(...) b13_usage_error("balloon13d", __VA_ARGS__)
@@ -1265,6 +1143,40 @@ static uint64_t opt_uint(const char *opt, const char *arg, uint64_t min,
 	return v;
 }
 
+/* An octal file mode that keeps the owner's read and write. */
+static mode_t opt_mode(const char *opt, const char *arg)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(arg, &end, 8);
+	if (!*arg || *end || errno || *arg == '-' || v > 0777)
+		usage_error("%s '%s': expected an octal mode, at most 0777",
+			    opt, arg);
+	if ((v & 0600) != 0600)
+		usage_error("%s '%s': the owner must keep read and write "
+			    "(0600)", opt, arg);
+	return (mode_t)v;
+}
+
+/* A group name or number. */
+static gid_t opt_group(const char *opt, const char *arg)
+{
+	struct group *g;
+	const char *why;
+	uint64_t v;
+
+	if (!*arg)
+		usage_error("%s needs a group name or number", opt);
+	g = getgrnam(arg);
+	if (g)
+		return g->gr_gid;
+	if (!b13_parse_uint(arg, 0, (gid_t)-2, &v, &why))
+		return (gid_t)v;
+	usage_error("%s '%s': no such group", opt, arg);
+}
+
 static gboolean on_signal(gpointer p)
 {
 	struct b13d *d = p;
@@ -1275,13 +1187,22 @@ static gboolean on_signal(gpointer p)
 }
 
 enum { OPT_SOCKET = 256, OPT_CONTROL, OPT_PAGE_BITS, OPT_HOLD, OPT_STALL,
-       OPT_CHAOS, OPT_RING };
+       OPT_CHAOS, OPT_RING, OPT_SOCKET_MODE, OPT_SOCKET_GROUP,
+       OPT_CONTROL_MODE, OPT_CONTROL_GROUP, OPT_CONTROL_CLIENTS,
+       OPT_CONTROL_IDLE };
 
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "socket-path", required_argument, NULL, OPT_SOCKET },
+		{ "socket-mode", required_argument, NULL, OPT_SOCKET_MODE },
+		{ "socket-group", required_argument, NULL, OPT_SOCKET_GROUP },
 		{ "control", required_argument, NULL, OPT_CONTROL },
+		{ "control-mode", required_argument, NULL, OPT_CONTROL_MODE },
+		{ "control-group", required_argument, NULL, OPT_CONTROL_GROUP },
+		{ "control-clients", required_argument, NULL,
+		  OPT_CONTROL_CLIENTS },
+		{ "control-idle-ms", required_argument, NULL, OPT_CONTROL_IDLE },
 		{ "page-bits", required_argument, NULL, OPT_PAGE_BITS },
 		{ "hold-ms", required_argument, NULL, OPT_HOLD },
 		{ "stall-after-ms", required_argument, NULL, OPT_STALL },
@@ -1292,6 +1213,7 @@ int main(int argc, char **argv)
 		{ 0 }
 	};
 	static struct b13d d;
+	struct sigaction sa = { .sa_handler = on_sigbus };
 	GError *err = NULL;
 	int o;
 
@@ -1299,6 +1221,13 @@ int main(int argc, char **argv)
 	d.last_progress = t0;
 	d.page_bits = DEFAULT_PAGE_BITS;
 	d.stall_ms = DEFAULT_STALL_MS;
+	d.socket_mode = 0600;
+	d.socket_gid = (gid_t)-1;
+	d.ctl_opts = (struct ctl_opts){
+		.mode = 0600, .gid = (gid_t)-1,
+		.max_conns = DEFAULT_CTL_CLIENTS,
+		.idle_ms = DEFAULT_CTL_IDLE_MS, .event = ctl_event,
+	};
 	d.control_path = getenv("BALLOON13_CONTROL");
 	if (!d.control_path || !*d.control_path)
 		d.control_path = DEFAULT_CONTROL;
@@ -1308,8 +1237,28 @@ int main(int argc, char **argv)
 		case OPT_SOCKET:
 			d.socket_path = optarg;
 			break;
+		case OPT_SOCKET_MODE:
+			d.socket_mode = opt_mode("--socket-mode", optarg);
+			break;
+		case OPT_SOCKET_GROUP:
+			d.socket_gid = opt_group("--socket-group", optarg);
+			break;
 		case OPT_CONTROL:
 			d.control_path = optarg;
+			break;
+		case OPT_CONTROL_MODE:
+			d.ctl_opts.mode = opt_mode("--control-mode", optarg);
+			break;
+		case OPT_CONTROL_GROUP:
+			d.ctl_opts.gid = opt_group("--control-group", optarg);
+			break;
+		case OPT_CONTROL_CLIENTS:
+			d.ctl_opts.max_conns = opt_uint("--control-clients",
+							optarg, 1, 1024);
+			break;
+		case OPT_CONTROL_IDLE:
+			d.ctl_opts.idle_ms = opt_uint("--control-idle-ms",
+						      optarg, 100, 3600000);
 			break;
 		case OPT_PAGE_BITS:
 			d.page_bits = opt_uint("--page-bits", optarg, 0, 63);
@@ -1351,17 +1300,22 @@ int main(int argc, char **argv)
 		usage_error("--socket-path and --control must differ");
 
 	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_NODEFER;
+	sigaction(SIGBUS, &sa, NULL);
 	setvbuf(stderr, NULL, _IOLBF, 0);
 	b13_map_init(&d.map, d.page_bits);
 	g_queue_init(&d.pending);
 	g_queue_init(&d.held);
 
-	d.listen_fd = unix_listen_path(d.socket_path, &err);
+	d.listen_fd = unix_listen_path(d.socket_path, d.socket_mode,
+				       d.socket_gid, &err);
 	if (d.listen_fd < 0) {
 		fprintf(stderr, "balloon13d: %s\n", err->message);
 		return 1;
 	}
-	d.ctl = ctl_server_new(d.control_path, on_control, &d, &err);
+	d.ctl = ctl_server_new(d.control_path, &d.ctl_opts, on_control, &d,
+			       &err);
 	if (!d.ctl) {
 		fprintf(stderr, "balloon13d: control socket: %s\n",
 			err->message);
@@ -1384,10 +1338,12 @@ int main(int argc, char **argv)
 	if (d.teardown_idle)
 		g_source_remove(d.teardown_idle);
 	teardown(&d);
-	fail_waiters(&d, "balloon13d is exiting");
+	commands_stop(&d, "balloon13d is exiting");
 	ctl_server_free(d.ctl);
 	if (d.listen_src)
 		g_source_remove(d.listen_src);
+	if (d.listen_pause_src)
+		g_source_remove(d.listen_pause_src);
 	close(d.listen_fd);
 	unlink(d.socket_path);
 	g_main_loop_unref(d.loop);

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build QEMU $QEMU_VERSION from Debian's orig tarball with the patches in
 # scripts/qemu-patches/ (the generic vhost-user device made creatable, with
-# num_vqs + 1 MSI-X vectors) and a small device set, and print the path of
-# the resulting qemu-system-x86_64.
+# num_vqs + 1 MSI-X vectors; the native device 13, virtio-balloon13-pci)
+# and a small device set, and print the path of the resulting
+# qemu-system-x86_64.
 #
 # The result is cached in $VB13_CACHE/qemu-$QEMU_VERSION-<hash>/, the hash
 # covering this script, the patches and the devices file, so it is rebuilt
@@ -35,6 +36,7 @@ check() {
 	objs=$("$bin" -L /usr/share/qemu -object help 2>&1) || return 1
 	grep -q '"vhost-user-device-pci"' <<<"$devs" &&
 		grep -q '"virtio-balloon-pci"' <<<"$devs" &&
+		grep -q '"virtio-balloon13-pci"' <<<"$devs" &&
 		grep -q 'memory-backend-memfd' <<<"$objs"
 }
 
@@ -82,6 +84,6 @@ rm -rf "$tmp/src"
 echo "$(($(date +%s) - start))" >"$tmp/build-seconds"
 touch "$tmp/.complete"
 mv "$tmp" "$out"
-check || vb13_die "$bin lacks vhost-user-device-pci, virtio-balloon-pci or memory-backend-memfd"
+check || vb13_die "$bin lacks vhost-user-device-pci, virtio-balloon-pci, virtio-balloon13-pci or memory-backend-memfd"
 vb13_log "built in $(cat "$out/build-seconds") s"
 echo "$bin"

@@ -59,6 +59,17 @@ if [ -f host/Makefile ]; then
 	fi
 fi
 
+# balloon13d's unit tests again under ASan+UBSan, then its libFuzzer
+# harnesses: their corpora replayed and a few seconds of fuzzing each.
+if [ -x host/fuzz/run.sh ]; then
+	run_stage "host sanitizers and fuzz replay" out/check/fuzz.log \
+		make -s --no-print-directory -C host fuzz-check
+	rc=$?
+	count_lines out/check/fuzz.log
+	grep -q '^\(PASS\|FAIL\) ' out/check/fuzz.log || [ "$rc" = 0 ] ||
+		failed=$((failed + 1))
+fi
+
 # KUnit under QEMU: every case (each parameter too) counts.  A run that
 # fails without a failed case (kernel splat, crash, timeout) counts once more.
 run_stage KUnit out/check/kunit.log bash scripts/kunit.sh --out out/check/kunit

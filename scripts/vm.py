@@ -39,6 +39,10 @@ SCRIPTS = os.path.join(TOP, "scripts")
 CACHE = os.environ.get("VB13_CACHE", "/var/cache/virtio_balloon13")
 FIRMWARE_DIRS = ("/usr/share/qemu", "/usr/share/seabios")
 VHOST_USER_DEVICES = ("vhost-user-device-pci", "vhost-user-test-device-pci")
+# QEMU's native device 13 (scripts/qemu-patches/0003-*) and the qdev id
+# vm.py gives it: qom-get/qom-set path /machine/peripheral/<NATIVE_ID>.
+NATIVE_DEVICE = "virtio-balloon13-pci"
+NATIVE_ID = "b13"
 # "max" without ERMS/FSRM: the kernel then clears pages with `rep stosq`
 # instead of `rep stosb`, which TCG runs 2-4x faster (page faults, the
 # balloon's allocations and init_on_alloc all clear pages).
@@ -229,6 +233,12 @@ class VM:
                 the generic vhost-user device's properties; device_args is
                 appended as is (e.g. "vq_size=256,vectors=1")
     balloon     also add QEMU's own virtio-balloon-pci (id balloon0)
+    native      also add QEMU's native device 13, virtio-balloon13-pci (id
+                NATIVE_ID): "" (or True) for its defaults, or its
+                properties, e.g. "page-bits=21" or "qmp-balloon=off"
+    incoming    start QEMU with -incoming unix:<tmpdir>/migrate.sock and
+                don't wait for a guest: a migration destination (see
+                destination() and migrate())
     qemu, kernel, initrd
                 override the QEMU binary / kernel / initramfs paths
     boot_timeout  seconds to wait for the guest's command channel
@@ -244,7 +254,11 @@ class VM:
                  append="", modules=(), backend=None, backend_args=(),
                  vhost_socket=None, virtio_id=13, num_vqs=2, config_size=4,
                  device_args="", balloon=False, qemu=None, kernel=None,
-                 initrd=None, boot_timeout=180, qemu_args=(), keep_tmp=False):
+                 initrd=None, boot_timeout=180, qemu_args=(), keep_tmp=False,
+                 native=None, incoming=False):
+        # What destination() starts a copy with.
+        self._init_kwargs = {k: v for k, v in locals().items()
+                             if k not in ("self", "__class__")}
         self.series = series
         self.mem_bytes = parse_size(mem)
         if series.endswith("-debug"):
@@ -270,6 +284,9 @@ class VM:
         self.boot_timeout = boot_timeout
         self.qemu_args = list(qemu_args)
         self.keep_tmp = keep_tmp
+        self.native = "" if native is True else native
+        self.incoming = bool(incoming)
+        self.incoming_uri = None
 
         self.tmpdir = None
         self.kver = None
@@ -289,7 +306,8 @@ class VM:
     # ---- life cycle -------------------------------------------------------
 
     def __enter__(self):
-        return self.start()
+        # destination() hands out a started VM: `with` only closes it.
+        return self if self.qemu_proc else self.start()
 
     def __exit__(self, *exc):
         self.close()
@@ -354,6 +372,10 @@ class VM:
             qmp_listener.close()
 
         self._qmp_handshake()
+        if self.incoming:
+            # The guest arrives by migration, already booted.
+            self.boot_seconds = time.monotonic() - t0
+            return self
         deadline = t0 + self.boot_timeout
         line = self._cmd_wait_line(_READY, deadline, boot=True)
         self.kver = line.split()[-1].decode() if line.split()[1:] else self.kver
@@ -456,6 +478,13 @@ class VM:
                      "-device", dev + ",id=vhu0"]
         if self.balloon:
             argv += ["-device", "virtio-balloon-pci,id=balloon0"]
+        if self.native is not None:
+            dev = "%s,id=%s" % (NATIVE_DEVICE, NATIVE_ID)
+            argv += ["-device", dev + ("," + self.native if self.native
+                                       else "")]
+        if self.incoming:
+            self.incoming_uri = "unix:" + self.path("migrate.sock")
+            argv += ["-incoming", self.incoming_uri]
         return argv + self.qemu_args
 
     def _listen(self, name):
@@ -483,6 +512,10 @@ class VM:
     def console_log(self):
         """The guest's kernel console (ttyS0) so far."""
         return _tail(self.path("console.log"), 1 << 24)
+
+    def qemu_log(self):
+        """QEMU's own stdout and stderr so far."""
+        return _tail(self.path("qemu.log"), 1 << 24)
 
     def backend_log(self):
         """The backend's stdout and stderr so far ('' without a backend)."""
@@ -685,6 +718,113 @@ class VM:
                     total += int(line.split()[1]) * 1024
         return total
 
+    # ---- the native device (virtio-balloon13-pci) ---------------------------
+
+    def native_get(self, prop):
+        """qom-get a property of the native device: "counters",
+        "guest-stats", "size" (bytes in the balloon; scans first),
+        "target-size", "page-bits", ..."""
+        return self.qmp("qom-get", path="/machine/peripheral/" + NATIVE_ID,
+                        property=prop)
+
+    def native_set(self, prop, value):
+        """qom-set a property of the native device, e.g.
+        native_set("target-size", 512 << 20)."""
+        return self.qmp("qom-set", path="/machine/peripheral/" + NATIVE_ID,
+                        property=prop, value=value)
+
+    # ---- live migration -----------------------------------------------------
+
+    def destination(self, **overrides):
+        """Start a migration destination for this guest: a VM with the same
+        settings (overrides replace some) whose QEMU waits with -incoming.
+        Devices added at run time must be passed in qemu_args.  The
+        vhost-user device can't migrate, so a VM with a backend can't
+        either."""
+        if self.backend or self.vhost_socket:
+            raise VMError("the generic vhost-user device is not migratable")
+        kw = dict(self._init_kwargs)
+        kw.update(qemu=self.qemu, kernel=self.kernel, initrd=self.initrd)
+        kw.update(overrides)
+        kw["incoming"] = True
+        return VM(**kw).start()
+
+    def migrate(self, dst, timeout=600, max_bandwidth=8 << 30,
+                capabilities=None, started=False):
+        """Live-migrate this guest to dst (from destination()) over its
+        UNIX socket and wait until it runs there.  No command may be
+        running in the guest.  Afterwards dst carries the command channel
+        and QMP for the guest; this QEMU stays paused (state postmigrate)
+        until close(), so its memory can still be looked at.  Returns
+        query-migrate's last answer plus "host_seconds" (migrate command to
+        the guest running on dst).  capabilities: {"name": bool} set on
+        both sides first.  started: the caller has sent "migrate" itself
+        (e.g. to act while it runs); only wait and hand over.  Raises
+        VMError if it fails or takes longer than timeout seconds."""
+        if not dst.incoming:
+            raise VMError("destination not started with incoming=True")
+        if self._broken:
+            raise VMError("command channel unusable: " + self._broken)
+        if capabilities and not started:
+            caps = [{"capability": k, "state": v}
+                    for k, v in capabilities.items()]
+            for vm in (self, dst):
+                vm.qmp("migrate-set-capabilities", capabilities=caps)
+        t0 = time.monotonic()
+        deadline = t0 + timeout
+        if not started:
+            self.qmp("migrate-set-parameters",
+                     _args={"max-bandwidth": int(max_bandwidth)})
+            self.qmp("migrate", uri=dst.incoming_uri)
+        while True:
+            info = self.qmp("query-migrate")
+            status = info.get("status")
+            if status == "completed":
+                break
+            if status in ("failed", "cancelled"):
+                raise VMError("migration %s: %s" % (
+                    status, info.get("error-desc", "no reason given")))
+            if time.monotonic() > deadline:
+                self.qmp("migrate_cancel")
+                raise VMError("migration not done in %d s: %s"
+                              % (timeout, info))
+            dst._check_alive()
+            time.sleep(0.05)
+        while dst.qmp("query-status")["status"] != "running":
+            if time.monotonic() > deadline:
+                raise VMError("destination not running %d s after the "
+                              "migration began" % timeout)
+            time.sleep(0.02)
+        info["host_seconds"] = time.monotonic() - t0
+        # Whatever the guest wrote before the switch came from here.
+        self._cmd.setblocking(False)
+        try:
+            while True:
+                data = self._cmd.recv(1 << 16)
+                if not data:
+                    break
+                self._cmd_buf += data
+        except (BlockingIOError, OSError):
+            pass
+        self._cmd.setblocking(True)
+        dst._cmd_buf = self._cmd_buf + dst._cmd_buf
+        dst._seq = self._seq
+        dst.kver = self.kver
+        self._cmd_buf = b""
+        self._broken = "the guest migrated away"
+        return info
+
+    def take_over(self, dst):
+        """After migrate(): stop this (source) QEMU and carry on with dst's,
+        so that whoever holds this VM object keeps driving the guest; dst
+        is left empty (its close() does nothing)."""
+        self.close()
+        atexit.unregister(dst.close)
+        self.__dict__.update(dst.__dict__)
+        atexit.register(self.close)
+        dst.qemu_proc = dst.backend_proc = dst._cmd = dst._qmp = None
+        dst.tmpdir = dst._thp_mount = None
+
     def guest_ram_resident(self):
         """Bytes of host memory the guest RAM memfd holds right now: its
         allocated blocks, whoever touched them (QEMU, the guest or the
@@ -749,6 +889,10 @@ def main(argv=None):
                    help="extra .ko for /lib/modules/<kver>/extra (repeatable)")
     p.add_argument("--balloon", action="store_true",
                    help="add QEMU's virtio-balloon-pci (legacy balloon)")
+    p.add_argument("--native", nargs="?", const="", default=None,
+                   metavar="PROPS",
+                   help="add QEMU's native device 13 (virtio-balloon13-pci), "
+                   "optionally with properties, e.g. page-bits=21")
     p.add_argument("--device-args", default="",
                    help="extra properties of the vhost-user device")
     p.add_argument("--timeout", type=int, default=600,
@@ -778,7 +922,7 @@ def main(argv=None):
     vm = VM(series=a.series, mem=a.mem, smp=a.smp, cpu=a.cpu, append=a.append,
             modules=a.module, backend=backend[0] if backend else None,
             backend_args=backend[1:], device_args=a.device_args,
-            balloon=a.balloon, keep_tmp=a.keep)
+            balloon=a.balloon, keep_tmp=a.keep, native=a.native)
     try:
         with vm:
             if a.verbose:

@@ -42,6 +42,14 @@ expect d_extra_arg 2 "unexpected argument 'extra'" -- "$D" $S extra
 expect d_same_paths 2 "must differ" -- "$D" --socket-path "$tmp/x" --control "$tmp/x"
 expect d_empty_socket 2 'socket-path.*required' -- "$D" --socket-path '' --control "$tmp/c"
 expect d_bad_dir 1 "vhu.sock: No such file or directory" -- "$D" --socket-path "$tmp/nodir/vhu.sock" --control "$tmp/c"
+expect d_control_mode_junk 2 "--control-mode '0689'.*octal" -- "$D" $S --control-mode 0689
+expect d_control_mode_big 2 "--control-mode '1777'.*octal" -- "$D" $S --control-mode 1777
+expect d_control_mode_owner 2 "--control-mode '0466'.*owner" -- "$D" $S --control-mode 0466
+expect d_socket_mode_empty 2 "--socket-mode ''.*octal" -- "$D" $S --socket-mode ''
+expect d_control_group_none 2 "--control-group 'no-such-group-b13'.*no such group" -- "$D" $S --control-group no-such-group-b13
+expect d_socket_group_empty 2 "--socket-group needs a group" -- "$D" $S --socket-group ''
+expect d_control_clients_0 2 "--control-clients '0'.*range" -- "$D" $S --control-clients 0
+expect d_control_idle_small 2 "--control-idle-ms '99'.*range" -- "$D" $S --control-idle-ms 99
 
 # Valid extremes are accepted (the device may advertise what a guest rejects).
 for pb in 0 5 40 63; do
@@ -111,3 +119,43 @@ expect c_no_daemon 1 "cannot reach balloon13d at $tmp/none.sock" -- "$C" $K stat
 expect c_no_daemon_resize 1 'cannot reach balloon13d' -- "$C" $K resize 64M
 expect c_env_control 1 "cannot reach balloon13d at $tmp/env.sock" -- env BALLOON13_CONTROL="$tmp/env.sock" "$C" status
 if "$C" --help | grep -q 'resize SIZE'; then echo "PASS c_help"; else echo "FAIL c_help"; fi
+
+# balloon13ctl does not trust what answers on the socket either: a fake
+# daemon sends one line per connection, as told.
+fake() { # LINE-PYTHON-EXPR
+	rm -f "$tmp/fake.sock"
+	/usr/bin/python3 - "$tmp/fake.sock" "$1" <<'PY' &
+import json, socket, sys
+path, expr = sys.argv[1], sys.argv[2]
+NL = b"\n"
+js = lambda o: json.dumps(o).encode() + NL
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(10)
+s.bind(path)
+s.listen(1)
+c, _ = s.accept()
+c.recv(65536)
+try:
+    c.sendall(eval(expr))
+except OSError:
+    pass
+c.close()
+PY
+	for _ in $(seq 50); do [ -S "$tmp/fake.sock" ] && break; sleep 0.02; done
+}
+F="--control $tmp/fake.sock"
+fake 'b"[" * 100000 + NL'
+expect c_answer_deep 1 "bad answer.*nested too deep" -- "$C" $F status
+wait
+fake 'b"{" * 20 + NL'
+expect c_answer_deep_objects 1 "bad answer.*nested too deep" -- "$C" $F status
+wait
+fake 'b"x" * (17 << 20)'
+expect c_answer_huge 1 "bad answer.*longer than 16 MiB" -- "$C" $F status
+wait
+fake 'js({"ok": "yes", "error": 5})'
+expect c_answer_types 1 "balloon13ctl: request failed" -- "$C" $F status
+wait
+fake 'js({"ok": True, "ranges": [], "truncated": True, "next": 0})'
+expect c_ranges_stuck 1 "ranges do not go on" -- "$C" $F ranges
+wait

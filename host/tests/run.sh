@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run balloon13d's host-only tests: unit tests of the logic (C), command-line
-# tests, and the vhost-user integration tests (a fake front end and guest in
-# Python).  Every suite prints "PASS name" / "FAIL name..." lines; this
+# tests, the vhost-user integration tests (a fake front end and guest in
+# Python) and the same front end, guest and local clients at their most
+# hostile (abuse.py).  Every suite prints "PASS name" / "FAIL name..." lines; this
 # script echoes them and ends with "N passed, N failed".
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -24,6 +25,7 @@ suite() {
 suite unit "$test_logic"
 suite cli "$here/cli.sh"
 suite vhost-user /usr/bin/python3 "$here/frontend.py"
+suite abuse /usr/bin/python3 "$here/abuse.py"
 
 passed=$(grep -c '^PASS' "$log")
 failed=$(grep -c '^FAIL' "$log")

@@ -2,13 +2,17 @@
 /*
  * Unit tests of balloon13d's logic (b13_logic.c): number parsing, message
  * validation, region geometry, coalescing, the bitmap, and real hole
- * punching and residency on a memfd mapping.
+ * punching and residency on a memfd mapping; and of the checks on what the
+ * vhost-user front end sends (vhost_check.c).
  *
  * Prints "PASS name" or "FAIL name" (with the failed checks) per test case;
  * tests/run.sh counts them.  Exit status 1 if anything failed.
  */
 #define _GNU_SOURCE
 #include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/eventfd.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +22,8 @@
 #include <unistd.h>
 
 #include "b13.h"
+#include "vhost_check.h"
+#include "wire.h"
 
 static int case_failed, passed, failed;
 
@@ -156,8 +162,14 @@ static void test_check_msg(void)
 	CHECK_EQ(chk(7, 24, &n), B13_REJ_TYPE);
 	CHECK_EQ(chk(0x100, 16, &n), B13_REJ_TYPE);	/* byte order matters */
 	CHECK_EQ(chk(0, B13_MAX_MSG_BYTES, &n), B13_OK);
+	CHECK_EQ(n, B13_MAX_PAGES);
 	CHECK_EQ(chk(0, B13_MAX_MSG_BYTES + 8ull, &n), B13_REJ_OVERSIZE);
 	CHECK_EQ(chk(0, UINT64_MAX, &n), B13_REJ_OVERSIZE);
+	/* Stats: at most B13_MAX_STATS entries, whatever the length limit. */
+	CHECK_EQ(chk(1, 8 + 16 * B13_MAX_STATS, &n), B13_OK);
+	CHECK_EQ(n, B13_MAX_STATS);
+	CHECK_EQ(chk(1, 8 + 16 * (B13_MAX_STATS + 1), &n), B13_REJ_OVERSIZE);
+	CHECK_EQ(chk(1, 8 + 16 * 65536, &n), B13_REJ_OVERSIZE);
 }
 
 /* ---- regions -------------------------------------------------------------- */
@@ -248,7 +260,7 @@ static void test_find(void)
 static enum b13_reject pages(struct b13_map *m, const uint64_t *a, size_t n,
 			     uint64_t *sorted, uint64_t *bad)
 {
-	uint64_t le[16];
+	uint64_t le[64];
 	size_t i;
 
 	for (i = 0; i < n; i++)
@@ -606,6 +618,725 @@ static void test_no_mapping(void)
 	b13_map_free(&m);	/* twice is harmless */
 }
 
+/* ---- whole messages (b13_handle_msg) ------------------------------------- */
+
+/* Build a message: header + le64 words, in buf. */
+static size_t build_msg(uint8_t *buf, uint32_t type, uint32_t reserved,
+			const uint64_t *w, size_t nw)
+{
+	struct b13_msg_hdr h = { htole32(type), htole32(reserved) };
+	size_t i;
+
+	memcpy(buf, &h, sizeof(h));
+	for (i = 0; i < nw; i++) {
+		uint64_t le = htole64(w[i]);
+
+		memcpy(buf + 8 + 8 * i, &le, 8);
+	}
+	return 8 + 8 * nw;
+}
+
+static void test_handle_pages(void)
+{
+	/* unsorted, a repeat, a run of 3, split mid-address over 3 iovecs */
+	static const uint64_t a[] = { 0x105000, 0x100000000ull, 0x103000,
+				      0x104000, 0x105000 };
+	static const uint64_t bad[] = { 0x104000, 0xa1000 };
+	struct b13_stats st = { { 0 }, 0 };
+	struct b13_msg_result res;
+	struct b13_map m;
+	struct iovec iov[3];
+	uint8_t buf[256];
+	size_t len;
+
+	b13_map_init(&m, 12);
+	b13_map_set_regions(&m, q35, 3);
+	len = build_msg(buf, 0, 0, a, 5);
+	iov[0] = (struct iovec){ buf, 11 };
+	iov[1] = (struct iovec){ buf + 11, 5 };
+	iov[2] = (struct iovec){ buf + 16, len - 16 };
+	CHECK_EQ(b13_handle_msg(&m, &st, iov, 3, 0, &res), B13_OK);
+	CHECK_EQ(res.type, B13_RESP_PAGES);
+	CHECK_EQ(res.len, len);
+	CHECK_EQ(res.n, 5);
+	CHECK_EQ(res.runs, 2);
+	CHECK_EQ(res.repeats, 1);
+	CHECK_EQ(res.apply.new_blocks, 4);
+	CHECK(!res.reserved_nonzero);
+	CHECK_EQ(b13_map_blocks_set(&m), 4);
+
+	/* One bad address: nothing of the message is used. */
+	len = build_msg(buf, 0, 7, bad, 2);
+	iov[0] = (struct iovec){ buf, len };
+	CHECK_EQ(b13_handle_msg(&m, &st, iov, 1, 0, &res), B13_REJ_OUT_OF_RAM);
+	CHECK_EQ(res.bad_addr, 0xa1000);
+	CHECK_EQ(res.apply.new_blocks, 0);
+	CHECK_EQ(b13_map_blocks_set(&m), 4);
+
+	/* Device-writable parts: rejected before anything is read. */
+	CHECK_EQ(b13_handle_msg(&m, &st, iov, 1, 1, &res), B13_REJ_WRITABLE);
+	/* Too long: rejected unread (the NULL base would fault if read). */
+	iov[0] = (struct iovec){ NULL, B13_MAX_MSG_BYTES + 8 };
+	CHECK_EQ(b13_handle_msg(&m, &st, iov, 1, 0, &res), B13_REJ_OVERSIZE);
+	iov[0] = (struct iovec){ NULL, SIZE_MAX };
+	iov[1] = (struct iovec){ NULL, SIZE_MAX };
+	CHECK_EQ(b13_handle_msg(&m, &st, iov, 2, 0, &res), B13_REJ_OVERSIZE);
+	CHECK_EQ(res.len, UINT64_MAX);
+	/* Reserved nonzero: counted, the message still used. */
+	len = build_msg(buf, 0, 1, a, 1);
+	iov[0] = (struct iovec){ buf, len };
+	CHECK_EQ(b13_handle_msg(&m, &st, iov, 1, 0, &res), B13_OK);
+	CHECK(res.reserved_nonzero);
+	CHECK_EQ(res.apply.duplicates, 1);
+	/* Empty chain, and a header alone. */
+	CHECK_EQ(b13_handle_msg(&m, &st, iov, 0, 0, &res), B13_REJ_SHORT);
+	iov[0].iov_len = 8;
+	CHECK_EQ(b13_handle_msg(&m, &st, iov, 1, 0, &res), B13_REJ_LENGTH);
+	b13_map_free(&m);
+}
+
+static void test_handle_stats(void)
+{
+	uint64_t w[2 * (B13_MAX_STATS + 1)];
+	struct b13_stats st = { { 0 }, 0 };
+	struct b13_msg_result res;
+	struct b13_map m;
+	struct iovec iov;
+	uint8_t buf[8 + 16 * (B13_MAX_STATS + 1)];
+	size_t len, i;
+
+	b13_map_init(&m, 12);
+	/* memfree twice (the last wins), an unknown tag, memtot */
+	w[0] = B13_TAG_MEMFREE; w[1] = 100;
+	w[2] = 99; w[3] = 1;
+	w[4] = B13_TAG_MEMFREE; w[5] = 200;
+	w[6] = B13_TAG_MEMTOT; w[7] = 1000;
+	w[8] = UINT64_MAX; w[9] = 2;
+	len = build_msg(buf, 1, 0, w, 10);
+	iov = (struct iovec){ buf, len };
+	CHECK_EQ(b13_handle_msg(&m, &st, &iov, 1, 0, &res), B13_OK);
+	CHECK_EQ(res.type, B13_RESP_STATS);
+	CHECK_EQ(res.n, 5);
+	CHECK_EQ(res.stats_unknown, 2);
+	CHECK_EQ(res.stats_repeated, 1);
+	CHECK_EQ(st.present, 1u << B13_TAG_MEMFREE | 1u << B13_TAG_MEMTOT);
+	CHECK_EQ(st.value[B13_TAG_MEMFREE], 200);
+	CHECK_EQ(st.value[B13_TAG_MEMTOT], 1000);
+
+	/* The next message replaces the table: memtot is gone. */
+	w[0] = B13_TAG_SWAP_IN; w[1] = 5;
+	len = build_msg(buf, 1, 0, w, 2);
+	iov = (struct iovec){ buf, len };
+	CHECK_EQ(b13_handle_msg(&m, &st, &iov, 1, 0, &res), B13_OK);
+	CHECK_EQ(st.present, 1u << B13_TAG_SWAP_IN);
+	CHECK_EQ(st.value[B13_TAG_SWAP_IN], 5);
+
+	/* B13_MAX_STATS entries of one tag: fine; one more: rejected. */
+	for (i = 0; i < B13_MAX_STATS + 1; i++) {
+		w[2 * i] = B13_TAG_MAJFLT;
+		w[2 * i + 1] = i;
+	}
+	len = build_msg(buf, 1, 0, w, 2 * B13_MAX_STATS);
+	iov = (struct iovec){ buf, len };
+	CHECK_EQ(b13_handle_msg(&m, &st, &iov, 1, 0, &res), B13_OK);
+	CHECK_EQ(res.stats_repeated, B13_MAX_STATS - 1);
+	CHECK_EQ(st.value[B13_TAG_MAJFLT], B13_MAX_STATS - 1);
+	len = build_msg(buf, 1, 0, w, 2 * (B13_MAX_STATS + 1));
+	iov = (struct iovec){ buf, len };
+	CHECK_EQ(b13_handle_msg(&m, &st, &iov, 1, 0, &res), B13_REJ_OVERSIZE);
+	CHECK_EQ(st.value[B13_TAG_MAJFLT], B13_MAX_STATS - 1);	/* kept */
+	b13_map_free(&m);
+}
+
+/* Discards recorded by a hook instead of madvise(). */
+struct discards {
+	int n;
+	uintptr_t addr[64];
+	size_t len[64];
+	int fail;		/* fail every call with this errno */
+};
+
+static int record_discard(void *addr, size_t len, void *arg)
+{
+	struct discards *r = arg;
+
+	if (r->n < 64) {
+		r->addr[r->n] = (uintptr_t)addr;
+		r->len[r->n] = len;
+	}
+	r->n++;
+	if (r->fail) {
+		errno = r->fail;
+		return -1;
+	}
+	return 0;
+}
+
+/* b13_apply_sorted() does what coalescing then applying the runs does. */
+static void test_apply_sorted(void)
+{
+	static const struct b13_region_desc d[] = {
+		{ 0x0, 0x10000, (uint8_t *)0x10000000 },
+		{ 0x10000, 0x10000, (uint8_t *)0x20000000 },
+		{ 0x100000, 0x100000, (uint8_t *)0x30000000 },
+	};
+	struct b13_apply_stats s1 = { 0 }, s2 = { 0 };
+	struct discards r1 = { 0 }, r2 = { 0 };
+	uint64_t a[64], rep1 = 0, rep2 = 0, bad;
+	struct b13_run runs[64];
+	struct b13_map m1, m2;
+	unsigned int seed = 1;
+	size_t n = 0, nr1, nr2;
+	int i, round;
+
+	for (round = 0; round < 20; round++) {
+		b13_map_init(&m1, 12);
+		b13_map_init(&m2, 12);
+		m1.discard = m2.discard = record_discard;
+		m1.discard_arg = &r1;
+		m2.discard_arg = &r2;
+		b13_map_set_regions(&m1, d, 3);
+		b13_map_set_regions(&m2, d, 3);
+		memset(&r1, 0, sizeof(r1));
+		memset(&r2, 0, sizeof(r2));
+		for (n = 0; n < 40; n++) {
+			uint64_t k = rand_r(&seed) % 24;
+
+			a[n] = htole64(k < 16 ? k * 0x1000 + (k >= 8) * 0x8000 :
+				       0x100000 + (k - 16) * 0x1000);
+		}
+		/* In place: little endian in, sorted CPU order out. */
+		CHECK_EQ(b13_check_pages(&m1, a, n, a, &bad), B13_OK);
+		nr1 = b13_coalesce(&m1, a, n, runs, &rep1);
+		b13_apply_runs(&m1, runs, nr1, &s1);
+		nr2 = b13_apply_sorted(&m2, a, n, &s2, &rep2);
+		CHECK_EQ(nr1, nr2);
+		CHECK_EQ(rep1, rep2);
+		CHECK_EQ(r1.n, r2.n);
+		CHECK_EQ(r1.n, nr1);	/* one discard per run */
+		for (i = 0; i < r1.n && i < 64; i++) {
+			CHECK_EQ(r1.addr[i], r2.addr[i]);
+			CHECK_EQ(r1.len[i], r2.len[i]);
+		}
+		CHECK_EQ(b13_map_blocks_set(&m1), b13_map_blocks_set(&m2));
+		b13_map_free(&m1);
+		b13_map_free(&m2);
+	}
+	CHECK_EQ(s1.new_blocks, s2.new_blocks);
+	CHECK_EQ(s1.punch_bytes, s2.punch_bytes);
+	CHECK_EQ(s1.punch_calls, s2.punch_calls);
+
+	/* A failing discard is counted with its errno, and nothing else. */
+	b13_map_init(&m1, 12);
+	r1 = (struct discards){ .fail = EINVAL };
+	m1.discard = record_discard;
+	m1.discard_arg = &r1;
+	b13_map_set_regions(&m1, d, 3);
+	memset(&s1, 0, sizeof(s1));
+	a[0] = 0x1000;
+	b13_apply_sorted(&m1, a, 1, &s1, &rep1);
+	CHECK_EQ(s1.punch_errors, 1);
+	CHECK_EQ(s1.last_errno, EINVAL);
+	CHECK_EQ(s1.punch_bytes, 0);
+	CHECK_EQ(r1.addr[0], 0x10001000);
+	CHECK_EQ(r1.len[0], 4096);
+	b13_map_free(&m1);
+}
+
+static void test_bad_tables(void)
+{
+	static const struct b13_region_desc overlap[] = {
+		{ 0x0, 0x20000, NULL }, { 0x10000, 0x10000, NULL },
+	};
+	static const struct b13_region_desc adjacent[] = {
+		{ 0x10000, 0x10000, NULL }, { 0x0, 0x10000, NULL },
+	};
+	struct b13_region_desc empty = { 0x1000, 0, NULL };
+	struct b13_region_desc wrap = { 0xfffffffffffff000ull, 0x2000, NULL };
+	struct b13_map m;
+	uint64_t g;
+
+	b13_map_init(&m, 12);
+	CHECK(b13_map_set_regions(&m, q35, 3) == 0);
+	g = m.gen;
+	errno = 0;
+	CHECK(b13_map_set_regions(&m, overlap, 2) == -1);
+	CHECK_EQ(errno, EINVAL);
+	CHECK_EQ(m.nr, 0);		/* left empty */
+	CHECK(m.gen != g);
+	CHECK(b13_map_set_regions(&m, &empty, 1) == -1);
+	CHECK(b13_map_set_regions(&m, &wrap, 1) == -1);
+	CHECK(b13_map_set_regions(&m, adjacent, 2) == 0);
+	CHECK_EQ(m.nr, 2);
+	CHECK_EQ(m.r[0].gpa, 0);	/* sorted */
+	b13_map_free(&m);
+}
+
+struct range_list { int n; uint64_t addr[32], blocks[32]; };
+
+static void collect_all(uint64_t addr, uint64_t nblocks, void *data)
+{
+	struct range_list *r = data;
+
+	if (r->n < 32) {
+		r->addr[r->n] = addr;
+		r->blocks[r->n] = nblocks;
+	}
+	r->n++;
+}
+
+static void test_ranges_paged(void)
+{
+	/* runs: 0x1000 x3, 0x10000 x1, 0x100000000 x2 */
+	static const uint64_t a[] = { 0x101000, 0x102000, 0x103000, 0x110000,
+				      0x100000000ull, 0x100001000ull };
+	struct b13_apply_stats st = { 0 };
+	struct range_list r = { 0 };
+	uint64_t s[8], bad, rep = 0, next = 0, from = 0;
+	struct b13_map m;
+	int calls = 0;
+
+	b13_map_init(&m, 12);
+	b13_map_set_regions(&m, q35, 3);
+	CHECK_EQ(pages(&m, a, 6, s, &bad), B13_OK);
+	b13_apply_sorted(&m, s, 6, &st, &rep);
+	/* One run per call, going on from "next". */
+	while (b13_ranges(&m, from, 1, collect_all, &r, &next)) {
+		CHECK(next > from);
+		from = next;
+		calls++;
+	}
+	CHECK_EQ(calls, 2);
+	CHECK_EQ(r.n, 3);
+	CHECK_EQ(r.addr[0], 0x101000);
+	CHECK_EQ(r.blocks[0], 3);
+	CHECK_EQ(r.addr[2], 0x100000000ull);
+	CHECK_EQ(r.blocks[2], 2);
+	/* From inside a run, unaligned: the run is cut at the next block. */
+	memset(&r, 0, sizeof(r));
+	CHECK(!b13_ranges(&m, 0x101001, 8, collect_all, &r, &next));
+	CHECK_EQ(r.n, 3);
+	CHECK_EQ(r.addr[0], 0x102000);
+	CHECK_EQ(r.blocks[0], 2);
+	memset(&r, 0, sizeof(r));
+	CHECK(!b13_ranges(&m, UINT64_MAX, 8, collect_all, &r, &next));
+	CHECK_EQ(r.n, 0);
+	memset(&r, 0, sizeof(r));
+	CHECK(b13_ranges(&m, 0, 0, collect_all, &r, &next));
+	CHECK_EQ(r.n, 0);
+	CHECK_EQ(next, 0x101000);
+	b13_map_free(&m);
+}
+
+/* A walk in slices counts what a walk in one go counts. */
+static void test_scan_slices(void)
+{
+	struct b13_apply_stats st = { 0 };
+	struct b13_region_desc d[2];
+	struct b13_scan sc;
+	struct b13_map m;
+	struct guest g;
+	uint64_t a[64], in, w, i, rep = 0, budget;
+	int steps;
+
+	if (guest_new(&g, 4 << 20)) {
+		case_failed = 1;
+		return;
+	}
+	d[0] = (struct b13_region_desc){ 0x0, 2 << 20, g.mem };
+	d[1] = (struct b13_region_desc){ 0x1000000, 2 << 20,
+					 g.mem + (2 << 20) };
+	b13_map_init(&m, 12);
+	b13_map_set_regions(&m, d, 2);
+	for (i = 0; i < 64; i++)	/* scattered over both regions */
+		a[i] = (i % 2 ? 0x1000000 : 0) + (i * 7 % 500) * 0x1000;
+	CHECK_EQ(pages(&m, a, 16, a, &w), B13_OK);
+	b13_apply_sorted(&m, a, 16, &st, &rep);
+	for (i = 0; i < 4; i++)		/* withdraw four */
+		g.mem[(a[i] >= 0x1000000 ? (2 << 20) + a[i] - 0x1000000 :
+		       a[i]) + 5] = 1;
+	in = b13_count_in_balloon(&m, &w);
+	CHECK_EQ(in + w, 16);
+	CHECK_EQ(w, 4);
+	for (budget = 1; budget < 40; budget += 7) {
+		b13_scan_begin(&m, &sc);
+		for (steps = 1; !b13_scan_step(&m, &sc, budget); steps++)
+			;
+		b13_scan_end(&sc);
+		CHECK_EQ(sc.in, in);
+		CHECK_EQ(sc.withdrawn, w);
+		CHECK(budget > 16 || steps > 1);
+		CHECK(steps <= 16 + 1);
+	}
+	/* The table changes in the middle: the walk starts again. */
+	b13_scan_begin(&m, &sc);
+	CHECK(!b13_scan_step(&m, &sc, 2));
+	b13_map_clear_bitmaps(&m);
+	CHECK(b13_scan_step(&m, &sc, 1000));
+	CHECK_EQ(sc.restarts, 1);
+	CHECK_EQ(sc.in + sc.withdrawn, 0);
+	b13_scan_end(&sc);
+	b13_map_free(&m);
+	guest_free(&g);
+}
+
+static void test_ratelimit(void)
+{
+	struct b13_ratelimit rl = { 0 };
+	int64_t t = 1000000000;
+	uint64_t missed = 7;
+	int i, allowed = 0;
+
+	for (i = 0; i < 100; i++)
+		allowed += b13_ratelimit(&rl, t + i, &missed);
+	CHECK_EQ(allowed, B13_RL_BURST);
+	CHECK_EQ(rl.missed, 100 - B13_RL_BURST);
+	/* Still inside the interval: nothing. */
+	CHECK(!b13_ratelimit(&rl, t + B13_RL_INTERVAL_US - 1, &missed));
+	CHECK_EQ(missed, 0);
+	/* A new interval: allowed, and told how many were left out. */
+	CHECK(b13_ratelimit(&rl, t + B13_RL_INTERVAL_US, &missed));
+	CHECK_EQ(missed, 100 - B13_RL_BURST + 1);
+	CHECK(b13_ratelimit(&rl, t + B13_RL_INTERVAL_US + 1, &missed));
+	CHECK_EQ(missed, 0);
+	/* Time going backwards starts afresh rather than going quiet. */
+	CHECK(b13_ratelimit(&rl, 5, NULL));
+}
+
+/* ---- vhost-user requests from the front end (vhost_check.c) ---------------- */
+
+static VuVirtq vc_vq[B13_NUM_VQS];
+static VuDevRegion vc_reg[2];
+static VuDev vc_dev;
+static const struct b13_vu_offer vc_offer = {
+	.features = 1ull << 32 | 1ull << 30,
+	.protocol_features = B13_VU_PROTOCOL_FEATURES,
+};
+
+#define QVA 0x7f0000000000ull
+
+/* One region: 1 MiB of guest RAM at gpa 0, at QVA in the front end. */
+static void vc_reset(void)
+{
+	memset(vc_vq, 0, sizeof(vc_vq));
+	memset(&vc_dev, 0, sizeof(vc_dev));
+	vc_reg[0] = (VuDevRegion){ .gpa = 0, .size = 1 << 20, .qva = QVA };
+	vc_dev.max_queues = B13_NUM_VQS;
+	vc_dev.vq = vc_vq;
+	vc_dev.regions = vc_reg;
+	vc_dev.nregions = 1;
+}
+
+static VhostUserMsg vc_msg(int req, uint32_t size)
+{
+	VhostUserMsg m;
+
+	memset(&m, 0, sizeof(m));
+	m.request = req;
+	m.flags = 1;
+	m.size = size;
+	return m;
+}
+
+static const char *vc_check(const VhostUserMsg *m)
+{
+	static char buf[200];
+
+	return b13_vu_check_msg(&vc_dev, m, &vc_offer, buf, sizeof(buf));
+}
+
+/* Refused, with a reason that names what. */
+#define REFUSED(m, what)						\
+	do {								\
+		const char *_w = vc_check(&(m));			\
+		if (!_w || !strstr(_w, what)) {				\
+			printf("  check failed at %s:%d: want \"%s\", "	\
+			       "got \"%s\"\n", __FILE__, __LINE__, what,	\
+			       _w ? _w : "(accepted)");			\
+			case_failed = 1;				\
+		}							\
+	} while (0)
+
+#define ACCEPTED(m)							\
+	do {								\
+		const char *_w = vc_check(&(m));			\
+		if (_w) {						\
+			printf("  check failed at %s:%d: refused: %s\n",	\
+			       __FILE__, __LINE__, _w);			\
+			case_failed = 1;				\
+		}							\
+	} while (0)
+
+static VhostUserMsg vc_state(int req, unsigned int idx, unsigned int num)
+{
+	VhostUserMsg m = vc_msg(req, sizeof(struct vhost_vring_state));
+	struct vhost_vring_state s = { idx, num };
+
+	memcpy(&m.payload.state, &s, sizeof(s));
+	return m;
+}
+
+static VhostUserMsg vc_addr(unsigned int idx, uint64_t desc, uint64_t avail,
+			    uint64_t used)
+{
+	VhostUserMsg m = vc_msg(VHOST_USER_SET_VRING_ADDR,
+				sizeof(struct vhost_vring_addr));
+	struct vhost_vring_addr a = { .index = idx, .desc_user_addr = desc,
+				      .avail_user_addr = avail,
+				      .used_user_addr = used };
+
+	memcpy(&m.payload.addr, &a, sizeof(a));
+	return m;
+}
+
+static void test_vu_queues(void)
+{
+	VhostUserMsg m;
+
+	vc_reset();
+	/* Queue indexes past the device's two: libvhost-user would index
+	 * its vq[] array with them. */
+	m = vc_state(VHOST_USER_SET_VRING_NUM, 7, 64);
+	REFUSED(m, "queue index 7");
+	m = vc_state(VHOST_USER_SET_VRING_BASE, 2, 0);
+	REFUSED(m, "queue index 2");
+	m = vc_state(VHOST_USER_GET_VRING_BASE, 255, 0);
+	REFUSED(m, "queue index 255");
+	m = vc_state(VHOST_USER_SET_VRING_ENABLE, 9, 1);
+	REFUSED(m, "queue index 9");
+	m = vc_addr(3, QVA, QVA + 0x1000, QVA + 0x2000);
+	REFUSED(m, "queue index 3");
+	/* Ring sizes: a power of two, 1..1024. */
+	m = vc_state(VHOST_USER_SET_VRING_NUM, 1, 0);
+	REFUSED(m, "size 0");
+	m = vc_state(VHOST_USER_SET_VRING_NUM, 1, 100);
+	REFUSED(m, "size 100");
+	m = vc_state(VHOST_USER_SET_VRING_NUM, 1, 2048);
+	REFUSED(m, "size 2048");
+	m = vc_state(VHOST_USER_SET_VRING_NUM, 1, 1024);
+	ACCEPTED(m);
+	m = vc_state(VHOST_USER_SET_VRING_NUM, 0, 1);
+	ACCEPTED(m);
+	m = vc_state(VHOST_USER_SET_VRING_BASE, 1, 0x10000);
+	REFUSED(m, "base 65536");
+	m = vc_state(VHOST_USER_SET_VRING_ENABLE, 1, 2);
+	REFUSED(m, "state 2");
+	/* Wrong payload sizes. */
+	m = vc_state(VHOST_USER_SET_VRING_NUM, 1, 64);
+	m.size = 4;
+	REFUSED(m, "4-byte payload");
+
+	/* Rings: need a size first, then must lie inside guest memory. */
+	m = vc_addr(1, QVA, QVA + 0x1000, QVA + 0x2000);
+	REFUSED(m, "no size yet");
+	vc_vq[1].vring.num = 256;
+	ACCEPTED(m);
+	/* used ring of 256 (2054 bytes) starting 1 KiB before the end */
+	m = vc_addr(1, QVA, QVA + 0x1000, QVA + (1 << 20) - 1024);
+	REFUSED(m, "not wholly inside");
+	m = vc_addr(1, QVA - 16, QVA + 0x1000, QVA + 0x2000);
+	REFUSED(m, "not wholly inside");
+	m = vc_addr(1, QVA + 8, QVA + 0x1000, QVA + 0x2000);
+	REFUSED(m, "misaligned");
+	m = vc_addr(1, UINT64_MAX - 15, QVA + 0x1000, QVA + 0x2000);
+	REFUSED(m, "not wholly inside");
+	/* Aligned for the front end, not where we mapped it. */
+	vc_reg[0].qva = QVA + 1;
+	m = vc_addr(1, QVA + 16, QVA + 0x1000, QVA + 0x2000);
+	REFUSED(m, "misaligned");
+	vc_reg[0].mmap_offset = 1;
+	ACCEPTED(m);
+	vc_reg[0].qva = QVA;
+	vc_reg[0].mmap_offset = 0;
+
+	/* Placed rings must still fit a new size. */
+	vc_vq[1].vring.desc = (void *)0x1000;	/* "mapped" */
+	vc_vq[1].vra = (struct vhost_vring_addr){
+		.index = 1, .desc_user_addr = QVA + (1 << 20) - 0x1000,
+		.avail_user_addr = QVA, .used_user_addr = QVA + 0x1000 };
+	m = vc_state(VHOST_USER_SET_VRING_NUM, 1, 256);
+	ACCEPTED(m);
+	m = vc_state(VHOST_USER_SET_VRING_NUM, 1, 512);
+	REFUSED(m, "do not fit");
+	CHECK(!b13_vu_rings_fit(&vc_dev, 1));	/* no avail/used mapped */
+	vc_vq[1].vring.avail = (void *)0x2000;
+	vc_vq[1].vring.used = (void *)0x3000;
+	CHECK(b13_vu_rings_fit(&vc_dev, 1));
+	vc_reg[0].size = (1 << 20) - 1;	/* the table shrank under it */
+	CHECK(!b13_vu_rings_fit(&vc_dev, 1));
+	CHECK(!b13_vu_rings_fit(&vc_dev, 2));
+}
+
+static void test_vu_fds(void)
+{
+	VhostUserMsg m;
+	int efd = eventfd(0, EFD_CLOEXEC), p[2];
+	uint64_t v = 1;
+
+	vc_reset();
+	CHECK(efd >= 0 && pipe(p) == 0);
+	m = vc_msg(VHOST_USER_SET_VRING_KICK, 8);
+	memcpy(&m.payload.u64, &v, 8);		/* queue 1 */
+	m.fds[0] = efd;
+	m.fd_num = 1;
+	ACCEPTED(m);
+	CHECK(fcntl(efd, F_GETFL) & O_NONBLOCK);	/* made non-blocking */
+	m.fds[0] = p[1];			/* a pipe could block */
+	REFUSED(m, "not an eventfd");
+	m.fd_num = 0;
+	REFUSED(m, "0 fds");
+	v = 1 | VHOST_USER_VRING_NOFD_MASK;
+	memcpy(&m.payload.u64, &v, 8);
+	ACCEPTED(m);
+	m.fd_num = 1;
+	REFUSED(m, "no-fd flag");
+	v = 5;
+	memcpy(&m.payload.u64, &v, 8);
+	REFUSED(m, "queue index 5");
+	v = 1ull << 40;
+	memcpy(&m.payload.u64, &v, 8);
+	REFUSED(m, "unknown bits");
+	/* fds where none belong (libvhost-user would leak them) */
+	m = vc_msg(VHOST_USER_GET_FEATURES, 0);
+	m.fds[0] = efd;
+	m.fd_num = 1;
+	REFUSED(m, "1 fds");
+	close(efd);
+	close(p[0]);
+	close(p[1]);
+}
+
+static VhostUserMsg vc_table(int n, const VhostUserMemoryRegion *r,
+			     const int *fds)
+{
+	VhostUserMsg m = vc_msg(VHOST_USER_SET_MEM_TABLE,
+				8 + n * sizeof(VhostUserMemoryRegion));
+	VhostUserMemory mem = { .nregions = n };
+	int i;
+
+	for (i = 0; i < n && i < VHOST_MEMORY_BASELINE_NREGIONS; i++) {
+		mem.regions[i] = r[i];
+		m.fds[i] = fds[i];
+	}
+	memcpy(&m.payload.memory, &mem, sizeof(mem));
+	m.fd_num = n < VHOST_MEMORY_BASELINE_NREGIONS ? n :
+		   VHOST_MEMORY_BASELINE_NREGIONS;
+	return m;
+}
+
+static void test_vu_memory(void)
+{
+	int fd = memfd_create("vc", MFD_CLOEXEC), efd = eventfd(0, 0);
+	int fds[9] = { fd, fd, fd, fd, fd, fd, fd, fd, fd };
+	VhostUserMemoryRegion r[9];
+	VhostUserMsg m;
+	VhostUserMemRegMsg add = { 0 };
+	int i;
+
+	vc_reset();
+	CHECK(fd >= 0 && ftruncate(fd, 4 << 20) == 0);
+	for (i = 0; i < 9; i++)
+		r[i] = (VhostUserMemoryRegion){ .guest_phys_addr = i << 20,
+			.memory_size = 1 << 20, .userspace_addr = QVA + (i << 20),
+			.mmap_offset = (i % 4) << 20 };
+	m = vc_table(4, r, fds);
+	ACCEPTED(m);
+	m = vc_table(9, r, fds);
+	REFUSED(m, "9 regions");
+	m = vc_table(4, r, fds);
+	m.fd_num = 3;				/* an fd lost on the way */
+	REFUSED(m, "with 3 fds");
+	r[1].mmap_offset = 4 << 20;		/* past the end of the file */
+	m = vc_table(2, r, fds);
+	REFUSED(m, "in a file of");
+	r[1].mmap_offset = 0;
+	r[1].guest_phys_addr = (1 << 20) - 4096;	/* overlaps region 0 */
+	m = vc_table(2, r, fds);
+	REFUSED(m, "overlap");
+	r[1].guest_phys_addr = 1 << 20;
+	r[1].memory_size = 0;
+	m = vc_table(2, r, fds);
+	REFUSED(m, "empty");
+	r[1].memory_size = 1 << 20;
+	r[1].guest_phys_addr = UINT64_MAX - 4095;
+	m = vc_table(2, r, fds);
+	REFUSED(m, "wrapping");
+	r[1].guest_phys_addr = 1 << 20;
+	fds[1] = efd;				/* not a file to map */
+	m = vc_table(2, r, fds);
+	REFUSED(m, "not a regular file");
+	fds[1] = fd;
+
+	/* ADD_MEM_REG: checked the same way, and against the table. */
+	m = vc_msg(VHOST_USER_ADD_MEM_REG, sizeof(add));
+	add.region = (VhostUserMemoryRegion){ .guest_phys_addr = 0x80000,
+		.memory_size = 1 << 20, .userspace_addr = QVA + (8 << 20) };
+	memcpy(&m.payload.memreg, &add, sizeof(add));
+	m.fds[0] = fd;
+	m.fd_num = 1;
+	REFUSED(m, "overlaps region 0");
+	add.region.guest_phys_addr = 1 << 20;
+	memcpy(&m.payload.memreg, &add, sizeof(add));
+	ACCEPTED(m);
+	m.fd_num = 0;
+	REFUSED(m, "0 fds");
+	close(fd);
+	close(efd);
+}
+
+static void test_vu_requests(void)
+{
+	static const int refused[] = {
+		VHOST_USER_NONE, VHOST_USER_SET_LOG_BASE, VHOST_USER_SET_LOG_FD,
+		VHOST_USER_SEND_RARP, VHOST_USER_SET_BACKEND_REQ_FD,
+		VHOST_USER_IOTLB_MSG, VHOST_USER_POSTCOPY_ADVISE,
+		VHOST_USER_POSTCOPY_LISTEN, VHOST_USER_GET_INFLIGHT_FD,
+		VHOST_USER_SET_INFLIGHT_FD, VHOST_USER_VRING_KICK,
+		VHOST_USER_GET_SHARED_OBJECT, 34, 39, 40, 99, -1,
+	};
+	VhostUserMsg m;
+	uint64_t v;
+	size_t i;
+
+	vc_reset();
+	for (i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		m = vc_msg(refused[i], 0);
+		REFUSED(m, "not supported");
+	}
+	CHECK(!strcmp(b13_vu_request_name(34), "unknown"));
+	CHECK(!strcmp(b13_vu_request_name(-5), "unknown"));
+	m = vc_msg(VHOST_USER_SET_OWNER, 0);
+	ACCEPTED(m);
+	m.flags = 2;				/* protocol version 2 */
+	REFUSED(m, "bad flags");
+	m.flags = 1 | VHOST_USER_REPLY_MASK;
+	REFUSED(m, "bad flags");
+	m.flags = 1 | VHOST_USER_NEED_REPLY_MASK;
+	ACCEPTED(m);
+	m = vc_msg(VHOST_USER_SET_FEATURES, 8);
+	v = vc_offer.features;
+	memcpy(&m.payload.u64, &v, 8);
+	ACCEPTED(m);
+	v |= 1ull << 26;			/* VHOST_F_LOG_ALL: not offered */
+	memcpy(&m.payload.u64, &v, 8);
+	REFUSED(m, "not offered");
+	m = vc_msg(VHOST_USER_SET_PROTOCOL_FEATURES, 8);
+	v = 1ull << VHOST_USER_PROTOCOL_F_BACKEND_REQ;
+	memcpy(&m.payload.u64, &v, 8);
+	REFUSED(m, "not offered");
+	/* Config: at most 256 bytes, the payload as long as it says. */
+	m = vc_msg(VHOST_USER_GET_CONFIG, 12 + 4);
+	m.payload.config.size = 4;
+	ACCEPTED(m);
+	m.payload.config.size = 300;
+	REFUSED(m, "300 bytes");
+	m.payload.config.size = 8;
+	REFUSED(m, "16-byte payload");
+	m.payload.config.size = 4;
+	m.payload.config.offset = 254;
+	REFUSED(m, "offset 254");
+}
+
 static void test_names(void)
 {
 	int i;
@@ -631,6 +1362,17 @@ int main(void)
 	run("big_and_small_blocks", test_big_and_small_blocks);
 	run("scattered_blocks", test_scattered);
 	run("no_mapping", test_no_mapping);
+	run("handle_pages", test_handle_pages);
+	run("handle_stats", test_handle_stats);
+	run("apply_sorted", test_apply_sorted);
+	run("bad_tables", test_bad_tables);
+	run("ranges_paged", test_ranges_paged);
+	run("scan_slices", test_scan_slices);
+	run("ratelimit", test_ratelimit);
+	run("vhost_user_queues", test_vu_queues);
+	run("vhost_user_fds", test_vu_fds);
+	run("vhost_user_memory", test_vu_memory);
+	run("vhost_user_requests", test_vu_requests);
 	run("names", test_names);
 	return failed ? 1 : 0;
 }

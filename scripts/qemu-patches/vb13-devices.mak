@@ -7,3 +7,7 @@ CONFIG_VIRTIO_PCI=y
 # QEMU's own balloon (device 5): the anchor benchmarks compare against.
 CONFIG_VIRTIO_BALLOON=y
 CONFIG_VIRTIO_SERIAL=y
+# The native device 13 (0003-hw-virtio-add-virtio-balloon13.patch).
+CONFIG_VIRTIO_BALLOON13=y
+# pcie-root-port, for hot-plugging devices on q35.
+CONFIG_PCIE_PORT=y

@@ -1,0 +1,188 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * balloon13d's state, shared by its two halves: the device (balloon13d.c:
+ * vhost-user, both virtqueues, the sockets, main) and the control commands
+ * (commands.c: status, resize, stats, ranges, ...).  Everything runs on one
+ * thread in the glib main loop.
+ */
+#ifndef BALLOON13_B13D_H
+#define BALLOON13_B13D_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "libvhost-user-glib.h"
+
+#include "b13.h"
+#include "control.h"
+
+/* Longest a page-list buffer may be held back (--hold-ms): 10 minutes. */
+#define MAX_HOLD_MS		600000
+/* Most requests waiting for inputq buffers; "inject" past it fails. */
+#define MAX_PENDING		4096
+
+/* What can wait in the request queue for an inputq buffer. */
+enum req_kind {
+	REQ_RESIZE,
+	REQ_STATS,
+	REQ_INJ_FIRST,		/* + enum ctl_inject */
+	REQ_NR = REQ_INJ_FIRST + CTL_NR_INJ
+};
+
+struct pending_req {
+	enum req_kind kind;
+	uint64_t value;		/* RESIZE: target bytes */
+};
+
+/*
+ * Kinds of log line a guest, a front end or a client can cause at will:
+ * each has its own rate limit (b13_ratelimit()).
+ */
+enum log_class {
+	LOG_CONFIG_READ,
+	LOG_CONFIG_WRITE,
+	LOG_DEVICE,		/* driver started / stopped, features */
+	LOG_MEMTABLE,
+	LOG_PUNCH,		/* madvise failures */
+	LOG_INPUT,		/* inputq buffer too small */
+	LOG_STATS,		/* unknown or repeated stats tags */
+	LOG_FRONTEND,		/* vhost-user connections and violations */
+	LOG_ACCEPT,		/* accept() failures, refused peers */
+	LOG_TARGET,		/* resize targets */
+	LOG_INJECT,
+	LOG_CONTROL,		/* control transport events */
+	LOG_REJECT,		/* + enum b13_reject: rejected messages */
+	LOG_NR = LOG_REJECT + B13_REJ_NR
+};
+
+/* Per-connection counters; zeroed when the front end disconnects. */
+struct counters {
+	uint64_t msgs_pages, msgs_stats, msgs_rejected;
+	uint64_t rejects[B13_REJ_NR];
+	uint64_t blocks_received;	/* valid addresses, repeats included */
+	uint64_t repeated_in_message;
+	struct b13_apply_stats apply;
+	uint64_t reserved_nonzero;	/* guest error, message still used */
+	uint64_t stats_unknown_tag;	/* guest error, entry dropped */
+	uint64_t stats_repeated_tag;	/* guest error, the last one kept */
+	uint64_t input_too_small;	/* inputq buffer < 16 writable bytes */
+	uint64_t requests_sent[2];	/* RESIZE, STATS */
+	uint64_t injected[CTL_NR_INJ];
+	uint64_t config_reads, config_writes;
+	uint64_t device_stops;
+	uint64_t output_yields;		/* outputq work left for later */
+	uint64_t features;		/* acked by the front end */
+};
+
+/* Daemon-wide counters of the vhost-user listener. */
+struct vu_counters {
+	uint64_t connections;		/* accepted so far */
+	uint64_t denied;		/* peer credentials not allowed */
+	uint64_t violations;		/* connections ended by vhost_check */
+	uint64_t accept_pauses;		/* accept() out of fds: paused */
+};
+
+/*
+ * One vhost-user message being read from the front end, a piece at a
+ * time, so that a front end that stops mid-message stalls nothing.
+ */
+struct vu_reader {
+	VhostUserMsg msg;
+	size_t got;			/* bytes of header + payload so far */
+	int fds[VHOST_MEMORY_BASELINE_NREGIONS];
+	int nfds;
+	bool ready;			/* msg complete, for b13_read_msg() */
+};
+
+/* The "status" command's walk over the balloon (commands.c). */
+struct status_scan {
+	struct b13_scan s;
+	bool active;
+	guint src;			/* next slice, or the throttle timer */
+	gint64 work_us;			/* time the slices of this walk took */
+	gint64 not_before;		/* us: the next walk starts then */
+	GList *waiting;			/* struct ctl_conn: answered by this walk */
+	GList *queued;			/* struct ctl_conn: by the next one */
+	uint64_t walks;			/* walks done, for tests */
+};
+
+struct b13d {
+	VugDev vug;			/* libvhost-user state; first member */
+
+	/* options */
+	const char *socket_path, *control_path;
+	unsigned int page_bits;
+	unsigned int hold_ms, stall_ms;
+	bool chaos, ring_features;
+	mode_t socket_mode;
+	gid_t socket_gid;
+	struct ctl_opts ctl_opts;
+
+	GMainLoop *loop;
+	int listen_fd;
+	guint listen_src;		/* armed while nobody is connected */
+	guint listen_pause_src;		/* re-arms it after EMFILE */
+	unsigned int listen_pause_ms;
+	struct ctl_server *ctl;
+	struct vu_counters vu;
+	char *last_disconnect;
+	struct b13_ratelimit rl[LOG_NR];
+
+	/* the current connection */
+	bool live;			/* vug_init() done, not torn down */
+	bool running;			/* both queues started */
+	guint teardown_idle, poke_idle, output_idle;
+	bool mem_dirty;			/* memory table changed since sync */
+	struct vu_reader rd;
+	struct b13_map map;
+	GQueue pending;			/* struct pending_req, in order */
+	GQueue held;			/* struct held */
+	GList *waiters;			/* struct stats_waiter */
+	struct counters c;
+
+	/* what the host asked for */
+	uint64_t target;
+	bool target_set, target_delivered;
+	gint64 last_progress;		/* us: new block or new target */
+
+	/* latest guest stats */
+	struct b13_stats stats;
+	gint64 stats_time;		/* us, monotonic */
+	uint64_t stats_seq;		/* stats messages so far */
+
+	struct status_scan scan;
+};
+
+extern int verbose;
+
+/* "balloon13d[  12.345]: ..." on stderr, if level <= verbose. */
+void logm(int level, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+/*
+ * A level-0 line of class cl, through that class's rate limit: at most
+ * B13_RL_BURST lines per 10 s, then a count of what was left out.  With
+ * -v there is no limit (the operator asked for every line).  Returns
+ * whether it was logged.
+ */
+bool logrl(struct b13d *d, enum log_class cl, const char *fmt, ...)
+	G_GNUC_PRINTF(3, 4);
+
+/* ---- the device, for the commands (balloon13d.c) ---- */
+
+/* Bring the region map in line with libvhost-user's memory table. */
+void sync_regions(struct b13d *d);
+/* Queue a request for the guest (the latest RESIZE replaces an older one). */
+void queue_req(struct b13d *d, enum req_kind kind, uint64_t value);
+/* Write queued requests into the inputq buffers the guest has posted. */
+void flush_requests(struct b13d *d);
+
+/* ---- the commands, for the device (commands.c) ---- */
+
+void on_control(struct ctl_conn *c, const struct ctl_req *req, void *data);
+/* New guest stats arrived: answer the "stats" commands waiting for them. */
+void wake_waiters(struct b13d *d);
+/* Answer every waiting "stats" command with an error. */
+void fail_waiters(struct b13d *d, const char *why);
+/* Answer every waiting command (status too) with an error; at exit. */
+void commands_stop(struct b13d *d, const char *why);
+
+#endif /* BALLOON13_B13D_H */

@@ -1,0 +1,840 @@
+#!/usr/bin/python3
+"""balloon13d against hostile peers: a guest, a vhost-user front end and
+local users doing their worst (issue 9).  Each test asserts values: what
+the daemon counted, that it still answers, that it stays alive and small.
+
+Response times are only sanity bounds far above normal (the machine is
+shared); where it matters the tests check the order of events instead
+(e.g. GET_CONFIG answered while a status walk is still going).  Each test
+prints a "# NAME: ..." line with the daemon's anonymous RSS and the time
+another client's status took during the abuse, for the record.
+
+Reuses frontend.py's front end and guest.  Prints PASS/FAIL lines like
+the other suites; needs root for the peer-credential tests.
+Usage: abuse.py [TEST...]
+"""
+
+import array
+import errno
+import json
+import os
+import resource
+import select
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import frontend as F  # noqa: E402
+from frontend import Env, Frontend, eq, wait_for, MIB  # noqa: E402
+
+GIB = 1 << 30
+SET_CONFIG = F.SET_CONFIG
+SANE_S = 5.0          # "answers at all": far above the ~1 ms it takes
+# Run as another user, from where that user can read it.
+PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else \
+    sys.executable
+
+
+# ---- helpers -----------------------------------------------------------------
+
+def proc_status(pid):
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if v.strip().endswith("kB"):
+                out[k] = int(v.split()[0])
+    return out
+
+
+def rss_anon_kib(d):
+    return proc_status(d.p.pid)["RssAnon"]
+
+
+def cpu_s(d):
+    with open("/proc/%d/stat" % d.p.pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed_status(d, timeout=30):
+    t = time.monotonic()
+    while True:
+        try:
+            st = d.request({"cmd": "status"}, timeout=timeout)
+            break
+        except BlockingIOError:      # backlog full for now: again
+            assert time.monotonic() - t < timeout
+            time.sleep(0.02)
+    return st, time.monotonic() - t
+
+
+def record(name, d, status_s=None):
+    print("# %s: daemon RssAnon %d KiB, VmHWM %d KiB, status under abuse "
+          "%s" % (name, rss_anon_kib(d), proc_status(d.p.pid)["VmHWM"],
+                  "-" if status_s is None else "%.1f ms" % (status_s * 1000)),
+          flush=True)
+
+
+def ctl_connect(d, timeout=5):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(d.ctl)
+    return s
+
+
+def read_line(s, timeout=10):
+    s.settimeout(timeout)
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    return json.loads(buf) if buf else None
+
+
+def closed_by_peer(s, timeout=5):
+    """True once the other end closes s (reading and dropping data)."""
+    s.settimeout(timeout)
+    end = time.monotonic() + timeout
+    try:
+        while time.monotonic() < end:
+            if not s.recv(1 << 20):
+                return True
+    except ConnectionResetError:   # closed with our data unread
+        return True
+    except socket.timeout:
+        return False
+    return False
+
+
+def pages_msg(addrs):
+    return struct.pack("<II", 0, 0) + array.array("Q", addrs).tobytes()
+
+
+def config_msg(size=4):
+    return struct.pack("<III", 0, size, 0) + bytes(size)
+
+
+class BigFrontend(Frontend):
+    """The usual guest plus a 16 GiB region of sparse memfd at 8 GiB."""
+    BIG_GPA, BIG_SIZE = 8 * GIB, 16 * GIB
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.big = os.memfd_create("big-ram", os.MFD_CLOEXEC)
+        os.ftruncate(self.big, self.BIG_SIZE)
+
+    def set_mem_table(self):
+        body = struct.pack("<II", len(F.REGIONS) + 1, 0)
+        for gpa, size, off in F.REGIONS:
+            body += struct.pack("<QQQQ", gpa, size, F.QVA + off, off)
+        body += struct.pack("<QQQQ", self.BIG_GPA, self.BIG_SIZE,
+                            0x7e0000000000, 0)
+        self.send(F.SET_MEM_TABLE, body,
+                  [self.memfd] * len(F.REGIONS) + [self.big])
+
+
+# ---- the guest ---------------------------------------------------------------
+
+def t_stats_big_repeated_unknown(e):
+    """Stats set no host sizes: big refused, repeats and unknown counted."""
+    fe = e.fe
+    # 1 MiB of stats: 32 Ki unique tags, then repeats (the issue's 5 s)
+    entries = [(1000 + i, i) for i in range(32768)] + \
+        [(1000 + i, i) for i in range(32767)]
+    msg = struct.pack("<II", 1, 0) + b"".join(
+        struct.pack("<QQ", t, v) for t, v in entries)
+    head, length = fe.send_msg(msg, base=0x1000000)
+    eq(length, 0, "used len")
+    st, dt = timed_status(e.d)
+    eq(st["rejects"]["oversize"], 1, "1 MiB stats rejected")
+    eq(st["stats"], None, "nothing stored")
+    # 64 entries (the limit): repeats and unknown tags, the last value wins
+    pairs = [(4, 1), (999, 5), (4, 2), (5, 7), (2**64 - 1, 1)] + \
+        [(2, i) for i in range(59)]
+    fe.send_stats(pairs)
+    st = e.d.status()
+    eq(st["stats"]["values"], {"memfree": 2, "memtot": 7, "majflt": 58},
+       "values")
+    eq((st["guest_errors"]["stats_unknown_tag"],
+        st["guest_errors"]["stats_repeated_tag"]), (2, 1 + 58), "counted")
+    fe.send_stats(pairs + [(3, 3)])          # 65 entries
+    st = e.d.status()
+    eq(st["rejects"]["oversize"], 2, "65 entries rejected")
+    eq(st["stats"]["values"]["memfree"], 2, "table kept")
+    eq(fe.get_config(), struct.pack("<I", 12), "config")
+    record("stats_big_repeated_unknown", e.d, dt)
+
+
+def t_status_walk_yields():
+    """A status walk over 16 GiB of balloon does not hold up GET_CONFIG."""
+    e = Env(fe=BigFrontend)
+    try:
+        fe, base = e.fe, BigFrontend.BIG_GPA
+        n, per = 4 << 20, 131072           # 4 Mi blocks, 1 MiB messages
+        for i in range(0, n, per):
+            fe.send_msg(pages_msg(range(base + i * 4096,
+                                        base + (i + per) * 4096, 4096)),
+                        base=0x1000000)
+        st = e.d.status()
+        eq(st["blocks_in_bitmap"], n, "in bitmap")
+        eq(st["messages"]["rejected"], 0, "rejected")
+        # status, then (once the walk is under way) GET_CONFIG: the
+        # config comes back first
+        s = ctl_connect(e.d, timeout=60)
+        s.sendall(b'{"cmd":"status"}\n')
+        t = time.monotonic()
+        time.sleep(0.02)
+        t_config = time.monotonic()
+        fe.send(F.GET_CONFIG, config_msg())
+        rep = fe.recv_reply(F.GET_CONFIG)
+        config_s = time.monotonic() - t_config
+        answered, _, _ = select.select([s], [], [], 0)
+        eq(rep[12:16], struct.pack("<I", 12), "config")
+        assert not answered, "status finished before GET_CONFIG"
+        st = read_line(s, timeout=60)
+        walk_s = time.monotonic() - t
+        eq((st["blocks_in_balloon"], st["blocks_withdrawn"]), (n, 0),
+           "counted in slices")
+        assert config_s < SANE_S, "GET_CONFIG took %.1f s" % config_s
+        print("# status_walk_yields: 4 Mi blocks walked in %.0f ms, "
+              "GET_CONFIG answered after %.1f ms" % (walk_s * 1000,
+                                                     config_s * 1000))
+        # asked often, walked at most a quarter of the time
+        t, c0 = time.monotonic(), cpu_s(e.d)
+        for _ in range(5):
+            e.d.request({"cmd": "status"}, timeout=60)
+        busy = (cpu_s(e.d) - c0) / (time.monotonic() - t)
+        assert busy < 0.6, "daemon busy %.0f%% answering status" % (
+            busy * 100)
+        assert rss_anon_kib(e.d) < 64 * 1024
+        record("status_walk_yields", e.d, walk_s)
+    finally:
+        e.close()
+
+
+def t_status_during_flood():
+    """A guest that keeps its outputq full and kicks all the time does not
+    keep a status walk from finishing."""
+    e = Env(fe=BigFrontend)
+    try:
+        fe, vq, base = e.fe, e.fe.vq[1], BigFrontend.BIG_GPA
+        n, per = 4 << 20, 131072
+        for i in range(0, n, per):
+            fe.send_msg(pages_msg(range(base + i * 4096,
+                                        base + (i + per) * 4096, 4096)),
+                        base=0x1000000)
+        data = pages_msg(range(base, base + per * 4096, 4096))
+        where = [0x1000000 + k * 0x110000 for k in range(16)]
+        for a in where:
+            fe.w(a, data)
+        inflight = {}
+
+        def post(k):
+            inflight[vq.add([(where[k], len(data), False)])] = k
+
+        s = ctl_connect(e.d, timeout=60)
+        s.sendall(b'{"cmd":"status"}\n')
+        for k in range(16):
+            post(k)
+        vq.notify()
+        handled, t = 0, time.monotonic()
+        while time.monotonic() - t < 20:
+            r, _, _ = select.select([s, vq.call], [], [], 1)
+            if s in r:
+                break
+            try:
+                os.eventfd_read(vq.call)
+            except BlockingIOError:
+                pass
+            for head, _ in vq.get_used():
+                post(inflight.pop(head))
+                handled += 1
+            vq.notify()               # and kick again, and again
+        answered = s in r
+        wait_s = time.monotonic() - t
+        assert answered, "status not answered during %d page lists" % \
+            handled
+        st = read_line(s, timeout=60)
+        eq(st["blocks_in_balloon"], n, "walked")
+        assert handled >= 2, "the guest was not served meanwhile"
+        print("# status_during_flood: status after %.0f ms, %d page lists "
+              "of 128 Ki addresses handled meanwhile" % (wait_s * 1000,
+                                                          handled))
+        record("status_during_flood", e.d, wait_s)
+    finally:
+        e.close()
+
+
+def t_output_budget():
+    """Eight 1 MiB page lists at once: the dispatch yields, and serves a
+    GET_CONFIG that came in meanwhile before the last of them."""
+    e = Env(fe=BigFrontend)
+    try:
+        fe, vq, base = e.fe, e.fe.vq[1], BigFrontend.BIG_GPA
+        per = 131072
+        for k in range(8):
+            data = pages_msg(range(base + k * per * 4096,
+                                   base + (k + 1) * per * 4096, 4096))
+            fe.w(0x1000000 + k * 0x110000, data)
+            vq.add([(0x1000000 + k * 0x110000, len(data), False)])
+        vq.notify()
+        fe.send(F.GET_CONFIG, config_msg())
+        fe.recv_reply(F.GET_CONFIG)
+        eq(len(vq.wait_used(8, timeout=60)), 8, "all returned")
+        st = e.d.status()
+        eq(st["messages"]["pages"], 8, "pages")
+        assert st["messages"]["yields"] >= 2, st["messages"]
+        log = e.d.logtext().splitlines()
+        lists = [i for i, ln in enumerate(log) if "outputq: page list" in ln]
+        conf = [i for i, ln in enumerate(log) if "config read" in ln]
+        eq(len(lists), 8, "page list lines")
+        assert conf and conf[-1] < lists[-1], \
+            "GET_CONFIG waited for all eight page lists"
+        record("output_budget", e.d)
+    finally:
+        e.close()
+
+
+# ---- local clients -------------------------------------------------------------
+
+def t_pipelined_while_busy():
+    """A busy connection takes no more input: 200 MiB offered, a deep
+    [[[[ line and an endless one behind a waiting stats request."""
+    e = Env()
+    try:
+        s = ctl_connect(e.d)
+        s.setblocking(False)
+        s.send(b'{"cmd":"stats","timeout_ms":2500}\n')
+        time.sleep(0.1)
+        deep = b"[" * 60000 + b"\n"
+        first = deep + b'{"cmd":"progress"}\n'
+        sent, t = s.send(first), time.monotonic()
+        assert sent == len(first)
+        while sent < 200 * MIB and time.monotonic() - t < 1:
+            try:
+                sent += s.send(b"x" * (1 << 20))
+            except BlockingIOError:
+                time.sleep(0.01)
+        st, dt = timed_status(e.d)
+        assert dt < SANE_S
+        assert sent < 8 * MIB, "daemon took %d bytes while busy" % sent
+        assert rss_anon_kib(e.d) < 32 * 1024, rss_anon_kib(e.d)
+        s.setblocking(True)
+        s.settimeout(10)
+        f = s.makefile("rb")
+        a1 = json.loads(f.readline())        # the stats timeout
+        a2 = json.loads(f.readline())        # the deep line
+        a3 = json.loads(f.readline())        # progress
+        assert not a1["ok"] and "timeout" in a1["error"], a1
+        assert not a2["ok"] and "nested deeper than 8" in a2["error"], a2
+        assert a3["ok"], a3
+        assert closed_by_peer(s), "endless line kept the connection"
+        assert e.d.alive()
+        st = e.d.status()
+        eq(st["control"]["dropped_line"], 1, "dropped for the long line")
+        record("pipelined_while_busy", e.d, dt)
+    finally:
+        e.close()
+
+
+def t_client_never_reads():
+    """A client that never reads its answers is dropped, and bounded."""
+    e = Env("--control-idle-ms", "600")
+    try:
+        s = ctl_connect(e.d)
+        s.setblocking(False)
+        line, sent, t = b'{"cmd":"status"}\n' * 1000, 0, time.monotonic()
+        while time.monotonic() - t < 1.5:
+            try:
+                sent += s.send(line)
+            except BlockingIOError:
+                time.sleep(0.01)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        st, dt = timed_status(e.d)
+        assert dt < SANE_S
+        assert rss_anon_kib(e.d) < 32 * 1024, rss_anon_kib(e.d)
+        assert wait_for(lambda: e.d.status()["control"]["dropped_idle"] == 1,
+                        timeout=5), e.d.status()["control"]
+        eq(e.d.status()["control"]["open"], 1, "only the status client")
+        record("client_never_reads", e.d, dt)
+        s.close()
+    finally:
+        e.close()
+
+
+def t_many_clients():
+    """At --control-clients, the client quiet longest makes room; when all
+    are busy, new ones are refused; a half-sent request times out."""
+    e = Env("--control-clients", "8", "--control-idle-ms", "800")
+    try:
+        quiet = [ctl_connect(e.d) for _ in range(8)]
+        time.sleep(0.05)
+        st, dt = timed_status(e.d)        # the 9th: served
+        assert st["ok"]
+        eq(st["control"]["evicted"], 1, "evicted")
+        assert closed_by_peer(quiet[0], 2), "the oldest was not the one"
+        for s in quiet:
+            s.close()
+        # eight waiting for stats the guest never sends: not quiet
+        busy = [ctl_connect(e.d) for _ in range(8)]
+        for s in busy:
+            s.sendall(b'{"cmd":"stats","timeout_ms":4000}\n')
+        time.sleep(0.1)
+        extra = []
+        while len(extra) < 50:       # the backlog fills: try again
+            try:
+                extra.append(ctl_connect(e.d))
+            except BlockingIOError:
+                time.sleep(0.01)
+        answers = [read_line(s, timeout=5) for s in extra]
+        eq(sum(1 for a in answers if a and "too many connections" in
+               a["error"]), 50, "refused")
+        for s in busy:                # the stats time out: slots free
+            assert "timeout" in read_line(s)["error"]
+            s.close()
+        # half a request, then nothing: dropped after --control-idle-ms
+        half = ctl_connect(e.d)
+        half.sendall(b'{"cmd":"sta')
+        assert closed_by_peer(half, 5), "half a request kept"
+        st, dt2 = timed_status(e.d)
+        eq(st["control"]["refused"], 50, "refused")
+        eq(st["control"]["dropped_idle"], 1, "dropped")
+        assert rss_anon_kib(e.d) < 32 * 1024
+        record("many_clients", e.d, max(dt, dt2))
+        for s in extra + [half]:
+            s.close()
+    finally:
+        e.close()
+
+
+def t_fd_exhaustion():
+    """Out of fds: accepting pauses instead of spinning, the guest is still
+    served, and an fd the front end sends then is not silently lost."""
+    limit = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+    e = Env("--control-clients", "1000", preexec_fn=limit)
+    clients = []
+    try:
+        # Connect until the daemon stops taking them: its fds are gone
+        # and the backlog stays full.
+        full_since, end = None, time.monotonic() + 10
+        while time.monotonic() < end:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.setblocking(False)
+            try:
+                s.connect(e.d.ctl)
+                clients.append(s)
+                full_since = None
+            except BlockingIOError:
+                s.close()
+                full_since = full_since or time.monotonic()
+                if time.monotonic() - full_since > 0.5:
+                    break
+                time.sleep(0.005)
+        assert len(clients) < 60, "the daemon kept accepting"
+        c0, t = cpu_s(e.d), time.monotonic()
+        time.sleep(2)
+        busy = cpu_s(e.d) - c0
+        assert busy < 0.2, "daemon used %.2f s of CPU in 2 s" % busy
+        # the guest still gets served
+        e.fe.send_pages([F.BLOCKS_B])
+        eq(e.fe.get_config(), struct.pack("<I", 12), "config")
+        # an fd sent now cannot be received: the connection ends, cleanly
+        call = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        e.fe.send(F.SET_VRING_CALL, struct.pack("<Q", 1), [call])
+        assert closed_by_peer(e.fe.s), "connection kept without its fd"
+        for s in clients:
+            s.close()
+        st, dt = timed_status(e.d)
+        assert st["control"]["accept_pauses"] >= 1, st["control"]
+        assert "file descriptors lost" in st["last_disconnect"], \
+            st["last_disconnect"]
+        assert e.d.alive()
+        fe = Frontend(e.d.sock)
+        fe.start()
+        assert wait_for(lambda: e.d.status()["driver_ready"])
+        fe.close()
+        print("# fd_exhaustion: %.3f s CPU in 2 s without fds" % busy)
+        record("fd_exhaustion", e.d, dt)
+    finally:
+        for s in clients:
+            s.close()
+        e.close()
+
+
+def t_json_types(e):
+    """Deep nesting and wrong types: an error each, and no glib warning."""
+    cases = ((b"[" * 60000, "nested deeper"),
+             (b'{"cmd":[1]}', "missing \"cmd\""),
+             (b'{"cmd":{"a":[1]}}', "missing \"cmd\""),
+             (b'{"cmd":"resize","bytes":[1]}', "must be an integer"),
+             (b'{"cmd":"resize","bytes":1.0}', "must be an integer"),
+             (b'{"cmd":"inject","kind":5}', "must be one of"),
+             (b'{"cmd":"status","extra":1}', "unknown member"),
+             (b'{"cmd":"stats","timeout_ms":null}', "must be an integer"),
+             (b'{"cmd":"\\u0000"}', "unknown command"),
+             (b'{"cmd":"status"}\xff', "not UTF-8"))
+    for req, frag in cases:
+        s = ctl_connect(e.d)
+        s.sendall(req + b"\n")
+        a = read_line(s)
+        s.close()
+        assert a and not a["ok"] and frag in a["error"], (req[:40], a)
+        assert "\n" not in a["error"]
+    log = e.d.logtext()
+    assert "CRITICAL" not in log and "WARNING" not in log, log[-500:]
+
+
+def mode_of(path):
+    st = os.stat(path)
+    return st.st_mode & 0o7777, st.st_gid
+
+
+def t_socket_modes_umask0():
+    """Both sockets 0600 under umask 000; the options widen them."""
+    e = Env(start=False, umask=0)
+    try:
+        eq(mode_of(e.d.ctl)[0], 0o600, "control")
+        eq(mode_of(e.d.sock)[0], 0o600, "vhost-user")
+    finally:
+        e.close()
+    gid = 100
+    e = Env("--control-mode", "0660", "--control-group", str(gid),
+            "--socket-mode", "0666", start=False, umask=0)
+    try:
+        eq(mode_of(e.d.ctl), (0o660, gid), "control widened")
+        eq(mode_of(e.d.sock)[0], 0o666, "vhost-user widened")
+    finally:
+        e.close()
+
+
+CLIENT = r"""
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(5)
+try:
+    s.connect(sys.argv[1])
+except PermissionError:
+    print("EACCES"); sys.exit(0)
+try:
+    s.sendall(b'{"cmd":"status"}\n')
+except (BrokenPipeError, ConnectionResetError):
+    pass                        # turned away already: read why
+buf = b""
+while not buf.endswith(b"\n"):
+    c = s.recv(65536)
+    if not c:
+        break
+    buf += c
+a = json.loads(buf) if buf else {}
+print("ok" if a.get("ok") else a.get("error", "closed"))
+"""
+
+
+def as_user(args, path, gid=65534, groups=None):
+    cmd = ["setpriv", "--reuid=65534", "--regid=%d" % gid]
+    cmd += ["--groups=%s" % ",".join(map(str, groups))] if groups else \
+        ["--clear-groups"]
+    r = subprocess.run(cmd + [PYTHON, "-c", CLIENT, path],
+                       capture_output=True, text=True, timeout=20)
+    return r.stdout.strip() or r.stderr.strip()
+
+
+def t_peer_credentials():
+    """SO_PEERCRED: root, the daemon's uid or the group; nobody else."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        print("SKIP peer_credentials (needs root and setpriv)")
+        return "skip"
+    users = 100
+    for args, cases in (
+            ([], [({}, "EACCES")]),
+            (["--control-mode", "0666"], [({}, "permission denied")]),
+            (["--control-mode", "0660", "--control-group", "users"],
+             [({"groups": [users]}, "ok"), ({"gid": users}, "ok"),
+              ({}, "EACCES")]),
+            (["--control-mode", "0666", "--control-group", "users"],
+             [({"groups": [users]}, "ok"), ({}, "permission denied")])):
+        e = Env(*args, start=False)
+        try:
+            os.chmod(e.tmp, 0o711)
+            for kw, want in cases:
+                eq(as_user(args, e.d.ctl, **kw), want, "%s %s" % (args, kw))
+            denied = sum(1 for _, w in cases if w == "permission denied")
+            eq(e.d.status()["control"]["denied"], denied, "denied count")
+        finally:
+            e.close()
+    # the vhost-user socket: a front end that is not allowed is turned away
+    e = Env("--socket-mode", "0666", start=False)
+    try:
+        os.chmod(e.tmp, 0o711)
+        e.fe.close()                     # root's, accepted: let it go
+        assert wait_for(lambda: not e.d.status()["connected"])
+        fe_code = ("import socket,sys;s=socket.socket(socket.AF_UNIX);"
+                   "s.settimeout(5);s.connect(sys.argv[1]);"
+                   "print('closed' if s.recv(1) == b'' else 'open')")
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534",
+                            "--clear-groups", PYTHON, "-c", fe_code,
+                            e.d.sock], capture_output=True, text=True,
+                           timeout=20)
+        eq(r.stdout.strip(), "closed", "nobody's front end " + r.stderr)
+        st = e.d.status()
+        eq((st["frontend"]["denied"], st["connections"]), (1, 1), "denied")
+        e.fe = Frontend(e.d.sock)        # root's front end still gets in
+        e.fe.start()
+        assert wait_for(lambda: e.d.status()["driver_ready"])
+    finally:
+        e.close()
+
+
+# ---- the vhost-user front end ---------------------------------------------------
+
+def bad_messages():
+    st = lambda req, idx, num: (req, struct.pack("<II", idx, num), [])
+    addr = lambda idx, desc, used, avail: (
+        F.SET_VRING_ADDR, struct.pack("<IIQQQQ", idx, 0, desc, used, avail,
+                                      0), [])
+    qva = F.QVA + F.gpa_to_off(F.RING_GPA)
+    return [
+        ("queue index 7", *st(F.SET_VRING_NUM, 7, 64)),
+        ("queue index 7", *st(F.GET_VRING_BASE, 7, 0)),
+        ("queue index 5", *st(F.SET_VRING_BASE, 5, 0)),
+        ("queue index 3", *addr(3, qva, qva + 0x1000, qva + 0x400)),
+        ("size 100", *st(F.SET_VRING_NUM, 1, 100)),
+        ("size 0", *st(F.SET_VRING_NUM, 0, 0)),
+        ("size 2048", *st(F.SET_VRING_NUM, 1, 2048)),
+        ("not wholly inside", *addr(1, F.QVA + F.MEM_SIZE - 0x100,
+                                    qva + 0x1000, qva + 0x400)),
+        ("not supported", 99, b"", []),
+        ("not supported", F.SET_VRING_NUM - 2, b"", []),   # SET_LOG_BASE
+        ("9 regions", F.SET_MEM_TABLE, struct.pack("<II", 9, 0) +
+         bytes(32 * 8), []),
+        ("not an eventfd", F.SET_VRING_KICK, struct.pack("<Q", 0),
+         [os.pipe()[0]]),
+    ]
+
+
+def t_bad_queues_and_rings():
+    """Each bad index, size or ring ends that connection, not the daemon;
+    the next front end is served."""
+    e = Env()
+    try:
+        for n, (why, req, payload, fds) in enumerate(bad_messages()):
+            fe = e.fe if n == 0 else Frontend(e.d.sock)
+            if n:
+                fe.start()
+            fe.send(req, payload, fds)
+            assert closed_by_peer(fe.s), "%s: connection kept" % why
+            fe.close()
+            assert wait_for(lambda: not e.d.status()["connected"])
+            st = e.d.status()
+            assert why in (st["last_disconnect"] or ""), \
+                (why, st["last_disconnect"])
+            eq(st["frontend"]["violations"], n + 1, why)
+            assert e.d.alive(), why
+        fe = Frontend(e.d.sock)
+        fe.start()
+        assert wait_for(lambda: e.d.status()["driver_ready"])
+        fe.send_pages([F.BLOCKS_B])
+        eq(e.d.status()["blocks_in_balloon"], 1, "the next one works")
+        e.fe = fe
+    finally:
+        e.close()
+
+
+def t_partial_message():
+    """A front end that stops mid-message stalls nothing."""
+    e = Env()
+    try:
+        msg = struct.pack("<III", F.GET_CONFIG, 1, 16) + config_msg()
+        e.fe.s.sendall(msg[:18])
+        time.sleep(0.2)
+        st, dt = timed_status(e.d)
+        assert dt < SANE_S and st["connected"]
+        e.fe.s.sendall(msg[18:])
+        rep = e.fe.recv_reply(F.GET_CONFIG)
+        eq(rep[12:16], struct.pack("<I", 12), "config after the pause")
+        # and one that closes mid-message just goes away
+        e.fe.s.sendall(msg[:7])
+        e.fe.close()
+        assert wait_for(lambda: not e.d.status()["connected"])
+        assert "mid-message" in e.d.status()["last_disconnect"]
+        record("partial_message", e.d, dt)
+    finally:
+        e.close()
+
+
+def t_frontend_not_reading():
+    """A front end that never reads its replies is disconnected before the
+    daemon could block writing to it."""
+    e = Env()
+    try:
+        one = struct.pack("<III", F.GET_CONFIG, 1, 16) + config_msg()
+        e.fe.s.settimeout(10)
+        try:
+            e.fe.s.sendall(one * 20000)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        st, dt = timed_status(e.d)
+        assert dt < SANE_S
+        assert closed_by_peer(e.fe.s, 10)
+        assert wait_for(lambda: not e.d.status()["connected"])
+        assert "does not read its replies" in \
+            e.d.status()["last_disconnect"]
+        record("frontend_not_reading", e.d, dt)
+    finally:
+        e.close()
+
+
+def t_memtable_while_held():
+    """A new memory table returns held buffers first; one that drops the
+    rings' region ends the connection."""
+    e = Env("--hold-ms", "20000")
+    try:
+        fe = e.fe
+        fe.send_pages([F.BLOCKS_B, F.BLOCKS_B + 0x1000], wait=False)
+        assert wait_for(lambda: e.d.status()["held_buffers"] == 1)
+        fe.set_mem_table()                 # the same table again
+        eq(len(fe.vq[1].wait_used(1, timeout=3)), 1, "returned at once")
+        st = e.d.status()
+        eq((st["held_buffers"], st["blocks_in_balloon"], st["connected"]),
+           (0, 2, True), "after the table")
+        fe.send_pages([F.BLOCKS_B + 0x2000], wait=False)
+        assert wait_for(lambda: e.d.status()["held_buffers"] == 1)
+        body = struct.pack("<II", 1, 0) + struct.pack(
+            "<QQQQ", *F.REGIONS[0][:2], F.QVA, 0)
+        fe.send(F.SET_MEM_TABLE, body, [fe.memfd])
+        assert closed_by_peer(fe.s), "rings left outside memory"
+        assert wait_for(lambda: not e.d.status()["connected"])
+        assert e.d.alive()
+    finally:
+        e.close()
+
+
+def t_guest_ram_shrunk():
+    """The front end truncates guest RAM under the device: SIGBUS ends the
+    connection, not the daemon."""
+    e = Env()
+    try:
+        fe = e.fe
+        data = pages_msg([F.BLOCKS_B])
+        fe.w(F.BUF_GPA + 0x40000, data)
+        fe.vq[1].add([(F.BUF_GPA + 0x40000, len(data), False)])
+        os.ftruncate(fe.memfd, MIB)        # rings and buffers are gone
+        fe.vq[1].notify()
+        assert closed_by_peer(fe.s), "connection kept"
+        assert wait_for(lambda: not e.d.status()["connected"])
+        assert "SIGBUS" in e.d.status()["last_disconnect"]
+        fe2 = Frontend(e.d.sock)
+        fe2.start()
+        fe2.send_pages([F.BLOCKS_B])
+        eq(e.d.status()["blocks_in_balloon"], 1, "next VM")
+        fe2.close()
+    finally:
+        e.close()
+
+
+# ---- logs ------------------------------------------------------------------------
+
+def t_log_rate_limits():
+    """What peers can repeat at will is logged at most B13_RL_BURST (10)
+    times per 10 s, then counted; and no host address is ever logged."""
+    e = Env("--chaos", verbose=False)
+    try:
+        fe = e.fe
+        for _ in range(2000):
+            fe.send(SET_CONFIG, struct.pack("<III", 0, 4, 0) + bytes(4))
+        for _ in range(300):
+            fe.get_config()
+        for _ in range(200):
+            fe.send_pages([F.BLOCKS_B + 0x800])          # unaligned
+        for i in range(100):
+            e.d.request({"cmd": "resize", "bytes": i * 4096})
+        for _ in range(15):                               # driver resets
+            fe.stop_queue(0)
+            fe.vq[0] = F.VQ(fe, 0)
+            fe.start_queue(0)
+        st = e.d.status()
+        eq((st["config_writes_ignored"], st["config_reads"],
+            st["rejects"]["unaligned"]), (2000, 300, 200), "counted")
+        log = e.d.logtext()
+        for what in ("config write ignored", "config read",
+                     "rejected message (unaligned)", "target ",
+                     "device stopped", "device started"):
+            n = log.count(what)
+            assert 1 <= n <= 10, "%r logged %d times" % (what, n)
+        assert "counted, not logged" in log
+        assert len(log.splitlines()) < 120, len(log.splitlines())
+        # no host address: our mappings of guest RAM are not in the log
+        with open("/proc/%d/maps" % e.d.p.pid) as f:
+            maps = [ln.split("-")[0] for ln in f if "guest-ram" in ln]
+        assert maps
+        for m in maps:
+            assert m.lstrip("0") not in log, "host address %s logged" % m
+    finally:
+        e.close()
+
+
+def t_no_host_addresses_verbose():
+    """Even with -v, region lines give guest-physical addresses only."""
+    e = Env()
+    try:
+        e.fe.send_pages([F.BLOCKS_B])
+        log = e.d.logtext()
+        assert "region 1: gpa 0x000100000" in log, log[:800]
+        with open("/proc/%d/maps" % e.d.p.pid) as f:
+            maps = [ln.split("-")[0] for ln in f if "guest-ram" in ln]
+        for m in maps:
+            assert m.lstrip("0") not in log, "host address %s logged" % m
+    finally:
+        e.close()
+
+
+SHARED = [t_stats_big_repeated_unknown, t_json_types]
+OWN = [t_status_walk_yields, t_status_during_flood, t_output_budget, t_pipelined_while_busy,
+       t_client_never_reads, t_many_clients, t_fd_exhaustion,
+       t_socket_modes_umask0, t_peer_credentials, t_bad_queues_and_rings,
+       t_partial_message, t_frontend_not_reading, t_memtable_while_held,
+       t_guest_ram_shrunk, t_log_rate_limits, t_no_host_addresses_verbose]
+
+
+def main():
+    only = set(sys.argv[1:])
+    failed = 0
+    for t in SHARED + OWN:
+        name = t.__name__[2:]
+        if only and name not in only:
+            continue
+        e = None
+        try:
+            if t in SHARED:
+                e = Env()
+                t(e)
+                assert e.d.alive(), "daemon died"
+                r = None
+            else:
+                r = t()
+            if r != "skip":
+                print("PASS", name, flush=True)
+        except Exception as ex:  # report and go on
+            failed += 1
+            print("FAIL %s: %s" % (name, ex), flush=True)
+            traceback.print_exc(limit=4, file=sys.stdout)
+            if e:
+                print("  daemon log tail:\n    " +
+                      "\n    ".join(e.d.logtext().splitlines()[-15:]))
+        finally:
+            if e:
+                e.close()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
