@@ -5,7 +5,7 @@
 KDIR ?= /lib/modules/$(shell uname -r)/build
 KBUILD_ARGS := -C $(KDIR) M=$(CURDIR) CONFIG_VIRTIO_BALLOON13=m
 
-.PHONY: all modules install clean check demo kunit bench host host-test fuzz lint help soak
+.PHONY: all modules install clean check check-debug demo kunit bench host host-test fuzz lint help soak
 
 all: modules
 
@@ -37,6 +37,12 @@ fuzz: host
 check:
 	bash scripts/check.sh
 
+# Every end-to-end scenario on the debug kernel (make check runs a subset),
+# and the checks that its KASAN, lockdep, kmemleak, ... are really on.
+check-debug:
+	python3 tests/e2e/run.py --series 6.12-debug
+	python3 tests/debug-kernel/check.py
+
 lint:
 	bash scripts/kernel-checks.sh
 
@@ -58,6 +64,7 @@ help:
 	@echo "make [KDIR=...]   build virtio_balloon13.ko against KDIR (default: running kernel)"
 	@echo "make install      install it under /lib/modules/<release>/extra and depmod"
 	@echo "make check        every test; ends with 'N passed, N failed'"
+	@echo "make check-debug  every e2e scenario on the KASAN/lockdep kernel (slow)"
 	@echo "make demo         boot a VM and show the balloon working"
 	@echo "make bench        benchmarks against QEMU's virtio-balloon (device 5)"
 	@echo "make lint         checkpatch --strict, sparse and W=1 on Debian 6.1 and 6.12"

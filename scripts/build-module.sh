@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Build virtio_balloon13.ko for one Debian kernel series and print its path.
-#   scripts/build-module.sh SERIES [extra kbuild args...]   (SERIES: 6.1 or 6.12)
+# Build virtio_balloon13.ko for one kernel series and print its path.
+#   scripts/build-module.sh SERIES [extra kbuild args...]
+# SERIES: 6.1 or 6.12 (Debian's kernels), or 6.12-debug (the debug kernel of
+# scripts/build-debug-kernel.sh, built or checked first: cheap once cached).
 # Each kernel gets its own copy of the sources under out/, since kbuild
 # writes objects next to them.  The compiler output goes to out/<kver>/build.log.
 set -euo pipefail
@@ -8,7 +10,11 @@ set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: $0 SERIES [kbuild args...]" >&2; exit 2; }
 series=$1; shift
 env=$VB13_CACHE/kernels/$series.env
-[ -f "$env" ] || bash "$VB13_TOP/scripts/fetch-kernels.sh" "$series" >&2
+if [ "$series" = 6.12-debug ]; then
+	bash "$VB13_TOP/scripts/build-debug-kernel.sh" >&2
+else
+	[ -f "$env" ] || bash "$VB13_TOP/scripts/fetch-kernels.sh" "$series" >&2
+fi
 # shellcheck disable=SC1090
 . "$env"
 out=$VB13_TOP/out/$KVER

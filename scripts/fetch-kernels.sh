@@ -5,7 +5,10 @@
 # $VB13_CACHE/kernels/<kver>/root, and the matching linux-headers-<kver>
 # installed (for building modules against it).  Writes
 # $VB13_CACHE/kernels/<series>.env with KVER, VMLINUZ, MODROOT (the directory
-# that holds lib/modules) and KDIR (the headers).
+# that holds lib/modules) and KDIR (the headers), and prints its path.
+#
+# The series "6.12-debug" is no Debian package: scripts/build-debug-kernel.sh
+# builds it from linux-source-6.12 and writes its .env the same way.
 #
 # Usage: fetch-kernels.sh [SERIES...]      e.g. fetch-kernels.sh 6.12
 set -euo pipefail
@@ -13,12 +16,24 @@ set -euo pipefail
 
 series=("$@")
 [ ${#series[@]} -gt 0 ] || series=(6.1 6.12)
+debug=0
+stock=()
 for s in "${series[@]}"; do
+	if [ "$s" = 6.12-debug ]; then
+		debug=1
+		continue
+	fi
 	[[ $s =~ ^[0-9]+\.[0-9]+$ ]] || {
-		echo "fetch-kernels.sh: bad series '$s' (want e.g. 6.1 or 6.12)" >&2
+		echo "fetch-kernels.sh: bad series '$s' (want e.g. 6.1, 6.12 or 6.12-debug)" >&2
 		exit 2
 	}
+	stock+=("$s")
 done
+if [ "$debug" = 1 ]; then
+	bash "$VB13_TOP/scripts/build-debug-kernel.sh"
+fi
+series=("${stock[@]}")
+[ ${#series[@]} -gt 0 ] || exit 0
 
 kdir=$VB13_CACHE/kernels
 mkdir -p "$kdir"
@@ -90,6 +105,7 @@ fetch_one() {
 		mv "$env.tmp" "$env"
 	fi
 	vb13_log "$s: $kver ($env)"
+	echo "$env"
 }
 
 for s in "${series[@]}"; do

@@ -23,7 +23,7 @@ usage() { echo "usage: mkinitramfs.sh SERIES [EXTRA.ko ...]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 series=$1
 shift
-[[ $series =~ ^[0-9]+\.[0-9]+$ ]] || usage
+[[ $series =~ ^[0-9]+\.[0-9]+(-debug)?$ ]] || usage
 extras=()
 for ko in "$@"; do
 	case "$ko" in
@@ -35,11 +35,11 @@ for ko in "$@"; do
 done
 
 envf=$VB13_CACHE/kernels/$series.env
-[ -f "$envf" ] || bash "$VB13_TOP/scripts/fetch-kernels.sh" "$series"
+[ -f "$envf" ] || bash "$VB13_TOP/scripts/fetch-kernels.sh" "$series" >&2
 # shellcheck disable=SC1090
 . "$envf"
 [ -d "$MODROOT/lib/modules/$KVER" ] || {
-	bash "$VB13_TOP/scripts/fetch-kernels.sh" "$series"
+	bash "$VB13_TOP/scripts/fetch-kernels.sh" "$series" >&2
 	# shellcheck disable=SC1090
 	. "$envf"
 }

@@ -141,6 +141,14 @@ def kernel_env(series):
     return env
 
 
+def debug_kernel_extra_mem(mem_bytes):
+    """RAM a debug kernel's guest gets on top of what was asked for: KASAN
+    keeps 1/8 of all RAM as its shadow, and the debug kernel is bigger, so
+    its MemTotal ends up about what the stock kernel's is in `mem_bytes`."""
+    extra = mem_bytes // 7 + (64 << 20)
+    return extra - extra % (2 << 20)
+
+
 def initramfs(series, modules=()):
     """Path of the (cached) initramfs for a series with extra modules."""
     return _script_output(["bash", os.path.join(SCRIPTS, "mkinitramfs.sh"),
@@ -215,8 +223,10 @@ def mount_huge_tmpfs(path, size):
 class VM:
     """One guest.  Use as a context manager, or call start() and close().
 
-    series      kernel series, "6.1" or "6.12" (scripts/fetch-kernels.sh)
-    mem         guest RAM, e.g. "1536M"; a shared memfd of that size
+    series      kernel series, "6.1" or "6.12" (scripts/fetch-kernels.sh), or
+                "6.12-debug" (scripts/build-debug-kernel.sh)
+    mem         guest RAM, e.g. "1536M"; a shared memfd of that size (on a
+                "-debug" series, debug_kernel_extra_mem() more)
     mem_thp     back guest RAM with transparent huge pages instead: a file
                 on a tmpfs mounted with huge=always under the VM's temp dir
                 (needs root; no host-wide setting is changed)
@@ -273,6 +283,8 @@ class VM:
                              if k not in ("self", "__class__")}
         self.series = series
         self.mem_bytes = parse_size(mem)
+        if series.endswith("-debug"):
+            self.mem_bytes += debug_kernel_extra_mem(self.mem_bytes)
         self.mem_thp = bool(mem_thp)
         self._thp_mount = None
         self._ram_file = None       # guest RAM's file with mem_thp
@@ -1187,7 +1199,8 @@ def main(argv=None):
         "and adds the generic vhost-user device (virtio-id 13); '{tmpdir}' in "
         "ARGS is the VM's temp dir.  Example: vm.py --series 6.1 --backend "
         "host/balloon13d --page-bits 21 -- cat /proc/meminfo")
-    p.add_argument("--series", default="6.12", help="kernel series (6.1, 6.12)")
+    p.add_argument("--series", default="6.12",
+                   help="kernel series (6.1, 6.12, 6.12-debug)")
     p.add_argument("--mem", default="1536M", help="guest RAM (default 1536M)")
     p.add_argument("--smp", type=int, default=1)
     p.add_argument("--cpu", default=DEFAULT_CPU)
@@ -1211,8 +1224,8 @@ def main(argv=None):
     a = p.parse_args(opts)
     if not cmd:
         p.error("no command given (put it after --)")
-    if not re.fullmatch(r"\d+\.\d+", a.series):
-        p.error("bad --series %r (want e.g. 6.1 or 6.12)" % a.series)
+    if not re.fullmatch(r"\d+\.\d+(-debug)?", a.series):
+        p.error("bad --series %r (want e.g. 6.1, 6.12 or 6.12-debug)" % a.series)
     if backend and not os.access(backend[0], os.X_OK):
         print("vm.py: backend %s is not executable" % backend[0], file=sys.stderr)
         return 2

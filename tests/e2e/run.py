@@ -238,6 +238,9 @@ def main():
     p.add_argument("-k", dest="names", default="",
                    help="run only scenarios whose name contains one of these "
                    "comma-separated strings")
+    p.add_argument("--skip", dest="skip", default="",
+                   help="leave out scenarios whose name is one of these "
+                   "comma-separated names")
     p.add_argument("--seed", type=int, default=None,
                    help="PRNG seed of the randomized scenarios (default: random)")
     p.add_argument("--keep", action="store_true", help="keep the VMs' temp dirs")
@@ -263,6 +266,7 @@ def main():
             p.error("bad device kind %r (want %s)" % (k, ",".join(e2elib.DEVICE_KINDS)))
     keys = [k for k in a.names.split(",") if k]
     chosen = [s for s in SCENARIOS if not keys or any(k in s[0] for k in keys)]
+    chosen = [s for s in chosen if s[0] not in a.skip.split(",")]
     if not chosen:
         p.error("no scenario matches -k %s (--list shows them)" % a.names)
     if a.seed is None:

@@ -227,7 +227,7 @@ def load_fault(g):
     if g.sh("[ -d /sys/kernel/debug/vb13_fault ] && echo yes || true").strip() == "yes":
         return
     import base64
-    with open(fault_module(g.series.split("-")[0]), "rb") as f:
+    with open(fault_module(g.series), "rb") as f:
         data = base64.b64encode(f.read()).decode()
     g.sh("base64 -d > /tmp/vb13_fault.ko <<'EOF'\n%s\nEOF\n"
          "insmod /tmp/vb13_fault.ko" % data, timeout=120)
