@@ -96,13 +96,12 @@ struct virtio_balloon13_stats {
  * then the addresses.  One descriptor each, so any ring can carry one (a
  * queue of a single entry included) and no indirect table is needed.
  *
- * A message closes when it names page_list_kib of memory (a module
- * parameter; see the admin guide for how the default was measured), when
- * the device has no page list to work on, or when the worker stops, so
- * the device starts on the first chunk at once whatever the block size
- * and what the guest holds unsent or in flight stays bounded by
- * VB13_NR_MSGS times the cap.  The address array is sized for the cap, at
- * most 64 KiB (8191 addresses), one slab allocation made at probe.
+ * A message names at most page_list_kib of memory (a module parameter;
+ * see the admin guide for how the default was measured); the first of an
+ * inflation run names 1 MiB, so the device starts at once whatever the
+ * block size, and what the guest holds unsent or in flight stays bounded
+ * by VB13_NR_MSGS times the cap.  The address array is sized for the cap,
+ * at most 64 KiB (8191 addresses), one allocation made at probe.
  */
 #define VB13_MSG_BUF_MAX	(64 * 1024)
 #define VB13_MSG_ADDRS_MAX	\
@@ -252,6 +251,8 @@ struct virtio_balloon13 {
 	 * shrinker may take chunks out of it.
 	 */
 	struct vb13_msg *fill;
+	/* Pages the next message may name: grows from one chunk to the cap. */
+	unsigned long msg_limit;
 	/* Blocks named by messages not yet reaped, @fill included. */
 	unsigned long in_flight_blocks;
 	/* Chunks the device has acknowledged, by buddy order. */

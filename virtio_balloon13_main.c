@@ -22,12 +22,14 @@
  * seen), are ever freed while the device is live.  Unsent chunks go first:
  * a block the guest is about to take back is never sent.
  *
- * A page-list message closes when it names page_list_kib of memory, when
- * the device has no other page list to work on, or when the worker stops
- * for any reason (target reached, allocation failure, pressure hold-off).
- * So the device starts on the first chunk at once, works while the guest
- * allocates the next ones, and at most VB13_NR_MSGS messages' worth of
- * memory is unsent or in flight.
+ * Page-list messages grow in each inflation run: the first names 1 MiB
+ * (or one block), each next one twice as much, up to page_list_kib; and a
+ * message also goes out whenever the worker stops for any reason (target
+ * reached, allocation failure, pressure hold-off).  So the device starts
+ * on the first chunk at once and works while the guest allocates the next
+ * ones, each message costs a notification and an interrupt only once per
+ * up to page_list_kib, and at most VB13_NR_MSGS messages' worth of memory
+ * is unsent or in flight.
  *
  * Two work items run on the freezable system workqueue.  The request worker
  * drains inputq (a bounded number of requests per run), re-posts every
@@ -100,11 +102,11 @@ module_param_named(oom_hold_ms, vb13_oom_hold_ms, uint, 0644);
 MODULE_PARM_DESC(oom_hold_ms,
 		 "Milliseconds inflation stays paused after the last release under pressure (default: 5000)");
 
-VISIBLE_IF_KUNIT unsigned int vb13_page_list_kib = 4096;
+VISIBLE_IF_KUNIT unsigned int vb13_page_list_kib = 16384;
 EXPORT_SYMBOL_IF_KUNIT(vb13_page_list_kib);
 module_param_named(page_list_kib, vb13_page_list_kib, uint, 0444);
 MODULE_PARM_DESC(page_list_kib,
-		 "KiB of memory one page-list message names at most (default: 4096)");
+		 "KiB of memory one page-list message names at most; read at probe (default: 16384)");
 
 VISIBLE_IF_KUNIT unsigned int vb13_shrinker_mode;
 EXPORT_SYMBOL_IF_KUNIT(vb13_shrinker_mode);
@@ -129,6 +131,13 @@ EXPORT_SYMBOL_IF_KUNIT(vb13_floor_min_bytes);
  * a few hundred; the lock is then dropped and the CPU offered.
  */
 #define VB13_FREE_BATCH_BYTES	SZ_16M
+/*
+ * The first page list of an inflation run names this much (or one block,
+ * if larger), so the device starts at once: 1 MiB is about 0.2 ms of
+ * allocation with init_on_alloc=1 under TCG.  Each following message may
+ * name twice the one before, up to page_list_kib.
+ */
+#define VB13_FIRST_MSG_BYTES	SZ_1M
 /* Requests handled per run of the request worker before it requeues. */
 #define VB13_REQ_BUDGET		(4 * VB13_NR_REQS)
 
@@ -412,14 +421,29 @@ static int vb13_submit(struct virtio_balloon13 *vb)
 	if (err)
 		return err;
 	vb->fill = NULL;
+	vb->msg_limit = min(vb->msg_limit * 2, vb->geom.msg_pages);
 	vb13_inc(vb, messages_pages, 1);
 	return 0;
 }
 
-/* Does the device hold no page list (so it idles unless we send)? */
-static bool vb13_device_idle(struct virtio_balloon13 *vb)
+/*
+ * Start an inflation run with a small message: the device starts on the
+ * first chunk at once, and the messages grow (vb13_submit() doubles the
+ * limit) while the device works.
+ */
+static void vb13_slow_start(struct virtio_balloon13 *vb)
 {
-	return !READ_ONCE(vb->on_device);
+	const struct vb13_geom *g = &vb->geom;
+
+	vb->msg_limit = clamp(VB13_FIRST_MSG_BYTES >> PAGE_SHIFT,
+			      1UL << g->block_order, g->msg_pages);
+}
+
+/* Has the message being filled room for a chunk of @order? */
+static bool vb13_fill_room(struct virtio_balloon13 *vb, unsigned int order)
+{
+	return vb13_msg_room(&vb->geom, vb->fill, order) &&
+	       vb->fill->pages + (1UL << order) <= vb->msg_limit;
 }
 
 /* --- giving memory back ----------------------------------------------------- */
@@ -769,7 +793,7 @@ static int vb13_make_room(struct virtio_balloon13 *vb, unsigned int order)
 	int err;
 
 	lockdep_assert_held(&vb->lock);
-	if (vb->fill && vb13_msg_room(&vb->geom, vb->fill, order))
+	if (vb->fill && vb13_fill_room(vb, order))
 		return 0;
 	err = vb13_submit(vb);
 	if (err)
@@ -815,8 +839,9 @@ static int vb13_inflate_one(struct virtio_balloon13 *vb, unsigned long target)
 	struct page *page;
 	int err;
 
-	/* Never overshoot the target. */
-	while (order > g->block_order && vb13_chunk_blocks(g, order) > need)
+	/* Never overshoot the target, nor a message's current limit. */
+	while (order > g->block_order && (vb13_chunk_blocks(g, order) > need ||
+					  (1UL << order) > vb->msg_limit))
 		order--;
 
 	mutex_lock(&vb->lock);
@@ -841,8 +866,7 @@ static int vb13_inflate_one(struct virtio_balloon13 *vb, unsigned long target)
 	/* Only we set vb->fill; others only take chunks out of it. */
 	vb->in_flight_blocks += vb13_msg_add(g, vb->fill, page);
 	vb13_account_in(vb, page, vb13_chunk_blocks(g, order));
-	if (vb13_device_idle(vb) ||
-	    !vb13_msg_room(g, vb->fill, min(vb->alloc_order, order)))
+	if (!vb13_fill_room(vb, min(vb->alloc_order, order)))
 		vb13_submit(vb);	/* on failure, sent once room appears */
 	mutex_unlock(&vb->lock);
 	return 0;
@@ -929,6 +953,7 @@ static void vb13_resize_fn(struct work_struct *work)
 			 * requeues us.
 			 */
 			vb13_submit(vb);
+			vb13_slow_start(vb);
 			mutex_unlock(&vb->lock);
 			vb13_backoff_reset(vb);
 			return;
@@ -936,6 +961,7 @@ static void vb13_resize_fn(struct work_struct *work)
 		if (vb13_paused(vb, &left)) {
 			/* No partial message waits out a pause. */
 			vb13_submit(vb);
+			vb13_slow_start(vb);
 			mutex_unlock(&vb->lock);
 			vb13_queue_resize(vb, left, false);
 			return;
@@ -949,6 +975,7 @@ static void vb13_resize_fn(struct work_struct *work)
 			/* Let the device have what we have; try again later. */
 			mutex_lock(&vb->lock);
 			vb13_submit(vb);
+			vb13_slow_start(vb);
 			mutex_unlock(&vb->lock);
 			vb13_backoff(vb);
 			return;
@@ -1297,6 +1324,7 @@ static int vb13_start_device(struct virtio_balloon13 *vb)
 		list_add_tail(&vb->msgs[i].list, &vb->free_msgs);
 	}
 	vb->fill = NULL;
+	vb13_slow_start(vb);
 	vb->on_device = 0;
 	vb->in_flight_blocks = 0;
 	vb->stats_busy = false;

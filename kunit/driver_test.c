@@ -501,10 +501,10 @@ static void in_flight_bound(struct kunit *test)
 }
 
 /*
- * The byte cap, for 4 KiB and 2 MiB blocks alike: with a 16 MiB cap the
- * first message leaves with its first chunk (the device is idle), no
- * message names more than 16 MiB, and what is unsent or in flight never
- * exceeds nr_msgs messages' worth.
+ * The byte cap, for 4 KiB and 2 MiB blocks alike: the first message of a
+ * run names 1 MiB (or one block) so the device starts at once, each next
+ * one at most twice the one before, none more than the 16 MiB cap, and
+ * what is unsent or in flight never exceeds nr_msgs messages' worth.
  */
 static const u32 cap_bits[] = { 12, 21 };
 KUNIT_ARRAY_PARAM(cap_bits, cap_bits, bits_desc);
@@ -513,7 +513,7 @@ static void msg_byte_cap(struct kunit *test)
 {
 	const u32 *bits = test->param_value;
 	struct fake_vdev_msg *held[VB13_NR_MSGS], *msg;
-	unsigned long want, total = 0, cap, chunk, most = 0;
+	unsigned long want, total = 0, cap, first, limit, most = 0;
 	struct virtio_balloon13 *vb;
 	unsigned int nh = 0, nmsgs = 0, i;
 	struct fake_vdev *fd;
@@ -526,7 +526,8 @@ static void msg_byte_cap(struct kunit *test)
 	KUNIT_ASSERT_EQ(test, cap, (unsigned long)(SZ_16M >> *bits));
 	KUNIT_EXPECT_EQ(test, vb->geom.msg_pages,
 			(unsigned long)(SZ_16M >> PAGE_SHIFT));
-	chunk = vb13_chunk_blocks(&vb->geom, vb->geom.max_order);
+	first = max_t(unsigned long, 1, SZ_1M >> *bits);
+	limit = first;
 	want = SZ_64M >> *bits;
 
 	KUNIT_ASSERT_EQ(test, resize(fd, SZ_64M), 0);
@@ -542,8 +543,9 @@ static void msg_byte_cap(struct kunit *test)
 		}
 		KUNIT_ASSERT_EQ(test, fake_vdev_wait_output(fd, &msg, TO), 0);
 		KUNIT_ASSERT_EQ(test, fake_vdev_msg_type(msg), 0U);
-		if (!nmsgs)
-			KUNIT_EXPECT_LE(test, msg_blocks(msg), chunk);
+		/* Slow start: 1 MiB, then doubling up to the cap. */
+		KUNIT_EXPECT_LE(test, msg_blocks(msg), limit);
+		limit = min(2 * limit, cap);
 		KUNIT_EXPECT_LE(test, msg_blocks(msg), cap);
 		KUNIT_EXPECT_LE(test, READ_ONCE(vb->in_flight_blocks),
 				vb->nr_msgs * cap);
@@ -558,8 +560,8 @@ static void msg_byte_cap(struct kunit *test)
 	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, want), TO));
 	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.messages_pages), (u64)nmsgs);
 	KUNIT_EXPECT_GE(test, nmsgs, (unsigned int)(want / cap));
-	/* While the device was busy, messages grew past a single chunk. */
-	KUNIT_EXPECT_GT(test, most, chunk);
+	/* They grew to the cap. */
+	KUNIT_EXPECT_EQ(test, most, cap);
 	kunit_info(test, "%u messages, largest %lu blocks (cap %lu)\n", nmsgs,
 		   most, cap);
 }
@@ -973,17 +975,29 @@ static void remove_with_message_held(struct kunit *test)
 	fd = bind(test, 12, false);
 	KUNIT_ASSERT_EQ(test, resize(fd, SZ_4M), 0);
 	KUNIT_ASSERT_EQ(test, fake_vdev_wait_output(fd, &msg, TO), 0);
-	KUNIT_EXPECT_EQ(test, ram - totalram_pages(), 1024UL);
+	KUNIT_EXPECT_TRUE(test, fake_vdev_wait(fd, ram - totalram_pages() ==
+					       1024, TO));
 	fake_vdev_unregister(fd);
 	KUNIT_EXPECT_EQ(test, totalram_pages(), ram);
 	/* The queue is gone: the held message is stale now. */
 	KUNIT_EXPECT_EQ(test, fake_vdev_complete_output(fd, msg), -ESTALE);
 }
 
+/* Only single blocks can be had: chunks of one 4 KiB page each. */
+static struct page *alloc_small(struct virtio_balloon13 *vb, unsigned int order)
+{
+	if (order > vb->geom.block_order)
+		return NULL;
+	return vb13_alloc_chunk(&vb->geom, order);
+}
+
 /*
  * A ring of one entry, held by a STATS answer: the page list being filled
- * can't go out and stays partly filled (8 of 16 MiB) without spinning.
+ * (128 chunks of one block, half the first message's 1 MiB) can't go out
+ * and stays unsent, without the worker spinning.
  */
+#define BLOCKED	128UL
+
 static struct fake_vdev *bind_blocked(struct kunit *test,
 				      struct fake_vdev_msg **stats)
 {
@@ -991,20 +1005,20 @@ static struct fake_vdev *bind_blocked(struct kunit *test,
 	struct fake_vdev *fd;
 
 	save_params(test);
-	WRITE_ONCE(vb13_page_list_kib, 16 * 1024);
 	fd = bind_q(test, 12, false, 1);
 	vb = vb_of(fd);
+	WRITE_ONCE(vb->alloc_stub, alloc_small);
 	KUNIT_ASSERT_EQ(test, ask_stats(fd), 0);
 	KUNIT_ASSERT_EQ(test, fake_vdev_wait_output(fd, stats, TO), 0);
 	KUNIT_ASSERT_EQ(test, fake_vdev_msg_type(*stats), 1U);
-	KUNIT_ASSERT_EQ(test, resize_wait(fd, SZ_8M), 0);
+	KUNIT_ASSERT_EQ(test, resize_wait(fd, BLOCKED * 4096), 0);
 	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, READ_ONCE(vb->nr_blocks) ==
-					       2048, TO));
+					       BLOCKED, TO));
 	msleep(QUIET_MS);
 	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.messages_pages), 0ULL);
-	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->in_flight_blocks), 2048UL);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->in_flight_blocks), BLOCKED);
 	mutex_lock(&vb->lock);
-	KUNIT_EXPECT_TRUE(test, vb->fill && vb->fill->nr == 2048);
+	KUNIT_EXPECT_TRUE(test, vb->fill && vb->fill->nr == BLOCKED);
 	mutex_unlock(&vb->lock);
 	KUNIT_EXPECT_FALSE(test, delayed_work_pending(&vb->resize_work));
 	return fd;
@@ -1017,7 +1031,7 @@ static void remove_with_partial_message(struct kunit *test)
 	struct fake_vdev *fd;
 
 	fd = bind_blocked(test, &stats);
-	KUNIT_EXPECT_EQ(test, ram - totalram_pages(), 2048UL);
+	KUNIT_EXPECT_EQ(test, ram - totalram_pages(), BLOCKED);
 	fake_vdev_unregister(fd);
 	KUNIT_EXPECT_EQ(test, totalram_pages(), ram);
 	/* Freed without the device ever seeing them. */
@@ -1343,30 +1357,30 @@ static void oom_unsent_first(struct kunit *test)
 
 	fd = bind_blocked(test, &stats);
 	vb = vb_of(fd);
-	WRITE_ONCE(vb13_oom_release_mib, 4);
+	/* 0 MiB: the smallest batch, one block (the newest chunk). */
+	WRITE_ONCE(vb13_oom_release_mib, 0);
 	WRITE_ONCE(vb13_oom_hold_ms, 3000);
 
 	freed = oom_call(vb);
-	KUNIT_EXPECT_GE(test, freed, 1024UL);
-	KUNIT_EXPECT_LT(test, freed, 2048UL);
-	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.blocks_unsent_freed), (u64)freed);
-	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->nr_blocks), 2048 - freed);
-	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->in_flight_blocks), 2048 - freed);
+	KUNIT_EXPECT_EQ(test, freed, 1UL);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.blocks_unsent_freed), 1ULL);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->nr_blocks), BLOCKED - 1);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->in_flight_blocks), BLOCKED - 1);
 
 	/* Ring room: the rest goes out now, during the hold-off. */
 	KUNIT_ASSERT_EQ(test, fake_vdev_complete_output(fd, stats), 0);
 	KUNIT_ASSERT_EQ(test, fake_vdev_wait_output(fd, &msg, TO), 0);
 	KUNIT_EXPECT_TRUE(test, time_before(jiffies, READ_ONCE(vb->hold_until)));
-	KUNIT_EXPECT_EQ(test, msg_blocks(msg), 2048 - freed);
+	KUNIT_EXPECT_EQ(test, msg_blocks(msg), BLOCKED - 1);
 	KUNIT_ASSERT_EQ(test, fake_vdev_complete_output(fd, msg), 0);
 	/* Named again after the release: every address still a held block. */
 	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_BAD_PAGES), 0ULL);
 	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_FREED_PAGES), 0ULL);
 	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_PAGES),
-			(u64)(2048 - freed));
+			(u64)(BLOCKED - 1));
 	fake_vdev_set_auto(fd, true);
-	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 2048), TO));
-	KUNIT_EXPECT_EQ(test, check_owned(test, fd), 2048UL);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, BLOCKED), TO));
+	KUNIT_EXPECT_EQ(test, check_owned(test, fd), BLOCKED);
 }
 
 /* A deflate frees unsent blocks without the device ever seeing them. */
@@ -1379,13 +1393,15 @@ static void deflate_unsent_first(struct kunit *test)
 
 	fd = bind_blocked(test, &stats);
 	vb = vb_of(fd);
-	KUNIT_ASSERT_EQ(test, resize_wait(fd, SZ_4M + 4096), 0);
+	KUNIT_ASSERT_EQ(test, resize_wait(fd, 100 * 4096), 0);
 	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, READ_ONCE(vb->nr_blocks) ==
-					       1025, TO));
-	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.blocks_unsent_freed), 1023ULL);
+					       100, TO));
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.blocks_unsent_freed),
+			BLOCKED - 100ULL);
 	KUNIT_ASSERT_EQ(test, resize_wait(fd, 0), 0);
 	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 0), TO));
-	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.blocks_unsent_freed), 2048ULL);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.blocks_unsent_freed),
+			(u64)BLOCKED);
 	KUNIT_EXPECT_EQ(test, totalram_pages(), ram);
 	/* The ring frees up: nothing is sent, nothing was seen. */
 	KUNIT_ASSERT_EQ(test, fake_vdev_complete_output(fd, stats), 0);
