@@ -472,6 +472,10 @@ class VM:
         """The guest's kernel console (ttyS0) so far."""
         return _tail(self.path("console.log"), 1 << 24)
 
+    def qemu_log(self):
+        """QEMU's own stdout and stderr so far."""
+        return _tail(self.path("qemu.log"), 1 << 24)
+
     def backend_log(self):
         """The backend's stdout and stderr so far ('' without a backend)."""
         return _tail(self.path("backend.log"), 1 << 24)

@@ -1,0 +1,307 @@
+"""What every end-to-end scenario module shares: assertions, progress
+output, the Guest a scenario drives, and the scenario/VM-group registry.
+
+A scenario module (tests/e2e/scenarios/<topic>.py) declares VM groups and
+scenarios:
+
+    from e2elib import group, scenario, check, check_eq, say, MiB
+
+    group("main", mem="1536M")                      # balloon13d defaults
+    group("blocks2m", mem="768M", page_bits=21)
+
+    @scenario("probe", "main", devices=("vu", "native"))
+    def t_probe(g):
+        ...
+
+Scenarios of one group share one VM per (series, device), in the order
+they were registered; each sets up its own preconditions, so `-k` can run
+any of them alone.  Python 3 standard library only.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(TOP, "scripts"))
+import vm as vmlib  # noqa: E402,F401  (scripts/vm.py)
+
+KiB = 1 << 10
+MiB = 1 << 20
+GiB = 1 << 30
+SYS_GLOB = "/sys/bus/virtio/drivers/virtio_balloon13/virtio*"
+DBG_GLOB = "/sys/kernel/debug/virtio_balloon13/virtio*/counters"
+DAEMON = os.path.join(TOP, "host", "balloon13d")
+CTL = os.path.join(TOP, "host", "balloon13ctl")
+# Counters the interface contract promises in debugfs.
+CONTRACT_COUNTERS = (
+    "requests_resize requests_stats requests_unknown requests_malformed "
+    "spurious_callbacks targets_clamped blocks_inflated blocks_withdrawn "
+    "messages_pages messages_stats alloc_failures pressure_releases "
+    "backoff_ms held_by_floor in_flight_blocks").split()
+MODULE_PARAMS = ("floor_mib", "oom_release", "oom_release_mib", "oom_hold_ms")
+# Kernel messages that must never appear.
+BAD_DMESG = re.compile(
+    r"WARNING:|BUG:|Oops|general protection|KASAN|UBSAN|Call Trace|"
+    r"kernel BUG|soft lockup|blocked for more than|Out of memory|oom-kill")
+AUTO_FLOOR_MIN = 128 * MiB      # the driver's automatic floor (admin guide)
+
+VERBOSE = False
+
+
+def say(msg):
+    """A progress line (never starts with PASS/FAIL)."""
+    print("  " + msg, flush=True)
+
+
+def debug(msg):
+    if VERBOSE:
+        print("    . " + msg, flush=True)
+
+
+def mib(n):
+    return "%.1f MiB" % (n / MiB)
+
+
+class Fail(Exception):
+    """A scenario assertion failed; the message is the one-line reason."""
+
+
+def check(cond, fmt, *args):
+    if not cond:
+        raise Fail(fmt % args if args else fmt)
+
+
+def check_eq(actual, expected, what):
+    if actual != expected:
+        raise Fail("%s is %r, want %r" % (what, actual, expected))
+
+
+# ---- the guest and its daemon ----------------------------------------------
+
+class Guest:
+    """One booted VM with device 13 attached, and what scenarios need.
+
+    vm      the scripts/vm.py VM
+    dev     the host side of device 13 (devices.py): g.dev.resize(),
+            g.dev.status(), g.dev.stats(), ... work the same for every
+            device kind; g.ctl() is balloon13d's own control socket
+    series  kernel series ("6.1", "6.12", "6.12-debug")
+    label   series, plus the device's suffix ("6.12-native")
+    cfg     the VM group's configuration (see group())
+    """
+
+    def __init__(self, vm, dev, series, cfg):
+        self.vm = vm
+        self.dev = dev
+        self.series = series
+        self.label = series + dev.suffix
+        self.cfg = cfg
+        self.mem = cfg["mem"]
+        self.page_bits = cfg["page_bits"]
+        self.ctl_path = vm.path("ctl.sock")
+        self.base_memtotal = None   # MemTotal with the balloon empty
+        self.dmesg_mark = 0
+        self.seed = None
+
+    # -- guest commands --
+
+    def sh(self, cmd, timeout=60, ok=(0,)):
+        """Run a guest shell command; Fail unless its status is in ok."""
+        t0 = time.monotonic()
+        status, out = self.vm.run(cmd, timeout=timeout)
+        debug("guest (%.2f s, status %d): %s -> %s" % (
+            time.monotonic() - t0, status, cmd.strip().splitlines()[0][:70],
+            out.strip().replace("\n", " | ")[:160]))
+        if ok is not None and status not in ok:
+            last = out.strip().splitlines()[-1] if out.strip() else ""
+            raise Fail("guest command %r exited %d%s" % (
+                cmd.strip().splitlines()[0][:60], status,
+                (": " + last[:120]) if last else ""))
+        return out
+
+    def state(self):
+        """Guest view: sysfs ('sys'), debugfs counters ('cnt'), /proc/meminfo
+        in bytes ('mem'), balloon lines of /proc/vmstat ('vmstat') and the
+        bound devices ('devs')."""
+        out = self.sh(r"""
+echo @devs; for d in %s; do [ -d "$d" ] && echo "${d##*/}"; done
+echo @sys; for d in %s; do [ -d "$d" ] || continue
+  for f in size_bytes target_bytes page_bits num_blocks floor_bytes; do
+    echo "$f $(cat $d/$f)"; done; break; done
+echo @cnt; for c in %s; do [ -f "$c" ] && cat "$c"; break; done
+echo @mem; cat /proc/meminfo
+echo @vmstat; grep '^balloon' /proc/vmstat
+true""" % (SYS_GLOB, SYS_GLOB, DBG_GLOB))
+        st = {"devs": [], "sys": {}, "cnt": {}, "mem": {}, "vmstat": {}}
+        sec = None
+        for line in out.splitlines():
+            if line.startswith("@"):
+                sec = line[1:]
+                continue
+            parts = line.replace(":", " ").split()
+            if not parts or sec is None:
+                continue
+            if sec == "devs":
+                st["devs"].append(parts[0])
+            elif len(parts) >= 2 and re.fullmatch(r"-?\d+", parts[1]):
+                value = int(parts[1])
+                if sec == "mem" and parts[2:3] == ["kB"]:
+                    value *= KiB
+                st[sec][parts[0]] = value
+        return st
+
+    def meminfo(self):
+        return self.state()["mem"]
+
+    def wait_size(self, expected, timeout=120):
+        """Wait until the balloon holds `expected` bytes with no block in
+        flight; returns state().  Fail on timeout."""
+        out = self.sh(r"""
+SECONDS=0
+while :; do
+  s=; f=
+  for d in %s; do read -r s < "$d/size_bytes"; break; done
+  for c in %s; do while read -r k v; do
+    [ "$k" = in_flight_blocks ] && f=$v; done < "$c"; break; done
+  [ "$s" = %d ] && [ "$f" = 0 ] && { echo "ok $SECONDS"; exit 0; }
+  [ $SECONDS -ge %d ] && { echo "size_bytes ${s:-none} in_flight_blocks ${f:-none}"; exit 0; }
+  sleep 0.05
+done""" % (SYS_GLOB, DBG_GLOB, expected, timeout), timeout=timeout + 30)
+        if not out.startswith("ok"):
+            raise Fail("balloon did not settle at %d bytes (%s) within %d s: %s"
+                       % (expected, mib(expected), timeout, out.strip()))
+        return self.state()
+
+    def modprobe(self):
+        """Load the module if it is not loaded; the device must bind."""
+        self.sh("grep -q '^virtio_balloon13 ' /proc/modules || "
+                "modprobe virtio_balloon13")
+        st = self.state()
+        check(len(st["devs"]) == 1,
+              "after modprobe %d devices are bound (%s), want 1",
+              len(st["devs"]), " ".join(st["devs"]))
+        return st
+
+    def empty(self, timeout=120):
+        """Module loaded, balloon at 0."""
+        self.modprobe()
+        self.resize(0)
+        return self.wait_size(0, timeout)
+
+    def dmesg(self):
+        return self.vm.dmesg().splitlines()
+
+    def new_dmesg(self):
+        """Kernel log lines since the current scenario started."""
+        lines = self.dmesg()
+        return lines[self.dmesg_mark:]
+
+    def check_dmesg_clean(self, lines=None):
+        lines = self.new_dmesg() if lines is None else lines
+        bad = [ln for ln in lines if BAD_DMESG.search(ln)]
+        check(not bad, "kernel log: %s", bad[0].strip()[:150] if bad else "")
+
+    # -- the device --
+
+    def resize(self, nbytes, wait=False, timeout=120):
+        """Ask device 13 for a balloon of nbytes; with wait, until the
+        device reports it reached (returns whether it was)."""
+        return self.dev.resize(nbytes, wait=wait, timeout=timeout)
+
+    def status(self):
+        """The device's view, with the keys every device kind provides
+        (devices.py: STATUS_KEYS) and its own besides."""
+        return self.dev.status()
+
+    def ctl(self, *args, timeout=60, ok=True):
+        """balloon13ctl --json ARGS -> balloon13d's answer (a dict).
+        Only for scenarios that run against balloon13d."""
+        if self.dev.kind != "vu":
+            raise Fail("balloon13ctl %s: this VM's device 13 is %s, not balloon13d"
+                       % (" ".join(map(str, args)), self.dev.kind))
+        argv = [CTL, "--control", self.ctl_path, "--json"] + [str(a) for a in args]
+        t0 = time.monotonic()
+        try:
+            proc = subprocess.run(argv, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True,
+                                  timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise Fail("balloon13ctl %s did not answer in %d s"
+                       % (" ".join(map(str, args)), timeout))
+        debug("ctl (%.2f s, exit %d): %s -> %s" % (
+            time.monotonic() - t0, proc.returncode, " ".join(map(str, args)),
+            proc.stdout.strip()[:160]))
+        try:
+            answer = json.loads(proc.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise Fail("balloon13ctl %s exited %d printing no JSON: %s" % (
+                " ".join(map(str, args)), proc.returncode,
+                (proc.stderr.strip() or proc.stdout.strip())[:150]))
+        if ok and (proc.returncode != 0 or not answer.get("ok")):
+            raise Fail("balloon13ctl %s exited %d: %s" % (
+                " ".join(map(str, args)), proc.returncode,
+                answer.get("error") or proc.stderr.strip()[:150]))
+        return answer
+
+    def resident(self):
+        """Host memory the guest RAM memfd holds, bytes."""
+        return self.vm.guest_ram_resident()
+
+
+# ---- scenario and VM-group registry ------------------------------------------
+
+SCENARIOS = []      # (name, group, func, devices, series)
+GROUPS = {}         # name -> configuration
+DEVICE_KINDS = ("vu", "native")
+
+
+def group(name, mem, page_bits=12, vu_args=(), native_props=(), vm=None):
+    """Declare a VM configuration that scenarios share.
+
+    mem           guest RAM, e.g. "1536M"
+    page_bits     the device's block size (balloon13d --page-bits, the
+                  native device's page-bits property)
+    vu_args       further balloon13d options, e.g. ("--chaos",)
+    native_props  further properties of the native device, e.g.
+                  ("x-foo=1",)
+    vm            further scripts/vm.py VM() keyword arguments
+    """
+    if name in GROUPS:
+        raise ValueError("VM group %r declared twice" % name)
+    GROUPS[name] = {"name": name, "mem": mem, "page_bits": int(page_bits),
+                    "vu_args": list(vu_args), "native_props": list(native_props),
+                    "vm": dict(vm or {})}
+
+
+def scenario(name, group_name, devices=("vu",), series=None):
+    """Register a scenario run in VM group group_name.
+
+    devices  the device kinds it applies to ("vu": balloon13d over
+             vhost-user, "native": QEMU's virtio-balloon13-pci)
+    series   kernel series it runs on (None: every series run.py is given)
+    """
+    bad = [d for d in devices if d not in DEVICE_KINDS]
+    if bad:
+        raise ValueError("scenario %s: unknown device kind %s" % (name, bad))
+
+    def register(func):
+        if any(s[0] == name for s in SCENARIOS):
+            raise ValueError("scenario %r registered twice" % name)
+        SCENARIOS.append((name, group_name, func, tuple(devices),
+                          tuple(series) if series else None))
+        return func
+    return register
+
+
+def parse_sums(out):
+    """'sum HASH NAME' lines -> {NAME: HASH}."""
+    sums = {}
+    for line in out.splitlines():
+        p = line.split()
+        if len(p) == 3 and p[0] == "sum" and re.fullmatch(r"[0-9a-f]{64}", p[1]):
+            sums[p[2]] = p[1]
+    return sums
