@@ -46,10 +46,15 @@
  * batches, dropping its lock in between, so the OOM notifier is never kept
  * waiting long.
  *
- * Under memory pressure the balloon gives memory back: each OOM
- * notification releases a batch, doubling while notifications keep coming,
- * and inflation pauses for oom_hold_ms after the last release.  Then the
- * balloon moves back to its target.
+ * Under memory pressure the balloon gives memory back.  The last line is
+ * the OOM notifier: each notification releases a batch, doubling while
+ * notifications keep coming.  The first one also opens a pressure episode,
+ * during which a shrinker lets kswapd and direct reclaim take balloon
+ * memory in proportion, so the balloon keeps up with the workload instead
+ * of waiting for reclaim to fail again; outside an episode reclaim leaves
+ * the balloon alone.  Inflation pauses for oom_hold_ms after the last
+ * release, which also ends the episode; then the balloon moves back to its
+ * target.
  *
  * The device is not trusted: request lengths and types are checked, targets
  * are clamped to what the guest can give above its floor, the rings are
@@ -108,11 +113,11 @@ module_param_named(page_list_kib, vb13_page_list_kib, uint, 0444);
 MODULE_PARM_DESC(page_list_kib,
 		 "KiB of memory one page-list message names at most; read at probe (default: 16384)");
 
-VISIBLE_IF_KUNIT unsigned int vb13_shrinker_mode;
+VISIBLE_IF_KUNIT unsigned int vb13_shrinker_mode = 1;
 EXPORT_SYMBOL_IF_KUNIT(vb13_shrinker_mode);
 module_param_named(shrinker, vb13_shrinker_mode, uint, 0644);
 MODULE_PARM_DESC(shrinker,
-		 "Give memory back from reclaim too: 0 never, 1 while under OOM pressure, 2 always (default: 0)");
+		 "Let reclaim take balloon memory: 0 never, 1 from an OOM notification until the hold-off ends, 2 always (default: 1)");
 
 /* Automatic floor: never less than this; the suite lowers it. */
 #define VB13_FLOOR_MIN		(128 * SZ_1M)
@@ -604,6 +609,9 @@ static unsigned long vb13_pressure_release(struct virtio_balloon13 *vb,
 		}
 	}
 	hold = vb13_pressure_hold(vb);
+	/* Below the floor's limit now, until the worker refills it. */
+	if (freed)
+		WRITE_ONCE(vb->held_by_floor, false);
 	/* Back toward the target once the hold is over. */
 	vb13_queue_resize(vb, hold, false);
 	if (freed) {

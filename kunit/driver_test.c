@@ -10,6 +10,7 @@
 #include <linux/pfn.h>
 #include <linux/prandom.h>
 #include <linux/seq_file.h>
+#include <linux/shrinker.h>
 #include <linux/sizes.h>
 #include <linux/string.h>
 #include <linux/vmstat.h>
@@ -58,6 +59,7 @@ static struct fake_vdev *bind(struct kunit *test, u32 page_bits, bool auto_out)
 /* Module parameters changed by a test are put back when it ends. */
 struct saved_params {
 	unsigned int floor_mib, oom_release_mib, oom_hold_ms, page_list_kib;
+	unsigned int shrinker_mode;
 	unsigned long floor_min_bytes;
 	bool oom_release;
 };
@@ -72,6 +74,7 @@ static void restore_params(void *data)
 	WRITE_ONCE(vb13_oom_release_mib, p->oom_release_mib);
 	WRITE_ONCE(vb13_oom_hold_ms, p->oom_hold_ms);
 	WRITE_ONCE(vb13_page_list_kib, p->page_list_kib);
+	WRITE_ONCE(vb13_shrinker_mode, p->shrinker_mode);
 }
 
 static void save_params(struct kunit *test)
@@ -85,6 +88,7 @@ static void save_params(struct kunit *test)
 	p->oom_release_mib = vb13_oom_release_mib;
 	p->oom_hold_ms = vb13_oom_hold_ms;
 	p->page_list_kib = vb13_page_list_kib;
+	p->shrinker_mode = vb13_shrinker_mode;
 	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test, restore_params, p),
 			0);
 }
@@ -1345,6 +1349,62 @@ static void oom_batches_grow(struct kunit *test)
 }
 
 /*
+ * The shrinker: reclaim leaves the balloon alone until an OOM notification
+ * opens a pressure episode (shrinker=1, the default); then it takes whole
+ * chunks, at least what it asks for, and keeps the hold-off going.  After
+ * the hold-off the episode is over and the balloon refills.  shrinker=2
+ * is always on, shrinker=0 never.
+ */
+static void shrinker_episode(struct kunit *test)
+{
+	struct shrink_control sc = { .gfp_mask = GFP_KERNEL };
+	unsigned long before, freed;
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+	struct shrinker *s;
+
+	save_params(test);
+	WRITE_ONCE(vb13_shrinker_mode, 1);
+	WRITE_ONCE(vb13_oom_release_mib, 4);
+	WRITE_ONCE(vb13_oom_hold_ms, 1000);
+	fd = bind(test, 12, true);
+	vb = vb_of(fd);
+	s = vb->shrinker;
+	KUNIT_ASSERT_NOT_NULL(test, s);
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_32M), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 8192), TO));
+
+	/* No pressure yet: nothing for reclaim. */
+	KUNIT_EXPECT_EQ(test, s->count_objects(s, &sc), SHRINK_EMPTY);
+
+	KUNIT_EXPECT_GE(test, oom_call(vb), 1024UL);
+	before = READ_ONCE(vb->nr_blocks);
+	KUNIT_EXPECT_EQ(test, s->count_objects(s, &sc), before);
+	sc.nr_to_scan = 300;
+	sc.nr_scanned = 300;
+	freed = s->scan_objects(s, &sc);
+	KUNIT_EXPECT_GE(test, freed, 300UL);
+	KUNIT_EXPECT_LT(test, freed, 300UL + 1024);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->nr_blocks), before - freed);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.pressure_releases), 2ULL);
+	KUNIT_EXPECT_FALSE(test, READ_ONCE(vb->held_by_floor));
+
+	/* The hold-off ends the episode; the balloon refills. */
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 8192), TO));
+	KUNIT_EXPECT_EQ(test, s->count_objects(s, &sc), SHRINK_EMPTY);
+	sc.nr_to_scan = 300;
+	KUNIT_EXPECT_EQ(test, s->scan_objects(s, &sc), SHRINK_STOP);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->nr_blocks), 8192UL);
+
+	WRITE_ONCE(vb13_shrinker_mode, 2);
+	KUNIT_EXPECT_EQ(test, s->count_objects(s, &sc), 8192UL);
+	WRITE_ONCE(vb13_shrinker_mode, 0);
+	KUNIT_EXPECT_GE(test, oom_call(vb), 1024UL);
+	KUNIT_EXPECT_EQ(test, s->count_objects(s, &sc), SHRINK_EMPTY);
+	KUNIT_EXPECT_EQ(test, check_owned(test, fd), READ_ONCE(vb->nr_blocks));
+}
+
+/*
  * Under pressure, blocks never sent go first, and what stays of a partial
  * message is sent at once rather than after the hold-off.
  */
@@ -1460,6 +1520,7 @@ static struct kunit_case vb13_driver_cases[] = {
 	KUNIT_CASE_PARAM(hostile_huge_target, hostile_targets_gen_params),
 	KUNIT_CASE(hostile_spurious_interrupts),
 	KUNIT_CASE(oom_batches_grow),
+	KUNIT_CASE(shrinker_episode),
 	KUNIT_CASE(oom_unsent_first),
 	KUNIT_CASE(deflate_unsent_first),
 	KUNIT_CASE(oom_release_off),
