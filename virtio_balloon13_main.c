@@ -46,14 +46,13 @@
  * batches, dropping its lock in between, so the OOM notifier is never kept
  * waiting long.
  *
- * Under memory pressure the balloon gives memory back.  The last line is
- * the OOM notifier: each notification releases a batch, doubling while
- * notifications keep coming.  The first one also opens a pressure episode,
- * during which a shrinker lets kswapd and direct reclaim take balloon
- * memory in proportion, so the balloon keeps up with the workload instead
- * of waiting for reclaim to fail again; outside an episode reclaim leaves
- * the balloon alone.  Inflation pauses for oom_hold_ms after the last
- * release, which also ends the episode; then the balloon moves back to its
+ * Under memory pressure the balloon gives memory back.  The OOM notifier
+ * releases a batch per notification, doubling while notifications keep
+ * coming, so a workload that needs much of the balloon gets it in a few
+ * rounds of failed reclaim.  Optionally (the shrinker parameter) reclaim
+ * may take balloon memory too, during a pressure episode (from an OOM
+ * notification until the hold-off ends) or always.  Inflation pauses for
+ * oom_hold_ms after the last release; then the balloon moves back to its
  * target.
  *
  * The device is not trusted: request lengths and types are checked, targets
@@ -113,11 +112,11 @@ module_param_named(page_list_kib, vb13_page_list_kib, uint, 0444);
 MODULE_PARM_DESC(page_list_kib,
 		 "KiB of memory one page-list message names at most; read at probe (default: 16384)");
 
-VISIBLE_IF_KUNIT unsigned int vb13_shrinker_mode = 1;
+VISIBLE_IF_KUNIT unsigned int vb13_shrinker_mode;
 EXPORT_SYMBOL_IF_KUNIT(vb13_shrinker_mode);
 module_param_named(shrinker, vb13_shrinker_mode, uint, 0644);
 MODULE_PARM_DESC(shrinker,
-		 "Let reclaim take balloon memory: 0 never, 1 from an OOM notification until the hold-off ends, 2 always (default: 1)");
+		 "Let reclaim take balloon memory: 0 never, 1 from an OOM notification until the hold-off ends, 2 always (default: 0)");
 
 /* Automatic floor: never less than this; the suite lowers it. */
 #define VB13_FLOOR_MIN		(128 * SZ_1M)
@@ -702,8 +701,14 @@ static unsigned long vb13_shrink_scan(struct virtio_balloon13 *vb,
 	/* Our own allocation's reclaim must not eat the balloon. */
 	if (!vb13_shrinker_active(vb) || READ_ONCE(vb->alloc_task) == current)
 		return SHRINK_STOP;
-	want = max(vb13_pages_to_blocks(&vb->geom, nr_to_scan),
-		   1UL << vb->geom.sub_shift);
+	/*
+	 * At least the current OOM batch (oom_release_mib, doubled by each
+	 * notification of the episode): reclaim asks in small steps, and a
+	 * workload that outruns them pays a reclaim pass per step.  What is
+	 * given back counts as reclaimed, so reclaim stops early.
+	 */
+	want = max3(vb13_pages_to_blocks(&vb->geom, nr_to_scan),
+		    READ_ONCE(vb->pressure_batch), 1UL << vb->geom.sub_shift);
 	mutex_lock(&vb->lock);
 	blocks = vb13_pressure_release(vb, want);
 	mutex_unlock(&vb->lock);
@@ -739,7 +744,17 @@ static unsigned long vb13_shrinker_count(struct shrinker *s,
 static unsigned long vb13_shrinker_scan(struct shrinker *s,
 					struct shrink_control *sc)
 {
-	return vb13_shrink_scan(vb13_shrinker_vb(s), sc->nr_to_scan);
+	unsigned long freed = vb13_shrink_scan(vb13_shrinker_vb(s),
+					       sc->nr_to_scan);
+
+	/*
+	 * Tell reclaim how much it got: it keeps calling in batches of
+	 * nr_to_scan until its own target is scanned, and a batch of ours is
+	 * usually larger.
+	 */
+	if (freed != SHRINK_STOP)
+		sc->nr_scanned = max(sc->nr_to_scan, freed);
+	return freed;
 }
 
 static int vb13_shrinker_init(struct virtio_balloon13 *vb)
