@@ -1076,13 +1076,23 @@ def legacy_actual(b):
     return b.vm.qmp("query-balloon")["actual"]
 
 
-def wait_legacy(b, want, timeout=600):
+def wait_legacy(b, want, timeout=600, settle=10):
+    """Until the legacy balloon is at `want` (QMP actual, +-2 MiB), or has
+    not moved for `settle` seconds: in a guest at its limit it stops a few
+    MiB short and keeps retrying."""
     t = time.monotonic()
-    while abs(legacy_actual(b) - want) > 2 * MiB:
+    last, since = None, time.monotonic()
+    while True:
+        actual = legacy_actual(b)
+        if abs(actual - want) <= 2 * MiB:
+            return
+        if actual != last:
+            last, since = actual, time.monotonic()
+        elif time.monotonic() - since > settle:
+            return
         if time.monotonic() - t > timeout:
             raise BenchError("legacy balloon not at %d MiB in %d s (actual "
-                             "%d MiB)" % (want // MiB, timeout,
-                                          legacy_actual(b) // MiB))
+                             "%d MiB)" % (want // MiB, timeout, actual // MiB))
         time.sleep(0.2)
 
 
@@ -1153,7 +1163,13 @@ def run_pressure_config(name, cfg, a, builds):
             if rep < cfg["legacy_reps"]:
                 ways.append("legacy")
             for way in ways:
-                r = pressure_run(b, cfg, way, size13)
+                try:
+                    r = pressure_run(b, cfg, way, size13)
+                except (BenchError, VMError) as e:
+                    # Keep what was measured; the report shows the error.
+                    res["error"] = "rep %d %s: %s" % (rep + 1, way, e)
+                    say("%s rep %d %s failed: %s" % (name, rep + 1, way, e))
+                    break
                 if way == "dev13":
                     size13 = r["balloon_before"]
                 r.update({"rep": rep, "load": loadavg()})
@@ -1165,6 +1181,8 @@ def run_pressure_config(name, cfg, a, builds):
                         r.get("released", 0) / MiB, r["released_mib_s"],
                         ", back at the floor after %.1f s" % r["back_s"]
                         if "back_s" in r else ""))
+            if "error" in res:
+                break
         _, res["dmesg_bad"] = b.vm.run(
             "dmesg | grep -cE 'WARNING:|BUG:|Oops|Call Trace' || true")
     finally:
