@@ -13,10 +13,19 @@
  * it) or into the acknowledged lists (once it came back).
  *
  * A chunk is never split across messages: the largest order the driver
- * allocates is capped so that one chunk's addresses fit one message.  When
- * withdrawing part of a chunk, the chunk is split into order-0 pages, the
- * head part is freed and the rest is kept as naturally aligned power-of-two
- * runs marked VB13_CHUNK_SPLIT, whose pages are freed one by one.
+ * allocates is capped so that one chunk fits an empty message, both by its
+ * addresses and by the memory it names.  When withdrawing part of a chunk,
+ * the chunk is split into order-0 pages, the head part is freed and the
+ * rest is kept as naturally aligned power-of-two runs marked
+ * VB13_CHUNK_SPLIT, whose pages are freed one by one.
+ *
+ * Every page of a chunk is PageOffline() from allocation until it is
+ * freed, as virtio_balloon and vmw_balloon mark theirs: /proc/kcore, kdump
+ * and makedumpfile then skip it instead of reading a discarded block and
+ * making the host back it again.  page_offline_begin()/end(), which
+ * virtio_mem takes around the marking, is left out: it exists for memory
+ * that must never be touched once offline, while a reader racing with a
+ * balloon at worst makes the host back one block again.
  *
  * Nothing here takes locks or talks to the device; the callers own the
  * serialisation (see struct virtio_balloon13).
@@ -27,25 +36,31 @@
 #include <linux/pfn.h>
 #include <linux/minmax.h>
 #include <linux/export.h>
+#include <linux/overflow.h>
+#include <linux/page-flags.h>
 #include <kunit/visibility.h>
 
 #include "virtio_balloon13.h"
 
 /**
- * vb13_geom_init() - derive the block geometry from the device's page_bits
+ * vb13_geom_init() - derive the block geometry and message limits
  * @g: geometry to fill
  * @page_bits: log2 of the block size, as read from config space
- * @msg_max: addresses one page-list message holds (>= 1)
+ * @msg_addrs: addresses one page-list message holds (>= 1)
+ * @msg_pages: pages of memory one message may name (>= 1); raised to one
+ *	block when a block is larger
  *
  * Return: 0, or -EINVAL when the guest cannot serve @page_bits: blocks
- * smaller than 4 KiB, or larger than the largest buddy allocation.
+ * smaller than 4 KiB, or larger than the largest buddy allocation; or
+ * when one page's blocks don't fit @msg_addrs.
  */
-int vb13_geom_init(struct vb13_geom *g, u32 page_bits, unsigned int msg_max)
+int vb13_geom_init(struct vb13_geom *g, u32 page_bits, unsigned int msg_addrs,
+		   unsigned long msg_pages)
 {
-	unsigned int per_msg_order;
+	unsigned int by_addrs, by_pages;
 
 	if (page_bits < VB13_MIN_PAGE_BITS ||
-	    page_bits > PAGE_SHIFT + VB13_MAX_ORDER || !msg_max)
+	    page_bits > PAGE_SHIFT + VB13_MAX_ORDER || !msg_addrs || !msg_pages)
 		return -EINVAL;
 
 	g->page_bits = page_bits;
@@ -56,13 +71,15 @@ int vb13_geom_init(struct vb13_geom *g, u32 page_bits, unsigned int msg_max)
 		g->block_order = 0;
 		g->sub_shift = PAGE_SHIFT - page_bits;
 		/* One page's blocks must fit a message. */
-		if (msg_max < (1U << g->sub_shift))
+		if (msg_addrs < (1U << g->sub_shift))
 			return -EINVAL;
 	}
-	/* Largest chunk whose blocks still fit one message. */
-	per_msg_order = ilog2(msg_max >> g->sub_shift);
-	g->max_order = min_t(unsigned int, VB13_MAX_ORDER,
-			     g->block_order + per_msg_order);
+	g->msg_addrs = msg_addrs;
+	g->msg_pages = max(msg_pages, 1UL << g->block_order);
+	/* Largest chunk that still fits an empty message both ways. */
+	by_addrs = g->block_order + ilog2(msg_addrs >> g->sub_shift);
+	by_pages = ilog2(g->msg_pages);
+	g->max_order = min3((unsigned int)VB13_MAX_ORDER, by_addrs, by_pages);
 	return 0;
 }
 EXPORT_SYMBOL_IF_KUNIT(vb13_geom_init);
@@ -158,6 +175,16 @@ EXPORT_SYMBOL_IF_KUNIT(vb13_target_blocks);
 
 /* --- chunks ------------------------------------------------------------- */
 
+/*
+ * The kernel's __SetPageOffline() and __ClearPageOffline() (6.1 has no
+ * folio variant of them).  Spelt through VB13_UNDERSCORED() because
+ * checkpatch --strict, run outside a kernel tree, exempts SetPage<Foo>
+ * names from its CamelCase check but not the same names behind "__".
+ */
+#define VB13_UNDERSCORED(name)		__ ## name
+#define vb13_set_offline(page)		VB13_UNDERSCORED(SetPageOffline)(page)
+#define vb13_clear_offline(page)	VB13_UNDERSCORED(ClearPageOffline)(page)
+
 /* page_private() of a chunk's head page: order, and whether it was split. */
 #define VB13_CHUNK_ORDER_MASK	0xffUL
 #define VB13_CHUNK_SPLIT	0x100UL
@@ -187,7 +214,8 @@ EXPORT_SYMBOL_IF_KUNIT(vb13_chunk_order);
  * Orders above the block order are opportunistic: they neither reclaim
  * nor wake kswapd, so a fragmented guest falls back to smaller chunks
  * instead of compacting for us.  The block order itself may reclaim once
- * but never retries and never invokes the OOM killer.
+ * but never retries and never invokes the OOM killer.  Every page of the
+ * chunk is marked PageOffline().
  *
  * Context: may sleep; must not be called with the balloon lock held.
  * Return: the head page, or NULL.
@@ -197,19 +225,43 @@ struct page *vb13_alloc_chunk(const struct vb13_geom *g, unsigned int order)
 	gfp_t gfp = GFP_HIGHUSER | __GFP_NOWARN | __GFP_NOMEMALLOC |
 		    __GFP_NORETRY;
 	struct page *page;
+	unsigned long i;
 
 	if (order > g->block_order)
 		gfp &= ~__GFP_RECLAIM;
 	page = alloc_pages(gfp, order);
-	if (page)
-		vb13_chunk_set(page, order, false);
+	if (!page)
+		return NULL;
+	for (i = 0; i < 1UL << order; i++)
+		vb13_set_offline(page + i);
+	vb13_chunk_set(page, order, false);
 	return page;
 }
 EXPORT_SYMBOL_IF_KUNIT(vb13_alloc_chunk);
 
 /**
+ * vb13_free_pages() - give independent order-0 pages back
+ * @page: the first page
+ * @nr: how many consecutive pages, each its own allocation (split)
+ *
+ * Clears PageOffline() on each before freeing it.
+ */
+void vb13_free_pages(struct page *page, unsigned long nr)
+{
+	unsigned long i;
+
+	for (i = 0; i < nr; i++) {
+		vb13_clear_offline(page + i);
+		__free_page(page + i);
+	}
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_free_pages);
+
+/**
  * vb13_free_chunk() - give a chunk back to the buddy allocator
  * @page: the chunk's head page, not on any list
+ *
+ * Clears PageOffline() on every page first.
  *
  * Return: the number of pages freed.
  */
@@ -220,12 +272,13 @@ unsigned long vb13_free_chunk(struct page *page)
 	unsigned long i, nr = 1UL << order;
 
 	set_page_private(page, 0);
-	if (!split) {
-		__free_pages(page, order);
+	if (split) {
+		vb13_free_pages(page, nr);
 		return nr;
 	}
 	for (i = 0; i < nr; i++)
-		__free_page(page + i);
+		vb13_clear_offline(page + i);
+	__free_pages(page, order);
 	return nr;
 }
 EXPORT_SYMBOL_IF_KUNIT(vb13_free_chunk);
@@ -238,8 +291,9 @@ EXPORT_SYMBOL_IF_KUNIT(vb13_free_chunk);
  * @rest: list that receives the kept part as power-of-two runs
  *
  * After this the first @keep_from pages are independent order-0 pages the
- * caller frees; the rest becomes naturally aligned runs, each at least
- * one block, marked as split chunks and added to @rest.
+ * caller frees with vb13_free_pages(); the rest becomes naturally aligned
+ * runs, each at least one block, marked as split chunks and added to
+ * @rest.  Every page stays PageOffline().
  */
 void vb13_split_chunk(struct page *page, unsigned long keep_from,
 		      struct list_head *rest)
@@ -268,17 +322,18 @@ EXPORT_SYMBOL_IF_KUNIT(vb13_split_chunk);
 
 /**
  * vb13_msg_room() - can a chunk of this order join the message?
- * @g: geometry
+ * @g: geometry, with the message limits
  * @msg: message being filled
- * @msg_max: capacity of @msg in addresses
  * @order: order of the candidate chunk
  *
- * Return: true when all the chunk's addresses fit.
+ * Return: true when the chunk's addresses fit and the memory the message
+ * names stays within the cap.
  */
 bool vb13_msg_room(const struct vb13_geom *g, const struct vb13_msg *msg,
-		   unsigned int msg_max, unsigned int order)
+		   unsigned int order)
 {
-	return msg->nr + vb13_chunk_blocks(g, order) <= msg_max;
+	return msg->nr + vb13_chunk_blocks(g, order) <= g->msg_addrs &&
+	       msg->pages + (1UL << order) <= g->msg_pages;
 }
 EXPORT_SYMBOL_IF_KUNIT(vb13_msg_room);
 
@@ -295,12 +350,12 @@ EXPORT_SYMBOL_IF_KUNIT(vb13_msg_room);
 unsigned int vb13_msg_add(const struct vb13_geom *g, struct vb13_msg *msg,
 			  struct page *page)
 {
-	unsigned int n;
+	unsigned int order = vb13_chunk_order(page), n;
 
-	n = vb13_encode_chunk(g, &msg->addrs[msg->nr],
-			      PFN_PHYS(page_to_pfn(page)),
-			      vb13_chunk_order(page));
+	n = vb13_encode_chunk(g, &msg->buf->page[msg->nr],
+			      PFN_PHYS(page_to_pfn(page)), order);
 	msg->nr += n;
+	msg->pages += 1UL << order;
 	list_add_tail(&page->lru, &msg->chunks);
 	return n;
 }
@@ -314,7 +369,7 @@ EXPORT_SYMBOL_IF_KUNIT(vb13_msg_add);
  */
 unsigned int vb13_msg_len(const struct vb13_msg *msg)
 {
-	return sizeof(msg->hdr) + msg->nr * sizeof(msg->addrs[0]);
+	return struct_size(msg->buf, page, msg->nr);
 }
 EXPORT_SYMBOL_IF_KUNIT(vb13_msg_len);
 
@@ -325,8 +380,9 @@ EXPORT_SYMBOL_IF_KUNIT(vb13_msg_len);
 void vb13_msg_init(struct vb13_msg *msg)
 {
 	msg->nr = 0;
+	msg->pages = 0;
 	INIT_LIST_HEAD(&msg->chunks);
-	msg->hdr.type = cpu_to_le32(VIRTIO_BALLOON13_RESP_PAGES);
-	msg->hdr.reserved = 0;
+	msg->buf->hdr.type = cpu_to_le32(VIRTIO_BALLOON13_RESP_PAGES);
+	msg->buf->hdr.reserved = 0;
 }
 EXPORT_SYMBOL_IF_KUNIT(vb13_msg_init);

@@ -92,52 +92,60 @@ struct virtio_balloon13_stats {
 #define VB13_MIN_PAGE_BITS	12
 
 /*
- * Address array of a page-list message: 64 KiB, i.e. 8192 addresses, 32 MiB
- * of 4 KiB blocks or 16 GiB of 2 MiB blocks per message.  The device handles
- * a whole message with one sorted, coalesced pass, so a bigger message means
- * fewer round trips; 64 KiB still comes from a single order-4 slab
- * allocation made once at probe.  If that fails, probe falls back to smaller
- * arrays but never below one page (at least 4 KiB of addresses).  The header
- * travels in a descriptor of its own, so the array is a power of two and
- * power-of-two chunks fill it exactly.
+ * A page-list message is one device-readable buffer: the 8-byte header,
+ * then the addresses.  One descriptor each, so any ring can carry one (a
+ * queue of a single entry included) and no indirect table is needed.
+ *
+ * A message names at most page_list_kib of memory (a module parameter;
+ * see the admin guide for how the default was measured); the first of an
+ * inflation run names 1 MiB, so the device starts at once whatever the
+ * block size, and what the guest holds unsent or in flight stays bounded
+ * by VB13_NR_MSGS times the cap.  The address array is sized for the cap,
+ * at most 64 KiB (8191 addresses), one allocation made at probe.
  */
-#define VB13_MSG_BYTES_MAX	(64 * 1024)
-#define VB13_MSG_BYTES_MIN	PAGE_SIZE
-/* Page-list messages in flight at once: the device works while we allocate. */
+#define VB13_MSG_BUF_MAX	(64 * 1024)
+#define VB13_MSG_ADDRS_MAX	\
+	((VB13_MSG_BUF_MAX - sizeof(struct virtio_balloon13_resp_hdr)) / \
+	 sizeof(__le64))
+/* Page-list buffers: up to this many in flight, one ring entry each. */
 #define VB13_NR_MSGS		4
 /* Request buffers kept posted on inputq, so bursts of requests aren't lost. */
 #define VB13_NR_REQS		8
 
 /**
- * struct vb13_geom - block geometry derived from page_bits
+ * struct vb13_geom - block geometry and message limits
  * @page_bits: log2 of the block size in bytes
  * @block_order: buddy order of one block (0 when a block is <= PAGE_SIZE)
  * @sub_shift: log2 of blocks per page (non-zero only when a block is
  *	smaller than PAGE_SIZE, e.g. 4 KiB blocks on a 64 KiB-page guest)
- * @max_order: largest buddy order allocated; bounded so that one chunk's
- *	addresses always fit into one message
+ * @max_order: largest buddy order allocated; bounded so that one chunk
+ *	always fits an empty message, by addresses and by bytes
+ * @msg_addrs: addresses one message holds
+ * @msg_pages: pages of memory one message names at most (the byte cap)
  */
 struct vb13_geom {
 	unsigned int page_bits;
 	unsigned int block_order;
 	unsigned int sub_shift;
 	unsigned int max_order;
+	unsigned int msg_addrs;
+	unsigned long msg_pages;
 };
 
 /**
  * struct vb13_msg - one page-list message and the chunks it names
- * @hdr: the message header, sent as the first descriptor
- * @addrs: the address array, sent as the second; allocated once at probe
- * @nr: addresses filled in @addrs
+ * @buf: header and addresses, sent as one descriptor; allocated at probe
+ * @nr: addresses filled in @buf
+ * @pages: pages of memory those addresses name
  * @chunks: allocated chunks (head pages linked through page->lru) whose
- *	blocks this message names.  They can't be freed until the device has
- *	returned the message.
- * @list: on free_msgs, or on the device while in flight
+ *	blocks this message names.  They can't be freed while the device
+ *	holds the message.
+ * @list: on free_msgs, or on done_msgs once the device returned it
  */
 struct vb13_msg {
-	struct virtio_balloon13_resp_hdr hdr;
-	__le64 *addrs;
+	struct virtio_balloon13_pages *buf;
 	unsigned int nr;
+	unsigned long pages;
 	struct list_head chunks;
 	struct list_head list;
 };
@@ -157,16 +165,20 @@ struct vb13_counters {
 	u64 targets_clamped;
 	u64 blocks_inflated;
 	u64 blocks_withdrawn;
+	u64 blocks_unsent_freed;
 	u64 messages_pages;
 	u64 messages_stats;
 	u64 alloc_failures;
 	u64 pressure_releases;
+	u64 pressure_blocks;
 	u64 stats_coalesced;
+	u64 request_budget_hits;
 };
 
 struct virtio_device;
 struct virtqueue;
 struct dentry;
+struct shrinker;
 
 enum vb13_vq {
 	VB13_VQ_INPUT,
@@ -177,14 +189,25 @@ enum vb13_vq {
 /**
  * struct virtio_balloon13 - one device instance
  *
- * Lock order: @lock, then @out_lock.  Pages are allocated and freed back to
- * the buddy allocator without @lock held whenever the allocation can enter
- * reclaim, because the OOM notifier takes @lock.
+ * Lock order: @lock, then vb13_ram_lock (the RAM accounting seqlock in
+ * virtio_balloon13_main.c), then @out_lock.  Pages are allocated without
+ * @lock held, because an allocation may reclaim and the OOM notifier and
+ * the shrinker take @lock; nothing allocates memory while holding it.
  */
 struct virtio_balloon13 {
 	struct virtio_device *vdev;
+	/* Valid while @live; NULL otherwise. */
 	struct virtqueue *vqs[VB13_NR_VQS];
 	struct vb13_geom geom;
+	/*
+	 * Queues exist and buffers are posted: set by a successful start,
+	 * cleared by stop.  Only probe, remove, freeze and restore touch it,
+	 * and the virtio core never runs two of them at once.
+	 */
+	bool live;
+	/* Request buffers posted and page lists used: sized to the rings. */
+	unsigned int nr_reqs;
+	unsigned int nr_msgs;
 
 	/* Request worker: inputq, stats, target updates.  Single-threaded. */
 	struct work_struct req_work;
@@ -193,8 +216,10 @@ struct virtio_balloon13 {
 	/* Woken when an outputq buffer comes back. */
 	wait_queue_head_t out_wq;
 	/*
-	 * Set (under @out_lock, read with READ_ONCE elsewhere) when the
-	 * device goes away; stops both workers from requeueing themselves.
+	 * True while the device is not live (from the start of stop until a
+	 * start succeeds).  Set and cleared under @out_lock, and every work
+	 * item is queued under it after checking it, so nothing is queued
+	 * once stop has begun.
 	 */
 	bool stop;
 
@@ -202,7 +227,8 @@ struct virtio_balloon13 {
 
 	/*
 	 * Serialises outputq access (add/get/kick) between the two workers,
-	 * and guards @stats_busy, @stats_pending, @done_msgs and @stop.
+	 * and guards @stats_busy, @stats_pending, @done_msgs, @on_device and
+	 * @stop.
 	 */
 	spinlock_t out_lock;
 	struct virtio_balloon13_stats *stats_buf;
@@ -213,18 +239,27 @@ struct virtio_balloon13 {
 
 	/*
 	 * Guards the block accounting below, the message lists and the
-	 * chunk lists.  Taken by the resize worker and by the OOM notifier.
+	 * chunk lists.  Taken by the resize worker, the OOM notifier and the
+	 * shrinker; never held across an allocation.
 	 */
 	struct mutex lock;
 	struct vb13_msg msgs[VB13_NR_MSGS];
-	unsigned int msg_max;		/* addresses per message */
 	struct list_head free_msgs;	/* idle message buffers */
-	struct vb13_msg *fill;		/* message being filled, or NULL */
+	/*
+	 * Message being filled, or NULL.  Only the resize worker (or stop,
+	 * with the worker cancelled) sets it; the OOM notifier and the
+	 * shrinker may take chunks out of it.
+	 */
+	struct vb13_msg *fill;
+	/* Pages the next message may name: grows from one chunk to the cap. */
+	unsigned long msg_limit;
 	/* Blocks named by messages not yet reaped, @fill included. */
 	unsigned long in_flight_blocks;
 	/* Chunks the device has acknowledged, by buddy order. */
 	struct list_head acked[VB13_MAX_ORDER + 1];
 	unsigned long nr_blocks;	/* blocks held, acked or not */
+	/* The same in pages; written under vb13_ram_lock too. */
+	unsigned long held_pages;
 
 	/*
 	 * Target in blocks as last requested by the device, before the
@@ -234,15 +269,38 @@ struct virtio_balloon13 {
 	unsigned long target_blocks;
 	u64 target_bytes;
 
-	/* Resize worker state (only touched by it, or while it is stopped). */
+	/*
+	 * Resize worker state (only touched by it, or while it is stopped;
+	 * the request worker clears @backoff_until for a new target).
+	 */
 	unsigned int backoff_ms;
+	unsigned long backoff_until;	/* jiffies; 0 = no backoff */
 	unsigned int alloc_order;	/* order to try first */
 	bool held_by_floor;
-	unsigned long oom_hold_until;	/* jiffies; inflation paused before */
+	/* The task allocating for the balloon; the shrinker leaves it alone. */
+	struct task_struct *alloc_task;
+
+	/*
+	 * Memory pressure, under @lock: inflation is paused until
+	 * @hold_until (jiffies; 0 = no hold), and @pressure_batch is what the
+	 * next OOM notification gives back, doubling while they keep coming.
+	 */
+	unsigned long hold_until;
+	unsigned long pressure_batch;
 
 	struct notifier_block oom_nb;
+	struct shrinker *shrinker;
 	struct vb13_counters cnt;
 	struct dentry *debugfs;
+#if IS_ENABLED(CONFIG_VIRTIO_BALLOON13_KUNIT_TEST)
+	/*
+	 * KUnit: stands in for vb13_alloc_chunk() when set.  A KUnit static
+	 * stub only acts in the test's own thread; chunks are allocated by
+	 * the resize worker.
+	 */
+	struct page *(*alloc_stub)(struct virtio_balloon13 *vb,
+				   unsigned int order);
+#endif
 };
 
 /* Wire length of a STATS response carrying @n statistics. */
@@ -255,7 +313,8 @@ static inline size_t vb13_stats_len(unsigned int n)
 struct page;
 
 /* pagelist.c: geometry, chunks and the page-list hot path */
-int vb13_geom_init(struct vb13_geom *g, u32 page_bits, unsigned int msg_max);
+int vb13_geom_init(struct vb13_geom *g, u32 page_bits, unsigned int msg_addrs,
+		   unsigned long msg_pages);
 unsigned long vb13_chunk_blocks(const struct vb13_geom *g, unsigned int order);
 unsigned long vb13_blocks_to_pages(const struct vb13_geom *g,
 				   unsigned long blocks);
@@ -268,10 +327,11 @@ unsigned long vb13_target_blocks(const struct vb13_geom *g, u64 bytes,
 unsigned int vb13_chunk_order(struct page *page);
 struct page *vb13_alloc_chunk(const struct vb13_geom *g, unsigned int order);
 unsigned long vb13_free_chunk(struct page *page);
+void vb13_free_pages(struct page *page, unsigned long nr);
 void vb13_split_chunk(struct page *page, unsigned long keep_from,
 		      struct list_head *rest);
 bool vb13_msg_room(const struct vb13_geom *g, const struct vb13_msg *msg,
-		   unsigned int msg_max, unsigned int order);
+		   unsigned int order);
 unsigned int vb13_msg_add(const struct vb13_geom *g, struct vb13_msg *msg,
 			  struct page *page);
 unsigned int vb13_msg_len(const struct vb13_msg *msg);
@@ -281,13 +341,19 @@ void vb13_msg_init(struct vb13_msg *msg);
 unsigned int vb13_fill_stats(struct virtio_balloon13_stats *st);
 
 #if IS_ENABLED(CONFIG_KUNIT)
+struct seq_file;
 /* virtio_balloon13_main.c internals the KUnit suite reaches */
 extern unsigned int vb13_floor_mib;
+extern unsigned long vb13_floor_min_bytes;
 extern bool vb13_oom_release;
 extern unsigned int vb13_oom_release_mib;
 extern unsigned int vb13_oom_hold_ms;
+extern unsigned int vb13_page_list_kib;
+extern unsigned int vb13_shrinker_mode;
+unsigned long vb13_ram_pages(void);
 unsigned long vb13_floor_pages(void);
 unsigned long vb13_max_blocks(struct virtio_balloon13 *vb);
+int vb13_counters_show(struct seq_file *f, void *offset);
 #endif
 
 #endif /* _VIRTIO_BALLOON13_H */

@@ -17,22 +17,48 @@
  * driver frees a block only after the buffer naming it has come back used.
  * Otherwise the host could discard a page the guest already reuses.  So a
  * chunk lives on its message's list while the device holds the message, and
- * moves to the acknowledged lists when the message returns; only those are
- * ever freed while the device is live.
+ * moves to the acknowledged lists when the message returns; only those, and
+ * the chunks of the message still being filled (which the device has never
+ * seen), are ever freed while the device is live.  Unsent chunks go first:
+ * a block the guest is about to take back is never sent.
+ *
+ * Page-list messages grow in each inflation run: the first names 1 MiB
+ * (or one block), each next one twice as much, up to page_list_kib; and a
+ * message also goes out whenever the worker stops for any reason (target
+ * reached, allocation failure, pressure hold-off).  So the device starts
+ * on the first chunk at once and works while the guest allocates the next
+ * ones, each message costs a notification and an interrupt only once per
+ * up to page_list_kib, and at most VB13_NR_MSGS messages' worth of memory
+ * is unsent or in flight.
  *
  * Two work items run on the freezable system workqueue.  The request worker
- * drains inputq, re-posts every buffer and answers STATS; it never blocks
- * on the device.  The resize worker owns all allocation and error policy:
- * it moves the balloon toward the target chunk by chunk, re-reading the
- * target between chunks so a new RESIZE redirects it at once, and backs off
- * exponentially (bounded) when the allocator says no.  It never waits for
- * the device either: when every message is in flight, or a deflate needs
- * blocks that are still in flight, it returns and the outputq callback
- * queues it again.
+ * drains inputq (a bounded number of requests per run), re-posts every
+ * buffer and answers STATS; it never blocks on the device.  The resize
+ * worker owns all allocation and error policy: it moves the balloon toward
+ * the target chunk by chunk, re-reading the target between chunks so a new
+ * RESIZE redirects it at once, and backs off exponentially (bounded) when
+ * the allocator says no; only a different target cuts the backoff short.
+ * It never waits for the device either: when every message is in flight,
+ * the ring is full, or a deflate needs blocks that are still in flight, it
+ * returns and the outputq callback queues it again.  Since that may happen
+ * during a backoff or a pressure hold-off, the worker keeps those deadlines
+ * itself rather than trusting when it runs.  It frees memory in bounded
+ * batches, dropping its lock in between, so the OOM notifier is never kept
+ * waiting long.
+ *
+ * Under memory pressure the balloon gives memory back.  The OOM notifier
+ * releases a batch per notification, doubling while notifications keep
+ * coming, so a workload that needs much of the balloon gets it in a few
+ * rounds of failed reclaim.  Optionally (the shrinker parameter) reclaim
+ * may take balloon memory too, during a pressure episode (from an OOM
+ * notification until the hold-off ends) or always.  Inflation pauses for
+ * oom_hold_ms after the last release; then the balloon moves back to its
+ * target.
  *
  * The device is not trusted: request lengths and types are checked, targets
- * are clamped to what the guest can give above its floor, and nothing the
- * device says leads to a BUG or WARN.
+ * are clamped to what the guest can give above its floor, the rings are
+ * used at the size the device gave them, and nothing the device says leads
+ * to a BUG, a WARN or an unbounded loop.
  */
 #include <linux/module.h>
 #include <linux/moduleparam.h>
@@ -42,6 +68,10 @@
 #include <linux/slab.h>
 #include <linux/mm.h>
 #include <linux/oom.h>
+#include <linux/shrinker.h>
+#include <linux/swap.h>
+#include <linux/sched.h>
+#include <linux/seqlock.h>
 #include <linux/debugfs.h>
 #include <linux/seq_file.h>
 #include <linux/vmstat.h>
@@ -56,7 +86,7 @@ VISIBLE_IF_KUNIT unsigned int vb13_floor_mib;
 EXPORT_SYMBOL_IF_KUNIT(vb13_floor_mib);
 module_param_named(floor_mib, vb13_floor_mib, uint, 0644);
 MODULE_PARM_DESC(floor_mib,
-		 "Guest memory in MiB never given to the balloon (0 = auto: max(128 MiB, RAM/16))");
+		 "Guest memory in MiB never given to the balloon (0 = auto: max(128 MiB, RAM/16), RAM counting the balloon)");
 
 VISIBLE_IF_KUNIT bool vb13_oom_release = true;
 EXPORT_SYMBOL_IF_KUNIT(vb13_oom_release);
@@ -68,16 +98,30 @@ VISIBLE_IF_KUNIT unsigned int vb13_oom_release_mib = 16;
 EXPORT_SYMBOL_IF_KUNIT(vb13_oom_release_mib);
 module_param_named(oom_release_mib, vb13_oom_release_mib, uint, 0644);
 MODULE_PARM_DESC(oom_release_mib,
-		 "MiB given back per OOM notification (default: 16)");
+		 "MiB given back by the first OOM notification; doubles while they keep coming (default: 16)");
 
 VISIBLE_IF_KUNIT unsigned int vb13_oom_hold_ms = 5000;
 EXPORT_SYMBOL_IF_KUNIT(vb13_oom_hold_ms);
 module_param_named(oom_hold_ms, vb13_oom_hold_ms, uint, 0644);
 MODULE_PARM_DESC(oom_hold_ms,
-		 "Milliseconds inflation stays paused after an OOM release (default: 5000)");
+		 "Milliseconds inflation stays paused after the last release under pressure (default: 5000)");
 
-/* Automatic floor: never less than this, in bytes. */
+VISIBLE_IF_KUNIT unsigned int vb13_page_list_kib = 16384;
+EXPORT_SYMBOL_IF_KUNIT(vb13_page_list_kib);
+module_param_named(page_list_kib, vb13_page_list_kib, uint, 0444);
+MODULE_PARM_DESC(page_list_kib,
+		 "KiB of memory one page-list message names at most; read at probe (default: 16384)");
+
+VISIBLE_IF_KUNIT unsigned int vb13_shrinker_mode;
+EXPORT_SYMBOL_IF_KUNIT(vb13_shrinker_mode);
+module_param_named(shrinker, vb13_shrinker_mode, uint, 0644);
+MODULE_PARM_DESC(shrinker,
+		 "Let reclaim take balloon memory: 0 never, 1 from an OOM notification until the hold-off ends, 2 always (default: 0)");
+
+/* Automatic floor: never less than this; the suite lowers it. */
 #define VB13_FLOOR_MIN		(128 * SZ_1M)
+VISIBLE_IF_KUNIT unsigned long vb13_floor_min_bytes = VB13_FLOOR_MIN;
+EXPORT_SYMBOL_IF_KUNIT(vb13_floor_min_bytes);
 /* Automatic floor: at least 1/2^VB13_FLOOR_SHIFT of guest RAM. */
 #define VB13_FLOOR_SHIFT	4
 /* First backoff after an allocation failure, in ms; doubles up to the max. */
@@ -85,6 +129,23 @@ MODULE_PARM_DESC(oom_hold_ms,
 #define VB13_BACKOFF_MAX_MS	10000
 /* How long remove/freeze waits for the device to return page lists, in ms. */
 #define VB13_DRAIN_MS		5000
+/*
+ * Most memory freed per hold of the balloon lock: 16 MiB is four order-10
+ * frees, or 4096 page frees when chunks were split, a few microseconds to
+ * a few hundred; the lock is then dropped and the CPU offered.
+ */
+#define VB13_FREE_BATCH_BYTES	SZ_16M
+/*
+ * The first page list of an inflation run names this much (or one block,
+ * if larger), so the device starts at once: 1 MiB is about 0.2 ms of
+ * allocation with init_on_alloc=1 under TCG.  Each following message may
+ * name twice the one before, up to page_list_kib.
+ */
+#define VB13_FIRST_MSG_BYTES	SZ_1M
+/* Requests handled per run of the request worker before it requeues. */
+#define VB13_REQ_BUDGET		(4 * VB13_NR_REQS)
+
+enum { VB13_SHRINK_OFF, VB13_SHRINK_PRESSURE, VB13_SHRINK_ALWAYS };
 
 static struct dentry *vb13_debugfs_root;
 
@@ -98,19 +159,51 @@ static inline void vb13_add(u64 *counter, u64 n)
 
 /* --- block accounting ------------------------------------------------------ */
 
+/*
+ * Pages every device 13 balloon holds, changed together with totalram in
+ * one write section, so that a reader sees the guest's RAM, balloons
+ * counted back in, as one consistent figure.
+ */
+static DEFINE_SEQLOCK(vb13_ram_lock);
+static unsigned long vb13_all_held_pages;
+
+/**
+ * vb13_ram_pages() - all of the guest's RAM, counting what balloons hold
+ *
+ * Return: totalram_pages() plus every page held by a device 13 balloon.
+ * It doesn't move as a balloon grows or shrinks.
+ */
+VISIBLE_IF_KUNIT unsigned long vb13_ram_pages(void)
+{
+	unsigned long ram;
+	unsigned int seq;
+
+	do {
+		seq = read_seqbegin(&vb13_ram_lock);
+		ram = totalram_pages() + vb13_all_held_pages;
+	} while (read_seqretry(&vb13_ram_lock, seq));
+	return ram;
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_ram_pages);
+
 /**
  * vb13_floor_pages() - guest memory never given to the balloon
+ *
+ * The automatic floor is a share of all the guest's RAM, the balloon
+ * counted in, so it stays put as the balloon grows.  It protects MemTotal,
+ * not MemAvailable: memory the guest's own tasks and caches use is inside
+ * the floor, not on top of it.
  *
  * Return: the floor in pages: floor_mib, or max(128 MiB, RAM/16).
  */
 VISIBLE_IF_KUNIT unsigned long vb13_floor_pages(void)
 {
 	u64 floor = (u64)READ_ONCE(vb13_floor_mib) * SZ_1M;
-	unsigned long ram = totalram_pages();
 
 	if (!floor)
-		floor = max_t(u64, VB13_FLOOR_MIN,
-			      ((u64)ram << PAGE_SHIFT) >> VB13_FLOOR_SHIFT);
+		floor = max_t(u64, READ_ONCE(vb13_floor_min_bytes),
+			      ((u64)vb13_ram_pages() << PAGE_SHIFT) >>
+			      VB13_FLOOR_SHIFT);
 	return min_t(u64, floor >> PAGE_SHIFT, ULONG_MAX);
 }
 EXPORT_SYMBOL_IF_KUNIT(vb13_floor_pages);
@@ -119,21 +212,35 @@ EXPORT_SYMBOL_IF_KUNIT(vb13_floor_pages);
  * vb13_max_blocks() - the most blocks the balloon may hold
  * @vb: the balloon
  *
- * Return: guest RAM (what the balloon holds counted back in) less the
+ * Return: what the guest has left plus what this balloon holds, less the
  * floor, in whole blocks.
  */
 VISIBLE_IF_KUNIT unsigned long vb13_max_blocks(struct virtio_balloon13 *vb)
 {
-	unsigned long held = vb13_blocks_to_pages(&vb->geom,
-						  READ_ONCE(vb->nr_blocks));
-	unsigned long ram = totalram_pages() + held;
-	unsigned long floor = vb13_floor_pages();
+	unsigned long floor = vb13_floor_pages(), avail;
+	unsigned int seq;
 
-	if (ram <= floor)
+	do {
+		seq = read_seqbegin(&vb13_ram_lock);
+		avail = totalram_pages() + READ_ONCE(vb->held_pages);
+	} while (read_seqretry(&vb13_ram_lock, seq));
+	if (avail <= floor)
 		return 0;
-	return vb13_pages_to_blocks(&vb->geom, ram - floor);
+	return vb13_pages_to_blocks(&vb->geom, avail - floor);
 }
 EXPORT_SYMBOL_IF_KUNIT(vb13_max_blocks);
+
+/* Move @pages between the guest's RAM and the balloon; @pages < 0: out. */
+static void vb13_account(struct virtio_balloon13 *vb, struct page *page,
+			 long pages)
+{
+	lockdep_assert_held(&vb->lock);
+	write_seqlock(&vb13_ram_lock);
+	adjust_managed_page_count(page, -pages);
+	vb13_all_held_pages += pages;
+	WRITE_ONCE(vb->held_pages, vb->held_pages + pages);
+	write_sequnlock(&vb13_ram_lock);
+}
 
 /* Account a chunk entering the balloon; called with vb->lock held. */
 static void vb13_account_in(struct virtio_balloon13 *vb, struct page *page,
@@ -141,8 +248,7 @@ static void vb13_account_in(struct virtio_balloon13 *vb, struct page *page,
 {
 	unsigned long pages = vb13_blocks_to_pages(&vb->geom, blocks);
 
-	lockdep_assert_held(&vb->lock);
-	adjust_managed_page_count(page, -(long)pages);
+	vb13_account(vb, page, pages);
 #ifdef CONFIG_MEMORY_BALLOON
 	count_vm_events(BALLOON_INFLATE, pages);
 #endif
@@ -156,8 +262,7 @@ static void vb13_account_out(struct virtio_balloon13 *vb, struct page *page,
 {
 	unsigned long pages = vb13_blocks_to_pages(&vb->geom, blocks);
 
-	lockdep_assert_held(&vb->lock);
-	adjust_managed_page_count(page, pages);
+	vb13_account(vb, page, -(long)pages);
 #ifdef CONFIG_MEMORY_BALLOON
 	count_vm_events(BALLOON_DEFLATE, pages);
 #endif
@@ -173,29 +278,65 @@ static void vb13_release_chunk(struct virtio_balloon13 *vb, struct page *page)
 	vb13_free_chunk(page);
 }
 
+/*
+ * Free the first @blocks blocks of a chunk that has more, and put the rest
+ * on @rest as split runs.  Called with vb->lock held.
+ */
+static void vb13_release_head(struct virtio_balloon13 *vb, struct page *page,
+			      unsigned long blocks, struct list_head *rest)
+{
+	unsigned long cut = vb13_blocks_to_pages(&vb->geom, blocks);
+
+	vb13_split_chunk(page, cut, rest);
+	vb13_account_out(vb, page, blocks);
+	vb13_free_pages(page, cut);
+}
+
+/* The freeing batch in blocks: at least one chunk of the largest order. */
+static unsigned long vb13_free_batch(struct virtio_balloon13 *vb)
+{
+	const struct vb13_geom *g = &vb->geom;
+
+	return max(vb13_pages_to_blocks(g, VB13_FREE_BATCH_BYTES >> PAGE_SHIFT),
+		   vb13_chunk_blocks(g, g->max_order));
+}
+
 /* --- outputq --------------------------------------------------------------- */
 
+/* Queue the resize worker after @delay unless the device is stopping. */
+static void vb13_queue_resize(struct virtio_balloon13 *vb, unsigned long delay,
+			      bool now)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&vb->out_lock, flags);
+	if (!vb->stop) {
+		if (now)
+			mod_delayed_work(system_freezable_wq, &vb->resize_work,
+					 0);
+		else
+			queue_delayed_work(system_freezable_wq,
+					   &vb->resize_work, delay);
+	}
+	spin_unlock_irqrestore(&vb->out_lock, flags);
+}
+
 /*
- * Put one message on outputq: @head, then @len2 bytes at @buf2 if @len2.
- * Kicking happens outside the lock: a device may answer from inside the
- * notification.
+ * Put one message on outputq, in one descriptor.  Kicking happens outside
+ * the lock: a device may answer from inside the notification.
  */
-static int vb13_out_add(struct virtio_balloon13 *vb, void *head,
-			unsigned int len, void *buf2, unsigned int len2,
-			void *token)
+static int vb13_out_add(struct virtio_balloon13 *vb, void *buf,
+			unsigned int len, void *token)
 {
 	struct virtqueue *vq = vb->vqs[VB13_VQ_OUTPUT];
-	struct scatterlist sg[2];
+	struct scatterlist sg;
 	unsigned long flags;
 	bool kick;
 	int err;
 
-	sg_init_table(sg, len2 ? 2 : 1);
-	sg_set_buf(&sg[0], head, len);
-	if (len2)
-		sg_set_buf(&sg[1], buf2, len2);
+	sg_init_one(&sg, buf, len);
 	spin_lock_irqsave(&vb->out_lock, flags);
-	err = virtqueue_add_outbuf(vq, sg, len2 ? 2 : 1, token, GFP_ATOMIC);
+	err = virtqueue_add_outbuf(vq, &sg, 1, token, GFP_ATOMIC);
 	if (!err && token != vb->stats_buf)
 		vb->on_device++;
 	kick = !err && virtqueue_kick_prepare(vq);
@@ -208,13 +349,14 @@ static int vb13_out_add(struct virtio_balloon13 *vb, void *head,
 static void vb13_out_done(struct virtqueue *vq)
 {
 	struct virtio_balloon13 *vb = vq->vdev->priv;
-	bool pages = false, stats;
+	bool any = false, stats;
 	unsigned long flags;
 	unsigned int len;
 	void *buf;
 
 	spin_lock_irqsave(&vb->out_lock, flags);
 	while ((buf = virtqueue_get_buf(vq, &len))) {
+		any = true;
 		/* virtio_ring only hands back tokens we gave it. */
 		if (buf == vb->stats_buf) {
 			vb->stats_busy = false;
@@ -222,20 +364,24 @@ static void vb13_out_done(struct virtqueue *vq)
 			list_add_tail(&((struct vb13_msg *)buf)->list,
 				      &vb->done_msgs);
 			vb->on_device--;
-			pages = true;
 		}
 	}
 	/* A STATS answer waits for its buffer, or for room on the ring. */
 	stats = vb->stats_pending && !vb->stats_busy;
 	if (!vb->stop) {
-		if (pages)
-			queue_delayed_work(system_freezable_wq,
-					   &vb->resize_work, 0);
+		/*
+		 * Any returned buffer may be the ring room a page list
+		 * waits for, so the resize worker looks again at once, even
+		 * while it pauses: it keeps its own deadlines.
+		 */
+		if (any)
+			mod_delayed_work(system_freezable_wq, &vb->resize_work,
+					 0);
 		if (stats)
 			queue_work(system_freezable_wq, &vb->req_work);
 	}
 	spin_unlock_irqrestore(&vb->out_lock, flags);
-	if (pages)
+	if (any)
 		wake_up(&vb->out_wq);
 }
 
@@ -262,7 +408,11 @@ static void vb13_reap(struct virtio_balloon13 *vb)
 	}
 }
 
-/* Send the message being filled, if it names anything. */
+/*
+ * Send the message being filled, if it names anything.
+ * Return: 0, or the virtqueue error; the message then stays in vb->fill
+ * and is sent when a buffer comes back (the callback requeues us).
+ */
 static int vb13_submit(struct virtio_balloon13 *vb)
 {
 	struct vb13_msg *msg = vb->fill;
@@ -271,91 +421,88 @@ static int vb13_submit(struct virtio_balloon13 *vb)
 	lockdep_assert_held(&vb->lock);
 	if (!msg || !msg->nr)
 		return 0;
-	err = vb13_out_add(vb, &msg->hdr, sizeof(msg->hdr), msg->addrs,
-			   vb13_msg_len(msg) - sizeof(msg->hdr), msg);
+	err = vb13_out_add(vb, msg->buf, vb13_msg_len(msg), msg);
 	if (err)
-		return err;	/* stays in vb->fill; retried later */
+		return err;
 	vb->fill = NULL;
+	vb->msg_limit = min(vb->msg_limit * 2, vb->geom.msg_pages);
 	vb13_inc(vb, messages_pages, 1);
 	return 0;
 }
 
-/* --- inflate and deflate --------------------------------------------------- */
-
 /*
- * Make sure vb->fill has room for a chunk of @order.
- * Return: 0, or -EAGAIN when every message is on the device.
+ * Start an inflation run with a small message: the device starts on the
+ * first chunk at once, and the messages grow (vb13_submit() doubles the
+ * limit) while the device works.
  */
-static int vb13_make_room(struct virtio_balloon13 *vb, unsigned int order)
-{
-	int err;
-
-	lockdep_assert_held(&vb->lock);
-	if (vb->fill && vb13_msg_room(&vb->geom, vb->fill, vb->msg_max, order))
-		return 0;
-	err = vb13_submit(vb);
-	if (err)
-		return err == -ENOSPC ? -EAGAIN : err;
-	if (list_empty(&vb->free_msgs))
-		return -EAGAIN;
-	vb->fill = list_first_entry(&vb->free_msgs, struct vb13_msg, list);
-	list_del(&vb->fill->list);
-	return 0;
-}
-
-/*
- * Allocate one chunk toward @target and add it to the message being
- * filled.  The allocation runs without vb->lock: it may reclaim, and the
- * OOM notifier takes that lock.
- * Return: 0 on progress, -EAGAIN to wait for the device, -ENOMEM.
- */
-static int vb13_inflate_one(struct virtio_balloon13 *vb, unsigned long target)
+static void vb13_slow_start(struct virtio_balloon13 *vb)
 {
 	const struct vb13_geom *g = &vb->geom;
-	/* Only this worker adds blocks; the OOM notifier only takes some. */
-	unsigned long need = target - READ_ONCE(vb->nr_blocks);
-	unsigned int order = vb->alloc_order;
-	struct page *page;
-	int err;
 
-	/* Never overshoot the target. */
-	while (order > g->block_order && vb13_chunk_blocks(g, order) > need)
-		order--;
+	vb->msg_limit = clamp(VB13_FIRST_MSG_BYTES >> PAGE_SHIFT,
+			      1UL << g->block_order, g->msg_pages);
+}
 
-	mutex_lock(&vb->lock);
-	err = vb13_make_room(vb, order);
-	mutex_unlock(&vb->lock);
-	if (err)
-		return err;
+/* Has the message being filled room for a chunk of @order? */
+static bool vb13_fill_room(struct virtio_balloon13 *vb, unsigned int order)
+{
+	return vb13_msg_room(&vb->geom, vb->fill, order) &&
+	       vb->fill->pages + (1UL << order) <= vb->msg_limit;
+}
 
-	for (;;) {
-		page = vb13_alloc_chunk(g, order);
-		if (page || order == g->block_order)
+/* --- giving memory back ----------------------------------------------------- */
+
+/*
+ * Free up to @want blocks of the message being filled: the device has never
+ * seen them.  Newest chunks go first; with @exact, the last is split so
+ * that exactly @want go, otherwise whole chunks only (at most one chunk
+ * more than @want).  The chunks that stay are named again from the start.
+ * Return: blocks freed.
+ */
+static unsigned long vb13_free_unsent(struct virtio_balloon13 *vb,
+				      unsigned long want, bool exact)
+{
+	const struct vb13_geom *g = &vb->geom;
+	struct vb13_msg *msg = vb->fill;
+	unsigned long freed = 0, blocks;
+	struct page *page, *next;
+	LIST_HEAD(keep);
+
+	lockdep_assert_held(&vb->lock);
+	if (!msg || !msg->nr || !want)
+		return 0;
+	while (freed < want && !list_empty(&msg->chunks)) {
+		page = list_last_entry(&msg->chunks, struct page, lru);
+		list_del(&page->lru);
+		blocks = vb13_chunk_blocks(g, vb13_chunk_order(page));
+		if (exact && blocks > want - freed) {
+			vb13_release_head(vb, page, want - freed, &keep);
+			freed = want;
 			break;
-		/* High orders are gone for now; don't retry them this run. */
-		vb->alloc_order = --order;
+		}
+		vb13_release_chunk(vb, page);
+		freed += blocks;
 	}
-	if (!page) {
-		vb13_inc(vb, alloc_failures, 1);
-		return -ENOMEM;
+	/* Name what stays again: the array must match the chunk list. */
+	list_splice_init(&msg->chunks, &keep);
+	vb->in_flight_blocks -= msg->nr;
+	vb13_msg_init(msg);
+	list_for_each_entry_safe(page, next, &keep, lru) {
+		list_del(&page->lru);
+		vb->in_flight_blocks += vb13_msg_add(g, msg, page);
 	}
-
-	mutex_lock(&vb->lock);
-	vb->in_flight_blocks += vb13_msg_add(g, vb->fill, page);
-	vb13_account_in(vb, page, vb13_chunk_blocks(g, order));
-	if (vb->fill->nr == vb->msg_max)
-		vb13_submit(vb);
-	mutex_unlock(&vb->lock);
-	return 0;
+	vb13_inc(vb, blocks_unsent_freed, freed);
+	return freed;
 }
 
 /*
- * Free acknowledged blocks, largest chunks first, until at most @want have
- * been freed.  A chunk larger than what is left to free is split.
+ * Free acknowledged blocks, largest chunks first, until at most @want (with
+ * @exact: a chunk larger than what is left is split) or at least @want
+ * (whole chunks) have been freed.
  * Return: blocks freed.
  */
 static unsigned long vb13_free_acked(struct virtio_balloon13 *vb,
-				     unsigned long want)
+				     unsigned long want, bool exact)
 {
 	const struct vb13_geom *g = &vb->geom;
 	unsigned long freed = 0;
@@ -372,23 +519,15 @@ static unsigned long vb13_free_acked(struct virtio_balloon13 *vb,
 							     lru);
 
 			list_del(&page->lru);
-			if (blocks > want - freed) {
-				/* Keep the tail, free the head page by page. */
-				unsigned long cut = vb13_blocks_to_pages(g,
-								want - freed);
-				LIST_HEAD(rest);
+			if (exact && blocks > want - freed) {
 				struct page *p, *n;
-				unsigned long i;
+				LIST_HEAD(rest);
 
-				vb13_split_chunk(page, cut, &rest);
+				vb13_release_head(vb, page, want - freed, &rest);
 				list_for_each_entry_safe(p, n, &rest, lru)
 					list_move(&p->lru,
 						  &vb->acked[vb13_chunk_order(p)]);
-				vb13_account_out(vb, page, want - freed);
-				for (i = 0; i < cut; i++)
-					__free_page(page + i);
-				freed = want;
-				break;
+				return want;
 			}
 			vb13_release_chunk(vb, page);
 			freed += blocks;
@@ -397,25 +536,407 @@ static unsigned long vb13_free_acked(struct virtio_balloon13 *vb,
 	return freed;
 }
 
-static bool vb13_oom_hold(struct virtio_balloon13 *vb, unsigned long *left)
+/*
+ * Give up to one batch of @want blocks back, unsent ones first.
+ * Return: blocks freed; 0 when nothing freeable is left (the rest is in
+ * flight, or nothing is held).
+ */
+static unsigned long vb13_release(struct virtio_balloon13 *vb,
+				  unsigned long want, bool exact)
 {
-	unsigned long until = READ_ONCE(vb->oom_hold_until);
+	unsigned long freed;
 
-	if (!until || time_after_eq(jiffies, until))
+	lockdep_assert_held(&vb->lock);
+	want = min(want, vb13_free_batch(vb));
+	freed = vb13_free_unsent(vb, want, exact);
+	if (freed < want)
+		freed += vb13_free_acked(vb, want - freed, exact);
+	return freed;
+}
+
+/* --- memory pressure ------------------------------------------------------ */
+
+/* Pause inflation for oom_hold_ms from now; called with vb->lock held. */
+static unsigned long vb13_pressure_hold(struct virtio_balloon13 *vb)
+{
+	unsigned long hold = msecs_to_jiffies(READ_ONCE(vb13_oom_hold_ms));
+
+	lockdep_assert_held(&vb->lock);
+	WRITE_ONCE(vb->hold_until, (jiffies + hold) ?: 1);
+	return hold;
+}
+
+/* Is it before the deadline @until (jiffies, 0 = none)?  @left: to go. */
+static bool vb13_before(unsigned long until, unsigned long *left)
+{
+	unsigned long now = jiffies;
+
+	if (!until || time_after_eq(now, until))
 		return false;
-	*left = until - jiffies;
+	*left = until - now;
 	return true;
 }
 
+/* Is inflation paused by pressure?  @left: jiffies to go. */
+static bool vb13_held_off(struct virtio_balloon13 *vb, unsigned long *left)
+{
+	return vb13_before(READ_ONCE(vb->hold_until), left);
+}
+
+/*
+ * Give back at least @want blocks (whole chunks) under pressure, in
+ * batches, and pause inflation.  Called with vb->lock held; drops it
+ * between batches.
+ * Return: blocks freed.
+ */
+static unsigned long vb13_pressure_release(struct virtio_balloon13 *vb,
+					   unsigned long want)
+{
+	unsigned long freed = 0, n, hold;
+
+	lockdep_assert_held(&vb->lock);
+	vb13_reap(vb);
+	while (freed < want) {
+		n = vb13_release(vb, want - freed, false);
+		if (!n)
+			break;
+		freed += n;
+		if (freed < want) {
+			mutex_unlock(&vb->lock);
+			cond_resched();
+			mutex_lock(&vb->lock);
+		}
+	}
+	hold = vb13_pressure_hold(vb);
+	/* Below the floor's limit now, until the worker refills it. */
+	if (freed)
+		WRITE_ONCE(vb->held_by_floor, false);
+	/* Back toward the target once the hold is over. */
+	vb13_queue_resize(vb, hold, false);
+	if (freed) {
+		vb13_inc(vb, pressure_releases, 1);
+		vb13_inc(vb, pressure_blocks, freed);
+	}
+	return freed;
+}
+
+/*
+ * The last line before an OOM kill: give back a batch.  While notifications
+ * keep coming within the hold-off, each gives back twice the one before, so
+ * the balloon catches up with a workload in a few rounds of failed reclaim
+ * rather than one per oom_release_mib.  Blocks in flight must wait.
+ */
+static int vb13_oom_notify(struct notifier_block *nb, unsigned long dummy,
+			   void *parm)
+{
+	struct virtio_balloon13 *vb = container_of(nb, struct virtio_balloon13,
+						   oom_nb);
+	unsigned long *freed = parm, base, batch, blocks, left;
+
+	if (!READ_ONCE(vb13_oom_release))
+		return NOTIFY_OK;
+
+	base = vb13_pages_to_blocks(&vb->geom,
+				    ((u64)READ_ONCE(vb13_oom_release_mib) *
+				     SZ_1M) >> PAGE_SHIFT);
+	base = max(base, 1UL << vb->geom.sub_shift);
+
+	mutex_lock(&vb->lock);
+	batch = base;
+	if (vb->pressure_batch && vb13_held_off(vb, &left))
+		batch = max(base, min(vb->pressure_batch, ULONG_MAX / 4) * 2);
+	WRITE_ONCE(vb->pressure_batch, batch);
+	blocks = vb13_pressure_release(vb, batch);
+	mutex_unlock(&vb->lock);
+
+	*freed += vb13_blocks_to_pages(&vb->geom, blocks);
+	return NOTIFY_OK;
+}
+
+/* Report pages freed outside the LRU to the reclaim that called us. */
+static void vb13_account_reclaimed(unsigned long pages)
+{
+#ifdef VB13_COMPAT_RECLAIMED
+	if (current->reclaim_state)
+		current->reclaim_state->reclaimed_slab += pages;
+#else
+	mm_account_reclaimed_pages(pages);
+#endif
+}
+
+static bool vb13_shrinker_active(struct virtio_balloon13 *vb)
+{
+	unsigned long left;
+
+	if (!READ_ONCE(vb13_oom_release))
+		return false;
+	switch (READ_ONCE(vb13_shrinker_mode)) {
+	case VB13_SHRINK_ALWAYS:
+		return true;
+	case VB13_SHRINK_PRESSURE:
+		return vb13_held_off(vb, &left);
+	default:
+		return false;
+	}
+}
+
+static unsigned long vb13_shrink_count(struct virtio_balloon13 *vb)
+{
+	unsigned long blocks;
+
+	if (!vb13_shrinker_active(vb))
+		return 0;
+	/* Racy by design: reclaim only needs an estimate. */
+	blocks = READ_ONCE(vb->nr_blocks) - READ_ONCE(vb->in_flight_blocks);
+	if ((long)blocks <= 0)
+		return 0;
+	return vb13_blocks_to_pages(&vb->geom, blocks);
+}
+
+static unsigned long vb13_shrink_scan(struct virtio_balloon13 *vb,
+				      unsigned long nr_to_scan)
+{
+	unsigned long want, blocks, pages;
+
+	/* Our own allocation's reclaim must not eat the balloon. */
+	if (!vb13_shrinker_active(vb) || READ_ONCE(vb->alloc_task) == current)
+		return SHRINK_STOP;
+	/*
+	 * At least the current OOM batch (oom_release_mib, doubled by each
+	 * notification of the episode): reclaim asks in small steps, and a
+	 * workload that outruns them pays a reclaim pass per step.  What is
+	 * given back counts as reclaimed, so reclaim stops early.
+	 */
+	want = max3(vb13_pages_to_blocks(&vb->geom, nr_to_scan),
+		    READ_ONCE(vb->pressure_batch), 1UL << vb->geom.sub_shift);
+	mutex_lock(&vb->lock);
+	blocks = vb13_pressure_release(vb, want);
+	mutex_unlock(&vb->lock);
+	pages = vb13_blocks_to_pages(&vb->geom, blocks);
+	vb13_account_reclaimed(pages);
+	return pages ?: SHRINK_STOP;
+}
+
+#ifdef VB13_COMPAT_SHRINKER
+/* Before 6.7 a shrinker is embedded and has no private data. */
+struct vb13_shrinker {
+	struct shrinker s;
+	struct virtio_balloon13 *vb;
+};
+
+static struct virtio_balloon13 *vb13_shrinker_vb(struct shrinker *s)
+{
+	return container_of(s, struct vb13_shrinker, s)->vb;
+}
+#else
+static struct virtio_balloon13 *vb13_shrinker_vb(struct shrinker *s)
+{
+	return s->private_data;
+}
+#endif
+
+static unsigned long vb13_shrinker_count(struct shrinker *s,
+					 struct shrink_control *sc)
+{
+	return vb13_shrink_count(vb13_shrinker_vb(s)) ?: SHRINK_EMPTY;
+}
+
+static unsigned long vb13_shrinker_scan(struct shrinker *s,
+					struct shrink_control *sc)
+{
+	unsigned long freed = vb13_shrink_scan(vb13_shrinker_vb(s),
+					       sc->nr_to_scan);
+
+	/*
+	 * Tell reclaim how much it got: it keeps calling in batches of
+	 * nr_to_scan until its own target is scanned, and a batch of ours is
+	 * usually larger.
+	 */
+	if (freed != SHRINK_STOP)
+		sc->nr_scanned = max(sc->nr_to_scan, freed);
+	return freed;
+}
+
+static int vb13_shrinker_init(struct virtio_balloon13 *vb)
+{
+	struct shrinker *s;
+#ifdef VB13_COMPAT_SHRINKER
+	struct vb13_shrinker *w = kzalloc(sizeof(*w), GFP_KERNEL);
+	int err;
+
+	if (!w)
+		return -ENOMEM;
+	w->vb = vb;
+	s = &w->s;
+#else
+	s = shrinker_alloc(0, "virtio_balloon13-%s", dev_name(&vb->vdev->dev));
+	if (!s)
+		return -ENOMEM;
+	s->private_data = vb;
+#endif
+	s->count_objects = vb13_shrinker_count;
+	s->scan_objects = vb13_shrinker_scan;
+	s->seeks = DEFAULT_SEEKS;
+#ifdef VB13_COMPAT_SHRINKER
+	err = register_shrinker(s, "virtio_balloon13-%s",
+				dev_name(&vb->vdev->dev));
+	if (err) {
+		kfree(w);
+		return err;
+	}
+#else
+	shrinker_register(s);
+#endif
+	vb->shrinker = s;
+	return 0;
+}
+
+static void vb13_shrinker_exit(struct virtio_balloon13 *vb)
+{
+	if (!vb->shrinker)
+		return;
+#ifdef VB13_COMPAT_SHRINKER
+	unregister_shrinker(vb->shrinker);
+	kfree(container_of(vb->shrinker, struct vb13_shrinker, s));
+#else
+	shrinker_free(vb->shrinker);
+#endif
+	vb->shrinker = NULL;
+}
+
+/* --- inflate and deflate --------------------------------------------------- */
+
+/*
+ * Make sure vb->fill has room for a chunk of @order.
+ * Return: 0, or -EAGAIN when every message is on the device or the ring is
+ * full (a returning buffer requeues us).
+ */
+static int vb13_make_room(struct virtio_balloon13 *vb, unsigned int order)
+{
+	int err;
+
+	lockdep_assert_held(&vb->lock);
+	if (vb->fill && vb13_fill_room(vb, order))
+		return 0;
+	err = vb13_submit(vb);
+	if (err)
+		return err == -ENOSPC ? -EAGAIN : err;
+	if (list_empty(&vb->free_msgs))
+		return -EAGAIN;
+	vb->fill = list_first_entry(&vb->free_msgs, struct vb13_msg, list);
+	list_del(&vb->fill->list);
+	return 0;
+}
+
+static struct page *vb13_alloc(struct virtio_balloon13 *vb, unsigned int order)
+{
+	struct page *page;
+
+#if IS_ENABLED(CONFIG_VIRTIO_BALLOON13_KUNIT_TEST)
+	struct page *(*stub)(struct virtio_balloon13 *vb, unsigned int order);
+
+	stub = READ_ONCE(vb->alloc_stub);
+	if (stub)
+		return stub(vb, order);
+#endif
+	WRITE_ONCE(vb->alloc_task, current);
+	page = vb13_alloc_chunk(&vb->geom, order);
+	WRITE_ONCE(vb->alloc_task, NULL);
+	return page;
+}
+
+/*
+ * Allocate one chunk toward @target and add it to the message being
+ * filled.  The allocation runs without vb->lock: it may reclaim, and the
+ * OOM notifier and the shrinker take that lock.  The message goes out when
+ * it is full, or at once when the device has nothing else to work on.
+ * Return: 0 on progress, -EAGAIN to wait for the device, -ENOMEM, or
+ * another virtqueue error.
+ */
+static int vb13_inflate_one(struct virtio_balloon13 *vb, unsigned long target)
+{
+	const struct vb13_geom *g = &vb->geom;
+	/* Only this worker adds blocks; the OOM notifier only takes some. */
+	unsigned long need = target - READ_ONCE(vb->nr_blocks);
+	unsigned int order = vb->alloc_order;
+	struct page *page;
+	int err;
+
+	/* Never overshoot the target, nor a message's current limit. */
+	while (order > g->block_order && (vb13_chunk_blocks(g, order) > need ||
+					  (1UL << order) > vb->msg_limit))
+		order--;
+
+	mutex_lock(&vb->lock);
+	err = vb13_make_room(vb, order);
+	mutex_unlock(&vb->lock);
+	if (err)
+		return err;
+
+	for (;;) {
+		page = vb13_alloc(vb, order);
+		if (page || order == g->block_order)
+			break;
+		/* High orders are gone for now; don't retry them this run. */
+		vb->alloc_order = --order;
+	}
+	if (!page) {
+		vb13_inc(vb, alloc_failures, 1);
+		return -ENOMEM;
+	}
+
+	mutex_lock(&vb->lock);
+	/* Only we set vb->fill; others only take chunks out of it. */
+	vb->in_flight_blocks += vb13_msg_add(g, vb->fill, page);
+	vb13_account_in(vb, page, vb13_chunk_blocks(g, order));
+	if (!vb13_fill_room(vb, min(vb->alloc_order, order)))
+		vb13_submit(vb);	/* on failure, sent once room appears */
+	mutex_unlock(&vb->lock);
+	return 0;
+}
+
+/* After an allocation failure: pause inflation, twice as long as last. */
 static void vb13_backoff(struct virtio_balloon13 *vb)
 {
 	unsigned int ms = clamp(vb->backoff_ms * 2, VB13_BACKOFF_MIN_MS,
 				VB13_BACKOFF_MAX_MS);
+	unsigned long delay = msecs_to_jiffies(ms);
 
-	/* Only this worker writes it; debugfs reads it locklessly. */
+	/* Only this worker writes them; debugfs reads them locklessly. */
 	WRITE_ONCE(vb->backoff_ms, ms);
-	queue_delayed_work(system_freezable_wq, &vb->resize_work,
-			   msecs_to_jiffies(ms));
+	WRITE_ONCE(vb->backoff_until, (jiffies + delay) ?: 1);
+	vb13_queue_resize(vb, delay, false);
+}
+
+static void vb13_backoff_reset(struct virtio_balloon13 *vb)
+{
+	WRITE_ONCE(vb->backoff_ms, 0);
+	WRITE_ONCE(vb->backoff_until, 0);
+}
+
+/*
+ * Must inflation wait (pressure hold-off, or allocation backoff)?  The
+ * worker may run early (a buffer came back, a request arrived); it keeps
+ * these deadlines itself.  @left: jiffies to go.
+ */
+static bool vb13_paused(struct virtio_balloon13 *vb, unsigned long *left)
+{
+	unsigned long hold = 0, backoff = 0;
+	bool h = vb13_held_off(vb, &hold);
+	bool b = vb13_before(READ_ONCE(vb->backoff_until), &backoff);
+
+	*left = max(hold, backoff);
+	return h || b;
+}
+
+/* The target the floor allows; updates held_by_floor.  Under vb->lock. */
+static unsigned long vb13_effective_target(struct virtio_balloon13 *vb)
+{
+	unsigned long want = READ_ONCE(vb->target_blocks);
+	unsigned long max = vb13_max_blocks(vb);
+
+	WRITE_ONCE(vb->held_by_floor, want > max && vb->nr_blocks >= max);
+	return min(want, max);
 }
 
 static void vb13_resize_fn(struct work_struct *work)
@@ -424,7 +945,7 @@ static void vb13_resize_fn(struct work_struct *work)
 						   struct virtio_balloon13,
 						   resize_work);
 	const struct vb13_geom *g = &vb->geom;
-	unsigned long target, max, left;
+	unsigned long target, left;
 	int err;
 
 	vb->alloc_order = g->max_order;
@@ -434,18 +955,14 @@ static void vb13_resize_fn(struct work_struct *work)
 
 		mutex_lock(&vb->lock);
 		vb13_reap(vb);
-		max = vb13_max_blocks(vb);
-		target = min(READ_ONCE(vb->target_blocks), max);
-		WRITE_ONCE(vb->held_by_floor,
-			   READ_ONCE(vb->target_blocks) > max &&
-			   vb->nr_blocks >= max);
+		target = vb13_effective_target(vb);
 
 		if (vb->nr_blocks > target) {
-			unsigned long freed;
+			/* Unsent blocks first: the device never sees them. */
+			unsigned long freed = vb13_release(vb,
+							   vb->nr_blocks - target,
+							   true);
 
-			/* Blocks not sent yet go to the device first. */
-			vb13_submit(vb);
-			freed = vb13_free_acked(vb, vb->nr_blocks - target);
 			mutex_unlock(&vb->lock);
 			if (!freed)
 				return;	/* all in flight: outputq requeues us */
@@ -459,17 +976,21 @@ static void vb13_resize_fn(struct work_struct *work)
 			 * requeues us.
 			 */
 			vb13_submit(vb);
+			vb13_slow_start(vb);
 			mutex_unlock(&vb->lock);
-			WRITE_ONCE(vb->backoff_ms, 0);
+			vb13_backoff_reset(vb);
+			return;
+		}
+		if (vb13_paused(vb, &left)) {
+			/* No partial message waits out a pause. */
+			vb13_submit(vb);
+			vb13_slow_start(vb);
+			mutex_unlock(&vb->lock);
+			vb13_queue_resize(vb, left, false);
 			return;
 		}
 		mutex_unlock(&vb->lock);
 
-		if (vb13_oom_hold(vb, &left)) {
-			queue_delayed_work(system_freezable_wq,
-					   &vb->resize_work, left);
-			return;
-		}
 		err = vb13_inflate_one(vb, target);
 		if (err == -EAGAIN)
 			return;	/* the outputq callback requeues us */
@@ -477,6 +998,7 @@ static void vb13_resize_fn(struct work_struct *work)
 			/* Let the device have what we have; try again later. */
 			mutex_lock(&vb->lock);
 			vb13_submit(vb);
+			vb13_slow_start(vb);
 			mutex_unlock(&vb->lock);
 			vb13_backoff(vb);
 			return;
@@ -487,7 +1009,7 @@ static void vb13_resize_fn(struct work_struct *work)
 					    err);
 			return;
 		}
-		WRITE_ONCE(vb->backoff_ms, 0);
+		vb13_backoff_reset(vb);
 		cond_resched();
 	}
 }
@@ -503,19 +1025,6 @@ static int vb13_post_req(struct virtio_balloon13 *vb,
 	sg_init_one(&sg, req, sizeof(*req));
 	return virtqueue_add_inbuf(vb->vqs[VB13_VQ_INPUT], &sg, 1, req,
 				   GFP_KERNEL);
-}
-
-static int vb13_post_all_reqs(struct virtio_balloon13 *vb)
-{
-	int i, err;
-
-	for (i = 0; i < VB13_NR_REQS; i++) {
-		err = vb13_post_req(vb, &vb->reqs[i]);
-		if (err)
-			return err;
-	}
-	virtqueue_kick(vb->vqs[VB13_VQ_INPUT]);
-	return 0;
 }
 
 static void vb13_in_done(struct virtqueue *vq)
@@ -551,8 +1060,7 @@ static void vb13_send_stats(struct virtio_balloon13 *vb)
 		return;
 
 	n = vb13_fill_stats(vb->stats_buf);
-	if (vb13_out_add(vb, vb->stats_buf, vb13_stats_len(n), NULL, 0,
-			 vb->stats_buf)) {
+	if (vb13_out_add(vb, vb->stats_buf, vb13_stats_len(n), vb->stats_buf)) {
 		spin_lock_irqsave(&vb->out_lock, flags);
 		vb->stats_busy = false;
 		vb->stats_pending = true;	/* retried when outputq drains */
@@ -566,7 +1074,7 @@ static void vb13_handle_req(struct virtio_balloon13 *vb,
 			    struct virtio_balloon13_req *req, unsigned int len)
 {
 	struct device *dev = &vb->vdev->dev;
-	unsigned long target;
+	unsigned long target, old;
 	u32 type;
 	u64 value;
 	bool clamped;
@@ -585,10 +1093,11 @@ static void vb13_handle_req(struct virtio_balloon13 *vb,
 		WRITE_ONCE(vb->target_bytes, value);
 		/*
 		 * Keep the target as asked (in whole blocks); the resize
-		 * worker applies the floor, which moves with guest RAM.
+		 * worker applies the floor.
 		 */
 		target = vb13_target_blocks(&vb->geom, value, ULONG_MAX,
 					    &clamped);
+		old = READ_ONCE(vb->target_blocks);
 		WRITE_ONCE(vb->target_blocks, target);
 		clamped = target > vb13_max_blocks(vb);
 		if (clamped) {
@@ -596,8 +1105,15 @@ static void vb13_handle_req(struct virtio_balloon13 *vb,
 			dev_info_ratelimited(dev, "target %llu bytes is more than the guest can give; clamped\n",
 					     value);
 		}
-		/* Redirect at once, cutting any backoff short. */
-		mod_delayed_work(system_freezable_wq, &vb->resize_work, 0);
+		/*
+		 * A new target redirects at once, cutting any backoff short;
+		 * the same target again changes nothing, so a device
+		 * repeating it can't drive a reclaim storm.
+		 */
+		if (target != old) {
+			WRITE_ONCE(vb->backoff_until, 0);
+			vb13_queue_resize(vb, 0, true);
+		}
 		break;
 	case VIRTIO_BALLOON13_REQ_STATS:
 		vb13_inc(vb, requests_stats, 1);
@@ -616,69 +1132,37 @@ static void vb13_req_fn(struct work_struct *work)
 						   req_work);
 	struct virtqueue *vq = vb->vqs[VB13_VQ_INPUT];
 	struct virtio_balloon13_req *req;
-	bool any = false, pending;
+	unsigned int len, n = 0;
 	unsigned long flags;
-	unsigned int len;
+	bool pending;
 
-	while ((req = virtqueue_get_buf(vq, &len))) {
-		any = true;
+	/*
+	 * A bounded number per run: a device that returns buffers as fast
+	 * as we post them must not keep this worker going for ever.
+	 */
+	while (n < VB13_REQ_BUDGET && (req = virtqueue_get_buf(vq, &len))) {
+		n++;
 		vb13_handle_req(vb, req, len);
 		if (vb13_post_req(vb, req))
 			dev_warn_ratelimited(&vb->vdev->dev,
 					     "could not re-post a request buffer\n");
 	}
-	if (any)
+	if (n)
 		virtqueue_kick(vq);
 
 	spin_lock_irqsave(&vb->out_lock, flags);
 	pending = vb->stats_pending && !vb->stats_busy;
+	if (n == VB13_REQ_BUDGET && !vb->stop) {
+		vb13_inc(vb, request_budget_hits, 1);
+		queue_work(system_freezable_wq, &vb->req_work);
+	}
 	spin_unlock_irqrestore(&vb->out_lock, flags);
 	if (pending) {
 		vb13_send_stats(vb);
-		any = true;
+		n++;
 	}
-	if (!any)
+	if (!n)
 		vb13_inc(vb, spurious_callbacks, 1);
-}
-
-/* --- memory pressure ------------------------------------------------------ */
-
-/*
- * Give back a bounded batch when the guest is about to OOM-kill, and hold
- * inflation off for a while so the balloon doesn't take it straight back.
- * Only acknowledged blocks can go; those still in flight must wait.
- */
-static int vb13_oom_notify(struct notifier_block *nb, unsigned long dummy,
-			   void *parm)
-{
-	struct virtio_balloon13 *vb = container_of(nb, struct virtio_balloon13,
-						   oom_nb);
-	unsigned long *freed = parm, blocks, want, hold;
-
-	if (!READ_ONCE(vb13_oom_release))
-		return NOTIFY_OK;
-
-	want = vb13_pages_to_blocks(&vb->geom,
-				    ((u64)READ_ONCE(vb13_oom_release_mib) *
-				     SZ_1M) >> PAGE_SHIFT);
-	if (!want)
-		want = 1UL << vb->geom.sub_shift;
-
-	mutex_lock(&vb->lock);
-	vb13_reap(vb);
-	blocks = vb13_free_acked(vb, want);
-	hold = msecs_to_jiffies(READ_ONCE(vb13_oom_hold_ms));
-	WRITE_ONCE(vb->oom_hold_until, jiffies + hold ?: 1);
-	mutex_unlock(&vb->lock);
-	/* Move back toward the target once the hold is over. */
-	if (!READ_ONCE(vb->stop))
-		queue_delayed_work(system_freezable_wq, &vb->resize_work, hold);
-
-	if (blocks) {
-		*freed += vb13_blocks_to_pages(&vb->geom, blocks);
-		vb13_inc(vb, pressure_releases, 1);
-	}
-	return NOTIFY_OK;
 }
 
 /* --- sysfs ---------------------------------------------------------------- */
@@ -738,34 +1222,54 @@ ATTRIBUTE_GROUPS(vb13);
 
 /* --- debugfs -------------------------------------------------------------- */
 
-#ifdef CONFIG_DEBUG_FS
-static int vb13_counters_show(struct seq_file *f, void *offset)
+/**
+ * vb13_counters_show() - the debugfs "counters" file
+ * @f: the seq_file; its private data is the balloon
+ * @offset: unused
+ *
+ * One "name value" line per counter, then the state values.
+ *
+ * Return: 0.
+ */
+VISIBLE_IF_KUNIT __maybe_unused
+int vb13_counters_show(struct seq_file *f, void *offset)
 {
 	struct virtio_balloon13 *vb = f->private;
 	const struct vb13_counters *c = &vb->cnt;
+	unsigned long until = READ_ONCE(vb->hold_until), now = jiffies;
 
 #define VB13_SHOW(name, val) seq_printf(f, "%-20s %llu\n", name, (u64)(val))
 	VB13_SHOW("requests_resize", READ_ONCE(c->requests_resize));
 	VB13_SHOW("requests_stats", READ_ONCE(c->requests_stats));
 	VB13_SHOW("requests_unknown", READ_ONCE(c->requests_unknown));
 	VB13_SHOW("requests_malformed", READ_ONCE(c->requests_malformed));
+	VB13_SHOW("request_budget_hits", READ_ONCE(c->request_budget_hits));
 	VB13_SHOW("spurious_callbacks", READ_ONCE(c->spurious_callbacks));
 	VB13_SHOW("targets_clamped", READ_ONCE(c->targets_clamped));
 	VB13_SHOW("blocks_inflated", READ_ONCE(c->blocks_inflated));
 	VB13_SHOW("blocks_withdrawn", READ_ONCE(c->blocks_withdrawn));
+	VB13_SHOW("blocks_unsent_freed", READ_ONCE(c->blocks_unsent_freed));
 	VB13_SHOW("messages_pages", READ_ONCE(c->messages_pages));
 	VB13_SHOW("messages_stats", READ_ONCE(c->messages_stats));
 	VB13_SHOW("stats_coalesced", READ_ONCE(c->stats_coalesced));
 	VB13_SHOW("alloc_failures", READ_ONCE(c->alloc_failures));
 	VB13_SHOW("pressure_releases", READ_ONCE(c->pressure_releases));
+	VB13_SHOW("pressure_blocks", READ_ONCE(c->pressure_blocks));
 	VB13_SHOW("backoff_ms", READ_ONCE(vb->backoff_ms));
+	VB13_SHOW("hold_ms", until && time_before(now, until) ?
+		  jiffies_to_msecs(until - now) : 0);
 	VB13_SHOW("held_by_floor", READ_ONCE(vb->held_by_floor));
 	VB13_SHOW("in_flight_blocks", READ_ONCE(vb->in_flight_blocks));
 	VB13_SHOW("num_blocks", READ_ONCE(vb->nr_blocks));
 	VB13_SHOW("target_blocks", READ_ONCE(vb->target_blocks));
+	VB13_SHOW("msg_max_blocks",
+		  vb13_pages_to_blocks(&vb->geom, vb->geom.msg_pages));
 #undef VB13_SHOW
 	return 0;
 }
+EXPORT_SYMBOL_IF_KUNIT(vb13_counters_show);
+
+#ifdef CONFIG_DEBUG_FS
 DEFINE_SHOW_ATTRIBUTE(vb13_counters);
 
 static void vb13_debugfs_init(struct virtio_balloon13 *vb)
@@ -811,36 +1315,65 @@ static int vb13_find_vqs(struct virtio_balloon13 *vb)
 #endif
 }
 
-/* Queues up, buffers posted, device live.  Undone by vb13_stop_device(). */
+/*
+ * Queues up, request buffers posted, then DRIVER_OK: the device can't use
+ * a buffer before probe has posted them all.  Undone by vb13_stop_device().
+ * On failure nothing is left: no queues, the device reset, the driver
+ * stopped.
+ */
 static int vb13_start_device(struct virtio_balloon13 *vb)
 {
-	int i, err;
+	unsigned int in_size, out_size, i;
+	unsigned long flags;
+	int err;
 
 	err = vb13_find_vqs(vb);
-	if (err)
+	if (err) {
+		memset(vb->vqs, 0, sizeof(vb->vqs));
 		return err;
+	}
+
+	/* Use the rings at the size the device gave them. */
+	in_size = virtqueue_get_vring_size(vb->vqs[VB13_VQ_INPUT]);
+	out_size = virtqueue_get_vring_size(vb->vqs[VB13_VQ_OUTPUT]);
+	vb->nr_reqs = min_t(unsigned int, VB13_NR_REQS, in_size);
+	/* One entry stays for STATS; on a ring of one they take turns. */
+	vb->nr_msgs = clamp_t(unsigned int, out_size - 1, 1, VB13_NR_MSGS);
 
 	INIT_LIST_HEAD(&vb->free_msgs);
 	INIT_LIST_HEAD(&vb->done_msgs);
-	for (i = 0; i < VB13_NR_MSGS; i++) {
+	for (i = 0; i < vb->nr_msgs; i++) {
 		vb13_msg_init(&vb->msgs[i]);
 		list_add_tail(&vb->msgs[i].list, &vb->free_msgs);
 	}
 	vb->fill = NULL;
+	vb13_slow_start(vb);
 	vb->on_device = 0;
 	vb->in_flight_blocks = 0;
 	vb->stats_busy = false;
 	vb->stats_pending = false;
-	vb->stop = false;
 
-	virtio_device_ready(vb->vdev);
-	err = vb13_post_all_reqs(vb);
-	if (err) {
-		virtio_reset_device(vb->vdev);
-		vb->vdev->config->del_vqs(vb->vdev);
-		return err;
+	for (i = 0; i < vb->nr_reqs; i++) {
+		err = vb13_post_req(vb, &vb->reqs[i]);
+		if (err)
+			goto out_del;
 	}
+
+	spin_lock_irqsave(&vb->out_lock, flags);
+	vb->stop = false;
+	spin_unlock_irqrestore(&vb->out_lock, flags);
+	vb->live = true;
+	virtio_device_ready(vb->vdev);
+	virtqueue_kick(vb->vqs[VB13_VQ_INPUT]);
 	return 0;
+
+out_del:
+	virtio_reset_device(vb->vdev);
+	while (virtqueue_detach_unused_buf(vb->vqs[VB13_VQ_INPUT]))
+		;
+	vb->vdev->config->del_vqs(vb->vdev);
+	memset(vb->vqs, 0, sizeof(vb->vqs));
+	return err;
 }
 
 static bool vb13_nothing_on_device(struct virtio_balloon13 *vb)
@@ -859,6 +1392,7 @@ static void vb13_drop_msg(struct virtio_balloon13 *vb, struct vb13_msg *msg)
 {
 	struct page *page, *next;
 
+	lockdep_assert_held(&vb->lock);
 	list_for_each_entry_safe(page, next, &msg->chunks, lru) {
 		list_del(&page->lru);
 		vb13_release_chunk(vb, page);
@@ -867,13 +1401,29 @@ static void vb13_drop_msg(struct virtio_balloon13 *vb, struct vb13_msg *msg)
 	vb13_msg_init(msg);
 }
 
+/* Free every acknowledged block, a batch per hold of the lock. */
+static void vb13_free_all_acked(struct virtio_balloon13 *vb)
+{
+	unsigned long n;
+
+	do {
+		mutex_lock(&vb->lock);
+		vb13_reap(vb);
+		n = vb13_free_acked(vb, vb13_free_batch(vb), false);
+		mutex_unlock(&vb->lock);
+		cond_resched();
+	} while (n);
+}
+
 /*
  * Stop the workers, reset the device, return every page, delete the queues.
+ * Idempotent: on a device already stopped (or never started, or whose
+ * restore failed) it only makes sure the device is reset.
  *
  * The order keeps withdraw-by-access safe: the device gets a bounded time
- * to return the page lists it holds, and nothing is freed before the reset,
- * after which it can no longer discard anything.  Chunks in the message
- * being filled were never sent and go at once.
+ * to return the page lists it holds, and nothing it may still discard is
+ * freed before the reset, after which it can no longer discard anything.
+ * Chunks in the message being filled were never sent and go at once.
  */
 static void vb13_stop_device(struct virtio_balloon13 *vb)
 {
@@ -887,6 +1437,10 @@ static void vb13_stop_device(struct virtio_balloon13 *vb)
 	spin_unlock_irqrestore(&vb->out_lock, flags);
 	cancel_work_sync(&vb->req_work);
 	cancel_delayed_work_sync(&vb->resize_work);
+	if (!vb->live) {
+		virtio_reset_device(vb->vdev);
+		return;
+	}
 
 	mutex_lock(&vb->lock);
 	if (vb->fill) {
@@ -901,24 +1455,26 @@ static void vb13_stop_device(struct virtio_balloon13 *vb)
 			   msecs_to_jiffies(VB13_DRAIN_MS));
 	virtio_reset_device(vb->vdev);
 
-	mutex_lock(&vb->lock);
 	/* Returned before the reset, including any the callback took last. */
-	vb13_reap(vb);
-	vb13_free_acked(vb, ULONG_MAX);
+	vb13_free_all_acked(vb);
 	/* Still on the device: it can no longer discard them. */
 	while ((buf = virtqueue_detach_unused_buf(outq))) {
 		if (buf == vb->stats_buf)
 			continue;
 		msg = buf;
+		mutex_lock(&vb->lock);
 		vb13_drop_msg(vb, msg);
 		list_add(&msg->list, &vb->free_msgs);
+		mutex_unlock(&vb->lock);
+		cond_resched();
 	}
 	vb->on_device = 0;
 	vb->stats_busy = false;
-	mutex_unlock(&vb->lock);
 	while (virtqueue_detach_unused_buf(vb->vqs[VB13_VQ_INPUT]))
 		;
 	vb->vdev->config->del_vqs(vb->vdev);
+	memset(vb->vqs, 0, sizeof(vb->vqs));
+	vb->live = false;
 }
 
 static void vb13_free_bufs(struct virtio_balloon13 *vb)
@@ -926,39 +1482,72 @@ static void vb13_free_bufs(struct virtio_balloon13 *vb)
 	int i;
 
 	for (i = 0; i < VB13_NR_MSGS; i++)
-		kfree(vb->msgs[i].addrs);
+		kfree(vb->msgs[i].buf);
 	kfree(vb->stats_buf);
 }
 
-/* Message buffers of the largest size that can be had, once, at probe. */
-static int vb13_alloc_bufs(struct virtio_balloon13 *vb)
+/*
+ * Message buffers for @addrs addresses each, once, at probe; smaller ones
+ * if that can't be had, down to @min_addrs.
+ * Return: the addresses each buffer holds, or 0.
+ */
+static unsigned int vb13_alloc_bufs(struct virtio_balloon13 *vb,
+				    unsigned int addrs, unsigned int min_addrs)
 {
-	size_t bytes = VB13_MSG_BYTES_MAX;
+	struct virtio_balloon13_pages *p;
 	int i;
 
 	vb->stats_buf = kzalloc(sizeof(*vb->stats_buf), GFP_KERNEL);
 	if (!vb->stats_buf)
-		return -ENOMEM;
+		return 0;
 	for (i = 0; i < VB13_NR_MSGS; i++) {
 		for (;;) {
-			vb->msgs[i].addrs = kmalloc(bytes,
-						    GFP_KERNEL | __GFP_NOWARN);
-			if (vb->msgs[i].addrs)
+			vb->msgs[i].buf = kmalloc(struct_size(p, page, addrs),
+						  GFP_KERNEL | __GFP_NOWARN);
+			if (vb->msgs[i].buf)
 				break;
-			if (bytes <= VB13_MSG_BYTES_MIN)
-				return -ENOMEM;
-			bytes /= 2;
+			if (addrs <= min_addrs)
+				return 0;
+			addrs = max(addrs / 2, min_addrs);
 		}
 	}
 	/* Every message uses the smallest size that succeeded. */
-	vb->msg_max = bytes / sizeof(__le64);
-	return 0;
+	return addrs;
+}
+
+/* Read page_bits and size the geometry and the message buffers to it. */
+static int vb13_setup_geom(struct virtio_balloon13 *vb)
+{
+	struct virtio_device *vdev = vb->vdev;
+	unsigned long cap_pages;
+	unsigned int addrs, min_addrs;
+	u32 page_bits;
+	u64 cap;
+
+	virtio_cread_le(vdev, struct virtio_balloon13_config, page_bits,
+			&page_bits);
+	cap = (u64)max(READ_ONCE(vb13_page_list_kib), 1U) * SZ_1K;
+	cap_pages = max_t(u64, cap >> PAGE_SHIFT, 1);
+	if (vb13_geom_init(&vb->geom, page_bits, VB13_MSG_ADDRS_MAX,
+			   cap_pages)) {
+		dev_err(&vdev->dev,
+			"unsupported page_bits %u: this guest serves %u to %u\n",
+			page_bits, VB13_MIN_PAGE_BITS,
+			PAGE_SHIFT + VB13_MAX_ORDER);
+		return -EINVAL;
+	}
+	/* Addresses the cap names, and at least one page's blocks. */
+	min_addrs = 1U << vb->geom.sub_shift;
+	addrs = clamp_t(u64, cap >> page_bits, min_addrs, VB13_MSG_ADDRS_MAX);
+	addrs = vb13_alloc_bufs(vb, addrs, min_addrs);
+	if (!addrs)
+		return -ENOMEM;
+	return vb13_geom_init(&vb->geom, page_bits, addrs, cap_pages);
 }
 
 static int vb13_probe(struct virtio_device *vdev)
 {
 	struct virtio_balloon13 *vb;
-	u32 page_bits;
 	int i, err;
 
 	BUILD_BUG_ON(sizeof(struct virtio_balloon13_config) != 4);
@@ -967,6 +1556,7 @@ static int vb13_probe(struct virtio_device *vdev)
 	BUILD_BUG_ON(sizeof(struct virtio_balloon13_pages) != 8);
 	BUILD_BUG_ON(sizeof(struct virtio_balloon13_stat) != 16);
 	BUILD_BUG_ON(sizeof(struct virtio_balloon13_stats) != 8 + 16 * 6);
+	BUILD_BUG_ON(VB13_MSG_ADDRS_MAX != 8191);
 
 	if (!virtio_has_feature(vdev, VIRTIO_F_VERSION_1)) {
 		dev_err(&vdev->dev, "device is not VIRTIO 1.0 compliant\n");
@@ -982,6 +1572,7 @@ static int vb13_probe(struct virtio_device *vdev)
 		return -ENOMEM;
 	vb->vdev = vdev;
 	vdev->priv = vb;
+	vb->stop = true;
 	mutex_init(&vb->lock);
 	spin_lock_init(&vb->out_lock);
 	init_waitqueue_head(&vb->out_wq);
@@ -990,20 +1581,9 @@ static int vb13_probe(struct virtio_device *vdev)
 	for (i = 0; i <= VB13_MAX_ORDER; i++)
 		INIT_LIST_HEAD(&vb->acked[i]);
 
-	err = vb13_alloc_bufs(vb);
+	err = vb13_setup_geom(vb);
 	if (err)
 		goto out_free;
-
-	virtio_cread_le(vdev, struct virtio_balloon13_config, page_bits,
-			&page_bits);
-	if (vb13_geom_init(&vb->geom, page_bits, vb->msg_max)) {
-		dev_err(&vdev->dev,
-			"unsupported page_bits %u: this guest serves %u to %u\n",
-			page_bits, VB13_MIN_PAGE_BITS,
-			PAGE_SHIFT + VB13_MAX_ORDER);
-		err = -EINVAL;
-		goto out_free;
-	}
 
 	err = vb13_start_device(vb);
 	if (err)
@@ -1014,13 +1594,19 @@ static int vb13_probe(struct virtio_device *vdev)
 	err = register_oom_notifier(&vb->oom_nb);
 	if (err)
 		goto out_stop;
+	err = vb13_shrinker_init(vb);
+	if (err)
+		goto out_oom;
 
 	vb13_debugfs_init(vb);
-	dev_info(&vdev->dev, "balloon ready: %u-byte blocks, %u addresses per message, floor %lu MiB\n",
-		 1U << page_bits, vb->msg_max,
+	dev_info(&vdev->dev, "balloon ready: %u-byte blocks, messages of %lu KiB (%u addresses), %u in flight, %u requests posted, floor %lu MiB\n",
+		 1U << vb->geom.page_bits, vb->geom.msg_pages << (PAGE_SHIFT - 10),
+		 vb->geom.msg_addrs, vb->nr_msgs, vb->nr_reqs,
 		 vb13_floor_pages() >> (20 - PAGE_SHIFT));
 	return 0;
 
+out_oom:
+	unregister_oom_notifier(&vb->oom_nb);
 out_stop:
 	vb13_stop_device(vb);
 out_free:
@@ -1035,6 +1621,7 @@ static void vb13_remove(struct virtio_device *vdev)
 	struct virtio_balloon13 *vb = vdev->priv;
 
 	vb13_debugfs_exit(vb);
+	vb13_shrinker_exit(vb);
 	unregister_oom_notifier(&vb->oom_nb);
 	vb13_stop_device(vb);
 	vb13_free_bufs(vb);
@@ -1054,10 +1641,14 @@ static int vb13_restore(struct virtio_device *vdev)
 	struct virtio_balloon13 *vb = vdev->priv;
 	int err;
 
+	/* On failure the driver stays stopped, and remove still works. */
 	err = vb13_start_device(vb);
-	if (err)
+	if (err) {
+		dev_err(&vdev->dev, "restore failed (%d); balloon stopped\n",
+			err);
 		return err;
-	queue_delayed_work(system_freezable_wq, &vb->resize_work, 0);
+	}
+	vb13_queue_resize(vb, 0, false);
 	return 0;
 }
 #endif

@@ -995,6 +995,7 @@ def build_configs(a):
             mem="16G", page_bits=12, ioa=ioa, kind="scale",
             sizes13=[256 * MiB, GiB, 4 * GiB, 12 * GiB],
             sizes_legacy=[256 * MiB, GiB, 4 * GiB], reps=a.scale_reps)
+    cfgs.update(pressure_configs(a))
     return cfgs
 
 
@@ -1081,6 +1082,178 @@ def run_scale(b, cfg):
                         inf["time_s"] / (size / GiB), dfl["time_s"],
                         inf["guest_kworker_s"]))
     return out
+
+
+# ---- pressure recovery -------------------------------------------------------
+
+def pressure_configs(a):
+    """The stepped workload against an empty balloon, a full device-13
+    balloon and a full legacy balloon with deflate-on-oom, in one VM.
+    A legacy run takes a minute or two (1 MiB per OOM notification), so
+    it gets at most three repetitions."""
+    return {"pressure": dict(mem="1536M", page_bits=12, ioa=1,
+                             kind="pressure", reps=a.reps,
+                             legacy_reps=min(a.reps, 3), step_mib=50,
+                             steps=12)}
+
+
+def guest_counter(b, key):
+    """A line of /proc/vmstat, or 0."""
+    _, out = b.vm.run("grep '^%s ' /proc/vmstat || echo '%s 0'" % (key, key))
+    return int(out.split()[-1])
+
+
+def memstep(b, cfg):
+    """Run the stepped workload; its summary plus OOM kills (vmstat) and
+    guest wall time."""
+    oom0 = guest_counter(b, "oom_kill")
+    t = time.monotonic()
+    status, out = b.vm.run("memstep %d %d" % (cfg["step_mib"], cfg["steps"]),
+                           timeout=1800)
+    wall = time.monotonic() - t
+    m = re.search(r"memstep: (.*)", out)
+    if not m:
+        raise BenchError("memstep printed no summary (%d): %s"
+                         % (status, out[-500:]))
+    r = parse_kv(m.group(1))
+    r.update({"status": status, "wall_s": round(wall, 3),
+              "oom_kills": guest_counter(b, "oom_kill") - oom0})
+    return r
+
+
+def wait_dev13_floor(b, full=None, timeout=300):
+    """Until device 13's floor holds it (at `full` blocks, if given):
+    (counters, seconds waited)."""
+    t = time.monotonic()
+    while True:
+        c = b.counters()
+        if c["held_by_floor"] == 1 and c["in_flight_blocks"] == 0 and \
+                full in (None, c["num_blocks"]):
+            return c, time.monotonic() - t
+        if time.monotonic() - t > timeout:
+            raise BenchError("device 13 not back at its floor in %d s: %s"
+                             % (timeout, c))
+        time.sleep(0.2)
+
+
+def legacy_actual(b):
+    return b.vm.qmp("query-balloon")["actual"]
+
+
+def wait_legacy(b, want, timeout=600, settle=10):
+    """Until the legacy balloon is at `want` (QMP actual, +-2 MiB), or has
+    not moved for `settle` seconds: in a guest at its limit it stops a few
+    MiB short and keeps retrying."""
+    t = time.monotonic()
+    last, since = None, time.monotonic()
+    while True:
+        actual = legacy_actual(b)
+        if abs(actual - want) <= 2 * MiB:
+            return
+        if actual != last:
+            last, since = actual, time.monotonic()
+        elif time.monotonic() - since > settle:
+            return
+        if time.monotonic() - t > timeout:
+            raise BenchError("legacy balloon not at %d MiB in %d s (actual "
+                             "%d MiB)" % (want // MiB, timeout, actual // MiB))
+        time.sleep(0.2)
+
+
+def pressure_run(b, cfg, way, size13=None):
+    """One run of the workload: way is "empty", "dev13" (balloon at its
+    floor) or "legacy" (holding what device 13 held)."""
+    full = b.vm.mem_bytes
+    r = {"way": way}
+    if way == "dev13":
+        b.ctl(cmd="resize", bytes=full)
+        c0, _ = wait_dev13_floor(b)
+        r["balloon_before"] = c0["num_blocks"] * b.block
+    elif way == "legacy":
+        b.vm.qmp("balloon", value=full - size13)
+        wait_legacy(b, full - size13)
+        r["balloon_before"] = full - legacy_actual(b)
+    _, out = b.vm.run("head -2 /proc/meminfo")
+    r["memtotal_before"], r["memfree_before"] = (
+        int(line.split()[1]) * 1024 for line in out.splitlines()[:2])
+    r.update(memstep(b, cfg))
+    if way == "dev13":
+        c1 = b.counters()
+        r["released"] = (c1["pressure_blocks"] - c0["pressure_blocks"]) * b.block
+        r["releases"] = c1["pressure_releases"] - c0["pressure_releases"]
+        # Back at the floor once the workload is gone and the hold is over.
+        _, r["back_s"] = wait_dev13_floor(b, c0["num_blocks"])
+        b.ctl(cmd="resize", bytes=0)
+        wait_dev13_floor_empty(b)
+    elif way == "legacy":
+        r["released"] = r["balloon_before"] - (full - legacy_actual(b))
+        # virtio_balloon does not inflate again after deflating on OOM.
+        time.sleep(10)
+        r["balloon_10s_after"] = full - legacy_actual(b)
+        b.vm.qmp("balloon", value=full)
+        wait_legacy(b, full)
+    secs = r.get("seconds") or r["wall_s"]
+    r["released_mib_s"] = round(r.get("released", 0) / MiB / secs, 1)
+    return r
+
+
+def wait_dev13_floor_empty(b, timeout=300):
+    t = time.monotonic()
+    while b.counters()["num_blocks"]:
+        if time.monotonic() - t > timeout:
+            raise BenchError("device 13 not empty in %d s" % timeout)
+        time.sleep(0.2)
+
+
+def run_pressure_config(name, cfg, a, builds):
+    """Pressure recovery: the stepped workload (scripts/guest/memstep.c)
+    with both balloons empty, against device 13 at its floor, and against
+    legacy virtio_balloon holding as much with deflate-on-oom on; in one
+    VM, repetitions interleaved."""
+    b = Bench(name, a.series, cfg["mem"], cfg["page_bits"], cfg["ioa"],
+              builds["ko"], builds["allocbench"], builds["daemon"])
+    b.vm.qemu_args += ["-global", "virtio-balloon-device.deflate-on-oom=on"]
+    res = {"config": dict(cfg), "load_start": loadavg(), "runs": []}
+    t = time.monotonic()
+    try:
+        b.start()
+        res["vm"] = b.info
+        _, out = b.vm.run("cat /sys/bus/virtio/drivers/virtio_balloon/virtio*"
+                          "/features")
+        res["legacy_features"] = out.strip()
+        size13 = None
+        for rep in range(cfg["reps"]):
+            ways = ["empty", "dev13"]
+            if rep < cfg["legacy_reps"]:
+                ways.append("legacy")
+            for way in ways:
+                try:
+                    r = pressure_run(b, cfg, way, size13)
+                except (BenchError, VMError) as e:
+                    # Keep what was measured; the report shows the error.
+                    res["error"] = "rep %d %s: %s" % (rep + 1, way, e)
+                    say("%s rep %d %s failed: %s" % (name, rep + 1, way, e))
+                    break
+                if way == "dev13":
+                    size13 = r["balloon_before"]
+                r.update({"rep": rep, "load": loadavg()})
+                res["runs"].append(r)
+                say("%s rep %d %-6s: %s s, %s of %s steps, %d OOM kills, "
+                    "released %.0f MiB (%.1f MiB/s)%s" % (
+                        name, rep + 1, way, r.get("seconds"), r.get("done"),
+                        cfg["steps"], r["oom_kills"],
+                        r.get("released", 0) / MiB, r["released_mib_s"],
+                        ", back at the floor after %.1f s" % r["back_s"]
+                        if "back_s" in r else ""))
+            if "error" in res:
+                break
+        _, res["dmesg_bad"] = b.vm.run(
+            "dmesg | grep -cE 'WARNING:|BUG:|Oops|Call Trace' || true")
+    finally:
+        res["load_end"] = loadavg()
+        res["elapsed_s"] = round(time.monotonic() - t, 1)
+        b.close()
+    return res
 
 
 def builds_from_args(a):
@@ -1208,7 +1381,9 @@ def main(argv=None):
                 continue
             say("%s: starting (host load %s)" % (name, loadavg()))
             try:
-                results["configs"][name] = run_config(name, cfg, a, builds)
+                runner = (run_pressure_config if cfg["kind"] == "pressure"
+                          else run_config)
+                results["configs"][name] = runner(name, cfg, a, builds)
             except (BenchError, VMError, OSError) as e:
                 failed.append(name)
                 results["configs"][name] = {"error": str(e)[-4000:]}

@@ -512,6 +512,9 @@ static int fake_vdev_find_vqs(struct virtio_device *vdev, unsigned int nvqs,
 	unsigned int i, index = 0;
 	int err;
 
+	err = READ_ONCE(fd->fail_find_vqs);
+	if (err)
+		return err;
 	for (i = 0; i < nvqs; i++) {
 		if (!vqs_info[i].name) {
 			vqs[i] = NULL;
@@ -527,6 +530,9 @@ static int fake_vdev_find_vqs(struct virtio_device *vdev, unsigned int nvqs,
 			goto err_del;
 		}
 	}
+	/* As a transport does when the device stops responding. */
+	if (READ_ONCE(fd->break_vqs))
+		virtio_break_device(vdev);
 	return 0;
 
 err_del:
@@ -904,7 +910,12 @@ int fake_vdev_send_raw(struct fake_vdev *fd, const void *buf, size_t len,
 	ret = 0;
 out:
 	mutex_unlock(&q->lock);
-	fake_vdev_event(fd);
+	/*
+	 * Only a change is an event: a waiter retrying while no buffer is
+	 * posted must sleep, not spin (and starve the driver's worker).
+	 */
+	if (ret != -EAGAIN && ret != -EBUSY)
+		fake_vdev_event(fd);
 	return ret;
 }
 

@@ -206,6 +206,10 @@ struct fake_vdev_queue {
  * @discard_fill: -1 (default) to leave discarded blocks alone, or a byte
  *	(0 to 255) the device writes over every block it discards, as a
  *	real device's discard makes them read back as zeroes.
+ * @fail_find_vqs: fault injection: while non-zero, find_vqs fails with
+ *	this (negative) errno and sets up no queue.
+ * @break_vqs: fault injection: while set, queues come up broken, so the
+ *	driver's first virtqueue_add_*() fails (-EIO).
  * @priv: for the test's own use.
  * @config_lock: protects @config and @config_gen.
  * @config: the config space: __le32 page_bits.
@@ -240,6 +244,8 @@ struct fake_vdev {
 	u64 device_features;
 	unsigned int queue_size;
 	int discard_fill;
+	int fail_find_vqs;
+	bool break_vqs;
 	void *priv;
 
 	spinlock_t config_lock;		/* config, config_gen */
@@ -384,6 +390,7 @@ static inline unsigned long fake_vdev_events(struct fake_vdev *fd)
 		__done = (cond);					\
 		if (__done || time_after(jiffies, __end))		\
 			break;						\
+		cond_resched();						\
 		wait_event_timeout(__fd->wq,				\
 				   fake_vdev_events(__fd) != __ev,	\
 				   msecs_to_jiffies(FAKE_VDEV_POLL_MS));	\

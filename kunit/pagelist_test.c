@@ -8,7 +8,6 @@
 #include <linux/mm.h>
 #include <linux/slab.h>
 #include <linux/sort.h>
-#include <linux/ktime.h>
 #include <linux/pfn.h>
 #include <linux/vmstat.h>
 
@@ -29,35 +28,48 @@ KUNIT_ARRAY_PARAM(good_bits, good_bits, bits_desc);
 static const u32 bad_bits[] = { 0, 5, 11, 23, 40, 63 };
 KUNIT_ARRAY_PARAM(bad_bits, bad_bits, bits_desc);
 
-/* Geometries crossed with message capacities (addresses per message). */
+/* No cap by bytes: more pages than any test allocates. */
+#define NO_CAP	BIT(30)
+
+/*
+ * Geometries crossed with message limits: addresses per message, and the
+ * memory a message may name in pages (the byte cap).
+ */
 struct geom_case {
 	u32 page_bits;
-	unsigned int msg_max;
+	unsigned int msg_addrs;
+	unsigned long msg_pages;
 };
 
 static const struct geom_case geom_cases[] = {
-	{ 12, 512 }, { 12, 1024 }, { 12, 8192 },
-	{ 16, 512 }, { 16, 8192 },
-	{ 21, 512 }, { 21, 8192 },
-	{ 22, 512 }, { 22, 8192 },
+	{ 12, 512, NO_CAP }, { 12, 1024, NO_CAP }, { 12, 8191, NO_CAP },
+	{ 12, 8191, 1024 }, { 12, 8191, 256 }, { 12, 8191, 1 },
+	{ 16, 512, NO_CAP }, { 16, 8191, NO_CAP }, { 16, 8191, 1 },
+	{ 21, 512, NO_CAP }, { 21, 8191, NO_CAP }, { 21, 8191, 2048 },
+	{ 21, 8191, 512 },
+	{ 22, 512, NO_CAP }, { 22, 8191, NO_CAP }, { 22, 8191, 1024 },
 };
 
 /*
- * Message capacities for filling messages with real memory: three
- * messages' worth must fit the test kernel (at most 96 MiB), so large
- * blocks get small (synthetic) messages.
+ * Limits for filling messages with real memory: three messages' worth must
+ * fit the test kernel (at most 96 MiB), so large blocks get small limits.
+ * Caps by addresses and by bytes both, and both binding at once.
  */
 static const struct geom_case fill_cases[] = {
-	{ 12, 512 }, { 12, 1024 }, { 12, 8192 },
-	{ 16, 64 }, { 16, 512 },
-	{ 21, 8 }, { 21, 16 },
-	{ 22, 4 }, { 22, 8 },
+	{ 12, 512, NO_CAP }, { 12, 1024, NO_CAP }, { 12, 8191, NO_CAP },
+	{ 12, 8191, 1024 }, { 12, 8191, 4096 }, { 12, 8191, 96 },
+	{ 12, 700, 1000 },
+	{ 16, 64, NO_CAP }, { 16, 512, 4096 }, { 16, 8191, 48 },
+	{ 21, 8, NO_CAP }, { 21, 16, NO_CAP }, { 21, 8191, 2048 },
+	{ 21, 8191, 512 }, { 21, 7, 3000 },
+	{ 22, 4, NO_CAP }, { 22, 8191, 2048 }, { 22, 8191, 1024 },
 };
 
 static void geom_case_desc(const struct geom_case *c, char *desc)
 {
-	snprintf(desc, KUNIT_PARAM_DESC_SIZE, "page_bits=%u msg_max=%u",
-		 c->page_bits, c->msg_max);
+	snprintf(desc, KUNIT_PARAM_DESC_SIZE,
+		 "page_bits=%u msg_addrs=%u msg_pages=%lu", c->page_bits,
+		 c->msg_addrs, c->msg_pages);
 }
 
 KUNIT_ARRAY_PARAM(geom_cases, geom_cases, geom_case_desc);
@@ -68,7 +80,7 @@ static void geom_valid(struct kunit *test)
 	const u32 *bits = test->param_value;
 	struct vb13_geom g;
 
-	KUNIT_ASSERT_EQ(test, vb13_geom_init(&g, *bits, 8192), 0);
+	KUNIT_ASSERT_EQ(test, vb13_geom_init(&g, *bits, 8191, NO_CAP), 0);
 	KUNIT_EXPECT_EQ(test, g.page_bits, *bits);
 	KUNIT_EXPECT_EQ(test, g.block_order, *bits - PAGE_SHIFT);
 	KUNIT_EXPECT_EQ(test, g.sub_shift, 0U);
@@ -88,22 +100,35 @@ static void geom_rejects(struct kunit *test)
 	const u32 *bits = test->param_value;
 	struct vb13_geom g;
 
-	KUNIT_EXPECT_EQ(test, vb13_geom_init(&g, *bits, 8192), -EINVAL);
+	KUNIT_EXPECT_EQ(test, vb13_geom_init(&g, *bits, 8191, NO_CAP), -EINVAL);
 }
 
-/* A small message caps the chunk order so one chunk fits one message. */
+/*
+ * A small message caps the chunk order so one chunk fits an empty message,
+ * by addresses and by bytes; the largest such order is used.  A cap below
+ * one block is raised to one block.
+ */
 static void geom_caps_order(struct kunit *test)
 {
 	const struct geom_case *c = test->param_value;
+	unsigned long cap;
 	struct vb13_geom g;
 
-	KUNIT_ASSERT_EQ(test, vb13_geom_init(&g, c->page_bits, c->msg_max), 0);
+	KUNIT_ASSERT_EQ(test, vb13_geom_init(&g, c->page_bits, c->msg_addrs,
+					     c->msg_pages), 0);
+	cap = max(c->msg_pages, 1UL << g.block_order);
+	KUNIT_EXPECT_EQ(test, g.msg_pages, cap);
+	KUNIT_EXPECT_EQ(test, g.msg_addrs, c->msg_addrs);
 	KUNIT_EXPECT_LE(test, vb13_chunk_blocks(&g, g.max_order),
-			(unsigned long)c->msg_max);
+			(unsigned long)c->msg_addrs);
+	KUNIT_EXPECT_LE(test, 1UL << g.max_order, cap);
+	KUNIT_EXPECT_GE(test, g.max_order, g.block_order);
 	KUNIT_EXPECT_LE(test, g.max_order, (unsigned int)VB13_MAX_ORDER);
 	if (g.max_order < VB13_MAX_ORDER)
-		KUNIT_EXPECT_GT(test, vb13_chunk_blocks(&g, g.max_order + 1),
-				(unsigned long)c->msg_max);
+		KUNIT_EXPECT_TRUE(test,
+				  vb13_chunk_blocks(&g, g.max_order + 1) >
+				  c->msg_addrs ||
+				  (1UL << (g.max_order + 1)) > cap);
 }
 
 static void target_arithmetic(struct kunit *test)
@@ -111,7 +136,7 @@ static void target_arithmetic(struct kunit *test)
 	struct vb13_geom g;
 	bool clamped;
 
-	KUNIT_ASSERT_EQ(test, vb13_geom_init(&g, 12, 8192), 0);
+	KUNIT_ASSERT_EQ(test, vb13_geom_init(&g, 12, 8191, NO_CAP), 0);
 	/* Rounds down to whole blocks. */
 	KUNIT_EXPECT_EQ(test, vb13_target_blocks(&g, 0, 100, &clamped), 0UL);
 	KUNIT_EXPECT_FALSE(test, clamped);
@@ -135,19 +160,11 @@ static void target_arithmetic(struct kunit *test)
 						 &clamped), 1UL << 51);
 	KUNIT_EXPECT_FALSE(test, clamped);
 
-	KUNIT_ASSERT_EQ(test, vb13_geom_init(&g, 21, 8192), 0);
+	KUNIT_ASSERT_EQ(test, vb13_geom_init(&g, 21, 8191, NO_CAP), 0);
 	KUNIT_EXPECT_EQ(test, vb13_target_blocks(&g, (3ULL << 21) - 1, 100,
 						 &clamped), 2UL);
 	KUNIT_EXPECT_EQ(test, vb13_target_blocks(&g, U64_MAX, 0, &clamped), 0UL);
 	KUNIT_EXPECT_TRUE(test, clamped);
-}
-
-static void stats_len(struct kunit *test)
-{
-	KUNIT_EXPECT_EQ(test, vb13_stats_len(0), (size_t)8);
-	KUNIT_EXPECT_EQ(test, vb13_stats_len(6), (size_t)(8 + 6 * 16));
-	KUNIT_EXPECT_EQ(test, sizeof(struct virtio_balloon13_req), (size_t)16);
-	KUNIT_EXPECT_EQ(test, sizeof(struct virtio_balloon13_pages), (size_t)8);
 }
 
 /* --- encoding and messages over real chunks ------------------------------- */
@@ -237,7 +254,7 @@ static void encode_chunk_orders(struct kunit *test)
 	unsigned int order;
 	__le64 *dst;
 
-	KUNIT_ASSERT_EQ(test, vb13_geom_init(&g, *bits, 8192), 0);
+	KUNIT_ASSERT_EQ(test, vb13_geom_init(&g, *bits, 8191, NO_CAP), 0);
 	dst = kunit_kmalloc_array(test, 8192 + 1, sizeof(*dst), GFP_KERNEL);
 	KUNIT_ASSERT_NOT_NULL(test, dst);
 
@@ -258,6 +275,9 @@ static void encode_chunk_orders(struct kunit *test)
 		KUNIT_EXPECT_EQ(test, le64_to_cpu(dst[n - 1]) - le64_to_cpu(dst[0]),
 				(u64)(n - 1) << g.page_bits);
 		KUNIT_EXPECT_EQ(test, le64_to_cpu(dst[blocks]), 0xdeadbeefULL);
+		/* Every page of a balloon chunk is offline while it is held. */
+		KUNIT_EXPECT_TRUE(test, PageOffline(page));
+		KUNIT_EXPECT_TRUE(test, PageOffline(page + (1UL << order) - 1));
 		list_add(&page->lru, &one);
 		check_addrs(test, &g, dst, n, &one);
 		list_move(&page->lru, &h->list);
@@ -265,44 +285,52 @@ static void encode_chunk_orders(struct kunit *test)
 }
 
 /*
- * Fill messages from chunks of mixed orders: counts and boundaries exact,
- * every address aligned, distinct and owned.
+ * Fill messages from chunks of mixed orders: a chunk is refused exactly
+ * when it would take the message past its address or byte limit, every
+ * address is aligned, distinct and owned.
  */
 static void msg_fill_boundaries(struct kunit *test)
 {
 	const struct geom_case *c = test->param_value;
 	struct held_chunks *h = new_held(test);
-	unsigned int msgs = 0, total = 0, order, i;
+	unsigned int msgs = 0, order, i;
+	unsigned long total = 0, want, fullest = 0;
 	struct vb13_msg msg;
 	struct vb13_geom g;
 
-	KUNIT_ASSERT_EQ(test, vb13_geom_init(&g, c->page_bits, c->msg_max), 0);
-	msg.addrs = kunit_kmalloc_array(test, c->msg_max, sizeof(__le64),
-					GFP_KERNEL);
-	KUNIT_ASSERT_NOT_NULL(test, msg.addrs);
+	KUNIT_ASSERT_EQ(test, vb13_geom_init(&g, c->page_bits, c->msg_addrs,
+					     c->msg_pages), 0);
+	msg.buf = kunit_kmalloc(test, struct_size(msg.buf, page, c->msg_addrs),
+				GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, msg.buf);
 	vb13_msg_init(&msg);
-	KUNIT_EXPECT_EQ(test, le32_to_cpu(msg.hdr.type),
+	KUNIT_EXPECT_EQ(test, le32_to_cpu(msg.buf->hdr.type),
 			(u32)VIRTIO_BALLOON13_RESP_PAGES);
-	KUNIT_EXPECT_EQ(test, le32_to_cpu(msg.hdr.reserved), 0U);
+	KUNIT_EXPECT_EQ(test, le32_to_cpu(msg.buf->hdr.reserved), 0U);
+	KUNIT_EXPECT_EQ(test, msg.pages, 0UL);
 
-	/* Cycle through the orders, up to 3 full messages' worth. */
+	/* Three messages' worth by whichever limit binds first. */
+	want = 3 * min_t(unsigned long, c->msg_addrs,
+			 vb13_pages_to_blocks(&g, g.msg_pages));
+	/* Cycle through the orders. */
 	order = g.max_order;
-	for (i = 0; total < 3 * c->msg_max && i < 16384; i++) {
+	for (i = 0; total < want && i < 16384; i++) {
 		struct page *page = vb13_alloc_chunk(&g, order);
-		unsigned long blocks;
+		unsigned long blocks, pages;
 
 		order = order > g.block_order ? order - 1 : g.max_order;
 		if (!page)
 			continue;
 		blocks = vb13_chunk_blocks(&g, vb13_chunk_order(page));
-		if (!vb13_msg_room(&g, &msg, c->msg_max,
-				   vb13_chunk_order(page))) {
-			/* Doesn't fit: exactly when it would overflow. */
-			KUNIT_EXPECT_GT(test, msg.nr + blocks,
-					(unsigned long)c->msg_max);
+		pages = 1UL << vb13_chunk_order(page);
+		if (!vb13_msg_room(&g, &msg, vb13_chunk_order(page))) {
+			/* Refused: exactly when a limit would be passed. */
+			KUNIT_EXPECT_TRUE(test, msg.nr + blocks > c->msg_addrs ||
+					  msg.pages + pages > g.msg_pages);
 			KUNIT_EXPECT_EQ(test, vb13_msg_len(&msg),
 					8U + 8U * msg.nr);
-			check_addrs(test, &g, msg.addrs, msg.nr, &msg.chunks);
+			check_addrs(test, &g, msg.buf->page, msg.nr,
+				    &msg.chunks);
 			list_splice_init(&msg.chunks, &h->list);
 			msgs++;
 			vb13_msg_init(&msg);
@@ -310,15 +338,68 @@ static void msg_fill_boundaries(struct kunit *test)
 		KUNIT_EXPECT_EQ(test, vb13_msg_add(&g, &msg, page),
 				(unsigned int)blocks);
 		total += blocks;
-		KUNIT_EXPECT_LE(test, msg.nr, c->msg_max);
+		fullest = max(fullest, msg.pages);
+		KUNIT_EXPECT_LE(test, msg.nr, c->msg_addrs);
+		KUNIT_EXPECT_LE(test, msg.pages, g.msg_pages);
+		KUNIT_EXPECT_EQ(test, msg.pages,
+				vb13_blocks_to_pages(&g, msg.nr));
 	}
 	if (msg.nr) {
-		check_addrs(test, &g, msg.addrs, msg.nr, &msg.chunks);
+		check_addrs(test, &g, msg.buf->page, msg.nr, &msg.chunks);
 		msgs++;
 	}
 	list_splice_init(&msg.chunks, &h->list);
-	KUNIT_EXPECT_GE(test, total, 3 * c->msg_max);
+	KUNIT_EXPECT_GE(test, total, want);
 	KUNIT_EXPECT_GE(test, msgs, 3U);
+	KUNIT_EXPECT_LE(test, fullest, g.msg_pages);
+}
+
+/*
+ * A geometry for 4 KiB blocks on a 64 KiB-page guest, built by hand (this
+ * guest's pages are 4 KiB): sixteen blocks per page.  Counts, rounding,
+ * encoding and message limits are pure arithmetic on the geometry.
+ */
+static void sub_page_geometry(struct kunit *test)
+{
+	const struct vb13_geom g = {
+		.page_bits = 12, .block_order = 0, .sub_shift = 4,
+		.max_order = 3, .msg_addrs = 64, .msg_pages = 4,
+	};
+	const u64 base = 0x40000000ULL;
+	struct vb13_msg msg = {};
+	__le64 *dst;
+	unsigned int n, i;
+	bool clamped;
+
+	KUNIT_EXPECT_EQ(test, vb13_chunk_blocks(&g, 0), 16UL);
+	KUNIT_EXPECT_EQ(test, vb13_chunk_blocks(&g, 3), 128UL);
+	KUNIT_EXPECT_EQ(test, vb13_blocks_to_pages(&g, 48), 3UL);
+	KUNIT_EXPECT_EQ(test, vb13_pages_to_blocks(&g, 3), 48UL);
+	/* A target is rounded down to whole pages' worth of blocks. */
+	KUNIT_EXPECT_EQ(test, vb13_target_blocks(&g, 47ULL << 12, 1000,
+						 &clamped), 32UL);
+	KUNIT_EXPECT_FALSE(test, clamped);
+	KUNIT_EXPECT_EQ(test, vb13_target_blocks(&g, 4000ULL << 12, 1000,
+						 &clamped), 1000UL);
+	KUNIT_EXPECT_TRUE(test, clamped);
+
+	dst = kunit_kcalloc(test, 129, sizeof(*dst), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, dst);
+	dst[32] = cpu_to_le64(0xdeadbeef);
+	n = vb13_encode_chunk(&g, dst, base, 1);
+	KUNIT_ASSERT_EQ(test, n, 32U);
+	for (i = 0; i < n; i++)
+		KUNIT_EXPECT_EQ(test, le64_to_cpu(dst[i]), base + i * 4096ULL);
+	KUNIT_EXPECT_EQ(test, le64_to_cpu(dst[32]), 0xdeadbeefULL);
+
+	/* 64 addresses or 4 pages, whichever comes first: 4 pages here. */
+	msg.nr = 48;
+	msg.pages = 3;
+	KUNIT_EXPECT_TRUE(test, vb13_msg_room(&g, &msg, 0));
+	KUNIT_EXPECT_FALSE(test, vb13_msg_room(&g, &msg, 1));
+	msg.nr = 60;
+	msg.pages = 0;
+	KUNIT_EXPECT_FALSE(test, vb13_msg_room(&g, &msg, 0));
 }
 
 /* Splitting keeps naturally aligned runs that cover exactly the tail. */
@@ -331,7 +412,7 @@ static void split_chunk_runs(struct kunit *test)
 	struct vb13_geom g;
 	unsigned int order, c;
 
-	KUNIT_ASSERT_EQ(test, vb13_geom_init(&g, *bits, 8192), 0);
+	KUNIT_ASSERT_EQ(test, vb13_geom_init(&g, *bits, 8191, NO_CAP), 0);
 	order = g.max_order;
 	while (!(page = vb13_alloc_chunk(&g, order)) && order > g.block_order)
 		order--;
@@ -345,6 +426,7 @@ static void split_chunk_runs(struct kunit *test)
 	cuts[1] = 1UL << (order - 1);
 	cuts[2] = (1UL << order) - (1UL << g.block_order);
 	for (c = 0; c < ARRAY_SIZE(cuts); c++) {
+		unsigned long offline = 0;
 		LIST_HEAD(rest);
 
 		page = vb13_alloc_chunk(&g, order);
@@ -352,8 +434,7 @@ static void split_chunk_runs(struct kunit *test)
 			continue;
 		cut = cuts[c];
 		vb13_split_chunk(page, cut, &rest);
-		for (i = 0; i < cut; i++)
-			__free_page(page + i);
+		vb13_free_pages(page, cut);
 
 		covered = cut;
 		list_for_each_entry(run, &rest, lru) {
@@ -363,37 +444,15 @@ static void split_chunk_runs(struct kunit *test)
 			KUNIT_EXPECT_EQ(test, idx, covered);
 			KUNIT_EXPECT_EQ(test, idx & ((1UL << ro) - 1), 0UL);
 			KUNIT_EXPECT_GE(test, ro, g.block_order);
+			/* What stays in the balloon stays offline. */
+			for (i = 0; i < 1UL << ro; i++)
+				offline += PageOffline(run + i);
 			covered += 1UL << ro;
 		}
+		KUNIT_EXPECT_EQ(test, offline, (1UL << order) - cut);
 		KUNIT_EXPECT_EQ(test, covered, 1UL << order);
 		list_splice(&rest, &h->list);
 	}
-}
-
-/* The encoder's cost per block, over a realistic stream of 4 MiB chunks. */
-static void encode_cost(struct kunit *test)
-{
-	const unsigned int rounds = 2048;
-	struct vb13_geom g;
-	unsigned int i, n = 0;
-	__le64 *dst;
-	u64 ns;
-	ktime_t t;
-
-	KUNIT_ASSERT_EQ(test, vb13_geom_init(&g, 12, 8192), 0);
-	dst = kunit_kmalloc_array(test, 8192, sizeof(*dst), GFP_KERNEL);
-	KUNIT_ASSERT_NOT_NULL(test, dst);
-
-	t = ktime_get();
-	for (i = 0; i < rounds; i++)
-		n += vb13_encode_chunk(&g, dst + (i % 8) * 1024,
-				       (u64)(i + 1) << 22, 10);
-	ns = ktime_to_ns(ktime_sub(ktime_get(), t));
-	KUNIT_EXPECT_EQ(test, n, rounds * 1024);
-	KUNIT_EXPECT_EQ(test, le64_to_cpu(dst[(rounds - 1) % 8 * 1024 + 1023]),
-			((u64)rounds << 22) + (1023ULL << 12));
-	kunit_info(test, "encoder: %u blocks in %llu ns, %llu ps per block\n",
-		   n, ns, div_u64(ns * 1000, n));
 }
 
 /* --- statistics --------------------------------------------------------- */
@@ -468,11 +527,10 @@ static struct kunit_case vb13_pagelist_cases[] = {
 	KUNIT_CASE_PARAM(geom_rejects, bad_bits_gen_params),
 	KUNIT_CASE_PARAM(geom_caps_order, geom_cases_gen_params),
 	KUNIT_CASE(target_arithmetic),
-	KUNIT_CASE(stats_len),
 	KUNIT_CASE_PARAM(encode_chunk_orders, good_bits_gen_params),
 	KUNIT_CASE_PARAM(msg_fill_boundaries, fill_cases_gen_params),
+	KUNIT_CASE(sub_page_geometry),
 	KUNIT_CASE_PARAM(split_chunk_runs, good_bits_gen_params),
-	KUNIT_CASE_SLOW(encode_cost),
 	KUNIT_CASE(stats_encoding),
 	{}
 };

@@ -3,8 +3,9 @@
 #
 # Contents: busybox-static, bash-static as the shell, kmod's module tools
 # with their libraries, scripts/guest/init (PID 1 and vm.py's command
-# channel), memtouch and stressor (scripts/guest/*.c, static), pmsuspend
-# (suspend to RAM or idle, with an RTC wake alarm), the kernel's own
+# channel), the tools in scripts/guest/*.c (memtouch, memstep, stressor;
+# static), pmsuspend (suspend to RAM or idle, with an RTC wake alarm), the
+# kernel's own
 # modules the tests use (virtio_pci with the virtio core where they are
 # modules, virtio_balloon, virtio_console) with their dependencies, and the
 # EXTRA modules given, installed under /lib/modules/<kver>/extra.  depmod
@@ -51,8 +52,8 @@ base_mods=(virtio_pci virtio_balloon virtio_console)
 
 guest=$VB13_TOP/scripts/guest
 key=$( {
-	cat "$VB13_TOP/scripts/mkinitramfs.sh" "$guest/init" "$guest/memtouch.c" \
-		"$guest/stressor.c" "$guest/pmsuspend"
+	cat "$VB13_TOP/scripts/mkinitramfs.sh" "$guest/init" "$guest"/*.c \
+		"$guest/pmsuspend"
 	echo "$KVER"
 	sha256sum /bin/busybox /bin/bash-static "$(readlink -f /bin/kmod)"
 	ldd /bin/kmod | awk '{ print $1, $3 }'
@@ -95,10 +96,12 @@ for lib in $(ldd /bin/kmod | awk '$2 == "=>" { print $3 } $1 ~ /^\// { print $1 
 	cp -L "$lib" ".$lib"
 done
 install -m 0755 "$guest/init" init
-gcc -static -O2 -Wall -Wextra -Werror -o bin/memtouch "$guest/memtouch.c"
-strip bin/memtouch
-gcc -static -O2 -Wall -Wextra -Werror -o bin/stressor "$guest/stressor.c"
-strip bin/stressor
+# Every tool in scripts/guest/ (memtouch, memstep, stressor, ...), static.
+for src in "$guest"/*.c; do
+	tool=$(basename "$src" .c)
+	gcc -static -O2 -Wall -Wextra -Werror -o "bin/$tool" "$src"
+	strip "bin/$tool"
+done
 install -m 0755 "$guest/pmsuspend" bin/pmsuspend
 printf 'root:x:0:0:root:/root:/bin/sh\n' >etc/passwd
 printf 'root:x:0:\n' >etc/group

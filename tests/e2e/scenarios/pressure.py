@@ -1,0 +1,218 @@
+"""Issue 8: the floor, memory pressure and offline pages, end to end.
+
+floor       a 4 GiB guest asked for more than it has keeps exactly the
+            automatic floor, max(128 MiB, RAM/16), and floor_bytes stays put
+pressure    with the balloon holding all but 320 MiB, a workload takes
+            about 40% of guest RAM in 50 MiB steps (scripts/guest/memstep.c):
+            it completes, nothing is OOM-killed, the balloon gave the memory
+            back, and after the hold-off it is at its target again
+offline     every page of the blocks the device reports (balloon13ctl
+            ranges) has KPF_OFFLINE in /proc/kpageflags while ballooned,
+            and none after the balloon is emptied; 4 KiB and 2 MiB blocks
+"""
+
+import re
+import time
+
+from e2elib import (AUTO_FLOOR_MIN, MiB, Fail, check, check_eq, group, mib,
+                    say, scenario)
+
+# A guest big enough that RAM/16 is above the 128 MiB minimum.
+group("floor4g", mem="4G")
+
+KPF_OFFLINE = 23
+STEP_MIB = 50
+
+
+def auto_floor(base_memtotal):
+    """The documented automatic floor for a guest whose MemTotal with the
+    balloon empty is base_memtotal (all of its RAM)."""
+    return max(AUTO_FLOOR_MIN, base_memtotal // 16) // 4096 * 4096
+
+
+def wait_floor(g, blocks=None, timeout=240):
+    """Wait until the floor holds the balloon (at `blocks` blocks, if
+    given): held_by_floor 1, nothing in flight, and the same size in two
+    snapshots in a row (state() reads sysfs before debugfs, and a page
+    list or two can land in between); returns state()."""
+    t0 = time.monotonic()
+    last = None
+    while True:
+        st = g.state()
+        c = st["cnt"]
+        size = (st["sys"].get("size_bytes"), c.get("num_blocks"),
+                st["mem"].get("MemTotal"))
+        if c.get("held_by_floor") == 1 and c.get("in_flight_blocks") == 0 \
+                and blocks in (None, c.get("num_blocks")):
+            if size == last:
+                return st
+            last = size
+            continue
+        if time.monotonic() - t0 > timeout:
+            raise Fail("the floor did not hold the balloon within %d s: "
+                       "size %s, held_by_floor %s, in_flight_blocks %s"
+                       % (timeout, mib(st["sys"].get("size_bytes", 0)),
+                          c.get("held_by_floor"), c.get("in_flight_blocks")))
+        time.sleep(0.5)
+
+
+def vmstat(g, key):
+    out = g.sh("grep '^%s ' /proc/vmstat || echo '%s 0'" % (key, key))
+    return int(out.split()[1])
+
+
+# What the guest keeps outside the balloon in the pressure scenario: above
+# the 128 MiB floor, so the target (not the floor) bounds the balloon and it
+# can get back to exactly that target once the workload is gone.
+PRESSURE_KEEP = 320 * MiB
+
+
+@scenario("pressure", "main", devices=("vu", "native"))
+def t_pressure(g):
+    """A balloon holding all but 320 MiB, a workload of 40% of RAM in
+    50 MiB steps: no OOM kill, memory given back, back at the target after
+    the hold-off."""
+    g.empty()
+    base = g.base_memtotal
+    steps = max(2, round(0.4 * base / (STEP_MIB * MiB)))
+    target = (base - PRESSURE_KEEP) // 4096 * 4096
+    oom0 = vmstat(g, "oom_kill")
+    g.resize(target)
+    st = g.wait_size(target, timeout=240)
+    check_eq(st["mem"]["MemTotal"], base - target, "MemTotal with the balloon full")
+    free0 = st["mem"]["MemFree"]
+    c0 = st["cnt"]
+
+    t0 = time.monotonic()
+    out = g.sh("memstep %d %d" % (STEP_MIB, steps), timeout=600, ok=(0, 1))
+    secs = time.monotonic() - t0
+    m = re.search(r"memstep: (.*)", out)
+    check(m, "memstep printed no summary: %s", out.strip()[-200:])
+    res = dict(kv.split("=") for kv in m.group(1).split())
+    check_eq(int(res["done"]), steps, "memstep steps done")
+    check_eq(int(res["killed"]), 0, "memstep steps killed")
+    check_eq(vmstat(g, "oom_kill") - oom0, 0, "oom_kill increase")
+    st = g.state()
+    c = st["cnt"]
+    released = (c["pressure_blocks"] - c0["pressure_blocks"]) * 4096
+    need = steps * STEP_MIB * MiB - free0
+    check(c["pressure_releases"] > c0["pressure_releases"],
+          "the balloon gave nothing back under pressure")
+    check(released >= need,
+          "the balloon gave back %s, the workload needed at least %s",
+          mib(released), mib(need))
+    check(c["hold_ms"] > 0 or st["sys"]["size_bytes"] == target,
+          "no hold-off after the releases (hold_ms 0, size %s of %s)",
+          mib(st["sys"]["size_bytes"]), mib(target))
+
+    # The workload is gone; after the hold-off the balloon is back at its
+    # target, exactly.
+    st = g.wait_size(target, timeout=120)
+    check_eq(st["mem"]["MemTotal"], base - target, "MemTotal back at the target")
+    g.resize(0)
+    g.wait_size(0, timeout=180)
+    say("pressure: %d x %d MiB in %s s (guest %.1f s wall) against a %s "
+        "balloon; it gave back %s in %d releases, then refilled"
+        % (steps, STEP_MIB, res["seconds"], secs, mib(target),
+           mib(released), c["pressure_releases"] - c0["pressure_releases"]))
+
+
+def kpf_offline(g, ranges, block_size):
+    """(offline pages, pages) over the ballooned ranges, from
+    /proc/kpageflags: one 8-byte entry per 4 KiB page frame."""
+    script = ["n=0; t=0"]
+    for r in ranges:
+        first = r["start"] >> 12
+        count = r["blocks"] * block_size >> 12
+        script.append(
+            "set -- $(dd if=/proc/kpageflags bs=8 skip=%d count=%d 2>/dev/null"
+            " | od -An -v -tu8 -w8 | awk '{ t++; if (int($1 / %d) %% 2) n++ }"
+            " END { print n+0, t+0 }'); n=$((n + $1)); t=$((t + $2))"
+            % (first, count, 1 << KPF_OFFLINE))
+    script.append("echo offline $n pages $t")
+    out = g.sh("\n".join(script), timeout=300)
+    m = re.search(r"offline (\d+) pages (\d+)", out)
+    check(m, "kpageflags scan printed nothing: %s", out.strip()[-200:])
+    return int(m.group(1)), int(m.group(2))
+
+
+def offline(g, size):
+    """Balloon `size` bytes; the page frames with KPF_OFFLINE among the
+    blocks the device lists are exactly the balloon's, and none once it is
+    emptied.  (balloon13d also lists blocks an earlier deflate withdrew
+    that the guest has not touched since: it can't know of them.)"""
+    g.empty()
+    g.resize(size, wait=True)
+    g.wait_size(size)
+    rng = g.ctl("ranges")
+    bs = rng["block_size"]
+    check(rng["blocks"] * bs >= size, "ranges list %s, less than the %s "
+          "ballooned", mib(rng["blocks"] * bs), mib(size))
+    off, pages = kpf_offline(g, rng["ranges"], bs)
+    check_eq(pages, rng["blocks"] * bs // 4096, "page frames scanned")
+    check_eq(off, size // 4096,
+             "page frames with KPF_OFFLINE in the device's ranges")
+    g.resize(0)
+    g.wait_size(0)
+    off2, _ = kpf_offline(g, rng["ranges"], bs)
+    check_eq(off2, 0, "KPF_OFFLINE page frames after resize 0")
+    say("offline: %d page frames with KPF_OFFLINE in %d ranges (%s) of "
+        "%d-byte blocks while ballooned, none after" % (
+            off, len(rng["ranges"]), mib(pages * 4096), bs))
+
+
+# Registered before "floor": the first scenario in a fresh VM, so the
+# device lists exactly the balloon.
+@scenario("offline", "floor4g")
+def t_offline(g):
+    """KPF_OFFLINE on every page frame of 256 MiB of 4 KiB blocks."""
+    offline(g, 256 * MiB)
+
+
+@scenario("floor", "floor4g", devices=("vu", "native"))
+def t_floor(g):
+    """4 GiB guest, target above RAM: MemTotal ends exactly at the floor."""
+    st = g.empty()
+    base = g.base_memtotal
+    check(base > 16 * AUTO_FLOOR_MIN, "MemTotal %s: too small to test RAM/16",
+          mib(base))
+    floor = auto_floor(base)
+    check_eq(st["sys"]["floor_bytes"], floor, "sysfs floor_bytes (empty)")
+    c0 = st["cnt"]
+    dev0 = g.status()
+
+    g.resize(g.vm.mem_bytes)        # more than MemTotal: RAM itself
+    st = wait_floor(g)
+    c = st["cnt"]
+    check_eq(c["pressure_releases"] - c0["pressure_releases"], 0,
+             "pressure releases while filling to the floor (MemTotal %s, "
+             "balloon %s, alloc_failures %d)" % (
+                 mib(st["mem"]["MemTotal"]), mib(st["sys"]["size_bytes"]),
+                 c["alloc_failures"]))
+    check_eq(st["mem"]["MemTotal"], floor, "MemTotal with the floor holding")
+    check_eq(st["sys"]["floor_bytes"], floor, "sysfs floor_bytes (full)")
+    check_eq(st["sys"]["size_bytes"], base - floor, "sysfs size_bytes")
+    check_eq(c["targets_clamped"] - c0["targets_clamped"], 1,
+             "targets_clamped increase")
+    dev = g.status()
+    check_eq(dev["bytes_received"] - dev0["bytes_received"], base - floor,
+             "device bytes_received increase")
+    # Held, not spinning.
+    time.sleep(1)
+    c1 = g.state()["cnt"]
+    for k in ("blocks_inflated", "messages_pages", "alloc_failures"):
+        check_eq(c1[k], c[k], "%s after a second at the floor" % k)
+
+    g.resize(0)
+    st = g.wait_size(0, timeout=180)
+    check_eq(st["mem"]["MemTotal"], base, "MemTotal after resize 0")
+    check_eq(st["sys"]["floor_bytes"], floor, "sysfs floor_bytes (emptied)")
+    say("floor: MemTotal %s, floor %s = RAM/16; the balloon held %s"
+        % (mib(base), mib(floor), mib(base - floor)))
+
+
+@scenario("offline-2m", "blocks2m")
+def t_offline_2m(g):
+    """KPF_OFFLINE on every page frame of 128 MiB of 2 MiB blocks."""
+    offline(g, 128 * MiB)
+
