@@ -20,6 +20,16 @@ count_lines() {
 	passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
 }
 
+# count_lines, and one more failure when the stage exited non-zero
+# without a FAIL line of its own (a crashed runner, a broken build).
+count_stage() { # rc log
+	count_lines "$2"
+	if [ "$1" != 0 ] && ! grep -q '^FAIL ' "$2"; then
+		echo "FAIL stage $2: exit $1 with no FAIL line of its own"
+		failed=$((failed + 1))
+	fi
+}
+
 # A stage that crashed without reporting its tests counts as one failure.
 run_stage() { # name log cmd...
 	local name=$1 log=$2 rc
@@ -91,7 +101,7 @@ fi
 
 if [ -f tests/e2e/run.py ]; then
 	run_stage "end-to-end (QEMU VMs)" out/check/e2e.log python3 tests/e2e/run.py
-	count_lines out/check/e2e.log
+	count_stage $? out/check/e2e.log
 	# Again on the debug kernel (KASAN, lockdep, ...; kmemleak in its own
 	# scenario), on balloon13d, without the scenarios that take longest
 	# there (2.5-5x slower than on Debian's kernels under TCG): unload's 20
@@ -100,18 +110,16 @@ if [ -f tests/e2e/run.py ]; then
 	run_stage "end-to-end on the debug kernel" out/check/e2e-debug.log \
 		python3 tests/e2e/run.py --series 6.12-debug --devices vu \
 		--skip unload,churn,bad-page-bits-40
-	count_lines out/check/e2e-debug.log
+	count_stage $? out/check/e2e-debug.log
 fi
 
 # The debug kernel's checks are really on, and reach out-of-tree modules.
 run_stage "debug kernel checks" out/check/debug-kernel.log python3 tests/debug-kernel/check.py
-rc=$?
-count_lines out/check/debug-kernel.log
-[ "$rc" != 0 ] && ! grep -q '^FAIL ' out/check/debug-kernel.log && failed=$((failed + 1))
+count_stage $? out/check/debug-kernel.log
 
 if [ -f bench/run.sh ]; then
 	run_stage "bench smoke" out/check/bench.log bash bench/run.sh --smoke
-	count_lines out/check/bench.log
+	count_stage $? out/check/bench.log
 fi
 
 printf '\ntotal time %ss\n' "$(($(date +%s) - t0))"

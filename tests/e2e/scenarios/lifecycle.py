@@ -676,7 +676,7 @@ def t_stress(g):
            r["pressure_releases"], r["stressor"]))
 
 
-@scenario("floor", "life", devices=("vu", "native"))
+@scenario("smallest", "life", devices=("vu", "native"))
 def t_floor(g):
     """Shrink to the floor (floor_mib=256) 10 times in a row: stops exactly at the floor, held_by_floor, no spinning, guest usable."""
     rng = rng_of(g, "floor")
