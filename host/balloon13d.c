@@ -929,14 +929,22 @@ static void b13_queue_set_started(VuDev *dev, int qidx, bool started)
 		  vu_queue_started(dev, vu_get_queue(dev, B13_VQ_OUTPUT));
 	if (running && !d->running) {
 		logrl(d, LOG_DEVICE, "device started (driver ready)");
-		/* A restarted driver starts empty: tell it the target again. */
-		if (d->target_set && !pending_has(d, REQ_RESIZE))
+		/*
+		 * A restarted driver starts empty: tell it the target again,
+		 * unless it already has it (a driver that posts its buffers
+		 * before DRIVER_OK gets a queued RESIZE as soon as inputq
+		 * starts, before outputq does).
+		 */
+		if (d->target_set && !d->target_delivered &&
+		    !pending_has(d, REQ_RESIZE))
 			queue_req(d, REQ_RESIZE, d->target);
 		schedule_poke(d);
 	} else if (!running && d->running) {
 		logrl(d, LOG_DEVICE, "device stopped (reset, driver gone or "
 		      "VM paused)");
 		d->c.device_stops++;
+		/* The next driver has not seen the target. */
+		d->target_delivered = false;
 	}
 	d->running = running;
 }
