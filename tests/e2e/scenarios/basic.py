@@ -168,9 +168,10 @@ def t_deflate(g):
     # Use (almost) all free memory: the freed blocks get touched again.
     # MemAvailable, not MemFree: with THP on, min_free_kbytes puts tens
     # of MiB below the zones' watermarks, which a process can't have (a
-    # 48 MiB margin on MemFree got memtouch OOM-killed on 6.1).  The
-    # memory left untouched (< 100 MiB) still lets >= 384 MiB of the
-    # 512 MiB come back.  On a KASAN kernel (-debug) freed slab objects
+    # 48 MiB margin on MemFree got memtouch OOM-killed on 6.1).  Which
+    # free pages memtouch gets is the allocator's choice: 370-405 MiB of
+    # the 512 MiB came back in 1.5 GiB guests, so half of it must (none
+    # would if withdrawal went unseen).  On a KASAN kernel (-debug) freed slab objects
     # wait in a quarantine that may grow to 1/32 of RAM meanwhile.
     margin = 32 * MiB
     if g.series.endswith("-debug"):
@@ -184,12 +185,12 @@ def t_deflate(g):
         "counts %s withdrawn, %s still in the balloon; host-resident +%s"
         % (secs, touch, mib(withdrawn), mib(s1["bytes_in_balloon"]),
            mib(res1 - res0)))
-    check(withdrawn >= 384 * MiB,
+    check(withdrawn >= 256 * MiB,
           "only %s of 512 MiB withdrawn after touching %d MiB"
           % (mib(withdrawn), touch))
     check_eq(s1["bytes_in_balloon"] + s1["blocks_withdrawn"] * s1["block_size"],
              s1["bytes_in_bitmap"], "daemon in_balloon + withdrawn")
-    check(res1 - res0 >= 384 * MiB,
+    check(res1 - res0 >= 256 * MiB,
           "host-resident guest RAM grew by only %s" % mib(res1 - res0))
 
 
@@ -448,7 +449,7 @@ def t_hostile(g):
 
 @scenario("churn", "churn")
 def t_churn(g):
-    """256 MiB of checksummed data survive 50 random resizes (--hold-ms 30)."""
+    """128 MiB of checksummed data survive 50 random resizes (--hold-ms 30)."""
     seed = g.seed
     rng = random.Random(seed)
     say("churn: seed %d (rerun with --seed %d)" % (seed, seed))
@@ -461,8 +462,9 @@ def t_churn(g):
                 "tee /tmp/churn/%s | sha256sum) && echo \"sum ${h%%%% *} %s\""
                 % (size_mib, name, name))
 
-    # The data held all along: 16 files of 16 MiB.
-    nfiles, fmib = 16, 16
+    # The data held all along: 16 files of 8 MiB (/dev/urandom is slow
+    # under TCG: 256 MiB took 25-60 s to write).
+    nfiles, fmib = 16, 8
     t0 = time.monotonic()
     out = g.sh("mkdir -p /tmp/churn && cd /tmp/churn && "
                + " && ".join(write("f%d" % i, fmib) for i in range(nfiles)),

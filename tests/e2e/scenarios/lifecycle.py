@@ -660,7 +660,7 @@ def t_hotplug(g):
     settle(g, 0)
 
 
-@scenario("stress", "life", devices=("vu", "native"))
+@scenario("stress", "life")
 def t_stress(g):
     """CPU, I/O and memory stress while the balloon is resized at random (seeded): no OOM kill, data intact, counters add up."""
     rng = rng_of(g, "stress")
@@ -676,7 +676,7 @@ def t_stress(g):
            r["pressure_releases"], r["stressor"]))
 
 
-@scenario("smallest", "life", devices=("vu", "native"))
+@scenario("smallest", "life")
 def t_floor(g):
     """Shrink to the floor (floor_mib=256) 10 times in a row: stops exactly at the floor, held_by_floor, no spinning, guest usable."""
     rng = rng_of(g, "floor")
