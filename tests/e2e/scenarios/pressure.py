@@ -101,9 +101,16 @@ def t_pressure(g):
     check(released >= need,
           "the balloon gave back %s, the workload needed at least %s",
           mib(released), mib(need))
-    check(c["hold_ms"] > 0 or st["sys"]["size_bytes"] == target,
-          "no hold-off after the releases (hold_ms 0, size %s of %s)",
-          mib(st["sys"]["size_bytes"]), mib(target))
+    # Right after the workload the balloon holds off (or is already back).
+    # A workload slower than the hold-off (a KASAN kernel under TCG) may
+    # also find it refilling.
+    hold_s = int(g.sh("cat /sys/module/virtio_balloon13/parameters/"
+                      "oom_hold_ms")) / 1000
+    check(c["hold_ms"] > 0 or st["sys"]["size_bytes"] == target
+          or secs > hold_s,
+          "no hold-off after the releases (hold_ms 0, size %s of %s, "
+          "workload %.1f s)",
+          mib(st["sys"]["size_bytes"]), mib(target), secs)
 
     # The workload is gone; after the hold-off the balloon is back at its
     # target, exactly.
