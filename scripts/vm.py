@@ -31,6 +31,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import sys
 import tempfile
 import time
@@ -328,6 +329,10 @@ class VM:
         self._qmp = None
         self._cmd_buf = b""
         self._qmp_buf = b""
+        # QMP is used from helper threads too (a timer thawing the native
+        # device while the main thread waits for SUSPEND): one reader at a
+        # time, a command's answer read by the thread that sent it.
+        self._qmp_lock = threading.RLock()
         self._seq = 0
         self._broken = None
 
@@ -699,16 +704,17 @@ class VM:
         msg = {"execute": cmd}
         if args:
             msg["arguments"] = args
-        self._qmp.sendall(json.dumps(msg).encode() + b"\n")
-        deadline = time.monotonic() + timeout
-        while True:
-            resp = self._qmp_read(deadline)
-            if "event" in resp:
-                self.events.append(resp)
-            elif "error" in resp:
-                raise QMPError(cmd, resp["error"])
-            elif "return" in resp:
-                return resp["return"]
+        with self._qmp_lock:
+            self._qmp.sendall(json.dumps(msg).encode() + b"\n")
+            deadline = time.monotonic() + timeout
+            while True:
+                resp = self._qmp_read(deadline)
+                if "event" in resp:
+                    self.events.append(resp)
+                elif "error" in resp:
+                    raise QMPError(cmd, resp["error"])
+                elif "return" in resp:
+                    return resp["return"]
 
     def hmp(self, command_line):
         """Run a human monitor command, return its text."""
@@ -776,22 +782,26 @@ class VM:
         (in self.events) counts; the event returned leaves self.events."""
         deadline = time.monotonic() + timeout
         while True:
-            for k, ev in enumerate(self.events):
-                if ev.get("event") == name and (
-                        match is None or match(ev.get("data", {}))):
-                    del self.events[k]
-                    return ev
-            if self._qmp is None:
-                raise VMError("VM not running")
-            try:
-                resp = self._qmp_read(deadline)
-            except VMError:
-                if time.monotonic() >= deadline:
-                    raise VMError("no QMP event %s within %d s"
-                                  % (name, timeout))
-                raise
-            if "event" in resp:
-                self.events.append(resp)
+            with self._qmp_lock:
+                for k, ev in enumerate(self.events):
+                    if ev.get("event") == name and (
+                            match is None or match(ev.get("data", {}))):
+                        del self.events[k]
+                        return ev
+                if self._qmp is None:
+                    raise VMError("VM not running")
+                # Short reads, so a command from another thread gets in.
+                slice_end = min(deadline, time.monotonic() + 0.2)
+                try:
+                    resp = self._qmp_read(slice_end)
+                except VMError:
+                    if time.monotonic() < slice_end:
+                        raise       # QMP closed, QEMU gone
+                    resp = None
+                if resp is not None and "event" in resp:
+                    self.events.append(resp)
+            if resp is None and time.monotonic() >= deadline:
+                raise VMError("no QMP event %s within %d s" % (name, timeout))
 
     def take_events(self, name):
         """Remove and return every QMP event `name` QEMU has sent so far."""
