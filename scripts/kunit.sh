@@ -2,9 +2,10 @@
 # Run virtio_balloon13's KUnit suite the standard way.
 #
 # Debian's linux-source-6.12 is extracted once into the cache; the driver's
-# kernel files are copied into its drivers/virtio/balloon13/ (hooked into
-# drivers/virtio/Kconfig and Makefile); tools/testing/kunit/kunit.py then
-# builds an x86_64 kernel from kunit/.kunitconfig in a cached build directory
+# kernel files are copied to the same paths in it (drivers/virtio/,
+# include/uapi/linux/; its Kconfig and Makefile lines hooked into
+# drivers/virtio's); tools/testing/kunit/kunit.py then builds an x86_64
+# kernel from drivers/virtio/tests/.kunitconfig in a cached build directory
 # and boots it under Debian's qemu-system-x86_64 (with qboot.rom from
 # qemu-system-data).  Later runs rebuild only what changed.
 #
@@ -94,21 +95,33 @@ if [ ! -f "$tree/.vb13-extracted" ]; then
 	done
 fi
 
-# Hook drivers/virtio/balloon13/ into the tree (idempotent).
+# The driver's files go where they are in the repository, which mirrors the
+# kernel tree: drivers/virtio/ and include/uapi/linux/.  Only changed files
+# are rewritten, and they get a fresh mtime, so make rebuilds them even
+# when their content went back to an older version.
+rm -rf "$tree/drivers/virtio/balloon13"	# the layout before drivers/virtio/
+rsync -r --checksum --exclude='*.mod.c' \
+	--include='/drivers/' --include='/drivers/virtio/' \
+	--include='/drivers/virtio/virtio_balloon13*' \
+	--include='/drivers/virtio/tests/' --include='/drivers/virtio/tests/*' \
+	--include='/include/' --include='/include/uapi/' \
+	--include='/include/uapi/linux/' \
+	--include='/include/uapi/linux/virtio_balloon13.h' \
+	--exclude='*' "$VB13_TOP/" "$tree/"
+# The repository's drivers/virtio/Kconfig and Makefile hold what the
+# kernel's gain: hook them in (idempotent).
+cmp -s "$VB13_TOP/drivers/virtio/Kconfig" "$tree/drivers/virtio/Kconfig.balloon13" ||
+	cp "$VB13_TOP/drivers/virtio/Kconfig" "$tree/drivers/virtio/Kconfig.balloon13"
 hook() { grep -qxF "$2" "$1" || printf '%s\n' "$2" >>"$1"; }
-hook "$tree/drivers/virtio/Kconfig" 'source "drivers/virtio/balloon13/Kconfig"'
-hook "$tree/drivers/virtio/Makefile" 'obj-y += balloon13/'
-
-# Copy exactly the kernel files.  Only changed files are rewritten, and they
-# get a fresh mtime, so make rebuilds them even when their content went back
-# to an older version.
-mkdir -p "$tree/drivers/virtio/balloon13"
-rsync -r --checksum --delete --delete-excluded \
-	--exclude='*.mod.c' \
-	--include='/*.c' --include='/*.h' --include='/Kconfig' --include='/Kbuild' \
-	--include='/kunit/' --include='/kunit/*.c' --include='/kunit/*.h' \
-	--include='/kunit/Makefile' --include='/kunit/Kbuild' \
-	--exclude='*' "$VB13_TOP/" "$tree/drivers/virtio/balloon13/"
+for f in Kconfig Makefile; do	# hooks of the layout before drivers/virtio/
+	if grep -q 'balloon13/' "$tree/drivers/virtio/$f"; then
+		sed -i '/balloon13\//d' "$tree/drivers/virtio/$f"
+	fi
+done
+hook "$tree/drivers/virtio/Kconfig" 'source "drivers/virtio/Kconfig.balloon13"'
+grep -v '^#' "$VB13_TOP/drivers/virtio/Makefile" | while IFS= read -r line; do
+	[ -n "$line" ] && hook "$tree/drivers/virtio/Makefile" "$line"
+done
 vb13_log "source tree ready in $((SECONDS - t0))s: $tree"
 if [ "$prepare_only" -eq 1 ]; then
 	echo "$tree"
@@ -119,7 +132,7 @@ mkdir -p "$out" "$build"
 out=$(cd "$out" && pwd)
 rm -f "$build/test.log" "$out/kunit.ktap" "$out/console.log" "$out/kunit.json"
 
-args=(run --arch=x86_64 --kunitconfig="$VB13_TOP/kunit/.kunitconfig"
+args=(run --arch=x86_64 --kunitconfig="$VB13_TOP/drivers/virtio/tests/.kunitconfig"
 	--build_dir="$build" --jobs="$jobs" --timeout="$timeout"
 	--qemu_args='-smp 2' --json="$out/kunit.json")
 for k in "${kadd[@]}"; do

@@ -42,8 +42,8 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import e2elib  # noqa: E402
-from e2elib import (GROUPS, SCENARIOS, TOP, Fail, Guest, say,  # noqa: E402
-                    vmlib)
+from e2elib import (GROUPS, SCENARIOS, TOP, Fail, Guest, Skip,  # noqa: E402
+                    say, vmlib)
 import devices  # noqa: E402
 
 
@@ -147,6 +147,8 @@ class Runner:
                     g.dmesg_mark = len(g.dmesg())
                     func(g)
                     g.check_dmesg_clean()
+                except Skip as e:
+                    self.skip(label, name, str(e))
                 except Fail as e:
                     self.report(label, name, False, time.monotonic() - t1, e,
                                 self.failure_details(g, vm, e))

@@ -48,16 +48,21 @@
 #include <linux/virtio_config.h>
 #include <linux/virtio_ring.h>
 
-#include "fake_vdev.h"
+#include "virtio_balloon13_fake_vdev.h"
 
 /* fake_vdev_queue::irq_pending bits */
 #define FAKE_VDEV_IRQ_USED	0	/* used buffers: vring_interrupt() */
 #define FAKE_VDEV_IRQ_FORCE	1	/* call the callback regardless */
 
-/* Features the fake can serve: vringh knows split rings only. */
+/*
+ * Features the fake can serve: vringh knows split rings only; of device
+ * 13's own bits, explicit withdrawal and pressure release.
+ */
 #define FAKE_VDEV_FEATURES_OK	(BIT_ULL(VIRTIO_F_VERSION_1) |		\
 				 BIT_ULL(VIRTIO_RING_F_EVENT_IDX) |	\
-				 BIT_ULL(VIRTIO_RING_F_INDIRECT_DESC))
+				 BIT_ULL(VIRTIO_RING_F_INDIRECT_DESC) |	\
+				 BIT_ULL(FAKE_VDEV_F_WITHDRAW) |	\
+				 BIT_ULL(FAKE_VDEV_F_PRESSURE_RELEASE))
 
 /* How long unregistering waits for the last reference to the device. */
 #define FAKE_VDEV_RELEASE_TIMEOUT	(10 * HZ)

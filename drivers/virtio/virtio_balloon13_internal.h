@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Virtio memory balloon, device ID 13 (OASIS VIRTIO-28): wire format and
- * the driver's internal interfaces shared by its files and its KUnit suite.
+ * Virtio memory balloon, device ID 13: the driver's structures and the
+ * functions its KUnit suite (tests/) reaches.  The wire format is
+ * <linux/virtio_balloon13.h>.
  */
-#ifndef _VIRTIO_BALLOON13_H
-#define _VIRTIO_BALLOON13_H
+#ifndef _VIRTIO_BALLOON13_INTERNAL_H
+#define _VIRTIO_BALLOON13_INTERNAL_H
 
 #include <linux/types.h>
 #include <linux/list.h>
@@ -16,77 +17,9 @@
 #include <linux/mmzone.h>
 #include <linux/log2.h>
 #include <linux/virtio_ids.h>
+#include <linux/virtio_balloon13.h>
 
-#ifndef VIRTIO_ID_MEMORY_BALLOON
-#define VIRTIO_ID_MEMORY_BALLOON	13
-#endif
-
-/* --- Device configuration layout ----------------------------------------- */
-
-/* Read-only; "cannot change" while the driver is bound. */
-struct virtio_balloon13_config {
-	/* Block size of the balloon is 2^page_bits bytes. */
-	__le32 page_bits;
-};
-
-/* --- Requests: device -> driver on inputq --------------------------------- */
-
-#define VIRTIO_BALLOON13_REQ_RESIZE	0	/* value: target size in bytes */
-#define VIRTIO_BALLOON13_REQ_STATS	1	/* value: unused */
-
-struct virtio_balloon13_req {
-	__le32 type;
-	__le32 reserved;
-	__le64 value;
-};
-
-/* --- Responses: driver -> device on outputq -------------------------------- */
-
-#define VIRTIO_BALLOON13_RESP_PAGES	0
-#define VIRTIO_BALLOON13_RESP_STATS	1
-
-/*
- * Common header of every outputq message.  The proposal's structs are
- * unpacked C, so natural alignment puts the 64-bit array at offset 8: the
- * padding is made explicit here.
- */
-struct virtio_balloon13_resp_hdr {
-	__le32 type;
-	__le32 reserved;
-};
-
-/* A page list: header, then one guest-physical address per block. */
-struct virtio_balloon13_pages {
-	struct virtio_balloon13_resp_hdr hdr;
-	__le64 page[];
-};
-
-#define VIRTIO_BALLOON13_TAG_SWAP_IN	0	/* bytes */
-#define VIRTIO_BALLOON13_TAG_SWAP_OUT	1	/* bytes */
-#define VIRTIO_BALLOON13_TAG_MAJFLT	2
-#define VIRTIO_BALLOON13_TAG_MINFLT	3
-#define VIRTIO_BALLOON13_TAG_MEMFREE	4	/* bytes */
-#define VIRTIO_BALLOON13_TAG_MEMTOT	5	/* bytes */
-#define VIRTIO_BALLOON13_NR_TAGS	6
-
-struct virtio_balloon13_stat {
-	__le64 tag;
-	__le64 value;
-};
-
-struct virtio_balloon13_stats {
-	struct virtio_balloon13_resp_hdr hdr;
-	struct virtio_balloon13_stat s[VIRTIO_BALLOON13_NR_TAGS];
-};
-
-/* --- Driver internals ----------------------------------------------------- */
-
-/*
- * The largest buddy order the allocator serves.  MAX_ORDER changed meaning
- * in 6.4 and became MAX_PAGE_ORDER in 6.8; MAX_ORDER_NR_PAGES has always
- * been the page count of the largest allocation.
- */
-#define VB13_MAX_ORDER		const_ilog2(MAX_ORDER_NR_PAGES)
+#include "virtio_balloon13_compat.h"
 
 /* Smallest block the driver serves: one 4 KiB x86 page. */
 #define VB13_MIN_PAGE_BITS	12
@@ -103,7 +36,7 @@ struct virtio_balloon13_stats {
  * by VB13_NR_MSGS times the cap.  The address array is sized for the cap,
  * at most 64 KiB (8191 addresses), one allocation made at probe.
  */
-#define VB13_MSG_BUF_MAX	(64 * 1024)
+#define VB13_MSG_BUF_MAX	VIRTIO_BALLOON13_MSG_MAX_LEN
 #define VB13_MSG_ADDRS_MAX	\
 	((VB13_MSG_BUF_MAX - sizeof(struct virtio_balloon13_resp_hdr)) / \
 	 sizeof(__le64))
@@ -190,7 +123,7 @@ enum vb13_vq {
  * struct virtio_balloon13 - one device instance
  *
  * Lock order: @lock, then vb13_ram_lock (the RAM accounting seqlock in
- * virtio_balloon13_main.c), then @out_lock.  Pages are allocated without
+ * virtio_balloon13.c), then @out_lock.  Pages are allocated without
  * @lock held, because an allocation may reclaim and the OOM notifier and
  * the shrinker take @lock; nothing allocates memory while holding it.
  */
@@ -256,7 +189,7 @@ struct virtio_balloon13 {
 	/* Blocks named by messages not yet reaped, @fill included. */
 	unsigned long in_flight_blocks;
 	/* Chunks the device has acknowledged, by buddy order. */
-	struct list_head acked[VB13_MAX_ORDER + 1];
+	struct list_head acked[MAX_PAGE_ORDER + 1];
 	unsigned long nr_blocks;	/* blocks held, acked or not */
 	/* The same in pages; written under vb13_ram_lock too. */
 	unsigned long held_pages;
@@ -310,9 +243,26 @@ static inline size_t vb13_stats_len(unsigned int n)
 	       n * sizeof(struct virtio_balloon13_stat);
 }
 
-struct page;
+/* Statistics a STATS message carries at most: one per tag. */
+#define VB13_NR_STATS		VIRTIO_BALLOON13_TAG_NR
 
-/* pagelist.c: geometry, chunks and the page-list hot path */
+#if IS_ENABLED(CONFIG_KUNIT)
+struct page;
+struct seq_file;
+
+/*
+ * What the KUnit suite reaches in virtio_balloon13.c (VISIBLE_IF_KUNIT:
+ * static in a kernel without KUnit).
+ */
+extern unsigned int vb13_floor_mib;
+extern int vb13_pressure_release;
+extern unsigned int vb13_shrinker_mode;
+extern unsigned long vb13_floor_min_bytes;
+extern unsigned int vb13_oom_release_mib;
+extern unsigned int vb13_oom_hold_ms;
+extern unsigned int vb13_page_list_kib;
+
+/* Geometry, chunks and the page-list hot path */
 int vb13_geom_init(struct vb13_geom *g, u32 page_bits, unsigned int msg_addrs,
 		   unsigned long msg_pages);
 unsigned long vb13_chunk_blocks(const struct vb13_geom *g, unsigned int order);
@@ -337,23 +287,12 @@ unsigned int vb13_msg_add(const struct vb13_geom *g, struct vb13_msg *msg,
 unsigned int vb13_msg_len(const struct vb13_msg *msg);
 void vb13_msg_init(struct vb13_msg *msg);
 
-/* stats.c */
+/* Statistics, accounting and debugfs */
 unsigned int vb13_fill_stats(struct virtio_balloon13_stats *st);
-
-#if IS_ENABLED(CONFIG_KUNIT)
-struct seq_file;
-/* virtio_balloon13_main.c internals the KUnit suite reaches */
-extern unsigned int vb13_floor_mib;
-extern unsigned long vb13_floor_min_bytes;
-extern bool vb13_oom_release;
-extern unsigned int vb13_oom_release_mib;
-extern unsigned int vb13_oom_hold_ms;
-extern unsigned int vb13_page_list_kib;
-extern unsigned int vb13_shrinker_mode;
 unsigned long vb13_ram_pages(void);
 unsigned long vb13_floor_pages(void);
 unsigned long vb13_max_blocks(struct virtio_balloon13 *vb);
 int vb13_counters_show(struct seq_file *f, void *offset);
 #endif
 
-#endif /* _VIRTIO_BALLOON13_H */
+#endif /* _VIRTIO_BALLOON13_INTERNAL_H */

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * KUnit tests of the whole virtio_balloon13 driver bound to a fake device
- * 13 (fake_vdev.c): real virtqueues, the device side served with vringh.
+ * 13 (virtio_balloon13_fake_vdev.c): real virtqueues, the device side served with vringh.
  */
 #include <kunit/test.h>
 #include <linux/delay.h>
@@ -16,8 +16,8 @@
 #include <linux/vmstat.h>
 #include <linux/workqueue.h>
 
-#include "../virtio_balloon13.h"
-#include "fake_vdev.h"
+#include "../virtio_balloon13_internal.h"
+#include "virtio_balloon13_fake_vdev.h"
 
 #define TO	FAKE_VDEV_TIMEOUT_MS
 
@@ -42,6 +42,8 @@ static struct fake_vdev *bind_q(struct kunit *test, u32 page_bits,
 	 */
 	fd->discard_fill = 0x5a;
 	fd->queue_size = qsize;
+	/* As QEMU and balloon13d do by default. */
+	fd->device_features |= BIT_ULL(VIRTIO_BALLOON13_F_PRESSURE_RELEASE);
 	fake_vdev_set_auto(fd, auto_out);
 	KUNIT_ASSERT_EQ(test, fake_vdev_register(fd), 0);
 	KUNIT_ASSERT_TRUE(test, fake_vdev_bound(fd));
@@ -61,7 +63,7 @@ struct saved_params {
 	unsigned int floor_mib, oom_release_mib, oom_hold_ms, page_list_kib;
 	unsigned int shrinker_mode;
 	unsigned long floor_min_bytes;
-	bool oom_release;
+	int pressure_release;
 };
 
 static void restore_params(void *data)
@@ -70,7 +72,7 @@ static void restore_params(void *data)
 
 	WRITE_ONCE(vb13_floor_mib, p->floor_mib);
 	WRITE_ONCE(vb13_floor_min_bytes, p->floor_min_bytes);
-	WRITE_ONCE(vb13_oom_release, p->oom_release);
+	WRITE_ONCE(vb13_pressure_release, p->pressure_release);
 	WRITE_ONCE(vb13_oom_release_mib, p->oom_release_mib);
 	WRITE_ONCE(vb13_oom_hold_ms, p->oom_hold_ms);
 	WRITE_ONCE(vb13_page_list_kib, p->page_list_kib);
@@ -84,7 +86,7 @@ static void save_params(struct kunit *test)
 	KUNIT_ASSERT_NOT_NULL(test, p);
 	p->floor_mib = vb13_floor_mib;
 	p->floor_min_bytes = vb13_floor_min_bytes;
-	p->oom_release = vb13_oom_release;
+	p->pressure_release = vb13_pressure_release;
 	p->oom_release_mib = vb13_oom_release_mib;
 	p->oom_hold_ms = vb13_oom_hold_ms;
 	p->page_list_kib = vb13_page_list_kib;
@@ -150,11 +152,15 @@ static bool wait_cnt(struct fake_vdev *fd, const u64 *counter, u64 n)
 }
 
 /*
- * Every block the driver holds was received by the device exactly once,
- * and every page of it is PageOffline().
+ * Every block the driver holds was received by the device, and every page
+ * of it is PageOffline().  Unless @reused, each exactly once: a test in
+ * which blocks left the balloon (withdrawn by access, which the device
+ * doesn't see) and the balloon refilled may hold a block the device
+ * received once per time it entered the balloon.
  * Return: the number of blocks checked.
  */
-static unsigned long check_owned(struct kunit *test, struct fake_vdev *fd)
+static unsigned long __check_owned(struct kunit *test, struct fake_vdev *fd,
+				   bool reused)
 {
 	struct virtio_balloon13 *vb = vb_of(fd);
 	unsigned long n = 0, unseen = 0, repeated = 0, online = 0;
@@ -162,7 +168,7 @@ static unsigned long check_owned(struct kunit *test, struct fake_vdev *fd)
 	int order;
 
 	mutex_lock(&vb->lock);
-	for (order = 0; order <= VB13_MAX_ORDER; order++) {
+	for (order = 0; order <= MAX_PAGE_ORDER; order++) {
 		list_for_each_entry(page, &vb->acked[order], lru) {
 			unsigned long i, blocks;
 			u64 base = PFN_PHYS(page_to_pfn(page));
@@ -183,9 +189,15 @@ static unsigned long check_owned(struct kunit *test, struct fake_vdev *fd)
 	}
 	mutex_unlock(&vb->lock);
 	KUNIT_EXPECT_EQ(test, unseen, 0UL);
-	KUNIT_EXPECT_EQ(test, repeated, 0UL);
+	if (!reused)
+		KUNIT_EXPECT_EQ(test, repeated, 0UL);
 	KUNIT_EXPECT_EQ(test, online, 0UL);
 	return n;
+}
+
+static unsigned long check_owned(struct kunit *test, struct fake_vdev *fd)
+{
+	return __check_owned(test, fd, false);
 }
 
 /*
@@ -1273,6 +1285,7 @@ static void hostile_spurious_interrupts(struct kunit *test)
 {
 	struct virtio_balloon13 *vb;
 	struct fake_vdev *fd;
+	u64 spurious;
 	int i;
 
 	fd = bind(test, 12, true);
@@ -1288,9 +1301,14 @@ static void hostile_spurious_interrupts(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, fake_vdev_inputq_posted(fd),
 			(unsigned int)VB13_NR_REQS);
 	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_MSGS), 0ULL);
-	/* Our own callback run with nothing to do counts as spurious. */
+	/* The inputq interrupts found nothing to do: spurious. */
+	spurious = READ_ONCE(vb->cnt.spurious_callbacks);
+	KUNIT_EXPECT_GE(test, spurious, 1ULL);
+	KUNIT_EXPECT_LE(test, spurious, 16ULL);
+	/* So does our own callback, run by hand with nothing to do. */
 	vb->vqs[VB13_VQ_INPUT]->callback(vb->vqs[VB13_VQ_INPUT]);
-	KUNIT_EXPECT_TRUE(test, wait_cnt(fd, &vb->cnt.spurious_callbacks, 1));
+	KUNIT_EXPECT_TRUE(test, wait_cnt(fd, &vb->cnt.spurious_callbacks,
+					 spurious + 1));
 	KUNIT_ASSERT_EQ(test, resize(fd, SZ_4M), 0);
 	KUNIT_EXPECT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 1024), TO));
 }
@@ -1404,7 +1422,9 @@ static void shrinker_episode(struct kunit *test)
 	WRITE_ONCE(vb13_shrinker_mode, 0);
 	KUNIT_EXPECT_GE(test, oom_call(vb), 1024UL);
 	KUNIT_EXPECT_EQ(test, s->count_objects(s, &sc), SHRINK_EMPTY);
-	KUNIT_EXPECT_EQ(test, check_owned(test, fd), READ_ONCE(vb->nr_blocks));
+	/* The refill may have taken blocks the shrinker gave back. */
+	KUNIT_EXPECT_EQ(test, __check_owned(test, fd, true),
+			READ_ONCE(vb->nr_blocks));
 }
 
 /*
@@ -1479,14 +1499,59 @@ static void oom_release_off(struct kunit *test)
 	struct fake_vdev *fd;
 
 	save_params(test);
-	WRITE_ONCE(vb13_oom_release, false);
+	WRITE_ONCE(vb13_pressure_release, 0);
 	fd = bind(test, 12, true);
 	vb = vb_of(fd);
+	/* Offered, but not taken: the device knows the guest won't release. */
+	KUNIT_EXPECT_FALSE(test,
+			   virtio_has_feature(&fd->vdev,
+					      VIRTIO_BALLOON13_F_PRESSURE_RELEASE));
 	KUNIT_ASSERT_EQ(test, resize(fd, SZ_8M), 0);
 	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 2048), TO));
 	KUNIT_EXPECT_EQ(test, oom_call(vb), 0UL);
 	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->nr_blocks), 2048UL);
 	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.pressure_releases), 0ULL);
+}
+
+/*
+ * A device that does not offer VIRTIO_BALLOON13_F_PRESSURE_RELEASE keeps
+ * the balloon at its target under pressure: neither the OOM notifier nor
+ * the shrinker (even in its "always" mode) gives anything back.
+ */
+static void pressure_release_not_offered(struct kunit *test)
+{
+	struct shrink_control sc = { .gfp_mask = GFP_KERNEL, .nr_to_scan = 512 };
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+
+	save_params(test);
+	WRITE_ONCE(vb13_shrinker_mode, 2);
+	fd = fake_vdev_create(test, 12);
+	fd->discard_fill = 0x5a;
+	fake_vdev_set_auto(fd, true);
+	KUNIT_ASSERT_EQ(test, fake_vdev_register(fd), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_bound(fd));
+	vb = vb_of(fd);
+	KUNIT_ASSERT_NOT_NULL(test, vb);
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_8M), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 2048), TO));
+	KUNIT_EXPECT_EQ(test, oom_call(vb), 0UL);
+	KUNIT_EXPECT_EQ(test, vb->shrinker->count_objects(vb->shrinker, &sc),
+			SHRINK_EMPTY);
+	KUNIT_EXPECT_EQ(test, vb->shrinker->scan_objects(vb->shrinker, &sc),
+			SHRINK_STOP);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->nr_blocks), 2048UL);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.pressure_releases), 0ULL);
+	/* Offered and followed: the same calls give memory back. */
+	fake_vdev_unregister(fd);
+	fd->device_features |= BIT_ULL(FAKE_VDEV_F_PRESSURE_RELEASE);
+	KUNIT_ASSERT_EQ(test, fake_vdev_register(fd), 0);
+	vb = vb_of(fd);
+	KUNIT_ASSERT_NOT_NULL(test, vb);
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_8M), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 2048), TO));
+	KUNIT_EXPECT_GT(test, oom_call(vb), 0UL);
+	KUNIT_EXPECT_LT(test, READ_ONCE(vb->nr_blocks), 2048UL);
 }
 
 static struct kunit_case vb13_driver_cases[] = {
@@ -1527,6 +1592,7 @@ static struct kunit_case vb13_driver_cases[] = {
 	KUNIT_CASE(oom_unsent_first),
 	KUNIT_CASE(deflate_unsent_first),
 	KUNIT_CASE(oom_release_off),
+	KUNIT_CASE(pressure_release_not_offered),
 	{}
 };
 

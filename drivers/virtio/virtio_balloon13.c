@@ -1,7 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Virtio memory balloon, device ID 13, as proposed in OASIS VIRTIO-28.
+ * Virtio memory balloon driver, device ID 13 (OASIS VIRTIO-28).
  *
+ * The wire format is include/uapi/linux/virtio_balloon13.h; the admin
+ * guide describes the sysfs, debugfs and module parameter interface.
+ */
+
+/**
  * DOC: Theory of operation
  *
  * The device writes requests into buffers the driver keeps posted on
@@ -52,71 +57,117 @@
  * rounds of failed reclaim.  Optionally (the shrinker parameter) reclaim
  * may take balloon memory too, during a pressure episode (from an OOM
  * notification until the hold-off ends) or always.  Inflation pauses for
- * oom_hold_ms after the last release; then the balloon moves back to its
- * target.
+ * a hold-off after the last release; then the balloon moves back to its
+ * target.  All of this only when the device offers
+ * VIRTIO_BALLOON13_F_PRESSURE_RELEASE: without it the balloon never goes
+ * below the device's target on its own.
  *
  * The device is not trusted: request lengths and types are checked, targets
  * are clamped to what the guest can give above its floor, the rings are
  * used at the size the device gave them, and nothing the device says leads
  * to a BUG, a WARN or an unbounded loop.
  */
+
+/**
+ * DOC: Chunks, blocks and messages
+ *
+ * The device names memory in blocks of 2^page_bits bytes.  The driver
+ * allocates memory in *chunks*: naturally aligned buddy allocations of
+ * order >= block_order, so that one chunk is a whole number of blocks and
+ * every block inside it is naturally aligned.  A chunk is described by its
+ * head page; the order is kept in page_private() of the head page and the
+ * head's lru links the chunk into a message (while the device still holds
+ * it) or into the acknowledged lists (once it came back).
+ *
+ * A chunk is never split across messages: the largest order the driver
+ * allocates is capped so that one chunk fits an empty message, both by its
+ * addresses and by the memory it names.  When withdrawing part of a chunk,
+ * the chunk is split into order-0 pages, the head part is freed and the
+ * rest is kept as naturally aligned power-of-two runs marked
+ * VB13_CHUNK_SPLIT, whose pages are freed one by one.
+ *
+ * Every page of a chunk is PageOffline() from allocation until it is
+ * freed, as virtio_balloon and vmw_balloon mark theirs: /proc/kcore, kdump
+ * and makedumpfile then skip it instead of reading a discarded block and
+ * making the host back it again.  page_offline_begin()/end(), which
+ * virtio_mem takes around the marking, is left out: it exists for memory
+ * that must never be touched once offline, while a reader racing with a
+ * balloon at worst makes the host back one block again.
+ *
+ * Nothing here takes locks or talks to the device; the callers own the
+ * serialisation (see struct virtio_balloon13).
+ */
+
+/**
+ * DOC: Statistics
+ *
+ * Each value is what the proposal's tag asks for, in its unit.  A value
+ * the guest cannot determine is left out rather than sent as zero: without
+ * CONFIG_VM_EVENT_COUNTERS the swap and fault counts are unknown.
+ */
+#include <linux/debugfs.h>
+#include <linux/export.h>
+#include <linux/gfp.h>
+#include <linux/jiffies.h>
+#include <linux/log2.h>
+#include <linux/minmax.h>
+#include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
+#include <linux/oom.h>
+#include <linux/overflow.h>
+#include <linux/page-flags.h>
+#include <linux/pfn.h>
+#include <linux/scatterlist.h>
+#include <linux/sched.h>
+#include <linux/seq_file.h>
+#include <linux/seqlock.h>
+#include <linux/shrinker.h>
+#include <linux/sizes.h>
+#include <linux/slab.h>
+#include <linux/swap.h>
 #include <linux/virtio.h>
 #include <linux/virtio_config.h>
-#include <linux/scatterlist.h>
-#include <linux/slab.h>
-#include <linux/mm.h>
-#include <linux/oom.h>
-#include <linux/shrinker.h>
-#include <linux/swap.h>
-#include <linux/sched.h>
-#include <linux/seqlock.h>
-#include <linux/debugfs.h>
-#include <linux/seq_file.h>
 #include <linux/vmstat.h>
-#include <linux/jiffies.h>
-#include <linux/sizes.h>
 #include <kunit/visibility.h>
 
-#include "virtio_balloon13.h"
+#include "virtio_balloon13_internal.h"
 
-/* The parameters are visible to the KUnit suite, which changes them. */
+/*
+ * Module parameters.  The KUnit suite changes them, and the tunables below
+ * them, directly.
+ */
 VISIBLE_IF_KUNIT unsigned int vb13_floor_mib;
 EXPORT_SYMBOL_IF_KUNIT(vb13_floor_mib);
 module_param_named(floor_mib, vb13_floor_mib, uint, 0644);
 MODULE_PARM_DESC(floor_mib,
 		 "Guest memory in MiB never given to the balloon (0 = auto: max(128 MiB, RAM/16), RAM counting the balloon)");
 
-VISIBLE_IF_KUNIT bool vb13_oom_release = true;
-EXPORT_SYMBOL_IF_KUNIT(vb13_oom_release);
-module_param_named(oom_release, vb13_oom_release, bool, 0644);
-MODULE_PARM_DESC(oom_release,
-		 "Give balloon memory back when the guest is about to OOM-kill (default: Y)");
-
-VISIBLE_IF_KUNIT unsigned int vb13_oom_release_mib = 16;
-EXPORT_SYMBOL_IF_KUNIT(vb13_oom_release_mib);
-module_param_named(oom_release_mib, vb13_oom_release_mib, uint, 0644);
-MODULE_PARM_DESC(oom_release_mib,
-		 "MiB given back by the first OOM notification; doubles while they keep coming (default: 16)");
-
-VISIBLE_IF_KUNIT unsigned int vb13_oom_hold_ms = 5000;
-EXPORT_SYMBOL_IF_KUNIT(vb13_oom_hold_ms);
-module_param_named(oom_hold_ms, vb13_oom_hold_ms, uint, 0644);
-MODULE_PARM_DESC(oom_hold_ms,
-		 "Milliseconds inflation stays paused after the last release under pressure (default: 5000)");
-
-VISIBLE_IF_KUNIT unsigned int vb13_page_list_kib = 16384;
-EXPORT_SYMBOL_IF_KUNIT(vb13_page_list_kib);
-module_param_named(page_list_kib, vb13_page_list_kib, uint, 0444);
-MODULE_PARM_DESC(page_list_kib,
-		 "KiB of memory one page-list message names at most; read at probe (default: 16384)");
+VISIBLE_IF_KUNIT int vb13_pressure_release = -1;
+EXPORT_SYMBOL_IF_KUNIT(vb13_pressure_release);
+module_param_named(pressure_release, vb13_pressure_release, int, 0644);
+MODULE_PARM_DESC(pressure_release,
+		 "Give balloon memory back when the guest would otherwise OOM: -1 when the device offers VIRTIO_BALLOON13_F_PRESSURE_RELEASE, 0 never (default: -1)");
 
 VISIBLE_IF_KUNIT unsigned int vb13_shrinker_mode;
 EXPORT_SYMBOL_IF_KUNIT(vb13_shrinker_mode);
 module_param_named(shrinker, vb13_shrinker_mode, uint, 0644);
 MODULE_PARM_DESC(shrinker,
-		 "Let reclaim take balloon memory: 0 never, 1 from an OOM notification until the hold-off ends, 2 always (default: 0)");
+		 "While pressure release is on, let reclaim take balloon memory too: 0 never, 1 during a pressure episode, 2 always (default: 0)");
+
+/*
+ * Tunables, fixed outside the KUnit suite.  The first OOM notification of
+ * an episode gives back 16 MiB, and each further one within the hold-off
+ * twice the one before; inflation pauses 5 s after the last release; a
+ * page-list message names at most 16 MiB.  See the admin guide for how
+ * each was measured.
+ */
+VISIBLE_IF_KUNIT unsigned int vb13_oom_release_mib = 16;
+EXPORT_SYMBOL_IF_KUNIT(vb13_oom_release_mib);
+VISIBLE_IF_KUNIT unsigned int vb13_oom_hold_ms = 5000;
+EXPORT_SYMBOL_IF_KUNIT(vb13_oom_hold_ms);
+VISIBLE_IF_KUNIT unsigned int vb13_page_list_kib = 16384;
+EXPORT_SYMBOL_IF_KUNIT(vb13_page_list_kib);
 
 /* Automatic floor: never less than this; the suite lowers it. */
 #define VB13_FLOOR_MIN		(128 * SZ_1M)
@@ -157,6 +208,409 @@ static inline void vb13_add(u64 *counter, u64 n)
 
 #define vb13_inc(vb, field, n) vb13_add(&(vb)->cnt.field, n)
 
+/* --- geometry, chunks and messages ---------------------------------------- */
+
+/**
+ * vb13_geom_init() - derive the block geometry and message limits
+ * @g: geometry to fill
+ * @page_bits: log2 of the block size, as read from config space
+ * @msg_addrs: addresses one page-list message holds (>= 1)
+ * @msg_pages: pages of memory one message may name (>= 1); raised to one
+ *	block when a block is larger
+ *
+ * Return: 0, or -EINVAL when the guest cannot serve @page_bits: blocks
+ * smaller than 4 KiB, or larger than the largest buddy allocation; or
+ * when one page's blocks don't fit @msg_addrs.
+ */
+VISIBLE_IF_KUNIT
+int vb13_geom_init(struct vb13_geom *g, u32 page_bits, unsigned int msg_addrs,
+		   unsigned long msg_pages)
+{
+	unsigned int by_addrs, by_pages;
+
+	if (page_bits < VB13_MIN_PAGE_BITS ||
+	    page_bits > PAGE_SHIFT + MAX_PAGE_ORDER || !msg_addrs || !msg_pages)
+		return -EINVAL;
+
+	g->page_bits = page_bits;
+	if (page_bits >= PAGE_SHIFT) {
+		g->block_order = page_bits - PAGE_SHIFT;
+		g->sub_shift = 0;
+	} else {
+		g->block_order = 0;
+		g->sub_shift = PAGE_SHIFT - page_bits;
+		/* One page's blocks must fit a message. */
+		if (msg_addrs < (1U << g->sub_shift))
+			return -EINVAL;
+	}
+	g->msg_addrs = msg_addrs;
+	g->msg_pages = max(msg_pages, 1UL << g->block_order);
+	/* Largest chunk that still fits an empty message both ways. */
+	by_addrs = g->block_order + ilog2(msg_addrs >> g->sub_shift);
+	by_pages = ilog2(g->msg_pages);
+	g->max_order = min3((unsigned int)MAX_PAGE_ORDER, by_addrs, by_pages);
+	return 0;
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_geom_init);
+
+/**
+ * vb13_chunk_blocks() - number of blocks in a chunk
+ * @g: geometry
+ * @order: buddy order of the chunk, >= @g->block_order
+ *
+ * Return: blocks (wire addresses) the chunk contributes.
+ */
+VISIBLE_IF_KUNIT
+unsigned long vb13_chunk_blocks(const struct vb13_geom *g, unsigned int order)
+{
+	return 1UL << (order - g->block_order + g->sub_shift);
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_chunk_blocks);
+
+/**
+ * vb13_blocks_to_pages() - pages covered by a number of blocks
+ * @g: geometry
+ * @blocks: whole blocks; a multiple of the blocks in one page
+ *
+ * Return: the page count.
+ */
+VISIBLE_IF_KUNIT
+unsigned long vb13_blocks_to_pages(const struct vb13_geom *g,
+				   unsigned long blocks)
+{
+	return (blocks << g->block_order) >> g->sub_shift;
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_blocks_to_pages);
+
+/**
+ * vb13_pages_to_blocks() - whole blocks in a number of pages
+ * @g: geometry
+ * @pages: page count
+ *
+ * Return: the number of whole blocks, rounded down.
+ */
+VISIBLE_IF_KUNIT
+unsigned long vb13_pages_to_blocks(const struct vb13_geom *g,
+				   unsigned long pages)
+{
+	return (pages >> g->block_order) << g->sub_shift;
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_pages_to_blocks);
+
+/**
+ * vb13_encode_chunk() - write the wire addresses of one chunk
+ * @g: geometry
+ * @dst: where the first address goes; room for vb13_chunk_blocks() entries
+ * @base: guest-physical address of the chunk, aligned to its size
+ * @order: buddy order of the chunk
+ *
+ * This is the per-block hot path: one store per block, nothing else.
+ *
+ * Return: the number of addresses written.
+ */
+VISIBLE_IF_KUNIT
+unsigned int vb13_encode_chunk(const struct vb13_geom *g, __le64 *dst,
+			       phys_addr_t base, unsigned int order)
+{
+	unsigned int i, n = vb13_chunk_blocks(g, order);
+	u64 step = 1ULL << g->page_bits;
+	u64 addr = base;
+
+	for (i = 0; i < n; i++, addr += step)
+		dst[i] = cpu_to_le64(addr);
+	return n;
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_encode_chunk);
+
+/**
+ * vb13_target_blocks() - turn a RESIZE value into a target in blocks
+ * @g: geometry
+ * @bytes: target balloon size in bytes, as sent by the (untrusted) device
+ * @max_blocks: the most the guest could ever give
+ * @clamped: set to whether @bytes asked for more than @max_blocks
+ *
+ * Rounds down to whole blocks and to whole pages (blocks smaller than a
+ * page are only ever given a page at a time), then clamps.  Every u64,
+ * including 2^64 - 1, is a valid input.
+ *
+ * Return: the target in blocks, at most @max_blocks.
+ */
+VISIBLE_IF_KUNIT
+unsigned long vb13_target_blocks(const struct vb13_geom *g, u64 bytes,
+				 unsigned long max_blocks, bool *clamped)
+{
+	u64 blocks = bytes >> g->page_bits;
+
+	blocks = round_down(blocks, 1ULL << g->sub_shift);
+	*clamped = blocks > max_blocks;
+	return *clamped ? max_blocks : (unsigned long)blocks;
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_target_blocks);
+
+/* --- chunks ------------------------------------------------------------- */
+
+/* page_private() of a chunk's head page: order, and whether it was split. */
+#define VB13_CHUNK_ORDER_MASK	0xffUL
+#define VB13_CHUNK_SPLIT	0x100UL
+
+static void vb13_chunk_set(struct page *page, unsigned int order, bool split)
+{
+	set_page_private(page, order | (split ? VB13_CHUNK_SPLIT : 0));
+}
+
+/**
+ * vb13_chunk_order() - buddy order of a chunk
+ * @page: the chunk's head page
+ *
+ * Return: the order recorded when the chunk was created.
+ */
+VISIBLE_IF_KUNIT
+unsigned int vb13_chunk_order(struct page *page)
+{
+	return page_private(page) & VB13_CHUNK_ORDER_MASK;
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_chunk_order);
+
+/**
+ * vb13_alloc_chunk() - allocate one chunk for the balloon
+ * @g: geometry
+ * @order: buddy order, >= @g->block_order
+ *
+ * Orders above the block order are opportunistic: they neither reclaim
+ * nor wake kswapd, so a fragmented guest falls back to smaller chunks
+ * instead of compacting for us.  The block order itself may reclaim once
+ * but never retries and never invokes the OOM killer.  Every page of the
+ * chunk is marked PageOffline().
+ *
+ * Context: may sleep; must not be called with the balloon lock held.
+ * Return: the head page, or NULL.
+ */
+VISIBLE_IF_KUNIT
+struct page *vb13_alloc_chunk(const struct vb13_geom *g, unsigned int order)
+{
+	gfp_t gfp = GFP_HIGHUSER | __GFP_NOWARN | __GFP_NOMEMALLOC |
+		    __GFP_NORETRY;
+	struct page *page;
+	unsigned long i;
+
+	if (order > g->block_order)
+		gfp &= ~__GFP_RECLAIM;
+	page = alloc_pages(gfp, order);
+	if (!page)
+		return NULL;
+	for (i = 0; i < 1UL << order; i++)
+		__folio_set_offline(page_folio(page + i));
+	vb13_chunk_set(page, order, false);
+	return page;
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_alloc_chunk);
+
+/**
+ * vb13_free_pages() - give independent order-0 pages back
+ * @page: the first page
+ * @nr: how many consecutive pages, each its own allocation (split)
+ *
+ * Clears PageOffline() on each before freeing it.
+ */
+VISIBLE_IF_KUNIT
+void vb13_free_pages(struct page *page, unsigned long nr)
+{
+	unsigned long i;
+
+	for (i = 0; i < nr; i++) {
+		__folio_clear_offline(page_folio(page + i));
+		__free_page(page + i);
+	}
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_free_pages);
+
+/**
+ * vb13_free_chunk() - give a chunk back to the buddy allocator
+ * @page: the chunk's head page, not on any list
+ *
+ * Clears PageOffline() on every page first.
+ *
+ * Return: the number of pages freed.
+ */
+VISIBLE_IF_KUNIT
+unsigned long vb13_free_chunk(struct page *page)
+{
+	unsigned int order = vb13_chunk_order(page);
+	bool split = page_private(page) & VB13_CHUNK_SPLIT;
+	unsigned long i, nr = 1UL << order;
+
+	set_page_private(page, 0);
+	if (split) {
+		vb13_free_pages(page, nr);
+		return nr;
+	}
+	for (i = 0; i < nr; i++)
+		__folio_clear_offline(page_folio(page + i));
+	__free_pages(page, order);
+	return nr;
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_free_chunk);
+
+/**
+ * vb13_split_chunk() - cut the head off a chunk
+ * @page: the chunk's head page, not on any list
+ * @keep_from: page index where the part to keep starts; a multiple of the
+ *	block size in pages, 0 < @keep_from < 2^order
+ * @rest: list that receives the kept part as power-of-two runs
+ *
+ * After this the first @keep_from pages are independent order-0 pages the
+ * caller frees with vb13_free_pages(); the rest becomes naturally aligned
+ * runs, each at least one block, marked as split chunks and added to
+ * @rest.  Every page stays PageOffline().
+ */
+VISIBLE_IF_KUNIT
+void vb13_split_chunk(struct page *page, unsigned long keep_from,
+		      struct list_head *rest)
+{
+	unsigned int order = vb13_chunk_order(page);
+	unsigned long end = 1UL << order, pos = keep_from;
+
+	if (!(page_private(page) & VB13_CHUNK_SPLIT))
+		split_page(page, order);
+	set_page_private(page, 0);
+
+	/* Greedy aligned decomposition of [keep_from, end). */
+	while (pos < end) {
+		unsigned int run = __ffs(pos);
+
+		while (pos + (1UL << run) > end)
+			run--;
+		vb13_chunk_set(page + pos, run, true);
+		list_add_tail(&page[pos].lru, rest);
+		pos += 1UL << run;
+	}
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_split_chunk);
+
+/* --- messages ----------------------------------------------------------- */
+
+/**
+ * vb13_msg_room() - can a chunk of this order join the message?
+ * @g: geometry, with the message limits
+ * @msg: message being filled
+ * @order: order of the candidate chunk
+ *
+ * Return: true when the chunk's addresses fit and the memory the message
+ * names stays within the cap.
+ */
+VISIBLE_IF_KUNIT
+bool vb13_msg_room(const struct vb13_geom *g, const struct vb13_msg *msg,
+		   unsigned int order)
+{
+	return msg->nr + vb13_chunk_blocks(g, order) <= g->msg_addrs &&
+	       msg->pages + (1UL << order) <= g->msg_pages;
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_msg_room);
+
+/**
+ * vb13_msg_add() - name a chunk in a message
+ * @g: geometry
+ * @msg: message being filled, with room for the chunk (vb13_msg_room())
+ * @page: the chunk's head page
+ *
+ * The chunk now belongs to the message until the device returns it.
+ *
+ * Return: the number of blocks added.
+ */
+VISIBLE_IF_KUNIT
+unsigned int vb13_msg_add(const struct vb13_geom *g, struct vb13_msg *msg,
+			  struct page *page)
+{
+	unsigned int order = vb13_chunk_order(page), n;
+
+	n = vb13_encode_chunk(g, &msg->buf->page[msg->nr],
+			      PFN_PHYS(page_to_pfn(page)), order);
+	msg->nr += n;
+	msg->pages += 1UL << order;
+	list_add_tail(&page->lru, &msg->chunks);
+	return n;
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_msg_add);
+
+/**
+ * vb13_msg_len() - wire length of a page-list message
+ * @msg: the message, with at least one address
+ *
+ * Return: 8 + 8 * addresses, in bytes.
+ */
+VISIBLE_IF_KUNIT
+unsigned int vb13_msg_len(const struct vb13_msg *msg)
+{
+	return struct_size(msg->buf, page, msg->nr);
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_msg_len);
+
+/**
+ * vb13_msg_init() - prepare an empty message for filling
+ * @msg: the message
+ */
+VISIBLE_IF_KUNIT
+void vb13_msg_init(struct vb13_msg *msg)
+{
+	msg->nr = 0;
+	msg->pages = 0;
+	INIT_LIST_HEAD(&msg->chunks);
+	msg->buf->hdr.type = cpu_to_le32(VIRTIO_BALLOON13_RESP_PAGES);
+	msg->buf->hdr.reserved = 0;
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_msg_init);
+
+/* --- statistics ------------------------------------------------------------ */
+
+static void vb13_put_stat(struct virtio_balloon13_stats *st, unsigned int *n,
+			  u64 tag, u64 value)
+{
+	st->s[*n].tag = cpu_to_le64(tag);
+	st->s[*n].value = cpu_to_le64(value);
+	(*n)++;
+}
+
+/**
+ * vb13_fill_stats() - fill a STATS response with the guest's current values
+ * @st: the response buffer
+ *
+ * Context: process context; may sleep (all_vm_events() takes the CPU
+ * hotplug lock).
+ * Return: the number of statistics written; the message length is
+ * sizeof(header) + n * sizeof(struct virtio_balloon13_stat).
+ */
+VISIBLE_IF_KUNIT
+unsigned int vb13_fill_stats(struct virtio_balloon13_stats *st)
+{
+	unsigned int n = 0;
+	struct sysinfo i;
+#ifdef CONFIG_VM_EVENT_COUNTERS
+	unsigned long events[NR_VM_EVENT_ITEMS];
+
+	all_vm_events(events);
+#endif
+	si_meminfo(&i);
+
+	st->hdr.type = cpu_to_le32(VIRTIO_BALLOON13_RESP_STATS);
+	st->hdr.reserved = 0;
+#ifdef CONFIG_VM_EVENT_COUNTERS
+	vb13_put_stat(st, &n, VIRTIO_BALLOON13_TAG_SWAP_IN,
+		      (u64)events[PSWPIN] << PAGE_SHIFT);
+	vb13_put_stat(st, &n, VIRTIO_BALLOON13_TAG_SWAP_OUT,
+		      (u64)events[PSWPOUT] << PAGE_SHIFT);
+	vb13_put_stat(st, &n, VIRTIO_BALLOON13_TAG_MAJFLT, events[PGMAJFAULT]);
+	/* PGFAULT counts every fault, major ones included. */
+	vb13_put_stat(st, &n, VIRTIO_BALLOON13_TAG_MINFLT,
+		      events[PGFAULT] - events[PGMAJFAULT]);
+#endif
+	vb13_put_stat(st, &n, VIRTIO_BALLOON13_TAG_MEMFREE,
+		      (u64)i.freeram * i.mem_unit);
+	vb13_put_stat(st, &n, VIRTIO_BALLOON13_TAG_MEMTOT,
+		      (u64)i.totalram * i.mem_unit);
+	return n;
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_fill_stats);
+
 /* --- block accounting ------------------------------------------------------ */
 
 /*
@@ -173,7 +627,8 @@ static unsigned long vb13_all_held_pages;
  * Return: totalram_pages() plus every page held by a device 13 balloon.
  * It doesn't move as a balloon grows or shrinks.
  */
-VISIBLE_IF_KUNIT unsigned long vb13_ram_pages(void)
+VISIBLE_IF_KUNIT
+unsigned long vb13_ram_pages(void)
 {
 	unsigned long ram;
 	unsigned int seq;
@@ -196,7 +651,8 @@ EXPORT_SYMBOL_IF_KUNIT(vb13_ram_pages);
  *
  * Return: the floor in pages: floor_mib, or max(128 MiB, RAM/16).
  */
-VISIBLE_IF_KUNIT unsigned long vb13_floor_pages(void)
+VISIBLE_IF_KUNIT
+unsigned long vb13_floor_pages(void)
 {
 	u64 floor = (u64)READ_ONCE(vb13_floor_mib) * SZ_1M;
 
@@ -215,7 +671,8 @@ EXPORT_SYMBOL_IF_KUNIT(vb13_floor_pages);
  * Return: what the guest has left plus what this balloon holds, less the
  * floor, in whole blocks.
  */
-VISIBLE_IF_KUNIT unsigned long vb13_max_blocks(struct virtio_balloon13 *vb)
+VISIBLE_IF_KUNIT
+unsigned long vb13_max_blocks(struct virtio_balloon13 *vb)
 {
 	unsigned long floor = vb13_floor_pages(), avail;
 	unsigned int seq;
@@ -556,6 +1013,18 @@ static unsigned long vb13_release(struct virtio_balloon13 *vb,
 
 /* --- memory pressure ------------------------------------------------------ */
 
+/*
+ * May the balloon give memory back on its own?  Only when the device
+ * offered VIRTIO_BALLOON13_F_PRESSURE_RELEASE and pressure_release is not
+ * 0 (.validate keeps the bit from being negotiated when it was 0 at probe;
+ * a later 0 stops releases at once).
+ */
+static bool vb13_may_release(struct virtio_balloon13 *vb)
+{
+	return READ_ONCE(vb13_pressure_release) &&
+	       virtio_has_feature(vb->vdev, VIRTIO_BALLOON13_F_PRESSURE_RELEASE);
+}
+
 /* Pause inflation for oom_hold_ms from now; called with vb->lock held. */
 static unsigned long vb13_pressure_hold(struct virtio_balloon13 *vb)
 {
@@ -586,11 +1055,12 @@ static bool vb13_held_off(struct virtio_balloon13 *vb, unsigned long *left)
 /*
  * Give back at least @want blocks (whole chunks) under pressure, in
  * batches, and pause inflation.  Called with vb->lock held; drops it
- * between batches.
+ * between batches unless @may_sleep is false (then one batch at most).
  * Return: blocks freed.
  */
-static unsigned long vb13_pressure_release(struct virtio_balloon13 *vb,
-					   unsigned long want)
+static unsigned long vb13_release_under_pressure(struct virtio_balloon13 *vb,
+						 unsigned long want,
+						 bool may_sleep)
 {
 	unsigned long freed = 0, n, hold;
 
@@ -601,6 +1071,8 @@ static unsigned long vb13_pressure_release(struct virtio_balloon13 *vb,
 		if (!n)
 			break;
 		freed += n;
+		if (!may_sleep)
+			break;
 		if (freed < want) {
 			mutex_unlock(&vb->lock);
 			cond_resched();
@@ -633,7 +1105,7 @@ static int vb13_oom_notify(struct notifier_block *nb, unsigned long dummy,
 						   oom_nb);
 	unsigned long *freed = parm, base, batch, blocks, left;
 
-	if (!READ_ONCE(vb13_oom_release))
+	if (!vb13_may_release(vb))
 		return NOTIFY_OK;
 
 	base = vb13_pages_to_blocks(&vb->geom,
@@ -646,29 +1118,18 @@ static int vb13_oom_notify(struct notifier_block *nb, unsigned long dummy,
 	if (vb->pressure_batch && vb13_held_off(vb, &left))
 		batch = max(base, min(vb->pressure_batch, ULONG_MAX / 4) * 2);
 	WRITE_ONCE(vb->pressure_batch, batch);
-	blocks = vb13_pressure_release(vb, batch);
+	blocks = vb13_release_under_pressure(vb, batch, true);
 	mutex_unlock(&vb->lock);
 
 	*freed += vb13_blocks_to_pages(&vb->geom, blocks);
 	return NOTIFY_OK;
 }
 
-/* Report pages freed outside the LRU to the reclaim that called us. */
-static void vb13_account_reclaimed(unsigned long pages)
-{
-#ifdef VB13_COMPAT_RECLAIMED
-	if (current->reclaim_state)
-		current->reclaim_state->reclaimed_slab += pages;
-#else
-	mm_account_reclaimed_pages(pages);
-#endif
-}
-
 static bool vb13_shrinker_active(struct virtio_balloon13 *vb)
 {
 	unsigned long left;
 
-	if (!READ_ONCE(vb13_oom_release))
+	if (!vb13_may_release(vb))
 		return false;
 	switch (READ_ONCE(vb13_shrinker_mode)) {
 	case VB13_SHRINK_ALWAYS:
@@ -709,31 +1170,22 @@ static unsigned long vb13_shrink_scan(struct virtio_balloon13 *vb,
 	 */
 	want = max3(vb13_pages_to_blocks(&vb->geom, nr_to_scan),
 		    READ_ONCE(vb->pressure_batch), 1UL << vb->geom.sub_shift);
-	mutex_lock(&vb->lock);
-	blocks = vb13_pressure_release(vb, want);
+	/* Where reclaim holds shrinker_rwsem around us, never sleep on it. */
+	if (VB13_SHRINKER_MAY_SLEEP)
+		mutex_lock(&vb->lock);
+	else if (!mutex_trylock(&vb->lock))
+		return SHRINK_STOP;
+	blocks = vb13_release_under_pressure(vb, want, VB13_SHRINKER_MAY_SLEEP);
 	mutex_unlock(&vb->lock);
 	pages = vb13_blocks_to_pages(&vb->geom, blocks);
-	vb13_account_reclaimed(pages);
+	mm_account_reclaimed_pages(pages);
 	return pages ?: SHRINK_STOP;
 }
 
-#ifdef VB13_COMPAT_SHRINKER
-/* Before 6.7 a shrinker is embedded and has no private data. */
-struct vb13_shrinker {
-	struct shrinker s;
-	struct virtio_balloon13 *vb;
-};
-
 static struct virtio_balloon13 *vb13_shrinker_vb(struct shrinker *s)
 {
-	return container_of(s, struct vb13_shrinker, s)->vb;
+	return vb13_shrinker_private(s);
 }
-#else
-static struct virtio_balloon13 *vb13_shrinker_vb(struct shrinker *s)
-{
-	return s->private_data;
-}
-#endif
 
 static unsigned long vb13_shrinker_count(struct shrinker *s,
 					 struct shrink_control *sc)
@@ -759,34 +1211,22 @@ static unsigned long vb13_shrinker_scan(struct shrinker *s,
 
 static int vb13_shrinker_init(struct virtio_balloon13 *vb)
 {
+	char name[64];
 	struct shrinker *s;
-#ifdef VB13_COMPAT_SHRINKER
-	struct vb13_shrinker *w = kzalloc(sizeof(*w), GFP_KERNEL);
 	int err;
 
-	if (!w)
-		return -ENOMEM;
-	w->vb = vb;
-	s = &w->s;
-#else
-	s = shrinker_alloc(0, "virtio_balloon13-%s", dev_name(&vb->vdev->dev));
+	snprintf(name, sizeof(name), "virtio_balloon13-%s",
+		 dev_name(&vb->vdev->dev));
+	s = vb13_shrinker_alloc(name);
 	if (!s)
 		return -ENOMEM;
-	s->private_data = vb;
-#endif
+	vb13_shrinker_set_private(s, vb);
 	s->count_objects = vb13_shrinker_count;
 	s->scan_objects = vb13_shrinker_scan;
 	s->seeks = DEFAULT_SEEKS;
-#ifdef VB13_COMPAT_SHRINKER
-	err = register_shrinker(s, "virtio_balloon13-%s",
-				dev_name(&vb->vdev->dev));
-	if (err) {
-		kfree(w);
+	err = vb13_shrinker_register(s, name);
+	if (err)
 		return err;
-	}
-#else
-	shrinker_register(s);
-#endif
 	vb->shrinker = s;
 	return 0;
 }
@@ -795,12 +1235,7 @@ static void vb13_shrinker_exit(struct virtio_balloon13 *vb)
 {
 	if (!vb->shrinker)
 		return;
-#ifdef VB13_COMPAT_SHRINKER
-	unregister_shrinker(vb->shrinker);
-	kfree(container_of(vb->shrinker, struct vb13_shrinker, s));
-#else
-	shrinker_free(vb->shrinker);
-#endif
+	vb13_shrinker_free(vb->shrinker);
 	vb->shrinker = NULL;
 }
 
@@ -1293,26 +1728,12 @@ static inline void vb13_debugfs_exit(struct virtio_balloon13 *vb) { }
 
 static int vb13_find_vqs(struct virtio_balloon13 *vb)
 {
-#ifndef VB13_COMPAT_VQ_CALLBACKS
 	struct virtqueue_info info[VB13_NR_VQS] = {
 		[VB13_VQ_INPUT] = { "inputq", vb13_in_done },
 		[VB13_VQ_OUTPUT] = { "outputq", vb13_out_done },
 	};
 
 	return virtio_find_vqs(vb->vdev, VB13_NR_VQS, vb->vqs, info, NULL);
-#else
-	vq_callback_t *cbs[VB13_NR_VQS] = {
-		[VB13_VQ_INPUT] = vb13_in_done,
-		[VB13_VQ_OUTPUT] = vb13_out_done,
-	};
-	static const char * const names[VB13_NR_VQS] = {
-		[VB13_VQ_INPUT] = "inputq",
-		[VB13_VQ_OUTPUT] = "outputq",
-	};
-
-	return virtio_find_vqs(vb->vdev, VB13_NR_VQS, vb->vqs, cbs, names,
-			       NULL);
-#endif
 }
 
 /*
@@ -1497,7 +1918,8 @@ static unsigned int vb13_alloc_bufs(struct virtio_balloon13 *vb,
 	struct virtio_balloon13_pages *p;
 	int i;
 
-	vb->stats_buf = kzalloc(sizeof(*vb->stats_buf), GFP_KERNEL);
+	vb->stats_buf = kzalloc(struct_size(vb->stats_buf, s, VB13_NR_STATS),
+				GFP_KERNEL);
 	if (!vb->stats_buf)
 		return 0;
 	for (i = 0; i < VB13_NR_MSGS; i++) {
@@ -1533,7 +1955,7 @@ static int vb13_setup_geom(struct virtio_balloon13 *vb)
 		dev_err(&vdev->dev,
 			"unsupported page_bits %u: this guest serves %u to %u\n",
 			page_bits, VB13_MIN_PAGE_BITS,
-			PAGE_SHIFT + VB13_MAX_ORDER);
+			PAGE_SHIFT + MAX_PAGE_ORDER);
 		return -EINVAL;
 	}
 	/* Addresses the cap names, and at least one page's blocks. */
@@ -1543,6 +1965,27 @@ static int vb13_setup_geom(struct virtio_balloon13 *vb)
 	if (!addrs)
 		return -ENOMEM;
 	return vb13_geom_init(&vb->geom, page_bits, addrs, cap_pages);
+}
+
+/*
+ * Before the features are final: the device must be modern, its config
+ * readable, and with pressure_release=0 the driver does not take
+ * VIRTIO_BALLOON13_F_PRESSURE_RELEASE, so the device knows the guest will
+ * not give memory back on its own.
+ */
+static int vb13_validate(struct virtio_device *vdev)
+{
+	if (!virtio_has_feature(vdev, VIRTIO_F_VERSION_1)) {
+		dev_err(&vdev->dev, "device is not VIRTIO 1.0 compliant\n");
+		return -ENODEV;
+	}
+	if (!vdev->config->get) {
+		dev_err(&vdev->dev, "config space access is disabled\n");
+		return -EINVAL;
+	}
+	if (!READ_ONCE(vb13_pressure_release))
+		__virtio_clear_bit(vdev, VIRTIO_BALLOON13_F_PRESSURE_RELEASE);
+	return 0;
 }
 
 static int vb13_probe(struct virtio_device *vdev)
@@ -1555,17 +1998,10 @@ static int vb13_probe(struct virtio_device *vdev)
 	BUILD_BUG_ON(sizeof(struct virtio_balloon13_resp_hdr) != 8);
 	BUILD_BUG_ON(sizeof(struct virtio_balloon13_pages) != 8);
 	BUILD_BUG_ON(sizeof(struct virtio_balloon13_stat) != 16);
-	BUILD_BUG_ON(sizeof(struct virtio_balloon13_stats) != 8 + 16 * 6);
+	BUILD_BUG_ON(sizeof(struct virtio_balloon13_stats) != 8);
+	BUILD_BUG_ON(sizeof(struct virtio_balloon13_range) != 16);
+	BUILD_BUG_ON(sizeof(struct virtio_balloon13_report) != 8);
 	BUILD_BUG_ON(VB13_MSG_ADDRS_MAX != 8191);
-
-	if (!virtio_has_feature(vdev, VIRTIO_F_VERSION_1)) {
-		dev_err(&vdev->dev, "device is not VIRTIO 1.0 compliant\n");
-		return -ENODEV;
-	}
-	if (!vdev->config->get) {
-		dev_err(&vdev->dev, "config space access is disabled\n");
-		return -EINVAL;
-	}
 
 	vb = kzalloc(sizeof(*vb), GFP_KERNEL);
 	if (!vb)
@@ -1578,7 +2014,7 @@ static int vb13_probe(struct virtio_device *vdev)
 	init_waitqueue_head(&vb->out_wq);
 	INIT_WORK(&vb->req_work, vb13_req_fn);
 	INIT_DELAYED_WORK(&vb->resize_work, vb13_resize_fn);
-	for (i = 0; i <= VB13_MAX_ORDER; i++)
+	for (i = 0; i <= MAX_PAGE_ORDER; i++)
 		INIT_LIST_HEAD(&vb->acked[i]);
 
 	err = vb13_setup_geom(vb);
@@ -1659,10 +2095,17 @@ static const struct virtio_device_id vb13_id_table[] = {
 };
 MODULE_DEVICE_TABLE(virtio, vb13_id_table);
 
+static unsigned int vb13_features[] = {
+	VIRTIO_BALLOON13_F_PRESSURE_RELEASE,
+};
+
 static struct virtio_driver vb13_driver = {
 	.driver.name = KBUILD_MODNAME,
 	.driver.dev_groups = vb13_groups,
 	.id_table = vb13_id_table,
+	.feature_table = vb13_features,
+	.feature_table_size = ARRAY_SIZE(vb13_features),
+	.validate = vb13_validate,
 	.probe = vb13_probe,
 	.remove = vb13_remove,
 #ifdef CONFIG_PM_SLEEP

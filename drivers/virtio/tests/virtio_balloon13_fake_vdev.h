@@ -49,6 +49,10 @@ struct kunit;
 /* A device ID no real virtio driver binds to, for tests of the fake itself. */
 #define FAKE_VDEV_ID_SELFTEST		0xb13b13
 
+/* Device 13 feature bits the fake offers when asked to. */
+#define FAKE_VDEV_F_WITHDRAW		0
+#define FAKE_VDEV_F_PRESSURE_RELEASE	3
+
 /* Request types (inputq) and message types (outputq) on the wire. */
 #define FAKE_VDEV_REQ_RESIZE		0
 #define FAKE_VDEV_REQ_STATS		1
@@ -200,7 +204,8 @@ struct fake_vdev_queue {
  * @parent: parent device, a kunit device freed with the test.
  * @device_id: virtio device ID.
  * @device_features: features offered; VIRTIO_F_VERSION_1, and
- *	VIRTIO_RING_F_EVENT_IDX and VIRTIO_RING_F_INDIRECT_DESC may be added.
+ *	VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
+ *	%FAKE_VDEV_F_WITHDRAW and %FAKE_VDEV_F_PRESSURE_RELEASE may be added.
  *	Set before fake_vdev_register().
  * @queue_size: ring size offered, a power of two.  Set before registering.
  * @discard_fill: -1 (default) to leave discarded blocks alone, or a byte
