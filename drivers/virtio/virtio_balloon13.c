@@ -104,9 +104,21 @@
  * Each value is what the proposal's tag asks for, in its unit.  A value
  * the guest cannot determine is left out rather than sent as zero: without
  * CONFIG_VM_EVENT_COUNTERS the swap and fault counts are unknown.
+ *
+ * With VIRTIO_BALLOON13_F_FULL_STATS the message also carries tags 6 to
+ * 15, each computed as virtio_balloon computes its tag of the same number
+ * (available memory, page cache, hugetlb allocations, OOM kills, allocation
+ * stalls, reclaim scans and steals), and the guest's memory pressure: the
+ * "some" and "full" stall totals of /proc/pressure/memory, in microseconds,
+ * left out when PSI is off (psi=0, or !CONFIG_PSI).  The device may then
+ * also ask for STATS every so many milliseconds (REQ_STATS_INTERVAL): a
+ * timer marks an answer due, and the request worker sends it as if the
+ * device had asked, so one STATS message is on the device at a time and
+ * pushes coalesce with requests.
  */
 #include <linux/debugfs.h>
 #include <linux/export.h>
+#include <linux/fs.h>
 #include <linux/gfp.h>
 #include <linux/jiffies.h>
 #include <linux/log2.h>
@@ -125,6 +137,7 @@
 #include <linux/shrinker.h>
 #include <linux/sizes.h>
 #include <linux/slab.h>
+#include <linux/string.h>
 #include <linux/swap.h>
 #include <linux/virtio.h>
 #include <linux/virtio_config.h>
@@ -195,6 +208,8 @@ EXPORT_SYMBOL_IF_KUNIT(vb13_floor_min_bytes);
 #define VB13_FIRST_MSG_BYTES	SZ_1M
 /* Requests handled per run of the request worker before it requeues. */
 #define VB13_REQ_BUDGET		(4 * VB13_NR_REQS)
+/* Shortest interval between STATS pushes (REQ_STATS_INTERVAL), in ms. */
+#define VB13_STATS_MIN_MS	100
 
 enum { VB13_SHRINK_OFF, VB13_SHRINK_PRESSURE, VB13_SHRINK_ALWAYS };
 
@@ -571,42 +586,154 @@ static void vb13_put_stat(struct virtio_balloon13_stats *st, unsigned int *n,
 }
 
 /**
+ * vb13_parse_psi() - the stall totals of /proc/pressure/memory's text
+ * @text: what the file reads, NUL-terminated; split up in place
+ * @some_us: set to the "some" line's total=
+ * @full_us: set to the "full" line's total=
+ *
+ * Return: 0, or -EINVAL unless both lines carry a total.
+ */
+VISIBLE_IF_KUNIT
+int vb13_parse_psi(char *text, u64 *some_us, u64 *full_us)
+{
+	bool some = false, full = false;
+	char *line, *total;
+	u64 *dst;
+
+	while ((line = strsep(&text, "\n"))) {
+		if (str_has_prefix(line, "some "))
+			dst = some_us;
+		else if (str_has_prefix(line, "full "))
+			dst = full_us;
+		else
+			continue;
+		total = strstr(line, " total=");
+		if (!total || kstrtou64(total + strlen(" total="), 10, dst))
+			return -EINVAL;
+		if (dst == some_us)
+			some = true;
+		else
+			full = true;
+	}
+	return some && full ? 0 : -EINVAL;
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_parse_psi);
+
+/*
+ * Memory stall totals since boot, in microseconds.  The kernel exports
+ * neither psi_system nor psi_show(), so a module reads what
+ * /proc/pressure/memory prints; it does not exist while PSI is off.
+ * Context: process context; sleeps.
+ * Return: true when both totals were read.
+ */
+static bool vb13_psi_mem_us(u64 *some_us, u64 *full_us)
+{
+	char buf[256];
+	struct file *f;
+	loff_t pos = 0;
+	ssize_t n;
+
+	f = filp_open("/proc/pressure/memory", O_RDONLY, 0);
+	if (IS_ERR(f))
+		return false;
+	n = kernel_read(f, buf, sizeof(buf) - 1, &pos);
+	filp_close(f, NULL);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	return !vb13_parse_psi(buf, some_us, full_us);
+}
+
+/*
+ * Tags 6 to 17, for VIRTIO_BALLOON13_F_FULL_STATS.  @events: the VM event
+ * counters, or NULL without CONFIG_VM_EVENT_COUNTERS.
+ */
+static void vb13_fill_full_stats(struct virtio_balloon13_stats *st,
+				 unsigned int *n, const unsigned long *events)
+{
+	unsigned long stall = 0;
+	u64 some, full;
+	int zid;
+
+	vb13_put_stat(st, n, VIRTIO_BALLOON13_TAG_AVAIL,
+		      (u64)si_mem_available() << PAGE_SHIFT);
+	vb13_put_stat(st, n, VIRTIO_BALLOON13_TAG_CACHES,
+		      (u64)global_node_page_state(NR_FILE_PAGES) << PAGE_SHIFT);
+	if (events) {
+#ifdef CONFIG_HUGETLB_PAGE
+		vb13_put_stat(st, n, VIRTIO_BALLOON13_TAG_HTLB_PGALLOC,
+			      events[HTLB_BUDDY_PGALLOC]);
+		vb13_put_stat(st, n, VIRTIO_BALLOON13_TAG_HTLB_PGFAIL,
+			      events[HTLB_BUDDY_PGALLOC_FAIL]);
+#endif
+		vb13_put_stat(st, n, VIRTIO_BALLOON13_TAG_OOM_KILL,
+			      events[OOM_KILL]);
+		/* One ALLOCSTALL_<zone> event per zone, in zone order. */
+		for (zid = 0; zid < MAX_NR_ZONES; zid++)
+			stall += events[ALLOCSTALL_NORMAL - ZONE_NORMAL + zid];
+		vb13_put_stat(st, n, VIRTIO_BALLOON13_TAG_ALLOC_STALL, stall);
+		vb13_put_stat(st, n, VIRTIO_BALLOON13_TAG_ASYNC_SCAN,
+			      (u64)vb13_reclaim_pages(events, PGSCAN_KSWAPD)
+			      << PAGE_SHIFT);
+		vb13_put_stat(st, n, VIRTIO_BALLOON13_TAG_DIRECT_SCAN,
+			      (u64)vb13_reclaim_pages(events, PGSCAN_DIRECT)
+			      << PAGE_SHIFT);
+		vb13_put_stat(st, n, VIRTIO_BALLOON13_TAG_ASYNC_RECLAIM,
+			      (u64)vb13_reclaim_pages(events, PGSTEAL_KSWAPD)
+			      << PAGE_SHIFT);
+		vb13_put_stat(st, n, VIRTIO_BALLOON13_TAG_DIRECT_RECLAIM,
+			      (u64)vb13_reclaim_pages(events, PGSTEAL_DIRECT)
+			      << PAGE_SHIFT);
+	}
+	if (vb13_psi_mem_us(&some, &full)) {
+		vb13_put_stat(st, n, VIRTIO_BALLOON13_TAG_PSI_SOME_US, some);
+		vb13_put_stat(st, n, VIRTIO_BALLOON13_TAG_PSI_FULL_US, full);
+	}
+}
+
+/**
  * vb13_fill_stats() - fill a STATS response with the guest's current values
- * @st: the response buffer
+ * @st: the response buffer, room for VB13_NR_STATS statistics
+ * @full: VIRTIO_BALLOON13_F_FULL_STATS was negotiated: tags 6 to 17 too
  *
  * Context: process context; may sleep (all_vm_events() takes the CPU
- * hotplug lock).
+ * hotplug lock, the PSI totals are read from procfs).
  * Return: the number of statistics written; the message length is
  * sizeof(header) + n * sizeof(struct virtio_balloon13_stat).
  */
 VISIBLE_IF_KUNIT
-unsigned int vb13_fill_stats(struct virtio_balloon13_stats *st)
+unsigned int vb13_fill_stats(struct virtio_balloon13_stats *st, bool full)
 {
+	const unsigned long *ev = NULL;
 	unsigned int n = 0;
 	struct sysinfo i;
 #ifdef CONFIG_VM_EVENT_COUNTERS
 	unsigned long events[NR_VM_EVENT_ITEMS];
 
 	all_vm_events(events);
+	ev = events;
 #endif
 	si_meminfo(&i);
 
 	st->hdr.type = cpu_to_le32(VIRTIO_BALLOON13_RESP_STATS);
 	st->hdr.reserved = 0;
-#ifdef CONFIG_VM_EVENT_COUNTERS
-	vb13_put_stat(st, &n, VIRTIO_BALLOON13_TAG_SWAP_IN,
-		      (u64)events[PSWPIN] << PAGE_SHIFT);
-	vb13_put_stat(st, &n, VIRTIO_BALLOON13_TAG_SWAP_OUT,
-		      (u64)events[PSWPOUT] << PAGE_SHIFT);
-	vb13_put_stat(st, &n, VIRTIO_BALLOON13_TAG_MAJFLT, events[PGMAJFAULT]);
-	/* PGFAULT counts every fault, major ones included. */
-	vb13_put_stat(st, &n, VIRTIO_BALLOON13_TAG_MINFLT,
-		      events[PGFAULT] - events[PGMAJFAULT]);
-#endif
+	if (ev) {
+		vb13_put_stat(st, &n, VIRTIO_BALLOON13_TAG_SWAP_IN,
+			      (u64)ev[PSWPIN] << PAGE_SHIFT);
+		vb13_put_stat(st, &n, VIRTIO_BALLOON13_TAG_SWAP_OUT,
+			      (u64)ev[PSWPOUT] << PAGE_SHIFT);
+		vb13_put_stat(st, &n, VIRTIO_BALLOON13_TAG_MAJFLT,
+			      ev[PGMAJFAULT]);
+		/* PGFAULT counts every fault, major ones included. */
+		vb13_put_stat(st, &n, VIRTIO_BALLOON13_TAG_MINFLT,
+			      ev[PGFAULT] - ev[PGMAJFAULT]);
+	}
 	vb13_put_stat(st, &n, VIRTIO_BALLOON13_TAG_MEMFREE,
 		      (u64)i.freeram * i.mem_unit);
 	vb13_put_stat(st, &n, VIRTIO_BALLOON13_TAG_MEMTOT,
 		      (u64)i.totalram * i.mem_unit);
+	if (full)
+		vb13_fill_full_stats(st, &n, ev);
 	return n;
 }
 EXPORT_SYMBOL_IF_KUNIT(vb13_fill_stats);
@@ -1494,7 +1621,9 @@ static void vb13_send_stats(struct virtio_balloon13 *vb)
 	if (busy)
 		return;
 
-	n = vb13_fill_stats(vb->stats_buf);
+	n = vb13_fill_stats(vb->stats_buf,
+			    virtio_has_feature(vb->vdev,
+					       VIRTIO_BALLOON13_F_FULL_STATS));
 	if (vb13_out_add(vb, vb->stats_buf, vb13_stats_len(n), vb->stats_buf)) {
 		spin_lock_irqsave(&vb->out_lock, flags);
 		vb->stats_busy = false;
@@ -1503,6 +1632,64 @@ static void vb13_send_stats(struct virtio_balloon13 *vb)
 		return;
 	}
 	vb13_inc(vb, messages_stats, 1);
+}
+
+/*
+ * The STATS push timer (VIRTIO_BALLOON13_F_FULL_STATS): an answer is due,
+ * sent by the request worker like one the device asked for.
+ */
+static void vb13_stats_push_fn(struct work_struct *work)
+{
+	struct virtio_balloon13 *vb = container_of(to_delayed_work(work),
+						   struct virtio_balloon13,
+						   stats_work);
+	unsigned long flags;
+	unsigned int ms;
+
+	spin_lock_irqsave(&vb->out_lock, flags);
+	ms = vb->stats_interval_ms;
+	if (ms && !vb->stop) {
+		if (vb->stats_pending)
+			vb13_inc(vb, stats_coalesced, 1);
+		vb->stats_pending = true;
+		vb13_inc(vb, stats_pushed, 1);
+		queue_work(system_freezable_wq, &vb->req_work);
+		queue_delayed_work(system_freezable_wq, &vb->stats_work,
+				   msecs_to_jiffies(ms));
+	}
+	spin_unlock_irqrestore(&vb->out_lock, flags);
+}
+
+/*
+ * REQ_STATS_INTERVAL: push STATS every @ms milliseconds (raised to
+ * VB13_STATS_MIN_MS), or no more for 0.  A new interval pushes at once;
+ * the same one again changes nothing.
+ */
+static void vb13_set_stats_interval(struct virtio_balloon13 *vb, u64 ms)
+{
+	unsigned int want = ms ? clamp_t(u64, ms, VB13_STATS_MIN_MS, UINT_MAX) : 0;
+	unsigned long flags;
+
+	spin_lock_irqsave(&vb->out_lock, flags);
+	if (want != vb->stats_interval_ms) {
+		WRITE_ONCE(vb->stats_interval_ms, want);
+		if (!want)
+			cancel_delayed_work(&vb->stats_work);
+		else if (!vb->stop)
+			mod_delayed_work(system_freezable_wq, &vb->stats_work, 0);
+	}
+	spin_unlock_irqrestore(&vb->out_lock, flags);
+}
+
+/* After a restore: pushes go on at the interval the device last set. */
+static void vb13_stats_push_resume(struct virtio_balloon13 *vb)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&vb->out_lock, flags);
+	if (vb->stats_interval_ms && !vb->stop)
+		mod_delayed_work(system_freezable_wq, &vb->stats_work, 0);
+	spin_unlock_irqrestore(&vb->out_lock, flags);
 }
 
 static void vb13_handle_req(struct virtio_balloon13 *vb,
@@ -1554,6 +1741,13 @@ static void vb13_handle_req(struct virtio_balloon13 *vb,
 		vb13_inc(vb, requests_stats, 1);
 		vb13_send_stats(vb);
 		break;
+	case VIRTIO_BALLOON13_REQ_STATS_INTERVAL:
+		if (virtio_has_feature(vb->vdev, VIRTIO_BALLOON13_F_FULL_STATS)) {
+			vb13_inc(vb, requests_stats_interval, 1);
+			vb13_set_stats_interval(vb, value);
+			break;
+		}
+		fallthrough;	/* not negotiated: an unknown request */
 	default:
 		vb13_inc(vb, requests_unknown, 1);
 		dev_warn_ratelimited(dev, "unknown request type %u ignored\n",
@@ -1699,6 +1893,10 @@ int vb13_counters_show(struct seq_file *f, void *offset)
 	VB13_SHOW("target_blocks", READ_ONCE(vb->target_blocks));
 	VB13_SHOW("msg_max_blocks",
 		  vb13_pages_to_blocks(&vb->geom, vb->geom.msg_pages));
+	/* VIRTIO_BALLOON13_F_FULL_STATS */
+	VB13_SHOW("requests_interval", READ_ONCE(c->requests_stats_interval));
+	VB13_SHOW("stats_pushed", READ_ONCE(c->stats_pushed));
+	VB13_SHOW("stats_interval_ms", READ_ONCE(vb->stats_interval_ms));
 #undef VB13_SHOW
 	return 0;
 }
@@ -1858,6 +2056,7 @@ static void vb13_stop_device(struct virtio_balloon13 *vb)
 	spin_unlock_irqrestore(&vb->out_lock, flags);
 	cancel_work_sync(&vb->req_work);
 	cancel_delayed_work_sync(&vb->resize_work);
+	cancel_delayed_work_sync(&vb->stats_work);
 	if (!vb->live) {
 		virtio_reset_device(vb->vdev);
 		return;
@@ -2014,6 +2213,7 @@ static int vb13_probe(struct virtio_device *vdev)
 	init_waitqueue_head(&vb->out_wq);
 	INIT_WORK(&vb->req_work, vb13_req_fn);
 	INIT_DELAYED_WORK(&vb->resize_work, vb13_resize_fn);
+	INIT_DELAYED_WORK(&vb->stats_work, vb13_stats_push_fn);
 	for (i = 0; i <= MAX_PAGE_ORDER; i++)
 		INIT_LIST_HEAD(&vb->acked[i]);
 
@@ -2085,6 +2285,7 @@ static int vb13_restore(struct virtio_device *vdev)
 		return err;
 	}
 	vb13_queue_resize(vb, 0, false);
+	vb13_stats_push_resume(vb);
 	return 0;
 }
 #endif
@@ -2096,6 +2297,7 @@ static const struct virtio_device_id vb13_id_table[] = {
 MODULE_DEVICE_TABLE(virtio, vb13_id_table);
 
 static unsigned int vb13_features[] = {
+	VIRTIO_BALLOON13_F_FULL_STATS,
 	VIRTIO_BALLOON13_F_PRESSURE_RELEASE,
 };
 

@@ -20,6 +20,7 @@
 #include <linux/slab.h>
 #include <linux/swap.h>
 #include <linux/virtio_config.h>
+#include <linux/vmstat.h>
 
 /* 6.8 renamed MAX_ORDER (the largest buddy order since 6.4) MAX_PAGE_ORDER. */
 #ifndef MAX_PAGE_ORDER
@@ -163,6 +164,21 @@ static inline void mm_account_reclaimed_pages(unsigned long pages)
 	if (current->reclaim_state)
 		current->reclaim_state->reclaimed_slab += pages;
 }
+#endif
+
+/*
+ * Reclaim's scan and steal counts (PGSCAN_KSWAPD, PGSCAN_DIRECT,
+ * PGSTEAL_KSWAPD, PGSTEAL_DIRECT) are node statistics in today's kernel
+ * (7.2; 6.12 still counts them as VM events).  The driver reads them with
+ * vb13_reclaim_pages(events, item), @events being all_vm_events()'s array.
+ * The version they moved in is taken to be 7.0: only 6.1, 6.12 and 7.2
+ * are built.
+ */
+#if LINUX_VERSION_CODE < KERNEL_VERSION(7, 0, 0)
+#define vb13_reclaim_pages(events, item)	((events)[item])
+#else
+#define vb13_reclaim_pages(events, item)	\
+	((void)(events), global_node_page_state(item))
 #endif
 
 #endif /* _VIRTIO_BALLOON13_COMPAT_H */

@@ -106,6 +106,9 @@ struct vb13_counters {
 	u64 pressure_blocks;
 	u64 stats_coalesced;
 	u64 request_budget_hits;
+	/* VIRTIO_BALLOON13_F_FULL_STATS */
+	u64 requests_stats_interval;
+	u64 stats_pushed;
 };
 
 struct virtio_device;
@@ -169,6 +172,15 @@ struct virtio_balloon13 {
 	bool stats_pending;	/* a STATS came in while it was */
 	struct list_head done_msgs;	/* returned by the device, not yet reaped */
 	unsigned int on_device;		/* page-list messages the device holds */
+
+	/*
+	 * VIRTIO_BALLOON13_F_FULL_STATS: STATS pushed every
+	 * @stats_interval_ms (0: none) by @stats_work, which only marks an
+	 * answer due (stats_pending) for the request worker.  The interval
+	 * is written by the request worker and survives freeze and restore.
+	 */
+	struct delayed_work stats_work;
+	unsigned int stats_interval_ms;
 
 	/*
 	 * Guards the block accounting below, the message lists and the
@@ -288,7 +300,8 @@ unsigned int vb13_msg_len(const struct vb13_msg *msg);
 void vb13_msg_init(struct vb13_msg *msg);
 
 /* Statistics, accounting and debugfs */
-unsigned int vb13_fill_stats(struct virtio_balloon13_stats *st);
+unsigned int vb13_fill_stats(struct virtio_balloon13_stats *st, bool full);
+int vb13_parse_psi(char *text, u64 *some_us, u64 *full_us);
 unsigned long vb13_ram_pages(void);
 unsigned long vb13_floor_pages(void);
 unsigned long vb13_max_blocks(struct virtio_balloon13 *vb);

@@ -870,6 +870,7 @@ static const char * const counter_names[] = {
 	"stats_coalesced", "alloc_failures", "pressure_releases",
 	"pressure_blocks", "backoff_ms", "hold_ms", "held_by_floor",
 	"in_flight_blocks", "num_blocks", "target_blocks", "msg_max_blocks",
+	"requests_interval", "stats_pushed", "stats_interval_ms",
 };
 
 static void read_counters(struct kunit *test, struct virtio_balloon13 *vb,

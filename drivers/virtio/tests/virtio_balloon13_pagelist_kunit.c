@@ -478,7 +478,7 @@ static void stats_encoding(struct kunit *test)
 #ifdef CONFIG_VM_EVENT_COUNTERS
 	all_vm_events(before);
 #endif
-	n = vb13_fill_stats(st);
+	n = vb13_fill_stats(st, false);
 #ifdef CONFIG_VM_EVENT_COUNTERS
 	all_vm_events(after);
 #endif
