@@ -129,6 +129,7 @@
 #include <linux/oom.h>
 #include <linux/overflow.h>
 #include <linux/page-flags.h>
+#include <linux/page_reporting.h>
 #include <linux/pfn.h>
 #include <linux/scatterlist.h>
 #include <linux/sched.h>
@@ -930,10 +931,19 @@ static int vb13_out_add(struct virtio_balloon13 *vb, void *buf,
 	return err;
 }
 
+/* The sync slot @buf is the token of, or NULL. */
+static struct vb13_sync *vb13_sync_of(struct virtio_balloon13 *vb, void *buf)
+{
+	struct vb13_sync *sync = buf;
+
+	return sync >= vb->sync && sync < vb->sync + VB13_NR_SYNC ? sync : NULL;
+}
+
 static void vb13_out_done(struct virtqueue *vq)
 {
 	struct virtio_balloon13 *vb = vq->vdev->priv;
 	bool any = false, stats;
+	struct vb13_sync *sync;
 	unsigned long flags;
 	unsigned int len;
 	void *buf;
@@ -941,9 +951,14 @@ static void vb13_out_done(struct virtqueue *vq)
 	spin_lock_irqsave(&vb->out_lock, flags);
 	while ((buf = virtqueue_get_buf(vq, &len))) {
 		any = true;
+		vb->out_returned++;
 		/* virtio_ring only hands back tokens we gave it. */
+		sync = vb13_sync_of(vb, buf);
 		if (buf == vb->stats_buf) {
 			vb->stats_busy = false;
+		} else if (sync) {
+			sync->state = VB13_SYNC_USED;
+			vb->on_device--;
 		} else {
 			list_add_tail(&((struct vb13_msg *)buf)->list,
 				      &vb->done_msgs);
@@ -967,6 +982,123 @@ static void vb13_out_done(struct virtqueue *vq)
 	spin_unlock_irqrestore(&vb->out_lock, flags);
 	if (any)
 		wake_up(&vb->out_wq);
+}
+
+/* Has the sync slot's message come back (or the device been reset)? */
+static bool vb13_sync_back(struct virtio_balloon13 *vb, struct vb13_sync *sync)
+{
+	unsigned long flags;
+	bool back;
+
+	spin_lock_irqsave(&vb->out_lock, flags);
+	back = sync->state != VB13_SYNC_ON_DEVICE;
+	spin_unlock_irqrestore(&vb->out_lock, flags);
+	return back;
+}
+
+/**
+ * vb13_out_send_wait() - send a message and wait until the device returns it
+ * @vb: the balloon
+ * @sync: the message's slot in vb->sync
+ * @buf: the message: header and entries, @len bytes
+ * @len: its wire length
+ * @timeout: jiffies to wait for the device; MAX_SCHEDULE_TIMEOUT waits
+ *	until it returns the buffer or is reset
+ *
+ * For messages naming memory the guest must not use until the device is
+ * done with it.  When every outputq entry is taken, waits for one to come
+ * back first.  The sleeps are TASK_IDLE: a device taking long is not a
+ * hung task.
+ *
+ * Context: process context; sleeps; called without the balloon lock (a
+ * stop may need it to return the buffers it waits for).
+ * Return: 0 when the device returned the buffer used; -ESHUTDOWN when the
+ * device is stopping: the message was not sent, or the device was reset
+ * while holding it, so it acts on none of it any more; -ETIMEDOUT when it
+ * is still on the device after @timeout: @buf stays the device's and the
+ * slot busy until it returns; -EBUSY when an earlier message of the slot
+ * is still there (nothing sent); or another virtqueue error.
+ */
+static int vb13_out_send_wait(struct virtio_balloon13 *vb,
+			      struct vb13_sync *sync, void *buf,
+			      unsigned int len, long timeout)
+{
+	struct virtqueue *vq;
+	struct scatterlist sg;
+	unsigned long flags, seen;
+	unsigned int state;
+	bool kick = false;
+	int err;
+
+	sg_init_one(&sg, buf, len);
+	for (;;) {
+		spin_lock_irqsave(&vb->out_lock, flags);
+		seen = vb->out_returned;
+		vq = vb->vqs[VB13_VQ_OUTPUT];
+		if (vb->stop) {
+			err = -ESHUTDOWN;
+		} else if (sync->state == VB13_SYNC_ON_DEVICE) {
+			err = -EBUSY;
+		} else {
+			err = virtqueue_add_outbuf(vq, &sg, 1, sync, GFP_ATOMIC);
+			if (!err) {
+				sync->state = VB13_SYNC_ON_DEVICE;
+				vb->on_device++;
+				vb->out_notifying++;
+				kick = virtqueue_kick_prepare(vq);
+			}
+		}
+		spin_unlock_irqrestore(&vb->out_lock, flags);
+		if (err != -ENOSPC)
+			break;
+		/* Ring full: wait for the device to give an entry back. */
+		wait_event_idle(vb->out_wq, READ_ONCE(vb->out_returned) != seen ||
+				READ_ONCE(vb->stop));
+	}
+	if (err)
+		return err;
+
+	/* The queue lives until vb13_sync_reset() has seen this through. */
+	if (kick)
+		virtqueue_notify(vq);
+	spin_lock_irqsave(&vb->out_lock, flags);
+	vb->out_notifying--;
+	spin_unlock_irqrestore(&vb->out_lock, flags);
+	wake_up(&vb->out_wq);
+
+	wait_event_idle_timeout(vb->out_wq, vb13_sync_back(vb, sync), timeout);
+	spin_lock_irqsave(&vb->out_lock, flags);
+	state = sync->state;
+	if (state != VB13_SYNC_ON_DEVICE)
+		sync->state = VB13_SYNC_IDLE;
+	spin_unlock_irqrestore(&vb->out_lock, flags);
+	switch (state) {
+	case VB13_SYNC_USED:
+		return 0;
+	case VB13_SYNC_RESET:
+		return -ESHUTDOWN;
+	default:
+		return -ETIMEDOUT;
+	}
+}
+
+/*
+ * After a reset, before the queues go: the device no longer acts on the
+ * messages senders wait for; wake them, and wait for any sender still
+ * notifying the queue.
+ */
+static void vb13_sync_reset(struct virtio_balloon13 *vb)
+{
+	unsigned long flags;
+	int i;
+
+	spin_lock_irqsave(&vb->out_lock, flags);
+	for (i = 0; i < VB13_NR_SYNC; i++)
+		if (vb->sync[i].state == VB13_SYNC_ON_DEVICE)
+			vb->sync[i].state = VB13_SYNC_RESET;
+	spin_unlock_irqrestore(&vb->out_lock, flags);
+	wake_up(&vb->out_wq);
+	wait_event(vb->out_wq, !READ_ONCE(vb->out_notifying));
 }
 
 /* Move returned messages' chunks to the acknowledged lists. */
@@ -1794,6 +1926,132 @@ static void vb13_req_fn(struct work_struct *work)
 		vb13_inc(vb, spurious_callbacks, 1);
 }
 
+/* --- free page reporting --------------------------------------------------- */
+
+/**
+ * DOC: Free page reporting
+ *
+ * With VIRTIO_BALLOON13_F_REPORTING the driver registers with the kernel's
+ * page reporting core, asking for free pages of at least
+ * max(pageblock_order, block order).  The core takes free buddy pages off
+ * the free lists in batches and calls vb13_report(), which names them in
+ * one REPORT message (a range per page) and sleeps until the device has
+ * returned it: the device may discard them only until then, so the core
+ * puts them back on the free lists, reusable at once, only after that.
+ * Reported memory never enters the balloon and is never accounted.
+ *
+ * Pages smaller than a block (the core's order is one global, which an
+ * admin or an earlier device may have set lower than our block) are left
+ * out of the message.  Reporting is not offered when the guest depends on
+ * what free pages hold: page poisoning checks a non-zero pattern, which a
+ * discarded page does not read back.  (init_on_free is fine: its free
+ * pages hold zeroes, and a discarded page reads back zeroes or its old
+ * data.)  Only one device in the system can report; a second one runs
+ * without.  Reporting stops before the device is reset (freeze, remove)
+ * and starts again on restore.
+ */
+
+/* Send the @n ranges in report_buf, naming @bytes, and wait for them. */
+static int vb13_report_send(struct virtio_balloon13 *vb, unsigned int n,
+			    u64 bytes)
+{
+	struct virtio_balloon13_report *msg = vb->report_buf;
+	int err;
+
+	msg->hdr.type = cpu_to_le32(VIRTIO_BALLOON13_RESP_REPORT);
+	msg->hdr.reserved = 0;
+	err = vb13_out_send_wait(vb, &vb->sync[VB13_SYNC_REPORT], msg,
+				 struct_size(msg, range, n),
+				 MAX_SCHEDULE_TIMEOUT);
+	if (err) {
+		/* The pages go back unreported; the device is stopping. */
+		vb13_inc(vb, report_aborted, 1);
+		return err;
+	}
+	vb13_inc(vb, messages_report, 1);
+	vb13_inc(vb, report_bytes, bytes);
+	return 0;
+}
+
+/*
+ * The page reporting core's callback: the free pages in @sgl go to the
+ * device in one REPORT message (more if there are more than it holds).
+ * Context: the core's worker; sleeps until the device returned them.
+ */
+static int vb13_report(struct page_reporting_dev_info *pr,
+		       struct scatterlist *sgl, unsigned int nents)
+{
+	struct virtio_balloon13 *vb = container_of(pr, struct virtio_balloon13,
+						   pr_dev_info);
+	struct virtio_balloon13_range *r = vb->report_buf->range;
+	u64 block = 1ULL << vb->geom.page_bits, bytes = 0, addr, len;
+	struct scatterlist *sg;
+	unsigned int i, n = 0;
+	int err;
+
+	for_each_sg(sgl, sg, nents, i) {
+		addr = PFN_PHYS(page_to_pfn(sg_page(sg))) + sg->offset;
+		len = sg->length;
+		if (len < block || !IS_ALIGNED(addr | len, block)) {
+			vb13_inc(vb, report_skipped, 1);
+			continue;
+		}
+		r[n].addr = cpu_to_le64(addr);
+		r[n].len = cpu_to_le64(len);
+		bytes += len;
+		if (++n == VB13_REPORT_RANGES) {
+			err = vb13_report_send(vb, n, bytes);
+			if (err)
+				return err;
+			n = 0;
+			bytes = 0;
+		}
+	}
+	return n ? vb13_report_send(vb, n, bytes) : 0;
+}
+
+/* After a successful start: report free pages if negotiated. */
+static void vb13_reporting_start(struct virtio_balloon13 *vb)
+{
+	struct device *dev = &vb->vdev->dev;
+	int err;
+
+	if (!IS_ENABLED(CONFIG_PAGE_REPORTING) ||
+	    !virtio_has_feature(vb->vdev, VIRTIO_BALLOON13_F_REPORTING))
+		return;
+	if (!vb->report_buf) {
+		vb->report_buf = kmalloc(struct_size(vb->report_buf, range,
+						     VB13_REPORT_RANGES),
+					 GFP_KERNEL);
+		if (!vb->report_buf) {
+			dev_warn(dev, "no memory for free page reporting\n");
+			return;
+		}
+	}
+	vb->pr_dev_info.report = vb13_report;
+	vb->pr_dev_info.order = max_t(unsigned int, pageblock_order,
+				      vb->geom.block_order);
+	err = page_reporting_register(&vb->pr_dev_info);
+	if (err) {
+		dev_info(dev, "free page reporting not started (%d%s)\n", err,
+			 err == -EBUSY ? ": another device reports" : "");
+		return;
+	}
+	vb->reporting = true;
+}
+
+/*
+ * After the device was stopped: the core calls us no more once this
+ * returns.  A report still waiting was woken by the reset.
+ */
+static void vb13_reporting_stop(struct virtio_balloon13 *vb)
+{
+	if (!vb->reporting)
+		return;
+	page_reporting_unregister(&vb->pr_dev_info);
+	vb->reporting = false;
+}
+
 /* --- sysfs ---------------------------------------------------------------- */
 
 static struct virtio_balloon13 *dev_to_vb(struct device *dev)
@@ -1897,6 +2155,13 @@ int vb13_counters_show(struct seq_file *f, void *offset)
 	VB13_SHOW("requests_interval", READ_ONCE(c->requests_stats_interval));
 	VB13_SHOW("stats_pushed", READ_ONCE(c->stats_pushed));
 	VB13_SHOW("stats_interval_ms", READ_ONCE(vb->stats_interval_ms));
+	/* VIRTIO_BALLOON13_F_REPORTING */
+	VB13_SHOW("messages_report", READ_ONCE(c->messages_report));
+	VB13_SHOW("report_bytes", READ_ONCE(c->report_bytes));
+	VB13_SHOW("report_skipped", READ_ONCE(c->report_skipped));
+	VB13_SHOW("report_aborted", READ_ONCE(c->report_aborted));
+	VB13_SHOW("reporting_active", READ_ONCE(vb->reporting));
+	VB13_SHOW("reporting_order", vb->pr_dev_info.order);
 #undef VB13_SHOW
 	return 0;
 }
@@ -2074,12 +2339,13 @@ static void vb13_stop_device(struct virtio_balloon13 *vb)
 	wait_event_timeout(vb->out_wq, vb13_nothing_on_device(vb),
 			   msecs_to_jiffies(VB13_DRAIN_MS));
 	virtio_reset_device(vb->vdev);
+	vb13_sync_reset(vb);
 
 	/* Returned before the reset, including any the callback took last. */
 	vb13_free_all_acked(vb);
 	/* Still on the device: it can no longer discard them. */
 	while ((buf = virtqueue_detach_unused_buf(outq))) {
-		if (buf == vb->stats_buf)
+		if (buf == vb->stats_buf || vb13_sync_of(vb, buf))
 			continue;
 		msg = buf;
 		mutex_lock(&vb->lock);
@@ -2104,6 +2370,7 @@ static void vb13_free_bufs(struct virtio_balloon13 *vb)
 	for (i = 0; i < VB13_NR_MSGS; i++)
 		kfree(vb->msgs[i].buf);
 	kfree(vb->stats_buf);
+	kfree(vb->report_buf);
 }
 
 /*
@@ -2184,6 +2451,9 @@ static int vb13_validate(struct virtio_device *vdev)
 	}
 	if (!READ_ONCE(vb13_pressure_release))
 		__virtio_clear_bit(vdev, VIRTIO_BALLOON13_F_PRESSURE_RELEASE);
+	/* Discarded free pages would fail the poison check. */
+	if (!IS_ENABLED(CONFIG_PAGE_REPORTING) || page_poisoning_enabled_static())
+		__virtio_clear_bit(vdev, VIRTIO_BALLOON13_F_REPORTING);
 	return 0;
 }
 
@@ -2234,6 +2504,7 @@ static int vb13_probe(struct virtio_device *vdev)
 	if (err)
 		goto out_oom;
 
+	vb13_reporting_start(vb);
 	vb13_debugfs_init(vb);
 	dev_info(&vdev->dev, "balloon ready: %u-byte blocks, messages of %lu KiB (%u addresses), %u in flight, %u requests posted, floor %lu MiB\n",
 		 1U << vb->geom.page_bits, vb->geom.msg_pages << (PAGE_SHIFT - 10),
@@ -2260,6 +2531,7 @@ static void vb13_remove(struct virtio_device *vdev)
 	vb13_shrinker_exit(vb);
 	unregister_oom_notifier(&vb->oom_nb);
 	vb13_stop_device(vb);
+	vb13_reporting_stop(vb);
 	vb13_free_bufs(vb);
 	kfree(vb);
 }
@@ -2269,6 +2541,7 @@ static int vb13_freeze(struct virtio_device *vdev)
 {
 	/* Every page goes back; restore moves toward the last target again. */
 	vb13_stop_device(vdev->priv);
+	vb13_reporting_stop(vdev->priv);
 	return 0;
 }
 
@@ -2286,6 +2559,7 @@ static int vb13_restore(struct virtio_device *vdev)
 	}
 	vb13_queue_resize(vb, 0, false);
 	vb13_stats_push_resume(vb);
+	vb13_reporting_start(vb);
 	return 0;
 }
 #endif
@@ -2297,6 +2571,7 @@ static const struct virtio_device_id vb13_id_table[] = {
 MODULE_DEVICE_TABLE(virtio, vb13_id_table);
 
 static unsigned int vb13_features[] = {
+	VIRTIO_BALLOON13_F_REPORTING,
 	VIRTIO_BALLOON13_F_FULL_STATS,
 	VIRTIO_BALLOON13_F_PRESSURE_RELEASE,
 };

@@ -15,6 +15,7 @@
 #include <linux/wait.h>
 #include <linux/notifier.h>
 #include <linux/mmzone.h>
+#include <linux/page_reporting.h>
 #include <linux/log2.h>
 #include <linux/virtio_ids.h>
 #include <linux/virtio_balloon13.h>
@@ -109,6 +110,40 @@ struct vb13_counters {
 	/* VIRTIO_BALLOON13_F_FULL_STATS */
 	u64 requests_stats_interval;
 	u64 stats_pushed;
+	/* VIRTIO_BALLOON13_F_REPORTING, written by the reporting worker */
+	u64 messages_report;
+	u64 report_bytes;
+	u64 report_skipped;
+	u64 report_aborted;
+};
+
+/* Ranges one REPORT message carries: one report call's worth of pages. */
+#define VB13_REPORT_RANGES	PAGE_REPORTING_CAPACITY
+
+/*
+ * Messages whose sender waits until the device has returned them
+ * (vb13_out_send_wait()): one slot each, a slot's message at most once on
+ * the device.
+ */
+enum vb13_sync_slot {
+	VB13_SYNC_REPORT,	/* REPORT, from the page reporting worker */
+	VB13_NR_SYNC,
+};
+
+enum vb13_sync_state {
+	VB13_SYNC_IDLE,
+	VB13_SYNC_ON_DEVICE,	/* added to outputq, not yet returned */
+	VB13_SYNC_USED,		/* the device returned it used */
+	VB13_SYNC_RESET,	/* the device was reset while it held it */
+};
+
+/**
+ * struct vb13_sync - an outputq message its sender waits for
+ * @state: enum vb13_sync_state, under the balloon's out_lock.  The
+ *	slot's address is the virtqueue token of its message.
+ */
+struct vb13_sync {
+	unsigned int state;
 };
 
 struct virtio_device;
@@ -181,6 +216,26 @@ struct virtio_balloon13 {
 	 */
 	struct delayed_work stats_work;
 	unsigned int stats_interval_ms;
+
+	/*
+	 * Messages a sender waits for, under @out_lock; @out_returned counts
+	 * every buffer the device gave back (a sender waiting for ring room
+	 * watches it), @out_notifying the senders between adding a message
+	 * and notifying the device, which a stop waits out before deleting
+	 * the queues.
+	 */
+	struct vb13_sync sync[VB13_NR_SYNC];
+	unsigned long out_returned;
+	unsigned int out_notifying;
+
+	/*
+	 * VIRTIO_BALLOON13_F_REPORTING: registered with the page reporting
+	 * core (one device in the system at a time) between a successful
+	 * start and a stop; @report_buf holds one REPORT message.
+	 */
+	struct page_reporting_dev_info pr_dev_info;
+	struct virtio_balloon13_report *report_buf;
+	bool reporting;
 
 	/*
 	 * Guards the block accounting below, the message lists and the

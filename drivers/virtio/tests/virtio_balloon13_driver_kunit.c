@@ -871,6 +871,8 @@ static const char * const counter_names[] = {
 	"pressure_blocks", "backoff_ms", "hold_ms", "held_by_floor",
 	"in_flight_blocks", "num_blocks", "target_blocks", "msg_max_blocks",
 	"requests_interval", "stats_pushed", "stats_interval_ms",
+	"messages_report", "report_bytes", "report_skipped", "report_aborted",
+	"reporting_active", "reporting_order",
 };
 
 static void read_counters(struct kunit *test, struct virtio_balloon13 *vb,
