@@ -1947,8 +1947,9 @@ static void vb13_req_fn(struct work_struct *work)
  * discarded page does not read back.  (init_on_free is fine: its free
  * pages hold zeroes, and a discarded page reads back zeroes or its old
  * data.)  Only one device in the system can report; a second one runs
- * without.  Reporting stops before the device is reset (freeze, remove)
- * and starts again on restore.
+ * without.  Reporting stops with the device (freeze, remove): the reset
+ * wakes a report still waiting, then the driver unregisters; it registers
+ * again on restore.
  */
 
 /* Send the @n ranges in report_buf, naming @bytes, and wait for them. */

@@ -7,6 +7,8 @@
 #include <linux/delay.h>
 #include <linux/mm.h>
 #include <linux/page-flags.h>
+#include <linux/page_ref.h>
+#include <linux/page_reporting.h>
 #include <linux/pfn.h>
 #include <linux/prandom.h>
 #include <linux/seq_file.h>
@@ -1557,6 +1559,516 @@ static void pressure_release_not_offered(struct kunit *test)
 	KUNIT_EXPECT_LT(test, READ_ONCE(vb->nr_blocks), 2048UL);
 }
 
+/* --- full statistics and free page reporting --------------------------------- */
+
+/* Bind to a device offering @features (FAKE_VDEV_F_*) and pressure release. */
+static struct fake_vdev *bind_feat(struct kunit *test, u32 page_bits,
+				   bool auto_out, u64 features)
+{
+	struct fake_vdev *fd = fake_vdev_create(test, page_bits);
+
+	fd->discard_fill = 0x5a;
+	fd->device_features |= BIT_ULL(FAKE_VDEV_F_PRESSURE_RELEASE) | features;
+	fake_vdev_set_auto(fd, auto_out);
+	KUNIT_ASSERT_EQ(test, fake_vdev_register(fd), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_bound(fd));
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait_posted(fd, VB13_NR_REQS, TO));
+	KUNIT_ASSERT_NOT_NULL(test, vb_of(fd));
+	return fd;
+}
+
+static int stats_interval(struct fake_vdev *fd, u64 ms)
+{
+	return fake_vdev_send_request_wait(fd, FAKE_VDEV_REQ_STATS_INTERVAL, ms,
+					   TO);
+}
+
+/*
+ * With VIRTIO_BALLOON13_F_FULL_STATS the answer carries tags 6 to 15 as
+ * virtio_balloon computes them (8 and 9 only with hugetlb), each once, in
+ * tag order after the base six; 16 and 17 come as a pair, when PSI can be
+ * read (not while the suite runs: no /proc yet).
+ */
+static void full_stats_tags(struct kunit *test)
+{
+	unsigned long *before, *after, stall_lo = 0, stall_hi = 0;
+	bool htlb = IS_ENABLED(CONFIG_HUGETLB_PAGE) &&
+		    IS_ENABLED(CONFIG_VM_EVENT_COUNTERS);
+	u64 val[VB13_NR_STATS], mask = 0, want;
+	struct fake_vdev_stats st;
+	struct fake_vdev *fd;
+	unsigned int i;
+	int zid;
+
+	before = kunit_kcalloc(test, NR_VM_EVENT_ITEMS, sizeof(long), GFP_KERNEL);
+	after = kunit_kcalloc(test, NR_VM_EVENT_ITEMS, sizeof(long), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, before);
+	KUNIT_ASSERT_NOT_NULL(test, after);
+	fd = bind_feat(test, 12, true, BIT_ULL(FAKE_VDEV_F_FULL_STATS));
+	KUNIT_ASSERT_TRUE(test, virtio_has_feature(&fd->vdev,
+						   VIRTIO_BALLOON13_F_FULL_STATS));
+#ifdef CONFIG_VM_EVENT_COUNTERS
+	all_vm_events(before);
+#endif
+	KUNIT_ASSERT_EQ(test, ask_stats(fd), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait_count(fd, FAKE_VDEV_STATS_MSGS,
+						     1, TO));
+#ifdef CONFIG_VM_EVENT_COUNTERS
+	all_vm_events(after);
+#endif
+	fake_vdev_get_stats(fd, &st);
+	KUNIT_ASSERT_LE(test, st.n, (unsigned int)VB13_NR_STATS);
+	for (i = 0; i < st.n; i++) {
+		KUNIT_ASSERT_LT(test, st.s[i].tag, (u64)VB13_NR_STATS);
+		if (i)
+			KUNIT_EXPECT_LT(test, st.s[i - 1].tag, st.s[i].tag);
+		mask |= BIT_ULL(st.s[i].tag);
+		val[st.s[i].tag] = st.s[i].val;
+	}
+	want = GENMASK_ULL(15, 0) & ~(htlb ? 0 : GENMASK_ULL(9, 8));
+	if (!IS_ENABLED(CONFIG_VM_EVENT_COUNTERS))
+		want &= ~(GENMASK_ULL(3, 0) | GENMASK_ULL(15, 10));
+	KUNIT_EXPECT_EQ(test, mask & GENMASK_ULL(15, 0), want);
+	KUNIT_EXPECT_EQ(test, !!(mask & BIT_ULL(16)), !!(mask & BIT_ULL(17)));
+	KUNIT_EXPECT_EQ(test, st.n, (unsigned int)hweight64(mask));
+
+	/* Bytes, whole pages, within what the guest has. */
+	KUNIT_EXPECT_GT(test, val[VIRTIO_BALLOON13_TAG_AVAIL], 0ULL);
+	KUNIT_EXPECT_LE(test, val[VIRTIO_BALLOON13_TAG_AVAIL],
+			val[VIRTIO_BALLOON13_TAG_MEMTOT]);
+	KUNIT_EXPECT_LE(test, val[VIRTIO_BALLOON13_TAG_CACHES],
+			val[VIRTIO_BALLOON13_TAG_MEMTOT]);
+	KUNIT_EXPECT_EQ(test, (val[VIRTIO_BALLOON13_TAG_AVAIL] |
+			       val[VIRTIO_BALLOON13_TAG_CACHES]) &
+			(PAGE_SIZE - 1), 0ULL);
+#ifdef CONFIG_VM_EVENT_COUNTERS
+	/* Each count lies between two snapshots taken around the answer. */
+	KUNIT_EXPECT_GE(test, val[VIRTIO_BALLOON13_TAG_OOM_KILL],
+			(u64)before[OOM_KILL]);
+	KUNIT_EXPECT_LE(test, val[VIRTIO_BALLOON13_TAG_OOM_KILL],
+			(u64)after[OOM_KILL]);
+	for (zid = 0; zid < MAX_NR_ZONES; zid++) {
+		stall_lo += before[ALLOCSTALL_NORMAL - ZONE_NORMAL + zid];
+		stall_hi += after[ALLOCSTALL_NORMAL - ZONE_NORMAL + zid];
+	}
+	KUNIT_EXPECT_GE(test, val[VIRTIO_BALLOON13_TAG_ALLOC_STALL],
+			(u64)stall_lo);
+	KUNIT_EXPECT_LE(test, val[VIRTIO_BALLOON13_TAG_ALLOC_STALL],
+			(u64)stall_hi);
+	KUNIT_EXPECT_GE(test, val[VIRTIO_BALLOON13_TAG_ASYNC_SCAN],
+			(u64)vb13_reclaim_pages(before, PGSCAN_KSWAPD) << PAGE_SHIFT);
+	KUNIT_EXPECT_LE(test, val[VIRTIO_BALLOON13_TAG_ASYNC_SCAN],
+			(u64)vb13_reclaim_pages(after, PGSCAN_KSWAPD) << PAGE_SHIFT);
+	KUNIT_EXPECT_GE(test, val[VIRTIO_BALLOON13_TAG_DIRECT_RECLAIM],
+			(u64)vb13_reclaim_pages(before, PGSTEAL_DIRECT) << PAGE_SHIFT);
+	KUNIT_EXPECT_LE(test, val[VIRTIO_BALLOON13_TAG_DIRECT_RECLAIM],
+			(u64)vb13_reclaim_pages(after, PGSTEAL_DIRECT) << PAGE_SHIFT);
+#endif
+}
+
+/*
+ * REQ_STATS_INTERVAL: 1 ms is raised to 100 ms, so a second brings about
+ * ten pushed answers, not hundreds; with an interval set, requests are
+ * still answered; 0 stops them; the unbind stops the timer (KASAN would
+ * see it run on a freed balloon).
+ */
+static void stats_interval_pushes(struct kunit *test)
+{
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+	u64 n0, got, i;
+
+	fd = bind_feat(test, 12, true, BIT_ULL(FAKE_VDEV_F_FULL_STATS));
+	vb = vb_of(fd);
+	KUNIT_ASSERT_EQ(test, stats_interval(fd, 1), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, READ_ONCE(vb->stats_interval_ms)
+					       == 100, TO));
+	/* A new interval pushes at once. */
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait_count(fd, FAKE_VDEV_STATS_MSGS,
+						     1, TO));
+	n0 = fake_vdev_count(fd, FAKE_VDEV_STATS_MSGS);
+	msleep(1000);
+	got = fake_vdev_count(fd, FAKE_VDEV_STATS_MSGS) - n0;
+	kunit_info(test, "%llu pushed answers in 1 s at 100 ms", got);
+	KUNIT_EXPECT_GE(test, got, 4ULL);
+	KUNIT_EXPECT_LE(test, got, 13ULL);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.requests_stats), 0ULL);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.requests_stats_interval), 1ULL);
+	KUNIT_EXPECT_GE(test, READ_ONCE(vb->cnt.stats_pushed), got);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_BAD_MSGS), 0ULL);
+
+	/* With a long interval set, each STATS request still gets its answer. */
+	KUNIT_ASSERT_EQ(test, stats_interval(fd, 60000), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, READ_ONCE(vb->stats_interval_ms)
+					       == 60000, TO));
+	msleep(QUIET_MS);
+	for (i = 1; i <= 2; i++) {
+		n0 = fake_vdev_count(fd, FAKE_VDEV_STATS_MSGS);
+		KUNIT_ASSERT_EQ(test, ask_stats(fd), 0);
+		KUNIT_EXPECT_TRUE(test, fake_vdev_wait_count(fd,
+							     FAKE_VDEV_STATS_MSGS,
+							     n0 + 1, 1000));
+		KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.requests_stats), (u64)i);
+	}
+
+	KUNIT_ASSERT_EQ(test, stats_interval(fd, 0), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, !READ_ONCE(vb->stats_interval_ms),
+					       TO));
+	msleep(QUIET_MS);
+	n0 = fake_vdev_count(fd, FAKE_VDEV_STATS_MSGS);
+	msleep(3 * QUIET_MS);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_STATS_MSGS), n0);
+	KUNIT_EXPECT_FALSE(test, delayed_work_pending(&vb->stats_work));
+
+	KUNIT_ASSERT_EQ(test, stats_interval(fd, 150), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait_count(fd, FAKE_VDEV_STATS_MSGS,
+						     n0 + 2, TO));
+	fake_vdev_unregister(fd);
+	msleep(3 * QUIET_MS);
+	KUNIT_EXPECT_TRUE(test, fake_vdev_wait_posted(fd, 0, TO));
+}
+
+/* Without the bit, REQ_STATS_INTERVAL is an unknown request. */
+static void stats_interval_not_negotiated(struct kunit *test)
+{
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+
+	fd = bind(test, 12, true);
+	vb = vb_of(fd);
+	KUNIT_ASSERT_EQ(test, stats_interval(fd, 200), 0);
+	KUNIT_ASSERT_TRUE(test, wait_cnt(fd, &vb->cnt.requests_unknown, 1));
+	msleep(3 * QUIET_MS);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.requests_stats_interval), 0ULL);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->stats_interval_ms), 0U);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_STATS_MSGS), 0ULL);
+	KUNIT_EXPECT_TRUE(test, fake_vdev_wait_posted(fd, VB13_NR_REQS, TO));
+}
+
+#ifdef CONFIG_PM_SLEEP
+/* Pushes stop while frozen and go on at the same interval after restore. */
+static void stats_interval_freeze(struct kunit *test)
+{
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+	u64 n0;
+
+	fd = bind_feat(test, 12, true, BIT_ULL(FAKE_VDEV_F_FULL_STATS));
+	vb = vb_of(fd);
+	KUNIT_ASSERT_EQ(test, stats_interval(fd, 200), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait_count(fd, FAKE_VDEV_STATS_MSGS,
+						     2, TO));
+	KUNIT_ASSERT_EQ(test, virtio_device_freeze(&fd->vdev), 0);
+	KUNIT_EXPECT_FALSE(test, delayed_work_pending(&vb->stats_work));
+	n0 = fake_vdev_count(fd, FAKE_VDEV_STATS_MSGS);
+	msleep(3 * QUIET_MS);
+	KUNIT_EXPECT_FALSE(test, delayed_work_pending(&vb->stats_work));
+	KUNIT_EXPECT_FALSE(test, work_pending(&vb->req_work));
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_STATS_MSGS), n0);
+	KUNIT_ASSERT_EQ(test, virtio_device_restore(&fd->vdev), 0);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->stats_interval_ms), 200U);
+	KUNIT_EXPECT_TRUE(test, fake_vdev_wait_count(fd, FAKE_VDEV_STATS_MSGS,
+						     n0 + 2, TO));
+}
+#endif
+
+/* A page the reporting core holds: off the free lists, unreferenced. */
+static bool isolated(u64 addr)
+{
+	struct page *page = pfn_to_page(PHYS_PFN(addr));
+
+	return !is_free_buddy_page(page) && !page_ref_count(page);
+}
+
+/* Another reporting device: can it register now?  (It leaves again.) */
+static int dummy_report(struct page_reporting_dev_info *pr,
+			struct scatterlist *sg, unsigned int nents)
+{
+	return -EIO;
+}
+
+static int try_register_reporting(struct kunit *test)
+{
+	struct page_reporting_dev_info *pr;
+	int err;
+
+	pr = kunit_kzalloc(test, sizeof(*pr), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, pr);
+	pr->report = dummy_report;
+	err = page_reporting_register(pr);
+	if (!err)
+		page_reporting_unregister(pr);
+	return err;
+}
+
+/* Wait until the driver counted every REPORT the device took. */
+static bool reports_settled(struct fake_vdev *fd)
+{
+	struct virtio_balloon13 *vb = vb_of(fd);
+
+	return READ_ONCE(vb->cnt.messages_report) ==
+	       fake_vdev_count(fd, FAKE_VDEV_REPORT_MSGS) &&
+	       READ_ONCE(vb->cnt.report_bytes) ==
+	       fake_vdev_count(fd, FAKE_VDEV_REPORT_BYTES);
+}
+
+/*
+ * VIRTIO_BALLOON13_F_REPORTING: free memory goes to the device in REPORT
+ * messages of whole pageblocks (the fake checks each range and that its
+ * pages stay isolated); none of it enters the balloon or leaves MemTotal.
+ */
+static void report_free_pages(struct kunit *test)
+{
+	unsigned long ram = totalram_pages();
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+	u64 bytes;
+
+	fd = bind_feat(test, 12, true, BIT_ULL(FAKE_VDEV_F_REPORTING));
+	vb = vb_of(fd);
+	KUNIT_ASSERT_TRUE(test, virtio_has_feature(&fd->vdev,
+						   VIRTIO_BALLOON13_F_REPORTING));
+	KUNIT_ASSERT_TRUE(test, READ_ONCE(vb->reporting));
+	KUNIT_EXPECT_EQ(test, vb->pr_dev_info.order, (unsigned int)pageblock_order);
+	/* The core's first pass starts 2 s after registering. */
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait_count(fd, FAKE_VDEV_REPORT_MSGS,
+						     1, TO));
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, reports_settled(fd), TO));
+	bytes = fake_vdev_count(fd, FAKE_VDEV_REPORT_BYTES);
+	kunit_info(test, "%llu REPORT messages, %llu MiB",
+		   fake_vdev_count(fd, FAKE_VDEV_REPORT_MSGS), bytes >> 20);
+	KUNIT_EXPECT_GE(test, bytes, (u64)PAGE_SIZE << pageblock_order);
+	KUNIT_EXPECT_EQ(test, bytes % (PAGE_SIZE << pageblock_order), 0ULL);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_BAD_MSGS), 0ULL);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_REPORT_IN_USE), 0ULL);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.report_aborted), 0ULL);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->nr_blocks), 0UL);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_PAGES), 0ULL);
+	KUNIT_EXPECT_EQ(test, totalram_pages(), ram);
+	KUNIT_EXPECT_STREQ(test, sysfs_show(test, fd, "size_bytes"), "0\n");
+}
+
+/*
+ * The reported pages stay off the free lists until the device returns the
+ * message: held for a while, they are still isolated and the driver still
+ * waits; returned, they go back.
+ */
+static void report_waits_for_device(struct kunit *test)
+{
+	struct virtio_balloon13 *vb;
+	struct fake_vdev_msg *msg;
+	struct fake_vdev *fd;
+	unsigned int i, n;
+	u64 first;
+
+	fd = bind_feat(test, 12, false, BIT_ULL(FAKE_VDEV_F_REPORTING));
+	vb = vb_of(fd);
+	KUNIT_ASSERT_EQ(test, fake_vdev_wait_output(fd, &msg, TO), 0);
+	KUNIT_ASSERT_EQ(test, fake_vdev_msg_type(msg), (u32)FAKE_VDEV_MSG_REPORT);
+	n = fake_vdev_msg_ranges(msg);
+	KUNIT_ASSERT_GE(test, n, 1U);
+	KUNIT_EXPECT_LE(test, n, (unsigned int)VB13_REPORT_RANGES);
+	KUNIT_EXPECT_EQ(test, msg->len, (size_t)8 + 16 * n);
+	first = fake_vdev_msg_u64(msg, 0);
+	msleep(QUIET_MS);
+	for (i = 0; i < n; i++)
+		KUNIT_EXPECT_TRUE(test, isolated(fake_vdev_msg_u64(msg, 2 * i)));
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.messages_report), 0ULL);
+
+	KUNIT_ASSERT_EQ(test, fake_vdev_complete_output(fd, msg), 0);
+	KUNIT_EXPECT_TRUE(test, wait_cnt(fd, &vb->cnt.messages_report, 1));
+	/* Back on the free lists (or handed out again) once we returned. */
+	KUNIT_EXPECT_TRUE(test, fake_vdev_wait(fd, !isolated(first), TO));
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_REPORT_IN_USE), 0ULL);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_BAD_MSGS), 0ULL);
+	fake_vdev_set_auto(fd, true);
+}
+
+static void unregister_other(void *pr)
+{
+	page_reporting_unregister(pr);
+}
+
+/* A page as the reporting core hands it over: isolated, unreferenced. */
+static struct page *fake_free_page(struct kunit *test, unsigned int order)
+{
+	struct page *page = alloc_pages(GFP_KERNEL | __GFP_NOWARN, order);
+
+	KUNIT_ASSERT_NOT_NULL(test, page);
+	KUNIT_ASSERT_TRUE(test, page_ref_freeze(page, 1));
+	return page;
+}
+
+static void fake_free_page_put(struct page *page, unsigned int order)
+{
+	page_ref_unfreeze(page, 1);
+	__free_pages(page, order);
+}
+
+/*
+ * The callback itself, called with a batch the way the core calls it:
+ * pages smaller than a block are left out (the core's order is one
+ * global, which an admin or an earlier device may have set lower), and a
+ * batch larger than a message goes in several.  Another device holds the
+ * registration meanwhile, so the core never calls this driver on its own.
+ */
+static void report_batches(struct kunit *test)
+{
+	const unsigned int b = pageblock_order, n = VB13_REPORT_RANGES + 1;
+	struct page_reporting_dev_info *other;
+	struct page *big, *small, **pages;
+	struct scatterlist *sg;
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+	unsigned int i;
+
+	other = kunit_kzalloc(test, sizeof(*other), GFP_KERNEL);
+	pages = kunit_kcalloc(test, n, sizeof(*pages), GFP_KERNEL);
+	sg = kunit_kcalloc(test, n, sizeof(*sg), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, other);
+	KUNIT_ASSERT_NOT_NULL(test, pages);
+	KUNIT_ASSERT_NOT_NULL(test, sg);
+	other->report = dummy_report;
+	KUNIT_ASSERT_EQ(test, page_reporting_register(other), 0);
+	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test, unregister_other,
+							other), 0);
+
+	/* Blocks of a pageblock: one of order b is a block, b - 1 is not. */
+	fd = bind_feat(test, PAGE_SHIFT + b, true, BIT_ULL(FAKE_VDEV_F_REPORTING));
+	vb = vb_of(fd);
+	KUNIT_EXPECT_FALSE(test, READ_ONCE(vb->reporting));
+	big = fake_free_page(test, b);
+	small = fake_free_page(test, b - 1);
+	sg_init_table(sg, 2);
+	sg_set_page(&sg[0], small, PAGE_SIZE << (b - 1), 0);
+	sg_set_page(&sg[1], big, PAGE_SIZE << b, 0);
+	KUNIT_EXPECT_EQ(test, vb->pr_dev_info.report(&vb->pr_dev_info, sg, 2), 0);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.report_skipped), 1ULL);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.messages_report), 1ULL);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.report_bytes),
+			(u64)PAGE_SIZE << b);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_REPORT_MSGS), 1ULL);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_REPORT_BYTES),
+			(u64)PAGE_SIZE << b);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_BAD_MSGS), 0ULL);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_REPORT_IN_USE), 0ULL);
+	fake_free_page_put(big, b);
+	fake_free_page_put(small, b - 1);
+	fake_vdev_unregister(fd);
+
+	/* 4 KiB blocks, one page more than a message holds: two messages. */
+	fd = bind_feat(test, 12, true, BIT_ULL(FAKE_VDEV_F_REPORTING));
+	vb = vb_of(fd);
+	sg_init_table(sg, n);
+	for (i = 0; i < n; i++) {
+		pages[i] = fake_free_page(test, 0);
+		sg_set_page(&sg[i], pages[i], PAGE_SIZE, 0);
+	}
+	KUNIT_EXPECT_EQ(test, vb->pr_dev_info.report(&vb->pr_dev_info, sg, n), 0);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.messages_report), 2ULL);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.report_skipped), 0ULL);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_REPORT_MSGS), 2ULL);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_REPORT_BYTES),
+			(u64)n * PAGE_SIZE);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_MSG_BYTES),
+			(u64)8 + 16 * VB13_REPORT_RANGES + 8 + 16);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_REPORT_IN_USE), 0ULL);
+	for (i = 0; i < n; i++)
+		fake_free_page_put(pages[i], 0);
+}
+
+/*
+ * Not offered: the driver does not register (another device could) and
+ * sends no REPORT (the fake would count it bad).  Offered: it registers,
+ * and remove unregisters it again.
+ */
+static void report_registration(struct kunit *test)
+{
+	struct fake_vdev *fd;
+
+	fd = bind(test, 12, true);
+	KUNIT_EXPECT_FALSE(test, READ_ONCE(vb_of(fd)->reporting));
+	KUNIT_EXPECT_EQ(test, try_register_reporting(test), 0);
+	fake_vdev_unregister(fd);
+
+	fd = bind_feat(test, 12, true, BIT_ULL(FAKE_VDEV_F_REPORTING));
+	KUNIT_EXPECT_TRUE(test, READ_ONCE(vb_of(fd)->reporting));
+	KUNIT_EXPECT_EQ(test, try_register_reporting(test), -EBUSY);
+	fake_vdev_unregister(fd);
+	KUNIT_EXPECT_EQ(test, try_register_reporting(test), 0);
+}
+
+#ifdef CONFIG_PM_SLEEP
+/* Freeze unregisters reporting, restore registers it again. */
+static void report_freeze_restore(struct kunit *test)
+{
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+
+	fd = bind_feat(test, 12, true, BIT_ULL(FAKE_VDEV_F_REPORTING));
+	vb = vb_of(fd);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait_count(fd, FAKE_VDEV_REPORT_MSGS,
+						     1, TO));
+	KUNIT_ASSERT_EQ(test, virtio_device_freeze(&fd->vdev), 0);
+	KUNIT_EXPECT_FALSE(test, READ_ONCE(vb->reporting));
+	KUNIT_EXPECT_EQ(test, try_register_reporting(test), 0);
+	KUNIT_ASSERT_EQ(test, virtio_device_restore(&fd->vdev), 0);
+	KUNIT_EXPECT_TRUE(test, READ_ONCE(vb->reporting));
+	KUNIT_EXPECT_EQ(test, try_register_reporting(test), -EBUSY);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_REPORT_IN_USE), 0ULL);
+}
+#endif
+
+/*
+ * Remove while the device holds a REPORT it never returns: remove waits
+ * its drain time, resets the device, and the report comes back with its
+ * pages unreported; nothing hangs.
+ */
+static void report_remove_while_held(struct kunit *test)
+{
+	struct fake_vdev_msg *msg;
+	struct fake_vdev *fd;
+	unsigned long t0;
+	u64 first;
+
+	fd = bind_feat(test, 12, false, BIT_ULL(FAKE_VDEV_F_REPORTING));
+	KUNIT_ASSERT_EQ(test, fake_vdev_wait_output(fd, &msg, TO), 0);
+	KUNIT_ASSERT_EQ(test, fake_vdev_msg_type(msg), (u32)FAKE_VDEV_MSG_REPORT);
+	first = fake_vdev_msg_u64(msg, 0);
+	KUNIT_EXPECT_TRUE(test, isolated(first));
+	t0 = jiffies;
+	fake_vdev_unregister(fd);
+	kunit_info(test, "remove took %u ms", jiffies_to_msecs(jiffies - t0));
+	KUNIT_EXPECT_FALSE(test, fake_vdev_bound(fd));
+	KUNIT_EXPECT_FALSE(test, isolated(first));
+	KUNIT_EXPECT_EQ(test, fake_vdev_complete_output(fd, msg), -ESTALE);
+	KUNIT_EXPECT_EQ(test, try_register_reporting(test), 0);
+}
+
+/* Reporting while the balloon inflates and deflates: neither disturbs the other. */
+static void report_with_inflate(struct kunit *test)
+{
+	unsigned long ram = totalram_pages();
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+
+	fd = bind_feat(test, 12, true, BIT_ULL(FAKE_VDEV_F_REPORTING));
+	vb = vb_of(fd);
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_64M), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 16384), TO));
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait_count(fd, FAKE_VDEV_REPORT_MSGS,
+						     1, TO));
+	KUNIT_EXPECT_EQ(test, check_owned(test, fd), 16384UL);
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_16M), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 4096), TO));
+	KUNIT_EXPECT_EQ(test, ram - totalram_pages(), 4096UL);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, reports_settled(fd), TO));
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_REPORT_IN_USE), 0ULL);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_FREED_PAGES), 0ULL);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_BAD_MSGS), 0ULL);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_PAGES), 16384ULL);
+}
+
 static struct kunit_case vb13_driver_cases[] = {
 	KUNIT_CASE(probe_posts_buffers),
 	KUNIT_CASE_PARAM(probe_rejects_page_bits, hostile_bits_gen_params),
@@ -1596,6 +2108,21 @@ static struct kunit_case vb13_driver_cases[] = {
 	KUNIT_CASE(deflate_unsent_first),
 	KUNIT_CASE(oom_release_off),
 	KUNIT_CASE(pressure_release_not_offered),
+	KUNIT_CASE(full_stats_tags),
+	KUNIT_CASE(stats_interval_pushes),
+	KUNIT_CASE(stats_interval_not_negotiated),
+#ifdef CONFIG_PM_SLEEP
+	KUNIT_CASE(stats_interval_freeze),
+#endif
+	KUNIT_CASE(report_free_pages),
+	KUNIT_CASE(report_waits_for_device),
+	KUNIT_CASE(report_batches),
+	KUNIT_CASE(report_registration),
+#ifdef CONFIG_PM_SLEEP
+	KUNIT_CASE(report_freeze_restore),
+#endif
+	KUNIT_CASE_SLOW(report_remove_while_held),
+	KUNIT_CASE(report_with_inflate),
 	{}
 };
 

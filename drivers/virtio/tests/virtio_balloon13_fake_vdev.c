@@ -55,13 +55,15 @@
 #define FAKE_VDEV_IRQ_FORCE	1	/* call the callback regardless */
 
 /*
- * Features the fake can serve: vringh knows split rings only; of device
- * 13's own bits, explicit withdrawal and pressure release.
+ * Features the fake can serve: vringh knows split rings only; device 13's
+ * own bits all.
  */
 #define FAKE_VDEV_FEATURES_OK	(BIT_ULL(VIRTIO_F_VERSION_1) |		\
 				 BIT_ULL(VIRTIO_RING_F_EVENT_IDX) |	\
 				 BIT_ULL(VIRTIO_RING_F_INDIRECT_DESC) |	\
 				 BIT_ULL(FAKE_VDEV_F_WITHDRAW) |	\
+				 BIT_ULL(FAKE_VDEV_F_REPORTING) |	\
+				 BIT_ULL(FAKE_VDEV_F_FULL_STATS) |	\
 				 BIT_ULL(FAKE_VDEV_F_PRESSURE_RELEASE))
 
 /* How long unregistering waits for the last reference to the device. */
@@ -248,6 +250,67 @@ static void fake_vdev_take_block(struct fake_vdev *fd, u64 addr, u32 bits)
 	fake_vdev_add(fd, FAKE_VDEV_PAGES, 1);
 }
 
+/* Is [@addr, @addr + @len) a run of whole blocks of RAM? */
+static bool fake_vdev_range_ok(u64 addr, u64 len, u32 bits)
+{
+	u64 mask = BIT_ULL(bits) - 1, pfn;
+
+	if (bits < 9 || bits > 40 || !len || ((addr | len) & mask) ||
+	    addr + len < addr)
+		return false;
+	for (pfn = PHYS_PFN(addr); pfn <= PHYS_PFN(addr + len - 1); pfn++) {
+		if (!pfn_valid(pfn) || !page_is_ram(pfn))
+			return false;
+		if (!((pfn + 1) % 4096))
+			cond_resched();
+	}
+	return true;
+}
+
+/*
+ * Take one free range the guest reported.  Its pages must be what the page
+ * reporting core hands a driver: off the free lists (isolated) and without
+ * references, until this buffer goes back.  The fake does not write them
+ * (a real discard makes them read zeroes): they are free pages, and KASAN
+ * would rightly report the write.
+ */
+static void fake_vdev_take_range(struct fake_vdev *fd, u64 addr, u64 len)
+{
+	u64 pfn, end = PHYS_PFN(addr + len);
+	struct page *page = pfn_to_page(PHYS_PFN(addr));
+	u64 used = is_free_buddy_page(page);
+
+	for (pfn = PHYS_PFN(addr); pfn < end; pfn++) {
+		used += !!page_ref_count(pfn_to_page(pfn));
+		if (!((pfn + 1) % 4096))
+			cond_resched();
+	}
+	fake_vdev_add(fd, FAKE_VDEV_REPORT_IN_USE, used);
+	fake_vdev_add(fd, FAKE_VDEV_REPORT_BYTES, len);
+}
+
+/* A REPORT message: every range valid, or none acted on. */
+static bool fake_vdev_take_report(struct fake_vdev *fd, const __le64 *w,
+				  size_t n)
+{
+	u32 bits = fake_vdev_page_bits(fd);
+	unsigned int bad = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		bad += !fake_vdev_range_ok(le64_to_cpu(w[2 * i]),
+					   le64_to_cpu(w[2 * i + 1]), bits);
+	if (bad) {
+		fake_vdev_add(fd, FAKE_VDEV_BAD_RANGES, bad);
+		return false;
+	}
+	for (i = 0; i < n; i++)
+		fake_vdev_take_range(fd, le64_to_cpu(w[2 * i]),
+				     le64_to_cpu(w[2 * i + 1]));
+	fake_vdev_add(fd, FAKE_VDEV_REPORT_MSGS, 1);
+	return true;
+}
+
 static void fake_vdev_take_stats(struct fake_vdev *fd, const __le64 *w,
 				 unsigned int n)
 {
@@ -306,6 +369,13 @@ static void fake_vdev_consume(struct fake_vdev *fd, const u8 *data,
 		fake_vdev_take_stats(fd, w, body / 16);
 		fake_vdev_add(fd, FAKE_VDEV_STATS_MSGS, 1);
 		return;
+	case FAKE_VDEV_MSG_REPORT:
+		if (!__virtio_test_bit(&fd->vdev, FAKE_VDEV_F_REPORTING) ||
+		    !body || body % 16)
+			goto bad;
+		if (fake_vdev_take_report(fd, w, body / 16))
+			return;
+		goto bad;
 	}
 bad:
 	fake_vdev_add(fd, FAKE_VDEV_BAD_MSGS, 1);

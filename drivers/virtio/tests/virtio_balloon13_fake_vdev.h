@@ -51,13 +51,17 @@ struct kunit;
 
 /* Device 13 feature bits the fake offers when asked to. */
 #define FAKE_VDEV_F_WITHDRAW		0
+#define FAKE_VDEV_F_REPORTING		1
+#define FAKE_VDEV_F_FULL_STATS		2
 #define FAKE_VDEV_F_PRESSURE_RELEASE	3
 
 /* Request types (inputq) and message types (outputq) on the wire. */
 #define FAKE_VDEV_REQ_RESIZE		0
 #define FAKE_VDEV_REQ_STATS		1
+#define FAKE_VDEV_REQ_STATS_INTERVAL	2	/* FAKE_VDEV_F_FULL_STATS */
 #define FAKE_VDEV_MSG_PAGES		0
 #define FAKE_VDEV_MSG_STATS		1
+#define FAKE_VDEV_MSG_REPORT		3	/* FAKE_VDEV_F_REPORTING */
 
 /* Size of a request, and of the header in front of every message. */
 #define FAKE_VDEV_REQ_LEN		16
@@ -68,7 +72,7 @@ struct kunit;
 /* Longest outputq message read; longer ones are counted bad, not read. */
 #define FAKE_VDEV_MAX_MSG_LEN		(256 * 1024)
 /* Stats entries kept from the last stats message. */
-#define FAKE_VDEV_MAX_STATS		16
+#define FAKE_VDEV_MAX_STATS		32
 /* A sensible default for the wait helpers, in milliseconds. */
 #define FAKE_VDEV_TIMEOUT_MS		10000
 /* The wait helpers re-check their condition at least this often (ms). */
@@ -107,6 +111,17 @@ enum fake_vdev_vq {
  *	recording them failed for lack of memory (the device never waits
  *	for memory the driver might be freeing for it).
  * @FAKE_VDEV_RING_ERRORS: malformed rings; the queue stops working.
+ * @FAKE_VDEV_REPORT_MSGS: well-formed REPORT messages (free page
+ *	reporting negotiated, length 8 + 16n with n >= 1, every range valid).
+ * @FAKE_VDEV_REPORT_BYTES: free memory those messages named.
+ * @FAKE_VDEV_BAD_RANGES: REPORT ranges that are empty, not multiples of
+ *	the block size, wrapping or not RAM; the message is rejected whole
+ *	(counted in @FAKE_VDEV_BAD_MSGS, no range of it acted on).
+ * @FAKE_VDEV_REPORT_IN_USE: pages of accepted REPORT ranges that the guest
+ *	was using (a reference held) or had put back on its free lists when
+ *	the device discarded them, i.e. before the buffer came back.  Always
+ *	a driver bug: the page reporting core keeps reported pages isolated,
+ *	free and unreferenced until the driver returns.
  * @FAKE_VDEV_NR_COUNTERS: number of counters.
  */
 enum fake_vdev_counter {
@@ -125,6 +140,10 @@ enum fake_vdev_counter {
 	FAKE_VDEV_FREED_PAGES,
 	FAKE_VDEV_RECORD_ERRORS,
 	FAKE_VDEV_RING_ERRORS,
+	FAKE_VDEV_REPORT_MSGS,
+	FAKE_VDEV_REPORT_BYTES,
+	FAKE_VDEV_BAD_RANGES,
+	FAKE_VDEV_REPORT_IN_USE,
 	FAKE_VDEV_NR_COUNTERS
 };
 
@@ -204,8 +223,9 @@ struct fake_vdev_queue {
  * @parent: parent device, a kunit device freed with the test.
  * @device_id: virtio device ID.
  * @device_features: features offered; VIRTIO_F_VERSION_1, and
- *	VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
- *	%FAKE_VDEV_F_WITHDRAW and %FAKE_VDEV_F_PRESSURE_RELEASE may be added.
+ *	VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC and the device
+ *	13 bits %FAKE_VDEV_F_WITHDRAW, %FAKE_VDEV_F_REPORTING,
+ *	%FAKE_VDEV_F_FULL_STATS and %FAKE_VDEV_F_PRESSURE_RELEASE may be added.
  *	Set before fake_vdev_register().
  * @queue_size: ring size offered, a power of two.  Set before registering.
  * @discard_fill: -1 (default) to leave discarded blocks alone, or a byte
@@ -353,6 +373,22 @@ static inline u64 fake_vdev_msg_u64(const struct fake_vdev_msg *msg,
 	if (off + 8 > min_t(size_t, msg->len, FAKE_VDEV_MAX_MSG_LEN))
 		return U64_MAX;
 	return le64_to_cpup((const __le64 *)(msg->data + off));
+}
+
+/**
+ * fake_vdev_msg_ranges() - ranges in a REPORT message
+ * @msg: the message.
+ *
+ * Range i is fake_vdev_msg_u64(@msg, 2i) (address) and 2i + 1 (length).
+ *
+ * Return: the number of whole 16-byte ranges after the header.
+ */
+static inline unsigned int fake_vdev_msg_ranges(const struct fake_vdev_msg *msg)
+{
+	size_t len = min_t(size_t, msg->len, FAKE_VDEV_MAX_MSG_LEN);
+
+	return len < FAKE_VDEV_MSG_HDR_LEN ? 0 :
+	       (len - FAKE_VDEV_MSG_HDR_LEN) / 16;
 }
 
 /**

@@ -263,9 +263,16 @@ static const struct virtio_device_id tiny_id_table[] = {
 	{ 0 },
 };
 
+/* Taken when offered, so the fake's REPORT handling can be tested. */
+static unsigned int tiny_features[] = {
+	FAKE_VDEV_F_REPORTING,
+};
+
 static struct virtio_driver tiny_driver = {
 	.driver.name	= "fake_vdev_selftest",
 	.id_table	= tiny_id_table,
+	.feature_table	= tiny_features,
+	.feature_table_size = ARRAY_SIZE(tiny_features),
 	.probe		= tiny_probe,
 	.remove		= tiny_remove,
 };
@@ -656,6 +663,88 @@ static void fake_vdev_test_freed_block(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_PAGES), TINY_BLOCKS);
 }
 
+/*
+ * REPORT messages: taken only when free page reporting was negotiated and
+ * every range is whole blocks of RAM; a page with a reference is counted
+ * as in use.
+ */
+static void fake_vdev_test_report(struct kunit *test)
+{
+	static const struct fake_vdev_geom g = {
+		"4K-reporting", 12, BIT_ULL(FAKE_VDEV_F_REPORTING),
+		FAKE_VDEV_QUEUE_SIZE, false
+	};
+	struct fake_vdev *fd;
+	struct page *run;
+	struct tiny *t;
+	__le64 m[5];
+	u64 base;
+
+	fd = tiny_setup_geom(test, &g, &t);
+	fake_vdev_set_auto(fd, true);
+	tiny_bind(test, fd, t);
+	KUNIT_ASSERT_TRUE(test, tiny_wait_returned(fd, t, 1));
+	run = alloc_pages(GFP_KERNEL, 1);
+	KUNIT_ASSERT_NOT_NULL(test, run);
+	base = page_to_phys(run);
+	m[0] = cpu_to_le64(FAKE_VDEV_MSG_REPORT);
+	m[1] = cpu_to_le64(base);
+	m[2] = cpu_to_le64(2 * PAGE_SIZE);
+
+	/* As the page reporting core hands pages over: no reference. */
+	KUNIT_ASSERT_TRUE(test, page_ref_freeze(run, 1));
+	KUNIT_EXPECT_EQ(test, tiny_send(t, m, 24, 1, false), 0);
+	KUNIT_ASSERT_TRUE(test, tiny_wait_returned(fd, t, 2));
+	page_ref_unfreeze(run, 1);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_REPORT_MSGS), 1);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_REPORT_BYTES),
+			2 * PAGE_SIZE);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_REPORT_IN_USE), 0);
+
+	/* A page the guest holds. */
+	KUNIT_EXPECT_EQ(test, tiny_send(t, m, 24, 1, false), 0);
+	KUNIT_ASSERT_TRUE(test, tiny_wait_returned(fd, t, 3));
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_REPORT_MSGS), 2);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_REPORT_IN_USE), 1);
+
+	/* Empty, unaligned, beyond RAM: each message rejected whole. */
+	m[2] = 0;
+	KUNIT_EXPECT_EQ(test, tiny_send(t, m, 24, 1, false), 0);
+	m[1] = cpu_to_le64(base + 512);
+	m[2] = cpu_to_le64(PAGE_SIZE);
+	KUNIT_EXPECT_EQ(test, tiny_send(t, m, 24, 1, false), 0);
+	m[1] = cpu_to_le64(BIT_ULL(50));
+	KUNIT_EXPECT_EQ(test, tiny_send(t, m, 24, 1, false), 0);
+	/* A good range beside a wrapping one: neither is taken. */
+	m[1] = cpu_to_le64(base);
+	m[3] = cpu_to_le64(-(u64)PAGE_SIZE);
+	m[4] = cpu_to_le64(2 * PAGE_SIZE);
+	KUNIT_EXPECT_EQ(test, tiny_send(t, m, 40, 1, false), 0);
+	/* No range, and half a range. */
+	KUNIT_EXPECT_EQ(test, tiny_send(t, m, 8, 1, false), 0);
+	KUNIT_EXPECT_EQ(test, tiny_send(t, m, 16, 1, false), 0);
+	KUNIT_ASSERT_TRUE(test, tiny_wait_returned(fd, t, 9));
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_BAD_MSGS), 6);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_BAD_RANGES), 4);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_REPORT_MSGS), 2);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_REPORT_BYTES),
+			4 * PAGE_SIZE);
+
+	/* Not negotiated: an unknown message. */
+	fake_vdev_unregister(fd);
+	fd->device_features &= ~BIT_ULL(FAKE_VDEV_F_REPORTING);
+	fake_vdev_clear_records(fd);
+	t->out_returned = 0;
+	tiny_bind(test, fd, t);
+	KUNIT_ASSERT_TRUE(test, tiny_wait_returned(fd, t, 1));
+	m[2] = cpu_to_le64(2 * PAGE_SIZE);
+	KUNIT_EXPECT_EQ(test, tiny_send(t, m, 24, 1, false), 0);
+	KUNIT_ASSERT_TRUE(test, tiny_wait_returned(fd, t, 2));
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_BAD_MSGS), 1);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_REPORT_MSGS), 0);
+	__free_pages(run, 1);
+}
+
 static int fake_vdev_suite_init(struct kunit_suite *suite)
 {
 	return register_virtio_driver(&tiny_driver);
@@ -677,6 +766,7 @@ static struct kunit_case fake_vdev_test_cases[] = {
 	KUNIT_CASE(fake_vdev_test_not_ready),
 	KUNIT_CASE(fake_vdev_test_unregister_held),
 	KUNIT_CASE(fake_vdev_test_freed_block),
+	KUNIT_CASE(fake_vdev_test_report),
 	{}
 };
 

@@ -528,6 +528,58 @@ static void stats_encoding(struct kunit *test)
 #endif
 }
 
+/* With VIRTIO_BALLOON13_F_FULL_STATS: the base six, then tags 6 to 15. */
+static void stats_encoding_full(struct kunit *test)
+{
+	struct virtio_balloon13_stats *st;
+	u64 mask = 0, want, tag;
+	unsigned int n, i;
+
+	st = kunit_kzalloc(test, struct_size(st, s, VB13_NR_STATS), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, st);
+	n = vb13_fill_stats(st, true);
+	KUNIT_ASSERT_LE(test, n, (unsigned int)VB13_NR_STATS);
+	for (i = 0; i < n; i++) {
+		tag = le64_to_cpu(st->s[i].tag);
+		KUNIT_ASSERT_LT(test, tag, (u64)VB13_NR_STATS);
+		if (i)
+			KUNIT_EXPECT_LT(test, le64_to_cpu(st->s[i - 1].tag), tag);
+		mask |= BIT_ULL(tag);
+	}
+	want = GENMASK_ULL(15, 0);
+	if (!IS_ENABLED(CONFIG_HUGETLB_PAGE))
+		want &= ~GENMASK_ULL(9, 8);
+	if (!IS_ENABLED(CONFIG_VM_EVENT_COUNTERS))
+		want &= ~(GENMASK_ULL(3, 0) | GENMASK_ULL(15, 8));
+	KUNIT_EXPECT_EQ(test, mask & GENMASK_ULL(15, 0), want);
+	/* PSI: both totals or neither (no /proc while the suite runs). */
+	KUNIT_EXPECT_EQ(test, !!(mask & BIT_ULL(16)), !!(mask & BIT_ULL(17)));
+	/* The same fill without the bit stops at MEMTOT. */
+	KUNIT_EXPECT_EQ(test, vb13_fill_stats(st, false),
+			(unsigned int)hweight64(want & GENMASK_ULL(5, 0)));
+}
+
+/* The totals of /proc/pressure/memory's two lines; nothing else will do. */
+static void psi_parse(struct kunit *test)
+{
+	char good[] = "some avg10=0.31 avg60=0.07 avg300=0.01 total=123456\n"
+		      "full avg10=0.00 avg60=0.00 avg300=0.00 total=18446744073709551615\n";
+	char no_full[] = "some avg10=0.00 avg60=0.00 avg300=0.00 total=5\n";
+	char bad_num[] = "some avg10=0.00 avg60=0.00 avg300=0.00 total=5x\n"
+			 "full avg10=0.00 avg60=0.00 avg300=0.00 total=1\n";
+	char no_total[] = "some avg10=0.00\nfull avg10=0.00\n";
+	char empty[] = "";
+	u64 some = 0, full = 0;
+
+	KUNIT_EXPECT_EQ(test, vb13_parse_psi(good, &some, &full), 0);
+	KUNIT_EXPECT_EQ(test, some, 123456ULL);
+	KUNIT_EXPECT_EQ(test, full, U64_MAX);
+	KUNIT_EXPECT_EQ(test, vb13_parse_psi(no_full, &some, &full), -EINVAL);
+	KUNIT_EXPECT_EQ(test, vb13_parse_psi(bad_num, &some, &full), -EINVAL);
+	KUNIT_EXPECT_EQ(test, vb13_parse_psi(no_total, &some, &full), -EINVAL);
+	KUNIT_EXPECT_EQ(test, vb13_parse_psi(empty, &some, &full), -EINVAL);
+}
+
 static struct kunit_case vb13_pagelist_cases[] = {
 	KUNIT_CASE_PARAM(geom_valid, good_bits_gen_params),
 	KUNIT_CASE_PARAM(geom_rejects, bad_bits_gen_params),
@@ -538,6 +590,8 @@ static struct kunit_case vb13_pagelist_cases[] = {
 	KUNIT_CASE(sub_page_geometry),
 	KUNIT_CASE_PARAM(split_chunk_runs, good_bits_gen_params),
 	KUNIT_CASE(stats_encoding),
+	KUNIT_CASE(stats_encoding_full),
+	KUNIT_CASE(psi_parse),
 	{}
 };
 
