@@ -279,7 +279,8 @@ GROUPS = {}         # name -> configuration
 DEVICE_KINDS = ("vu", "native")
 
 
-def group(name, mem, page_bits=12, vu_args=(), native_props=(), vm=None):
+def group(name, mem, page_bits=12, vu_args=(), native_props=(), vm=None,
+          requires=None):
     """Declare a VM configuration that scenarios share.
 
     mem           guest RAM, e.g. "1536M"
@@ -289,12 +290,14 @@ def group(name, mem, page_bits=12, vu_args=(), native_props=(), vm=None):
     native_props  further properties of the native device, e.g.
                   ("x-foo=1",)
     vm            further scripts/vm.py VM() keyword arguments
+    requires      requires(kind, qemu) -> None, or why this configuration
+                  can't be had here (its scenarios are then skipped)
     """
     if name in GROUPS:
         raise ValueError("VM group %r declared twice" % name)
     GROUPS[name] = {"name": name, "mem": mem, "page_bits": int(page_bits),
                     "vu_args": list(vu_args), "native_props": list(native_props),
-                    "vm": dict(vm or {})}
+                    "vm": dict(vm or {}), "requires": requires}
 
 
 def scenario(name, group_name, devices=("vu",), series=None):

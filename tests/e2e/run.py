@@ -114,6 +114,11 @@ class Runner:
         label = series + dev.suffix
         t0 = time.monotonic()
         what = "%s, %s" % (cfg["mem"], describe(cfg, kind))
+        why = cfg["requires"] and cfg["requires"](kind, vmlib.qemu_binary())
+        if why:
+            for name, _ in scenarios:
+                self.skip(label, name, why)
+            return
         try:
             kwargs = dict(dev.vm_kwargs(cfg))
             kwargs.update(cfg["vm"])
