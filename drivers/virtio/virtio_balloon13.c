@@ -119,6 +119,7 @@
 #include <linux/debugfs.h>
 #include <linux/export.h>
 #include <linux/fs.h>
+#include <linux/uio.h>
 #include <linux/gfp.h>
 #include <linux/jiffies.h>
 #include <linux/log2.h>
@@ -623,21 +624,33 @@ EXPORT_SYMBOL_IF_KUNIT(vb13_parse_psi);
 /*
  * Memory stall totals since boot, in microseconds.  The kernel exports
  * neither psi_system nor psi_show(), so a module reads what
- * /proc/pressure/memory prints; it does not exist while PSI is off.
+ * /proc/pressure/memory prints; it does not exist while PSI is off.  The
+ * file is a seq_file without read_iter (kernel_read() refuses it), so it is
+ * read through seq_read_iter() as a read(2) of it would be.
  * Context: process context; sleeps.
  * Return: true when both totals were read.
  */
 static bool vb13_psi_mem_us(u64 *some_us, u64 *full_us)
 {
 	char buf[256];
+	struct kvec kv = { .iov_base = buf, .iov_len = sizeof(buf) - 1 };
+	struct iov_iter iter;
+	struct kiocb kiocb;
 	struct file *f;
-	loff_t pos = 0;
 	ssize_t n;
 
 	f = filp_open("/proc/pressure/memory", O_RDONLY, 0);
 	if (IS_ERR(f))
 		return false;
-	n = kernel_read(f, buf, sizeof(buf) - 1, &pos);
+	if (f->f_op->read_iter) {
+		loff_t pos = 0;
+
+		n = kernel_read(f, buf, sizeof(buf) - 1, &pos);
+	} else {
+		init_sync_kiocb(&kiocb, f);
+		iov_iter_kvec(&iter, ITER_DEST, &kv, 1, kv.iov_len);
+		n = seq_read_iter(&kiocb, &iter);
+	}
 	filp_close(f, NULL);
 	if (n <= 0)
 		return false;
