@@ -30,8 +30,8 @@ from e2elib import (F_FULL_STATS, F_PRESSURE_RELEASE, F_REPORTING, F_WITHDRAW,
                     scenario, vmlib)
 from scenarios import basic
 
-# The device 13 bits this driver implements.  F_WITHDRAW joins when the
-# driver side of explicit withdrawal lands.
+# The device 13 bits the driver implements: these, and F_WITHDRAW where its
+# debugfs counts WITHDRAW messages (driver_bits()).
 DRIVER_BITS = {F_REPORTING, F_FULL_STATS, F_PRESSURE_RELEASE}
 ALL_BITS = {F_WITHDRAW, F_REPORTING, F_FULL_STATS, F_PRESSURE_RELEASE}
 # balloon13d's --features names, the native device's property names.
@@ -102,10 +102,16 @@ def device_bits(g):
     return bits & ALL_BITS
 
 
-def check_negotiated(g, offered, driver_bits=DRIVER_BITS):
-    """The guest and the device agree that offered & driver_bits were
-    negotiated, and nothing else of device 13's bits."""
-    want = offered & driver_bits
+def driver_bits(g):
+    """The bits the loaded driver implements."""
+    cnt = g.state()["cnt"]
+    return DRIVER_BITS | ({F_WITHDRAW} if "messages_withdraw" in cnt else set())
+
+
+def check_negotiated(g, offered, driver=None):
+    """The guest and the device agree that offered & the driver's bits
+    were negotiated, and nothing else of device 13's bits."""
+    want = offered & (driver_bits(g) if driver is None else driver)
     bits = g.features()
     check(VIRTIO_F_VERSION_1 in bits, "VIRTIO_F_VERSION_1 not negotiated")
     check_eq(bits & ALL_BITS, want, "device 13 bits negotiated (guest sysfs)")
@@ -471,7 +477,7 @@ def t_poison(g):
     PSI tags in STATS."""
     g.modprobe()
     out = g.sh("dmesg | grep -i 'poison' || true")
-    got = check_negotiated(g, ALL_BITS, DRIVER_BITS - {F_REPORTING})
+    got = check_negotiated(g, ALL_BITS, driver_bits(g) - {F_REPORTING})
     c = debugfs(g)
     check_eq(c.get("reporting_active"), 0, "debugfs reporting_active")
     v = stats_values(g)
@@ -554,7 +560,7 @@ def t_old_probe(g):
     check_eq(st["sys"].get("page_bits"), 12, "sysfs page_bits")
     check_eq(st["sys"].get("size_bytes"), 0, "sysfs size_bytes")
     check_eq(st["mem"]["MemTotal"], g.base_memtotal, "MemTotal")
-    check_negotiated(g, ALL_BITS, driver_bits=set())
+    check_negotiated(g, ALL_BITS, driver=set())
     check("reporting_active" not in st["cnt"],
           "debugfs has reporting_active: not the old driver")
     s = g.status()
