@@ -47,6 +47,10 @@ DEBUGFS13 = "/sys/kernel/debug/virtio_balloon13"
 NATIVE_ADDR = "0x10"
 NATIVE_PCI = "0000:00:10.0"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# balloon13d's device features in the measurements of inflate and deflate:
+# all but free page reporting, which would discard guest memory under them
+# (the "reporting" configuration measures it on its own).
+PAIR_FEATURES = "withdraw,full-stats,pressure-release"
 _MARK = re.compile(rb"@@BENCH (\w+) ([0-9.]+)")
 
 
@@ -208,7 +212,7 @@ class Bench:
 
     def __init__(self, name, series, mem, page_bits, init_on_alloc, ko,
                  allocbench_ko, daemon, legacy=True, smp=1, thp=False,
-                 native=True):
+                 native=True, features=PAIR_FEATURES):
         self.name = name
         self.thp = thp
         self.page_bits = page_bits
@@ -219,7 +223,7 @@ class Bench:
             modules=[ko, allocbench_ko],
             backend=daemon,
             backend_args=["--control", "{tmpdir}/ctl.sock", "--page-bits",
-                          str(page_bits), "-v"],
+                          str(page_bits), "-v", "--features", features],
             balloon=legacy, append="init_on_alloc=%d" % init_on_alloc,
             native=("qmp-balloon=off,page-bits=%d,addr=%s"
                     % (page_bits, NATIVE_ADDR)) if native else None,
@@ -996,6 +1000,7 @@ def build_configs(a):
             sizes13=[256 * MiB, GiB, 4 * GiB, 12 * GiB],
             sizes_legacy=[256 * MiB, GiB, 4 * GiB], reps=a.scale_reps)
     cfgs.update(pressure_configs(a))
+    cfgs.update(feature_configs(a))
     return cfgs
 
 
@@ -1256,6 +1261,305 @@ def run_pressure_config(name, cfg, a, builds):
     return res
 
 
+# ---- issue 15: free page reporting and explicit withdrawal -----------------
+
+def feature_configs(a):
+    """Free page reporting (device 13 and legacy, one VM), deflate with
+    and without explicit withdrawal (one VM, the daemon restarted between
+    them behind a PCIe root port), and churn with reporting on."""
+    return {
+        "reporting": dict(mem="2G", page_bits=12, ioa=1, kind="reporting",
+                          reps=min(a.reps, 3), free_mib=1024, pf_mib=128,
+                          pf_s=10, pf_warm_s=2, goal_frac=0.9, goal_s=5.0,
+                          goal_overhead=0.033),
+        "withdraw": dict(mem="2G", page_bits=12, ioa=1, kind="withdraw",
+                         size=GiB, reps=a.reps),
+        "churn-reporting": dict(kind="churn", series=["6.12", "6.12-debug"]),
+    }
+
+
+def guest_sh(b, cmd, timeout=120):
+    status, out = b.vm.run(cmd, timeout=timeout)
+    if status != 0:
+        raise BenchError("guest command %r exited %d: %s"
+                         % (cmd[:80], status, out.strip()[-300:]))
+    return out
+
+
+def wait_resident_quiet(b, settle=5.0, tol=8 * MiB, timeout=180):
+    """Until host-resident guest RAM has not moved by more than tol for
+    settle seconds (the page reporting passes after a driver registers
+    come 2 s apart); returns the seconds waited."""
+    t0 = time.monotonic()
+    last, since = b.vm.guest_ram_resident(), t0
+    while True:
+        time.sleep(0.5)
+        r, now = b.vm.guest_ram_resident(), time.monotonic()
+        if abs(r - last) > tol:
+            last, since = r, now
+        elif now - since >= settle:
+            return now - t0
+        if now - t0 > timeout:
+            raise BenchError("host-resident guest RAM still moving after "
+                             "%d s" % timeout)
+
+
+def reporting_mode(b, who):
+    """Leave exactly one free page reporting driver bound: "dev13"
+    (virtio_balloon13), "legacy" (virtio_balloon, with QEMU's
+    free-page-reporting=on) or "off" (neither; no balloon driver).  Only
+    one device in a guest can report.  Waits until the first reporting
+    passes are over; returns the seconds that took."""
+    guest_sh(b, "rmmod virtio_balloon13 2>/dev/null; "
+             "rmmod virtio_balloon 2>/dev/null; true")
+    if who == "dev13":
+        out = guest_sh(b, "modprobe virtio_balloon13 && sleep 0.5 && "
+                       "grep -h reporting_active %s/virtio*/counters"
+                       % DEBUGFS13)
+        if out.split()[-1] != "1":
+            raise BenchError("virtio_balloon13 is not reporting: %s" % out)
+    elif who == "legacy":
+        # VIRTIO_BALLOON_F_REPORTING is bit 5.
+        out = guest_sh(b, "modprobe virtio_balloon && sleep 0.5 && "
+                       "cut -c6 /sys/bus/virtio/drivers/virtio_balloon/"
+                       "virtio*/features")
+        if out.strip() != "1":
+            raise BenchError("virtio_balloon did not negotiate free page "
+                             "reporting: %r" % out)
+    return wait_resident_quiet(b)
+
+
+def free_and_watch(b, mib_, timeout=60.0, goal=0.9, at=5.0):
+    """The guest touches mib_ MiB and frees it (memtouch exits); how much
+    of what it touched goes back to the host, sampled every 0.2 s from the
+    free: the share at `at` seconds and when it reached `goal`."""
+    res0 = b.vm.guest_ram_resident()
+    guest_sh(b, "memtouch %d >/dev/null" % mib_, timeout=600)
+    t0 = time.monotonic()
+    peak = b.vm.guest_ram_resident()
+    touched = peak - res0
+    if touched < mib_ * MiB // 2:
+        raise BenchError("memtouch %d raised host-resident guest RAM by only "
+                         "%.0f MiB" % (mib_, touched / MiB))
+    samples, at_frac, goal_s = [], None, None
+    while True:
+        t = time.monotonic() - t0
+        frac = (peak - b.vm.guest_ram_resident()) / touched
+        samples.append((round(t, 2), round(frac, 4)))
+        if at_frac is None and t >= at:
+            at_frac = frac
+        if goal_s is None and frac >= goal:
+            goal_s = t
+        if at_frac is not None and (goal_s is not None or t >= timeout):
+            break
+        time.sleep(0.2)
+    return {"touched": touched, "frac_at": at_frac, "at_s": at,
+            "goal_s": None if goal_s is None else round(goal_s, 2),
+            "final_frac": samples[-1][1], "samples": samples[::5]}
+
+
+def pagefault_rate(b, mib_, secs, warm):
+    """pages/s of the page-fault-heavy workload (scripts/guest/pagefault.c)
+    over secs, after warm seconds of it."""
+    guest_sh(b, "pagefault --mib %d %d >/dev/null" % (mib_, warm), timeout=300)
+    out = guest_sh(b, "pagefault --mib %d %d" % (mib_, secs), timeout=600)
+    m = re.search(r"pagefault: (.*)", out)
+    if not m:
+        raise BenchError("pagefault printed no summary: %s" % out[-300:])
+    return parse_kv(m.group(1))
+
+
+def run_reporting_config(name, cfg, a, builds):
+    """Free page reporting, device 13 and legacy side by side in one VM
+    (one driver reporting at a time), repetitions interleaved: 1 GiB
+    freed, how fast it goes back to the host; the page-fault-heavy
+    workload's rate with reporting on against off; the host's own time to
+    discard 1 GiB (the bound)."""
+    b = Bench(name, a.series, cfg["mem"], cfg["page_bits"], cfg["ioa"],
+              builds["ko"], builds["allocbench"], builds["daemon"],
+              native=False, features="all")
+    b.vm.qemu_args += ["-global", "virtio-balloon-device.free-page-reporting=on"]
+    res = {"config": dict(cfg), "load_start": loadavg(), "free": [],
+           "pagefault": []}
+    t = time.monotonic()
+    try:
+        b.start()
+        res["vm"] = b.info
+        modes = ("off", "dev13", "legacy")
+        for rep in range(cfg["reps"]):
+            order = modes[rep % 3:] + modes[:rep % 3]
+            for who in order:
+                settle = reporting_mode(b, who)
+                c0 = b.counters() if who == "dev13" else None
+                pf = pagefault_rate(b, cfg["pf_mib"], cfg["pf_s"],
+                                    cfg["pf_warm_s"])
+                r = {"rep": rep, "mode": who, "settle_s": round(settle, 1),
+                     "rate": pf["rate"], "pages": pf["pages"],
+                     "seconds": pf["seconds"], "load": loadavg()}
+                if c0:
+                    c1 = b.counters()
+                    r["reported_mib"] = (c1["report_bytes"] -
+                                         c0["report_bytes"]) / MiB
+                res["pagefault"].append(r)
+                say("%s rep %d %-6s: pagefault %.0f pages/s%s" % (
+                    name, rep + 1, who, pf["rate"],
+                    ", %.0f MiB reported meanwhile" % r["reported_mib"]
+                    if c0 else ""))
+                wait_resident_quiet(b)
+                f = free_and_watch(b, cfg["free_mib"],
+                                   timeout=8.0 if who == "off" else 60.0,
+                                   goal=cfg["goal_frac"], at=cfg["goal_s"])
+                f.update({"rep": rep, "mode": who, "load": loadavg()})
+                res["free"].append(f)
+                say("%s rep %d %-6s: freed %d MiB, %.0f%% back at %.0f s, "
+                    "%d%% after %s s" % (
+                        name, rep + 1, who, cfg["free_mib"],
+                        100 * f["frac_at"], cfg["goal_s"],
+                        100 * cfg["goal_frac"], f["goal_s"]))
+        res["host_punch"] = {"bytes": cfg["free_mib"] * MiB, "step": 4 * MiB,
+                             "thp": False,
+                             "punch_s": host_punch_bound(cfg["free_mib"] * MiB,
+                                                         False, cfg["reps"])}
+    finally:
+        res["load_end"] = loadavg()
+        res["elapsed_s"] = round(time.monotonic() - t, 1)
+        b.close()
+    return res
+
+
+def dev13_sysfs(b):
+    """The vhost-user device 13's sysfs directory in the guest (the only
+    one: this VM has no native device)."""
+    out = guest_sh(b, "ls -d %s/virtio* 2>/dev/null || true" % SYSFS13)
+    devs = out.split()
+    if len(devs) != 1:
+        raise BenchError("%d device 13s bound: %s" % (len(devs), out))
+    return devs[0]
+
+
+def restart_daemon(b, features, timeout=60):
+    """Swap balloon13d for one offering `features`, in the same VM: unplug
+    the device, restart the daemon, plug the device in again and wait for
+    the driver to bind it."""
+    b.vm.unplug_vhost()
+    b.ctl.close()
+    b.vm.backend_proc.terminate()
+    b.vm.backend_proc.wait(30)
+    i = b.vm.backend_args.index("--features")
+    b.vm.backend_args[i + 1] = features
+    b.vm._start_backend()
+    b.vm.replug_vhost()
+    deadline = time.monotonic() + timeout
+    while True:
+        out = guest_sh(b, "ls -d %s/virtio* 2>/dev/null || true" % SYSFS13)
+        if out.split():
+            break
+        if time.monotonic() > deadline:
+            raise BenchError("device 13 not bound %d s after the replug"
+                             % timeout)
+        time.sleep(0.2)
+    b.dev = dev13_sysfs(b)
+    b.ctl = Ctl(b.vm.path("ctl.sock"))
+
+
+def negotiated_withdraw(b):
+    bits = guest_sh(b, "cat %s/features" % b.dev).strip()
+    return bits[:1] == "1"
+
+
+def run_withdraw_config(name, cfg, a, builds):
+    """Deflate with explicit withdrawal against withdrawal by access and
+    against legacy, in one VM: the pair measurements (legacy and
+    balloon13d) with a daemon offering WITHDRAW, then again after swapping
+    in a daemon without it (hot-unplug and replug behind a PCIe root
+    port), then once more with it; the allocator bound of the same VM."""
+    b = Bench(name, a.series, cfg["mem"], cfg["page_bits"], cfg["ioa"],
+              builds["ko"], builds["allocbench"], builds["daemon"],
+              native=False)
+    b.vm.root_port = True
+    res = {"config": dict(cfg), "load_start": loadavg(), "phases": []}
+    t = time.monotonic()
+    try:
+        b.start()
+        res["vm"] = b.info
+        phases = (("explicit", PAIR_FEATURES),
+                  ("access", "full-stats,pressure-release"),
+                  ("explicit", PAIR_FEATURES))
+        reps = max(1, (cfg["reps"] + 1) // 2)
+        for i, (way, features) in enumerate(phases):
+            if i:
+                restart_daemon(b, features)
+            got = negotiated_withdraw(b)
+            if got != (way == "explicit"):
+                raise BenchError("%s phase: WITHDRAW %snegotiated (daemon "
+                                 "--features %s)" % (way, "" if got else "not ",
+                                                     features))
+            pair = run_pair(b, cfg["size"], reps if i != 1 else cfg["reps"],
+                            balloons=("legacy", "dev13"), counters=False)
+            res["phases"].append({"way": way, "features": features,
+                                  "pair": pair})
+        res["allocbench"] = run_allocbench(b, cfg["size"], cfg["reps"],
+                                           {"driver_orders": (10, 0)})
+    finally:
+        res["load_end"] = loadavg()
+        res["elapsed_s"] = round(time.monotonic() - t, 1)
+        b.close()
+    return res
+
+
+_CHURN_LINE = re.compile(r"churn: .*")
+_TAP = re.compile(r"^(ok|not ok) \d+ - e2e/(\S+)/churn(?: # SKIP (.*))?")
+
+
+def run_churn_config(name, cfg, a, builds):
+    """The end-to-end churn scenario (tests/e2e: random resizes, the device
+    frozen mid-inflation, checksummed data, memtouch --verify, every kernel
+    splat a failure) on each series, with balloon13d offering every
+    feature, free page reporting among them: 0 bad pages means the
+    scenario passed; the guest's report counters show reporting ran."""
+    res = {"config": dict(cfg), "load_start": loadavg(), "runs": []}
+    t = time.monotonic()
+    for series in cfg["series"]:
+        t1 = time.monotonic()
+        p = subprocess.run([sys.executable, os.path.join(TOP, "tests", "e2e",
+                                                         "run.py"),
+                            "--series", series, "--devices", "vu", "-k",
+                            "churn", "--skip", "churn-native"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True)
+        text = p.stdout
+        m = [_TAP.match(ln) for ln in text.splitlines()]
+        m = [x for x in m if x]
+        legacy = re.findall(r"^(PASS|FAIL|SKIP) e2e/(\S+)/churn\b(.*)",
+                            text, re.M)
+        if m:
+            ok = m[-1].group(1) == "ok" and not m[-1].group(3)
+            skip = m[-1].group(3)
+        elif legacy:
+            ok = legacy[-1][0] == "PASS"
+            skip = legacy[-1][2].lstrip(": ") if legacy[-1][0] == "SKIP" else None
+        else:
+            ok, skip = False, None
+        rep = re.search(r"churn: reporting: (\d+) messages, (\d+) bytes", text)
+        r = {"series": series, "passed": ok, "skipped": skip,
+             "exit": p.returncode, "seconds": round(time.monotonic() - t1, 1),
+             "report_messages": int(rep.group(1)) if rep else None,
+             "reported_mib": int(rep.group(2)) / MiB if rep else None,
+             "summary": [ln.strip() for ln in text.splitlines()
+                         if "churn" in ln and ("ok" in ln or "churn:" in ln)][-6:]}
+        if not ok:
+            r["log_tail"] = text[-3000:]
+        res["runs"].append(r)
+        say("%s %s: %s in %.0f s, %s REPORT messages (%s MiB)" % (
+            name, series, "passed" if ok else ("skipped: %s" % skip if skip
+                                               else "FAILED"),
+            r["seconds"], r["report_messages"],
+            "-" if r["reported_mib"] is None else "%.0f" % r["reported_mib"]))
+    res["load_end"] = loadavg()
+    res["elapsed_s"] = round(time.monotonic() - t, 1)
+    return res
+
+
 def builds_from_args(a):
     for p in (a.module, a.allocbench, a.daemon):
         if not os.path.isfile(p):
@@ -1381,8 +1685,11 @@ def main(argv=None):
                 continue
             say("%s: starting (host load %s)" % (name, loadavg()))
             try:
-                runner = (run_pressure_config if cfg["kind"] == "pressure"
-                          else run_config)
+                runner = {"pressure": run_pressure_config,
+                          "reporting": run_reporting_config,
+                          "withdraw": run_withdraw_config,
+                          "churn": run_churn_config}.get(cfg["kind"],
+                                                         run_config)
                 results["configs"][name] = runner(name, cfg, a, builds)
             except (BenchError, VMError, OSError) as e:
                 failed.append(name)

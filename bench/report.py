@@ -342,6 +342,7 @@ def markdown(results, summ):
     out.append("")
     out += bound_md(summ)
     out += pressure_md(results)
+    out += reporting_md(results) + withdraw_md(results) + churn_md(results)
     return "\n".join(out)
 
 
@@ -794,6 +795,262 @@ def pressure_lines(results):
     return lines
 
 
+# ---- issue 15: free page reporting, explicit withdrawal, churn ------------------
+
+def reporting_summary(results):
+    """{config: {...}} for the reporting configurations: per mode (off,
+    dev13, legacy) the share of 1 GiB freed that was back at 5 s and the
+    seconds to 90% (medians; None where 90% was never reached counts as
+    never), the page-fault workload's rate and its overhead against off,
+    and the host's own discard time for the same memory (the bound)."""
+    out = {}
+    for name, r in results.get("configs", {}).items():
+        if r.get("config", {}).get("kind") != "reporting" or not r.get("free"):
+            continue
+        c = r["config"]
+        modes = {}
+        for m in ("off", "dev13", "legacy"):
+            fr = [x for x in r["free"] if x["mode"] == m]
+            pf = [x for x in r.get("pagefault", []) if x["mode"] == m]
+            if not fr and not pf:
+                continue
+            goal = [x["goal_s"] for x in fr]
+            modes[m] = {
+                "n": len(fr),
+                "frac_at": spread([x["frac_at"] for x in fr]),
+                # A run that never got there is slower than any that did.
+                "goal_s": spread([g for g in goal if g is not None])
+                if all(g is not None for g in goal) else None,
+                "goal_missed": sum(g is None for g in goal),
+                "rate": spread([x["rate"] for x in pf]),
+                "reported_mib": spread([x.get("reported_mib") for x in pf
+                                        if x.get("reported_mib") is not None])
+                if any(x.get("reported_mib") is not None for x in pf) else None,
+            }
+        off = (modes.get("off") or {}).get("rate")
+        for m, v in modes.items():
+            v["overhead"] = (1 - v["rate"]["median"] / off["median"]
+                             if off and v.get("rate") and m != "off" else None)
+        hp = r.get("host_punch") or {}
+        out[name] = {"config": c, "modes": modes,
+                     "punch_s": spread(hp["punch_s"]) if hp.get("punch_s")
+                     else None,
+                     "load": [r.get("load_start"), r.get("load_end")]}
+    return out
+
+
+def _pct(x):
+    return "-" if x is None else "%.1f%%" % (100 * x)
+
+
+def reporting_md(results):
+    out = []
+    for name, s in reporting_summary(results).items():
+        c = s["config"]
+        out += ["## Free page reporting (%s)" % name, "",
+                "One %s guest, device 13 (balloon13d, every feature) and "
+                "QEMU's virtio-balloon with `free-page-reporting=on`; one "
+                "driver reports at a time (the kernel takes one reporting "
+                "device), `off` has neither bound. Modes interleaved, %d "
+                "repetitions. **Freed**: the guest touches %d MiB and frees "
+                "it (`memtouch` exits); the share of it back on the host "
+                "(the guest-RAM memfd's allocated blocks) 5 s after the "
+                "free, and when 90%% was back (goal: 90%% within 5 s). The "
+                "kernel's reporting waits 2 s after a free and takes about "
+                "a sixteenth of each free list per pass, passes 2 s apart, "
+                "whichever driver reports. **Page faults**: `pagefault "
+                "--mib %d %d` (map, touch every 4 KiB page without THP, "
+                "unmap, again), pages/s, after %d s of warm-up; overhead "
+                "against `off` (goal: at most 3.3%%, the figure published "
+                "when the kernel's free page reporting was merged). Host "
+                "load %s -> %s." % (
+                    c["mem"], c["reps"], c["free_mib"], c["pf_mib"], c["pf_s"],
+                    c["pf_warm_s"], s["load"][0], s["load"][1]), "",
+                "| reporting | freed: back at 5 s | 90% back after s | "
+                "page faults/s | overhead vs off | MiB reported meanwhile |",
+                "|---|---|---|---|---|---|"]
+        for m, label in (("dev13", "device 13"), ("legacy", "legacy"),
+                         ("off", "off")):
+            v = s["modes"].get(m)
+            if not v:
+                continue
+            out.append("| %s | %s | %s | %s | %s | %s |" % (
+                label,
+                "-" if not v["frac_at"] else "**%s** [%s-%s]" % (
+                    _pct(v["frac_at"]["median"]), _pct(v["frac_at"]["min"]),
+                    _pct(v["frac_at"]["max"])),
+                ("-" if m == "off" else
+                 "never (%d of %d runs)" % (v["goal_missed"], v["n"])
+                 if v["goal_missed"] else
+                 fmt_spread(v["goal_s"], digits=1) if v["goal_s"] else "-"),
+                fmt_spread(v["rate"], digits=0) if v.get("rate") else "-",
+                "-" if v["overhead"] is None else "**%s**" % _pct(v["overhead"]),
+                fmt_spread(v["reported_mib"], digits=0)
+                if v.get("reported_mib") else "-"))
+        if s["punch_s"]:
+            out += ["", "Bound: the host discards %d MiB of written shared "
+                    "memory in %s s (`madvise(MADV_REMOVE)`, 4 MiB runs), so "
+                    "all of the 5 s but the kernel's 2 s delay and its pacing "
+                    "is there for reporting." % (
+                        c["free_mib"], fmt_spread(s["punch_s"]))]
+        out.append("")
+    return out
+
+
+def reporting_lines(results):
+    lines = []
+    for name, s in reporting_summary(results).items():
+        m = s["modes"]
+        d, lg = m.get("dev13"), m.get("legacy")
+        if not d or not d.get("frac_at"):
+            continue
+        goal = s["config"]["goal_frac"]
+        met = d["frac_at"]["median"] >= goal
+        lines.append(
+            "%s dev13_back_at_5s=%.3f (goal >= %.2f %s) "
+            "legacy_back_at_5s=%s dev13/legacy=%s dev13_90pct_s=%s "
+            "legacy_90pct_s=%s" % (
+                name, d["frac_at"]["median"], goal, "met" if met else "MISSED",
+                "n/a" if not lg or not lg.get("frac_at") else
+                "%.3f" % lg["frac_at"]["median"],
+                "n/a" if not lg or not lg.get("frac_at") or
+                not lg["frac_at"]["median"] else
+                "%.2f" % (d["frac_at"]["median"] / lg["frac_at"]["median"]),
+                "never" if d["goal_missed"] else
+                "%.1f" % d["goal_s"]["median"] if d["goal_s"] else "n/a",
+                "n/a" if not lg else "never" if lg["goal_missed"] else
+                "%.1f" % lg["goal_s"]["median"] if lg.get("goal_s") else "n/a"))
+        if d.get("overhead") is not None:
+            lines.append(
+                "%s dev13_pagefault_overhead=%.4f (goal <= %.3f %s) "
+                "legacy_pagefault_overhead=%s" % (
+                    name, d["overhead"], s["config"]["goal_overhead"],
+                    "met" if d["overhead"] <= s["config"]["goal_overhead"]
+                    else "MISSED",
+                    "n/a" if not lg or lg.get("overhead") is None else
+                    "%.4f" % lg["overhead"]))
+    return lines
+
+
+def withdraw_summary(results):
+    """{config: {...}}: deflate (and inflate) medians of device 13 with
+    explicit withdrawal, by access, and legacy (pooled over the phases),
+    and the allocator's free bound of the same VM."""
+    out = {}
+    for name, r in results.get("configs", {}).items():
+        if r.get("config", {}).get("kind") != "withdraw" or not r.get("phases"):
+            continue
+        ways = {"explicit": {"inflate": [], "deflate": []},
+                "access": {"inflate": [], "deflate": []},
+                "legacy": {"inflate": [], "deflate": []}}
+        for ph in r["phases"]:
+            for d in ("inflate", "deflate"):
+                ways[ph["way"]][d] += ph["pair"]["dev13"][d]
+                ways["legacy"][d] += ph["pair"]["legacy"][d]
+        s = {w: {d: summarize_ops(v[d]) for d in v if v[d]}
+             for w, v in ways.items() if v["deflate"]}
+        ab = (r.get("allocbench") or {}).get("driver_orders") or []
+        out[name] = {"config": r["config"], "ways": s,
+                     "free_s": spread([x["free_s"] for x in ab]) if ab else None,
+                     "alloc_s": spread([x["alloc_s"] for x in ab]) if ab else None,
+                     "load": [r.get("load_start"), r.get("load_end")]}
+    return out
+
+
+def withdraw_md(results):
+    out = []
+    for name, s in withdraw_summary(results).items():
+        c = s["config"]
+        out += ["## Deflate with explicit withdrawal (%s)" % name, "",
+                "One 2 GiB guest, %d MiB inflated then deflated, medians "
+                "[min-max] over the repetitions: device 13 through "
+                "balloon13d offering `withdraw` (the driver names what it "
+                "takes back in WITHDRAW messages and frees it when they come "
+                "back), then through a balloon13d without it (withdrawal by "
+                "access: the driver frees the blocks, no message), swapped "
+                "in the same VM by hot-unplug and replug behind a PCIe root "
+                "port, then with it again; legacy measured in every phase. "
+                "Deflate ends when the guest's balloon is empty. Bound: the "
+                "allocator freeing the same memory (`allocbench`) in the "
+                "same VM. Host load %s -> %s." % (
+                    c["size"] // MiB, s["load"][0], s["load"][1]), "",
+                "| balloon | runs | deflate s | deflate / legacy | "
+                "free bound / deflate | inflate s |", "|---|---|---|---|---|---|"]
+        leg = med(s["ways"].get("legacy", {}).get("deflate") or {}, "time_s")
+        fb = s["free_s"]["median"] if s["free_s"] else None
+        for w, label in (("explicit", "device 13, explicit withdrawal"),
+                         ("access", "device 13, withdrawal by access"),
+                         ("legacy", "legacy")):
+            v = s["ways"].get(w)
+            if not v:
+                continue
+            t = v["deflate"]["time_s"]
+            out.append("| %s | %d | %s | %s | %s | %s |" % (
+                label, t["n"], fmt_spread(t),
+                "-" if not leg else "%.2f" % (t["median"] / leg),
+                "-" if not fb else "%.2f" % (fb / t["median"]),
+                fmt_spread(v["inflate"]["time_s"]) if "inflate" in v else "-"))
+        out.append("")
+    return out
+
+
+def withdraw_lines(results):
+    lines = []
+    for name, s in withdraw_summary(results).items():
+        w = s["ways"]
+        e = med((w.get("explicit") or {}).get("deflate") or {}, "time_s")
+        a = med((w.get("access") or {}).get("deflate") or {}, "time_s")
+        lg = med((w.get("legacy") or {}).get("deflate") or {}, "time_s")
+        fb = s["free_s"]["median"] if s["free_s"] else None
+        if e is None:
+            continue
+        lines.append("%s deflate_explicit_s=%.3f deflate_access_s=%s "
+                     "explicit/access=%s explicit/legacy=%s "
+                     "free_bound/explicit=%s" % (
+                         name, e, "n/a" if a is None else "%.3f" % a,
+                         "n/a" if not a else "%.2f" % (e / a),
+                         "n/a" if not lg else "%.3f" % (e / lg),
+                         "n/a" if not fb else "%.3f" % (fb / e)))
+    return lines
+
+
+def churn_md(results):
+    out = []
+    for name, r in results.get("configs", {}).items():
+        if r.get("config", {}).get("kind") != "churn" or not r.get("runs"):
+            continue
+        out += ["## Churn with free page reporting on (%s)" % name, "",
+                "tests/e2e's churn scenario (50 random resizes, the device "
+                "frozen mid-inflation, 128 MiB of checksummed data, "
+                "`memtouch --verify`, any kernel splat such as `BUG: Bad "
+                "page state` a failure) with balloon13d offering every "
+                "feature, free page reporting among them. Bad pages: 0 when "
+                "it passed.", "",
+                "| kernel | result | bad pages | REPORT messages | reported "
+                "MiB | seconds |", "|---|---|---|---|---|---|"]
+        for x in r["runs"]:
+            out.append("| %s | %s | %s | %s | %s | %.0f |" % (
+                x["series"], "passed" if x["passed"] else
+                ("skipped: %s" % x["skipped"] if x.get("skipped") else "FAILED"),
+                "0" if x["passed"] else "-",
+                "-" if x["report_messages"] is None else x["report_messages"],
+                "-" if x["reported_mib"] is None else "%.0f" % x["reported_mib"],
+                x["seconds"]))
+        out.append("")
+    return out
+
+
+def churn_lines(results):
+    return ["%s %s bad_pages=%s report_messages=%s (goal 0 bad pages, "
+            "reporting on: %s)" % (
+                name, x["series"], 0 if x["passed"] else "n/a",
+                x["report_messages"],
+                "met" if x["passed"] and x["report_messages"] else "MISSED")
+            for name, r in results.get("configs", {}).items()
+            if r.get("config", {}).get("kind") == "churn"
+            for x in r.get("runs", [])]
+
+
 def render(results, outdir, make_plots=True):
     """Write summary.json, results.md (and plots); return the ratio lines
     (headline last)."""
@@ -809,6 +1066,8 @@ def render(results, outdir, make_plots=True):
         lines.append("target %-34s %-45s %-10s %-6s best possible %s" % (
             t, n, v, "met" if ok else "MISSED", b))
     lines += bound_lines(summ) + pressure_lines(results)
+    lines += (reporting_lines(results) + withdraw_lines(results) +
+              churn_lines(results))
     head = None
     for name, s in summ.items():
         r = ratios(s) if "dev13" in s and "legacy" in s else None

@@ -539,3 +539,7 @@ def t_churn(g):
         "and withdrawn; %d checksums match"
         % (n, bounces, secs, mib(top), inflight_seen, c["blocks_inflated"],
            len(sums)))
+    if "messages_report" in c:
+        # Free page reporting ran beside it (the bench's churn row).
+        say("churn: reporting: %d messages, %d bytes"
+            % (c["messages_report"], c["report_bytes"]))
