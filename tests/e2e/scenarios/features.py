@@ -214,8 +214,12 @@ def t_full_stats(g):
     g.modprobe()
     if F_FULL_STATS not in g.features():
         raise Fail("full-stats not negotiated with a device offering it")
-    # Something for the hugetlb counters to count (Debian: 2 MiB pages).
+    # Something for the hugetlb counters to count (Debian: 2 MiB pages),
+    # and for reclaim and PSI: all but 48 MiB of MemAvailable taken (the
+    # margin basic's deflate keeps) wakes kswapd.
     g.sh("echo 4 > /proc/sys/vm/nr_hugepages; echo 0 > /proc/sys/vm/nr_hugepages")
+    avail = g.meminfo()["MemAvailable"]
+    g.sh("memtouch %d >/dev/null" % ((avail - 48 * MiB) // MiB), timeout=240)
     r0 = readings(g)
     c0 = debugfs(g)
     v = stats_values(g)
