@@ -1807,8 +1807,9 @@ static void vb13_stats_push_fn(struct work_struct *work)
 
 /*
  * REQ_STATS_INTERVAL: push STATS every @ms milliseconds (raised to
- * VB13_STATS_MIN_MS), or no more for 0.  A new interval pushes at once;
- * the same one again changes nothing.
+ * VB13_STATS_MIN_MS), or no more for 0.  The first push comes one interval
+ * after the request (a device that wants statistics at once asks with
+ * STATS, as QEMU's does); the same interval again changes nothing.
  */
 static void vb13_set_stats_interval(struct virtio_balloon13 *vb, u64 ms)
 {
@@ -1821,7 +1822,8 @@ static void vb13_set_stats_interval(struct virtio_balloon13 *vb, u64 ms)
 		if (!want)
 			cancel_delayed_work(&vb->stats_work);
 		else if (!vb->stop)
-			mod_delayed_work(system_freezable_wq, &vb->stats_work, 0);
+			mod_delayed_work(system_freezable_wq, &vb->stats_work,
+					 msecs_to_jiffies(want));
 	}
 	spin_unlock_irqrestore(&vb->out_lock, flags);
 }
@@ -1833,7 +1835,8 @@ static void vb13_stats_push_resume(struct virtio_balloon13 *vb)
 
 	spin_lock_irqsave(&vb->out_lock, flags);
 	if (vb->stats_interval_ms && !vb->stop)
-		mod_delayed_work(system_freezable_wq, &vb->stats_work, 0);
+		mod_delayed_work(system_freezable_wq, &vb->stats_work,
+				 msecs_to_jiffies(vb->stats_interval_ms));
 	spin_unlock_irqrestore(&vb->out_lock, flags);
 }
 

@@ -1668,9 +1668,10 @@ static void full_stats_tags(struct kunit *test)
 
 /*
  * REQ_STATS_INTERVAL: 1 ms is raised to 100 ms, so a second brings about
- * ten pushed answers, not hundreds; with an interval set, requests are
- * still answered; 0 stops them; the unbind stops the timer (KASAN would
- * see it run on a freed balloon).
+ * ten pushed answers, not hundreds; the first comes an interval after the
+ * request; with an interval set, requests are still answered; 0 stops
+ * them; the unbind stops the timer (KASAN would see it run on a freed
+ * balloon).
  */
 static void stats_interval_pushes(struct kunit *test)
 {
@@ -1683,7 +1684,7 @@ static void stats_interval_pushes(struct kunit *test)
 	KUNIT_ASSERT_EQ(test, stats_interval(fd, 1), 0);
 	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, READ_ONCE(vb->stats_interval_ms)
 					       == 100, TO));
-	/* A new interval pushes at once. */
+	/* The first push one interval later. */
 	KUNIT_ASSERT_TRUE(test, fake_vdev_wait_count(fd, FAKE_VDEV_STATS_MSGS,
 						     1, TO));
 	n0 = fake_vdev_count(fd, FAKE_VDEV_STATS_MSGS);
@@ -1697,11 +1698,17 @@ static void stats_interval_pushes(struct kunit *test)
 	KUNIT_EXPECT_GE(test, READ_ONCE(vb->cnt.stats_pushed), got);
 	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_BAD_MSGS), 0ULL);
 
-	/* With a long interval set, each STATS request still gets its answer. */
+	/*
+	 * A long interval: nothing pushed before it has passed, and each
+	 * STATS request still gets its answer.
+	 */
 	KUNIT_ASSERT_EQ(test, stats_interval(fd, 60000), 0);
 	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, READ_ONCE(vb->stats_interval_ms)
 					       == 60000, TO));
 	msleep(QUIET_MS);
+	n0 = fake_vdev_count(fd, FAKE_VDEV_STATS_MSGS);
+	msleep(QUIET_MS);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_STATS_MSGS), n0);
 	for (i = 1; i <= 2; i++) {
 		n0 = fake_vdev_count(fd, FAKE_VDEV_STATS_MSGS);
 		KUNIT_ASSERT_EQ(test, ask_stats(fd), 0);
