@@ -8,7 +8,7 @@ set -euo pipefail
 
 [ "$(id -u)" -eq 0 ] || { echo "setup.sh: must run as root" >&2; exit 1; }
 
-stamp=/var/lib/virtio_balloon13-setup.v2
+stamp=/var/lib/virtio_balloon13-setup.v3
 pkgs=(
 	build-essential bc bison flex libelf-dev libssl-dev dwarves kmod cpio
 	rsync xz-utils zstd python3 sparse git pkg-config
@@ -18,6 +18,7 @@ pkgs=(
 	linux-source-6.12
 	qemu-utils socat jq dkms gnuplot-nox python3-matplotlib
 	clang libclang-rt-14-dev util-linux
+	debhelper dh-dkms
 )
 bp_pkgs=(meson python3-pycotap)
 

@@ -70,6 +70,9 @@ DIRECTIVE = re.compile(r"\s+#\s*(SKIP|TODO)\b\s*(.*)$", re.IGNORECASE)
 DIAG = re.compile(r"^(\s*)#\s?(.*?)\s*$")
 
 
+MISSING = "announced by its plan, never reported"
+
+
 class _Level:
     """The tests at one indentation: their plan, the results so far, and
     the name a '# Subtest:' line gave the test they belong to."""
@@ -85,8 +88,7 @@ class _Level:
         """Results a plan announced and that never came fail."""
         if self.plan is not None:
             for k in range(self.seen + 1, self.plan + 1):
-                self.results.append(("missing-%d" % k, FAIL,
-                                     "announced by its plan, never reported"))
+                self.results.append(("missing-%d" % k, FAIL, MISSING))
             self.plan = self.seen
 
 
@@ -101,8 +103,10 @@ def _split(desc):
 VERSION = re.compile(r"^(\s*)K?TAP version \d+")
 
 
-def parse(lines, prefix="", source="-"):
-    """Parse TAP/KTAP lines; return the list of leaf Results in order."""
+def parse(lines, prefix="", source="-", label=""):
+    """Parse TAP/KTAP lines; return the list of leaf Results in order.
+    The failures the parser adds at the top level (missing-<k>, bail-out)
+    get prefix, or else label (say, the stage's name), before their id."""
     stack = [_Level(0)]
     closed = []     # levels closed since the last result line
 
@@ -177,7 +181,10 @@ def parse(lines, prefix="", source="-"):
 
     def walk(entries, path):
         for name, status, extra in entries:
-            here = "/".join(p for p in (path, name) if p)
+            if not path and status == FAIL and extra == MISSING:
+                here = "/".join(p for p in (label, name) if p)
+            else:
+                here = "/".join(p for p in (path, name) if p)
             if status == "parent":
                 walk(extra, here)
             else:
@@ -185,24 +192,25 @@ def parse(lines, prefix="", source="-"):
 
     walk(top, prefix)
     for why in bail:
-        out.append(Result("/".join(p for p in (prefix, "bail-out") if p),
+        out.append(Result("/".join(p for p in (prefix or label, "bail-out") if p),
                           FAIL, why, source))
     return out
 
 
-def read(spec):
-    """FILE or FILE=PREFIX -> list of Results (never empty for a bad file)."""
+def read(spec, label=""):
+    """FILE or FILE=PREFIX -> list of Results (never empty for a bad file).
+    label names the failures the parser adds when there is no prefix."""
     path, _, prefix = spec.partition("=")
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
-            res = parse(f, prefix, path)
+            res = parse(f, prefix, path, label)
     except OSError as e:
         res = []
         why = e.strerror
     else:
         why = "no test results in it"
     if not res:
-        res = [Result("%s/%s/no-results" % (prefix or "tap",
+        res = [Result("%s/%s/no-results" % (prefix or label or "tap",
                                             os.path.basename(path)),
                       FAIL, why, path)]
     return res
@@ -240,7 +248,7 @@ def has_plan(path):
     return False
 
 
-def tally(specs, plans=False):
+def tally(specs, plans=False, label=""):
     """Every result of several files, each id once, in order: an id
     reported more than once keeps its worst status (as read_results) and
     adds the failure <id>/reported-<n>-times.  With plans, a file with
@@ -248,9 +256,9 @@ def tally(specs, plans=False):
     every, extra = [], []
     for spec in specs:
         path, _, prefix = spec.partition("=")
-        res = read(spec)
+        res = read(spec, label)
         if plans and not res[0].id.endswith("/no-results") and not has_plan(path):
-            extra.append(Result("%s/%s/no-plan" % (prefix or "tap",
+            extra.append(Result("%s/%s/no-plan" % (prefix or label or "tap",
                                                   os.path.basename(path)),
                                 FAIL, "no top-level plan (1..N): a stage that "
                                 "died early can't be told from one done", path))
@@ -371,7 +379,7 @@ def summary(table):
     print("%-22s %6s %6s %6s %5s %8s" % ("stage", "passed", "failed",
                                           "skipped", "exit", "seconds"))
     for sid, spec, rc, secs in stages:
-        res = tally([spec], plans=True)
+        res = tally([spec], plans=True, label=sid)
         p, f, s = count(res)
         if rc != 0 and f == 0:
             res.append(Result("%s/exit-status" % sid, FAIL,
