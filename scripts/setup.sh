@@ -8,7 +8,7 @@ set -euo pipefail
 
 [ "$(id -u)" -eq 0 ] || { echo "setup.sh: must run as root" >&2; exit 1; }
 
-stamp=/var/lib/virtio_balloon13-setup.v3
+stamp=/var/lib/virtio_balloon13-setup.v2
 pkgs=(
 	build-essential bc bison flex libelf-dev libssl-dev dwarves kmod cpio
 	rsync xz-utils zstd python3 sparse git pkg-config
