@@ -69,8 +69,9 @@ prepare() {
 	}
 	{
 		echo "TAP version 14"
-		echo "1..4"
+		echo "1..5"
 		w qemu bash scripts/build-qemu.sh
+		w qemu-qmp bash scripts/fetch-qemu-qmp.sh
 		w kernels bash scripts/fetch-kernels.sh "${VB13_SERIES[@]}"
 		w host make -s --no-print-directory host
 		# The 6.12-debug guest kernel (KASAN, lockdep, ...): built from
