@@ -21,7 +21,8 @@ kernel, and purges the package again.  TAP results (scripts/tap.py):
                        virtio_balloon13/version is the package's, a 64 MiB
                        RESIZE is reached and MemTotal drops by exactly that
   deb/remove           dpkg --purge: the package, its /usr/src tree, DKMS's
-                       tree and every built module are gone
+                       tree and every built module are gone, and no
+                       modules.dep names the module
 
 A DKMS install of virtio-balloon13 already on the machine (the user's) is
 never touched: then everything after deb/build is a SKIP.  Exit status 1
@@ -98,6 +99,11 @@ def leftovers():
     """What of the package is still on the machine."""
     left = glob.glob("/usr/src/%s-*" % NAME) + glob.glob("/var/lib/dkms/%s" % NAME)
     left += glob.glob("/lib/modules/*/updates/dkms/virtio_balloon13.ko*")
+    # depmod's index (dkms remove runs depmod) must not name it either.
+    for dep in glob.glob("/lib/modules/*/modules.dep"):
+        with open(dep) as f:
+            if "virtio_balloon13" in f.read():
+                left.append(dep + " names virtio_balloon13")
     st = subprocess.run(["dpkg-query", "-W", "-f=${Status}", PKG],
                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                         text=True).stdout
