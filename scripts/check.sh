@@ -102,6 +102,7 @@ debug_e2e() { # K: shard K of 2
 }
 
 # ---- the stages: ID, TAP file (=id prefix), command ----------------------
+stage check        "$O/check.tap"                python3 tests/check/test_tap.py --tap "$O/check.tap"
 stage prepare      "$O/prepare.tap"              prepare
 stage lint         "$O/lint.tap"                 bash scripts/kernel-checks.sh --tap "$O/lint.tap"
 stage host         "$O/host.tap"                 lines host make -s --no-print-directory host-test
@@ -132,6 +133,9 @@ fg_log=1
 for id in $(cut -f1 "$O/stages.tsv"); do
 	case $id in e2e-*|debug-kernel|bench|deb) printf '\n--- %s\n' "$id"; cat "$O/$id.log" ;; esac
 done
+
+# Stages that read the others' results come here, after the workers (the
+# spec branch's trace check: stage spec "$O/spec.tap" python3 scripts/spec-trace.py ...).
 
 printf '\n=== count (total time %ss)\n' "$(($(date +%s) - t0))"
 python3 scripts/tap.py summary "$O/stages.tsv" | tee "$O/summary.txt"
