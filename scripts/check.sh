@@ -12,7 +12,7 @@
 # A stage is one line:
 #     stage ID TAPFILE[=PREFIX] COMMAND...
 # COMMAND's output goes to out/check/ID.log; it finds its TAP file's path
-# in $VB13_TAP.  PREFIX goes before the ids of a file whose results don't
+# in $VB13_TAP (the project's producers default to it).  PREFIX goes before the ids of a file whose results don't
 # carry their stage (KTAP: kunit/<suite>/<case>).  `lines PREFIX COMMAND`
 # turns a producer's "PASS/FAIL/SKIP id" lines into TAP, for producers not
 # converted yet.
@@ -98,13 +98,13 @@ DEBUG_SKIP=unload,churn,bad-page-bits-40,offline-2m,suspend,stress,smallest,soak
 cp "$VB13_CACHE/e2e-times.json" "$O/e2e-times.json" 2>/dev/null || echo '{}' >"$O/e2e-times.json"
 debug_e2e() { # K: shard K of 2
 	python3 tests/e2e/run.py --series 6.12-debug --devices vu --skip "$DEBUG_SKIP" \
-		--shard "$1/2" --times "$O/e2e-times.json" --tap "$VB13_TAP"
+		--shard "$1/2" --times "$O/e2e-times.json"
 }
 
 # ---- the stages: ID, TAP file (=id prefix), command ----------------------
-stage check        "$O/check.tap"                python3 tests/check/test_tap.py --tap "$O/check.tap"
+stage check        "$O/check.tap"                python3 tests/check/test_tap.py
 stage prepare      "$O/prepare.tap"              prepare
-stage lint         "$O/lint.tap"                 bash scripts/kernel-checks.sh --tap "$O/lint.tap"
+stage lint         "$O/lint.tap"                 bash scripts/kernel-checks.sh
 stage host         "$O/host.tap"                 lines host make -s --no-print-directory host-test
 stage host-asan    "$O/host-asan.tap"            lines host make -s --no-print-directory -C host fuzz-check
 stage kunit        "$O/kunit/kunit.ktap=kunit"   bash scripts/kunit.sh --out "$O/kunit"
@@ -114,15 +114,15 @@ stage kunit        "$O/kunit/kunit.ktap=kunit"   bash scripts/kunit.sh --out "$O
 # time, so each host core carries one VM.
 fg_log=0
 worker_a() {
-	stage e2e-6.1      "$O/e2e-6.1.tap"          python3 tests/e2e/run.py --series 6.1 --tap "$O/e2e-6.1.tap"
+	stage e2e-6.1      "$O/e2e-6.1.tap"          python3 tests/e2e/run.py --series 6.1
 	stage e2e-debug-1  "$O/e2e-debug-1.tap"      debug_e2e 1
-	stage debug-kernel "$O/debug-kernel.tap"     python3 tests/debug-kernel/check.py --tap "$O/debug-kernel.tap"
+	stage debug-kernel "$O/debug-kernel.tap"     python3 tests/debug-kernel/check.py
 	stage bench        "$O/bench.tap"            lines bench bash bench/run.sh --smoke
 }
 worker_b() {
-	stage e2e-6.12     "$O/e2e-6.12.tap"         python3 tests/e2e/run.py --series 6.12 --tap "$O/e2e-6.12.tap"
+	stage e2e-6.12     "$O/e2e-6.12.tap"         python3 tests/e2e/run.py --series 6.12
 	stage e2e-debug-2  "$O/e2e-debug-2.tap"      debug_e2e 2
-	stage deb          "$O/deb.tap"              python3 tests/deb/test_deb.py --tap "$O/deb.tap"
+	stage deb          "$O/deb.tap"              python3 tests/deb/test_deb.py
 }
 printf '\n=== end-to-end (QEMU VMs), debug kernel checks, package, bench smoke: two workers (%ss elapsed)\n' \
 	"$(($(date +%s) - t0))"

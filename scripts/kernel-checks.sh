@@ -12,11 +12,12 @@
 # A missing tool (sparse, dkms, checkpatch.pl) fails the checks that need
 # it.  Exit status 1 if any check failed.
 #
-#   scripts/kernel-checks.sh [--tap FILE]       (default: stdout)
+#   scripts/kernel-checks.sh [--tap FILE]   (default: $VB13_TAP, else stdout)
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$VB13_TOP"
-tap=/dev/stdout
+tap=${VB13_TAP:-/dev/stdout}	# make check sets VB13_TAP
+[ "$tap" = /dev/stdout ] || mkdir -p "$(dirname "$tap")"
 case ${1:-} in
 --tap) [ $# -eq 2 ] || { echo "usage: kernel-checks.sh [--tap FILE]" >&2; exit 2; }
 	tap=$2; mkdir -p "$(dirname "$tap")" ;;

@@ -184,7 +184,7 @@ CASES = [(n[5:].replace("_", "-"), f) for n, f in sorted(globals().items())
 
 
 def main():
-    dest = sys.argv[2] if sys.argv[1:2] == ["--tap"] else None
+    dest = sys.argv[2] if sys.argv[1:2] == ["--tap"] else os.environ.get("VB13_TAP")
     out = tap.Writer(dest, echo=sys.stdout) if dest else tap.Writer(sys.stdout)
     out.plan(len(CASES))
     failed = 0

@@ -143,7 +143,9 @@ def vm_test(series, ko, version, keep):
 def main():
     p = argparse.ArgumentParser(prog="tests/deb/test_deb.py",
                                 description="the virtio-balloon13-dkms package")
-    p.add_argument("--tap", metavar="FILE")
+    p.add_argument("--tap", metavar="FILE", default=os.environ.get("VB13_TAP"),
+                   help="write the TAP results to FILE (and show them on "
+                   "stdout); default $VB13_TAP (make check sets it)")
     p.add_argument("--series", default=None,
                    help="kernel series to boot (default: scripts/lib.sh's VB13_SERIES)")
     p.add_argument("--keep", action="store_true", help="keep the VMs' temp dirs")

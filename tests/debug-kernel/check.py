@@ -213,8 +213,9 @@ def main():
                                 description=__doc__.split("\n\n")[1])
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("--keep", action="store_true", help="keep the VM's temp dir")
-    p.add_argument("--tap", metavar="FILE", help="write the TAP results to "
-                   "FILE (and show them on stdout)")
+    p.add_argument("--tap", metavar="FILE", default=os.environ.get("VB13_TAP"),
+                   help="write the TAP results to FILE (and show them on "
+                   "stdout); default $VB13_TAP (make check sets it)")
     a = p.parse_args()
     VERBOSE = a.verbose
     names = ["active"] + ["report-" + t for t, _ in PROBES] + [

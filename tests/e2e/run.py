@@ -311,9 +311,10 @@ def main():
     p.add_argument("--times", default=TIMES, metavar="FILE",
                    help="scenario times of earlier runs, for --shard "
                    "(default %(default)s; updated after each run)")
-    p.add_argument("--tap", default=None, metavar="FILE",
+    p.add_argument("--tap", default=os.environ.get("VB13_TAP"), metavar="FILE",
                    help="write the TAP results to FILE (and show them on "
-                   "stdout)")
+                   "stdout); default $VB13_TAP (make check sets it), else "
+                   "stdout only")
     p.add_argument("--seed", type=int, default=None,
                    help="PRNG seed of the randomized scenarios (default: random)")
     p.add_argument("--keep", action="store_true", help="keep the VMs' temp dirs")
