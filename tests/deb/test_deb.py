@@ -20,7 +20,7 @@ kernel, and purges the package again.  TAP results (scripts/tap.py):
                        binds device 13 (balloon13d), /sys/module/
                        virtio_balloon13/version is the package's, a 64 MiB
                        RESIZE is reached and MemTotal drops by exactly that
-  deb/remove           dpkg --purge: the package, its /usr/src tree, DKMS's
+  deb/remove           apt purge: the package, its /usr/src tree, DKMS's
                        tree and every built module are gone, and no
                        modules.dep names the module
 
@@ -216,7 +216,8 @@ def main():
     sh("make", "-s", "-C", TOP, "host")     # balloon13d for the VMs
 
     def install():
-        sh("apt-get", "install", "-y", "-q", "--no-install-recommends", state["deb"],
+        sh("apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=900",
+           "--no-install-recommends", state["deb"],
            env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
         st = sh("dpkg-query", "-W", "-f=${Status}", PKG)
         check_eq(st, "install ok installed", "dpkg status")
@@ -260,7 +261,8 @@ def main():
             result("deb/vm/" + s, lambda s=s: vm_test(s, state[s], ver, a.keep))
     finally:
         def remove():
-            sh("dpkg", "--purge", PKG)
+            sh("apt-get", "purge", "-y", "-q", "-o", "DPkg::Lock::Timeout=900", PKG,
+               env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
             left = leftovers()
             check(not left, "left behind: %s" % " ".join(left))
         result("deb/remove", remove)
