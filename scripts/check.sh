@@ -18,7 +18,7 @@
 # converted yet.
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
-cd "$VB13_TOP"
+cd "$VB13_TOP" || exit 1
 O=out/check
 rm -rf "$O"
 mkdir -p "$O"
@@ -55,7 +55,7 @@ lines() {
 
 # prepare: what every VM stage shares, built once up front (cached).
 prepare() {
-	local w
+	# w ID COMMAND...: one prepare/ID result
 	w() { # id command...
 		local id=$1
 		shift

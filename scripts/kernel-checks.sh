@@ -15,7 +15,7 @@
 #   scripts/kernel-checks.sh [--tap FILE]   (default: $VB13_TAP, else stdout)
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
-cd "$VB13_TOP"
+cd "$VB13_TOP" || exit 1
 tap=${VB13_TAP:-/dev/stdout}	# make check sets VB13_TAP
 [ "$tap" = /dev/stdout ] || mkdir -p "$(dirname "$tap")"
 case ${1:-} in
@@ -81,6 +81,7 @@ else
 	dkms_() { dkms --dkmstree "$dk/tree" --sourcetree "$dk/src" --installtree "$dk/install" "$@"; }
 	dkms_ add "virtio-balloon13/$ver" >"$scratch/dkms-add.log" 2>&1
 	for s in "${series[@]}"; do
+		# shellcheck disable=SC1090
 		kver=$( . "$VB13_CACHE/kernels/$s.env" 2>/dev/null && echo "$KVER")
 		mod=$dk/tree/virtio-balloon13/$ver/${kver:-none}/x86_64/module
 		if [ -z "$kver" ]; then
