@@ -5,7 +5,7 @@
 KDIR ?= /lib/modules/$(shell uname -r)/build
 KBUILD_ARGS := -C $(KDIR) M=$(CURDIR) CONFIG_VIRTIO_BALLOON13=m
 
-.PHONY: all modules install clean check check-debug demo kunit bench host host-test fuzz lint help soak spec spec-draft
+.PHONY: all modules install clean check check-debug demo kunit bench host host-test fuzz lint help soak spec spec-draft deb
 
 all: modules
 
@@ -46,6 +46,12 @@ check-debug:
 lint:
 	bash scripts/kernel-checks.sh
 
+# The Debian package virtio-balloon13-dkms (out/deb/); install it with
+# apt install ./out/deb/virtio-balloon13-dkms_*_all.deb
+deb:
+	bash scripts/setup.sh
+	bash scripts/make-deb.sh
+
 kunit:
 	bash scripts/kunit.sh
 
@@ -73,11 +79,12 @@ spec-draft:
 help:
 	@echo "make [KDIR=...]   build virtio_balloon13.ko against KDIR (default: running kernel)"
 	@echo "make install      install it under /lib/modules/<release>/extra and depmod"
-	@echo "make check        every test; ends with 'N passed, N failed'"
+	@echo "make check        every test; ends with 'N passed, N failed, N skipped'"
 	@echo "make check-debug  every e2e scenario on the KASAN/lockdep kernel (slow)"
 	@echo "make demo         boot a VM and show the balloon working"
 	@echo "make bench        benchmarks against QEMU's virtio-balloon (device 5)"
 	@echo "make lint         checkpatch --strict, sparse and W=1 on Debian 6.1 and 6.12"
+	@echo "make deb          the Debian package virtio-balloon13-dkms in out/deb/"
 	@echo "make fuzz         balloon13d's fuzz harnesses, FUZZ_SECONDS=300 each"
 	@echo "make soak DURATION=1h   randomized suspend/unplug/reboot/stress run in VMs"
 	@echo "make spec         the device-13 spec chapter, PDF and HTML (out/spec)"

@@ -18,6 +18,7 @@ pkgs=(
 	linux-source-6.12
 	qemu-utils socat jq dkms gnuplot-nox python3-matplotlib
 	clang libclang-rt-14-dev util-linux
+	debhelper dh-dkms
 )
 bp_pkgs=(meson python3-pycotap)
 

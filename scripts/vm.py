@@ -16,14 +16,17 @@ goes to a log file, so kernel messages never mix with command output.
 Guest RAM is a shared memfd, so a vhost-user backend (balloon13d) can map
 it and give pages back to the host.
 
-Python 3 standard library only.
+QMP goes through QEMU's own Python library, qemu.qmp
+(scripts/fetch-qemu-qmp.sh provides it); otherwise the Python 3 standard
+library only.
 """
 
 import argparse
+import asyncio
 import atexit
 import base64
+import concurrent.futures
 import ctypes
-import json
 import os
 import re
 import select
@@ -94,6 +97,109 @@ class QMPError(VMError):
                                               error.get("desc")))
         self.error_class = error.get("class")
         self.desc = error.get("desc")
+
+
+_qemu_qmp = None
+
+
+def qemu_qmp():
+    """QEMU's qemu.qmp package (scripts/fetch-qemu-qmp.sh puts it on
+    sys.path the first time)."""
+    global _qemu_qmp
+    if _qemu_qmp is None:
+        try:
+            import qemu.qmp as mod
+        except ImportError:
+            sys.path.insert(0, _script_output(
+                ["bash", os.path.join(SCRIPTS, "fetch-qemu-qmp.sh")]))
+            import qemu.qmp as mod
+        _qemu_qmp = mod
+    return _qemu_qmp
+
+
+class _QMPLink:
+    """One QMP connection through qemu.qmp's QMPClient (asyncio), run on an
+    event loop thread of its own so that any thread may use it: a command
+    waits for its own answer, and every event lands in .events (under
+    .cond) in the order QEMU sent it, before the answer of any command
+    QEMU sent after it."""
+
+    def __init__(self, name):
+        self.mod = qemu_qmp()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever,
+                                       name="qmp-" + name, daemon=True)
+        self.thread.start()
+        self.cond = threading.Condition()
+        self.events = []
+        self.client = self._run(self._make(name), 10)
+        self._accepting = None
+
+    async def _make(self, name):
+        link = self
+
+        class Collect(self.mod.EventListener):
+            async def put(self, event):
+                with link.cond:
+                    link.events.append(dict(event))
+                    link.cond.notify_all()
+
+        client = self.mod.QMPClient(name)
+        client.register_listener(Collect())
+        return client
+
+    def _run(self, coro, timeout):
+        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return fut.result(timeout)
+        except concurrent.futures.TimeoutError:
+            fut.cancel()
+            raise
+
+    @property
+    def running(self):
+        return self.client.runstate == self.mod.Runstate.RUNNING
+
+    def listen(self, path):
+        """Listen on the UNIX socket path (before QEMU starts)."""
+        self._run(self.client.start_server(path), 10)
+        self._accepting = asyncio.run_coroutine_threadsafe(
+            self.client.accept(), self.loop)
+
+    def accepted(self, timeout):
+        """Whether QEMU connected and the session (greeting, capabilities
+        negotiation) is up within timeout seconds; raises its error."""
+        try:
+            self._accepting.result(timeout)
+            return True
+        except concurrent.futures.TimeoutError:
+            return False
+
+    def execute(self, cmd, args, timeout):
+        return self._run(self.client.execute(cmd, args or None), timeout)
+
+    def wait_closed(self, timeout):
+        """Wait until QEMU's end of the connection is gone (every message
+        it sent has been read by then)."""
+        async def closed():
+            while self.running:
+                await self.client.runstate_changed()
+        try:
+            self._run(closed(), timeout)
+        except concurrent.futures.TimeoutError:
+            pass
+
+    def close(self):
+        if self._accepting and not self._accepting.done():
+            self._accepting.cancel()
+        try:
+            self._run(self.client.disconnect(), 10)
+        except Exception:   # QEMU gone first: disconnect() re-raises that
+            pass
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        if not self.thread.is_alive():
+            self.loop.close()
 
 
 def parse_size(text):
@@ -324,15 +430,12 @@ class VM:
         self.qemu_proc = None
         self.backend_proc = None
         self.boot_seconds = None
-        self.events = []
         self._cmd = None
+        # QMP (_QMPLink); helper threads use it too (a timer thawing the
+        # native device while the main thread waits for SUSPEND).
         self._qmp = None
+        self._events = []       # events of a closed connection
         self._cmd_buf = b""
-        self._qmp_buf = b""
-        # QMP is used from helper threads too (a timer thawing the native
-        # device while the main thread waits for SUSPEND): one reader at a
-        # time, a command's answer read by the thread that sent it.
-        self._qmp_lock = threading.RLock()
         self._seq = 0
         self._broken = None
 
@@ -391,7 +494,8 @@ class VM:
                               % (self.qemu, ", ".join(VHOST_USER_DEVICES)))
 
         cmd_listener = self._listen("cmd.sock")
-        qmp_listener = self._listen("qmp.sock")
+        self._qmp = _QMPLink(os.path.basename(self.tmpdir))
+        self._qmp.listen(self.path("qmp.sock"))
         try:
             self.qemu_cmdline = self._qemu_argv()
             with open(self.path("qemu.log"), "wb") as log:
@@ -399,12 +503,9 @@ class VM:
                     self.qemu_cmdline, stdin=subprocess.DEVNULL, stdout=log,
                     stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
             self._cmd = self._accept(cmd_listener, "command channel")
-            self._qmp = self._accept(qmp_listener, "QMP")
         finally:
             cmd_listener.close()
-            qmp_listener.close()
-
-        self._qmp_handshake()
+        self._qmp_accept()
         if self.incoming:
             # The guest arrives by migration, already booted.
             self.boot_seconds = time.monotonic() - t0
@@ -420,12 +521,14 @@ class VM:
     def close(self):
         """Stop QEMU and the backend, remove temp files.  Idempotent."""
         atexit.unregister(self.close)
-        for s in (self._cmd, self._qmp):
-            if s:
-                try:
-                    s.close()
-                except OSError:
-                    pass
+        if self._cmd:
+            try:
+                self._cmd.close()
+            except OSError:
+                pass
+        if self._qmp:
+            self._events = list(self._qmp.events)
+            self._qmp.close()
         self._cmd = self._qmp = None
         for proc in (self.qemu_proc, self.backend_proc):
             if proc and proc.poll() is None:
@@ -665,29 +768,32 @@ class VM:
 
     # ---- QMP --------------------------------------------------------------
 
-    def _qmp_read(self, deadline):
-        while b"\n" not in self._qmp_buf:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise VMError("QMP did not answer in time")
-            self._qmp.settimeout(min(remaining, 1.0))
-            try:
-                data = self._qmp.recv(1 << 16)
-            except socket.timeout:
+    def _qmp_accept(self):
+        """Wait for QEMU to connect to QMP and the session to start."""
+        deadline = time.monotonic() + 30
+        try:
+            while not self._qmp.accepted(0.2):
                 self._check_alive()
-                continue
-            if not data:
-                self._check_alive()
-                raise VMError("QMP connection closed")
-            self._qmp_buf += data
-        line, _, self._qmp_buf = self._qmp_buf.partition(b"\n")
-        return json.loads(line)
+                if time.monotonic() > deadline:
+                    self._fail(BootError, "QEMU did not connect its QMP")
+        except self._qmp.mod.QMPError as e:
+            self._check_alive()
+            self._fail(BootError, "QMP session did not start: %s" % e)
 
-    def _qmp_handshake(self):
-        greeting = self._qmp_read(time.monotonic() + 30)
-        if "QMP" not in greeting:
-            raise VMError("unexpected QMP greeting %r" % greeting)
-        self.qmp("qmp_capabilities")
+    @property
+    def events(self):
+        """QMP events received and not taken yet (wait_event(),
+        take_events()), oldest first: dicts with "event", "data", ..."""
+        return self._qmp.events if self._qmp else self._events
+
+    def _drop_events(self, names):
+        """Remove and return the events named in names, oldest first."""
+        lock = self._qmp.cond if self._qmp else threading.Lock()
+        with lock:
+            evs = self.events
+            taken = [ev for ev in evs if ev.get("event") in names]
+            evs[:] = [ev for ev in evs if ev.get("event") not in names]
+        return taken
 
     def qmp(self, cmd, _args=None, timeout=60, **kwargs):
         """Execute a QMP command and return its "return" value.
@@ -695,26 +801,24 @@ class VM:
         Arguments are keyword arguments; names QMP spells with a hyphen go
         in the _args dict, e.g. qmp("human-monitor-command",
         _args={"command-line": "info balloon"}).  Raises QMPError.
-        Asynchronous events seen meanwhile are appended to self.events.
+        Asynchronous events land in self.events meanwhile.
         """
         if self._qmp is None:
             raise VMError("VM not running")
         args = dict(_args or {})
         args.update(kwargs)
-        msg = {"execute": cmd}
-        if args:
-            msg["arguments"] = args
-        with self._qmp_lock:
-            self._qmp.sendall(json.dumps(msg).encode() + b"\n")
-            deadline = time.monotonic() + timeout
-            while True:
-                resp = self._qmp_read(deadline)
-                if "event" in resp:
-                    self.events.append(resp)
-                elif "error" in resp:
-                    raise QMPError(cmd, resp["error"])
-                elif "return" in resp:
-                    return resp["return"]
+        mod = self._qmp.mod
+        try:
+            return self._qmp.execute(cmd, args, timeout)
+        except mod.ExecuteError as e:
+            raise QMPError(cmd, {"class": e.error_class, "desc": str(e)})
+        except concurrent.futures.TimeoutError:
+            self._check_alive()
+            raise VMError("QMP %s: no answer in %d s" % (cmd, timeout))
+        except (mod.QMPError, EOFError, OSError) as e:
+            self._check_alive()
+            raise VMError("QMP %s: the connection failed: %s: %s"
+                          % (cmd, type(e).__name__, e))
 
     def hmp(self, command_line):
         """Run a human monitor command, return its text."""
@@ -781,34 +885,29 @@ class VM:
         (a predicate; None: any) and return it.  One already received
         (in self.events) counts; the event returned leaves self.events."""
         deadline = time.monotonic() + timeout
-        while True:
-            with self._qmp_lock:
-                for k, ev in enumerate(self.events):
+        if self._qmp is None:
+            raise VMError("VM not running")
+        link = self._qmp
+        with link.cond:
+            while True:
+                for k, ev in enumerate(link.events):
                     if ev.get("event") == name and (
                             match is None or match(ev.get("data", {}))):
-                        del self.events[k]
+                        del link.events[k]
                         return ev
-                if self._qmp is None:
-                    raise VMError("VM not running")
-                # Short reads, so a command from another thread gets in.
-                slice_end = min(deadline, time.monotonic() + 0.2)
-                try:
-                    resp = self._qmp_read(slice_end)
-                except VMError:
-                    if time.monotonic() < slice_end:
-                        raise       # QMP closed, QEMU gone
-                    resp = None
-                if resp is not None and "event" in resp:
-                    self.events.append(resp)
-            if resp is None and time.monotonic() >= deadline:
-                raise VMError("no QMP event %s within %d s" % (name, timeout))
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise VMError("no QMP event %s within %d s"
+                                  % (name, timeout))
+                if not link.running:
+                    self._check_alive()
+                    raise VMError("QMP closed while waiting for %s" % name)
+                link.cond.wait(min(remaining, 0.5))
 
     def take_events(self, name):
         """Remove and return every QMP event `name` QEMU has sent so far."""
-        self.qmp("query-status")    # events sent before it are read first
-        taken = [ev for ev in self.events if ev.get("event") == name]
-        self.events = [ev for ev in self.events if ev.get("event") != name]
-        return taken
+        self.qmp("query-status")    # events sent before it are in by now
+        return self._drop_events((name,))
 
     def run_state(self):
         """QEMU's run state: "running", "suspended", "paused", ..."""
@@ -891,8 +990,7 @@ class VM:
                              "freeze with serial" % (state, wake))
         if state == "mem" and not self.s3:
             raise VMError("suspend to RAM needs VM(s3=True)")
-        self.events = [ev for ev in self.events
-                       if ev.get("event") not in ("SUSPEND", "WAKEUP")]
+        self._drop_events(("SUSPEND", "WAKEUP"))
         t0 = time.monotonic()
         deadline = t0 + timeout
         self.run("pmsuspend %s%s" % (state, {
@@ -987,22 +1085,16 @@ class VM:
     def wait_exit(self, timeout=120):
         """Wait for QEMU to exit -> (its exit status, the "data" of its
         SHUTDOWN QMP event or None).  The backend keeps running."""
-        deadline = time.monotonic() + timeout
-        shutdown = None
-        while self._qmp is not None:
-            try:
-                resp = self._qmp_read(deadline)
-            except (VMError, OSError, ValueError):
-                break       # QEMU closed QMP (exited), or time is up
-            if "event" in resp:
-                self.events.append(resp)
-                if resp["event"] == "SHUTDOWN":
-                    shutdown = resp.get("data", {})
         try:
-            status = self.qemu_proc.wait(max(0.1, deadline - time.monotonic()))
+            status = self.qemu_proc.wait(timeout)
         except subprocess.TimeoutExpired:
             raise VMError("QEMU still running %d s after the guest was "
                           "told to power off" % timeout)
+        shutdown = None
+        if self._qmp is not None:
+            self._qmp.wait_closed(10)   # what QEMU sent before it exited
+            for ev in self._drop_events(("SHUTDOWN",)):
+                shutdown = ev.get("data", {})
         self._broken = "QEMU exited with status %d" % status
         return status, shutdown
 
