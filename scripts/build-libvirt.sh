@@ -20,7 +20,8 @@
 # build-seconds.  Configuration and state are under /run/vb13-libvirt/etc
 # and /run/vb13-libvirt/var (tests/libvirt/run.py mounts private ones).
 #
-# Build dependencies come from bookworm and are installed here if missing.
+# Build dependencies come from bookworm and are installed here if missing,
+# with python3-libvirt for tests/libvirt/run.py.
 #
 # Usage: [LIBVIRT_VERSION=11.3.0] build-libvirt.sh [--force]
 set -euo pipefail
@@ -44,9 +45,11 @@ out=$VB13_CACHE/libvirt-$LIBVIRT_VERSION-$key
 unit_tests=(qemuxmlconftest qemuxmlactivetest virschematest
 	qemucapabilitiestest qemucaps2xmltest domaincapstest
 	qemumonitorjsontest qemuhotplugtest)
+# From bookworm (meson from bookworm-backports, as setup.sh installs it);
+# python3-libvirt is for tests/libvirt/run.py.
 build_deps=(build-essential pkg-config meson ninja-build python3 perl
 	xsltproc libxml2-utils libxml2-dev libglib2.0-dev libgnutls28-dev
-	libtirpc-dev libjson-c-dev libnl-3-dev libnl-route-3-dev)
+	libtirpc-dev libjson-c-dev libnl-3-dev libnl-route-3-dev python3-libvirt)
 
 # Print the prefix if it is there and works.
 check() {
