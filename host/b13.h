@@ -14,7 +14,30 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#include "wire.h"
+/*
+ * The wire format: include/uapi/linux/virtio_balloon13.h, shared with the
+ * driver and the native QEMU device.  Outside sparse, its __le types are
+ * plain integers: every access goes through le*toh()/htole*().
+ */
+#include <linux/virtio_balloon13.h>
+
+_Static_assert(sizeof(struct virtio_balloon13_config) == 4, "config");
+_Static_assert(sizeof(struct virtio_balloon13_req) == 16, "request");
+_Static_assert(sizeof(struct virtio_balloon13_resp_hdr) == 8, "header");
+_Static_assert(sizeof(struct virtio_balloon13_stat) == 16, "statistic");
+_Static_assert(sizeof(struct virtio_balloon13_range) == 16, "range");
+_Static_assert(sizeof(struct virtio_balloon13_pages) == 8, "pages");
+
+/* The virtqueues, by index. */
+enum b13_vq {
+	B13_VQ_INPUT = 0,	/* device -> driver: requests, guest buffers */
+	B13_VQ_OUTPUT = 1,	/* driver -> device: messages */
+	B13_NUM_VQS = 2,
+};
+
+/* Statistics tags every driver may send (0-5); more need FULL_STATS. */
+#define B13_BASE_TAGS		6
+
 
 /* "PROG: message (see --help)" on stderr, then exit 2: a bad command line. */
 void b13_usage_error(const char *prog, const char *fmt, ...)
@@ -51,8 +74,8 @@ enum b13_reject {
 };
 extern const char *const b13_reject_names[B13_REJ_NR];
 
-/* Names of the stats tags B13_TAG_*, as used in JSON ("swap_in", ...). */
-extern const char *const b13_tag_names[B13_NUM_TAGS];
+/* Names of the stats tags VIRTIO_BALLOON13_TAG_*, as used in JSON ("swap_in", ...). */
+extern const char *const b13_tag_names[B13_BASE_TAGS];
 
 /*
  * One region of guest RAM from the vhost-user memory table.  The bitmap has
@@ -131,7 +154,7 @@ long b13_map_find(const struct b13_map *m, uint64_t addr, uint64_t len);
  * Check a message's length against its type (hdr is the first 8 bytes,
  * valid only if len >= 8).  On B13_OK, *type and *n (entries) are set.
  */
-enum b13_reject b13_check_msg(uint64_t len, const struct b13_msg_hdr *hdr,
+enum b13_reject b13_check_msg(uint64_t len, const struct virtio_balloon13_resp_hdr *hdr,
 			      uint32_t *type, uint64_t *n);
 /*
  * Check n little-endian addresses of a page list against the map: no
@@ -181,7 +204,7 @@ bool b13_ranges(const struct b13_map *m, uint64_t from, size_t max,
  * guest cannot make the table (or anything built from it) any bigger.
  */
 struct b13_stats {
-	uint64_t value[B13_NUM_TAGS];
+	uint64_t value[B13_BASE_TAGS];
 	uint32_t present;	/* bit t: tag t was in the latest message */
 };
 

@@ -37,13 +37,13 @@ const char *const b13_reject_names[B13_REJ_NR] = {
 	[B13_REJ_OUT_OF_RAM] = "out_of_ram",
 };
 
-const char *const b13_tag_names[B13_NUM_TAGS] = {
-	[B13_TAG_SWAP_IN] = "swap_in",
-	[B13_TAG_SWAP_OUT] = "swap_out",
-	[B13_TAG_MAJFLT] = "majflt",
-	[B13_TAG_MINFLT] = "minflt",
-	[B13_TAG_MEMFREE] = "memfree",
-	[B13_TAG_MEMTOT] = "memtot",
+const char *const b13_tag_names[B13_BASE_TAGS] = {
+	[VIRTIO_BALLOON13_TAG_SWAP_IN] = "swap_in",
+	[VIRTIO_BALLOON13_TAG_SWAP_OUT] = "swap_out",
+	[VIRTIO_BALLOON13_TAG_MAJFLT] = "majflt",
+	[VIRTIO_BALLOON13_TAG_MINFLT] = "minflt",
+	[VIRTIO_BALLOON13_TAG_MEMFREE] = "memfree",
+	[VIRTIO_BALLOON13_TAG_MEMTOT] = "memtot",
 };
 
 /* ---- bit helpers ---------------------------------------------------- */
@@ -256,7 +256,7 @@ long b13_map_find(const struct b13_map *m, uint64_t addr, uint64_t len)
 
 /* ---- validation ----------------------------------------------------- */
 
-enum b13_reject b13_check_msg(uint64_t len, const struct b13_msg_hdr *hdr,
+enum b13_reject b13_check_msg(uint64_t len, const struct virtio_balloon13_resp_hdr *hdr,
 			      uint32_t *type, uint64_t *n)
 {
 	uint32_t t;
@@ -267,16 +267,16 @@ enum b13_reject b13_check_msg(uint64_t len, const struct b13_msg_hdr *hdr,
 		return B13_REJ_SHORT;
 	t = le32toh(hdr->type);
 	switch (t) {
-	case B13_RESP_PAGES:
+	case VIRTIO_BALLOON13_RESP_PAGES:
 		if (len == sizeof(*hdr) || (len - sizeof(*hdr)) % 8)
 			return B13_REJ_LENGTH;
 		*n = (len - sizeof(*hdr)) / 8;
 		break;
-	case B13_RESP_STATS:
+	case VIRTIO_BALLOON13_RESP_STATS:
 		if (len == sizeof(*hdr) ||
-		    (len - sizeof(*hdr)) % sizeof(struct b13_stat))
+		    (len - sizeof(*hdr)) % sizeof(struct virtio_balloon13_stat))
 			return B13_REJ_LENGTH;
-		*n = (len - sizeof(*hdr)) / sizeof(struct b13_stat);
+		*n = (len - sizeof(*hdr)) / sizeof(struct virtio_balloon13_stat);
 		if (*n > B13_MAX_STATS)
 			return B13_REJ_OVERSIZE;
 		break;
@@ -581,7 +581,7 @@ static enum b13_reject handle_pages(struct b13_map *m,
 
 	if (!a)		/* no memory to look at it: as if it were too long */
 		return B13_REJ_OVERSIZE;
-	iov_read(iov, niov, sizeof(struct b13_msg_hdr), a,
+	iov_read(iov, niov, sizeof(struct virtio_balloon13_resp_hdr), a,
 		 res->n * sizeof(*a));
 	why = b13_check_pages(m, a, res->n, a, &res->bad_addr);
 	if (why == B13_OK)
@@ -594,16 +594,16 @@ static enum b13_reject handle_pages(struct b13_map *m,
 static void handle_stats(struct b13_stats *st, const struct iovec *iov,
 			 unsigned int niov, struct b13_msg_result *res)
 {
-	struct b13_stat e[B13_MAX_STATS];
+	struct virtio_balloon13_stat e[B13_MAX_STATS];
 	struct b13_stats next = { { 0 }, 0 };
 	uint64_t i;
 
-	iov_read(iov, niov, sizeof(struct b13_msg_hdr), e,
+	iov_read(iov, niov, sizeof(struct virtio_balloon13_resp_hdr), e,
 		 res->n * sizeof(e[0]));
 	for (i = 0; i < res->n; i++) {
 		uint64_t tag = le64toh(e[i].tag);
 
-		if (tag >= B13_NUM_TAGS) {
+		if (tag >= B13_BASE_TAGS) {
 			res->stats_unknown++;
 			continue;
 		}
@@ -620,7 +620,7 @@ enum b13_reject b13_handle_msg(struct b13_map *m, struct b13_stats *st,
 			       unsigned int nwritable,
 			       struct b13_msg_result *res)
 {
-	struct b13_msg_hdr hdr = { 0, 0 };
+	struct virtio_balloon13_resp_hdr hdr = { 0, 0 };
 	unsigned int i;
 
 	memset(res, 0, sizeof(*res));
@@ -641,7 +641,7 @@ enum b13_reject b13_handle_msg(struct b13_map *m, struct b13_stats *st,
 	if (res->why != B13_OK)
 		return res->why;
 	res->reserved_nonzero = hdr.reserved != 0;
-	if (res->type == B13_RESP_PAGES)
+	if (res->type == VIRTIO_BALLOON13_RESP_PAGES)
 		res->why = handle_pages(m, iov, niov, res);
 	else
 		handle_stats(st, iov, niov, res);

@@ -64,7 +64,6 @@
 
 #include "b13d.h"
 #include "vhost_check.h"
-#include "wire.h"
 
 #ifndef container_of
 #define container_of(ptr, type, member) \
@@ -311,23 +310,23 @@ static bool pending_has(struct b13d *d, enum req_kind kind)
 static unsigned int fill_req(struct b13d *d, const struct pending_req *p,
 			     VuVirtqElement *elem)
 {
-	struct b13_req r = { 0 };
+	struct virtio_balloon13_req r = { 0 };
 	unsigned int len = sizeof(r), used = sizeof(r);
 
 	if (p->kind == REQ_RESIZE) {
-		r.type = htole32(B13_REQ_RESIZE);
+		r.type = htole32(VIRTIO_BALLOON13_REQ_RESIZE);
 		r.value = htole64(p->value);
 		d->target_delivered = true;
 	} else if (p->kind == REQ_STATS) {
-		r.type = htole32(B13_REQ_STATS);
+		r.type = htole32(VIRTIO_BALLOON13_REQ_STATS);
 	} else {
 		switch ((enum ctl_inject)(p->kind - REQ_INJ_FIRST)) {
 		case CTL_INJ_SHORT:
-			r.type = htole32(B13_REQ_RESIZE);
+			r.type = htole32(VIRTIO_BALLOON13_REQ_RESIZE);
 			len = used = 8;
 			break;
 		case CTL_INJ_LONG:
-			r.type = htole32(B13_REQ_RESIZE);
+			r.type = htole32(VIRTIO_BALLOON13_REQ_RESIZE);
 			r.value = htole64(d->target);
 			used = 4096;
 			break;
@@ -335,11 +334,11 @@ static unsigned int fill_req(struct b13d *d, const struct pending_req *p,
 			r.type = htole32(7);
 			break;
 		case CTL_INJ_HUGE:
-			r.type = htole32(B13_REQ_RESIZE);
+			r.type = htole32(VIRTIO_BALLOON13_REQ_RESIZE);
 			r.value = htole64(UINT64_MAX);
 			break;
 		case CTL_INJ_OVERRAM:
-			r.type = htole32(B13_REQ_RESIZE);
+			r.type = htole32(VIRTIO_BALLOON13_REQ_RESIZE);
 			r.value = htole64(b13_map_ram_bytes(&d->map) ?
 					  b13_map_ram_bytes(&d->map) * 16 :
 					  1ull << 40);
@@ -376,7 +375,7 @@ static void do_flush(struct b13d *d, void *arg)
 		if (!elem)
 			break;
 		room = iov_bytes(elem->in_sg, elem->in_num);
-		if (room < sizeof(struct b13_req)) {
+		if (room < sizeof(struct virtio_balloon13_req)) {
 			/* Guest error: give it back empty, keep the request. */
 			d->c.input_too_small++;
 			logrl(d, LOG_INPUT, "inputq: buffer with %" PRIu64
@@ -550,7 +549,7 @@ static bool handle_message(struct b13d *d, VuVirtqElement *elem,
 		d->c.reserved_nonzero++;
 	if (res.why != B13_OK) {
 		count_reject(d, &res);
-	} else if (res.type == B13_RESP_STATS) {
+	} else if (res.type == VIRTIO_BALLOON13_RESP_STATS) {
 		count_stats(d, &res);
 	} else {
 		count_pages(d, &res);
@@ -952,7 +951,7 @@ static void b13_queue_set_started(VuDev *dev, int qidx, bool started)
 static int b13_get_config(VuDev *dev, uint8_t *config, uint32_t len)
 {
 	struct b13d *d = dev_to_b13d(dev);
-	struct b13_config cfg = { .page_bits = htole32(d->page_bits) };
+	struct virtio_balloon13_config cfg = { .page_bits = htole32(d->page_bits) };
 
 	if (len > VHOST_USER_MAX_CONFIG_SIZE)
 		return -1;

@@ -78,7 +78,7 @@ static void reply_end(struct ctl_conn *c, JsonBuilder *b)
 	g_object_unref(b);
 }
 
-/* The latest guest stats: at most B13_NUM_TAGS members, whatever it sent. */
+/* The latest guest stats: at most B13_BASE_TAGS members, whatever it sent. */
 static void add_stats(JsonBuilder *b, struct b13d *d)
 {
 	int t;
@@ -93,7 +93,7 @@ static void add_stats(JsonBuilder *b, struct b13d *d)
 	add_u64(b, "seq", d->stats_seq);
 	json_builder_set_member_name(b, "values");
 	json_builder_begin_object(b);
-	for (t = 0; t < B13_NUM_TAGS; t++)
+	for (t = 0; t < B13_BASE_TAGS; t++)
 		if (d->stats.present & 1u << t)
 			add_u64(b, b13_tag_names[t], d->stats.value[t]);
 	json_builder_end_object(b);

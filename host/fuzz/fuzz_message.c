@@ -42,13 +42,13 @@ static enum b13_reject model_shape(uint64_t len, const uint8_t *msg,
 		return B13_REJ_SHORT;
 	t = msg[0] | msg[1] << 8 | msg[2] << 16 | (uint32_t)msg[3] << 24;
 	*type = t;
-	if (t == B13_RESP_PAGES) {
+	if (t == VIRTIO_BALLOON13_RESP_PAGES) {
 		if (len == 8 || (len - 8) % 8)
 			return B13_REJ_LENGTH;
 		*n = (len - 8) / 8;
 		return B13_OK;
 	}
-	if (t == B13_RESP_STATS) {
+	if (t == VIRTIO_BALLOON13_RESP_STATS) {
 		if (len == 8 || (len - 8) % 16)
 			return B13_REJ_LENGTH;
 		*n = (len - 8) / 16;
@@ -90,7 +90,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	m.discard = ignore;
 	FUZZ_CHECK(b13_map_set_regions(&m, d, 3) == 0);
 	st.present = in_u8(&in) & 0x3f;	/* what the last message left */
-	for (i = 0; i < B13_NUM_TAGS; i++)
+	for (i = 0; i < B13_BASE_TAGS; i++)
 		st.value[i] = i * 1000 + 1;
 	flags = in_u8(&in);
 	niov = 1 + flags % 8;
@@ -118,7 +118,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	b13_handle_msg(&m, &st, iov, niov, nwr, &res);
 	FUZZ_CHECK(res.len == len);
 	want = nwr ? B13_REJ_WRITABLE : model_shape(len, msg, &type, &n);
-	if (want == B13_OK && type == B13_RESP_PAGES) {
+	if (want == B13_OK && type == VIRTIO_BALLOON13_RESP_PAGES) {
 		/* Page checks are fuzz_pagelist's: only agree on the kind. */
 		FUZZ_CHECK(res.why == B13_OK || res.why >= B13_REJ_OVERFLOW);
 	} else {
@@ -132,14 +132,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(res.type == type && res.n == n);
 	FUZZ_CHECK(res.reserved_nonzero ==
 		   (msg[4] || msg[5] || msg[6] || msg[7]));
-	if (type == B13_RESP_STATS) {
+	if (type == VIRTIO_BALLOON13_RESP_STATS) {
 		struct b13_stats want_st = { { 0 }, 0 };
 		uint64_t unknown = 0, repeated = 0;
 
 		for (i = 0; i < n; i++) {
 			uint64_t tag = le64_at(msg + 8 + 16 * i);
 
-			if (tag >= B13_NUM_TAGS) {
+			if (tag >= B13_BASE_TAGS) {
 				unknown++;
 				continue;
 			}
@@ -150,7 +150,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(res.stats_unknown == unknown);
 		FUZZ_CHECK(res.stats_repeated == repeated);
 		FUZZ_CHECK(st.present == want_st.present);
-		for (i = 0; i < B13_NUM_TAGS; i++)
+		for (i = 0; i < B13_BASE_TAGS; i++)
 			if (st.present & 1u << i)
 				FUZZ_CHECK(st.value[i] == want_st.value[i]);
 		FUZZ_CHECK(b13_map_blocks_set(&m) == set_before);

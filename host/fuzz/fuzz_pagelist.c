@@ -290,7 +290,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (msgs = 0; msgs < MAX_MSGS && in.left; msgs++) {
 		static uint64_t addr[MAX_ADDRS];
 		static uint8_t buf[8 + 8 * MAX_ADDRS];
-		struct b13_msg_hdr h = { htole32(B13_RESP_PAGES), 0 };
+		struct virtio_balloon13_resp_hdr h = { htole32(VIRTIO_BALLOON13_RESP_PAGES), 0 };
 		enum b13_reject want = B13_OK;
 		struct b13_msg_result res;
 		struct set named = { 0 };
@@ -339,7 +339,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			set_of(&named, blocks, n);
 			fresh = set_merge(&model, &named);
 		}
-		FUZZ_CHECK(res.type == B13_RESP_PAGES && res.n == n);
+		FUZZ_CHECK(res.type == VIRTIO_BALLOON13_RESP_PAGES && res.n == n);
 		FUZZ_CHECK(res.repeats == n - named.n);
 		FUZZ_CHECK(res.apply.new_blocks == fresh);
 		FUZZ_CHECK(res.apply.new_blocks == model.n - before);

@@ -28,7 +28,6 @@
 #include "b13.h"
 #include "fuzz.h"
 #include "vhost_check.h"
-#include "wire.h"
 
 #define MAX_FDS		32
 #define MAX_STEPS	64

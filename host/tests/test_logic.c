@@ -23,7 +23,6 @@
 
 #include "b13.h"
 #include "vhost_check.h"
-#include "wire.h"
 
 static int case_failed, passed, failed;
 
@@ -132,7 +131,7 @@ static void test_parse_uint(void)
 
 static enum b13_reject chk(uint32_t type, uint64_t len, uint64_t *n)
 {
-	struct b13_msg_hdr h = { .type = htole32(type) };
+	struct virtio_balloon13_resp_hdr h = { .type = htole32(type) };
 	uint32_t t = 99;
 
 	*n = 0;
@@ -624,7 +623,7 @@ static void test_no_mapping(void)
 static size_t build_msg(uint8_t *buf, uint32_t type, uint32_t reserved,
 			const uint64_t *w, size_t nw)
 {
-	struct b13_msg_hdr h = { htole32(type), htole32(reserved) };
+	struct virtio_balloon13_resp_hdr h = { htole32(type), htole32(reserved) };
 	size_t i;
 
 	memcpy(buf, &h, sizeof(h));
@@ -656,7 +655,7 @@ static void test_handle_pages(void)
 	iov[1] = (struct iovec){ buf + 11, 5 };
 	iov[2] = (struct iovec){ buf + 16, len - 16 };
 	CHECK_EQ(b13_handle_msg(&m, &st, iov, 3, 0, &res), B13_OK);
-	CHECK_EQ(res.type, B13_RESP_PAGES);
+	CHECK_EQ(res.type, VIRTIO_BALLOON13_RESP_PAGES);
 	CHECK_EQ(res.len, len);
 	CHECK_EQ(res.n, 5);
 	CHECK_EQ(res.runs, 2);
@@ -707,44 +706,44 @@ static void test_handle_stats(void)
 
 	b13_map_init(&m, 12);
 	/* memfree twice (the last wins), an unknown tag, memtot */
-	w[0] = B13_TAG_MEMFREE; w[1] = 100;
+	w[0] = VIRTIO_BALLOON13_TAG_MEMFREE; w[1] = 100;
 	w[2] = 99; w[3] = 1;
-	w[4] = B13_TAG_MEMFREE; w[5] = 200;
-	w[6] = B13_TAG_MEMTOT; w[7] = 1000;
+	w[4] = VIRTIO_BALLOON13_TAG_MEMFREE; w[5] = 200;
+	w[6] = VIRTIO_BALLOON13_TAG_MEMTOT; w[7] = 1000;
 	w[8] = UINT64_MAX; w[9] = 2;
 	len = build_msg(buf, 1, 0, w, 10);
 	iov = (struct iovec){ buf, len };
 	CHECK_EQ(b13_handle_msg(&m, &st, &iov, 1, 0, &res), B13_OK);
-	CHECK_EQ(res.type, B13_RESP_STATS);
+	CHECK_EQ(res.type, VIRTIO_BALLOON13_RESP_STATS);
 	CHECK_EQ(res.n, 5);
 	CHECK_EQ(res.stats_unknown, 2);
 	CHECK_EQ(res.stats_repeated, 1);
-	CHECK_EQ(st.present, 1u << B13_TAG_MEMFREE | 1u << B13_TAG_MEMTOT);
-	CHECK_EQ(st.value[B13_TAG_MEMFREE], 200);
-	CHECK_EQ(st.value[B13_TAG_MEMTOT], 1000);
+	CHECK_EQ(st.present, 1u << VIRTIO_BALLOON13_TAG_MEMFREE | 1u << VIRTIO_BALLOON13_TAG_MEMTOT);
+	CHECK_EQ(st.value[VIRTIO_BALLOON13_TAG_MEMFREE], 200);
+	CHECK_EQ(st.value[VIRTIO_BALLOON13_TAG_MEMTOT], 1000);
 
 	/* The next message replaces the table: memtot is gone. */
-	w[0] = B13_TAG_SWAP_IN; w[1] = 5;
+	w[0] = VIRTIO_BALLOON13_TAG_SWAP_IN; w[1] = 5;
 	len = build_msg(buf, 1, 0, w, 2);
 	iov = (struct iovec){ buf, len };
 	CHECK_EQ(b13_handle_msg(&m, &st, &iov, 1, 0, &res), B13_OK);
-	CHECK_EQ(st.present, 1u << B13_TAG_SWAP_IN);
-	CHECK_EQ(st.value[B13_TAG_SWAP_IN], 5);
+	CHECK_EQ(st.present, 1u << VIRTIO_BALLOON13_TAG_SWAP_IN);
+	CHECK_EQ(st.value[VIRTIO_BALLOON13_TAG_SWAP_IN], 5);
 
 	/* B13_MAX_STATS entries of one tag: fine; one more: rejected. */
 	for (i = 0; i < B13_MAX_STATS + 1; i++) {
-		w[2 * i] = B13_TAG_MAJFLT;
+		w[2 * i] = VIRTIO_BALLOON13_TAG_MAJFLT;
 		w[2 * i + 1] = i;
 	}
 	len = build_msg(buf, 1, 0, w, 2 * B13_MAX_STATS);
 	iov = (struct iovec){ buf, len };
 	CHECK_EQ(b13_handle_msg(&m, &st, &iov, 1, 0, &res), B13_OK);
 	CHECK_EQ(res.stats_repeated, B13_MAX_STATS - 1);
-	CHECK_EQ(st.value[B13_TAG_MAJFLT], B13_MAX_STATS - 1);
+	CHECK_EQ(st.value[VIRTIO_BALLOON13_TAG_MAJFLT], B13_MAX_STATS - 1);
 	len = build_msg(buf, 1, 0, w, 2 * (B13_MAX_STATS + 1));
 	iov = (struct iovec){ buf, len };
 	CHECK_EQ(b13_handle_msg(&m, &st, &iov, 1, 0, &res), B13_REJ_OVERSIZE);
-	CHECK_EQ(st.value[B13_TAG_MAJFLT], B13_MAX_STATS - 1);	/* kept */
+	CHECK_EQ(st.value[VIRTIO_BALLOON13_TAG_MAJFLT], B13_MAX_STATS - 1);	/* kept */
 	b13_map_free(&m);
 }
 
@@ -1343,9 +1342,9 @@ static void test_names(void)
 
 	for (i = 0; i < B13_REJ_NR; i++)
 		CHECK(b13_reject_names[i] && !strchr(b13_reject_names[i], ' '));
-	for (i = 0; i < B13_NUM_TAGS; i++)
+	for (i = 0; i < B13_BASE_TAGS; i++)
 		CHECK(b13_tag_names[i] != NULL);
-	CHECK(!strcmp(b13_tag_names[B13_TAG_MEMFREE], "memfree"));
+	CHECK(!strcmp(b13_tag_names[VIRTIO_BALLOON13_TAG_MEMFREE], "memfree"));
 }
 
 int main(void)
