@@ -19,7 +19,7 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include "b13d.h"
+#include "commands.h"
 
 /* Host pages (and blocks) one slice of a status walk looks at. */
 #define SCAN_SLICE		(256 * 1024)
@@ -395,7 +395,7 @@ static gboolean waiter_timeout(gpointer p)
 	return G_SOURCE_REMOVE;
 }
 
-void wake_waiters(struct b13d *d)
+static void wake_waiters(struct b13d *d)
 {
 	GList *l, *next;
 
@@ -410,7 +410,7 @@ void wake_waiters(struct b13d *d)
 	}
 }
 
-void fail_waiters(struct b13d *d, const char *why)
+static void fail_waiters(struct b13d *d, const char *why)
 {
 	while (d->waiters) {
 		struct stats_waiter *w = d->waiters->data;
@@ -529,6 +529,12 @@ static void cmd_inject(struct b13d *d, struct ctl_conn *c,
 	add_u64(b, "queued", req->count);
 	add_u64(b, "delivered", d->c.injected[k] - before);
 	reply_end(c, b);
+}
+
+void commands_init(struct b13d *d)
+{
+	d->hooks.stats_arrived = wake_waiters;
+	d->hooks.disconnected = fail_waiters;
 }
 
 void on_control(struct ctl_conn *c, const struct ctl_req *req, void *data)

@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * balloon13d's state, shared by its two halves: the device (balloon13d.c:
- * vhost-user, both virtqueues, the sockets, main) and the control commands
- * (commands.c: status, resize, stats, ranges, ...).  Everything runs on one
- * thread in the glib main loop.
+ * balloon13d's device: the vhost-user socket and connection, both
+ * virtqueues, the requests queued for the guest and the messages it sends
+ * (device.c).  The control commands (commands.c) and main
+ * (balloon13d.c) use it through this header; the device calls nothing of
+ * theirs, only the hooks they give it.  Everything runs on one thread in
+ * the glib main loop.
  */
-#ifndef BALLOON13_B13D_H
-#define BALLOON13_B13D_H
+#ifndef BALLOON13_DEVICE_H
+#define BALLOON13_DEVICE_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -106,8 +108,19 @@ struct status_scan {
 	uint64_t walks;			/* walks done, for tests */
 };
 
+struct b13d;
+
+/* What the device tells the rest of the daemon (each may be NULL). */
+struct b13d_hooks {
+	/* A stats message from the guest was stored. */
+	void (*stats_arrived)(struct b13d *d);
+	/* The front end went away: per-VM state is gone. */
+	void (*disconnected)(struct b13d *d, const char *why);
+};
+
 struct b13d {
 	VugDev vug;			/* libvhost-user state; first member */
+	struct b13d_hooks hooks;
 
 	/* options */
 	const char *socket_path, *control_path;
@@ -166,7 +179,20 @@ void logm(int level, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 bool logrl(struct b13d *d, enum log_class cl, const char *fmt, ...)
 	G_GNUC_PRINTF(3, 4);
 
-/* ---- the device, for the commands (balloon13d.c) ---- */
+/* ---- the device (device.c) ---- */
+
+/* Set the defaults of the options and the empty state; before any other. */
+void b13d_init(struct b13d *d);
+/* Listen on d->socket_path and serve one front end at a time. */
+int b13d_listen(struct b13d *d, GError **err);
+/* Serve a front end already connected on fd (taken over; closed on end). */
+bool b13d_attach(struct b13d *d, int fd);
+/* Forget the front end, if any, now (not from within its callbacks). */
+void b13d_detach(struct b13d *d);
+/* Detach, stop listening and remove the socket. */
+void b13d_shutdown(struct b13d *d);
+/* SIGBUS from guest memory ends the connection, not the daemon. */
+void b13d_catch_sigbus(void);
 
 /* Bring the region map in line with libvhost-user's memory table. */
 void sync_regions(struct b13d *d);
@@ -175,14 +201,5 @@ void queue_req(struct b13d *d, enum req_kind kind, uint64_t value);
 /* Write queued requests into the inputq buffers the guest has posted. */
 void flush_requests(struct b13d *d);
 
-/* ---- the commands, for the device (commands.c) ---- */
 
-void on_control(struct ctl_conn *c, const struct ctl_req *req, void *data);
-/* New guest stats arrived: answer the "stats" commands waiting for them. */
-void wake_waiters(struct b13d *d);
-/* Answer every waiting "stats" command with an error. */
-void fail_waiters(struct b13d *d, const char *why);
-/* Answer every waiting command (status too) with an error; at exit. */
-void commands_stop(struct b13d *d, const char *why);
-
-#endif /* BALLOON13_B13D_H */
+#endif /* BALLOON13_DEVICE_H */
