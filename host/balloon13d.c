@@ -257,6 +257,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	d.loop = g_main_loop_new(NULL, FALSE);
+	b13d_time_loop(&d);
 	g_unix_signal_add(SIGTERM, on_signal, &d);
 	g_unix_signal_add(SIGINT, on_signal, &d);
 	logm(0, "listening on %s (control %s), page_bits %u%s%s",

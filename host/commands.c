@@ -5,8 +5,8 @@
  * control.c has already checked every field of the request.
  *
  * No command's cost depends on what a guest or a client chooses:
- * - "status" walks the balloon with mincore() a slice at a time from an
- *   idle source, so vhost-user and other clients are served between the
+ * - "status" walks the balloon with mincore() a slice (2 ms) at a time
+ *   from an idle source, so vhost-user and other clients are served between the
  *   slices; all the "status" requests that arrive during one walk are
  *   answered by the next, and a walk starts no sooner than three times
  *   its predecessor's work after it ended, so that walking never takes
@@ -21,8 +21,12 @@
 
 #include "commands.h"
 
-/* Host pages (and blocks) one slice of a status walk looks at. */
-#define SCAN_SLICE		(256 * 1024)
+/*
+ * One slice of a status walk: at most this long and this many mincore()
+ * calls (each covers up to 256 MiB of 4 KiB pages).
+ */
+#define SCAN_SLICE_US		2000
+#define SCAN_CALLS		64
 /* A walk waits this many times the previous walk's work after it. */
 #define SCAN_GAP_FACTOR		3
 /* Runs in one "ranges" answer (about 40 bytes of JSON each). */
@@ -159,6 +163,11 @@ static void add_control(JsonBuilder *b, struct b13d *d)
 	add_u64(b, "accept_pauses", k->accept_pauses);
 	add_u64(b, "status_walks", d->scan.walks);
 	json_builder_end_object(b);
+	begin_obj(b, "loop");
+	add_u64(b, "iterations", d->loopstat.iterations);
+	add_u64(b, "max_cpu_us", d->loopstat.max_cpu_us);
+	add_u64(b, "max_wall_us", d->loopstat.max_wall_us);
+	json_builder_end_object(b);
 	begin_obj(b, "frontend");
 	add_u64(b, "denied", d->vu.denied);
 	add_u64(b, "violations", d->vu.violations);
@@ -216,6 +225,7 @@ static void answer_status(struct b13d *d, struct ctl_conn *c, uint64_t in,
 	add_u64(b, "stats", d->c.msgs_stats);
 	add_u64(b, "rejected", d->c.msgs_rejected);
 	add_u64(b, "yields", d->c.output_yields);
+	add_u64(b, "discard_batches", d->c.discard_batches);
 	json_builder_end_object(b);
 	begin_obj(b, "rejects");
 	for (i = 1; i < B13_REJ_NR; i++)
@@ -235,6 +245,7 @@ static void answer_status(struct b13d *d, struct ctl_conn *c, uint64_t in,
 	add_u64(b, "calls", d->c.apply.punch_calls);
 	add_u64(b, "bytes", d->c.apply.punch_bytes);
 	add_u64(b, "errors", d->c.apply.punch_errors);
+	add_u64(b, "max_us", d->c.apply.punch_max_us);
 	json_builder_end_object(b);
 	add_u64(b, "hold_ms", d->hold_ms);
 	add_u64(b, "held_buffers", g_queue_get_length(&d->held));
@@ -246,6 +257,12 @@ static void answer_status(struct b13d *d, struct ctl_conn *c, uint64_t in,
 	add_u64(b, "config_reads", d->c.config_reads);
 	add_u64(b, "config_writes_ignored", d->c.config_writes);
 	add_u64(b, "device_stops", d->c.device_stops);
+	begin_obj(b, "busy");
+	add_u64(b, "max_wall_us", d->c.busy_wall_us);
+	add_str(b, "max_wall_in", d->c.busy_wall_where);
+	add_u64(b, "max_cpu_us", d->c.busy_cpu_us);
+	add_str(b, "max_cpu_in", d->c.busy_cpu_where);
+	json_builder_end_object(b);
 	add_bool(b, "ring_features", d->ring_features);
 	add_control(b, d);
 	add_stats(b, d);
@@ -279,10 +296,12 @@ static bool scan_run(struct b13d *d)
 {
 	struct status_scan *sc = &d->scan;
 	gint64 t = g_get_monotonic_time();
+	struct b13_budget b;
 	bool done;
 
 	sync_regions(d);	/* a new table restarts the walk */
-	done = b13_scan_step(&d->map, &sc->s, SCAN_SLICE);
+	b13_budget_init(&b, SCAN_CALLS, SCAN_SLICE_US);
+	done = b13_scan_step(&d->map, &sc->s, &b);
 	sc->work_us += g_get_monotonic_time() - t;
 	if (done)
 		scan_finish(d);
@@ -293,9 +312,14 @@ static gboolean scan_slice(gpointer p)
 {
 	struct b13d *d = p;
 	guint me = d->scan.src;
+	struct busy_mark t;
+	bool done;
 
 	d->scan.src = 0;
-	if (scan_run(d))	/* scan_finish() may have armed the next walk */
+	b13d_busy_begin(&t);
+	done = scan_run(d);
+	b13d_busy_end(d, &t, "status walk");
+	if (done)	/* scan_finish() may have armed the next walk */
 		return G_SOURCE_REMOVE;
 	d->scan.src = me;
 	return G_SOURCE_CONTINUE;

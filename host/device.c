@@ -22,10 +22,12 @@
  * device sees that as residency (mincore) when asked for its status.
  *
  * Nothing that talks to the daemon is trusted:
- * - the guest: every message is checked and bounded (b13_handle_msg()),
- *   and one dispatch handles at most OUTPUT_MSGS messages or OUTPUT_ADDRS
- *   addresses before the rest waits for an idle moment, so that vhost-user
- *   requests and control clients are served between them;
+ * - the guest: every message is copied, checked and bounded
+ *   (b13_job_begin()), and acted on a slice at a time (b13_job_step()):
+ *   one dispatch spends at most OUTPUT_SLICE_US of time and OUTPUT_CALLS
+ *   syscalls, then the rest, even of one message, waits for an idle
+ *   moment, so that vhost-user requests and control clients are served
+ *   between slices however the guest fragments its balloon;
  * - the front end: its messages are read here a piece at a time (one that
  *   stops mid-message stalls nothing) and checked by vhost_check.c before
  *   libvhost-user sees them; a violation ends the connection, and the
@@ -51,6 +53,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -71,12 +74,13 @@
 #define DEFAULT_PAGE_BITS	12
 #define DEFAULT_STALL_MS	5000
 /*
- * One outputq dispatch handles at most this many messages, or messages
- * holding this many addresses (two of the largest page lists); then the
- * rest waits for an idle moment of the main loop.
+ * One outputq slice: at most this long and this many syscalls (madvise,
+ * mincore; taking a message counts as one).  A vhost-user message or a
+ * control request then waits at most about one slice: 2 ms, well inside
+ * the 20 ms goal even with a status walk's slice beside it.
  */
-#define OUTPUT_MSGS		64
-#define OUTPUT_ADDRS		(2 * B13_MAX_PAGES)
+#define OUTPUT_SLICE_US		2000
+#define OUTPUT_CALLS		1024
 /*
  * Replies the front end has not read yet, in bytes the kernel accounts
  * for them.  A VMM reads each reply before its next request; past this it
@@ -149,6 +153,67 @@ bool logrl(struct b13d *d, enum log_class cl, const char *fmt, ...)
 	ret = vlogrl(d, cl, fmt, ap);
 	va_end(ap);
 	return ret;
+}
+
+static gint64 thread_cpu_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (gint64)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void b13d_busy_begin(struct busy_mark *m)
+{
+	m->wall = g_get_monotonic_time();
+	m->cpu = thread_cpu_us();
+}
+
+void b13d_busy_end(struct b13d *d, const struct busy_mark *m,
+		   const char *where)
+{
+	gint64 wall = g_get_monotonic_time() - m->wall;
+	gint64 cpu = thread_cpu_us() - m->cpu;
+
+	if (wall > d->c.busy_wall_us) {
+		d->c.busy_wall_us = wall;
+		d->c.busy_wall_where = where;
+	}
+	if (cpu > d->c.busy_cpu_us) {
+		d->c.busy_cpu_us = cpu;
+		d->c.busy_cpu_where = where;
+	}
+}
+
+static struct b13d *timed_loop;
+static GPollFunc real_poll;
+
+/* The main context's poll(): what lies between two calls is one iteration. */
+static gint timed_poll(GPollFD *fds, guint nfds, gint timeout)
+{
+	static gint64 wall0, cpu0;
+	struct loop_stats *l = &timed_loop->loopstat;
+	gint ret;
+
+	if (wall0) {
+		gint64 wall = g_get_monotonic_time() - wall0;
+		gint64 cpu = thread_cpu_us() - cpu0;
+
+		l->iterations++;
+		l->max_wall_us = MAX(l->max_wall_us, wall);
+		l->max_cpu_us = MAX(l->max_cpu_us, cpu);
+	}
+	ret = real_poll(fds, nfds, timeout);
+	wall0 = g_get_monotonic_time();
+	cpu0 = thread_cpu_us();
+	return ret;
+}
+
+void b13d_time_loop(struct b13d *d)
+{
+	timed_loop = d;
+	real_poll = g_main_context_get_poll_func(NULL);
+	g_main_context_set_poll_func(NULL, timed_poll);
 }
 
 static struct b13d *dev_to_b13d(VuDev *dev)
@@ -411,8 +476,11 @@ static void do_flush(struct b13d *d, void *arg)
  */
 void flush_requests(struct b13d *d)
 {
-	if (vq_ready(d, B13_VQ_INPUT))
-		guarded(d, do_flush, NULL);
+	struct busy_mark t;
+
+	b13d_busy_begin(&t);
+	if (vq_ready(d, B13_VQ_INPUT) && guarded(d, do_flush, NULL))
+		b13d_busy_end(d, &t, "inputq");
 }
 
 static void handle_input(VuDev *dev, int qidx)
@@ -510,6 +578,9 @@ static void count_pages(struct b13d *d, const struct b13_msg_result *res)
 	t->punch_calls += a->punch_calls;
 	t->punch_bytes += a->punch_bytes;
 	t->punch_errors += a->punch_errors;
+	t->residency_calls += a->residency_calls;
+	t->punch_max_us = MAX(t->punch_max_us, a->punch_max_us);
+	t->skipped_bytes += a->skipped_bytes;
 	d->c.msgs_pages++;
 	d->c.blocks_received += res->n;
 	d->c.repeated_in_message += res->repeats;
@@ -543,40 +614,184 @@ static void count_stats(struct b13d *d, const struct b13_msg_result *res)
 		d->hooks.stats_arrived(d);
 }
 
-/*
- * Validate and act on one outputq message; false if the buffer is held.
- * *work gets what it cost, in addresses (at least 1).
- */
-static bool handle_message(struct b13d *d, VuVirtqElement *elem,
-			   uint64_t *work)
+/* ---- the discard worker -------------------------------------------------- */
+
+static gpointer worker_main(gpointer p)
 {
-	struct b13_msg_result res;
+	struct discard_worker *w = p;
 
-	sync_regions(d);
-	b13_handle_msg(&d->map, &d->stats, elem->out_sg, elem->out_num,
-		       elem->in_num, &res);
-	*work = MAX(res.n, 1);
-	if (res.reserved_nonzero)
+	g_mutex_lock(&w->lock);
+	for (;;) {
+		while (!w->work && !w->quit)
+			g_cond_wait(&w->cond, &w->lock);
+		if (w->quit)
+			break;
+		g_mutex_unlock(&w->lock);
+		b13_job_run_batch(w->job, w->map);
+		g_mutex_lock(&w->lock);
+		w->work = false;
+		g_cond_broadcast(&w->cond);
+		if (eventfd_write(w->efd, 1))
+			g_warning("discard worker: eventfd: %s", g_strerror(errno));
+	}
+	g_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+static void output_slice(struct b13d *d);
+
+/* The worker made the batch: the job goes on. */
+static gboolean worker_done(gint fd, GIOCondition cond, gpointer p)
+{
+	struct b13d *d = p;
+	eventfd_t v;
+
+	(void)cond;
+	if (eventfd_read(fd, &v) || !d->discarding)
+		return G_SOURCE_CONTINUE;
+	g_mutex_lock(&d->dw.lock);
+	if (d->dw.work) {	/* a stale count: not done yet */
+		g_mutex_unlock(&d->dw.lock);
+		return G_SOURCE_CONTINUE;
+	}
+	g_mutex_unlock(&d->dw.lock);
+	d->discarding = false;
+	if (d->live)
+		output_slice(d);
+	return G_SOURCE_CONTINUE;
+}
+
+static bool worker_start(struct b13d *d)
+{
+	struct discard_worker *w = &d->dw;
+
+	w->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (w->efd < 0)
+		return false;
+	g_mutex_init(&w->lock);
+	g_cond_init(&w->cond);
+	w->thread = g_thread_try_new("b13-discard", worker_main, w, NULL);
+	if (!w->thread) {
+		close(w->efd);
+		w->efd = -1;
+		return false;
+	}
+	w->src = g_unix_fd_add(w->efd, G_IO_IN, worker_done, d);
+	return true;
+}
+
+/* Hand the job's batch to the worker. */
+static void worker_post(struct b13d *d)
+{
+	struct discard_worker *w = &d->dw;
+
+	d->discarding = true;
+	g_mutex_lock(&w->lock);
+	w->job = &d->job;
+	w->map = &d->map;
+	w->work = true;
+	g_cond_signal(&w->cond);
+	g_mutex_unlock(&w->lock);
+}
+
+/*
+ * Wait until the worker has made the batch it has (before the memory it
+ * names is unmapped, or the job ended).  Bounded by one batch.
+ */
+static void worker_wait(struct b13d *d)
+{
+	struct discard_worker *w = &d->dw;
+
+	if (!d->discarding)
+		return;
+	g_mutex_lock(&w->lock);
+	while (w->work)
+		g_cond_wait(&w->cond, &w->lock);
+	g_mutex_unlock(&w->lock);
+	d->discarding = false;
+}
+
+static void worker_stop(struct b13d *d)
+{
+	struct discard_worker *w = &d->dw;
+
+	if (!w->thread)
+		return;
+	worker_wait(d);
+	g_mutex_lock(&w->lock);
+	w->quit = true;
+	g_cond_signal(&w->cond);
+	g_mutex_unlock(&w->lock);
+	g_thread_join(w->thread);
+	w->thread = NULL;
+	g_source_remove(w->src);
+	close(w->efd);
+	w->efd = -1;
+	g_mutex_clear(&w->lock);
+	g_cond_clear(&w->cond);
+}
+
+/* What the finished job did: count it, log it. */
+static void count_job(struct b13d *d, const struct b13_msg_result *res)
+{
+	if (res->reserved_nonzero)
 		d->c.reserved_nonzero++;
-	if (res.why != B13_OK) {
-		count_reject(d, &res);
-	} else if (res.type == VIRTIO_BALLOON13_RESP_STATS) {
-		count_stats(d, &res);
-	} else {
-		count_pages(d, &res);
-		if (d->hold_ms) {
-			struct held *h = g_new(struct held, 1);
+	if (res->why != B13_OK)
+		count_reject(d, res);
+	else if (res->type == VIRTIO_BALLOON13_RESP_STATS)
+		count_stats(d, res);
+	else
+		count_pages(d, res);
+}
 
-			h->d = d;
-			h->elem = elem;
-			h->src = g_timeout_add(d->hold_ms, held_expired, h);
-			g_queue_push_tail(&d->held, h);
-			return false;
-		}
+/*
+ * The job is over: give its buffer back (or hold a page list for
+ * --hold-ms).  Returns true if the buffer went back now.
+ */
+static bool job_done(struct b13d *d)
+{
+	VuVirtqElement *elem = d->job_elem;
+	const struct b13_msg_result *res = &d->job.res;
+
+	d->job_elem = NULL;
+	count_job(d, res);
+	if (res->why == B13_OK && res->type == VIRTIO_BALLOON13_RESP_PAGES &&
+	    d->hold_ms) {
+		struct held *h = g_new(struct held, 1);
+
+		h->d = d;
+		h->elem = elem;
+		h->src = g_timeout_add(d->hold_ms, held_expired, h);
+		g_queue_push_tail(&d->held, h);
+		return false;
 	}
 	do_push(d, elem);
 	free(elem);
 	return true;
+}
+
+/*
+ * End the message under way now, without another discard, and give its
+ * buffer back: before a new memory table (the buffer and the blocks are
+ * the old table's) or a queue stop (a reset discards nothing more).
+ */
+static void finish_job(struct b13d *d, bool push)
+{
+	if (!d->job_elem)
+		return;
+	worker_wait(d);
+	b13_job_finish(&d->job, &d->map);
+	if (push) {
+		VuVirtqElement *elem = d->job_elem;
+
+		d->job_elem = NULL;
+		count_job(d, &d->job.res);
+		push_output(d, elem);
+		notify_output(d);
+	} else {
+		free(d->job_elem);
+		d->job_elem = NULL;
+	}
 }
 
 static gboolean output_later(gpointer p);
@@ -585,33 +800,56 @@ static void do_output(struct b13d *d, void *arg)
 {
 	VuDev *dev = &d->vug.parent;
 	VuVirtq *vq = vu_get_queue(dev, B13_VQ_OUTPUT);
-	uint64_t msgs = 0, addrs = 0;
-	VuVirtqElement *elem;
+	struct b13_budget b;
 
 	(void)arg;
+	if (d->discarding)	/* the worker's turn; it calls us back */
+		return;
+	b13_budget_init(&b, OUTPUT_CALLS, OUTPUT_SLICE_US);
+	sync_regions(d);
 	/*
 	 * Signal each buffer as soon as it is back: the guest frees and
 	 * refills a page list while the next one is being discarded here,
 	 * instead of both sides taking turns once per drained queue.
 	 */
 	while (vq_ready(d, B13_VQ_OUTPUT)) {
-		uint64_t work;
+		if (!d->job_elem) {
+			VuVirtqElement *elem;
 
-		if (msgs >= OUTPUT_MSGS || addrs >= OUTPUT_ADDRS) {
-			/* Enough for now: the rest after other sources. */
-			d->c.output_yields++;
-			if (!d->output_idle)
-				d->output_idle = g_idle_add(output_later, d);
+			if (!b13_budget_take(&b))
+				goto later;
+			elem = vu_queue_pop(dev, vq, sizeof(*elem));
+			if (!elem)
+				break;
+			/* Ours from here: a fault below cannot lose it. */
+			d->job_elem = elem;
+			b13_job_begin(&d->job, &d->map, &d->stats,
+				      elem->out_sg, elem->out_num,
+				      elem->in_num, d->c.features);
+		}
+		switch (b13_job_step(&d->job, &d->map, &b)) {
+		case B13_STEP_YIELD:
+			goto later;
+		case B13_STEP_DISCARD:
+			d->c.discard_batches++;
+			if (d->inline_discards) {
+				b13_job_run_batch(&d->job, &d->map);
+				continue;
+			}
+			worker_post(d);
+			return;
+		case B13_STEP_DONE:
+			if (job_done(d))
+				vu_queue_notify(dev, vq);
 			break;
 		}
-		elem = vu_queue_pop(dev, vq, sizeof(*elem));
-		if (!elem)
-			break;
-		if (handle_message(d, elem, &work))
-			vu_queue_notify(dev, vq);
-		msgs++;
-		addrs += work;
 	}
+	return;
+later:
+	/* Enough for now: the rest after other sources. */
+	d->c.output_yields++;
+	if (!d->output_idle)
+		d->output_idle = g_idle_add(output_later, d);
 }
 
 /*
@@ -619,13 +857,25 @@ static void do_output(struct b13d *d, void *arg)
  * the guest's work then goes on only from the idle source, taking turns
  * with a status walk instead of always coming first.
  */
+static void output_slice(struct b13d *d)
+{
+	struct busy_mark t;
+
+	if (d->discarding)
+		return;
+
+	b13d_busy_begin(&t);
+	if (guarded(d, do_output, NULL))
+		b13d_busy_end(d, &t, "outputq");
+}
+
 static void handle_output(VuDev *dev, int qidx)
 {
 	struct b13d *d = dev_to_b13d(dev);
 
 	(void)qidx;
 	if (!d->output_idle)
-		guarded(d, do_output, NULL);
+		output_slice(d);
 }
 
 static gboolean output_later(gpointer p)
@@ -634,7 +884,7 @@ static gboolean output_later(gpointer p)
 
 	d->output_idle = 0;
 	if (d->live)
-		guarded(d, do_output, NULL);
+		output_slice(d);
 	return G_SOURCE_REMOVE;
 }
 
@@ -756,8 +1006,9 @@ static int unread_replies(int sock)
 static void vu_readable(VuDev *dev, int condition, void *data)
 {
 	struct b13d *d = data;
+	struct busy_mark t;
 	const char *why = NULL;
-	int r;
+	int r, req;
 
 	(void)condition;
 	if (!d->live || dev->broken)
@@ -777,7 +1028,10 @@ static void vu_readable(VuDev *dev, int condition, void *data)
 		return;
 	}
 	d->rd.ready = true;
-	guarded(d, do_dispatch, NULL);
+	req = d->rd.msg.request;
+	b13d_busy_begin(&t);
+	if (guarded(d, do_dispatch, NULL) && d->live)
+		b13d_busy_end(d, &t, b13_vu_request_name(req));
 	reader_reset(&d->rd);	/* if the library did not take it */
 }
 
@@ -895,9 +1149,10 @@ static int b13_process_msg(VuDev *dev, VhostUserMsg *msg, int *do_reply)
 	case VHOST_USER_ADD_MEM_REG:
 	case VHOST_USER_REM_MEM_REG:
 		/*
-		 * Held buffers point into the old table: give them back
-		 * (their blocks are discarded) while it is still mapped.
+		 * The message under way and held buffers belong to the old
+		 * table: end and give them back while it is still mapped.
 		 */
+		finish_job(d, true);
 		release_held(d, true);
 		d->mem_dirty = true;
 		schedule_poke(d);
@@ -933,8 +1188,11 @@ static void b13_queue_set_started(VuDev *dev, int qidx, bool started)
 		vu_set_queue_handler(dev, vq, started ? handle_input : NULL);
 	else if (qidx == B13_VQ_OUTPUT)
 		vu_set_queue_handler(dev, vq, started ? handle_output : NULL);
-	if (!started && qidx == B13_VQ_OUTPUT)
+	if (!started && qidx == B13_VQ_OUTPUT) {
+		/* A reset discards nothing more: end the job first. */
+		finish_job(d, true);
 		release_held(d, true);	/* blocks are already discarded */
+	}
 	running = vu_queue_started(dev, vu_get_queue(dev, B13_VQ_INPUT)) &&
 		  vu_queue_started(dev, vu_get_queue(dev, B13_VQ_OUTPUT));
 	if (running && !d->running) {
@@ -1022,6 +1280,7 @@ static void teardown(struct b13d *d)
 {
 	if (!d->live)
 		return;
+	finish_job(d, false);
 	release_held(d, false);
 	if (d->poke_idle)
 		g_source_remove(d->poke_idle);
@@ -1131,11 +1390,19 @@ void b13d_init(struct b13d *d)
 	b13_map_init(&d->map, d->page_bits);
 	g_queue_init(&d->pending);
 	g_queue_init(&d->held);
+	if (!b13_job_init(&d->job))
+		g_error("out of memory");
+	d->dw.efd = -1;
 }
 
 int b13d_listen(struct b13d *d, GError **err)
 {
 	b13_map_init(&d->map, d->page_bits);	/* options are final now */
+	if (!d->inline_discards && !d->dw.thread && !worker_start(d)) {
+		g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED,
+			    "cannot start the discard thread");
+		return -1;
+	}
 	d->listen_fd = unix_listen_path(d->socket_path, d->socket_mode,
 					d->socket_gid, err);
 	if (d->listen_fd < 0)
@@ -1147,6 +1414,7 @@ int b13d_listen(struct b13d *d, GError **err)
 void b13d_shutdown(struct b13d *d)
 {
 	b13d_detach(d);
+	worker_stop(d);
 	if (d->listen_src)
 		g_source_remove(d->listen_src);
 	if (d->listen_pause_src)
@@ -1161,4 +1429,5 @@ void b13d_shutdown(struct b13d *d)
 	b13_map_free(&d->map);
 	g_free(d->last_disconnect);
 	d->last_disconnect = NULL;
+	b13_job_free(&d->job);
 }

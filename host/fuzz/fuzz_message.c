@@ -69,9 +69,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	uint8_t *ram = fuzz_fake_ram();
 	struct b13_region_desc d[3] = {
-		{ 0x0, 0xa0000, ram },
-		{ 0x100000, 0x7f00000, ram + FUZZ_SLOT },
-		{ 0x100000000ull, 0x8000000, ram + 2 * FUZZ_SLOT },
+		{ 0x0, 0xa0000, ram, 0 },
+		{ 0x100000, 0x7f00000, ram + FUZZ_SLOT, 0 },
+		{ 0x100000000ull, 0x8000000, ram + 2 * FUZZ_SLOT, 0 },
 	};
 	struct in in = { data, size };
 	struct b13_stats st = { { 0 }, 0 }, before;
@@ -115,7 +115,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	before = st;
 	set_before = b13_map_blocks_set(&m);
-	b13_handle_msg(&m, &st, iov, niov, nwr, &res);
+	b13_handle_msg(&m, &st, iov, niov, nwr, 0, &res);
 	FUZZ_CHECK(res.len == len);
 	want = nwr ? B13_REJ_WRITABLE : model_shape(len, msg, &type, &n);
 	if (want == B13_OK && type == VIRTIO_BALLOON13_RESP_PAGES) {

@@ -321,7 +321,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		iov[2] = (struct iovec){ buf + cut2, len - cut2 };
 
 		rec.n = 0;
-		b13_handle_msg(&m, &stats, iov, 3, 0, &res);
+		b13_handle_msg(&m, &stats, iov, 3, 0, 0, &res);
 		FUZZ_CHECK(res.why == want);
 		FUZZ_CHECK(res.len == len);
 		if (want != B13_OK) {
@@ -381,8 +381,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(chk.blocks == model.n);
 		FUZZ_CHECK(b13_count_in_balloon(&m, &w) == model.n && w == 0);
 		b13_scan_begin(&m, &sc);
-		for (i = 0; !b13_scan_step(&m, &sc, budget); i++)
+		for (i = 0;; i++) {
+			struct b13_budget b;
+
+			b13_budget_init(&b, budget, 0);
+			if (b13_scan_step(&m, &sc, &b))
+				break;
 			FUZZ_CHECK(i <= model.n);
+		}
 		b13_scan_end(&sc);
 		FUZZ_CHECK(sc.in == model.n && sc.withdrawn == 0);
 		/* Paged listing, a few runs at a time, adds up the same. */

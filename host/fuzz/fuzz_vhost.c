@@ -194,7 +194,7 @@ static void kick(struct b13_map *map, struct b13_stats *st)
 		desc[i] = (struct b13_region_desc){
 			dev->regions[i].gpa, dev->regions[i].size,
 			(uint8_t *)(uintptr_t)(dev->regions[i].mmap_addr +
-					       dev->regions[i].mmap_offset) };
+					       dev->regions[i].mmap_offset), 0 };
 	b13_map_set_regions(map, desc, i);
 	for (q = 0; q < B13_NUM_VQS; q++) {
 		VuVirtq *vq = vu_get_queue(dev, q);
@@ -210,7 +210,7 @@ static void kick(struct b13_map *map, struct b13_stats *st)
 				break;
 			if (q == B13_VQ_OUTPUT) {
 				b13_handle_msg(map, st, e->out_sg, e->out_num,
-					       e->in_num, &res);
+					       e->in_num, 0, &res);
 				if (getenv("FUZZ_VHOST_VERBOSE"))
 					fprintf(stderr, "outputq: %s, %lu "
 						"entries\n",

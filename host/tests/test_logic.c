@@ -135,7 +135,7 @@ static enum b13_reject chk(uint32_t type, uint64_t len, uint64_t *n)
 	uint32_t t = 99;
 
 	*n = 0;
-	return b13_check_msg(len, &h, &t, n);
+	return b13_check_msg(len, &h, 0, &t, n);
 }
 
 static void test_check_msg(void)
@@ -175,15 +175,15 @@ static void test_check_msg(void)
 
 /* Guest RAM the way q35 lays it out: hole at 640 KiB-1 MiB, then 4 GiB. */
 static const struct b13_region_desc q35[] = {
-	{ 0x0, 0xa0000, NULL },
-	{ 0x100000, 0x7f00000, NULL },		/* up to 128 MiB */
-	{ 0x100000000ull, 0x8000000, NULL },	/* 128 MiB at 4 GiB */
+	{ 0x0, 0xa0000, NULL, 0 },
+	{ 0x100000, 0x7f00000, NULL, 0 },		/* up to 128 MiB */
+	{ 0x100000000ull, 0x8000000, NULL, 0 },	/* 128 MiB at 4 GiB */
 };
 
 static void test_geometry(void)
 {
 	struct b13_map m;
-	struct b13_region_desc top = { 0xffffffffffff0000ull, 0x10000, NULL };
+	struct b13_region_desc top = { 0xffffffffffff0000ull, 0x10000, NULL, 0 };
 
 	b13_map_init(&m, 12);
 	CHECK(b13_map_set_regions(&m, q35, 3) == 0);
@@ -321,7 +321,7 @@ static void test_check_pages(void)
 static void test_coalesce(void)
 {
 	static const struct b13_region_desc adj[] = {
-		{ 0x0, 0x10000, NULL }, { 0x10000, 0x10000, NULL },
+		{ 0x0, 0x10000, NULL, 0 }, { 0x10000, 0x10000, NULL, 0 },
 	};
 	uint64_t s1[] = { 0x101000, 0x102000, 0x103000, 0x105000, 0x105000,
 			  0x106000, 0x100000000ull };
@@ -445,7 +445,7 @@ static void test_punch_and_withdraw(void)
 		case_failed = 1;
 		return;
 	}
-	d = (struct b13_region_desc){ base, g.size, g.mem };
+	d = (struct b13_region_desc){ base, g.size, g.mem, 0 };
 	b13_map_init(&m, 12);
 	b13_map_set_regions(&m, &d, 1);
 	CHECK_EQ(resident_pages(&g, 0, 0x4000), 4);
@@ -512,7 +512,7 @@ static void test_big_and_small_blocks(void)
 		return;
 	}
 	/* 2 MiB blocks: one madvise of 2 MiB. */
-	d = (struct b13_region_desc){ 0x40000000, g.size, g.mem };
+	d = (struct b13_region_desc){ 0x40000000, g.size, g.mem, 0 };
 	b13_map_init(&m, 21);
 	b13_map_set_regions(&m, &d, 1);
 	{
@@ -533,7 +533,7 @@ static void test_big_and_small_blocks(void)
 	/* 1 KiB blocks: only whole host pages are punched. */
 	memset(g.mem, 0xa5, g.size);
 	memset(&st, 0, sizeof(st));
-	d = (struct b13_region_desc){ 0x0, g.size, g.mem };
+	d = (struct b13_region_desc){ 0x0, g.size, g.mem, 0 };
 	b13_map_init(&m, 10);
 	b13_map_set_regions(&m, &d, 1);
 	{
@@ -570,7 +570,7 @@ static void test_scattered(void)
 		case_failed = 1;
 		return;
 	}
-	d = (struct b13_region_desc){ 0x100000000ull, g.size, g.mem };
+	d = (struct b13_region_desc){ 0x100000000ull, g.size, g.mem, 0 };
 	b13_map_init(&m, 12);
 	b13_map_set_regions(&m, &d, 1);
 	/* every other 4 KiB block: 8192 runs of one block */
@@ -654,7 +654,7 @@ static void test_handle_pages(void)
 	iov[0] = (struct iovec){ buf, 11 };
 	iov[1] = (struct iovec){ buf + 11, 5 };
 	iov[2] = (struct iovec){ buf + 16, len - 16 };
-	CHECK_EQ(b13_handle_msg(&m, &st, iov, 3, 0, &res), B13_OK);
+	CHECK_EQ(b13_handle_msg(&m, &st, iov, 3, 0, 0, &res), B13_OK);
 	CHECK_EQ(res.type, VIRTIO_BALLOON13_RESP_PAGES);
 	CHECK_EQ(res.len, len);
 	CHECK_EQ(res.n, 5);
@@ -667,30 +667,30 @@ static void test_handle_pages(void)
 	/* One bad address: nothing of the message is used. */
 	len = build_msg(buf, 0, 7, bad, 2);
 	iov[0] = (struct iovec){ buf, len };
-	CHECK_EQ(b13_handle_msg(&m, &st, iov, 1, 0, &res), B13_REJ_OUT_OF_RAM);
+	CHECK_EQ(b13_handle_msg(&m, &st, iov, 1, 0, 0, &res), B13_REJ_OUT_OF_RAM);
 	CHECK_EQ(res.bad_addr, 0xa1000);
 	CHECK_EQ(res.apply.new_blocks, 0);
 	CHECK_EQ(b13_map_blocks_set(&m), 4);
 
 	/* Device-writable parts: rejected before anything is read. */
-	CHECK_EQ(b13_handle_msg(&m, &st, iov, 1, 1, &res), B13_REJ_WRITABLE);
+	CHECK_EQ(b13_handle_msg(&m, &st, iov, 1, 1, 0, &res), B13_REJ_WRITABLE);
 	/* Too long: rejected unread (the NULL base would fault if read). */
 	iov[0] = (struct iovec){ NULL, B13_MAX_MSG_BYTES + 8 };
-	CHECK_EQ(b13_handle_msg(&m, &st, iov, 1, 0, &res), B13_REJ_OVERSIZE);
+	CHECK_EQ(b13_handle_msg(&m, &st, iov, 1, 0, 0, &res), B13_REJ_OVERSIZE);
 	iov[0] = (struct iovec){ NULL, SIZE_MAX };
 	iov[1] = (struct iovec){ NULL, SIZE_MAX };
-	CHECK_EQ(b13_handle_msg(&m, &st, iov, 2, 0, &res), B13_REJ_OVERSIZE);
+	CHECK_EQ(b13_handle_msg(&m, &st, iov, 2, 0, 0, &res), B13_REJ_OVERSIZE);
 	CHECK_EQ(res.len, UINT64_MAX);
 	/* Reserved nonzero: counted, the message still used. */
 	len = build_msg(buf, 0, 1, a, 1);
 	iov[0] = (struct iovec){ buf, len };
-	CHECK_EQ(b13_handle_msg(&m, &st, iov, 1, 0, &res), B13_OK);
+	CHECK_EQ(b13_handle_msg(&m, &st, iov, 1, 0, 0, &res), B13_OK);
 	CHECK(res.reserved_nonzero);
 	CHECK_EQ(res.apply.duplicates, 1);
 	/* Empty chain, and a header alone. */
-	CHECK_EQ(b13_handle_msg(&m, &st, iov, 0, 0, &res), B13_REJ_SHORT);
+	CHECK_EQ(b13_handle_msg(&m, &st, iov, 0, 0, 0, &res), B13_REJ_SHORT);
 	iov[0].iov_len = 8;
-	CHECK_EQ(b13_handle_msg(&m, &st, iov, 1, 0, &res), B13_REJ_LENGTH);
+	CHECK_EQ(b13_handle_msg(&m, &st, iov, 1, 0, 0, &res), B13_REJ_LENGTH);
 	b13_map_free(&m);
 }
 
@@ -713,7 +713,7 @@ static void test_handle_stats(void)
 	w[8] = UINT64_MAX; w[9] = 2;
 	len = build_msg(buf, 1, 0, w, 10);
 	iov = (struct iovec){ buf, len };
-	CHECK_EQ(b13_handle_msg(&m, &st, &iov, 1, 0, &res), B13_OK);
+	CHECK_EQ(b13_handle_msg(&m, &st, &iov, 1, 0, 0, &res), B13_OK);
 	CHECK_EQ(res.type, VIRTIO_BALLOON13_RESP_STATS);
 	CHECK_EQ(res.n, 5);
 	CHECK_EQ(res.stats_unknown, 2);
@@ -726,7 +726,7 @@ static void test_handle_stats(void)
 	w[0] = VIRTIO_BALLOON13_TAG_SWAP_IN; w[1] = 5;
 	len = build_msg(buf, 1, 0, w, 2);
 	iov = (struct iovec){ buf, len };
-	CHECK_EQ(b13_handle_msg(&m, &st, &iov, 1, 0, &res), B13_OK);
+	CHECK_EQ(b13_handle_msg(&m, &st, &iov, 1, 0, 0, &res), B13_OK);
 	CHECK_EQ(st.present, 1u << VIRTIO_BALLOON13_TAG_SWAP_IN);
 	CHECK_EQ(st.value[VIRTIO_BALLOON13_TAG_SWAP_IN], 5);
 
@@ -737,12 +737,12 @@ static void test_handle_stats(void)
 	}
 	len = build_msg(buf, 1, 0, w, 2 * B13_MAX_STATS);
 	iov = (struct iovec){ buf, len };
-	CHECK_EQ(b13_handle_msg(&m, &st, &iov, 1, 0, &res), B13_OK);
+	CHECK_EQ(b13_handle_msg(&m, &st, &iov, 1, 0, 0, &res), B13_OK);
 	CHECK_EQ(res.stats_repeated, B13_MAX_STATS - 1);
 	CHECK_EQ(st.value[VIRTIO_BALLOON13_TAG_MAJFLT], B13_MAX_STATS - 1);
 	len = build_msg(buf, 1, 0, w, 2 * (B13_MAX_STATS + 1));
 	iov = (struct iovec){ buf, len };
-	CHECK_EQ(b13_handle_msg(&m, &st, &iov, 1, 0, &res), B13_REJ_OVERSIZE);
+	CHECK_EQ(b13_handle_msg(&m, &st, &iov, 1, 0, 0, &res), B13_REJ_OVERSIZE);
 	CHECK_EQ(st.value[VIRTIO_BALLOON13_TAG_MAJFLT], B13_MAX_STATS - 1);	/* kept */
 	b13_map_free(&m);
 }
@@ -775,9 +775,9 @@ static int record_discard(void *addr, size_t len, void *arg)
 static void test_apply_sorted(void)
 {
 	static const struct b13_region_desc d[] = {
-		{ 0x0, 0x10000, (uint8_t *)0x10000000 },
-		{ 0x10000, 0x10000, (uint8_t *)0x20000000 },
-		{ 0x100000, 0x100000, (uint8_t *)0x30000000 },
+		{ 0x0, 0x10000, (uint8_t *)0x10000000, 0 },
+		{ 0x10000, 0x10000, (uint8_t *)0x20000000, 0 },
+		{ 0x100000, 0x100000, (uint8_t *)0x30000000, 0 },
 	};
 	struct b13_apply_stats s1 = { 0 }, s2 = { 0 };
 	struct discards r1 = { 0 }, r2 = { 0 };
@@ -845,13 +845,13 @@ static void test_apply_sorted(void)
 static void test_bad_tables(void)
 {
 	static const struct b13_region_desc overlap[] = {
-		{ 0x0, 0x20000, NULL }, { 0x10000, 0x10000, NULL },
+		{ 0x0, 0x20000, NULL, 0 }, { 0x10000, 0x10000, NULL, 0 },
 	};
 	static const struct b13_region_desc adjacent[] = {
-		{ 0x10000, 0x10000, NULL }, { 0x0, 0x10000, NULL },
+		{ 0x10000, 0x10000, NULL, 0 }, { 0x0, 0x10000, NULL, 0 },
 	};
-	struct b13_region_desc empty = { 0x1000, 0, NULL };
-	struct b13_region_desc wrap = { 0xfffffffffffff000ull, 0x2000, NULL };
+	struct b13_region_desc empty = { 0x1000, 0, NULL, 0 };
+	struct b13_region_desc wrap = { 0xfffffffffffff000ull, 0x2000, NULL, 0 };
 	struct b13_map m;
 	uint64_t g;
 
@@ -942,9 +942,9 @@ static void test_scan_slices(void)
 		case_failed = 1;
 		return;
 	}
-	d[0] = (struct b13_region_desc){ 0x0, 2 << 20, g.mem };
+	d[0] = (struct b13_region_desc){ 0x0, 2 << 20, g.mem, 0 };
 	d[1] = (struct b13_region_desc){ 0x1000000, 2 << 20,
-					 g.mem + (2 << 20) };
+					 g.mem + (2 << 20), 0 };
 	b13_map_init(&m, 12);
 	b13_map_set_regions(&m, d, 2);
 	for (i = 0; i < 64; i++)	/* scattered over both regions */
@@ -957,21 +957,30 @@ static void test_scan_slices(void)
 	in = b13_count_in_balloon(&m, &w);
 	CHECK_EQ(in + w, 16);
 	CHECK_EQ(w, 4);
-	for (budget = 1; budget < 40; budget += 7) {
+	/* One mincore() per slice: a window per region, so two slices. */
+	for (budget = 1; budget < 4; budget++) {
+		struct b13_budget b;
+
 		b13_scan_begin(&m, &sc);
-		for (steps = 1; !b13_scan_step(&m, &sc, budget); steps++)
-			;
+		b13_budget_init(&b, budget, 0);
+		for (steps = 1; !b13_scan_step(&m, &sc, &b); steps++)
+			b13_budget_init(&b, budget, 0);
 		b13_scan_end(&sc);
 		CHECK_EQ(sc.in, in);
 		CHECK_EQ(sc.withdrawn, w);
-		CHECK(budget > 16 || steps > 1);
-		CHECK(steps <= 16 + 1);
+		CHECK_EQ(steps, budget == 1 ? 2 : 1);
 	}
 	/* The table changes in the middle: the walk starts again. */
-	b13_scan_begin(&m, &sc);
-	CHECK(!b13_scan_step(&m, &sc, 2));
-	b13_map_clear_bitmaps(&m);
-	CHECK(b13_scan_step(&m, &sc, 1000));
+	{
+		struct b13_budget b;
+
+		b13_scan_begin(&m, &sc);
+		b13_budget_init(&b, 1, 0);
+		CHECK(!b13_scan_step(&m, &sc, &b));
+		b13_map_clear_bitmaps(&m);
+		b13_budget_init(&b, 0, 0);
+		CHECK(b13_scan_step(&m, &sc, &b));
+	}
 	CHECK_EQ(sc.restarts, 1);
 	CHECK_EQ(sc.in + sc.withdrawn, 0);
 	b13_scan_end(&sc);
