@@ -19,6 +19,7 @@
 
 #include "commands.h"
 #include "device.h"
+#include "version.h"
 
 #define DEFAULT_CONTROL		"/run/balloon13d.ctl"
 #define DEFAULT_PAGE_BITS	12
@@ -39,36 +40,56 @@ static void ctl_event(enum ctl_event ev, const char *what, void *data)
 static void usage(FILE *f)
 {
 	fprintf(f,
-"usage: balloon13d --socket-path PATH [options]\n"
-"Reference vhost-user device for the virtio memory balloon (device ID 13).\n"
+"usage: balloon13d -s PATH [options]\n"
+"The virtio memory balloon, device ID 13, as a vhost-user device: a VMM\n"
+"connects to PATH and offers it to its guest; ballooned guest memory is given\n"
+"back to the host.  Guest RAM must be a shared memory backend.\n"
 "\n"
-"  --socket-path PATH     vhost-user socket to listen on (required); the VMM\n"
-"                         connects as a client, e.g. QEMU -chardev socket,path=PATH\n"
-"                         -device vhost-user-device-pci,virtio-id=13,num_vqs=2,config_size=4\n"
-"  --socket-mode MODE     its file mode, octal [0600 whatever the umask]\n"
-"  --socket-group GROUP   its group; members may connect too\n"
-"  --control PATH         control socket (JSON lines, see balloon13ctl)\n"
+"  -s, --socket-path PATH vhost-user socket to listen on (required)\n"
+"      --socket-mode MODE its file mode, octal [0600 whatever the umask]\n"
+"      --socket-group GRP its group; members may connect too\n"
+"  -c, --control PATH     control socket (JSON lines, see balloon13ctl)\n"
 "                         [default: $BALLOON13_CONTROL or " DEFAULT_CONTROL "]\n"
-"  --control-mode MODE    its file mode, octal [0600 whatever the umask]\n"
-"  --control-group GROUP  its group; members may connect too (otherwise\n"
+"      --control-mode MODE  its file mode, octal [0600 whatever the umask]\n"
+"      --control-group GRP  its group; members may connect too (otherwise\n"
 "                         only root and the daemon's own uid may)\n"
-"  --control-clients N    control connections at once, 1..1024 [%d]; when\n"
+"      --control-clients N  control connections at once, 1..1024 [%d]; when\n"
 "                         all are taken the one quiet longest makes room\n"
-"  --control-idle-ms N    drop a control connection stuck this long with half\n"
-"                         a request or unread answers, 100..3600000 [%d]\n"
-"  --page-bits N          block size 2^N advertised in config, 0..63 [%d];\n"
-"                         values a guest must refuse (e.g. 5, 40) are allowed\n"
-"  --hold-ms N            keep page-list buffers N ms after discarding their\n"
+"      --control-idle-ms N  drop a control connection stuck this long with\n"
+"                         half a request or unread answers, 100..3600000 [%d]\n"
+"  -b, --page-bits N      block size 2^N advertised in config, 0..63 [%d];\n"
+"                         values a guest must refuse (e.g. 5, 41) are allowed\n"
+"  -f, --features LIST    device features offered: all, none, or a comma list\n"
+"                         of withdraw, free-page-reporting, full-stats,\n"
+"                         pressure-release [all]\n"
+"      --hold-ms N        keep page-list buffers N ms after discarding their\n"
 "                         blocks before returning them used (0..%d) [0]\n"
-"  --stall-after-ms N     status says \"stalled\" when the target is not reached\n"
-"                         and no new block arrived for N ms (1..%d) [%d]\n"
-"  --chaos                allow the control command \"inject\" (hostile requests:\n"
-"                         short, long, unknown, huge, overram)\n"
-"  --ring-features        also offer VIRTIO_RING_F_INDIRECT_DESC and\n"
-"                         VIRTIO_RING_F_EVENT_IDX (default: VIRTIO_F_VERSION_1 only)\n"
+"      --stall-after-ms N status says \"stalled\" when the target is not\n"
+"                         reached and no new block arrived for N ms\n"
+"                         (1..%d) [%d]\n"
+"      --chaos            allow the control command \"inject\" (hostile\n"
+"                         requests: short, long, unknown, huge, overram)\n"
+"      --ring-features    also offer VIRTIO_RING_F_INDIRECT_DESC and\n"
+"                         VIRTIO_RING_F_EVENT_IDX\n"
 "  -v, --verbose          log every message, without rate limits (twice:\n"
 "                         every vhost-user request)\n"
+"  -V, --version          show the version\n"
 "  -h, --help             show this help\n"
+"\n"
+"With QEMU (KVM if it can, TCG otherwise; add your guest's disk):\n"
+"\n"
+"  balloon13d -s /run/balloon13d.sock -c /run/balloon13d.ctl &\n"
+"  qemu-system-x86_64 -machine q35,memory-backend=mem -accel kvm -accel tcg \\\n"
+"    -m 4G -object memory-backend-memfd,id=mem,size=4G,share=on \\\n"
+"    -chardev socket,id=b13,path=/run/balloon13d.sock \\\n"
+"    -device vhost-user-test-device-pci,chardev=b13,virtio-id=13,num_vqs=2,config_size=4 \\\n"
+"    -drive file=guest.qcow2,if=virtio\n"
+"  balloon13ctl -c /run/balloon13d.ctl resize 1G    # a balloon of 1 GiB\n"
+"\n"
+"QEMU names the generic device vhost-user-test-device-pci from 10.2 on;\n"
+"8.2 to 10.1 call it vhost-user-device-pci (same properties) and only\n"
+"create it when patched to (this project's QEMU is).  share=on is what\n"
+"lets the device see guest RAM and give it back.\n"
 "\n"
 "SIGTERM or SIGINT: exit 0, removing both sockets.  Exit 2: bad command line.\n",
 		DEFAULT_CTL_CLIENTS, DEFAULT_CTL_IDLE_MS, DEFAULT_PAGE_BITS,
@@ -123,6 +144,20 @@ static gid_t opt_group(const char *opt, const char *arg)
 	usage_error("%s '%s': no such group", opt, arg);
 }
 
+/*
+ * The option getopt stopped at, as written: "--page-bits", or "-b" out of
+ * a cluster like "-vb".
+ */
+static const char *opt_name(const char *arg)
+{
+	static char s[3] = "-";
+
+	if (!strncmp(arg, "--", 2) || !optopt || optopt >= 256)
+		return arg;
+	s[1] = (char)optopt;
+	return s;
+}
+
 static gboolean on_signal(gpointer p)
 {
 	struct b13d *d = p;
@@ -132,7 +167,7 @@ static gboolean on_signal(gpointer p)
 	return G_SOURCE_CONTINUE;
 }
 
-enum { OPT_SOCKET = 256, OPT_CONTROL, OPT_PAGE_BITS, OPT_HOLD, OPT_STALL,
+enum { OPT_HOLD = 256, OPT_STALL,
        OPT_CHAOS, OPT_RING, OPT_SOCKET_MODE, OPT_SOCKET_GROUP,
        OPT_CONTROL_MODE, OPT_CONTROL_GROUP, OPT_CONTROL_CLIENTS,
        OPT_CONTROL_IDLE };
@@ -140,21 +175,23 @@ enum { OPT_SOCKET = 256, OPT_CONTROL, OPT_PAGE_BITS, OPT_HOLD, OPT_STALL,
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "socket-path", required_argument, NULL, OPT_SOCKET },
+		{ "socket-path", required_argument, NULL, 's' },
 		{ "socket-mode", required_argument, NULL, OPT_SOCKET_MODE },
 		{ "socket-group", required_argument, NULL, OPT_SOCKET_GROUP },
-		{ "control", required_argument, NULL, OPT_CONTROL },
+		{ "control", required_argument, NULL, 'c' },
 		{ "control-mode", required_argument, NULL, OPT_CONTROL_MODE },
 		{ "control-group", required_argument, NULL, OPT_CONTROL_GROUP },
 		{ "control-clients", required_argument, NULL,
 		  OPT_CONTROL_CLIENTS },
 		{ "control-idle-ms", required_argument, NULL, OPT_CONTROL_IDLE },
-		{ "page-bits", required_argument, NULL, OPT_PAGE_BITS },
+		{ "page-bits", required_argument, NULL, 'b' },
+		{ "features", required_argument, NULL, 'f' },
 		{ "hold-ms", required_argument, NULL, OPT_HOLD },
 		{ "stall-after-ms", required_argument, NULL, OPT_STALL },
 		{ "chaos", no_argument, NULL, OPT_CHAOS },
 		{ "ring-features", no_argument, NULL, OPT_RING },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -172,9 +209,9 @@ int main(int argc, char **argv)
 	if (!d.control_path || !*d.control_path)
 		d.control_path = DEFAULT_CONTROL;
 	opterr = 0;
-	while ((o = getopt_long(argc, argv, ":vh", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, ":s:c:b:f:vVh", opts, NULL)) != -1) {
 		switch (o) {
-		case OPT_SOCKET:
+		case 's':
 			d.socket_path = optarg;
 			break;
 		case OPT_SOCKET_MODE:
@@ -183,7 +220,7 @@ int main(int argc, char **argv)
 		case OPT_SOCKET_GROUP:
 			d.socket_gid = opt_group("--socket-group", optarg);
 			break;
-		case OPT_CONTROL:
+		case 'c':
 			d.control_path = optarg;
 			break;
 		case OPT_CONTROL_MODE:
@@ -200,9 +237,16 @@ int main(int argc, char **argv)
 			d.ctl_opts.idle_ms = opt_uint("--control-idle-ms",
 						      optarg, 100, 3600000);
 			break;
-		case OPT_PAGE_BITS:
+		case 'b':
 			d.page_bits = opt_uint("--page-bits", optarg, 0, 63);
 			break;
+		case 'f': {
+			const char *why;
+
+			if (b13_parse_features(optarg, &d.features, &why))
+				usage_error("--features '%s': %s", optarg, why);
+			break;
+		}
 		case OPT_HOLD:
 			d.hold_ms = opt_uint("--hold-ms", optarg, 0,
 					     MAX_HOLD_MS);
@@ -223,11 +267,15 @@ int main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case 'V':
+			printf("balloon13d %s\n", B13_VERSION);
+			return 0;
 		case ':':
 			usage_error("option '%s' needs a value",
-				    argv[optind - 1]);
+				    opt_name(argv[optind - 1]));
 		default:
-			usage_error("unknown option '%s'", argv[optind - 1]);
+			usage_error("unknown option '%s'",
+				    opt_name(argv[optind - 1]));
 		}
 	}
 	if (optind < argc)
@@ -260,8 +308,9 @@ int main(int argc, char **argv)
 	b13d_time_loop(&d);
 	g_unix_signal_add(SIGTERM, on_signal, &d);
 	g_unix_signal_add(SIGINT, on_signal, &d);
-	logm(0, "listening on %s (control %s), page_bits %u%s%s",
-	     d.socket_path, d.control_path, d.page_bits,
+	logm(0, "balloon13d %s listening on %s (control %s), page_bits %u, "
+	     "features 0x%" PRIx64 "%s%s", B13_VERSION, d.socket_path,
+	     d.control_path, d.page_bits, d.features,
 	     d.chaos ? ", chaos" : "", d.ring_features ? ", ring features" : "");
 	if (d.hold_ms)
 		logm(0, "page-list buffers held %u ms after discard", d.hold_ms);

@@ -11,7 +11,9 @@
  *   answered by the next, and a walk starts no sooner than three times
  *   its predecessor's work after it ended, so that walking never takes
  *   more than a quarter of the daemon's time however often it is asked;
- * - "stats" answers from a fixed table of six tags;
+ * - "stats" answers from a fixed table of eighteen tags;
+ * - with WITHDRAW negotiated, "status" counts from the bitmap alone: no
+ *   walk, no residency scan;
  * - "ranges" lists at most RANGES_MAX runs per answer ("next" goes on);
  * - "inject" and the request queue stop at MAX_PENDING requests.
  */
@@ -97,7 +99,7 @@ static void add_stats(JsonBuilder *b, struct b13d *d)
 	add_u64(b, "seq", d->stats_seq);
 	json_builder_set_member_name(b, "values");
 	json_builder_begin_object(b);
-	for (t = 0; t < B13_BASE_TAGS; t++)
+	for (t = 0; t < VIRTIO_BALLOON13_TAG_NR; t++)
 		if (d->stats.present & 1u << t)
 			add_u64(b, b13_tag_names[t], d->stats.value[t]);
 	json_builder_end_object(b);
@@ -147,6 +149,31 @@ static void begin_obj(JsonBuilder *b, const char *name)
 	json_builder_begin_object(b);
 }
 
+/* Feature bits as an array of names. */
+static void add_feature_names(JsonBuilder *b, const char *name, uint64_t f)
+{
+	unsigned int i;
+
+	json_builder_set_member_name(b, name);
+	json_builder_begin_array(b);
+	for (i = 0; i < 4; i++)
+		if (f & 1ull << i)
+			json_builder_add_string_value(b, b13_feature_names[i]);
+	json_builder_end_array(b);
+}
+
+static void add_features(JsonBuilder *b, struct b13d *d)
+{
+	begin_obj(b, "device_features");
+	add_feature_names(b, "offered", d->features);
+	add_feature_names(b, "negotiated", b13d_features(d));
+	add_bool(b, "driver_acked", d->live && d->c.features_acked);
+	add_str(b, "accounting", b13d_features(d) & B13_F_WITHDRAW ?
+		"messages" : "residency");
+	add_u64(b, "stats_interval_ms", d->stats_interval_ms);
+	json_builder_end_object(b);
+}
+
 static void add_control(JsonBuilder *b, struct b13d *d)
 {
 	const struct ctl_counters *k = ctl_server_counters(d->ctl);
@@ -194,6 +221,7 @@ static void answer_status(struct b13d *d, struct ctl_conn *c, uint64_t in,
 	add_u64(b, "connections", d->vu.connections);
 	add_str(b, "last_disconnect", d->last_disconnect);
 	add_u64(b, "features", d->c.features);
+	add_features(b, d);
 	add_u64(b, "page_bits", d->page_bits);
 	add_u64(b, "guest_ram_bytes", b13_map_ram_bytes(&d->map));
 	json_builder_set_member_name(b, "regions");
@@ -223,6 +251,8 @@ static void answer_status(struct b13d *d, struct ctl_conn *c, uint64_t in,
 	begin_obj(b, "messages");
 	add_u64(b, "pages", d->c.msgs_pages);
 	add_u64(b, "stats", d->c.msgs_stats);
+	add_u64(b, "withdraw", d->c.msgs_withdraw);
+	add_u64(b, "report", d->c.msgs_report);
 	add_u64(b, "rejected", d->c.msgs_rejected);
 	add_u64(b, "yields", d->c.output_yields);
 	add_u64(b, "discard_batches", d->c.discard_batches);
@@ -236,10 +266,26 @@ static void answer_status(struct b13d *d, struct ctl_conn *c, uint64_t in,
 	add_u64(b, "reserved_nonzero", d->c.reserved_nonzero);
 	add_u64(b, "stats_unknown_tag", d->c.stats_unknown_tag);
 	add_u64(b, "stats_repeated_tag", d->c.stats_repeated_tag);
+	add_u64(b, "withdraw_invalid", d->c.apply.withdraw_invalid);
+	add_u64(b, "withdraw_not_in_balloon", d->c.apply.withdraw_absent);
+	add_u64(b, "report_ballooned",
+		b13d_features(d) & B13_F_WITHDRAW ?
+		d->c.apply.report_ballooned : 0);
+	json_builder_end_object(b);
+	begin_obj(b, "withdraw");
+	add_u64(b, "blocks", d->c.apply.withdrawn);
+	json_builder_end_object(b);
+	begin_obj(b, "report");
+	add_u64(b, "ranges", d->c.apply.report_ranges);
+	add_u64(b, "bytes", d->c.apply.reported_bytes);
+	add_u64(b, "ballooned_blocks_freed",
+		b13d_features(d) & B13_F_WITHDRAW ?
+		0 : d->c.apply.report_ballooned);
 	json_builder_end_object(b);
 	begin_obj(b, "requests_sent");
 	add_u64(b, "resize", d->c.requests_sent[REQ_RESIZE]);
 	add_u64(b, "stats", d->c.requests_sent[REQ_STATS]);
+	add_u64(b, "stats_interval", d->c.requests_sent[REQ_STATS_INTERVAL]);
 	json_builder_end_object(b);
 	begin_obj(b, "punch");
 	add_u64(b, "calls", d->c.apply.punch_calls);
@@ -257,6 +303,7 @@ static void answer_status(struct b13d *d, struct ctl_conn *c, uint64_t in,
 	add_u64(b, "config_reads", d->c.config_reads);
 	add_u64(b, "config_writes_ignored", d->c.config_writes);
 	add_u64(b, "device_stops", d->c.device_stops);
+	add_u64(b, "driver_resets", d->c.resets);
 	begin_obj(b, "busy");
 	add_u64(b, "max_wall_us", d->c.busy_wall_us);
 	add_str(b, "max_wall_in", d->c.busy_wall_where);
@@ -366,6 +413,12 @@ static void scan_kick(struct b13d *d)
 
 static void cmd_status(struct b13d *d, struct ctl_conn *c)
 {
+	/* With WITHDRAW the messages say it all: nothing to walk. */
+	if (b13d_features(d) & B13_F_WITHDRAW) {
+		sync_regions(d);
+		answer_status(d, c, b13_map_blocks_set(&d->map), 0);
+		return;
+	}
 	d->scan.queued = g_list_append(d->scan.queued, c);
 	scan_kick(d);
 }
@@ -485,6 +538,33 @@ static void cmd_stats(struct b13d *d, struct ctl_conn *c,
 	flush_requests(d);
 }
 
+static void cmd_stats_interval(struct b13d *d, struct ctl_conn *c,
+			       const struct ctl_req *req)
+{
+	uint64_t f = b13d_features(d);
+	bool acked = d->live && d->c.features_acked;
+	JsonBuilder *b;
+
+	if (acked && !(f & B13_F_FULL_STATS)) {
+		ctl_reply_error(c, "the driver did not negotiate full-stats: "
+				"it sends stats only when asked");
+		return;
+	}
+	d->stats_interval_ms = req->ms;
+	if (acked && d->running) {
+		queue_req(d, REQ_STATS_INTERVAL, req->ms);
+		flush_requests(d);
+	}
+	logrl(d, LOG_TARGET, "stats interval %" PRIu64 " ms%s", req->ms,
+	      acked && d->running ? "" : ", sent once a full-stats driver "
+	      "starts");
+	b = reply_begin();
+	add_u64(b, "interval_ms", req->ms);
+	add_bool(b, "connected", d->live);
+	add_bool(b, "queued", acked && d->running);
+	reply_end(c, b);
+}
+
 static void add_range(uint64_t addr, uint64_t nblocks, void *data)
 {
 	JsonBuilder *b = data;
@@ -583,6 +663,9 @@ void on_control(struct ctl_conn *c, const struct ctl_req *req, void *data)
 		break;
 	case CTL_INJECT:
 		cmd_inject(d, c, req);
+		break;
+	case CTL_STATS_INTERVAL:
+		cmd_stats_interval(d, c, req);
 		break;
 	default:
 		ctl_reply_error(c, "unknown command");

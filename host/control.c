@@ -59,6 +59,7 @@ const char *const ctl_cmd_names[CTL_NR_CMDS] = {
 	[CTL_STATS] = "stats",
 	[CTL_RANGES] = "ranges",
 	[CTL_INJECT] = "inject",
+	[CTL_STATS_INTERVAL] = "stats-interval",
 };
 
 const char *const ctl_inject_names[CTL_NR_INJ] = {
@@ -100,6 +101,10 @@ static const struct field inject_fields[] = {
 	UINT_FIELD("count", false, 1, CTL_INJECT_MAX, 1, count),
 };
 
+static const struct field interval_fields[] = {
+	UINT_FIELD("ms", true, 0, CTL_STATS_INTERVAL_MAX, 0, ms),
+};
+
 static const struct {
 	const struct field *f;
 	size_t n;
@@ -108,6 +113,8 @@ static const struct {
 	[CTL_STATS] = { stats_fields, G_N_ELEMENTS(stats_fields) },
 	[CTL_RANGES] = { ranges_fields, G_N_ELEMENTS(ranges_fields) },
 	[CTL_INJECT] = { inject_fields, G_N_ELEMENTS(inject_fields) },
+	[CTL_STATS_INTERVAL] = { interval_fields,
+				 G_N_ELEMENTS(interval_fields) },
 };
 
 /*

@@ -32,6 +32,8 @@
 #define CTL_STATS_TIMEOUT_MAX	600000
 /* Most hostile requests one "inject" may queue. */
 #define CTL_INJECT_MAX		1024
+/* Longest push interval "stats-interval" may ask for: a day. */
+#define CTL_STATS_INTERVAL_MAX	86400000
 
 enum ctl_cmd {
 	CTL_STATUS,
@@ -40,6 +42,7 @@ enum ctl_cmd {
 	CTL_STATS,
 	CTL_RANGES,
 	CTL_INJECT,
+	CTL_STATS_INTERVAL,
 	CTL_NR_CMDS
 };
 
@@ -64,6 +67,7 @@ struct ctl_req {
 	uint64_t from;		/* ranges: first guest-physical address */
 	enum ctl_inject kind;	/* inject */
 	uint64_t count;		/* inject: 1..CTL_INJECT_MAX */
+	uint64_t ms;		/* stats-interval: 0..CTL_STATS_INTERVAL_MAX */
 };
 
 /*

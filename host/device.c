@@ -361,6 +361,10 @@ void queue_req(struct b13d *d, enum req_kind kind, uint64_t value)
 		if (kind == REQ_RESIZE && p->kind == REQ_RESIZE) {
 			g_free(p);
 			g_queue_delete_link(&d->pending, l);
+		} else if (kind == REQ_STATS_INTERVAL &&
+			   p->kind == REQ_STATS_INTERVAL) {
+			g_free(p);
+			g_queue_delete_link(&d->pending, l);
 		} else if (kind == REQ_STATS && p->kind == REQ_STATS) {
 			return;
 		}
@@ -394,6 +398,9 @@ static unsigned int fill_req(struct b13d *d, const struct pending_req *p,
 		d->target_delivered = true;
 	} else if (p->kind == REQ_STATS) {
 		r.type = htole32(VIRTIO_BALLOON13_REQ_STATS);
+	} else if (p->kind == REQ_STATS_INTERVAL) {
+		r.type = htole32(VIRTIO_BALLOON13_REQ_STATS_INTERVAL);
+		r.value = htole64(p->value);
 	} else {
 		switch ((enum ctl_inject)(p->kind - REQ_INJ_FIRST)) {
 		case CTL_INJ_SHORT:
@@ -430,7 +437,8 @@ static unsigned int fill_req(struct b13d *d, const struct pending_req *p,
 	logm(1, "inputq: sent %s%s (value %" PRIu64 ", used len %u)",
 	     p->kind < REQ_INJ_FIRST ? "" : "hostile ",
 	     p->kind == REQ_RESIZE ? "RESIZE" : p->kind == REQ_STATS ?
-	     "STATS" : ctl_inject_names[p->kind - REQ_INJ_FIRST],
+	     "STATS" : p->kind == REQ_STATS_INTERVAL ? "STATS_INTERVAL" :
+	     ctl_inject_names[p->kind - REQ_INJ_FIRST],
 	     (uint64_t)le64toh(r.value), used);
 	return used;
 }
@@ -731,6 +739,52 @@ static void worker_stop(struct b13d *d)
 	g_cond_clear(&w->cond);
 }
 
+static void count_withdraw(struct b13d *d, const struct b13_msg_result *res)
+{
+	const struct b13_apply_stats *a = &res->apply;
+	struct b13_apply_stats *t = &d->c.apply;
+
+	d->c.msgs_withdraw++;
+	t->withdrawn += a->withdrawn;
+	t->withdraw_invalid += a->withdraw_invalid;
+	t->withdraw_absent += a->withdraw_absent;
+	logm(1, "outputq: withdraw, %" PRIu64 " addresses: %" PRIu64
+	     " withdrawn, %" PRIu64 " invalid, %" PRIu64 " not in the balloon",
+	     res->n, a->withdrawn, a->withdraw_invalid, a->withdraw_absent);
+	if (a->withdraw_invalid || a->withdraw_absent)
+		logrl(d, LOG_WITHDRAW, "outputq: withdraw with %" PRIu64
+		      " invalid entries (first 0x%" PRIx64 ") and %" PRIu64
+		      " not in the balloon (guest errors; the other %" PRIu64
+		      " withdrawn)", a->withdraw_invalid, res->bad_addr,
+		      a->withdraw_absent, a->withdrawn);
+}
+
+static void count_report(struct b13d *d, const struct b13_msg_result *res)
+{
+	const struct b13_apply_stats *a = &res->apply;
+	struct b13_apply_stats *t = &d->c.apply;
+
+	d->c.msgs_report++;
+	t->report_ranges += a->report_ranges;
+	t->reported_bytes += a->reported_bytes;
+	t->report_ballooned += a->report_ballooned;
+	t->punch_calls += a->punch_calls;
+	t->punch_bytes += a->punch_bytes;
+	t->punch_errors += a->punch_errors;
+	t->punch_max_us = MAX(t->punch_max_us, a->punch_max_us);
+	t->skipped_bytes += a->skipped_bytes;
+	logm(1, "outputq: report, %" PRIu64 " range(s), %" PRIu64 " KiB, %"
+	     PRIu64 " KiB discarded", res->n, a->reported_bytes >> 10,
+	     a->punch_bytes >> 10);
+	if (a->punch_errors)
+		logrl(d, LOG_PUNCH, "outputq: madvise(MADV_REMOVE) failed: %s",
+		      g_strerror(a->last_errno));
+	if (a->report_ballooned && (d->c.features & B13_F_WITHDRAW))
+		logrl(d, LOG_REPORT, "outputq: report names %" PRIu64
+		      " ballooned block(s) as free (guest error)",
+		      a->report_ballooned);
+}
+
 /* What the finished job did: count it, log it. */
 static void count_job(struct b13d *d, const struct b13_msg_result *res)
 {
@@ -740,8 +794,17 @@ static void count_job(struct b13d *d, const struct b13_msg_result *res)
 		count_reject(d, res);
 	else if (res->type == VIRTIO_BALLOON13_RESP_STATS)
 		count_stats(d, res);
+	else if (res->type == VIRTIO_BALLOON13_RESP_WITHDRAW)
+		count_withdraw(d, res);
+	else if (res->type == VIRTIO_BALLOON13_RESP_REPORT)
+		count_report(d, res);
 	else
 		count_pages(d, res);
+}
+
+uint64_t b13d_features(const struct b13d *d)
+{
+	return d->live && d->c.features_acked ? d->c.features & B13_F_ALL : 0;
 }
 
 /*
@@ -825,7 +888,7 @@ static void do_output(struct b13d *d, void *arg)
 			d->job_elem = elem;
 			b13_job_begin(&d->job, &d->map, &d->stats,
 				      elem->out_sg, elem->out_num,
-				      elem->in_num, d->c.features);
+				      elem->in_num, b13d_features(d));
 		}
 		switch (b13_job_step(&d->job, &d->map, &b)) {
 		case B13_STEP_YIELD:
@@ -1100,7 +1163,7 @@ static const struct b13_vu_offer *offer(const struct b13d *d)
 	static struct b13_vu_offer o;
 
 	o.features = 1ull << VIRTIO_F_VERSION_1 |
-		     1ull << VHOST_USER_F_PROTOCOL_FEATURES;
+		     1ull << VHOST_USER_F_PROTOCOL_FEATURES | d->features;
 	if (d->ring_features)
 		o.features |= 1ull << VIRTIO_RING_F_INDIRECT_DESC |
 			      1ull << VIRTIO_RING_F_EVENT_IDX;
@@ -1157,6 +1220,9 @@ static int b13_process_msg(VuDev *dev, VhostUserMsg *msg, int *do_reply)
 		d->mem_dirty = true;
 		schedule_poke(d);
 		return 0;
+	case VHOST_USER_SET_VRING_BASE:
+		d->vq_base[msg->payload.state.index] = msg->payload.state.num;
+		return 0;
 	case VHOST_USER_SET_VRING_KICK:
 	case VHOST_USER_SET_VRING_CALL:
 	case VHOST_USER_SET_VRING_ENABLE:
@@ -1172,9 +1238,21 @@ static int b13_process_msg(VuDev *dev, VhostUserMsg *msg, int *do_reply)
 static void b13_set_features(VuDev *dev, uint64_t features)
 {
 	struct b13d *d = dev_to_b13d(dev);
+	char names[128] = "";
+	unsigned int i;
 
 	d->c.features = features;
-	logrl(d, LOG_DEVICE, "features acked: 0x%" PRIx64, features);
+	d->c.features_acked = true;
+	for (i = 0; i < 4; i++) {
+		if (!(features & 1ull << i))
+			continue;
+		g_strlcat(names, names[0] ? ", " : " (", sizeof(names));
+		g_strlcat(names, b13_feature_names[i], sizeof(names));
+	}
+	if (names[0])
+		g_strlcat(names, ")", sizeof(names));
+	logrl(d, LOG_DEVICE, "features acked: 0x%" PRIx64 "%s", features,
+	      names);
 }
 
 static void b13_queue_set_started(VuDev *dev, int qidx, bool started)
@@ -1196,6 +1274,24 @@ static void b13_queue_set_started(VuDev *dev, int qidx, bool started)
 	running = vu_queue_started(dev, vu_get_queue(dev, B13_VQ_INPUT)) &&
 		  vu_queue_started(dev, vu_get_queue(dev, B13_VQ_OUTPUT));
 	if (running && !d->running) {
+		/*
+		 * Both rings from index 0 again after a stop: a driver that
+		 * was reset (or a new one), not a VM that was paused (its
+		 * rings go on from where they stopped).  After a reset the
+		 * balloon is empty (contract); forget its blocks.  A paused
+		 * VM's rings are both at 0 only if neither ever moved, or
+		 * both wrapped at exactly 65536: then the balloon is empty,
+		 * or so nearly always.
+		 */
+		if (d->c.starts && !d->vq_base[B13_VQ_INPUT] &&
+		    !d->vq_base[B13_VQ_OUTPUT] && b13_map_blocks_set(&d->map)) {
+			logrl(d, LOG_DEVICE, "driver reset: the balloon is "
+			      "empty (%" PRIu64 " blocks forgotten)",
+			      b13_map_blocks_set(&d->map));
+			b13_map_clear_bitmaps(&d->map);
+			d->c.resets++;
+		}
+		d->c.starts++;
 		logrl(d, LOG_DEVICE, "device started (driver ready)");
 		/*
 		 * A restarted driver starts empty: tell it the target again,
@@ -1206,6 +1302,10 @@ static void b13_queue_set_started(VuDev *dev, int qidx, bool started)
 		if (d->target_set && !d->target_delivered &&
 		    !pending_has(d, REQ_RESIZE))
 			queue_req(d, REQ_RESIZE, d->target);
+		/* A started driver pushes no stats until asked again. */
+		if (d->stats_interval_ms &&
+		    (b13d_features(d) & B13_F_FULL_STATS))
+			queue_req(d, REQ_STATS_INTERVAL, d->stats_interval_ms);
 		schedule_poke(d);
 	} else if (!running && d->running) {
 		logrl(d, LOG_DEVICE, "device stopped (reset, driver gone or "
@@ -1300,6 +1400,8 @@ static void teardown(struct b13d *d)
 	d->stats_seq = 0;
 	d->target = 0;
 	d->target_set = d->target_delivered = false;
+	d->stats_interval_ms = 0;
+	memset(d->vq_base, 0, sizeof(d->vq_base));
 	memset(&d->c, 0, sizeof(d->c));
 	if (d->listen_fd >= 0) {
 		logrl(d, LOG_FRONTEND, "disconnected; listening on %s",
@@ -1383,6 +1485,7 @@ void b13d_init(struct b13d *d)
 	log_init();
 	d->last_progress = g_get_monotonic_time();
 	d->page_bits = DEFAULT_PAGE_BITS;
+	d->features = B13_F_ALL;
 	d->stall_ms = DEFAULT_STALL_MS;
 	d->socket_mode = 0600;
 	d->socket_gid = (gid_t)-1;

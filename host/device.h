@@ -27,13 +27,14 @@
 enum req_kind {
 	REQ_RESIZE,
 	REQ_STATS,
+	REQ_STATS_INTERVAL,	/* FULL_STATS only */
 	REQ_INJ_FIRST,		/* + enum ctl_inject */
 	REQ_NR = REQ_INJ_FIRST + CTL_NR_INJ
 };
 
 struct pending_req {
 	enum req_kind kind;
-	uint64_t value;		/* RESIZE: target bytes */
+	uint64_t value;		/* RESIZE: target bytes; STATS_INTERVAL: ms */
 };
 
 /*
@@ -48,6 +49,8 @@ enum log_class {
 	LOG_PUNCH,		/* madvise failures */
 	LOG_INPUT,		/* inputq buffer too small */
 	LOG_STATS,		/* unknown or repeated stats tags */
+	LOG_WITHDRAW,		/* invalid or absent WITHDRAW entries */
+	LOG_REPORT,		/* REPORT naming ballooned blocks */
 	LOG_FRONTEND,		/* vhost-user connections and violations */
 	LOG_ACCEPT,		/* accept() failures, refused peers */
 	LOG_TARGET,		/* resize targets */
@@ -60,6 +63,7 @@ enum log_class {
 /* Per-connection counters; zeroed when the front end disconnects. */
 struct counters {
 	uint64_t msgs_pages, msgs_stats, msgs_rejected;
+	uint64_t msgs_withdraw, msgs_report;
 	uint64_t rejects[B13_REJ_NR];
 	uint64_t blocks_received;	/* valid addresses, repeats included */
 	uint64_t repeated_in_message;
@@ -68,7 +72,7 @@ struct counters {
 	uint64_t stats_unknown_tag;	/* guest error, entry dropped */
 	uint64_t stats_repeated_tag;	/* guest error, the last one kept */
 	uint64_t input_too_small;	/* inputq buffer < 16 writable bytes */
-	uint64_t requests_sent[2];	/* RESIZE, STATS */
+	uint64_t requests_sent[REQ_INJ_FIRST];	/* RESIZE, STATS, INTERVAL */
 	uint64_t injected[CTL_NR_INJ];
 	uint64_t config_reads, config_writes;
 	uint64_t device_stops;
@@ -78,6 +82,9 @@ struct counters {
 	gint64 busy_wall_us, busy_cpu_us;
 	const char *busy_wall_where, *busy_cpu_where;
 	uint64_t features;		/* acked by the front end */
+	bool features_acked;		/* SET_FEATURES seen */
+	uint64_t resets;		/* restarts seen as driver resets */
+	uint64_t starts;		/* device starts */
 };
 
 /*
@@ -157,6 +164,7 @@ struct b13d {
 	/* options */
 	const char *socket_path, *control_path;
 	unsigned int page_bits;
+	uint64_t features;		/* device bits offered (B13_F_*) */
 	unsigned int hold_ms, stall_ms;
 	bool chaos, ring_features;
 	mode_t socket_mode;
@@ -194,6 +202,8 @@ struct b13d {
 	/* what the host asked for */
 	uint64_t target;
 	bool target_set, target_delivered;
+	uint64_t stats_interval_ms;	/* FULL_STATS push interval; 0: none */
+	unsigned int vq_base[B13_NUM_VQS];	/* last SET_VRING_BASE */
 	gint64 last_progress;		/* us: new block or new target */
 
 	/* latest guest stats */
@@ -251,6 +261,8 @@ void sync_regions(struct b13d *d);
 void queue_req(struct b13d *d, enum req_kind kind, uint64_t value);
 /* Write queued requests into the inputq buffers the guest has posted. */
 void flush_requests(struct b13d *d);
+/* Device feature bits the driver acked (B13_F_*); 0 before it did. */
+uint64_t b13d_features(const struct b13d *d);
 
 
 #endif /* BALLOON13_DEVICE_H */

@@ -9,8 +9,9 @@ shared); where it matters the tests check the order of events instead
 prints a "# NAME: ..." line with the daemon's anonymous RSS and the time
 another client's status took during the abuse, for the record.
 
-Reuses frontend.py's front end and guest.  Prints PASS/FAIL lines like
-the other suites; needs root for the peer-credential tests.
+Reuses frontend.py's front end and guest.  Prints TAP like the other
+suites ("ok N - host/abuse/NAME"); needs root for the peer-credential
+tests.
 Usage: abuse.py [TEST...]
 """
 
@@ -330,6 +331,163 @@ def t_output_budget():
         e.close()
 
 
+def feature_env(bits, **kw):
+    return Env(features=F.BASE | bits, **kw)
+
+
+def t_new_message_sizes():
+    """WITHDRAW and REPORT take every length up to 64 KiB, none longer,
+    and only their own shapes."""
+    e = feature_env(F.F_WITHDRAW | F.F_REPORTING, fe=BigFrontend)
+    try:
+        fe, base = e.fe, BigFrontend.BIG_GPA
+        fill(fe, base, PER)
+        # 8191 withdrawals (65536 bytes): taken
+        fe.send_msg(struct.pack("<II", F.WITHDRAW, 0) + array.array(
+            "Q", range(base, base + PER * 4096, 4096)).tobytes(),
+            base=0x1000000)
+        # 4095 ranges (65528 bytes): taken
+        fe.send_msg(struct.pack("<II", F.REPORT, 0) + b"".join(
+            struct.pack("<QQ", base + i * 0x10000, 0x10000)
+            for i in range(4095)), base=0x1000000)
+        st = e.d.status()
+        eq((st["withdraw"]["blocks"], st["report"]["ranges"],
+            st["messages"]["rejected"]), (PER, 4095, 0), "longest")
+        # one entry more: too long, rejected unread
+        fe.send_msg(struct.pack("<II", F.WITHDRAW, 0) +
+                    bytes(8 * (PER + 1)), base=0x1000000)
+        fe.send_msg(struct.pack("<II", F.REPORT, 0) + bytes(16 * 4096),
+                    base=0x1000000)
+        # shapes: not 8 + 8n / 8 + 16n, or n = 0
+        for msg in (struct.pack("<II", F.WITHDRAW, 0),
+                    struct.pack("<II", F.WITHDRAW, 0) + bytes(12),
+                    struct.pack("<II", F.REPORT, 0),
+                    struct.pack("<II", F.REPORT, 0) + bytes(24)):
+            fe.send_msg(msg)
+        st = e.d.status()
+        eq((st["rejects"]["oversize"], st["rejects"]["bad_length"]), (2, 4),
+           "rejected")
+        eq(fe.get_config(), struct.pack("<I", 12), "config")
+    finally:
+        e.close()
+
+
+def t_withdraw_flood():
+    """200 WITHDRAW messages of 8191 entries each, all of them invalid or
+    not in the balloon: every one counted, the log says it ten times at
+    most, and the daemon keeps answering."""
+    e = feature_env(F.F_WITHDRAW, verbose=False)
+    try:
+        fe, vq = e.fe, e.fe.vq[1]
+        kinds = [lambda i: F.BLOCKS_B + 4096 * (i % 4096) + 0x800,  # unaligned
+                 lambda i: 0x200000000 + 4096 * i,              # no RAM
+                 lambda i: F.BLOCKS_B + 4096 * (i % 4096)]      # absent
+        msgs = [struct.pack("<II", F.WITHDRAW, 0) + array.array(
+            "Q", [k(i) for i in range(PER)]).tobytes() for k in kinds]
+        where = [0x1000000 + k * 0x11000 for k in range(16)]
+        sent, done, inflight, t = 0, 0, {}, time.monotonic()
+        while done < 200:
+            while sent < 200 and len(inflight) < 16:
+                w = where[sent % 16]
+                fe.w(w, msgs[sent % 3])
+                inflight[vq.add([(w, len(msgs[sent % 3]), False)])] = w
+                sent += 1
+            vq.notify()
+            for head, _ in vq.wait_used(1, timeout=10):
+                inflight.pop(head)
+                done += 1
+        flood_s = time.monotonic() - t
+        st, dt = timed_status(e.d)
+        n = [len(range(i, 200, 3)) for i in range(3)]
+        eq((st["messages"]["withdraw"], st["withdraw"]["blocks"],
+            st["guest_errors"]["withdraw_invalid"],
+            st["guest_errors"]["withdraw_not_in_balloon"]),
+           (200, 0, (n[0] + n[1]) * PER, n[2] * PER), "counted")
+        log = e.d.logtext()
+        k = log.count("outputq: withdraw with")
+        assert 1 <= k <= 10, "logged %d times" % k
+        eq(fe.get_config(), struct.pack("<I", 12), "config")
+        assert st["loop"]["max_cpu_us"] < 10000 * (3 if SANITIZED else 1), \
+            st["loop"]
+        print("# withdraw_flood: 200 x 8191 entries in %.0f ms, longest "
+              "loop iteration %.1f ms CPU" % (flood_s * 1000,
+                                              st["loop"]["max_cpu_us"] /
+                                              1000), flush=True)
+        record("withdraw_flood", e.d, dt)
+    finally:
+        e.close()
+
+
+def t_report_huge():
+    """REPORT ranges as large as RAM, again and again: discarded in
+    chunks off the main loop, which stays responsive; reported memory
+    really goes, and never counts as ballooned."""
+    e = feature_env(F.F_REPORTING, fe=BigFrontend, verbose=False)
+    try:
+        fe, base = e.fe, BigFrontend.BIG_GPA
+        os.posix_fallocate(fe.big, 0, GIB)
+        before = os.fstat(fe.big).st_blocks * 512
+        whole = struct.pack("<II", F.REPORT, 0) + struct.pack(
+            "<QQ", base, BigFrontend.BIG_SIZE)
+        many = struct.pack("<II", F.REPORT, 0) + b"".join(
+            struct.pack("<QQ", base + i * (4 << 20), 4 << 20)
+            for i in range(4095))
+        lat = []
+        for k in range(8):
+            msg = whole if k % 2 == 0 else many
+            fe.w(0x1000000, msg)
+            fe.vq[1].add([(0x1000000, len(msg), False)])
+            fe.vq[1].notify()
+            t = time.monotonic()
+            fe.send(F.GET_CONFIG, config_msg())
+            fe.recv_reply(F.GET_CONFIG)
+            lat.append(time.monotonic() - t)
+            assert len(fe.vq[1].wait_used(1, timeout=60)) == 1
+        after = os.fstat(fe.big).st_blocks * 512
+        st = e.d.status()
+        eq((st["report"]["ranges"], st["blocks_in_bitmap"],
+            st["messages"]["rejected"]), (4 + 4 * 4095, 0, 0), "reported")
+        eq((before, after), (GIB, 0), "host memory given back")
+        assert st["loop"]["max_cpu_us"] < 10000 * (3 if SANITIZED else 1), \
+            st["loop"]
+        print("# report_huge: 8 reports of 16 GiB, GET_CONFIG meanwhile "
+              "at most %.1f ms; %d discards; longest loop iteration %.1f "
+              "ms CPU" % (max(lat) * 1000, st["punch"]["calls"],
+                          st["loop"]["max_cpu_us"] / 1000), flush=True)
+        record("report_huge", e.d)
+    finally:
+        e.close()
+
+
+def t_stats_interval_abuse():
+    """stats-interval: bad values refused; a thousand in a row leave one
+    request pending, the latest."""
+    e = feature_env(F.F_FULL_STATS, verbose=False)
+    try:
+        stats_interval_abuse(e)
+    finally:
+        e.close()
+
+
+def stats_interval_abuse(e):
+    for bad in (b'{"cmd":"stats-interval"}', b'{"cmd":"stats-interval",'
+                b'"ms":-1}', b'{"cmd":"stats-interval","ms":86400001}',
+                b'{"cmd":"stats-interval","ms":"1s"}',
+                b'{"cmd":"stats-interval","ms":1,"x":1}'):
+        s = ctl_connect(e.d)
+        s.sendall(bad + b"\n")
+        a = read_line(s)
+        s.close()
+        assert a and not a["ok"], (bad, a)
+    for i in range(1000):
+        assert e.d.request({"cmd": "stats-interval", "ms": i})["ok"]
+    st = e.d.status()
+    eq((st["pending_requests"], st["device_features"]["stats_interval_ms"]),
+       (1, 999), "coalesced")
+    e.fe.post_requests(2)
+    eq(e.fe.read_requests(1), [(16, 2, 999)], "the latest")
+
+
 # ---- local clients -------------------------------------------------------------
 
 def t_pipelined_while_busy():
@@ -578,8 +736,7 @@ def as_user(args, path, gid=65534, groups=None):
 def t_peer_credentials():
     """SO_PEERCRED: root, the daemon's uid or the group; nobody else."""
     if os.geteuid() != 0 or not shutil.which("setpriv"):
-        print("SKIP peer_credentials (needs root and setpriv)")
-        return "skip"
+        raise F.Skip("needs root and setpriv")
     users = 100
     for args, cases in (
             ([], [({}, "EACCES")]),
@@ -910,7 +1067,10 @@ def t_no_host_addresses_verbose():
 
 
 SHARED = [t_stats_big_repeated_unknown, t_json_types]
-OWN = [t_status_walk_yields, t_status_during_flood, t_output_budget, t_pipelined_while_busy,
+OWN = [t_status_walk_yields, t_status_during_flood, t_output_budget,
+       t_new_message_sizes, t_withdraw_flood, t_report_huge,
+       t_stats_interval_abuse,
+       t_pipelined_while_busy,
        t_client_never_reads, t_many_clients, t_fd_exhaustion,
        t_socket_modes_umask0, t_peer_credentials, t_bad_queues_and_rings,
        t_partial_message, t_frontend_not_reading, t_memtable_while_held,
@@ -919,34 +1079,7 @@ OWN = [t_status_walk_yields, t_status_during_flood, t_output_budget, t_pipelined
 
 
 def main():
-    only = set(sys.argv[1:])
-    failed = 0
-    for t in SHARED + OWN:
-        name = t.__name__[2:]
-        if only and name not in only:
-            continue
-        e = None
-        try:
-            if t in SHARED:
-                e = Env()
-                t(e)
-                assert e.d.alive(), "daemon died"
-                r = None
-            else:
-                r = t()
-            if r != "skip":
-                print("PASS", name, flush=True)
-        except Exception as ex:  # report and go on
-            failed += 1
-            print("FAIL %s: %s" % (name, ex), flush=True)
-            traceback.print_exc(limit=4, file=sys.stdout)
-            if e:
-                print("  daemon log tail:\n    " +
-                      "\n    ".join(e.d.logtext().splitlines()[-15:]))
-        finally:
-            if e:
-                e.close()
-    return 1 if failed else 0
+    return F.run_suite("host/abuse", SHARED, OWN, sys.argv[1:])
 
 
 if __name__ == "__main__":
