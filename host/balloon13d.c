@@ -292,6 +292,11 @@ int main(int argc, char **argv)
 	setvbuf(stderr, NULL, _IOLBF, 0);
 	commands_init(&d);
 
+	/* SIGTERM from here on exits cleanly, even before the loop runs. */
+	d.loop = g_main_loop_new(NULL, FALSE);
+	g_unix_signal_add(SIGTERM, on_signal, &d);
+	g_unix_signal_add(SIGINT, on_signal, &d);
+	b13d_time_loop(&d);
 	if (b13d_listen(&d, &err)) {
 		fprintf(stderr, "balloon13d: %s\n", err->message);
 		return 1;
@@ -304,10 +309,6 @@ int main(int argc, char **argv)
 		b13d_shutdown(&d);
 		return 1;
 	}
-	d.loop = g_main_loop_new(NULL, FALSE);
-	b13d_time_loop(&d);
-	g_unix_signal_add(SIGTERM, on_signal, &d);
-	g_unix_signal_add(SIGINT, on_signal, &d);
 	logm(0, "balloon13d %s listening on %s (control %s), page_bits %u, "
 	     "features 0x%" PRIx64 "%s%s", B13_VERSION, d.socket_path,
 	     d.control_path, d.page_bits, d.features,

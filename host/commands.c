@@ -184,6 +184,7 @@ static void add_control(JsonBuilder *b, struct b13d *d)
 	add_u64(b, "denied", k->denied);
 	add_u64(b, "refused", k->refused);
 	add_u64(b, "evicted", k->evicted);
+	add_u64(b, "evicted_busy", k->evicted_busy);
 	add_u64(b, "dropped_idle", k->dropped_idle);
 	add_u64(b, "dropped_output", k->dropped_output);
 	add_u64(b, "dropped_line", k->dropped_line);
@@ -251,6 +252,7 @@ static void answer_status(struct b13d *d, struct ctl_conn *c, uint64_t in,
 	begin_obj(b, "messages");
 	add_u64(b, "pages", d->c.msgs_pages);
 	add_u64(b, "stats", d->c.msgs_stats);
+	add_u64(b, "input_max_batch", d->c.input_max_batch);
 	add_u64(b, "withdraw", d->c.msgs_withdraw);
 	add_u64(b, "report", d->c.msgs_report);
 	add_u64(b, "rejected", d->c.msgs_rejected);
@@ -635,10 +637,38 @@ static void cmd_inject(struct b13d *d, struct ctl_conn *c,
 	reply_end(c, b);
 }
 
+/* The control server closed c while its request was with us. */
+static void cancel_request(struct ctl_conn *c, void *data)
+{
+	struct b13d *d = data;
+	struct status_scan *sc = &d->scan;
+	GList *l;
+
+	for (l = d->waiters; l; l = l->next) {
+		struct stats_waiter *w = l->data;
+
+		if (w->conn != c)
+			continue;
+		d->waiters = g_list_delete_link(d->waiters, l);
+		g_source_remove(w->timer);
+		g_free(w);
+		ctl_reply_error(c, "connection closed");
+		return;
+	}
+	if (g_list_find(sc->waiting, c)) {
+		sc->waiting = g_list_remove(sc->waiting, c);
+		ctl_reply_error(c, "connection closed");
+	} else if (g_list_find(sc->queued, c)) {
+		sc->queued = g_list_remove(sc->queued, c);
+		ctl_reply_error(c, "connection closed");
+	}
+}
+
 void commands_init(struct b13d *d)
 {
 	d->hooks.stats_arrived = wake_waiters;
 	d->hooks.disconnected = fail_waiters;
+	d->ctl_opts.cancel = cancel_request;
 }
 
 void on_control(struct ctl_conn *c, const struct ctl_req *req, void *data)

@@ -106,6 +106,12 @@ struct ctl_opts {
 				   unread answers this long */
 	/* Optional: told about each event, with a one-line description. */
 	void (*event)(enum ctl_event ev, const char *what, void *data);
+	/*
+	 * Optional: a connection closed while its request was with the
+	 * handler (evicted, or the peer went away): answer it now with
+	 * ctl_reply() (nobody reads it) and forget it.
+	 */
+	void (*cancel)(struct ctl_conn *c, void *data);
 };
 
 /* What the server has done; read by "status". */
@@ -114,6 +120,8 @@ struct ctl_counters {
 	uint64_t denied;	/* peer credentials not allowed */
 	uint64_t refused;	/* over max_conns, none of them quiet */
 	uint64_t evicted;	/* quiet, closed to make room for a new one */
+	uint64_t evicted_busy;	/* waiting, closed to make room for a client
+				   of a uid holding fewer connections */
 	uint64_t dropped_idle;	/* stuck for idle_ms, or quiet for long */
 	uint64_t dropped_output;	/* answers over CTL_OUT_MAX unread */
 	uint64_t dropped_line;	/* a line over CTL_MAX_LINE */
@@ -142,10 +150,13 @@ void ctl_reply_error(struct ctl_conn *c, const char *fmt, ...)
 
 /*
  * Bind a listening unix stream socket at path, created with mode (and
- * group gid unless (gid_t)-1) whatever the umask.  If the path exists and
- * nobody answers on it, it is a stale socket and is replaced; if someone
- * does, fail.  Returns the fd (non-blocking, close-on-exec) or -1 with
- * *err.
+ * group gid unless (gid_t)-1) whatever the umask.  The path is never
+ * chmod()ed or chown()ed after the bind: the mode comes from the umask at
+ * bind time, and a socket with a group is made in a private directory and
+ * renamed into place, so a symlink swapped in meanwhile is replaced, not
+ * followed.  If the path exists and nobody answers on it, it is a stale
+ * socket and is replaced; if someone does, fail.  Returns the fd
+ * (non-blocking, close-on-exec) or -1 with *err.
  */
 int unix_listen_path(const char *path, mode_t mode, gid_t gid, GError **err);
 

@@ -82,6 +82,11 @@
 #define OUTPUT_SLICE_US		2000
 #define OUTPUT_CALLS		1024
 /*
+ * inputq buffers one dispatch takes (a pop and a push each, a few
+ * microseconds): the rest after other sources.
+ */
+#define INPUT_BUDGET		256
+/*
  * Replies the front end has not read yet, in bytes the kernel accounts
  * for them.  A VMM reads each reply before its next request; past this it
  * is not reading at all, and we would soon block writing to it.
@@ -313,6 +318,8 @@ void sync_regions(struct b13d *d)
 		desc[i].size = r->size;
 		desc[i].host = (uint8_t *)(uintptr_t)(r->mmap_addr +
 						      r->mmap_offset);
+		/* hugetlbfs: discards are whole huge pages */
+		desc[i].page = b13_vu_files_page(&d->files, r->gpa, r->size);
 	}
 	if (b13_map_set_regions(&d->map, desc, dev->nregions))
 		logrl(d, LOG_MEMTABLE, "memory table: %s; no blocks accepted",
@@ -443,20 +450,37 @@ static unsigned int fill_req(struct b13d *d, const struct pending_req *p,
 	return used;
 }
 
+static gboolean input_later(gpointer p);
+
 static void do_flush(struct b13d *d, void *arg)
 {
 	VuDev *dev = &d->vug.parent;
 	VuVirtq *vq = vu_get_queue(dev, B13_VQ_INPUT);
 	bool pushed = false;
+	uint64_t n = 0;
 
 	(void)arg;
 	while (!g_queue_is_empty(&d->pending)) {
-		VuVirtqElement *elem = vu_queue_pop(dev, vq, sizeof(*elem));
+		VuVirtqElement *elem;
 		struct pending_req *p;
 		uint64_t room;
 
+		/*
+		 * A guest can hand back each too-small buffer as soon as it
+		 * is returned: without a bound this loop is as long as the
+		 * guest likes.
+		 */
+		if (n == INPUT_BUDGET) {
+			d->c.input_yields++;
+			if (!d->input_idle)
+				d->input_idle = g_idle_add(input_later, d);
+			break;
+		}
+		elem = vu_queue_pop(dev, vq, sizeof(*elem));
 		if (!elem)
 			break;
+		if (++n > d->c.input_max_batch)
+			d->c.input_max_batch = n;
 		room = iov_bytes(elem->in_sg, elem->in_num);
 		if (room < sizeof(struct virtio_balloon13_req)) {
 			/* Guest error: give it back empty, keep the request. */
@@ -479,8 +503,8 @@ static void do_flush(struct b13d *d, void *arg)
 }
 
 /*
- * Move queued requests into the guest's posted inputq buffers.  Bounded by
- * the queue (MAX_PENDING) and the ring: no budget needed.
+ * Move queued requests into the guest's posted inputq buffers, at most
+ * INPUT_BUDGET buffers per dispatch.
  */
 void flush_requests(struct b13d *d)
 {
@@ -491,10 +515,23 @@ void flush_requests(struct b13d *d)
 		b13d_busy_end(d, &t, "inputq");
 }
 
+static gboolean input_later(gpointer p)
+{
+	struct b13d *d = p;
+
+	d->input_idle = 0;
+	if (d->live)
+		flush_requests(d);
+	return G_SOURCE_REMOVE;
+}
+
 static void handle_input(VuDev *dev, int qidx)
 {
+	struct b13d *d = dev_to_b13d(dev);
+
 	(void)qidx;
-	flush_requests(dev_to_b13d(dev));
+	if (!d->input_idle)	/* else the kick adds to work under way */
+		flush_requests(d);
 }
 
 /* ---- outputq: page lists and stats from the guest ---------------------- */
@@ -1188,7 +1225,8 @@ static int b13_process_msg(VuDev *dev, VhostUserMsg *msg, int *do_reply)
 	int i;
 
 	logm(2, "vhost-user: %s", b13_vu_request_name(msg->request));
-	why = b13_vu_check_msg(dev, msg, offer(d), buf, sizeof(buf));
+	why = b13_vu_check_msg(dev, msg, offer(d), &d->files, buf,
+			       sizeof(buf));
 	if (why) {
 		d->vu.violations++;
 		for (i = 0; i < msg->fd_num; i++)
@@ -1217,6 +1255,7 @@ static int b13_process_msg(VuDev *dev, VhostUserMsg *msg, int *do_reply)
 		 */
 		finish_job(d, true);
 		release_held(d, true);
+		b13_vu_files_note(&d->files, msg);
 		d->mem_dirty = true;
 		schedule_poke(d);
 		return 0;
@@ -1386,7 +1425,9 @@ static void teardown(struct b13d *d)
 		g_source_remove(d->poke_idle);
 	if (d->output_idle)
 		g_source_remove(d->output_idle);
-	d->poke_idle = d->output_idle = 0;
+	if (d->input_idle)
+		g_source_remove(d->input_idle);
+	d->poke_idle = d->output_idle = d->input_idle = 0;
 	reader_reset(&d->rd);
 	vu_deinit(&d->vug.parent);
 	vug_deinit(&d->vug);
@@ -1402,6 +1443,7 @@ static void teardown(struct b13d *d)
 	d->target_set = d->target_delivered = false;
 	d->stats_interval_ms = 0;
 	memset(d->vq_base, 0, sizeof(d->vq_base));
+	d->files.n = 0;
 	memset(&d->c, 0, sizeof(d->c));
 	if (d->listen_fd >= 0) {
 		logrl(d, LOG_FRONTEND, "disconnected; listening on %s",

@@ -17,6 +17,7 @@
 
 #include "b13.h"
 #include "control.h"
+#include "vhost_check.h"
 
 /* Longest a page-list buffer may be held back (--hold-ms): 10 minutes. */
 #define MAX_HOLD_MS		600000
@@ -72,6 +73,8 @@ struct counters {
 	uint64_t stats_unknown_tag;	/* guest error, entry dropped */
 	uint64_t stats_repeated_tag;	/* guest error, the last one kept */
 	uint64_t input_too_small;	/* inputq buffer < 16 writable bytes */
+	uint64_t input_max_batch;	/* most buffers one dispatch took */
+	uint64_t input_yields;		/* inputq work left for later */
 	uint64_t requests_sent[REQ_INJ_FIRST];	/* RESIZE, STATS, INTERVAL */
 	uint64_t injected[CTL_NR_INJ];
 	uint64_t config_reads, config_writes;
@@ -185,10 +188,11 @@ struct b13d {
 	/* the current connection */
 	bool live;			/* vug_init() done, not torn down */
 	bool running;			/* both queues started */
-	guint teardown_idle, poke_idle, output_idle;
+	guint teardown_idle, poke_idle, output_idle, input_idle;
 	bool mem_dirty;			/* memory table changed since sync */
 	struct vu_reader rd;
 	struct b13_map map;
+	struct b13_vu_files files;	/* what the regions map */
 	struct b13_job job;		/* the outputq message under way */
 	VuVirtqElement *job_elem;	/* its buffer; NULL: none */
 	bool discarding;		/* its batch is with the worker */

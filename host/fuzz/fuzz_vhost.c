@@ -84,7 +84,7 @@ static int process_msg(VuDev *dev, VhostUserMsg *msg, int *do_reply)
 
 	if (getenv("FUZZ_VHOST_VERBOSE"))
 		fprintf(stderr, "request %s\n", b13_vu_request_name(msg->request));
-	if (b13_vu_check_msg(dev, msg, &offer, buf, sizeof(buf))) {
+	if (b13_vu_check_msg(dev, msg, &offer, NULL, buf, sizeof(buf))) {
 		if (getenv("FUZZ_VHOST_VERBOSE"))
 			fprintf(stderr, "refused: %s\n", buf);
 		for (i = 0; i < msg->fd_num; i++)

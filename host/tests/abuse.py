@@ -18,6 +18,7 @@ Usage: abuse.py [TEST...]
 import array
 import errno
 import json
+import mmap
 import os
 import resource
 import select
@@ -26,6 +27,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 
@@ -488,6 +490,173 @@ def stats_interval_abuse(e):
     eq(e.fe.read_requests(1), [(16, 2, 999)], "the latest")
 
 
+HELPERS = os.path.join(F.HOST, "build", "tests")
+
+
+def t_inputq_budget():
+    """A guest that hands every too-small inputq buffer back the moment
+    the device returns it (a vCPU in a loop) does not keep the device in
+    one dispatch: GET_CONFIG is answered meanwhile (issue 16: the inputq
+    loop had no budget)."""
+    spin = os.path.join(HELPERS, "guest_spin")
+    e = Env(verbose=False)
+    p = None
+    try:
+        fe, vq = e.fe, e.fe.vq[0]
+        fe.post_requests(F.QSIZE, size=8)      # all too small
+        off = F.gpa_to_off
+        p = subprocess.Popen([spin, str(fe.memfd), str(vq.kick),
+                              str(off(vq.avail)), str(off(vq.used)),
+                              str(F.QSIZE), "3"],
+                             pass_fds=[fe.memfd, vq.kick],
+                             stdout=subprocess.PIPE, text=True)
+        time.sleep(0.1)
+        t = time.monotonic()
+        e.d.request({"cmd": "resize", "bytes": MIB}, timeout=10)
+        lat = []
+        while time.monotonic() - t < 2:
+            t1 = time.monotonic()
+            eq(fe.get_config(), struct.pack("<I", 12), "config")
+            lat.append(time.monotonic() - t1)
+            time.sleep(0.01)
+        out, _ = p.communicate(timeout=10)
+        p = None
+        st, dt = timed_status(e.d)
+        print("# inputq_budget: %s buffers recycled, %d returned unused, "
+              "at most %d in one dispatch; GET_CONFIG at most %.1f ms; "
+              "longest loop iteration %.1f ms CPU" % (
+                  out.strip(), st["guest_errors"]["input_buffer_too_small"],
+                  st["messages"]["input_max_batch"], max(lat) * 1000,
+                  st["loop"]["max_cpu_us"] / 1000), flush=True)
+        assert st["guest_errors"]["input_buffer_too_small"] > 1000, \
+            st["guest_errors"]
+        eq(st["pending_requests"], 1, "the RESIZE still waits")
+        assert len(lat) > 20, "GET_CONFIG answered %d times" % len(lat)
+        assert st["messages"]["input_max_batch"] <= 256, \
+            "%d buffers in one dispatch" % st["messages"]["input_max_batch"]
+        assert st["loop"]["max_cpu_us"] < 10000 * (3 if SANITIZED else 1), \
+            st["loop"]
+        record("inputq_budget", e.d, dt)
+    finally:
+        if p:
+            p.kill()
+            p.wait()
+        e.close()
+
+
+def t_socket_symlink_race():
+    """The control socket's path becomes a symlink right after bind()
+    (an attacker who can write the directory wins the race): the daemon
+    must not change the mode or group of what it points to (issue 16:
+    chmod followed symlinks)."""
+    shim = os.path.join(HELPERS, "race_bind.so")
+    tmp = tempfile.mkdtemp(prefix="b13race.")
+    try:
+        victim = os.path.join(tmp, "victim")
+        with open(victim, "w") as f:
+            f.write("secret\n")
+        os.chmod(victim, 0o600)
+        before = os.stat(victim)
+        for args in (["--control-mode", "0666"],
+                     ["--control-mode", "0660", "--control-group", "100"]):
+            ctl = os.path.join(tmp, "ctl.sock")
+            env = dict(os.environ, LD_PRELOAD=shim, B13_RACE_PATH=ctl,
+                       B13_RACE_TARGET=victim)
+            p = subprocess.Popen([F.DAEMON, "--socket-path",
+                                  os.path.join(tmp, "vhu"), "--control",
+                                  ctl] + args, env=env,
+                                 stderr=subprocess.PIPE, text=True)
+            time.sleep(0.5)
+            assert p.poll() is None, "daemon did not start: %s" % (
+                p.communicate()[1])
+            p.terminate()
+            _, err = p.communicate(timeout=10)
+            eq(p.returncode, 0, "exit status")
+            after = os.stat(victim)
+            eq((oct(after.st_mode & 0o7777), after.st_gid),
+               (oct(before.st_mode & 0o7777), before.st_gid),
+               "victim after %s (%s)" % (args, err.strip()[-200:]))
+            for f in ("ctl.sock", "vhu"):
+                try:
+                    os.unlink(os.path.join(tmp, f))
+                except FileNotFoundError:
+                    pass
+    finally:
+        shutil.rmtree(tmp)
+
+
+HOLD_SLOTS = r"""
+import socket, sys
+path, n = sys.argv[1], int(sys.argv[2])
+socks = []
+for i in range(n):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    s.sendall(b'{"cmd":"stats","timeout_ms":60000}\\n')
+    socks.append(s)
+print("holding", flush=True)
+sys.stdin.readline()
+closed = 0
+for s in socks:                 # closed by the daemon: EOF, no answer
+    s.setblocking(False)
+    try:
+        closed += s.recv(4096) == b""
+    except BlockingIOError:     # still waiting for its answer
+        pass
+    except ConnectionResetError:
+        closed += 1
+print(closed, flush=True)
+"""
+
+
+def t_control_slots_fair():
+    """Clients of one uid waiting on stats fill every control slot: a
+    client of another uid (root here) still gets in, and one of theirs
+    makes room; their uid gets no more slots than it has (issue 16:
+    allowed clients could hold every slot, root included)."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        raise F.Skip("needs root and setpriv")
+    e = Env("--control-clients", "4", "--control-mode", "0660",
+            "--control-group", "100")
+    h = None
+    try:
+        os.chmod(e.tmp, 0o711)
+        h = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534",
+                              "--groups=100", PYTHON, "-c", HOLD_SLOTS,
+                              e.d.ctl, "4"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+        eq(h.stdout.readline().strip(), "holding", "helper")
+        time.sleep(0.3)                       # its 4 requests are in
+        # root's fifth client, waiting on stats too: one of nobody's goes
+        r1 = ctl_connect(e.d)
+        try:
+            r1.sendall(b'{"cmd":"stats","timeout_ms":60000}\n')
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert not closed_by_peer(r1, 0.5), "root turned away"
+        # nobody (3 slots) against nobody (3): refused
+        eq(as_user([], e.d.ctl, gid=65534, groups=[100]),
+           "too many connections", "nobody's next")
+        # root (1) against nobody (3): another of nobody's goes
+        try:
+            st, dt = timed_status(e.d)
+        except (BrokenPipeError, ConnectionResetError, ValueError) as ex:
+            raise AssertionError("root turned away: %r" % ex)
+        assert st["ok"], st
+        eq((st["control"]["evicted"], st["control"]["evicted_busy"],
+            st["control"]["refused"]), (0, 2, 1), "fair")
+        h.stdin.write("\n")
+        h.stdin.flush()
+        eq(h.stdout.readline().strip(), "2", "connections closed on nobody")
+        r1.close()
+        record("control_slots_fair", e.d, dt)
+    finally:
+        if h:
+            h.kill()
+            h.wait()
+        e.close()
+
+
 # ---- local clients -------------------------------------------------------------
 
 def t_pipelined_while_busy():
@@ -833,6 +1002,180 @@ def t_bad_queues_and_rings():
         e.close()
 
 
+class HighFrontend(Frontend):
+    """A memory table with a region near 2^64 (issue 16): in guest
+    physical space (case "gpa": descriptors there are not clipped by
+    libvhost-user) or in the front end's address space (case "qva": the
+    rings are mapped through another, smaller region)."""
+    TOP = 1 << 64
+
+    def __init__(self, path, case):
+        super().__init__(path)
+        self.case = case
+
+    def set_mem_table(self):
+        regs = list(F.REGIONS)
+        if self.case == "gpa":        # ends 4 KiB below 2^64
+            regs.append((self.TOP - 0x101000, 0x100000, 64 * MIB))
+            qvas = [F.QVA + off for _, _, off in regs]
+        else:                          # region A's qva + size is 2^64
+            regs = [(0x0, 0xA0000, 0), (0x100000, 63 * MIB, 0x100000)]
+            qvas = [self.TOP - 0xA0000, F.QVA + 0x100000]
+        body = struct.pack("<II", len(regs), 0)
+        for (gpa, size, off), qva in zip(regs, qvas):
+            body += struct.pack("<QQQQ", gpa, size, qva, off)
+        self.send(F.SET_MEM_TABLE, body, [self.memfd] * len(regs))
+        self.regs = regs
+
+    def w(self, gpa, data):
+        if gpa >= self.TOP - 0x101000:
+            off = 64 * MIB + gpa - (self.TOP - 0x101000)
+            self.mem[off:off + len(data)] = data
+        else:
+            super().w(gpa, data)
+
+
+def t_regions_near_2_64():
+    """Regions reaching (or nearly) 2^64 are refused: libvhost-user's
+    unchecked additions would map a ring through a smaller region or
+    leave a descriptor unclipped, and the daemon would read and write
+    past its mappings (issue 16: a used element 68 bytes past, a page
+    list from 8 KiB past, a RESIZE 15 bytes past)."""
+    top = HighFrontend.TOP
+    for case, guest in (
+            ("gpa", "pagelist"),        # a page list from 8 KiB past
+            ("gpa", "request"),         # a RESIZE 15 bytes past
+            ("qva", None)):             # rings through region B
+        e = Env(start=False, fe=lambda p: HighFrontend(p, case))
+        try:
+            fe = e.fe
+            fe.negotiate()
+            fe.set_mem_table()
+            try:
+                guest_near_top(e, fe, case, guest, top)
+            except (BrokenPipeError, ConnectionResetError):
+                pass                   # refused already
+            assert closed_by_peer(fe.s, 5), "%s/%s: table kept" % (case,
+                                                                  guest)
+            assert wait_for(lambda: not e.d.status()["connected"])
+            why = e.d.status()["last_disconnect"]
+            assert "2^63" in why, why
+            eq(e.d.status()["frontend"]["violations"], 1, case)
+            assert e.d.alive()
+        finally:
+            e.close()
+
+
+def guest_near_top(e, fe, case, guest, top):
+    """What a front end and guest would do next with such a table: place
+    the used ring in region A, or post a buffer at the top of RAM."""
+    if case == "qva":
+        # the used ring 256 bytes before the end of region A's qva range:
+        # inside it, by the daemon's arithmetic
+        vq = fe.vq[1]
+        fe.send(F.SET_VRING_NUM, struct.pack("<II", 1, F.QSIZE))
+        fe.send(F.SET_VRING_BASE, struct.pack("<II", 1, 0))
+        fe.send(F.SET_VRING_ADDR, struct.pack(
+            "<IIQQQQ", 1, 0, top - 0x10000, top - 0x100, top - 0x8000, 0))
+        fe.send(F.SET_VRING_KICK, struct.pack("<Q", 1), [vq.kick])
+        fe.send(F.SET_VRING_CALL, struct.pack("<Q", 1), [vq.call])
+        return
+    fe.start_queue(0)
+    fe.start_queue(1)
+    fe.enable()
+    end = top - 0x1000
+    if guest == "pagelist":
+        fe.w(end - 0x10, struct.pack("<IIQ", 0, 0, F.BLOCKS_B))
+        fe.vq[1].add([(end - 0x10, 0x2010, False)])
+        fe.vq[1].notify()
+    else:
+        fe.vq[0].add([(end - 1, 16, True)])
+        fe.vq[0].notify()
+        e.d.request({"cmd": "resize", "bytes": MIB})
+
+
+def t_untrusted_ram_files():
+    """Guest RAM must be memfd, tmpfs, hugetlbfs or a local disk file
+    system: a file on ramfs (standing for FUSE, NFS and the like, whose
+    pages a third party controls and whose faults may never end) is
+    refused, with the file system named."""
+    if os.geteuid() != 0:
+        raise F.Skip("needs root to mount ramfs")
+    mnt = tempfile.mkdtemp(prefix="b13ramfs.")
+    e, fd = None, -1
+    try:
+        r = subprocess.run(["mount", "-t", "ramfs", "ramfs", mnt],
+                           capture_output=True, text=True)
+        if r.returncode:
+            raise F.Skip("cannot mount ramfs: " + r.stderr.strip())
+        e = Env(start=False)
+        fe = e.fe
+        fd = os.open(os.path.join(mnt, "ram"), os.O_RDWR | os.O_CREAT, 0o600)
+        os.ftruncate(fd, F.MEM_SIZE)
+        fe.memfd = fd
+        fe.negotiate()
+        fe.set_mem_table()
+        assert closed_by_peer(fe.s, 5), "ramfs file kept as guest RAM"
+        assert wait_for(lambda: not e.d.status()["connected"])
+        why = e.d.status()["last_disconnect"]
+        assert "ramfs" in why and "file system" in why, why
+        # a disk file (ext4 here) and tmpfs are fine
+        for where in ("/var/tmp", "/dev/shm"):
+            fe2 = Frontend(e.d.sock)
+            fd2 = os.open(where, os.O_TMPFILE | os.O_RDWR, 0o600)
+            os.ftruncate(fd2, F.MEM_SIZE)
+            fe2.memfd, fe2.mem = fd2, mmap.mmap(fd2, F.MEM_SIZE)
+            fe2.start()
+            assert wait_for(lambda: e.d.status()["driver_ready"]), where
+            fe2.send_pages([F.BLOCKS_B])
+            eq(e.d.status()["blocks_in_balloon"], 1, where)
+            fe2.close()
+            assert wait_for(lambda: not e.d.status()["connected"])
+    finally:
+        if e:
+            e.close()
+        if fd >= 0:
+            os.close(fd)
+        subprocess.run(["umount", "-l", mnt], capture_output=True)
+        os.rmdir(mnt)
+
+
+def t_aliased_regions():
+    """Two regions backed by the same bytes of one file are refused:
+    ballooning a block of one would discard the other's data (issue 16).
+    Regions of one file at different offsets are fine."""
+    e = Env(start=False)
+    try:
+        fe = e.fe
+        fe.negotiate()
+        # region C at file offset 1 MiB: the same bytes as region B's
+        # first MiB
+        body = struct.pack("<II", 3, 0)
+        for gpa, size, off in ((0x0, 0xA0000, 0),
+                               (0x100000, 63 * MIB, 0x100000),
+                               (0x100000000, 32 * MIB, 0x100000)):
+            body += struct.pack("<QQQQ", gpa, size, F.QVA + off + gpa, off)
+        fe.send(F.SET_MEM_TABLE, body, [fe.memfd] * 3)
+        assert closed_by_peer(fe.s, 5), "aliased regions kept"
+        assert wait_for(lambda: not e.d.status()["connected"])
+        why = e.d.status()["last_disconnect"]
+        assert "same file bytes" in why, why
+        # the same through ADD_MEM_REG, with another fd for the same file
+        fe2 = Frontend(e.d.sock)
+        fe2.start()
+        assert wait_for(lambda: e.d.status()["driver_ready"])
+        dup = os.open("/proc/self/fd/%d" % fe2.memfd, os.O_RDWR)
+        add = struct.pack("<Q", 0) + struct.pack(
+            "<QQQQ", 0x200000000, MIB, 0x7e0000000000, 0x500000)
+        fe2.send(37, add, [dup])                      # ADD_MEM_REG
+        assert closed_by_peer(fe2.s, 5), "aliased ADD_MEM_REG kept"
+        assert wait_for(lambda: not e.d.status()["connected"])
+        assert "same file bytes" in e.d.status()["last_disconnect"]
+        eq(e.d.status()["frontend"]["violations"], 2, "violations")
+    finally:
+        e.close()
+
+
 def t_partial_message():
     """A front end that stops mid-message stalls nothing."""
     e = Env()
@@ -1069,10 +1412,12 @@ def t_no_host_addresses_verbose():
 SHARED = [t_stats_big_repeated_unknown, t_json_types]
 OWN = [t_status_walk_yields, t_status_during_flood, t_output_budget,
        t_new_message_sizes, t_withdraw_flood, t_report_huge,
-       t_stats_interval_abuse,
+       t_stats_interval_abuse, t_inputq_budget, t_socket_symlink_race,
+       t_control_slots_fair,
        t_pipelined_while_busy,
        t_client_never_reads, t_many_clients, t_fd_exhaustion,
        t_socket_modes_umask0, t_peer_credentials, t_bad_queues_and_rings,
+       t_regions_near_2_64, t_untrusted_ram_files, t_aliased_regions,
        t_partial_message, t_frontend_not_reading, t_memtable_while_held,
        t_guest_ram_shrunk, t_sigbus_no_leak, t_fragmented_latency,
        t_log_rate_limits, t_no_host_addresses_verbose]

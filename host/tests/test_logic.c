@@ -994,6 +994,7 @@ static void test_ratelimit(void)
 static VuVirtq vc_vq[B13_NUM_VQS];
 static VuDevRegion vc_reg[2];
 static VuDev vc_dev;
+static struct b13_vu_files vc_files;
 static const struct b13_vu_offer vc_offer = {
 	.features = 1ull << 32 | 1ull << 30,
 	.protocol_features = B13_VU_PROTOCOL_FEATURES,
@@ -1006,6 +1007,7 @@ static void vc_reset(void)
 {
 	memset(vc_vq, 0, sizeof(vc_vq));
 	memset(&vc_dev, 0, sizeof(vc_dev));
+	memset(&vc_files, 0, sizeof(vc_files));
 	vc_reg[0] = (VuDevRegion){ .gpa = 0, .size = 1 << 20, .qva = QVA };
 	vc_dev.max_queues = B13_NUM_VQS;
 	vc_dev.vq = vc_vq;
@@ -1028,7 +1030,8 @@ static const char *vc_check(const VhostUserMsg *m)
 {
 	static char buf[200];
 
-	return b13_vu_check_msg(&vc_dev, m, &vc_offer, buf, sizeof(buf));
+	return b13_vu_check_msg(&vc_dev, m, &vc_offer, &vc_files, buf,
+				sizeof(buf));
 }
 
 /* Refused, with a reason that names what. */
@@ -1216,7 +1219,7 @@ static void test_vu_memory(void)
 	int i;
 
 	vc_reset();
-	CHECK(fd >= 0 && ftruncate(fd, 4 << 20) == 0);
+	CHECK(fd >= 0 && ftruncate(fd, 5 << 20) == 0);
 	for (i = 0; i < 9; i++)
 		r[i] = (VhostUserMemoryRegion){ .guest_phys_addr = i << 20,
 			.memory_size = 1 << 20, .userspace_addr = QVA + (i << 20),
@@ -1228,7 +1231,7 @@ static void test_vu_memory(void)
 	m = vc_table(4, r, fds);
 	m.fd_num = 3;				/* an fd lost on the way */
 	REFUSED(m, "with 3 fds");
-	r[1].mmap_offset = 4 << 20;		/* past the end of the file */
+	r[1].mmap_offset = 5 << 20;		/* past the end of the file */
 	m = vc_table(2, r, fds);
 	REFUSED(m, "in a file of");
 	r[1].mmap_offset = 0;
@@ -1250,9 +1253,14 @@ static void test_vu_memory(void)
 	fds[1] = fd;
 
 	/* ADD_MEM_REG: checked the same way, and against the table. */
+	m = vc_table(4, r, fds);
+	b13_vu_files_note(&vc_files, &m);
+	CHECK_EQ(vc_files.n, 4);
+	CHECK_EQ(b13_vu_files_page(&vc_files, 3 << 20, 1 << 20), 4096);
 	m = vc_msg(VHOST_USER_ADD_MEM_REG, sizeof(add));
 	add.region = (VhostUserMemoryRegion){ .guest_phys_addr = 0x80000,
-		.memory_size = 1 << 20, .userspace_addr = QVA + (8 << 20) };
+		.memory_size = 1 << 20, .userspace_addr = QVA + (8 << 20),
+		.mmap_offset = 4 << 20 };
 	memcpy(&m.payload.memreg, &add, sizeof(add));
 	m.fds[0] = fd;
 	m.fd_num = 1;
@@ -1262,8 +1270,115 @@ static void test_vu_memory(void)
 	ACCEPTED(m);
 	m.fd_num = 0;
 	REFUSED(m, "0 fds");
+	/* The same bytes as a region of the table (2 MiB of the file). */
+	add.region.mmap_offset = 2 << 20;
+	memcpy(&m.payload.memreg, &add, sizeof(add));
+	m.fd_num = 1;
+	REFUSED(m, "same file bytes as the region at gpa 0x200000");
+	/* Gone from the table: its bytes are free again. */
+	{
+		VhostUserMsg rem = vc_msg(VHOST_USER_REM_MEM_REG,
+					  sizeof(add));
+		VhostUserMemRegMsg gone = { .region = r[2] };
+
+		memcpy(&rem.payload.memreg, &gone, sizeof(gone));
+		b13_vu_files_note(&vc_files, &rem);
+		CHECK_EQ(vc_files.n, 3);
+		ACCEPTED(m);
+	}
 	close(fd);
 	close(efd);
+}
+
+/*
+ * Regions near 2^64 (issue 16): libvhost-user's unchecked sums would map
+ * rings through another region or leave descriptors unclipped.  Regions
+ * end below 2^63 in both address spaces, or are refused.
+ */
+static void test_vu_high_regions(void)
+{
+	int fd = memfd_create("vc", MFD_CLOEXEC);
+	int fds[2] = { fd, fd };
+	VhostUserMemoryRegion r[2];
+	VhostUserMsg m;
+
+	vc_reset();
+	CHECK(fd >= 0 && ftruncate(fd, 4 << 20) == 0);
+	r[0] = (VhostUserMemoryRegion){ .guest_phys_addr = 0,
+		.memory_size = 1 << 20, .userspace_addr = QVA };
+	r[1] = (VhostUserMemoryRegion){ .memory_size = 1 << 20,
+		.mmap_offset = 1 << 20 };
+	/* gpa + size is 2^64 - 4 KiB: a descriptor there is not clipped */
+	r[1].guest_phys_addr = -(uint64_t)0x101000;
+	r[1].userspace_addr = QVA + (1 << 20);
+	m = vc_table(2, r, fds);
+	REFUSED(m, "reaches past 2^63");
+	/* qva + size is 2^64: libvhost-user skips it, finds another */
+	r[1].guest_phys_addr = 1 << 20;
+	r[1].userspace_addr = -(uint64_t)(1 << 20);
+	m = vc_table(2, r, fds);
+	REFUSED(m, "reaches past 2^63");
+	r[1].userspace_addr = (1ull << 63) - (1 << 20);	/* ends at 2^63 */
+	m = vc_table(2, r, fds);
+	ACCEPTED(m);
+	r[1].userspace_addr += 4096;
+	m = vc_table(2, r, fds);
+	REFUSED(m, "reaches past 2^63");
+	r[1].userspace_addr = QVA + (1 << 20);
+	r[1].guest_phys_addr = (1ull << 63) - (1 << 20);
+	m = vc_table(2, r, fds);
+	ACCEPTED(m);
+	r[1].memory_size = (1ull << 63) + 4096;
+	m = vc_table(2, r, fds);
+	REFUSED(m, "2^6");
+	close(fd);
+}
+
+/* Regions of one table mapping the same file bytes are refused. */
+static void test_vu_aliased(void)
+{
+	int fd = memfd_create("vc", MFD_CLOEXEC);
+	int fd2 = -1, fds[2];
+	VhostUserMemoryRegion r[2];
+	VhostUserMsg m;
+	char path[64];
+
+	vc_reset();
+	CHECK(fd >= 0 && ftruncate(fd, 4 << 20) == 0);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	fd2 = open(path, O_RDWR);	/* the same file, another fd */
+	CHECK(fd2 >= 0);
+	fds[0] = fd;
+	fds[1] = fd2;
+	r[0] = (VhostUserMemoryRegion){ .guest_phys_addr = 0,
+		.memory_size = 2 << 20, .userspace_addr = QVA };
+	r[1] = (VhostUserMemoryRegion){ .guest_phys_addr = 1ull << 32,
+		.memory_size = 2 << 20, .userspace_addr = QVA + (4 << 20),
+		.mmap_offset = (2 << 20) - 4096 };
+	m = vc_table(2, r, fds);
+	REFUSED(m, "regions 0 and 1 map the same file bytes");
+	r[1].mmap_offset = 2 << 20;
+	m = vc_table(2, r, fds);
+	ACCEPTED(m);
+	close(fd);
+	close(fd2);
+}
+
+/* Which file systems may hold guest RAM. */
+static void test_vu_file_systems(void)
+{
+	CHECK(b13_vu_fs_trusted(0x01021994));		/* tmpfs, memfd */
+	CHECK(b13_vu_fs_trusted(0x958458f6));		/* hugetlbfs */
+	CHECK(b13_vu_fs_trusted(0xef53));		/* ext4 */
+	CHECK(b13_vu_fs_trusted(0x58465342));		/* xfs */
+	CHECK(b13_vu_fs_trusted(0x9123683e));		/* btrfs */
+	CHECK(!b13_vu_fs_trusted(0x65735546));		/* fuse */
+	CHECK(!b13_vu_fs_trusted(0x6969));		/* nfs */
+	CHECK(!b13_vu_fs_trusted(0x858458f6));		/* ramfs */
+	CHECK(!b13_vu_fs_trusted(0x01021997));		/* 9p */
+	CHECK(!b13_vu_fs_trusted(0x12345678));		/* unknown */
+	CHECK(!strcmp(b13_vu_fs_name(0x65735546), "fuse"));
+	CHECK(b13_vu_fs_name(0x12345678) == NULL);
 }
 
 static void test_vu_requests(void)
@@ -1770,5 +1885,11 @@ int main(int argc, char **argv)
 	g_test_add_func("/host/logic/region_pages", test_region_pages);
 	g_test_add_func("/host/logic/job_slices", test_job_slices);
 	g_test_add_func("/host/logic/full_stats_tags", test_full_stats_tags);
+	g_test_add_func("/host/logic/vhost_user_high_regions",
+			test_vu_high_regions);
+	g_test_add_func("/host/logic/vhost_user_aliased_regions",
+			test_vu_aliased);
+	g_test_add_func("/host/logic/vhost_user_file_systems",
+			test_vu_file_systems);
 	return g_test_run();
 }
