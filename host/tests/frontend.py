@@ -960,6 +960,7 @@ def t_withdraw():
     try:
         fe, b = e.fe, BLOCKS_B + 0x900000
         a = [b + 0x1000 * i for i in range(8)]
+        walks = e.d.status()["control"]["status_walks"]
         fe.send_pages(a)
         st = e.d.status()
         eq((st["blocks_in_balloon"], st["device_features"]["accounting"]),
@@ -992,7 +993,7 @@ def t_withdraw():
         st = e.d.status()
         eq((st["rejects"]["bad_length"], st["blocks_in_balloon"]), (2, 6),
            "malformed")
-        eq(st["control"]["status_walks"], 0, "no residency walk")
+        eq(st["control"]["status_walks"], walks, "no residency walk")
         r = e.d.ctl_cmd("status")
         assert "balloon counted from messages" in r.stdout, r.stdout
         assert "withdraw:     1 message(s), 3 blocks" in r.stdout, r.stdout
