@@ -47,6 +47,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <glib-unix.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -709,13 +710,18 @@ static gboolean worker_done(gint fd, GIOCondition cond, gpointer p)
 static bool worker_start(struct b13d *d)
 {
 	struct discard_worker *w = &d->dw;
+	sigset_t all, old;
 
 	w->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (w->efd < 0)
 		return false;
 	g_mutex_init(&w->lock);
 	g_cond_init(&w->cond);
+	/* SIGTERM, SIGINT and the like are the main loop's, not the worker's. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
 	w->thread = g_thread_try_new("b13-discard", worker_main, w, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (!w->thread) {
 		close(w->efd);
 		w->efd = -1;
