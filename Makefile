@@ -22,8 +22,11 @@ clean:
 	rm -rf out
 	$(MAKE) -C host clean 2>/dev/null || true
 
+# The host tools need glib, json-glib and libvhost-user: setup.sh (root)
+# only when glib's are missing; libvhost-user is built once and cached
+# (never QEMU).
 host:
-	bash scripts/setup.sh
+	@pkg-config --exists glib-2.0 json-glib-1.0 2>/dev/null || bash scripts/setup.sh
 	$(MAKE) -C host
 
 host-test: host
