@@ -26,17 +26,18 @@ mkdir -p "$O"
 t0=$(date +%s)
 fg_log=1    # foreground stages show their log as they run
 
-stage() { # ID TAPFILE[=PREFIX] COMMAND...
-	local id=$1 spec=$2 s rc
+stage() { # ID TAPFILE[=PREFIX][,TAPFILE[=PREFIX]...] COMMAND...
+	local id=$1 spec=$2 s rc f
 	shift 2
-	rm -f "${spec%%=*}"
+	for f in ${spec//,/ }; do rm -f "${f%%=*}"; done
+	f=${spec%%,*}
 	s=$(date +%s)
 	if [ "$fg_log" = 1 ]; then
 		printf '\n=== %s (%ss elapsed)\n' "$id" "$((s - t0))"
-		VB13_TAP=${spec%%=*} "$@" 2>&1 | tee "$O/$id.log"
+		VB13_TAP=${f%%=*} "$@" 2>&1 | tee "$O/$id.log"
 		rc=${PIPESTATUS[0]}
 	else
-		VB13_TAP=${spec%%=*} "$@" >"$O/$id.log" 2>&1
+		VB13_TAP=${f%%=*} "$@" >"$O/$id.log" 2>&1
 		rc=$?
 	fi
 	printf '%s\t%s\t%s\t%s\n' "$id" "$spec" "$rc" "$(($(date +%s) - s))" >>"$O/stages.tsv"
@@ -44,8 +45,6 @@ stage() { # ID TAPFILE[=PREFIX] COMMAND...
 	return 0
 }
 
-# lines PREFIX COMMAND...: COMMAND prints "PASS/FAIL/SKIP id" lines; they
-# become TAP in $VB13_TAP.  COMMAND's exit status is kept.
 lines() {
 	local prefix=$1
 	shift
@@ -105,8 +104,10 @@ debug_e2e() { # K: shard K of 2
 stage check        "$O/check.tap"                python3 tests/check/test_tap.py
 stage prepare      "$O/prepare.tap"              prepare
 stage lint         "$O/lint.tap"                 bash scripts/kernel-checks.sh
-stage host         "$O/host.tap"                 lines host make -s --no-print-directory host-test
-stage host-asan    "$O/host-asan.tap"            lines host make -s --no-print-directory -C host fuzz-check
+stage host         "host/build/tap/logic.tap,host/build/tap/cli.tap,host/build/tap/vhost-user.tap,host/build/tap/abuse.tap" \
+	make -s --no-print-directory host-test
+stage host-asan    "host/build/tap/asan-logic.tap,host/build/tap/asan-vhost-user.tap,host/build/tap/asan-abuse.tap,host/build/tap/fuzz.tap" \
+	make -s --no-print-directory -C host fuzz-check
 stage kunit        "$O/kunit/kunit.ktap=kunit"   bash scripts/kunit.sh --out "$O/kunit"
 
 # The end-to-end scenarios, the debug kernel's checks, the package's test

@@ -379,12 +379,12 @@ def summary(table):
     print("%-22s %6s %6s %6s %5s %8s" % ("stage", "passed", "failed",
                                           "skipped", "exit", "seconds"))
     for sid, spec, rc, secs in stages:
-        res = tally([spec], plans=True, label=sid)
+        res = tally(spec.split(","), plans=True, label=sid)
         p, f, s = count(res)
         if rc != 0 and f == 0:
             res.append(Result("%s/exit-status" % sid, FAIL,
                               "the stage exited %d without a failed test of "
-                              "its own" % rc, spec.partition("=")[0]))
+                              "its own" % rc, spec.split(",")[0].partition("=")[0]))
         every.extend(res)
         p, f, s = count(res)
         print("%-22s %6d %6d %6d %5d %8.0f" % (sid, p, f, s, rc, secs))
