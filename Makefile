@@ -5,7 +5,7 @@
 KDIR ?= /lib/modules/$(shell uname -r)/build
 KBUILD_ARGS := -C $(KDIR) M=$(CURDIR) CONFIG_VIRTIO_BALLOON13=m
 
-.PHONY: all modules install clean check check-debug demo kunit bench host host-test fuzz lint help soak
+.PHONY: all modules install clean check check-debug demo kunit bench host host-test fuzz lint help soak install-qemu
 
 all: modules
 
@@ -46,6 +46,12 @@ check-debug:
 lint:
 	bash scripts/kernel-checks.sh
 
+# The project's QEMU (scripts/build-qemu.sh: KVM and TCG, virtio-blk and
+# -net, both kinds of device 13), copied to PREFIX (bin/, share/qemu/).
+PREFIX ?= /usr/local
+install-qemu:
+	bash scripts/build-qemu.sh --install $(PREFIX)
+
 kunit:
 	bash scripts/kunit.sh
 
@@ -68,5 +74,6 @@ help:
 	@echo "make demo         boot a VM and show the balloon working"
 	@echo "make bench        benchmarks against QEMU's virtio-balloon (device 5)"
 	@echo "make lint         checkpatch --strict, sparse and W=1 on Debian 6.1 and 6.12"
+	@echo "make install-qemu PREFIX=/usr/local   the project's QEMU with both device-13 kinds"
 	@echo "make fuzz         balloon13d's fuzz harnesses, FUZZ_SECONDS=300 each"
 	@echo "make soak DURATION=1h   randomized suspend/unplug/reboot/stress run in VMs"
