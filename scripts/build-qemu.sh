@@ -93,30 +93,40 @@ fi
 bash "$VB13_TOP/scripts/setup.sh" >&2
 tarball=$(bash "$VB13_TOP/scripts/fetch-qemu-src.sh")
 tmp=$out.tmp
-rm -rf "$tmp" "$out"
-mkdir -p "$tmp/src"
+# The tree is built at one path whatever the hash, so that ccache finds
+# what an earlier build with other patches compiled.
+src=$VB13_CACHE/qemu-build-$QEMU_VERSION
+rm -rf "$tmp" "$out" "$src"
+mkdir -p "$tmp" "$src"
 start=$(date +%s)
 vb13_log "building QEMU $QEMU_VERSION in $tmp (log: $tmp/build.log)"
-tar -xf "$tarball" -C "$tmp/src" --strip-components=1 --no-same-owner
+tar -xf "$tarball" -C "$src" --strip-components=1 --no-same-owner
+# Compile through ccache (setup.sh installs it): a new patch rebuilds only
+# the files it changes.  (QEMU's configure hands meson the compiler it is
+# given, so meson's own ccache detection does not apply.)
+cc=cc
+if command -v ccache >/dev/null; then
+	cc="ccache cc"
+	export CCACHE_DIR=$VB13_CACHE/ccache
+fi
+# (Each step checked: `set -e` does not apply inside a `... || {` list.)
 (
-	set -e
-	cd "$tmp/src"
+	cd "$src" || exit 1
 	for p in "$patchdir"/*.patch; do
 		echo "applying $(basename "$p")"
-		patch -p1 --quiet --no-backup-if-mismatch <"$p"
+		patch -p1 --quiet --no-backup-if-mismatch <"$p" || exit 1
 	done
-	cp "$patchdir/vb13-devices.mak" configs/devices/x86_64-softmmu/vb13.mak
-	mkdir build
-	cd build
-	../configure --python=/usr/bin/python3 --prefix=/usr/local \
+	cp "$patchdir/vb13-devices.mak" configs/devices/x86_64-softmmu/vb13.mak &&
+		mkdir build && cd build || exit 1
+	CC=$cc ../configure --python=/usr/bin/python3 --prefix=/usr/local \
 		--firmwarepath="$firmware_path" --target-list=x86_64-softmmu \
 		--disable-install-blobs --without-default-features \
 		--without-default-devices --with-devices-x86_64=vb13 \
 		--enable-kvm --enable-tcg --enable-slirp --enable-vhost-user \
-		--enable-vhost-kernel --enable-vhost-net
+		--enable-vhost-kernel --enable-vhost-net || exit 1
 	# Only what `meson install` installs; the default target would also
 	# build QEMU's unit tests and benchmarks.
-	nice -n 10 ninja -j2 qemu-system-x86_64 trace/trace-events-all
+	nice -n 10 ninja -j2 qemu-system-x86_64 trace/trace-events-all || exit 1
 	meson install --no-rebuild --quiet --destdir "$tmp/stage"
 ) >"$tmp/build.log" 2>&1 || {
 	tail -n 40 "$tmp/build.log" >&2
@@ -124,8 +134,8 @@ tar -xf "$tarball" -C "$tmp/src" --strip-components=1 --no-same-owner
 }
 mv "$tmp/stage/usr/local" "$tmp/root"
 ln -s root/bin/qemu-system-x86_64 "$tmp/qemu-system-x86_64"
-cp "$tmp/src/build/config-host.h" "$tmp/src/build/x86_64-softmmu-config-devices.mak" "$tmp/"
-rm -rf "$tmp/src" "$tmp/stage"
+cp "$src/build/config-host.h" "$src/build/x86_64-softmmu-config-devices.mak" "$tmp/"
+rm -rf "$src" "$tmp/stage"
 echo "$(($(date +%s) - start))" >"$tmp/build-seconds"
 touch "$tmp/.complete"
 mv "$tmp" "$out"
