@@ -50,15 +50,15 @@ want_devices=(virtio-balloon13-pci virtio-balloon-pci vhost-user-test-device-pci
 # Succeeds if the binary is there and offers everything above.
 check() {
 	[ -x "$bin" ] && [ -f "$out/.complete" ] || return 1
-	local devs d
-	devs=$("$bin" -device help 2>&1) || return 1
+	local devs d q=("$bin" -machine none)	# no default machine: no pc
+	devs=$("${q[@]}" -device help 2>&1) || return 1
 	for d in "${want_devices[@]}"; do
 		grep -q "^name \"$d\"" <<<"$devs" || { vb13_log "$bin lacks $d"; return 1; }
 	done
-	"$bin" -accel help 2>&1 | grep -qx kvm || { vb13_log "$bin lacks KVM"; return 1; }
-	"$bin" -accel help 2>&1 | grep -qx tcg || { vb13_log "$bin lacks TCG"; return 1; }
-	"$bin" -netdev help 2>&1 | grep -qx user || { vb13_log "$bin lacks user networking"; return 1; }
-	"$bin" -object help 2>&1 | grep -q memory-backend-memfd ||
+	"${q[@]}" -accel help 2>&1 | grep -qx kvm || { vb13_log "$bin lacks KVM"; return 1; }
+	"${q[@]}" -accel help 2>&1 | grep -qx tcg || { vb13_log "$bin lacks TCG"; return 1; }
+	"${q[@]}" -netdev help 2>&1 | grep -qx user || { vb13_log "$bin lacks user networking"; return 1; }
+	"${q[@]}" -object help 2>&1 | grep -q memory-backend-memfd ||
 		{ vb13_log "$bin lacks memory-backend-memfd"; return 1; }
 }
 
