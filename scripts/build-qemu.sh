@@ -10,6 +10,9 @@
 # native virtio-balloon13-pci and the generic vhost-user device for
 # balloon13d (upstream's vhost-user-test-device-pci).  No display.
 #
+# The device's qtest is built too, into tests/ beside root/
+# (scripts/qemu-qtest.sh).
+#
 # The result is installed (meson install) into a prefix in the cache,
 #   $VB13_CACHE/qemu-$QEMU_VERSION-<hash>/root/{bin,share}
 # keyed by a hash of this script, the patches and the devices file, so it is
@@ -49,7 +52,8 @@ want_devices=(virtio-balloon13-pci virtio-balloon-pci vhost-user-test-device-pci
 
 # Succeeds if the binary is there and offers everything above.
 check() {
-	[ -x "$bin" ] && [ -f "$out/.complete" ] || return 1
+	[ -x "$bin" ] && [ -f "$out/.complete" ] &&
+		[ -x "$out/tests/virtio-balloon13-test" ] || return 1
 	local devs d q=("$bin" -machine none)	# no default machine: no pc
 	devs=$("${q[@]}" -device help 2>&1) || return 1
 	for d in "${want_devices[@]}"; do
@@ -126,7 +130,8 @@ fi
 		--enable-vhost-kernel --enable-vhost-net || exit 1
 	# Only what `meson install` installs; the default target would also
 	# build QEMU's unit tests and benchmarks.
-	nice -n 10 ninja -j2 qemu-system-x86_64 trace/trace-events-all || exit 1
+	nice -n 10 ninja -j2 qemu-system-x86_64 trace/trace-events-all \
+		tests/qtest/virtio-balloon13-test || exit 1
 	meson install --no-rebuild --quiet --destdir "$tmp/stage"
 ) >"$tmp/build.log" 2>&1 || {
 	tail -n 40 "$tmp/build.log" >&2
@@ -135,6 +140,9 @@ fi
 mv "$tmp/stage/usr/local" "$tmp/root"
 ln -s root/bin/qemu-system-x86_64 "$tmp/qemu-system-x86_64"
 cp "$src/build/config-host.h" "$src/build/x86_64-softmmu-config-devices.mak" "$tmp/"
+# The device's qtest (scripts/qemu-qtest.sh runs it).
+install -D -m 0755 "$src/build/tests/qtest/virtio-balloon13-test" \
+	"$tmp/tests/virtio-balloon13-test"
 rm -rf "$src" "$tmp/stage"
 echo "$(($(date +%s) - start))" >"$tmp/build-seconds"
 touch "$tmp/.complete"

@@ -8,6 +8,7 @@ runs against balloon13d too, and both devices must count the same.
 
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -336,9 +337,13 @@ def t_hostile_guest(g):
         with open(g.vm.path("qemu.log"), errors="replace") as f:
             logged = f.read()
         lines = logged.count("virtio-balloon13: unaligned:")
-        check(lines <= 10, "%d 'unaligned' lines logged, want at most 10", lines)
+        # At most 10 lines per kind and minute (the scenario takes less
+        # than two), the last of a burst saying so.
+        check(lines <= 20, "%d 'unaligned' lines logged, want at most 20",
+              lines)
         check("unaligned: page list of 16 bytes rejected at address" in logged
-              and "(further ones are counted, not logged)" in logged,
+              and re.search(r"\(further ones (this minute )?are counted, "
+                            r"not logged\)", logged),
               "guest errors not logged as expected: %s", logged[-300:])
     total = sum(v for k, v in e1.items() if k not in ("accepted", "rejected"))
     say("hostile-guest: %d commands and %d random messages, %d guest errors "
