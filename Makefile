@@ -5,7 +5,7 @@
 KDIR ?= /lib/modules/$(shell uname -r)/build
 KBUILD_ARGS := -C $(KDIR) M=$(CURDIR) CONFIG_VIRTIO_BALLOON13=m
 
-.PHONY: all modules install clean check check-debug demo kunit bench host host-test fuzz lint help soak install-qemu
+.PHONY: all modules install clean check check-debug demo kunit bench host host-test fuzz fuzz-qemu lint help soak install-qemu
 
 all: modules
 
@@ -29,9 +29,13 @@ host:
 host-test: host
 	$(MAKE) -C host test
 
-# balloon13d's libFuzzer harnesses, FUZZ_SECONDS (default 300) each.
-fuzz: host
+# balloon13d's libFuzzer harnesses, FUZZ_SECONDS (default 300) each, and
+# QEMU's generic-fuzz on the native device (an ASan build of QEMU).
+fuzz: host fuzz-qemu
 	$(MAKE) -C host fuzz
+
+fuzz-qemu:
+	bash scripts/qemu-fuzz.sh run $(or $(FUZZ_SECONDS),300)
 
 # Every test: kernel checks, host unit tests, KUnit, end-to-end VMs, bench smoke.
 check:
@@ -75,5 +79,5 @@ help:
 	@echo "make bench        benchmarks against QEMU's virtio-balloon (device 5)"
 	@echo "make lint         checkpatch --strict, sparse and W=1 on Debian 6.1 and 6.12"
 	@echo "make install-qemu PREFIX=/usr/local   the project's QEMU with both device-13 kinds"
-	@echo "make fuzz         balloon13d's fuzz harnesses, FUZZ_SECONDS=300 each"
+	@echo "make fuzz         balloon13d's fuzz harnesses and QEMU's generic-fuzz of the native device, FUZZ_SECONDS=300 each"
 	@echo "make soak DURATION=1h   randomized suspend/unplug/reboot/stress run in VMs"

@@ -238,13 +238,17 @@ def reserve_huge_pages(nbytes):
     def read(name):
         with open("/sys/kernel/mm/hugepages/hugepages-2048kB/" + name) as f:
             return int(f.read())
-    free, total = read("free_hugepages"), read("nr_hugepages")
+    # Pages another mapping reserved (HugePages_Rsvd) still count as
+    # free until they are touched: they are not ours to have.
+    def avail():
+        return read("free_hugepages") - read("resv_hugepages")
+    free, total = avail(), read("nr_hugepages")
     if free >= want:
         return 0
     with open("/proc/sys/vm/nr_hugepages", "w") as f:
         f.write(str(total + want - free))
     added = read("nr_hugepages") - total
-    if read("free_hugepages") < want:
+    if avail() < want:
         release_huge_pages(added)
         raise VMError("the host found only %d free 2 MiB pages, %d wanted"
                       % (free + added, want))
