@@ -46,6 +46,7 @@ build() {
 			mkdir build && cd build || exit 1
 		CC="ccache clang" CXX="ccache clang++" ../configure \
 			--python=/usr/bin/python3 --target-list=x86_64-softmmu \
+			--firmwarepath=/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu \
 			--disable-install-blobs --without-default-features \
 			--without-default-devices --with-devices-x86_64=vb13 \
 			--enable-tcg --enable-vhost-user --enable-fuzzing \
