@@ -5,7 +5,7 @@
 KDIR ?= /lib/modules/$(shell uname -r)/build
 KBUILD_ARGS := -C $(KDIR) M=$(CURDIR) CONFIG_VIRTIO_BALLOON13=m
 
-.PHONY: all modules install clean check check-debug demo kunit bench host host-test fuzz lint help soak spec spec-draft deb
+.PHONY: all modules install clean check check-debug demo kunit bench host host-test fuzz fuzz-qemu lint help soak spec spec-draft deb install-qemu
 
 all: modules
 
@@ -32,9 +32,13 @@ host:
 host-test: host
 	$(MAKE) -C host test
 
-# balloon13d's libFuzzer harnesses, FUZZ_SECONDS (default 300) each.
-fuzz: host
+# balloon13d's libFuzzer harnesses, FUZZ_SECONDS (default 300) each, and
+# QEMU's generic-fuzz on the native device (an ASan build of QEMU).
+fuzz: host fuzz-qemu
 	$(MAKE) -C host fuzz
+
+fuzz-qemu:
+	bash scripts/qemu-fuzz.sh run $(or $(FUZZ_SECONDS),300)
 
 # Every test: kernel checks, host unit tests, KUnit, end-to-end VMs, bench smoke.
 check:
@@ -54,6 +58,11 @@ lint:
 deb:
 	bash scripts/setup.sh
 	bash scripts/make-deb.sh
+# The project's QEMU (scripts/build-qemu.sh: KVM and TCG, virtio-blk and
+# -net, both kinds of device 13), copied to PREFIX (bin/, share/qemu/).
+PREFIX ?= /usr/local
+install-qemu:
+	bash scripts/build-qemu.sh --install $(PREFIX)
 
 kunit:
 	bash scripts/kunit.sh
@@ -89,5 +98,7 @@ help:
 	@echo "make lint         checkpatch --strict, sparse and W=1 on Debian 6.1 and 6.12"
 	@echo "make deb          the Debian package virtio-balloon13-dkms in out/deb/"
 	@echo "make fuzz         balloon13d's fuzz harnesses, FUZZ_SECONDS=300 each"
+	@echo "make install-qemu PREFIX=/usr/local   the project's QEMU with both device-13 kinds"
+	@echo "make fuzz         balloon13d's fuzz harnesses and QEMU's generic-fuzz of the native device, FUZZ_SECONDS=300 each"
 	@echo "make soak DURATION=1h   randomized suspend/unplug/reboot/stress run in VMs"
 	@echo "make spec         the device-13 spec chapter, PDF and HTML (out/spec)"

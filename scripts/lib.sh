@@ -4,7 +4,12 @@
 # so that a clean clone reuses it; every script also works with it empty.
 VB13_CACHE=${VB13_CACHE:-/var/cache/virtio_balloon13}
 VB13_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-QEMU_VERSION=10.0.2
+# The QEMU the project builds (scripts/build-qemu.sh) and takes libvhost-user
+# from: the newest upstream release whose source Debian unstable's archive
+# serves (scripts/fetch-qemu-src.sh).  Unstable's index lists 11.1.3, but
+# its orig tarball (and 11.1.2's) answered 404 on 2026-12-03; 10.2.2 is the
+# newest that downloads.  Override to try another: QEMU_VERSION=11.1.3.
+QEMU_VERSION=${QEMU_VERSION:-10.2.2}
 QEMU_TARBALL=$VB13_CACHE/src/qemu_${QEMU_VERSION}+ds.orig.tar.xz
 mkdir -p "$VB13_CACHE/src"
 
@@ -46,4 +51,14 @@ vb13_module_dir() {
 # packaged module's modinfo shows.
 vb13_version() {
 	dpkg-parsechangelog -l "$VB13_TOP/debian/changelog" -S Version | sed 's/-[^-]*$//'
+}
+
+# The URI the machine's own Debian sources use for the main archive.
+vb13_debian_uri() {
+	local u
+	u=$(grep -hE '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources \
+		/etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+		grep -v -- '-security' | grep -oE '(https?|file)://[^ ]+' |
+		grep -i debian | head -n1 || true)
+	echo "${u:-http://deb.debian.org/debian}"
 }

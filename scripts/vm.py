@@ -313,6 +313,64 @@ def _tail(path, nbytes=6000):
         return ""
 
 
+# Guest RAM kinds VM(mem_backend=...) offers, and whether another process
+# (a vhost-user back end) can map them.
+MEM_BACKENDS = {"memfd": True, "anon": False, "hugetlb": True, "file": True,
+                "thp": True}
+HUGE_PAGE = 2 << 20
+
+
+def mount_hugetlbfs(path, size):
+    """Mount a hugetlbfs of 2 MiB pages limited to `size` bytes at `path`.
+    The pages come from the host's pool (/proc/sys/vm/nr_hugepages; see
+    reserve_huge_pages()).  Needs root; VMError if refused."""
+    r = subprocess.run(["mount", "-t", "hugetlbfs", "-o",
+                        "pagesize=2M,size=%d,mode=0700" % size,
+                        "vb13-hugetlb", path],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       universal_newlines=True, check=False)
+    if r.returncode != 0:
+        raise VMError("cannot mount hugetlbfs at %s: %s"
+                      % (path, r.stdout.strip()))
+
+
+def reserve_huge_pages(nbytes):
+    """Make sure the host's pool has at least nbytes of free 2 MiB pages,
+    growing /proc/sys/vm/nr_hugepages if needed.  Returns the number of
+    pages added (give them back with release_huge_pages()); VMError if
+    the kernel could not find them."""
+    want = -(-nbytes // HUGE_PAGE)
+
+    def read(name):
+        with open("/sys/kernel/mm/hugepages/hugepages-2048kB/" + name) as f:
+            return int(f.read())
+    # Pages another mapping reserved (HugePages_Rsvd) still count as
+    # free until they are touched: they are not ours to have.
+    def avail():
+        return read("free_hugepages") - read("resv_hugepages")
+    free, total = avail(), read("nr_hugepages")
+    if free >= want:
+        return 0
+    with open("/proc/sys/vm/nr_hugepages", "w") as f:
+        f.write(str(total + want - free))
+    added = read("nr_hugepages") - total
+    if avail() < want:
+        release_huge_pages(added)
+        raise VMError("the host found only %d free 2 MiB pages, %d wanted"
+                      % (free + added, want))
+    return added
+
+
+def release_huge_pages(n):
+    """Give n pages that reserve_huge_pages() added back to the host."""
+    if n <= 0:
+        return
+    with open("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages") as f:
+        total = int(f.read())
+    with open("/proc/sys/vm/nr_hugepages", "w") as f:
+        f.write(str(max(0, total - n)))
+
+
 def mount_huge_tmpfs(path, size):
     """Mount a tmpfs of `size` bytes at `path` that backs its files with
     2 MiB transparent huge pages (huge=always), whatever the host-wide
@@ -336,7 +394,16 @@ class VM:
                 "-debug" series, debug_kernel_extra_mem() more)
     mem_thp     back guest RAM with transparent huge pages instead: a file
                 on a tmpfs mounted with huge=always under the VM's temp dir
-                (needs root; no host-wide setting is changed)
+                (needs root; no host-wide setting is changed); the same as
+                mem_backend="thp"
+    mem_backend what backs guest RAM (MEM_BACKENDS): "memfd" (the default,
+                shared), "anon" (QEMU's default: private anonymous memory,
+                memory-backend-ram), "hugetlb" (a shared file on a
+                hugetlbfs of 2 MiB pages mounted under the temp dir; the
+                host's pool must hold them, see reserve_huge_pages()),
+                "file" (a shared regular file in the temp dir), "thp";
+                "hugetlb" grows the host's pool as needed
+                (reserve_huge_pages()) and close() gives the pages back
     smp, cpu    vCPUs and CPU model (TCG); -smp 1 boots and runs as fast
                 as 2 on this 2-core host, use 2 to exercise concurrency
     append      extra kernel command line, e.g. "init_on_alloc=0"
@@ -377,7 +444,8 @@ class VM:
     that started them, so start and use a VM from one long-lived thread.
     """
 
-    def __init__(self, series="6.12", mem="1536M", mem_thp=False, smp=1,
+    def __init__(self, series="6.12", mem="1536M", mem_thp=False,
+                 mem_backend="memfd", smp=1,
                  cpu=DEFAULT_CPU,
                  root_port=False, s3=False, reboot=False,
                  append="", modules=(), backend=None, backend_args=(),
@@ -392,7 +460,12 @@ class VM:
         self.mem_bytes = parse_size(mem)
         if series.endswith("-debug"):
             self.mem_bytes += debug_kernel_extra_mem(self.mem_bytes)
-        self.mem_thp = bool(mem_thp)
+        self.mem_backend = "thp" if mem_thp else mem_backend
+        if self.mem_backend not in MEM_BACKENDS:
+            raise ValueError("mem_backend %r: want one of %s"
+                             % (mem_backend, ", ".join(MEM_BACKENDS)))
+        self.mem_thp = self.mem_backend == "thp"
+        self._huge_added = 0        # pages reserve_huge_pages() added
         self._thp_mount = None
         self._ram_file = None       # guest RAM's file with mem_thp
         self.smp = int(smp)
@@ -543,6 +616,8 @@ class VM:
                            stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, check=False)
             self._thp_mount = None
+        release_huge_pages(self._huge_added)
+        self._huge_added = 0
         if self.tmpdir and not self.keep_tmp:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
 
@@ -578,8 +653,25 @@ class VM:
         return self._ram_file
 
     def _mem_object(self, size):
-        if not self.mem_thp:
+        kind = self.mem_backend
+        if kind == "memfd":
             return "memory-backend-memfd,id=mem,size=%d,share=on" % size
+        if kind == "anon":
+            return "memory-backend-ram,id=mem,size=%d" % size
+        if kind == "file":
+            self._ram_file = self.path("guest-ram")
+            return ("memory-backend-file,id=mem,size=%d,share=on,"
+                    "mem-path=%s" % (size, self._ram_file))
+        if kind == "hugetlb":
+            mnt = self.path("hugetlb")
+            os.mkdir(mnt)
+            # Given back by close().
+            self._huge_added += reserve_huge_pages(size)
+            mount_hugetlbfs(mnt, size)
+            self._thp_mount = mnt       # unmounted by close()
+            self._ram_file = os.path.join(mnt, "guest-ram")
+            return ("memory-backend-file,id=mem,size=%d,share=on,"
+                    "mem-path=%s" % (size, self._ram_file))
         # align=2M: QEMU maps the file at a 2 MiB-aligned address, so
         # its mapping can use the file's huge pages.
         return ("memory-backend-file,id=mem,size=%d,share=on,align=2M,"
@@ -587,7 +679,10 @@ class VM:
 
     def _qemu_argv(self):
         size = self.mem_bytes
-        cmdline = "console=ttyS0,115200 quiet panic=-1"
+        # no_timer_check: under TCG on a loaded host the kernel's early
+        # check of the IO-APIC timer can time out and panic ("IO-APIC +
+        # timer doesn't work!"), as it did for 4 of about 90 boots here.
+        cmdline = "console=ttyS0,115200 quiet panic=-1 no_timer_check"
         if self.append:
             cmdline += " " + self.append
         argv = [self.qemu] + _firmware_args() + [
@@ -1237,11 +1332,16 @@ class VM:
         atexit.register(self.close)
         dst.qemu_proc = dst.backend_proc = dst._cmd = dst._qmp = None
         dst.tmpdir = dst._thp_mount = None
+        dst._huge_added = 0
 
     def guest_ram_resident(self):
-        """Bytes of host memory the guest RAM memfd holds right now: its
-        allocated blocks, whoever touched them (QEMU, the guest or the
-        backend).  Pages a backend punched out no longer count."""
+        """Bytes of host memory the guest RAM holds right now.  For a file
+        (memfd, hugetlbfs, tmpfs, a regular file) its allocated blocks,
+        whoever touched them (QEMU, the guest or the backend); pages a
+        backend punched out no longer count.  For private anonymous RAM,
+        the Rss of QEMU's mapping of it (pages swapped out don't count)."""
+        if self.mem_backend == "anon":
+            return self._anon_ram_rss()
         fd_dir = "/proc/%d/fd" % self.qemu_pid
         prefix = self._ram_file or "/memfd:"
         best = None
@@ -1260,6 +1360,25 @@ class VM:
             raise VMError("no guest RAM file (%s) among QEMU's files"
                           % prefix)
         return best.st_blocks * 512
+
+
+    def _anon_ram_rss(self):
+        """Rss of the biggest anonymous mapping of exactly mem_bytes (QEMU
+        maps guest RAM with a guard page, so the largest of that size)."""
+        best, size, rss = 0, None, 0
+        with open("/proc/%d/smaps" % self.qemu_pid) as f:
+            for line in f:
+                m = re.match(r"([0-9a-f]+)-([0-9a-f]+) ", line)
+                if m:
+                    if size == self.mem_bytes:
+                        best = max(best, rss)
+                    size = int(m.group(2), 16) - int(m.group(1), 16)
+                    rss = 0
+                elif line.startswith("Rss:"):
+                    rss = int(line.split()[1]) * 1024
+        if size == self.mem_bytes:
+            best = max(best, rss)
+        return best
 
 
 def _qmp_value(text):
