@@ -45,6 +45,12 @@ stage() { # ID TAPFILE[=PREFIX][,TAPFILE[=PREFIX]...] COMMAND...
 	return 0
 }
 
+# `tapout COMMAND`: a producer that prints its TAP on stdout.
+tapout() {
+	"$@" | tee "$VB13_TAP"
+	return "${PIPESTATUS[0]}"
+}
+
 lines() {
 	local prefix=$1
 	shift
@@ -68,8 +74,10 @@ prepare() {
 	}
 	{
 		echo "TAP version 14"
-		echo "1..5"
+		echo "1..7"
 		w qemu bash scripts/build-qemu.sh
+		w qemu-fuzz bash scripts/qemu-fuzz.sh build
+		w libvirt bash scripts/build-libvirt.sh
 		w qemu-qmp bash scripts/fetch-qemu-qmp.sh
 		w kernels bash scripts/fetch-kernels.sh "${VB13_SERIES[@]}"
 		w host make -s --no-print-directory host
@@ -108,6 +116,9 @@ stage host         "host/build/tap/logic.tap,host/build/tap/cli.tap,host/build/t
 	make -s --no-print-directory host-test
 stage host-asan    "host/build/tap/asan-logic.tap,host/build/tap/asan-vhost-user.tap,host/build/tap/asan-abuse.tap,host/build/tap/fuzz.tap" \
 	make -s --no-print-directory -C host fuzz-check
+stage qemu-header  "$O/qemu-header.tap"          tapout bash scripts/qemu-std-header.sh check
+stage qtest        "$O/qtest.tap"                tapout bash scripts/qemu-qtest.sh
+stage qemu-fuzz    "$O/qemu-fuzz.tap"            tapout bash scripts/qemu-fuzz.sh replay
 stage kunit        "$O/kunit/kunit.ktap=kunit"   bash scripts/kunit.sh --out "$O/kunit"
 
 # The end-to-end scenarios, the debug kernel's checks, the package's test
@@ -124,6 +135,7 @@ worker_b() {
 	stage e2e-6.12     "$O/e2e-6.12.tap"         python3 tests/e2e/run.py --series 6.12
 	stage e2e-debug-2  "$O/e2e-debug-2.tap"      debug_e2e 2
 	stage deb          "$O/deb.tap"              python3 tests/deb/test_deb.py
+	stage libvirt      "$O/libvirt.tap"          tapout python3 tests/libvirt/run.py
 }
 printf '\n=== end-to-end (QEMU VMs), debug kernel checks, package, bench smoke: two workers (%ss elapsed)\n' \
 	"$(($(date +%s) - t0))"
@@ -132,7 +144,7 @@ worker_b &
 wait
 fg_log=1
 for id in $(cut -f1 "$O/stages.tsv"); do
-	case $id in e2e-*|debug-kernel|bench|deb) printf '\n--- %s\n' "$id"; cat "$O/$id.log" ;; esac
+	case $id in e2e-*|debug-kernel|bench|deb|libvirt) printf '\n--- %s\n' "$id"; cat "$O/$id.log" ;; esac
 done
 
 # Stages that read the others' results come here, after the workers (the
