@@ -16,6 +16,9 @@
 #   --kconfig_add X=Y   extra kernel config, repeatable; such runs build in a
 #                       build directory of their own
 #   --jobs N            parallel make jobs (default: 2)
+#   --series S          the kernel tree: 6.12 (Debian's linux-source-6.12,
+#                       default) or 7.2 (Debian unstable's linux-source-7.2,
+#                       fetched by scripts/fetch-kernels.sh 7.2)
 #   --prepare           only set up the source tree; print its path
 # FILTER_GLOB selects suites/cases as kunit.py does (e.g. 'virtio_balloon13*').
 #
@@ -25,13 +28,14 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-usage() { sed -n '11,23s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '11,26s/^# \{0,1\}//p' "$0"; }
 bad() { vb13_log "$*"; exit 2; }
 
 out=$VB13_TOP/out/kunit
 timeout=900
 jobs=2
 prepare_only=0
+series=6.12
 filter=
 kadd=()
 while [ $# -gt 0 ]; do
@@ -44,6 +48,8 @@ while [ $# -gt 0 ]; do
 	--jobs=*) jobs=${1#*=}; shift ;;
 	--kconfig_add) [ $# -ge 2 ] || bad "--kconfig_add needs CONFIG_X=Y"; kadd+=("$2"); shift 2 ;;
 	--kconfig_add=*) kadd+=("${1#*=}"); shift ;;
+	--series) [ $# -ge 2 ] || bad "--series needs 6.12 or 7.2"; series=$2; shift 2 ;;
+	--series=*) series=${1#*=}; shift ;;
 	--prepare) prepare_only=1; shift ;;
 	-h|--help) usage; exit 0 ;;
 	-*) bad "unknown option $1" ;;
@@ -58,10 +64,21 @@ done
 
 [ "$(id -u)" -eq 0 ] || vb13_die "must run as root (installs Debian packages)"
 bash "$VB13_TOP/scripts/setup.sh"
-pkg=linux-source-6.12
-if ! dpkg -s "$pkg" >/dev/null 2>&1; then
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null
-fi
+case $series in
+6.12)
+	pkg=linux-source-6.12
+	if ! dpkg -s "$pkg" >/dev/null 2>&1; then
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null
+	fi
+	;;
+7.2)
+	# The source tree fetch-kernels.sh extracts from Debian unstable.
+	env=$(bash "$VB13_TOP/scripts/fetch-kernels.sh" 7.2 | tail -n1)
+	KSRC=$(sed -n 's/^KSRC=//p' "$env")
+	[ -f "$KSRC/.vb13-extracted" ] || vb13_die "no linux-source-7.2 tree ($KSRC)"
+	;;
+*) bad "--series wants 6.12 or 7.2, not '$series'" ;;
+esac
 [ -r /usr/share/qemu/qboot.rom ] || vb13_die "/usr/share/qemu/qboot.rom missing (package qemu-system-data)"
 [ -x /usr/bin/qemu-system-x86_64 ] || vb13_die "/usr/bin/qemu-system-x86_64 missing (package qemu-system-x86)"
 
@@ -69,23 +86,30 @@ fi
 exec 9>"$VB13_CACHE/kunit.lock"
 flock 9
 
-ver=$(dpkg-query -W -f='${Version}' "$pkg")
-tree=$VB13_CACHE/$pkg-$ver
+if [ "$series" = 6.12 ]; then
+	ver=$(dpkg-query -W -f='${Version}' "$pkg")
+	tree=$VB13_CACHE/$pkg-$ver
+else
+	tree=$KSRC
+	ver=${KSRC##*/linux-source-7.2-}
+fi
+# Builds are named for the Debian version (6.12.x-..., 7.2.x-...).
 build=$VB13_CACHE/kunit-build-$ver
 if [ ${#kadd[@]} -gt 0 ]; then
 	build=$build-$(printf '%s\n' "${kadd[@]}" | sort | sha256sum | cut -c1-12)
 fi
 
 t0=$SECONDS
-if [ ! -f "$tree/.vb13-extracted" ]; then
+if [ "$series" = 6.12 ] && [ ! -f "$tree/.vb13-extracted" ]; then
 	vb13_log "extracting /usr/src/$pkg.tar.xz into $tree"
 	rm -rf "$tree" "$tree.tmp"
 	mkdir -p "$tree.tmp"
 	tar -xJf "/usr/src/$pkg.tar.xz" -C "$tree.tmp" --strip-components=1
 	touch "$tree.tmp/.vb13-extracted"
 	mv "$tree.tmp" "$tree"
-	# Trees and builds of older Debian versions are dead weight now.
-	for old in "$VB13_CACHE/$pkg-"* "$VB13_CACHE/kunit-build-"*; do
+	# Trees and builds of older Debian versions of this series are dead
+	# weight now.
+	for old in "$VB13_CACHE/$pkg-"* "$VB13_CACHE/kunit-build-6.12."*; do
 		case $old in
 		"$tree"|"$VB13_CACHE/kunit-build-$ver"|"$VB13_CACHE/kunit-build-$ver-"*) ;;
 		*) if [ -f "$old/.vb13-extracted" ] || [ -f "$old/.kunitconfig" ]; then
@@ -110,8 +134,14 @@ rsync -r --checksum --exclude='*.mod.c' \
 	--exclude='*' "$VB13_TOP/" "$tree/"
 # The repository's drivers/virtio/Kconfig and Makefile hold what the
 # kernel's gain: hook them in (idempotent).
-cmp -s "$VB13_TOP/drivers/virtio/Kconfig" "$tree/drivers/virtio/Kconfig.balloon13" ||
-	cp "$VB13_TOP/drivers/virtio/Kconfig" "$tree/drivers/virtio/Kconfig.balloon13"
+# Kernels before mainline's balloon rework call the balloon core
+# MEMORY_BALLOON.
+kconfig=$(cat "$VB13_TOP/drivers/virtio/Kconfig")
+if ! grep -q '^config BALLOON$' "$tree/mm/Kconfig"; then
+	kconfig=$(printf '%s\n' "$kconfig" | sed 's/^\tselect BALLOON$/\tselect MEMORY_BALLOON/')
+fi
+[ "$(cat "$tree/drivers/virtio/Kconfig.balloon13" 2>/dev/null)" = "$kconfig" ] ||
+	printf '%s\n' "$kconfig" >"$tree/drivers/virtio/Kconfig.balloon13"
 hook() { grep -qxF "$2" "$1" || printf '%s\n' "$2" >>"$1"; }
 for f in Kconfig Makefile; do	# hooks of the layout before drivers/virtio/
 	if grep -q 'balloon13/' "$tree/drivers/virtio/$f"; then

@@ -694,6 +694,8 @@ static void vb13_account(struct virtio_balloon13 *vb, struct page *page,
 	lockdep_assert_held(&vb->lock);
 	write_seqlock(&vb13_ram_lock);
 	adjust_managed_page_count(page, -pages);
+	/* "Balloon:" in /proc/meminfo */
+	mod_node_page_state(page_pgdat(page), NR_BALLOON_PAGES, pages);
 	vb13_all_held_pages += pages;
 	WRITE_ONCE(vb->held_pages, vb->held_pages + pages);
 	write_sequnlock(&vb13_ram_lock);
@@ -706,7 +708,7 @@ static void vb13_account_in(struct virtio_balloon13 *vb, struct page *page,
 	unsigned long pages = vb13_blocks_to_pages(&vb->geom, blocks);
 
 	vb13_account(vb, page, pages);
-#ifdef CONFIG_MEMORY_BALLOON
+#ifdef CONFIG_BALLOON
 	count_vm_events(BALLOON_INFLATE, pages);
 #endif
 	WRITE_ONCE(vb->nr_blocks, vb->nr_blocks + blocks);
@@ -720,7 +722,7 @@ static void vb13_account_out(struct virtio_balloon13 *vb, struct page *page,
 	unsigned long pages = vb13_blocks_to_pages(&vb->geom, blocks);
 
 	vb13_account(vb, page, -(long)pages);
-#ifdef CONFIG_MEMORY_BALLOON
+#ifdef CONFIG_BALLOON
 	count_vm_events(BALLOON_DEFLATE, pages);
 #endif
 	WRITE_ONCE(vb->nr_blocks, vb->nr_blocks - blocks);

@@ -243,6 +243,9 @@ def main():
     p.add_argument("--skip", dest="skip", default="",
                    help="leave out scenarios whose name is one of these "
                    "comma-separated names")
+    p.add_argument("--only", dest="only", default="",
+                   help="run only scenarios whose name is one of these "
+                   "comma-separated names")
     p.add_argument("--seed", type=int, default=None,
                    help="PRNG seed of the randomized scenarios (default: random)")
     p.add_argument("--keep", action="store_true", help="keep the VMs' temp dirs")
@@ -269,6 +272,12 @@ def main():
     keys = [k for k in a.names.split(",") if k]
     chosen = [s for s in SCENARIOS if not keys or any(k in s[0] for k in keys)]
     chosen = [s for s in chosen if s[0] not in a.skip.split(",")]
+    only = [n for n in a.only.split(",") if n]
+    if only:
+        unknown = set(only) - {s[0] for s in SCENARIOS}
+        if unknown:
+            p.error("--only: no scenario %s" % ",".join(sorted(unknown)))
+        chosen = [s for s in chosen if s[0] in only]
     if not chosen:
         p.error("no scenario matches -k %s (--list shows them)" % a.names)
     if a.seed is None:

@@ -388,7 +388,7 @@ static void inflate_exact(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.blocks_withdrawn), (u64)want);
 }
 
-#ifdef CONFIG_MEMORY_BALLOON
+#ifdef CONFIG_BALLOON
 static void vmstat_counts_pages(struct kunit *test)
 {
 	unsigned long ev[NR_VM_EVENT_ITEMS], in, out;
@@ -1559,7 +1559,7 @@ static struct kunit_case vb13_driver_cases[] = {
 	KUNIT_CASE_PARAM(probe_rejects_page_bits, hostile_bits_gen_params),
 	KUNIT_CASE_PARAM(small_rings, ring_sizes_gen_params),
 	KUNIT_CASE_PARAM(inflate_exact, inflate_bits_gen_params),
-#ifdef CONFIG_MEMORY_BALLOON
+#ifdef CONFIG_BALLOON
 	KUNIT_CASE(vmstat_counts_pages),
 #endif
 	KUNIT_CASE(deflate_to_target),
