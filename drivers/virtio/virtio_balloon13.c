@@ -2005,7 +2005,7 @@ static int vb13_probe(struct virtio_device *vdev)
 	BUILD_BUG_ON(sizeof(struct virtio_balloon13_report) != 8);
 	BUILD_BUG_ON(VB13_MSG_ADDRS_MAX != 8191);
 
-	vb = kzalloc(sizeof(*vb), GFP_KERNEL);
+	vb = kzalloc_obj(*vb);
 	if (!vb)
 		return -ENOMEM;
 	vb->vdev = vdev;

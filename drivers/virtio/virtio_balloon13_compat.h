@@ -22,6 +22,11 @@
 #include <linux/virtio_config.h>
 #include <linux/vmstat.h>
 
+/* Typed allocation helpers (7.x); the driver uses the one-argument form. */
+#ifndef kzalloc_obj
+#define kzalloc_obj(P)		((typeof(P) *)kzalloc(sizeof(P), GFP_KERNEL))
+#endif
+
 /* 6.8 renamed MAX_ORDER (the largest buddy order since 6.4) MAX_PAGE_ORDER. */
 #ifndef MAX_PAGE_ORDER
 #define MAX_PAGE_ORDER		const_ilog2(MAX_ORDER_NR_PAGES)

@@ -692,7 +692,7 @@ struct fake_vdev *fake_vdev_create_id(struct kunit *test, u32 device_id,
 	char name[32];
 	int i, err;
 
-	fd = kzalloc(sizeof(*fd), GFP_KERNEL);
+	fd = kzalloc_obj(*fd);
 	KUNIT_ASSERT_NOT_NULL(test, fd);
 	fd->test = test;
 	fd->device_id = device_id;

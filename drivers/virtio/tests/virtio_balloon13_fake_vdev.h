@@ -42,6 +42,8 @@
 #include <linux/workqueue.h>
 #include <linux/xarray.h>
 
+#include "../virtio_balloon13_compat.h"
+
 struct kunit;
 
 /* The device ID the balloon driver binds to. */
