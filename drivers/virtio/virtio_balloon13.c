@@ -89,10 +89,10 @@
  * Every page of a chunk is PageOffline() from allocation until it is
  * freed, as virtio_balloon and vmw_balloon mark theirs: /proc/kcore, kdump
  * and makedumpfile then skip it instead of reading a discarded block and
- * making the host back it again.  page_offline_begin()/end(), which
- * virtio_mem takes around the marking, is left out: it exists for memory
- * that must never be touched once offline, while a reader racing with a
- * balloon at worst makes the host back one block again.
+ * making the host back it again.  The marking is done between
+ * page_offline_begin() and page_offline_end(), as virtio_mem does, so a
+ * /proc/kcore reader that found a page online never reads it after the
+ * device may have discarded it.
  *
  * Nothing here takes locks or talks to the device; the callers own the
  * serialisation (see struct virtio_balloon13).
@@ -105,7 +105,9 @@
  * the guest cannot determine is left out rather than sent as zero: without
  * CONFIG_VM_EVENT_COUNTERS the swap and fault counts are unknown.
  */
+#include <linux/crash_dump.h>
 #include <linux/debugfs.h>
+#include <linux/dma-mapping.h>
 #include <linux/export.h>
 #include <linux/gfp.h>
 #include <linux/jiffies.h>
@@ -398,8 +400,11 @@ struct page *vb13_alloc_chunk(const struct vb13_geom *g, unsigned int order)
 	page = alloc_pages(gfp, order);
 	if (!page)
 		return NULL;
+	/* Not while /proc/kcore reads the pages it found online. */
+	page_offline_begin();
 	for (i = 0; i < 1UL << order; i++)
 		__folio_set_offline(page_folio(page + i));
+	page_offline_end();
 	vb13_chunk_set(page, order, false);
 	return page;
 }
@@ -867,10 +872,27 @@ static void vb13_reap(struct virtio_balloon13 *vb)
 	}
 }
 
+/* Free a message's chunks; the device must not be able to touch them. */
+static void vb13_drop_msg(struct virtio_balloon13 *vb, struct vb13_msg *msg)
+{
+	struct page *page, *next;
+
+	lockdep_assert_held(&vb->lock);
+	list_for_each_entry_safe(page, next, &msg->chunks, lru) {
+		list_del(&page->lru);
+		vb13_release_chunk(vb, page);
+	}
+	vb->in_flight_blocks -= msg->nr;
+	vb13_msg_init(msg);
+}
+
 /*
  * Send the message being filled, if it names anything.
- * Return: 0, or the virtqueue error; the message then stays in vb->fill
- * and is sent when a buffer comes back (the callback requeues us).
+ *
+ * Return: 0; -ENOSPC when the ring is full: the message stays in vb->fill
+ * and is sent when a buffer comes back (the callback requeues us); or
+ * another virtqueue error: outputq is broken, the message (never sent) is
+ * freed, and from now on the balloon only gives memory back.
  */
 static int vb13_submit(struct virtio_balloon13 *vb)
 {
@@ -881,8 +903,21 @@ static int vb13_submit(struct virtio_balloon13 *vb)
 	if (!msg || !msg->nr)
 		return 0;
 	err = vb13_out_add(vb, msg->buf, vb13_msg_len(msg), msg);
-	if (err)
+	if (err == -ENOSPC)
 		return err;
+	if (err) {
+		if (!READ_ONCE(vb->broken))
+			dev_err(&vb->vdev->dev,
+				"outputq failed (%d): giving the balloon back\n",
+				err);
+		WRITE_ONCE(vb->broken, true);
+		vb13_inc(vb, blocks_unsent_freed, msg->nr);
+		vb13_drop_msg(vb, msg);
+		list_add(&msg->list, &vb->free_msgs);
+		vb->fill = NULL;
+		vb13_queue_resize(vb, 0, true);
+		return err;
+	}
 	vb->fill = NULL;
 	vb->msg_limit = min(vb->msg_limit * 2, vb->geom.msg_pages);
 	vb13_inc(vb, messages_pages, 1);
@@ -1027,13 +1062,23 @@ static bool vb13_may_release(struct virtio_balloon13 *vb)
 	       virtio_has_feature(vb->vdev, VIRTIO_BALLOON13_F_PRESSURE_RELEASE);
 }
 
-/* Pause inflation for oom_hold_ms from now; called with vb->lock held. */
-static unsigned long vb13_pressure_hold(struct virtio_balloon13 *vb)
+/*
+ * Pause inflation for oom_hold_ms from now, and with @episode start or
+ * extend the pressure episode as long.  Only OOM notifications make an
+ * episode: were reclaim's releases to extend it, the shrinker (in its
+ * episode mode) would keep itself going and drain the balloon for good.
+ * Called with vb->lock held.
+ */
+static unsigned long vb13_pressure_hold(struct virtio_balloon13 *vb,
+					bool episode)
 {
 	unsigned long hold = msecs_to_jiffies(READ_ONCE(vb13_oom_hold_ms));
+	unsigned long until = (jiffies + hold) ?: 1;
 
 	lockdep_assert_held(&vb->lock);
-	WRITE_ONCE(vb->hold_until, (jiffies + hold) ?: 1);
+	WRITE_ONCE(vb->hold_until, until);
+	if (episode)
+		WRITE_ONCE(vb->episode_until, until);
 	return hold;
 }
 
@@ -1054,15 +1099,24 @@ static bool vb13_held_off(struct virtio_balloon13 *vb, unsigned long *left)
 	return vb13_before(READ_ONCE(vb->hold_until), left);
 }
 
+/* Is a pressure episode (OOM notifications) going on? */
+static bool vb13_in_episode(struct virtio_balloon13 *vb)
+{
+	unsigned long left;
+
+	return vb13_before(READ_ONCE(vb->episode_until), &left);
+}
+
 /*
  * Give back at least @want blocks (whole chunks) under pressure, in
- * batches, and pause inflation.  Called with vb->lock held; drops it
+ * batches, and pause inflation (@oom: an OOM notification, which also
+ * starts or extends the episode).  Called with vb->lock held; drops it
  * between batches unless @may_sleep is false (then one batch at most).
  * Return: blocks freed.
  */
 static unsigned long vb13_release_under_pressure(struct virtio_balloon13 *vb,
 						 unsigned long want,
-						 bool may_sleep)
+						 bool may_sleep, bool oom)
 {
 	unsigned long freed = 0, n, hold;
 
@@ -1081,7 +1135,7 @@ static unsigned long vb13_release_under_pressure(struct virtio_balloon13 *vb,
 			mutex_lock(&vb->lock);
 		}
 	}
-	hold = vb13_pressure_hold(vb);
+	hold = vb13_pressure_hold(vb, oom);
 	/* Below the floor's limit now, until the worker refills it. */
 	if (freed)
 		WRITE_ONCE(vb->held_by_floor, false);
@@ -1105,7 +1159,7 @@ static int vb13_oom_notify(struct notifier_block *nb, unsigned long dummy,
 {
 	struct virtio_balloon13 *vb = container_of(nb, struct virtio_balloon13,
 						   oom_nb);
-	unsigned long *freed = parm, base, batch, blocks, left;
+	unsigned long *freed = parm, base, batch, blocks;
 
 	if (!vb13_may_release(vb))
 		return NOTIFY_OK;
@@ -1117,10 +1171,10 @@ static int vb13_oom_notify(struct notifier_block *nb, unsigned long dummy,
 
 	mutex_lock(&vb->lock);
 	batch = base;
-	if (vb->pressure_batch && vb13_held_off(vb, &left))
+	if (vb->pressure_batch && vb13_in_episode(vb))
 		batch = max(base, min(vb->pressure_batch, ULONG_MAX / 4) * 2);
 	WRITE_ONCE(vb->pressure_batch, batch);
-	blocks = vb13_release_under_pressure(vb, batch, true);
+	blocks = vb13_release_under_pressure(vb, batch, true, true);
 	mutex_unlock(&vb->lock);
 
 	*freed += vb13_blocks_to_pages(&vb->geom, blocks);
@@ -1129,15 +1183,13 @@ static int vb13_oom_notify(struct notifier_block *nb, unsigned long dummy,
 
 static bool vb13_shrinker_active(struct virtio_balloon13 *vb)
 {
-	unsigned long left;
-
 	if (!vb13_may_release(vb))
 		return false;
 	switch (READ_ONCE(vb13_shrinker_mode)) {
 	case VB13_SHRINK_ALWAYS:
 		return true;
 	case VB13_SHRINK_PRESSURE:
-		return vb13_held_off(vb, &left);
+		return vb13_in_episode(vb);
 	default:
 		return false;
 	}
@@ -1145,12 +1197,20 @@ static bool vb13_shrinker_active(struct virtio_balloon13 *vb)
 
 static unsigned long vb13_shrink_count(struct virtio_balloon13 *vb)
 {
+	struct vb13_msg *fill;
 	unsigned long blocks;
 
 	if (!vb13_shrinker_active(vb))
 		return 0;
-	/* Racy by design: reclaim only needs an estimate. */
+	/*
+	 * Everything but what the device holds: acknowledged blocks and
+	 * those not sent yet (the first to go).  Racy by design: reclaim
+	 * only needs an estimate, and vb->fill always points into vb->msgs.
+	 */
 	blocks = READ_ONCE(vb->nr_blocks) - READ_ONCE(vb->in_flight_blocks);
+	fill = READ_ONCE(vb->fill);
+	if (fill)
+		blocks += READ_ONCE(fill->nr);
 	if ((long)blocks <= 0)
 		return 0;
 	return vb13_blocks_to_pages(&vb->geom, blocks);
@@ -1165,19 +1225,24 @@ static unsigned long vb13_shrink_scan(struct virtio_balloon13 *vb,
 	if (!vb13_shrinker_active(vb) || READ_ONCE(vb->alloc_task) == current)
 		return SHRINK_STOP;
 	/*
-	 * At least the current OOM batch (oom_release_mib, doubled by each
-	 * notification of the episode): reclaim asks in small steps, and a
+	 * During an episode at least its current OOM batch (oom_release_mib,
+	 * doubled by each notification): reclaim asks in small steps, and a
 	 * workload that outruns them pays a reclaim pass per step.  What is
-	 * given back counts as reclaimed, so reclaim stops early.
+	 * given back counts as reclaimed, so reclaim stops early.  Outside
+	 * one, what reclaim asks for: the batch of an episode long over
+	 * would empty the balloon in a few calls.
 	 */
-	want = max3(vb13_pages_to_blocks(&vb->geom, nr_to_scan),
-		    READ_ONCE(vb->pressure_batch), 1UL << vb->geom.sub_shift);
+	want = max(vb13_pages_to_blocks(&vb->geom, nr_to_scan),
+		   1UL << vb->geom.sub_shift);
+	if (vb13_in_episode(vb))
+		want = max(want, READ_ONCE(vb->pressure_batch));
 	/* Where reclaim holds shrinker_rwsem around us, never sleep on it. */
 	if (VB13_SHRINKER_MAY_SLEEP)
 		mutex_lock(&vb->lock);
 	else if (!mutex_trylock(&vb->lock))
 		return SHRINK_STOP;
-	blocks = vb13_release_under_pressure(vb, want, VB13_SHRINKER_MAY_SLEEP);
+	blocks = vb13_release_under_pressure(vb, want, VB13_SHRINKER_MAY_SLEEP,
+					     false);
 	mutex_unlock(&vb->lock);
 	pages = vb13_blocks_to_pages(&vb->geom, blocks);
 	mm_account_reclaimed_pages(pages);
@@ -1369,7 +1434,12 @@ static bool vb13_paused(struct virtio_balloon13 *vb, unsigned long *left)
 /* The target the floor allows; updates held_by_floor.  Under vb->lock. */
 static unsigned long vb13_effective_target(struct virtio_balloon13 *vb)
 {
-	unsigned long want = READ_ONCE(vb->target_blocks);
+	/*
+	 * A crash kernel needs all it has: the dump tools run in it.  A
+	 * balloon whose outputq broke can only give memory back.
+	 */
+	unsigned long want = vb->in_kdump || READ_ONCE(vb->broken) ? 0 :
+			     READ_ONCE(vb->target_blocks);
 	unsigned long max = vb13_max_blocks(vb);
 
 	WRITE_ONCE(vb->held_by_floor, want > max && vb->nr_blocks >= max);
@@ -1440,12 +1510,8 @@ static void vb13_resize_fn(struct work_struct *work)
 			vb13_backoff(vb);
 			return;
 		}
-		if (err) {
-			dev_err_ratelimited(&vb->vdev->dev,
-					    "outputq failed (%d); stopping\n",
-					    err);
-			return;
-		}
+		if (err)
+			continue;	/* outputq broke: now the target is 0 */
 		vb13_backoff_reset(vb);
 		cond_resched();
 	}
@@ -1543,12 +1609,14 @@ static void vb13_handle_req(struct virtio_balloon13 *vb,
 					     value);
 		}
 		/*
-		 * A new target redirects at once, cutting any backoff short;
-		 * the same target again changes nothing, so a device
-		 * repeating it can't drive a reclaim storm.
+		 * A new target redirects at once.  It cuts an allocation
+		 * backoff short only when it needs no allocation (the balloon
+		 * holds that much already): a device alternating between
+		 * targets, or repeating one, can't drive a reclaim storm.
 		 */
 		if (target != old) {
-			WRITE_ONCE(vb->backoff_until, 0);
+			if (target <= READ_ONCE(vb->nr_blocks))
+				WRITE_ONCE(vb->backoff_until, 0);
 			vb13_queue_resize(vb, 0, true);
 		}
 		break;
@@ -1571,7 +1639,7 @@ static void vb13_req_fn(struct work_struct *work)
 	struct virtio_balloon13_req *req;
 	unsigned int len, n = 0;
 	unsigned long flags;
-	bool pending;
+	bool pending, kick;
 
 	/*
 	 * A bounded number per run: a device that returns buffers as fast
@@ -1584,7 +1652,11 @@ static void vb13_req_fn(struct work_struct *work)
 			dev_warn_ratelimited(&vb->vdev->dev,
 					     "could not re-post a request buffer\n");
 	}
-	if (n)
+	spin_lock_irqsave(&vb->out_lock, flags);
+	kick = vb->in_kick;
+	vb->in_kick = false;
+	spin_unlock_irqrestore(&vb->out_lock, flags);
+	if (n || kick)
 		virtqueue_kick(vq);
 
 	spin_lock_irqsave(&vb->out_lock, flags);
@@ -1598,7 +1670,7 @@ static void vb13_req_fn(struct work_struct *work)
 		vb13_send_stats(vb);
 		n++;
 	}
-	if (!n)
+	if (!n && !kick)
 		vb13_inc(vb, spurious_callbacks, 1);
 }
 
@@ -1696,6 +1768,7 @@ int vb13_counters_show(struct seq_file *f, void *offset)
 	VB13_SHOW("hold_ms", until && time_before(now, until) ?
 		  jiffies_to_msecs(until - now) : 0);
 	VB13_SHOW("held_by_floor", READ_ONCE(vb->held_by_floor));
+	VB13_SHOW("broken", READ_ONCE(vb->broken));
 	VB13_SHOW("in_flight_blocks", READ_ONCE(vb->in_flight_blocks));
 	VB13_SHOW("num_blocks", READ_ONCE(vb->nr_blocks));
 	VB13_SHOW("target_blocks", READ_ONCE(vb->target_blocks));
@@ -1763,18 +1836,28 @@ static int vb13_start_device(struct virtio_balloon13 *vb)
 	/* One entry stays for STATS; on a ring of one they take turns. */
 	vb->nr_msgs = clamp_t(unsigned int, out_size - 1, 1, VB13_NR_MSGS);
 
+	/*
+	 * The workers are stopped, but the OOM notifier and the shrinker may
+	 * run: the state they read is set under the locks that guard it.
+	 */
+	mutex_lock(&vb->lock);
 	INIT_LIST_HEAD(&vb->free_msgs);
-	INIT_LIST_HEAD(&vb->done_msgs);
 	for (i = 0; i < vb->nr_msgs; i++) {
 		vb13_msg_init(&vb->msgs[i]);
 		list_add_tail(&vb->msgs[i].list, &vb->free_msgs);
 	}
 	vb->fill = NULL;
 	vb13_slow_start(vb);
-	vb->on_device = 0;
 	vb->in_flight_blocks = 0;
+	/* New queues: outputq works again. */
+	WRITE_ONCE(vb->broken, false);
+	mutex_unlock(&vb->lock);
+	spin_lock_irqsave(&vb->out_lock, flags);
+	INIT_LIST_HEAD(&vb->done_msgs);
+	vb->on_device = 0;
 	vb->stats_busy = false;
 	vb->stats_pending = false;
+	spin_unlock_irqrestore(&vb->out_lock, flags);
 
 	for (i = 0; i < vb->nr_reqs; i++) {
 		err = vb13_post_req(vb, &vb->reqs[i]);
@@ -1782,12 +1865,18 @@ static int vb13_start_device(struct virtio_balloon13 *vb)
 			goto out_del;
 	}
 
-	spin_lock_irqsave(&vb->out_lock, flags);
-	vb->stop = false;
-	spin_unlock_irqrestore(&vb->out_lock, flags);
 	vb->live = true;
 	virtio_device_ready(vb->vdev);
-	virtqueue_kick(vb->vqs[VB13_VQ_INPUT]);
+	/*
+	 * Only the request worker touches inputq from now on: it makes the
+	 * first notification, so that a request the device returns at once
+	 * can't run the worker beside a kick from here.
+	 */
+	spin_lock_irqsave(&vb->out_lock, flags);
+	vb->stop = false;
+	vb->in_kick = true;
+	queue_work(system_freezable_wq, &vb->req_work);
+	spin_unlock_irqrestore(&vb->out_lock, flags);
 	return 0;
 
 out_del:
@@ -1808,20 +1897,6 @@ static bool vb13_nothing_on_device(struct virtio_balloon13 *vb)
 	none = !vb->on_device;
 	spin_unlock_irqrestore(&vb->out_lock, flags);
 	return none;
-}
-
-/* Free a message's chunks; the device must not be able to touch them. */
-static void vb13_drop_msg(struct virtio_balloon13 *vb, struct vb13_msg *msg)
-{
-	struct page *page, *next;
-
-	lockdep_assert_held(&vb->lock);
-	list_for_each_entry_safe(page, next, &msg->chunks, lru) {
-		list_del(&page->lru);
-		vb13_release_chunk(vb, page);
-	}
-	vb->in_flight_blocks -= msg->nr;
-	vb13_msg_init(msg);
 }
 
 /* Free every acknowledged block, a batch per hold of the lock. */
@@ -1907,7 +1982,21 @@ static void vb13_free_bufs(struct virtio_balloon13 *vb)
 	for (i = 0; i < VB13_NR_MSGS; i++)
 		kfree(vb->msgs[i].buf);
 	kfree(vb->stats_buf);
+	kfree(vb->reqs);
 }
+
+/*
+ * The request buffers the device writes, in whole cache lines of their
+ * own: kmalloc() aligns a power-of-two size to itself.
+ */
+VISIBLE_IF_KUNIT size_t vb13_reqs_size(void)
+{
+	return roundup_pow_of_two(max_t(size_t,
+					VB13_NR_REQS *
+					sizeof(struct virtio_balloon13_req),
+					dma_get_cache_alignment()));
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_reqs_size);
 
 /*
  * Message buffers for @addrs addresses each, once, at probe; smaller ones
@@ -1920,9 +2009,10 @@ static unsigned int vb13_alloc_bufs(struct virtio_balloon13 *vb,
 	struct virtio_balloon13_pages *p;
 	int i;
 
+	vb->reqs = kzalloc(vb13_reqs_size(), GFP_KERNEL);
 	vb->stats_buf = kzalloc(struct_size(vb->stats_buf, s, VB13_NR_STATS),
 				GFP_KERNEL);
-	if (!vb->stats_buf)
+	if (!vb->reqs || !vb->stats_buf)
 		return 0;
 	for (i = 0; i < VB13_NR_MSGS; i++) {
 		for (;;) {
@@ -2022,6 +2112,9 @@ static int vb13_probe(struct virtio_device *vdev)
 	err = vb13_setup_geom(vb);
 	if (err)
 		goto out_free;
+	vb->in_kdump = is_kdump_kernel();
+	if (vb->in_kdump)
+		dev_info(&vdev->dev, "kdump kernel: the balloon stays empty\n");
 
 	err = vb13_start_device(vb);
 	if (err)
@@ -2077,9 +2170,22 @@ static int vb13_freeze(struct virtio_device *vdev)
 static int vb13_restore(struct virtio_device *vdev)
 {
 	struct virtio_balloon13 *vb = vdev->priv;
+	u32 page_bits;
 	int err;
 
-	/* On failure the driver stays stopped, and remove still works. */
+	/*
+	 * The block size must not change under the balloon: the geometry,
+	 * the message buffers and the balloon's own accounting follow it.
+	 * On failure the driver stays stopped, and remove still works.
+	 */
+	virtio_cread_le(vdev, struct virtio_balloon13_config, page_bits,
+			&page_bits);
+	if (page_bits != vb->geom.page_bits) {
+		dev_err(&vdev->dev,
+			"page_bits changed from %u to %u over suspend; balloon stopped\n",
+			vb->geom.page_bits, page_bits);
+		return -EINVAL;
+	}
 	err = vb13_start_device(vb);
 	if (err) {
 		dev_err(&vdev->dev, "restore failed (%d); balloon stopped\n",

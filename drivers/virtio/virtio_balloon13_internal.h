@@ -155,13 +155,31 @@ struct virtio_balloon13 {
 	 * once stop has begun.
 	 */
 	bool stop;
+	/* The request worker notifies inputq once the device is started. */
+	bool in_kick;
+	/*
+	 * This is a kdump kernel (cached at probe): the balloon stays empty,
+	 * whatever the device asks, so makedumpfile has the memory.
+	 */
+	bool in_kdump;
+	/*
+	 * outputq failed other than by being full: no message can go out,
+	 * so the balloon only gives memory back.  Under @lock.
+	 */
+	bool broken;
 
-	struct virtio_balloon13_req reqs[VB13_NR_REQS];
+	/*
+	 * Request buffers: the only memory the device writes.  Their own
+	 * allocation, whole cache lines (see vb13_alloc_bufs()), so that on
+	 * non-coherent DMA no CPU store to a neighbouring field shares a
+	 * line with them.
+	 */
+	struct virtio_balloon13_req *reqs;
 
 	/*
 	 * Serialises outputq access (add/get/kick) between the two workers,
-	 * and guards @stats_busy, @stats_pending, @done_msgs, @on_device and
-	 * @stop.
+	 * and guards @stats_busy, @stats_pending, @done_msgs, @on_device,
+	 * @stop and @in_kick.
 	 */
 	spinlock_t out_lock;
 	struct virtio_balloon13_stats *stats_buf;
@@ -220,6 +238,12 @@ struct virtio_balloon13 {
 	 */
 	unsigned long hold_until;
 	unsigned long pressure_batch;
+	/*
+	 * The pressure episode (jiffies; 0 = none): from an OOM notification
+	 * until the hold-off after the last one.  Batches double within it,
+	 * and the shrinker's episode mode acts only in it.  Under @lock.
+	 */
+	unsigned long episode_until;
 
 	struct notifier_block oom_nb;
 	struct shrinker *shrinker;
@@ -293,6 +317,7 @@ unsigned long vb13_ram_pages(void);
 unsigned long vb13_floor_pages(void);
 unsigned long vb13_max_blocks(struct virtio_balloon13 *vb);
 int vb13_counters_show(struct seq_file *f, void *offset);
+size_t vb13_reqs_size(void);
 #endif
 
 #endif /* _VIRTIO_BALLOON13_INTERNAL_H */

@@ -5,6 +5,7 @@
  */
 #include <kunit/test.h>
 #include <linux/delay.h>
+#include <linux/dma-mapping.h>
 #include <linux/mm.h>
 #include <linux/page-flags.h>
 #include <linux/pfn.h>
@@ -227,7 +228,8 @@ static unsigned int hold_msgs(struct kunit *test, struct fake_vdev *fd,
 static char *sysfs_show(struct kunit *test, struct fake_vdev *fd,
 			const char *name)
 {
-	const struct attribute_group **groups = fd->vdev.dev.driver->dev_groups;
+	const struct attribute_group *const *groups =
+		fd->vdev.dev.driver->dev_groups;
 	char *buf = kunit_kzalloc(test, PAGE_SIZE, GFP_KERNEL);
 	struct device_attribute *da;
 	struct attribute **a;
@@ -721,12 +723,54 @@ static void enomem_backoff(struct kunit *test)
 	KUNIT_EXPECT_GE(test, READ_ONCE(vb->backoff_ms), 400U);
 	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->nr_blocks), 0UL);
 
-	/* Memory again, and a new target: no waiting out the backoff. */
+	/*
+	 * Memory again, and a new target: the worker tries again when the
+	 * backoff ends (a new target that needs allocating doesn't cut it
+	 * short: see backoff_alternating_targets).
+	 */
 	WRITE_ONCE(vb->alloc_stub, NULL);
 	KUNIT_ASSERT_EQ(test, resize_wait(fd, SZ_8M), 0);
 	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 2048), TO));
 	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->backoff_ms), 0U);
 	KUNIT_EXPECT_EQ(test, check_owned(test, fd), 2048UL);
+}
+
+/*
+ * A device alternating between two targets, both beyond what the guest
+ * can allocate, must not cut the backoff short each time: the tries stay
+ * as few as one target would give.  A target the balloon already holds
+ * (needing no allocation) still cuts it short.
+ */
+static void backoff_alternating_targets(struct kunit *test)
+{
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+	u64 fails;
+	int i;
+
+	atomic_set(&stub_calls, 0);
+	fd = bind(test, 12, true);
+	vb = vb_of(fd);
+	WRITE_ONCE(vb->alloc_stub, alloc_fails);
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_16M), 0);
+	KUNIT_ASSERT_TRUE(test, wait_cnt(fd, &vb->cnt.alloc_failures, 3));
+	fails = READ_ONCE(vb->cnt.alloc_failures);
+	/* 40 requests over about a second: 16 MiB, 24 MiB, 16 MiB, ... */
+	for (i = 0; i < 40; i++) {
+		KUNIT_ASSERT_EQ(test, resize_wait(fd, i & 1 ? SZ_16M : SZ_16M +
+						  SZ_8M), 0);
+		msleep(25);
+	}
+	KUNIT_ASSERT_TRUE(test, wait_cnt(fd, &vb->cnt.requests_resize, 41));
+	msleep(QUIET_MS);
+	/* The backoff (800 ms, then 1.6 s) held: a try or two at most. */
+	KUNIT_EXPECT_LE(test, READ_ONCE(vb->cnt.alloc_failures) - fails, 2ULL);
+	KUNIT_EXPECT_GE(test, READ_ONCE(vb->backoff_ms), 800U);
+	/* A target of 0 needs nothing allocated: it is honoured at once. */
+	KUNIT_ASSERT_EQ(test, resize_wait(fd, 0), 0);
+	KUNIT_EXPECT_TRUE(test, fake_vdev_wait(fd, !READ_ONCE(vb->backoff_ms),
+					       TO));
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->nr_blocks), 0UL);
 }
 
 /* --- the floor ------------------------------------------------------------- */
@@ -1055,7 +1099,122 @@ static void remove_with_partial_message(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, fake_vdev_complete_output(fd, stats), -ESTALE);
 }
 
+/*
+ * Blocks not sent yet are the first reclaim may take: the shrinker counts
+ * them (the device doesn't know them), and gives them back.
+ */
+static void shrinker_counts_unsent(struct kunit *test)
+{
+	struct shrink_control sc = { .gfp_mask = GFP_KERNEL };
+	unsigned long ram = totalram_pages();
+	struct fake_vdev_msg *stats;
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+	struct shrinker *s;
+
+	fd = bind_blocked(test, &stats);
+	vb = vb_of(fd);
+	s = vb->shrinker;
+	WRITE_ONCE(vb13_shrinker_mode, 2);
+	KUNIT_EXPECT_EQ(test, s->count_objects(s, &sc), BLOCKED);
+	sc.nr_to_scan = BLOCKED;
+	sc.nr_scanned = BLOCKED;
+	KUNIT_EXPECT_EQ(test, s->scan_objects(s, &sc), BLOCKED);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->nr_blocks), 0UL);
+	KUNIT_EXPECT_EQ(test, totalram_pages(), ram);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.blocks_unsent_freed), BLOCKED);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_PAGES), 0ULL);
+	WRITE_ONCE(vb13_shrinker_mode, 0);
+	KUNIT_EXPECT_EQ(test, fake_vdev_complete_output(fd, stats), 0);
+}
+
+/*
+ * The request buffers, the only memory the device writes, are an
+ * allocation of their own in whole cache lines: no CPU store to the
+ * driver's state can share a line with a device write (non-coherent DMA).
+ */
+static void requests_dma_safe(struct kunit *test)
+{
+	size_t line = max_t(size_t, L1_CACHE_BYTES, dma_get_cache_alignment());
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+	unsigned long r;
+
+	fd = bind(test, 12, true);
+	vb = vb_of(fd);
+	r = (unsigned long)vb->reqs;
+	KUNIT_EXPECT_TRUE(test, r + vb13_reqs_size() <= (unsigned long)vb ||
+			  r >= (unsigned long)(vb + 1));
+	KUNIT_EXPECT_EQ(test, r % line, 0UL);
+	KUNIT_EXPECT_EQ(test, vb13_reqs_size() % line, 0UL);
+	KUNIT_EXPECT_GE(test, vb13_reqs_size(),
+			VB13_NR_REQS * sizeof(struct virtio_balloon13_req));
+	KUNIT_EXPECT_GE(test, ksize(vb->reqs), vb13_reqs_size());
+	/* And they work: a request lands in one. */
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_4M), 0);
+	KUNIT_EXPECT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 1024), TO));
+}
+
+/*
+ * outputq failing other than by being full: the page list being filled
+ * (never sent) is freed, not stranded, and the balloon gives back all it
+ * can and stays empty.
+ */
+static void broken_outputq_gives_back(struct kunit *test)
+{
+	unsigned long ram = totalram_pages();
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+
+	fd = bind(test, 12, true);
+	vb = vb_of(fd);
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_4M), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 1024), TO));
+	__virtqueue_break(vb->vqs[VB13_VQ_OUTPUT]);
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_8M), 0);
+	KUNIT_EXPECT_TRUE(test, fake_vdev_wait(fd, READ_ONCE(vb->broken), TO));
+	KUNIT_EXPECT_TRUE(test, fake_vdev_wait(fd, !READ_ONCE(vb->nr_blocks) &&
+					       !READ_ONCE(vb->in_flight_blocks),
+					       TO));
+	KUNIT_EXPECT_EQ(test, totalram_pages(), ram);
+	KUNIT_EXPECT_GT(test, READ_ONCE(vb->cnt.blocks_unsent_freed), 0ULL);
+	/* Nothing more was sent or is kept. */
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_PAGES), 1024ULL);
+	msleep(QUIET_MS);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->nr_blocks), 0UL);
+}
+
 #ifdef CONFIG_PM_SLEEP
+/*
+ * A device whose block size changed over suspend is refused at restore
+ * (the geometry and the buffers follow page_bits): the driver stays
+ * stopped, holds nothing, and remove still works.
+ */
+static void restore_page_bits_changed(struct kunit *test)
+{
+	unsigned long ram = totalram_pages();
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+	unsigned long flags;
+
+	fd = bind(test, 12, true);
+	vb = vb_of(fd);
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_4M), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 1024), TO));
+	KUNIT_ASSERT_EQ(test, virtio_device_freeze(&fd->vdev), 0);
+	spin_lock_irqsave(&fd->config_lock, flags);
+	fd->config.page_bits = cpu_to_le32(21);
+	fd->config_gen++;
+	spin_unlock_irqrestore(&fd->config_lock, flags);
+	KUNIT_EXPECT_NE(test, virtio_device_restore(&fd->vdev), 0);
+	KUNIT_EXPECT_FALSE(test, vb->live);
+	KUNIT_EXPECT_EQ(test, vb->geom.page_bits, 12U);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->nr_blocks), 0UL);
+	KUNIT_EXPECT_EQ(test, totalram_pages(), ram);
+	fake_vdev_unregister(fd);
+	KUNIT_EXPECT_EQ(test, totalram_pages(), ram);
+}
+
 /* Freeze gives every page back; restore moves back to the last target. */
 static void freeze_restore(struct kunit *test)
 {
@@ -1428,6 +1587,88 @@ static void shrinker_episode(struct kunit *test)
 }
 
 /*
+ * The OOM batch of an episode long over does not stay: after an episode
+ * that doubled the batch, the always-on shrinker (shrinker=2) gives back
+ * about what reclaim asks for, not the old batch.
+ */
+static void shrinker_batch_decays(struct kunit *test)
+{
+	struct shrink_control sc = { .gfp_mask = GFP_KERNEL };
+	unsigned long before, freed;
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+	struct shrinker *s;
+
+	save_params(test);
+	WRITE_ONCE(vb13_oom_release_mib, 4);
+	WRITE_ONCE(vb13_oom_hold_ms, 300);
+	fd = bind(test, 12, true);
+	vb = vb_of(fd);
+	s = vb->shrinker;
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_64M), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 16384), TO));
+	/* An episode: 4, 8, 16 MiB. */
+	oom_call(vb);
+	oom_call(vb);
+	oom_call(vb);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->pressure_batch), 4096UL);
+	/* Over, and the balloon refilled. */
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 16384), TO));
+	KUNIT_EXPECT_TRUE(test, time_after_eq(jiffies,
+					      READ_ONCE(vb->episode_until)));
+	WRITE_ONCE(vb13_shrinker_mode, 2);
+	before = READ_ONCE(vb->nr_blocks);
+	sc.nr_to_scan = 64;
+	sc.nr_scanned = 64;
+	freed = s->scan_objects(s, &sc);
+	/* 64 pages in whole chunks: at most one chunk (4 MiB) more. */
+	KUNIT_EXPECT_GE(test, freed, 64UL);
+	KUNIT_EXPECT_LE(test, freed, 64UL + (1UL << vb->geom.max_order));
+	KUNIT_EXPECT_LT(test, freed, 4096UL);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->nr_blocks), before - freed);
+	WRITE_ONCE(vb13_shrinker_mode, 0);
+}
+
+/*
+ * shrinker=1: reclaim's own releases don't extend the pressure episode,
+ * or a shrinker called now and then would keep itself on and drain the
+ * balloon for good.  The episode ends a hold-off after the last OOM
+ * notification, however often reclaim calls; then the balloon refills.
+ */
+static void shrinker_episode_ends(struct kunit *test)
+{
+	struct shrink_control sc = { .gfp_mask = GFP_KERNEL };
+	unsigned long end;
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+	struct shrinker *s;
+
+	save_params(test);
+	WRITE_ONCE(vb13_shrinker_mode, 1);
+	WRITE_ONCE(vb13_oom_release_mib, 1);
+	WRITE_ONCE(vb13_oom_hold_ms, 400);
+	fd = bind(test, 12, true);
+	vb = vb_of(fd);
+	s = vb->shrinker;
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_64M), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 16384), TO));
+	KUNIT_EXPECT_GE(test, oom_call(vb), 256UL);
+	/* Reclaim calls every 50 ms for three hold-offs. */
+	end = jiffies + msecs_to_jiffies(1200);
+	while (time_before(jiffies, end)) {
+		sc.nr_to_scan = 1;
+		sc.nr_scanned = 1;
+		s->scan_objects(s, &sc);
+		msleep(50);
+	}
+	KUNIT_EXPECT_EQ(test, s->count_objects(s, &sc), SHRINK_EMPTY);
+	KUNIT_EXPECT_GT(test, READ_ONCE(vb->nr_blocks), 0UL);
+	/* Not held off for ever: back at the target. */
+	KUNIT_EXPECT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 16384), TO));
+	WRITE_ONCE(vb13_shrinker_mode, 0);
+}
+
+/*
  * Under pressure, blocks never sent go first, and what stays of a partial
  * message is sent at once rather than after the hold-off.
  */
@@ -1580,6 +1821,7 @@ static struct kunit_case vb13_driver_cases[] = {
 	KUNIT_CASE(remove_with_partial_message),
 #ifdef CONFIG_PM_SLEEP
 	KUNIT_CASE(freeze_restore),
+	KUNIT_CASE(restore_page_bits_changed),
 	KUNIT_CASE(freeze_with_held_message),
 	KUNIT_CASE_PARAM(restore_fails, restore_faults_gen_params),
 #endif
@@ -1593,6 +1835,12 @@ static struct kunit_case vb13_driver_cases[] = {
 	KUNIT_CASE(deflate_unsent_first),
 	KUNIT_CASE(oom_release_off),
 	KUNIT_CASE(pressure_release_not_offered),
+	KUNIT_CASE(shrinker_batch_decays),
+	KUNIT_CASE(shrinker_episode_ends),
+	KUNIT_CASE(shrinker_counts_unsent),
+	KUNIT_CASE(requests_dma_safe),
+	KUNIT_CASE(broken_outputq_gives_back),
+	KUNIT_CASE(backoff_alternating_targets),
 	{}
 };
 

@@ -47,6 +47,7 @@
 #include <linux/slab.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_ring.h>
+#include <asm/io.h>
 
 #include "virtio_balloon13_fake_vdev.h"
 
@@ -142,6 +143,12 @@ static void fake_vdev_used(struct fake_vdev_queue *q)
 
 /* ---- device side of a queue ---------------------------------------- */
 
+/* Leave the chain just taken available (what vringh_abandon_*() did). */
+static void fake_vdev_abandon(struct fake_vdev_queue *q)
+{
+	q->vrh.last_avail_idx--;
+}
+
 /*
  * Take the next available chain into q->riov/q->wiov.  Return 1 with
  * *head set, 0 if the driver made nothing available, -ENODEV if the queue
@@ -157,7 +164,7 @@ static int fake_vdev_getdesc(struct fake_vdev_queue *q, u16 *head, gfp_t gfp)
 		return -ENODEV;
 	ret = vringh_getdesc_iotlb(&q->vrh, &q->riov, &q->wiov, head, gfp);
 	if (ret == -ENOMEM) {
-		vringh_abandon_iotlb(&q->vrh, 1);
+		fake_vdev_abandon(q);
 		return ret;
 	}
 	if (ret < 0) {
@@ -176,8 +183,28 @@ static int fake_vdev_getdesc(struct fake_vdev_queue *q, u16 *head, gfp_t gfp)
  */
 static bool fake_vdev_rearm(struct fake_vdev_queue *q)
 {
+	struct vringh *vrh = &q->vrh;
+	__virtio16 *p;
+	u16 avail;
+
+	/*
+	 * vringh_notify_enable_iotlb() (gone in later kernels), done here:
+	 * the ring's addresses are guest-physical, and this fake maps all
+	 * memory one to one, so the direct map reaches them.
+	 */
 	lockdep_assert_held(&q->lock);
-	return vringh_notify_enable_iotlb(&q->vrh);
+	if (!vrh->event_indices) {
+		p = phys_to_virt((uintptr_t)&vrh->vring.used->flags);
+		WRITE_ONCE(*p, 0);
+	} else {
+		p = phys_to_virt((uintptr_t)&vring_avail_event(&vrh->vring));
+		WRITE_ONCE(*p, cpu_to_vringh16(vrh, vrh->last_avail_idx));
+	}
+	/* A buffer made available meanwhile: look again after the store. */
+	virtio_mb(vrh->weak_barriers);
+	p = phys_to_virt((uintptr_t)&vrh->vring.avail->idx);
+	avail = vringh16_to_cpu(vrh, READ_ONCE(*p));
+	return avail == vrh->last_avail_idx;
 }
 
 static void fake_vdev_ring_error(struct fake_vdev_queue *q)
@@ -895,12 +922,12 @@ int fake_vdev_send_raw(struct fake_vdev *fd, const void *buf, size_t len,
 		goto out;
 	}
 	if (q->riov.used) {
-		vringh_abandon_iotlb(&q->vrh, 1);
+		fake_vdev_abandon(q);
 		ret = -EPROTO;
 		goto out;
 	}
 	if (vringh_kiov_length(&q->wiov) < len) {
-		vringh_abandon_iotlb(&q->vrh, 1);
+		fake_vdev_abandon(q);
 		ret = -EMSGSIZE;
 		goto out;
 	}
@@ -1032,7 +1059,7 @@ int fake_vdev_pop_output(struct fake_vdev *fd, struct fake_vdev_msg **msgp)
 	copy = min_t(size_t, len, FAKE_VDEV_MAX_MSG_LEN);
 	msg = kvzalloc(struct_size(msg, data, copy), GFP_KERNEL);
 	if (!msg) {
-		vringh_abandon_iotlb(&q->vrh, 1);
+		fake_vdev_abandon(q);
 		ret = -ENOMEM;
 		goto out;
 	}

@@ -424,17 +424,17 @@ static inline bool fake_vdev_wait_posted(struct fake_vdev *fd, unsigned int n,
  * fake_vdev_wait_count() - wait until a counter reaches a value
  * @fd: the device.
  * @c: the counter.
- * @at_least: the value it must reach.
+ * @min_value: the value it must reach.
  * @timeout_ms: how long to wait at most, in milliseconds.
  *
  * Context: process context; sleeps.
- * Return: true if the counter reached @at_least, false on timeout.
+ * Return: true if the counter reached @min_value, false on timeout.
  */
 static inline bool fake_vdev_wait_count(struct fake_vdev *fd,
-					enum fake_vdev_counter c, u64 at_least,
+					enum fake_vdev_counter c, u64 min_value,
 					unsigned int timeout_ms)
 {
-	return fake_vdev_wait(fd, fake_vdev_count(fd, c) >= at_least,
+	return fake_vdev_wait(fd, fake_vdev_count(fd, c) >= min_value,
 			      timeout_ms);
 }
 
