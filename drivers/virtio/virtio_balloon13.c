@@ -180,6 +180,11 @@ EXPORT_SYMBOL_IF_KUNIT(vb13_floor_min_bytes);
 /* First backoff after an allocation failure, in ms; doubles up to the max. */
 #define VB13_BACKOFF_MIN_MS	100
 #define VB13_BACKOFF_MAX_MS	10000
+/*
+ * How long a release under pressure waits for the device to return a
+ * WITHDRAW message, in ms: OOM waits that long at most per notification.
+ */
+#define VB13_WITHDRAW_WAIT_MS	1000
 /* How long remove/freeze waits for the device to return page lists, in ms. */
 #define VB13_DRAIN_MS		5000
 /*
@@ -557,6 +562,7 @@ EXPORT_SYMBOL_IF_KUNIT(vb13_msg_len);
 VISIBLE_IF_KUNIT
 void vb13_msg_init(struct vb13_msg *msg)
 {
+	msg->withdraw = false;
 	msg->nr = 0;
 	msg->pages = 0;
 	INIT_LIST_HEAD(&msg->chunks);
@@ -801,8 +807,10 @@ static int vb13_out_add(struct virtio_balloon13 *vb, void *buf,
 	sg_init_one(&sg, buf, len);
 	spin_lock_irqsave(&vb->out_lock, flags);
 	err = virtqueue_add_outbuf(vq, &sg, 1, token, GFP_ATOMIC);
-	if (!err && token != vb->stats_buf)
+	if (!err && token != vb->stats_buf) {
 		vb->on_device++;
+		vb->withdraw_on_device += ((struct vb13_msg *)token)->withdraw;
+	}
 	kick = !err && virtqueue_kick_prepare(vq);
 	spin_unlock_irqrestore(&vb->out_lock, flags);
 	if (kick)
@@ -825,9 +833,11 @@ static void vb13_out_done(struct virtqueue *vq)
 		if (buf == vb->stats_buf) {
 			vb->stats_busy = false;
 		} else {
-			list_add_tail(&((struct vb13_msg *)buf)->list,
-				      &vb->done_msgs);
+			struct vb13_msg *msg = buf;
+
+			list_add_tail(&msg->list, &vb->done_msgs);
 			vb->on_device--;
+			vb->withdraw_on_device -= msg->withdraw;
 		}
 	}
 	/* A STATS answer waits for its buffer, or for room on the ring. */
@@ -863,10 +873,19 @@ static void vb13_reap(struct virtio_balloon13 *vb)
 	spin_unlock_irqrestore(&vb->out_lock, flags);
 
 	list_for_each_entry_safe(msg, tmp, &done, list) {
-		list_for_each_entry_safe(page, next, &msg->chunks, lru)
-			list_move(&page->lru,
-				  &vb->acked[vb13_chunk_order(page)]);
+		list_for_each_entry_safe(page, next, &msg->chunks, lru) {
+			if (msg->withdraw) {
+				/* The device let go of them: free now. */
+				list_del(&page->lru);
+				vb13_release_chunk(vb, page);
+			} else {
+				list_move(&page->lru,
+					  &vb->acked[vb13_chunk_order(page)]);
+			}
+		}
 		vb->in_flight_blocks -= msg->nr;
+		if (msg->withdraw)
+			vb->withdrawing -= msg->nr;
 		vb13_msg_init(msg);
 		list_move(&msg->list, &vb->free_msgs);
 	}
@@ -883,6 +902,8 @@ static void vb13_drop_msg(struct virtio_balloon13 *vb, struct vb13_msg *msg)
 		vb13_release_chunk(vb, page);
 	}
 	vb->in_flight_blocks -= msg->nr;
+	if (msg->withdraw)
+		vb->withdrawing -= msg->nr;
 	vb13_msg_init(msg);
 }
 
@@ -1031,9 +1052,111 @@ static unsigned long vb13_free_acked(struct virtio_balloon13 *vb,
 }
 
 /*
- * Give up to one batch of @want blocks back, unsent ones first.
- * Return: blocks freed; 0 when nothing freeable is left (the rest is in
- * flight, or nothing is held).
+ * Cut a chunk in two: its first @cut pages and the rest, each as naturally
+ * aligned split runs (at least a block each), on @head and @rest.
+ */
+static void vb13_cut_chunk(struct page *page, unsigned long cut,
+			   struct list_head *head, struct list_head *rest)
+{
+	unsigned long pos = 0;
+
+	vb13_split_chunk(page, cut, rest);
+	while (pos < cut) {
+		unsigned int run = pos ? __ffs(pos) : ilog2(cut);
+
+		while (pos + (1UL << run) > cut)
+			run--;
+		vb13_chunk_set(page + pos, run, true);
+		list_add_tail(&page[pos].lru, head);
+		pos += 1UL << run;
+	}
+}
+
+/*
+ * VIRTIO_BALLOON13_F_WITHDRAW: name up to @want acknowledged blocks in one
+ * WITHDRAW message, largest chunks first (with @exact, a chunk larger than
+ * what is left is cut), and send it.  The blocks stay in the balloon, not
+ * to be touched, until the device returns the message (vb13_reap() frees
+ * them then).
+ * Return: blocks named; 0 when there is nothing to withdraw, no message
+ * buffer is free, or the ring is full (a returning buffer requeues us).
+ */
+static unsigned long vb13_withdraw_acked(struct virtio_balloon13 *vb,
+					 unsigned long want, bool exact)
+{
+	const struct vb13_geom *g = &vb->geom;
+	struct page *page, *next;
+	struct vb13_msg *msg;
+	unsigned long named = 0;
+	int order, err;
+
+	lockdep_assert_held(&vb->lock);
+	if (!want || list_empty(&vb->free_msgs))
+		return 0;
+	msg = list_first_entry(&vb->free_msgs, struct vb13_msg, list);
+	vb13_msg_init(msg);
+	msg->withdraw = true;
+	msg->buf->hdr.type = cpu_to_le32(VIRTIO_BALLOON13_RESP_WITHDRAW);
+	for (order = g->max_order; order >= (int)g->block_order &&
+	     named < want; order--) {
+		struct list_head *acked = &vb->acked[order];
+		unsigned long blocks = vb13_chunk_blocks(g, order);
+
+		while (!list_empty(acked) && named < want) {
+			LIST_HEAD(head);
+			LIST_HEAD(rest);
+
+			page = list_first_entry(acked, struct page, lru);
+			if (exact && blocks > want - named) {
+				unsigned long cut = vb13_blocks_to_pages(g,
+							want - named);
+
+				if (msg->nr + want - named > g->msg_addrs ||
+				    msg->pages + cut > g->msg_pages)
+					goto send;
+				list_del(&page->lru);
+				vb13_cut_chunk(page, cut, &head, &rest);
+				list_for_each_entry_safe(page, next, &rest, lru)
+					list_move(&page->lru,
+						  &vb->acked[vb13_chunk_order(page)]);
+			} else if (!vb13_msg_room(g, msg, order)) {
+				goto send;
+			} else {
+				list_move(&page->lru, &head);
+			}
+			list_for_each_entry_safe(page, next, &head, lru) {
+				list_del(&page->lru);
+				named += vb13_msg_add(g, msg, page);
+			}
+		}
+	}
+send:
+	if (!named) {
+		vb13_msg_init(msg);
+		return 0;
+	}
+	list_del(&msg->list);
+	err = vb13_out_add(vb, msg->buf, vb13_msg_len(msg), msg);
+	if (err) {
+		/* Not sent: the chunks are acknowledged blocks again. */
+		list_for_each_entry_safe(page, next, &msg->chunks, lru)
+			list_move(&page->lru, &vb->acked[vb13_chunk_order(page)]);
+		vb13_msg_init(msg);
+		list_add(&msg->list, &vb->free_msgs);
+		return 0;
+	}
+	vb->in_flight_blocks += named;
+	vb->withdrawing += named;
+	vb13_inc(vb, messages_withdraw, 1);
+	return named;
+}
+
+/*
+ * Give up to one batch of @want blocks back, unsent ones first.  With
+ * VIRTIO_BALLOON13_F_WITHDRAW, acknowledged blocks are named in a WITHDRAW
+ * message and freed once it comes back.
+ * Return: blocks freed or leaving; 0 when nothing can go now (the rest is
+ * in flight, or nothing is held).
  */
 static unsigned long vb13_release(struct virtio_balloon13 *vb,
 				  unsigned long want, bool exact)
@@ -1043,12 +1166,25 @@ static unsigned long vb13_release(struct virtio_balloon13 *vb,
 	lockdep_assert_held(&vb->lock);
 	want = min(want, vb13_free_batch(vb));
 	freed = vb13_free_unsent(vb, want, exact);
-	if (freed < want)
-		freed += vb13_free_acked(vb, want - freed, exact);
-	return freed;
+	if (freed >= want)
+		return freed;
+	if (virtio_has_feature(vb->vdev, VIRTIO_BALLOON13_F_WITHDRAW))
+		return freed + vb13_withdraw_acked(vb, want - freed, exact);
+	return freed + vb13_free_acked(vb, want - freed, exact);
 }
 
 /* --- memory pressure ------------------------------------------------------ */
+
+static bool vb13_no_withdraw_on_device(struct virtio_balloon13 *vb)
+{
+	unsigned long flags;
+	bool none;
+
+	spin_lock_irqsave(&vb->out_lock, flags);
+	none = !vb->withdraw_on_device;
+	spin_unlock_irqrestore(&vb->out_lock, flags);
+	return none;
+}
 
 /*
  * May the balloon give memory back on its own?  Only when the device
@@ -1118,10 +1254,13 @@ static unsigned long vb13_release_under_pressure(struct virtio_balloon13 *vb,
 						 unsigned long want,
 						 bool may_sleep, bool oom)
 {
-	unsigned long freed = 0, n, hold;
+	unsigned long freed = 0, n, hold, before;
 
 	lockdep_assert_held(&vb->lock);
+	/* No refill while we give back. */
+	hold = vb13_pressure_hold(vb, oom);
 	vb13_reap(vb);
+	before = vb->nr_blocks;
 	while (freed < want) {
 		n = vb13_release(vb, want - freed, false);
 		if (!n)
@@ -1135,7 +1274,19 @@ static unsigned long vb13_release_under_pressure(struct virtio_balloon13 *vb,
 			mutex_lock(&vb->lock);
 		}
 	}
-	hold = vb13_pressure_hold(vb, oom);
+	/*
+	 * Blocks named in WITHDRAW messages are free once the device has
+	 * them back: wait for that, a while.  Those whose message doesn't
+	 * come back in time stay in the balloon until it does (or a reset).
+	 */
+	if (vb->withdrawing && may_sleep) {
+		mutex_unlock(&vb->lock);
+		wait_event_timeout(vb->out_wq, vb13_no_withdraw_on_device(vb),
+				   msecs_to_jiffies(VB13_WITHDRAW_WAIT_MS));
+		mutex_lock(&vb->lock);
+		vb13_reap(vb);
+	}
+	freed = before > vb->nr_blocks ? before - vb->nr_blocks : 0;
 	/* Below the floor's limit now, until the worker refills it. */
 	if (freed)
 		WRITE_ONCE(vb->held_by_floor, false);
@@ -1358,8 +1509,12 @@ static struct page *vb13_alloc(struct virtio_balloon13 *vb, unsigned int order)
 static int vb13_inflate_one(struct virtio_balloon13 *vb, unsigned long target)
 {
 	const struct vb13_geom *g = &vb->geom;
-	/* Only this worker adds blocks; the OOM notifier only takes some. */
-	unsigned long need = target - READ_ONCE(vb->nr_blocks);
+	/*
+	 * Only this worker adds blocks; the OOM notifier only takes some,
+	 * and blocks being withdrawn are on their way out.
+	 */
+	unsigned long need = target - (READ_ONCE(vb->nr_blocks) -
+				       READ_ONCE(vb->withdrawing));
 	unsigned int order = vb->alloc_order;
 	struct page *page;
 	int err;
@@ -1452,7 +1607,7 @@ static void vb13_resize_fn(struct work_struct *work)
 						   struct virtio_balloon13,
 						   resize_work);
 	const struct vb13_geom *g = &vb->geom;
-	unsigned long target, left;
+	unsigned long target, left, held;
 	int err;
 
 	vb->alloc_order = g->max_order;
@@ -1463,11 +1618,12 @@ static void vb13_resize_fn(struct work_struct *work)
 		mutex_lock(&vb->lock);
 		vb13_reap(vb);
 		target = vb13_effective_target(vb);
+		/* Blocks being withdrawn are on their way out already. */
+		held = vb->nr_blocks - vb->withdrawing;
 
-		if (vb->nr_blocks > target) {
+		if (held > target) {
 			/* Unsent blocks first: the device never sees them. */
-			unsigned long freed = vb13_release(vb,
-							   vb->nr_blocks - target,
+			unsigned long freed = vb13_release(vb, held - target,
 							   true);
 
 			mutex_unlock(&vb->lock);
@@ -1475,6 +1631,11 @@ static void vb13_resize_fn(struct work_struct *work)
 				return;	/* all in flight: outputq requeues us */
 			cond_resched();
 			continue;
+		}
+		if (held == target && vb->withdrawing) {
+			/* The last WITHDRAW's return requeues us. */
+			mutex_unlock(&vb->lock);
+			return;
 		}
 		if (vb->nr_blocks == target) {
 			/*
@@ -1759,6 +1920,7 @@ int vb13_counters_show(struct seq_file *f, void *offset)
 	VB13_SHOW("blocks_withdrawn", READ_ONCE(c->blocks_withdrawn));
 	VB13_SHOW("blocks_unsent_freed", READ_ONCE(c->blocks_unsent_freed));
 	VB13_SHOW("messages_pages", READ_ONCE(c->messages_pages));
+	VB13_SHOW("messages_withdraw", READ_ONCE(c->messages_withdraw));
 	VB13_SHOW("messages_stats", READ_ONCE(c->messages_stats));
 	VB13_SHOW("stats_coalesced", READ_ONCE(c->stats_coalesced));
 	VB13_SHOW("alloc_failures", READ_ONCE(c->alloc_failures));
@@ -1770,6 +1932,7 @@ int vb13_counters_show(struct seq_file *f, void *offset)
 	VB13_SHOW("held_by_floor", READ_ONCE(vb->held_by_floor));
 	VB13_SHOW("broken", READ_ONCE(vb->broken));
 	VB13_SHOW("in_flight_blocks", READ_ONCE(vb->in_flight_blocks));
+	VB13_SHOW("withdrawing_blocks", READ_ONCE(vb->withdrawing));
 	VB13_SHOW("num_blocks", READ_ONCE(vb->nr_blocks));
 	VB13_SHOW("target_blocks", READ_ONCE(vb->target_blocks));
 	VB13_SHOW("msg_max_blocks",
@@ -1849,12 +2012,14 @@ static int vb13_start_device(struct virtio_balloon13 *vb)
 	vb->fill = NULL;
 	vb13_slow_start(vb);
 	vb->in_flight_blocks = 0;
+	vb->withdrawing = 0;
 	/* New queues: outputq works again. */
 	WRITE_ONCE(vb->broken, false);
 	mutex_unlock(&vb->lock);
 	spin_lock_irqsave(&vb->out_lock, flags);
 	INIT_LIST_HEAD(&vb->done_msgs);
 	vb->on_device = 0;
+	vb->withdraw_on_device = 0;
 	vb->stats_busy = false;
 	vb->stats_pending = false;
 	spin_unlock_irqrestore(&vb->out_lock, flags);
@@ -1967,6 +2132,7 @@ static void vb13_stop_device(struct virtio_balloon13 *vb)
 		cond_resched();
 	}
 	vb->on_device = 0;
+	vb->withdraw_on_device = 0;
 	vb->stats_busy = false;
 	while (virtqueue_detach_unused_buf(vb->vqs[VB13_VQ_INPUT]))
 		;
@@ -2204,6 +2370,7 @@ static const struct virtio_device_id vb13_id_table[] = {
 MODULE_DEVICE_TABLE(virtio, vb13_id_table);
 
 static unsigned int vb13_features[] = {
+	VIRTIO_BALLOON13_F_WITHDRAW,
 	VIRTIO_BALLOON13_F_PRESSURE_RELEASE,
 };
 

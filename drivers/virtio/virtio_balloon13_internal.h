@@ -74,9 +74,12 @@ struct vb13_geom {
  *	blocks this message names.  They can't be freed while the device
  *	holds the message.
  * @list: on free_msgs, or on done_msgs once the device returned it
+ * @withdraw: a WITHDRAW message (VIRTIO_BALLOON13_F_WITHDRAW): its chunks
+ *	leave the balloon, and are freed, once the device returns it
  */
 struct vb13_msg {
 	struct virtio_balloon13_pages *buf;
+	bool withdraw;
 	unsigned int nr;
 	unsigned long pages;
 	struct list_head chunks;
@@ -100,6 +103,7 @@ struct vb13_counters {
 	u64 blocks_withdrawn;
 	u64 blocks_unsent_freed;
 	u64 messages_pages;
+	u64 messages_withdraw;
 	u64 messages_stats;
 	u64 alloc_failures;
 	u64 pressure_releases;
@@ -187,6 +191,7 @@ struct virtio_balloon13 {
 	bool stats_pending;	/* a STATS came in while it was */
 	struct list_head done_msgs;	/* returned by the device, not yet reaped */
 	unsigned int on_device;		/* page-list messages the device holds */
+	unsigned int withdraw_on_device;	/* of those, WITHDRAW messages */
 
 	/*
 	 * Guards the block accounting below, the message lists and the
@@ -206,6 +211,12 @@ struct virtio_balloon13 {
 	unsigned long msg_limit;
 	/* Blocks named by messages not yet reaped, @fill included. */
 	unsigned long in_flight_blocks;
+	/*
+	 * Of those, blocks in WITHDRAW messages: still held, already
+	 * leaving.  The balloon's size toward the target is @nr_blocks less
+	 * these.
+	 */
+	unsigned long withdrawing;
 	/* Chunks the device has acknowledged, by buddy order. */
 	struct list_head acked[MAX_PAGE_ORDER + 1];
 	unsigned long nr_blocks;	/* blocks held, acked or not */

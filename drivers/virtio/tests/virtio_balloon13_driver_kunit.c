@@ -1795,6 +1795,164 @@ static void pressure_release_not_offered(struct kunit *test)
 	KUNIT_EXPECT_LT(test, READ_ONCE(vb->nr_blocks), 2048UL);
 }
 
+/* --- explicit withdrawal (VIRTIO_BALLOON13_F_WITHDRAW) ----------------------- */
+
+static struct fake_vdev *bind_withdraw(struct kunit *test, bool auto_out)
+{
+	struct fake_vdev *fd = fake_vdev_create(test, 12);
+
+	fd->discard_fill = 0x5a;
+	fd->device_features |= BIT_ULL(FAKE_VDEV_F_WITHDRAW) |
+			       BIT_ULL(FAKE_VDEV_F_PRESSURE_RELEASE);
+	fake_vdev_set_auto(fd, auto_out);
+	KUNIT_ASSERT_EQ(test, fake_vdev_register(fd), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_bound(fd));
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait_posted(fd, VB13_NR_REQS, TO));
+	KUNIT_ASSERT_NOT_NULL(test, vb_of(fd));
+	KUNIT_ASSERT_TRUE(test, virtio_has_feature(&fd->vdev,
+						   VIRTIO_BALLOON13_F_WITHDRAW));
+	return fd;
+}
+
+/* Settled, with no WITHDRAW on its way either. */
+static bool withdrawn_at(struct virtio_balloon13 *vb, unsigned long blocks)
+{
+	return settled_at(vb, blocks) && !READ_ONCE(vb->withdrawing);
+}
+
+/*
+ * Deflating names exactly the blocks that leave in WITHDRAW messages (a
+ * chunk cut where the target falls inside it), each block the device
+ * holds; the device, counting from messages alone, ends where the driver
+ * does, and no block was freed before its WITHDRAW came back.
+ */
+static void withdraw_deflate(struct kunit *test)
+{
+	unsigned long ram;
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+
+	fd = bind_withdraw(test, true);
+	vb = vb_of(fd);
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_8M), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, withdrawn_at(vb, 2048), TO));
+	KUNIT_EXPECT_EQ(test, fake_vdev_ballooned(fd), 2048UL);
+	ram = totalram_pages();
+
+	/* 3 MiB - 4 KiB: not a whole chunk of any order above 0. */
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_2M + SZ_1M - SZ_4K), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, withdrawn_at(vb, 767), TO));
+	KUNIT_EXPECT_EQ(test, fake_vdev_ballooned(fd), 767UL);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_WITHDRAWN), 1281ULL);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_BAD_WITHDRAWN), 0ULL);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_FREED_PAGES), 0ULL);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_BAD_MSGS), 0ULL);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_WITHDRAW_MSGS),
+			READ_ONCE(vb->cnt.messages_withdraw));
+	KUNIT_EXPECT_GE(test, READ_ONCE(vb->cnt.messages_withdraw), 1ULL);
+	KUNIT_EXPECT_EQ(test, totalram_pages() - ram, 1281UL);
+	KUNIT_EXPECT_EQ(test, check_owned(test, fd), 767UL);
+
+	KUNIT_ASSERT_EQ(test, resize(fd, 0), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, withdrawn_at(vb, 0), TO));
+	KUNIT_EXPECT_EQ(test, fake_vdev_ballooned(fd), 0UL);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_WITHDRAWN), 2048ULL);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_FREED_PAGES), 0ULL);
+}
+
+/*
+ * A block named in a WITHDRAW stays in the balloon, untouched, until the
+ * device returns the message: only then does the guest get it back.
+ */
+static void withdraw_waits_for_device(struct kunit *test)
+{
+	struct fake_vdev_msg *msg;
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+	unsigned long ram;
+
+	fd = bind_withdraw(test, true);
+	vb = vb_of(fd);
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_4M), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, withdrawn_at(vb, 1024), TO));
+	ram = totalram_pages();
+	fake_vdev_set_auto(fd, false);
+	KUNIT_ASSERT_EQ(test, resize(fd, 0), 0);
+	KUNIT_ASSERT_EQ(test, fake_vdev_wait_output(fd, &msg, TO), 0);
+	KUNIT_EXPECT_EQ(test, fake_vdev_msg_type(msg),
+			(u32)VIRTIO_BALLOON13_RESP_WITHDRAW);
+	KUNIT_EXPECT_EQ(test, msg_blocks(msg), 1024UL);
+	msleep(QUIET_MS);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->nr_blocks), 1024UL);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->withdrawing), 1024UL);
+	KUNIT_EXPECT_EQ(test, totalram_pages(), ram);
+	KUNIT_ASSERT_EQ(test, fake_vdev_complete_output(fd, msg), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, withdrawn_at(vb, 0), TO));
+	KUNIT_EXPECT_EQ(test, totalram_pages(), ram + 1024);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_FREED_PAGES), 0ULL);
+	KUNIT_EXPECT_EQ(test, fake_vdev_ballooned(fd), 0UL);
+}
+
+/*
+ * Pressure release withdraws too: the OOM notifier reports only blocks
+ * whose WITHDRAW came back; a device that keeps the message holds the
+ * blocks (a bounded wait), which leave once it returns it.
+ */
+static void withdraw_oom(struct kunit *test)
+{
+	struct fake_vdev_msg *msg;
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+	unsigned long freed;
+
+	save_params(test);
+	WRITE_ONCE(vb13_oom_release_mib, 4);
+	WRITE_ONCE(vb13_oom_hold_ms, 1000);
+	fd = bind_withdraw(test, true);
+	vb = vb_of(fd);
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_16M), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, withdrawn_at(vb, 4096), TO));
+	freed = oom_call(vb);
+	KUNIT_EXPECT_GE(test, freed, 1024UL);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->nr_blocks), 4096 - freed);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_WITHDRAWN),
+			(u64)freed);
+	KUNIT_EXPECT_EQ(test, fake_vdev_ballooned(fd), 4096 - freed);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.pressure_blocks), (u64)freed);
+
+	/* The device sits on the next one: nothing is freed yet. */
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, withdrawn_at(vb, 4096), TO));
+	fake_vdev_set_auto(fd, false);
+	KUNIT_EXPECT_EQ(test, oom_call(vb), 0UL);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->nr_blocks), 4096UL);
+	KUNIT_ASSERT_EQ(test, fake_vdev_wait_output(fd, &msg, TO), 0);
+	KUNIT_EXPECT_EQ(test, fake_vdev_msg_type(msg),
+			(u32)VIRTIO_BALLOON13_RESP_WITHDRAW);
+	KUNIT_ASSERT_EQ(test, fake_vdev_complete_output(fd, msg), 0);
+	KUNIT_EXPECT_TRUE(test, fake_vdev_wait(fd, READ_ONCE(vb->nr_blocks) <
+					       4096, TO));
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_FREED_PAGES), 0ULL);
+}
+
+/* Not offered, not used: the device never sees a WITHDRAW. */
+static void withdraw_not_offered(struct kunit *test)
+{
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+
+	fd = bind(test, 12, true);
+	vb = vb_of(fd);
+	KUNIT_EXPECT_FALSE(test, virtio_has_feature(&fd->vdev,
+						    VIRTIO_BALLOON13_F_WITHDRAW));
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_8M), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 2048), TO));
+	KUNIT_ASSERT_EQ(test, resize(fd, 0), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 0), TO));
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_WITHDRAW_MSGS), 0ULL);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_BAD_MSGS), 0ULL);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.messages_withdraw), 0ULL);
+}
+
 static struct kunit_case vb13_driver_cases[] = {
 	KUNIT_CASE(probe_posts_buffers),
 	KUNIT_CASE_PARAM(probe_rejects_page_bits, hostile_bits_gen_params),
@@ -1841,6 +1999,10 @@ static struct kunit_case vb13_driver_cases[] = {
 	KUNIT_CASE(requests_dma_safe),
 	KUNIT_CASE(broken_outputq_gives_back),
 	KUNIT_CASE(backoff_alternating_targets),
+	KUNIT_CASE(withdraw_deflate),
+	KUNIT_CASE(withdraw_waits_for_device),
+	KUNIT_CASE(withdraw_oom),
+	KUNIT_CASE(withdraw_not_offered),
 	{}
 };
 

@@ -40,6 +40,7 @@
 #include <linux/delay.h>
 #include <linux/device.h>
 #include <linux/highmem.h>
+#include <linux/io.h>
 #include <linux/mm.h>
 #include <linux/mmzone.h>
 #include <linux/module.h>
@@ -47,7 +48,6 @@
 #include <linux/slab.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_ring.h>
-#include <asm/io.h>
 
 #include "virtio_balloon13_fake_vdev.h"
 
@@ -272,7 +272,29 @@ static void fake_vdev_take_block(struct fake_vdev *fd, u64 addr, u32 bits)
 			 GFP_NOWAIT | __GFP_NOWARN);
 	if (xa_is_err(entry))
 		fake_vdev_add(fd, FAKE_VDEV_RECORD_ERRORS, 1);
+	if (xa_is_err(xa_store(&fd->inb, addr >> bits, xa_mk_value(1),
+			       GFP_NOWAIT | __GFP_NOWARN)))
+		fake_vdev_add(fd, FAKE_VDEV_RECORD_ERRORS, 1);
 	fake_vdev_add(fd, FAKE_VDEV_PAGES, 1);
+}
+
+/*
+ * A WITHDRAW entry: the block leaves the balloon.  The driver must not
+ * have freed it yet (it waits for this buffer to come back); one not in
+ * the balloon is counted, and the message's other entries still act.
+ */
+static void fake_vdev_withdraw_block(struct fake_vdev *fd, u64 addr, u32 bits)
+{
+	if (bits < 9 || bits > 40 || (addr & (BIT_ULL(bits) - 1)) ||
+	    !xa_load(&fd->inb, addr >> bits)) {
+		fake_vdev_add(fd, FAKE_VDEV_BAD_WITHDRAWN, 1);
+		return;
+	}
+	if (pfn_valid(PHYS_PFN(addr)) &&
+	    is_free_buddy_page(pfn_to_page(PHYS_PFN(addr))))
+		fake_vdev_add(fd, FAKE_VDEV_FREED_PAGES, 1);
+	xa_erase(&fd->inb, addr >> bits);
+	fake_vdev_add(fd, FAKE_VDEV_WITHDRAWN, 1);
 }
 
 static void fake_vdev_take_stats(struct fake_vdev *fd, const __le64 *w,
@@ -326,6 +348,15 @@ static void fake_vdev_consume(struct fake_vdev *fd, const u8 *data,
 				cond_resched();
 		}
 		fake_vdev_add(fd, FAKE_VDEV_PAGE_MSGS, 1);
+		return;
+	case FAKE_VDEV_MSG_WITHDRAW:
+		if (!body || body % 8 ||
+		    !(fd->vdev.features & BIT_ULL(FAKE_VDEV_F_WITHDRAW)))
+			goto bad;
+		bits = fake_vdev_page_bits(fd);
+		for (i = 0; i < body / 8; i++)
+			fake_vdev_withdraw_block(fd, le64_to_cpu(w[i]), bits);
+		fake_vdev_add(fd, FAKE_VDEV_WITHDRAW_MSGS, 1);
 		return;
 	case FAKE_VDEV_MSG_STATS:
 		if (body % 16)
@@ -456,6 +487,10 @@ static void fake_vdev_reset(struct virtio_device *vdev)
 
 	for (i = 0; i < FAKE_VDEV_NUM_VQS; i++)
 		fake_vdev_stop_queue(&fd->q[i]);
+	/* After a reset the balloon is empty. */
+	mutex_lock(&fd->q[FAKE_VDEV_OUTPUTQ].lock);
+	xa_destroy(&fd->inb);
+	mutex_unlock(&fd->q[FAKE_VDEV_OUTPUTQ].lock);
 	WRITE_ONCE(fd->status, 0);
 	fake_vdev_event(fd);
 }
@@ -674,6 +709,7 @@ static void fake_vdev_destroy(void *data)
 	}
 	vhost_iotlb_reset(&fd->iotlb);
 	xa_destroy(&fd->pages);
+	xa_destroy(&fd->inb);
 	kvfree(fd->scratch);
 	kfree(fd);
 }
@@ -733,6 +769,7 @@ struct fake_vdev *fake_vdev_create_id(struct kunit *test, u32 device_id,
 	INIT_LIST_HEAD(&fd->held);
 	init_waitqueue_head(&fd->wq);
 	xa_init(&fd->pages);
+	xa_init(&fd->inb);
 	spin_lock_init(&fd->stats_lock);
 	for (i = 0; i < FAKE_VDEV_NUM_VQS; i++) {
 		struct fake_vdev_queue *q = &fd->q[i];
@@ -1244,6 +1281,26 @@ int fake_vdev_interrupt(struct fake_vdev *fd, unsigned int vq)
  * Return: the number of page-list entries naming @addr that the device
  * accepted (0 if none, or if recording it failed for lack of memory).
  */
+/**
+ * fake_vdev_ballooned() - blocks in the balloon, counted from messages
+ * @fd: the device.
+ *
+ * What a device that negotiated VIRTIO_BALLOON13_F_WITHDRAW counts: blocks
+ * named by PAGES and not by a WITHDRAW since (or since the records were
+ * cleared).
+ *
+ * Return: the number of such blocks.
+ */
+unsigned long fake_vdev_ballooned(struct fake_vdev *fd)
+{
+	unsigned long index, n = 0;
+	void *entry;
+
+	xa_for_each(&fd->inb, index, entry)
+		n++;
+	return n;
+}
+
 unsigned int fake_vdev_page_seen(struct fake_vdev *fd, u64 addr)
 {
 	u32 bits = fake_vdev_page_bits(fd);
@@ -1283,6 +1340,7 @@ void fake_vdev_clear_records(struct fake_vdev *fd)
 
 	mutex_lock(&q->lock);
 	xa_destroy(&fd->pages);
+	xa_destroy(&fd->inb);
 	spin_lock_irqsave(&fd->stats_lock, flags);
 	memset(&fd->stats, 0, sizeof(fd->stats));
 	spin_unlock_irqrestore(&fd->stats_lock, flags);

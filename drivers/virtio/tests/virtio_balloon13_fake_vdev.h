@@ -60,6 +60,7 @@ struct kunit;
 #define FAKE_VDEV_REQ_STATS		1
 #define FAKE_VDEV_MSG_PAGES		0
 #define FAKE_VDEV_MSG_STATS		1
+#define FAKE_VDEV_MSG_WITHDRAW		2
 
 /* Size of a request, and of the header in front of every message. */
 #define FAKE_VDEV_REQ_LEN		16
@@ -109,6 +110,12 @@ enum fake_vdev_vq {
  *	recording them failed for lack of memory (the device never waits
  *	for memory the driver might be freeing for it).
  * @FAKE_VDEV_RING_ERRORS: malformed rings; the queue stops working.
+ * @FAKE_VDEV_WITHDRAW_MSGS: well-formed WITHDRAW messages (only with
+ *	%FAKE_VDEV_F_WITHDRAW negotiated; otherwise they are bad messages).
+ * @FAKE_VDEV_WITHDRAWN: WITHDRAW entries naming a block in the balloon,
+ *	which leaves it.
+ * @FAKE_VDEV_BAD_WITHDRAWN: WITHDRAW entries naming a block not in the
+ *	balloon (or unaligned): counted, the other entries still act.
  * @FAKE_VDEV_NR_COUNTERS: number of counters.
  */
 enum fake_vdev_counter {
@@ -127,6 +134,9 @@ enum fake_vdev_counter {
 	FAKE_VDEV_FREED_PAGES,
 	FAKE_VDEV_RECORD_ERRORS,
 	FAKE_VDEV_RING_ERRORS,
+	FAKE_VDEV_WITHDRAW_MSGS,
+	FAKE_VDEV_WITHDRAWN,
+	FAKE_VDEV_BAD_WITHDRAWN,
 	FAKE_VDEV_NR_COUNTERS
 };
 
@@ -238,6 +248,8 @@ struct fake_vdev_queue {
  * @count: the counters.
  * @events: bumped on every device event; wakes @wq.
  * @wq: the wait helpers sleep here.
+ * @inb: the blocks in the balloon as the device counts them from messages
+ *	alone (PAGES adds, WITHDRAW removes): index address >> page_bits.
  * @pages: every accepted page-list entry: index address >> page_bits,
  *	value xa_mk_value(times seen).
  * @stats_lock: protects @stats.
@@ -276,6 +288,7 @@ struct fake_vdev {
 	atomic_long_t events;
 	wait_queue_head_t wq;
 	struct xarray pages;
+	struct xarray inb;
 	spinlock_t stats_lock;		/* stats */
 	struct fake_vdev_stats stats;
 };
@@ -309,6 +322,7 @@ void fake_vdev_flush(struct fake_vdev *fd);
 int fake_vdev_interrupt(struct fake_vdev *fd, unsigned int vq);
 
 unsigned int fake_vdev_page_seen(struct fake_vdev *fd, u64 addr);
+unsigned long fake_vdev_ballooned(struct fake_vdev *fd);
 void fake_vdev_get_stats(struct fake_vdev *fd, struct fake_vdev_stats *stats);
 void fake_vdev_clear_records(struct fake_vdev *fd);
 
