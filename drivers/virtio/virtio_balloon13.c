@@ -112,6 +112,7 @@
 #include <linux/gfp.h>
 #include <linux/jiffies.h>
 #include <linux/log2.h>
+#include <linux/memory.h>
 #include <linux/minmax.h>
 #include <linux/mm.h>
 #include <linux/module.h>
@@ -139,9 +140,17 @@
  * Module parameters.  The KUnit suite changes them, and the tunables below
  * them, directly.
  */
+VISIBLE_IF_KUNIT
+int vb13_floor_mib_set(const char *val, const struct kernel_param *kp);
+
+static const struct kernel_param_ops vb13_floor_mib_ops = {
+	.set = vb13_floor_mib_set,
+	.get = param_get_uint,
+};
+
 VISIBLE_IF_KUNIT unsigned int vb13_floor_mib;
 EXPORT_SYMBOL_IF_KUNIT(vb13_floor_mib);
-module_param_named(floor_mib, vb13_floor_mib, uint, 0644);
+module_param_cb(floor_mib, &vb13_floor_mib_ops, &vb13_floor_mib, 0644);
 MODULE_PARM_DESC(floor_mib,
 		 "Guest memory in MiB never given to the balloon (0 = auto: max(128 MiB, RAM/16), RAM counting the balloon)");
 
@@ -1082,7 +1091,9 @@ static void vb13_cut_chunk(struct page *page, unsigned long cut,
  * buffer is free, or the ring is full (a returning buffer requeues us).
  */
 static unsigned long vb13_withdraw_acked(struct virtio_balloon13 *vb,
-					 unsigned long want, bool exact)
+					 unsigned long want, bool exact,
+					 unsigned long start_pfn,
+					 unsigned long end_pfn)
 {
 	const struct vb13_geom *g = &vb->geom;
 	struct page *page, *next;
@@ -1102,11 +1113,17 @@ static unsigned long vb13_withdraw_acked(struct virtio_balloon13 *vb,
 		struct list_head *acked = &vb->acked[order];
 		unsigned long blocks = vb13_chunk_blocks(g, order);
 
-		while (!list_empty(acked) && named < want) {
+		struct page *tmp;
+
+		list_for_each_entry_safe(page, tmp, acked, lru) {
 			LIST_HEAD(head);
 			LIST_HEAD(rest);
 
-			page = list_first_entry(acked, struct page, lru);
+			if (named >= want)
+				break;
+			if (page_to_pfn(page) < start_pfn ||
+			    page_to_pfn(page) >= end_pfn)
+				continue;
 			if (exact && blocks > want - named) {
 				unsigned long cut = vb13_blocks_to_pages(g,
 							want - named);
@@ -1169,11 +1186,23 @@ static unsigned long vb13_release(struct virtio_balloon13 *vb,
 	if (freed >= want)
 		return freed;
 	if (virtio_has_feature(vb->vdev, VIRTIO_BALLOON13_F_WITHDRAW))
-		return freed + vb13_withdraw_acked(vb, want - freed, exact);
+		return freed + vb13_withdraw_acked(vb, want - freed, exact, 0,
+						   ULONG_MAX);
 	return freed + vb13_free_acked(vb, want - freed, exact);
 }
 
 /* --- memory pressure ------------------------------------------------------ */
+
+static bool vb13_nothing_on_device(struct virtio_balloon13 *vb)
+{
+	unsigned long flags;
+	bool none;
+
+	spin_lock_irqsave(&vb->out_lock, flags);
+	none = !vb->on_device;
+	spin_unlock_irqrestore(&vb->out_lock, flags);
+	return none;
+}
 
 static bool vb13_no_withdraw_on_device(struct virtio_balloon13 *vb)
 {
@@ -1835,6 +1864,164 @@ static void vb13_req_fn(struct work_struct *work)
 		vb13_inc(vb, spurious_callbacks, 1);
 }
 
+/* --- limits that change: memory hotplug, floor_mib ------------------------- */
+
+/* Every bound balloon, for what changes all their limits at once. */
+static LIST_HEAD(vb13_instances);
+static DEFINE_MUTEX(vb13_instances_lock);
+
+/* floor_mib written: every balloon moves to what the new floor allows. */
+VISIBLE_IF_KUNIT
+int vb13_floor_mib_set(const char *val, const struct kernel_param *kp)
+{
+	struct virtio_balloon13 *vb;
+	int err;
+
+	err = param_set_uint(val, kp);
+	if (err)
+		return err;
+	mutex_lock(&vb13_instances_lock);
+	list_for_each_entry(vb, &vb13_instances, instance)
+		vb13_queue_resize(vb, 0, true);
+	mutex_unlock(&vb13_instances_lock);
+	return 0;
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_floor_mib_set);
+
+/* How long offlining waits for the device to return messages, in ms. */
+#define VB13_OFFLINE_WAIT_MS	1000
+
+static bool vb13_in_range(struct page *page, unsigned long start,
+			  unsigned long end)
+{
+	unsigned long pfn = page_to_pfn(page);
+
+	return pfn >= start && pfn < end;
+}
+
+/* Does a page list the device holds name memory in [start, end)? */
+static bool vb13_range_on_device(struct virtio_balloon13 *vb,
+				 unsigned long start, unsigned long end)
+{
+	struct page *page;
+	unsigned int i;
+
+	lockdep_assert_held(&vb->lock);
+	for (i = 0; i < vb->nr_msgs; i++) {
+		if (&vb->msgs[i] == vb->fill)
+			continue;
+		list_for_each_entry(page, &vb->msgs[i].chunks, lru)
+			if (vb13_in_range(page, start, end))
+				return true;
+	}
+	return false;
+}
+
+/*
+ * Memory in [start, end) is going offline: give back every block of it
+ * the balloon holds, so that offlining finds free pages rather than
+ * PageOffline pages with references.  Unsent blocks go at once; blocks on
+ * the device wait for it (a while); acknowledged ones are freed (withdrawn
+ * by access) or, with VIRTIO_BALLOON13_F_WITHDRAW, named in WITHDRAW
+ * messages first.  The range is isolated: nothing allocates from it now.
+ * Return: 0, or -EBUSY if some of it is still in the balloon.
+ */
+static int vb13_offline_range(struct virtio_balloon13 *vb, unsigned long start,
+			      unsigned long end)
+{
+	bool withdraw = virtio_has_feature(vb->vdev,
+					   VIRTIO_BALLOON13_F_WITHDRAW);
+	unsigned long deadline = jiffies + msecs_to_jiffies(VB13_OFFLINE_WAIT_MS);
+	unsigned long freed = 0, before;
+	struct page *page, *next;
+	int order, err = 0;
+
+	mutex_lock(&vb->lock);
+	vb13_reap(vb);
+	before = vb->nr_blocks;
+	/* Unsent: the device never saw them (the worker sends the rest). */
+	if (vb->fill && vb->fill->nr)
+		vb13_free_unsent(vb, ULONG_MAX, false);
+	while (vb13_range_on_device(vb, start, end) ||
+	       (withdraw && vb->withdrawing)) {
+		long left = deadline - jiffies;
+
+		mutex_unlock(&vb->lock);
+		if (left > 0)
+			wait_event_timeout(vb->out_wq,
+					   vb13_nothing_on_device(vb), left);
+		mutex_lock(&vb->lock);
+		vb13_reap(vb);
+		if (time_after_eq(jiffies, deadline))
+			break;
+	}
+	do {
+		if (withdraw) {
+			/* As many messages as there are free buffers. */
+			while (vb13_withdraw_acked(vb, ULONG_MAX, false, start,
+						   end))
+				;
+		} else {
+			for (order = 0; order <= MAX_PAGE_ORDER; order++)
+				list_for_each_entry_safe(page, next,
+							 &vb->acked[order], lru)
+					if (vb13_in_range(page, start, end)) {
+						list_del(&page->lru);
+						vb13_release_chunk(vb, page);
+					}
+		}
+		if (!withdraw || !vb->withdrawing)
+			break;
+		mutex_unlock(&vb->lock);
+		wait_event_timeout(vb->out_wq, vb13_no_withdraw_on_device(vb),
+				   max_t(long, deadline - jiffies, 1));
+		mutex_lock(&vb->lock);
+		vb13_reap(vb);
+	} while (time_before(jiffies, deadline));
+	if (vb13_range_on_device(vb, start, end))
+		err = -EBUSY;
+	for (order = 0; !err && order <= MAX_PAGE_ORDER; order++)
+		list_for_each_entry(page, &vb->acked[order], lru)
+			if (vb13_in_range(page, start, end))
+				err = -EBUSY;
+	if (before > vb->nr_blocks)
+		freed = before - vb->nr_blocks;
+	vb13_inc(vb, hotplug_blocks, freed);
+	mutex_unlock(&vb->lock);
+	if (err)
+		dev_info(&vb->vdev->dev,
+			 "memory going offline is still in flight to the device\n");
+	return err;
+}
+
+/*
+ * Memory hotplug: blocks in memory going offline leave the balloon first;
+ * after memory comes or goes (or an offline is cancelled) the floor and
+ * the limits it sets are evaluated afresh by the resize worker.
+ */
+static int vb13_memory_notify(struct notifier_block *nb, unsigned long action,
+			      void *arg)
+{
+	struct virtio_balloon13 *vb = container_of(nb, struct virtio_balloon13,
+						   mem_nb);
+	struct memory_notify *mn = arg;
+
+	switch (action) {
+	case MEM_GOING_OFFLINE:
+		if (vb13_offline_range(vb, mn->start_pfn,
+				       mn->start_pfn + mn->nr_pages))
+			return NOTIFY_BAD;
+		break;
+	case MEM_ONLINE:
+	case MEM_OFFLINE:
+	case MEM_CANCEL_ONLINE:
+	case MEM_CANCEL_OFFLINE:
+		vb13_queue_resize(vb, 0, true);
+		break;
+	}
+	return NOTIFY_OK;
+}
+
 /* --- sysfs ---------------------------------------------------------------- */
 
 static struct virtio_balloon13 *dev_to_vb(struct device *dev)
@@ -1926,6 +2113,7 @@ int vb13_counters_show(struct seq_file *f, void *offset)
 	VB13_SHOW("alloc_failures", READ_ONCE(c->alloc_failures));
 	VB13_SHOW("pressure_releases", READ_ONCE(c->pressure_releases));
 	VB13_SHOW("pressure_blocks", READ_ONCE(c->pressure_blocks));
+	VB13_SHOW("hotplug_blocks", READ_ONCE(c->hotplug_blocks));
 	VB13_SHOW("backoff_ms", READ_ONCE(vb->backoff_ms));
 	VB13_SHOW("hold_ms", until && time_before(now, until) ?
 		  jiffies_to_msecs(until - now) : 0);
@@ -2051,17 +2239,6 @@ out_del:
 	vb->vdev->config->del_vqs(vb->vdev);
 	memset(vb->vqs, 0, sizeof(vb->vqs));
 	return err;
-}
-
-static bool vb13_nothing_on_device(struct virtio_balloon13 *vb)
-{
-	unsigned long flags;
-	bool none;
-
-	spin_lock_irqsave(&vb->out_lock, flags);
-	none = !vb->on_device;
-	spin_unlock_irqrestore(&vb->out_lock, flags);
-	return none;
 }
 
 /* Free every acknowledged block, a batch per hold of the lock. */
@@ -2294,6 +2471,13 @@ static int vb13_probe(struct virtio_device *vdev)
 	err = vb13_shrinker_init(vb);
 	if (err)
 		goto out_oom;
+	vb->mem_nb.notifier_call = vb13_memory_notify;
+	err = register_memory_notifier(&vb->mem_nb);
+	if (err)
+		goto out_shrinker;
+	mutex_lock(&vb13_instances_lock);
+	list_add(&vb->instance, &vb13_instances);
+	mutex_unlock(&vb13_instances_lock);
 
 	vb13_debugfs_init(vb);
 	dev_info(&vdev->dev, "balloon ready: %u-byte blocks, messages of %lu KiB (%u addresses), %u in flight, %u requests posted, floor %lu MiB\n",
@@ -2302,6 +2486,8 @@ static int vb13_probe(struct virtio_device *vdev)
 		 vb13_floor_pages() >> (20 - PAGE_SHIFT));
 	return 0;
 
+out_shrinker:
+	vb13_shrinker_exit(vb);
 out_oom:
 	unregister_oom_notifier(&vb->oom_nb);
 out_stop:
@@ -2318,6 +2504,10 @@ static void vb13_remove(struct virtio_device *vdev)
 	struct virtio_balloon13 *vb = vdev->priv;
 
 	vb13_debugfs_exit(vb);
+	mutex_lock(&vb13_instances_lock);
+	list_del(&vb->instance);
+	mutex_unlock(&vb13_instances_lock);
+	unregister_memory_notifier(&vb->mem_nb);
 	vb13_shrinker_exit(vb);
 	unregister_oom_notifier(&vb->oom_nb);
 	vb13_stop_device(vb);

@@ -108,6 +108,7 @@ struct vb13_counters {
 	u64 alloc_failures;
 	u64 pressure_releases;
 	u64 pressure_blocks;
+	u64 hotplug_blocks;
 	u64 stats_coalesced;
 	u64 request_budget_hits;
 };
@@ -257,6 +258,9 @@ struct virtio_balloon13 {
 	unsigned long episode_until;
 
 	struct notifier_block oom_nb;
+	struct notifier_block mem_nb;
+	/* On vb13_instances, under vb13_instances_lock. */
+	struct list_head instance;
 	struct shrinker *shrinker;
 	struct vb13_counters cnt;
 	struct dentry *debugfs;
@@ -329,6 +333,8 @@ unsigned long vb13_floor_pages(void);
 unsigned long vb13_max_blocks(struct virtio_balloon13 *vb);
 int vb13_counters_show(struct seq_file *f, void *offset);
 size_t vb13_reqs_size(void);
+struct kernel_param;
+int vb13_floor_mib_set(const char *val, const struct kernel_param *kp);
 #endif
 
 #endif /* _VIRTIO_BALLOON13_INTERNAL_H */

@@ -5,6 +5,8 @@
  */
 #include <kunit/test.h>
 #include <linux/delay.h>
+#include <linux/memory.h>
+#include <linux/moduleparam.h>
 #include <linux/dma-mapping.h>
 #include <linux/mm.h>
 #include <linux/page-flags.h>
@@ -1953,6 +1955,166 @@ static void withdraw_not_offered(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.messages_withdraw), 0ULL);
 }
 
+/* --- memory hotplug and the floor ------------------------------------------ */
+
+/* 128 MiB, x86's memory block: the memory notifier sees whole blocks. */
+#define MEMBLOCK_PAGES	(SZ_128M >> PAGE_SHIFT)
+
+static int mem_notify(struct virtio_balloon13 *vb, unsigned long action,
+		      unsigned long start_pfn)
+{
+	struct memory_notify mn = {
+		.start_pfn = start_pfn,
+		.nr_pages = MEMBLOCK_PAGES,
+	};
+
+	return vb->mem_nb.notifier_call(&vb->mem_nb, action, &mn);
+}
+
+/* Blocks of acknowledged chunks in the memory block at @start_pfn. */
+static unsigned long acked_in(struct virtio_balloon13 *vb,
+			      unsigned long start_pfn)
+{
+	unsigned long n = 0, pfn;
+	struct page *page;
+	int order;
+
+	mutex_lock(&vb->lock);
+	for (order = 0; order <= MAX_PAGE_ORDER; order++)
+		list_for_each_entry(page, &vb->acked[order], lru) {
+			pfn = page_to_pfn(page);
+			if (pfn >= start_pfn && pfn < start_pfn + MEMBLOCK_PAGES)
+				n += vb13_chunk_blocks(&vb->geom, order);
+		}
+	mutex_unlock(&vb->lock);
+	return n;
+}
+
+/* The memory block holding the balloon's first acknowledged chunk. */
+static unsigned long a_ballooned_memblock(struct virtio_balloon13 *vb)
+{
+	unsigned long pfn = ULONG_MAX;
+	int order;
+
+	mutex_lock(&vb->lock);
+	for (order = MAX_PAGE_ORDER; order >= 0 && pfn == ULONG_MAX; order--)
+		if (!list_empty(&vb->acked[order]))
+			pfn = page_to_pfn(list_first_entry(&vb->acked[order],
+							   struct page, lru));
+	mutex_unlock(&vb->lock);
+	return round_down(pfn, MEMBLOCK_PAGES);
+}
+
+/*
+ * Memory going offline: every block of the balloon in it is freed
+ * (withdrawn by access: it was acknowledged), so offlining finds free
+ * pages; a cancelled offline sends the balloon back to its target.
+ */
+static void memory_offline_frees(struct kunit *test)
+{
+	unsigned long start, n;
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+
+	fd = bind(test, 12, true);
+	vb = vb_of(fd);
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_64M), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 16384), TO));
+	start = a_ballooned_memblock(vb);
+	n = acked_in(vb, start);
+	KUNIT_ASSERT_GT(test, n, 0UL);
+	KUNIT_EXPECT_EQ(test, mem_notify(vb, MEM_GOING_OFFLINE, start),
+			NOTIFY_OK);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.hotplug_blocks), (u64)n);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_FREED_PAGES), 0ULL);
+	KUNIT_EXPECT_EQ(test, mem_notify(vb, MEM_CANCEL_OFFLINE, start),
+			NOTIFY_OK);
+	KUNIT_EXPECT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 16384), TO));
+}
+
+/* With VIRTIO_BALLOON13_F_WITHDRAW, the device is told before they go. */
+static void memory_offline_withdraws(struct kunit *test)
+{
+	unsigned long start, n;
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+
+	fd = bind_withdraw(test, true);
+	vb = vb_of(fd);
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_64M), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, withdrawn_at(vb, 16384), TO));
+	start = a_ballooned_memblock(vb);
+	n = acked_in(vb, start);
+	KUNIT_ASSERT_GT(test, n, 0UL);
+	KUNIT_EXPECT_EQ(test, mem_notify(vb, MEM_GOING_OFFLINE, start),
+			NOTIFY_OK);
+	KUNIT_EXPECT_EQ(test, acked_in(vb, start), 0UL);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.hotplug_blocks), (u64)n);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_WITHDRAWN), (u64)n);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_FREED_PAGES), 0ULL);
+	KUNIT_EXPECT_EQ(test, mem_notify(vb, MEM_CANCEL_OFFLINE, start),
+			NOTIFY_OK);
+	KUNIT_EXPECT_TRUE(test, fake_vdev_wait(fd, withdrawn_at(vb, 16384), TO));
+	KUNIT_EXPECT_EQ(test, fake_vdev_ballooned(fd), 16384UL);
+}
+
+/*
+ * Memory whose blocks the device still holds can't go offline (they may
+ * be discarded yet): the notifier waits a while, then refuses.
+ */
+static void memory_offline_in_flight(struct kunit *test)
+{
+	struct fake_vdev_msg *msg;
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+	unsigned long start;
+
+	fd = bind(test, 12, false);
+	vb = vb_of(fd);
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_1M), 0);
+	KUNIT_ASSERT_EQ(test, fake_vdev_wait_output(fd, &msg, TO), 0);
+	KUNIT_ASSERT_GE(test, msg->len, 16UL);
+	start = round_down(PHYS_PFN(le64_to_cpu(*(__le64 *)(msg->data + 8))),
+			   MEMBLOCK_PAGES);
+	KUNIT_EXPECT_EQ(test, mem_notify(vb, MEM_GOING_OFFLINE, start),
+			NOTIFY_BAD);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->nr_blocks), 256UL);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_FREED_PAGES), 0ULL);
+	KUNIT_ASSERT_EQ(test, fake_vdev_complete_output(fd, msg), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 256), TO));
+	KUNIT_EXPECT_EQ(test, mem_notify(vb, MEM_GOING_OFFLINE, start),
+			NOTIFY_OK);
+}
+
+/*
+ * Writing floor_mib moves the balloon to what the new floor allows at
+ * once, without waiting for the device's next RESIZE.
+ */
+static void floor_write_requeues(struct kunit *test)
+{
+	const struct kernel_param kp = { .arg = &vb13_floor_mib };
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+	char val[24];
+
+	save_params(test);
+	fd = bind(test, 12, true);
+	vb = vb_of(fd);
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_64M), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 16384), TO));
+	/* Room for 16 MiB (what the balloon holds counts as RAM). */
+	snprintf(val, sizeof(val), "%lu",
+		 (vb13_ram_pages() >> (20 - PAGE_SHIFT)) - 16);
+	KUNIT_ASSERT_EQ(test, vb13_floor_mib_set(val, &kp), 0);
+	KUNIT_EXPECT_TRUE(test, fake_vdev_wait(fd, READ_ONCE(vb->nr_blocks) <=
+					       4096 + 256 &&
+					       READ_ONCE(vb->held_by_floor),
+					       TO));
+	snprintf(val, sizeof(val), "0");
+	KUNIT_ASSERT_EQ(test, vb13_floor_mib_set(val, &kp), 0);
+	KUNIT_EXPECT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 16384), TO));
+}
+
 static struct kunit_case vb13_driver_cases[] = {
 	KUNIT_CASE(probe_posts_buffers),
 	KUNIT_CASE_PARAM(probe_rejects_page_bits, hostile_bits_gen_params),
@@ -2003,6 +2165,10 @@ static struct kunit_case vb13_driver_cases[] = {
 	KUNIT_CASE(withdraw_waits_for_device),
 	KUNIT_CASE(withdraw_oom),
 	KUNIT_CASE(withdraw_not_offered),
+	KUNIT_CASE(memory_offline_frees),
+	KUNIT_CASE(memory_offline_withdraws),
+	KUNIT_CASE(memory_offline_in_flight),
+	KUNIT_CASE(floor_write_requeues),
 	{}
 };
 
