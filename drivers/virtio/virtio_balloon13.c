@@ -392,11 +392,12 @@ EXPORT_SYMBOL_IF_KUNIT(vb13_chunk_order);
  * @g: geometry
  * @order: buddy order, >= @g->block_order
  *
- * Orders above the block order are opportunistic: they neither reclaim
- * nor wake kswapd, so a fragmented guest falls back to smaller chunks
- * instead of compacting for us.  The block order itself may reclaim once
- * but never retries and never invokes the OOM killer.  Every page of the
- * chunk is marked PageOffline().
+ * Every order is first taken from free memory only, neither reclaiming
+ * nor waking kswapd, so a fragmented guest falls back to smaller chunks
+ * instead of compacting for us.  Only the block order, when free memory
+ * has none, may then reclaim (and compact) once; it never retries and
+ * never invokes the OOM killer.  Every page of the chunk is marked
+ * PageOffline().
  *
  * Context: may sleep; must not be called with the balloon lock held.
  * Return: the head page, or NULL.
@@ -409,9 +410,16 @@ struct page *vb13_alloc_chunk(const struct vb13_geom *g, unsigned int order)
 	struct page *page;
 	unsigned long i;
 
-	if (order > g->block_order)
-		gfp &= ~__GFP_RECLAIM;
-	page = alloc_pages(gfp, order);
+	/*
+	 * Free memory first, at every order: a chunk the free lists can't
+	 * give without reclaim is not worth waking kswapd or compacting for
+	 * (that is how a balloon of 2 MiB blocks would take the guest's huge
+	 * pages).  Only the block order itself, the last resort, may then
+	 * reclaim and compact, once.
+	 */
+	page = alloc_pages(gfp & ~__GFP_RECLAIM, order);
+	if (!page && order == g->block_order)
+		page = alloc_pages(gfp, order);
 	if (!page)
 		return NULL;
 	/* Not while /proc/kcore reads the pages it found online. */

@@ -4,6 +4,7 @@
  * 13 (virtio_balloon13_fake_vdev.c): real virtqueues, the device side served with vringh.
  */
 #include <kunit/test.h>
+#include <linux/completion.h>
 #include <linux/delay.h>
 #include <linux/memory.h>
 #include <linux/moduleparam.h>
@@ -1955,6 +1956,144 @@ static void withdraw_not_offered(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.messages_withdraw), 0ULL);
 }
 
+/* --- paths the first review found untested ----------------------------------- */
+
+/*
+ * OOM while the device holds every page list: only blocks it returned (or
+ * never saw) may go; those it holds stay, and none is freed early.
+ */
+static void oom_with_messages_held(struct kunit *test)
+{
+	struct fake_vdev_msg *msgs[VB13_NR_MSGS];
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+	unsigned long freed;
+	unsigned int n, i;
+
+	save_params(test);
+	WRITE_ONCE(vb13_oom_release_mib, 64);
+	fd = bind(test, 12, true);
+	vb = vb_of(fd);
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_8M), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 2048), TO));
+	fake_vdev_set_auto(fd, false);
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_16M), 0);
+	n = hold_msgs(test, fd, msgs, VB13_NR_MSGS, 1024);
+	freed = oom_call(vb);
+	/* The 2048 acknowledged blocks, and whatever was not sent yet. */
+	KUNIT_EXPECT_GE(test, freed, 2048UL);
+	KUNIT_EXPECT_GE(test, READ_ONCE(vb->nr_blocks), 1024UL);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_FREED_PAGES), 0ULL);
+	for (i = 0; i < n; i++)
+		KUNIT_ASSERT_EQ(test, fake_vdev_complete_output(fd, msgs[i]), 0);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_FREED_PAGES), 0ULL);
+	fake_vdev_set_auto(fd, true);
+}
+
+static DECLARE_COMPLETION(stub_go);
+static atomic_t stub_waiting = ATOMIC_INIT(0);
+
+/* The allocator stalls (as under reclaim) until the test lets it go. */
+static struct page *alloc_stalls(struct virtio_balloon13 *vb,
+				 unsigned int order)
+{
+	if (order > vb->geom.block_order)
+		return NULL;
+	if (atomic_inc_return(&stub_waiting) == 64)
+		wait_for_completion_timeout(&stub_go, 10 * HZ);
+	return vb13_alloc_chunk(&vb->geom, order);
+}
+
+/*
+ * OOM racing the worker mid-allocation: the worker allocates without the
+ * balloon lock, so the notifier goes ahead (giving back what is not on
+ * the device), and the sizes add up once the worker resumes.
+ */
+static void oom_racing_allocation(struct kunit *test)
+{
+	unsigned long ram = totalram_pages(), freed;
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+
+	save_params(test);
+	WRITE_ONCE(vb13_oom_release_mib, 1);
+	WRITE_ONCE(vb13_oom_hold_ms, 300);
+	reinit_completion(&stub_go);
+	atomic_set(&stub_waiting, 0);
+	fd = bind(test, 12, true);
+	vb = vb_of(fd);
+	WRITE_ONCE(vb->alloc_stub, alloc_stalls);
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_1M), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd,
+					       atomic_read(&stub_waiting) >= 64,
+					       TO));
+	/* The worker is inside the allocator with 63 blocks unsent. */
+	freed = oom_call(vb);
+	KUNIT_EXPECT_EQ(test, freed, 63UL);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->nr_blocks), 0UL);
+	complete(&stub_go);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 256), TO));
+	WRITE_ONCE(vb->alloc_stub, NULL);
+	KUNIT_EXPECT_EQ(test, ram - totalram_pages(), 256UL);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_FREED_PAGES), 0ULL);
+	KUNIT_EXPECT_EQ(test, check_owned(test, fd), 256UL);
+}
+
+/*
+ * Two balloons share one floor: together they never take the guest below
+ * it, however much each device asks for.
+ */
+static void two_balloons_one_floor(struct kunit *test)
+{
+	unsigned long ram = totalram_pages();
+	struct virtio_balloon13 *a, *b;
+	struct fake_vdev *fa, *fb;
+
+	limit_room(test, 24);
+	fa = bind(test, 12, true);
+	fb = bind(test, 12, true);
+	a = vb_of(fa);
+	b = vb_of(fb);
+	KUNIT_ASSERT_EQ(test, resize(fa, SZ_64M), 0);
+	KUNIT_ASSERT_EQ(test, resize(fb, SZ_64M), 0);
+	KUNIT_EXPECT_TRUE(test, fake_vdev_wait(fa, READ_ONCE(a->held_by_floor) &&
+					       READ_ONCE(b->held_by_floor) &&
+					       !READ_ONCE(a->in_flight_blocks) &&
+					       !READ_ONCE(b->in_flight_blocks),
+					       TO));
+	/* The floor is set in whole MiB: up to one more MiB of room. */
+	KUNIT_EXPECT_LE(test, READ_ONCE(a->nr_blocks) + READ_ONCE(b->nr_blocks),
+			25UL << 8);
+	KUNIT_EXPECT_GE(test, READ_ONCE(a->nr_blocks) + READ_ONCE(b->nr_blocks),
+			23UL << 8);
+	KUNIT_EXPECT_EQ(test, ram - totalram_pages(),
+			READ_ONCE(a->nr_blocks) + READ_ONCE(b->nr_blocks));
+}
+
+#ifdef CONFIG_PM_SLEEP
+/* OOM while frozen (nothing held, queues gone) and right after restore. */
+static void oom_across_freeze(struct kunit *test)
+{
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+
+	fd = bind(test, 12, true);
+	vb = vb_of(fd);
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_8M), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 2048), TO));
+	KUNIT_ASSERT_EQ(test, virtio_device_freeze(&fd->vdev), 0);
+	KUNIT_EXPECT_EQ(test, oom_call(vb), 0UL);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->nr_blocks), 0UL);
+	fake_vdev_clear_records(fd);
+	KUNIT_ASSERT_EQ(test, virtio_device_restore(&fd->vdev), 0);
+	/* Whatever it finds mid-refill, the notifier gives back safely. */
+	oom_call(vb);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_FREED_PAGES), 0ULL);
+	KUNIT_EXPECT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 2048), TO));
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_FREED_PAGES), 0ULL);
+}
+#endif
+
 /* --- memory hotplug and the floor ------------------------------------------ */
 
 /* 128 MiB, x86's memory block: the memory notifier sees whole blocks. */
@@ -2169,6 +2308,12 @@ static struct kunit_case vb13_driver_cases[] = {
 	KUNIT_CASE(memory_offline_withdraws),
 	KUNIT_CASE(memory_offline_in_flight),
 	KUNIT_CASE(floor_write_requeues),
+	KUNIT_CASE(oom_with_messages_held),
+	KUNIT_CASE(oom_racing_allocation),
+	KUNIT_CASE(two_balloons_one_floor),
+#ifdef CONFIG_PM_SLEEP
+	KUNIT_CASE(oom_across_freeze),
+#endif
 	{}
 };
 
