@@ -1265,7 +1265,7 @@ def thp_configs(a):
     4 KiB and 2 MiB blocks: one VM each (page_bits is per device)."""
     return {"thp-pb%d" % pb: dict(mem="2G", page_bits=pb, ioa=1, kind="thp",
                                   reps=min(a.reps, 3), share=0.5,
-                                  work_share=0.35)
+                                  frag_share=0.3, work_share=0.2)
             for pb in (12, 21)}
 
 
@@ -1297,7 +1297,9 @@ def wait_dev13_blocks(b, blocks, timeout=300):
 def run_thp_config(name, cfg, a, builds):
     """THP fault success (huge pages got / THP faults) of a workload of
     work_share of the guest's RAM, with the balloon empty and holding
-    `share` of it, repetitions interleaved in one VM."""
+    `share` of it, repetitions interleaved in one VM whose free memory
+    was first fragmented (allocbench frag: frag_share of RAM taken in
+    single pages, every other one kept)."""
     b = Bench(name, a.series, cfg["mem"], cfg["page_bits"], cfg["ioa"],
               builds["ko"], builds["allocbench"], builds["daemon"],
               legacy=False, native=False)
@@ -1312,6 +1314,13 @@ def run_thp_config(name, cfg, a, builds):
         memtotal = b.memtotal_kb * 1024
         half = int(memtotal * cfg["share"]) // b.block * b.block
         work = int(memtotal * cfg["work_share"]) // MiB
+        # A guest that has run a while: long-lived unmovable pages all
+        # over memory, with one-page holes between them.
+        frag = int(memtotal * cfg["frag_share"]) // MiB
+        b.vm.run("echo 'frag %d' >/sys/kernel/debug/allocbench/run && "
+                 "cat /sys/kernel/debug/allocbench/run" % frag,
+                 timeout=900, check=True)
+        res["frag_mib"] = frag
         for rep in range(cfg["reps"]):
             for way, size in (("empty", 0), ("half", half)):
                 b.ctl(cmd="resize", bytes=size)

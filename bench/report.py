@@ -822,9 +822,11 @@ def thp_md(results):
     if not summ:
         return []
     out = ["## THP availability with the balloon half full", "",
-           "A workload touching 35% of the guest's RAM (`memtouch`; guest THP "
+           "A workload touching 20% of the guest's RAM (`memtouch`; guest THP "
            "`always`), with device 13's balloon empty and holding 50%, "
-           "repetitions interleaved in one 2 GiB VM per block size. Success: "
+           "repetitions interleaved in one 2 GiB VM per block size, whose "
+           "free memory was fragmented first (`allocbench frag`: 30% of RAM "
+           "taken in single pages, every other one kept, unmovable). Success: "
            "THP faults that got a huge page (`thp_fault_alloc`) over all THP "
            "faults (`+ thp_fault_fallback`). Goal: half full within 5% of "
            "empty.", "",
