@@ -1543,6 +1543,40 @@ static struct page *vb13_alloc(struct virtio_balloon13 *vb, unsigned int order)
  * Return: 0 on progress, -EAGAIN to wait for the device, -ENOMEM, or
  * another virtqueue error.
  */
+/*
+ * Free memory in pieces smaller than a pageblock, which no huge page can
+ * use: the largest order below pageblock_order (and at least a block) with
+ * free blocks in a zone the balloon allocates from, or -1 when there are
+ * none.  Blocks of a pageblock or more can't use them.  Racy by design.
+ */
+static int vb13_hole_order(const struct vb13_geom *g)
+{
+	int nid, z, o, best = -1;
+
+	if (g->block_order >= pageblock_order)
+		return -1;
+	for_each_online_node(nid) {
+		pg_data_t *pgdat = NODE_DATA(nid);
+
+		for (z = 0; z < MAX_NR_ZONES; z++) {
+			struct zone *zone = &pgdat->node_zones[z];
+
+			/* Not where GFP_HIGHUSER goes while it has a choice. */
+			if (!populated_zone(zone) || zone_idx(zone) ==
+			    ZONE_MOVABLE || zone_managed_pages(zone) < SZ_64M >>
+			    PAGE_SHIFT)
+				continue;
+			for (o = pageblock_order - 1; o > best &&
+			     o >= (int)g->block_order; o--)
+				if (data_race(zone->free_area[o].nr_free)) {
+					best = o;
+					break;
+				}
+		}
+	}
+	return best;
+}
+
 static int vb13_inflate_one(struct virtio_balloon13 *vb, unsigned long target)
 {
 	const struct vb13_geom *g = &vb->geom;
@@ -1554,12 +1588,20 @@ static int vb13_inflate_one(struct virtio_balloon13 *vb, unsigned long target)
 				       READ_ONCE(vb->withdrawing));
 	unsigned int order = vb->alloc_order;
 	struct page *page;
-	int err;
+	int err, hole;
 
 	/* Never overshoot the target, nor a message's current limit. */
 	while (order > g->block_order && (vb13_chunk_blocks(g, order) > need ||
 					  (1UL << order) > vb->msg_limit))
 		order--;
+	/*
+	 * Huge pages: take the free pieces no huge page can use first, and
+	 * whole free pageblocks only when those are gone.  (The buddy
+	 * allocator serves an order from the smallest free block that fits.)
+	 */
+	hole = vb13_hole_order(g);
+	if (hole >= 0 && hole < (int)order)
+		order = hole;
 
 	mutex_lock(&vb->lock);
 	err = vb13_make_room(vb, order);
