@@ -387,6 +387,9 @@ unsigned int vb13_chunk_order(struct page *page)
 }
 EXPORT_SYMBOL_IF_KUNIT(vb13_chunk_order);
 
+static struct page *vb13_alloc_chunk_gfp(const struct vb13_geom *g,
+					 unsigned int order, gfp_t base);
+
 /**
  * vb13_alloc_chunk() - allocate one chunk for the balloon
  * @g: geometry
@@ -402,11 +405,18 @@ EXPORT_SYMBOL_IF_KUNIT(vb13_chunk_order);
  * Context: may sleep; must not be called with the balloon lock held.
  * Return: the head page, or NULL.
  */
-VISIBLE_IF_KUNIT
+VISIBLE_IF_KUNIT __maybe_unused
 struct page *vb13_alloc_chunk(const struct vb13_geom *g, unsigned int order)
 {
-	gfp_t gfp = GFP_HIGHUSER | __GFP_NOWARN | __GFP_NOMEMALLOC |
-		    __GFP_NORETRY;
+	return vb13_alloc_chunk_gfp(g, order, GFP_HIGHUSER);
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_alloc_chunk);
+
+/* vb13_alloc_chunk() with GFP_HIGHUSER or GFP_HIGHUSER_MOVABLE as @base. */
+static struct page *vb13_alloc_chunk_gfp(const struct vb13_geom *g,
+					 unsigned int order, gfp_t base)
+{
+	gfp_t gfp = base | __GFP_NOWARN | __GFP_NOMEMALLOC | __GFP_NORETRY;
 	struct page *page;
 	unsigned long i;
 
@@ -430,7 +440,6 @@ struct page *vb13_alloc_chunk(const struct vb13_geom *g, unsigned int order)
 	vb13_chunk_set(page, order, false);
 	return page;
 }
-EXPORT_SYMBOL_IF_KUNIT(vb13_alloc_chunk);
 
 /**
  * vb13_free_pages() - give independent order-0 pages back
@@ -669,6 +678,17 @@ unsigned long vb13_ram_pages(void)
 }
 EXPORT_SYMBOL_IF_KUNIT(vb13_ram_pages);
 
+/* Managed pages of every ZONE_MOVABLE (memory the kernel can't use). */
+static unsigned long vb13_movable_managed(void)
+{
+	unsigned long pages = 0;
+	int nid;
+
+	for_each_online_node(nid)
+		pages += zone_managed_pages(&NODE_DATA(nid)->node_zones[ZONE_MOVABLE]);
+	return pages;
+}
+
 /**
  * vb13_floor_pages() - guest memory never given to the balloon
  *
@@ -702,18 +722,44 @@ EXPORT_SYMBOL_IF_KUNIT(vb13_floor_pages);
 VISIBLE_IF_KUNIT
 unsigned long vb13_max_blocks(struct virtio_balloon13 *vb)
 {
-	unsigned long floor = vb13_floor_pages(), avail;
+	unsigned long floor = vb13_floor_pages(), avail, kernel, movable;
 	unsigned int seq;
 
 	do {
 		seq = read_seqbegin(&vb13_ram_lock);
 		avail = totalram_pages() + READ_ONCE(vb->held_pages);
+		movable = vb13_movable_managed() + READ_ONCE(vb->movable_pages);
 	} while (read_seqretry(&vb13_ram_lock, seq));
-	if (avail <= floor)
-		return 0;
+	/*
+	 * The floor is memory the kernel can use: ZONE_MOVABLE holds only
+	 * movable pages, so it can't be in it.  Without ZONE_MOVABLE this
+	 * is the floor of all RAM.
+	 */
+	kernel = avail - min(avail, movable);
+	if (kernel <= floor)
+		return vb13_pages_to_blocks(&vb->geom, movable);
 	return vb13_pages_to_blocks(&vb->geom, avail - floor);
 }
 EXPORT_SYMBOL_IF_KUNIT(vb13_max_blocks);
+
+/*
+ * Pages the balloon may hold outside ZONE_MOVABLE: what the kernel's
+ * zones have plus what the balloon holds of them, less the floor.
+ */
+static unsigned long vb13_kernel_budget(struct virtio_balloon13 *vb)
+{
+	unsigned long floor = vb13_floor_pages(), kernel;
+	unsigned int seq;
+
+	do {
+		seq = read_seqbegin(&vb13_ram_lock);
+		kernel = totalram_pages() - min(totalram_pages(),
+						vb13_movable_managed()) +
+			 READ_ONCE(vb->held_pages) -
+			 READ_ONCE(vb->movable_pages);
+	} while (read_seqretry(&vb13_ram_lock, seq));
+	return kernel > floor ? kernel - floor : 0;
+}
 
 /* Move @pages between the guest's RAM and the balloon; @pages < 0: out. */
 static void vb13_account(struct virtio_balloon13 *vb, struct page *page,
@@ -726,6 +772,8 @@ static void vb13_account(struct virtio_balloon13 *vb, struct page *page,
 	mod_node_page_state(page_pgdat(page), NR_BALLOON_PAGES, pages);
 	vb13_all_held_pages += pages;
 	WRITE_ONCE(vb->held_pages, vb->held_pages + pages);
+	if (page_zonenum(page) == ZONE_MOVABLE)
+		WRITE_ONCE(vb->movable_pages, vb->movable_pages + pages);
 	write_sequnlock(&vb13_ram_lock);
 }
 
@@ -1518,6 +1566,38 @@ static int vb13_make_room(struct virtio_balloon13 *vb, unsigned int order)
 	return 0;
 }
 
+/*
+ * ZONE_MOVABLE first: memory the kernel can't use anyway.  A movable
+ * allocation that lands in another zone (ZONE_MOVABLE has no chunk of that
+ * order free) is given back: there the balloon allocates unmovable, so it
+ * doesn't scatter unmovable pages through movable pageblocks, and only as
+ * far as the kernel's zones keep the floor.
+ */
+static struct page *vb13_alloc_zoned(struct virtio_balloon13 *vb,
+				     unsigned int order)
+{
+	const struct vb13_geom *g = &vb->geom;
+	struct page *page;
+
+	if (!vb->movable_exhausted && vb13_movable_managed()) {
+		page = vb13_alloc_chunk_gfp(g, order, GFP_HIGHUSER_MOVABLE);
+		if (page && page_zonenum(page) == ZONE_MOVABLE)
+			return page;
+		if (page)
+			vb13_free_chunk(page);
+		if (order > g->block_order)
+			return NULL;	/* a smaller one may still be there */
+		vb->movable_exhausted = true;
+	}
+	if (READ_ONCE(vb->held_pages) - READ_ONCE(vb->movable_pages) +
+	    (1UL << order) > vb13_kernel_budget(vb)) {
+		WRITE_ONCE(vb->held_by_zones, true);
+		return NULL;
+	}
+	WRITE_ONCE(vb->held_by_zones, false);
+	return vb13_alloc_chunk_gfp(g, order, GFP_HIGHUSER);
+}
+
 static struct page *vb13_alloc(struct virtio_balloon13 *vb, unsigned int order)
 {
 	struct page *page;
@@ -1530,7 +1610,7 @@ static struct page *vb13_alloc(struct virtio_balloon13 *vb, unsigned int order)
 		return stub(vb, order);
 #endif
 	WRITE_ONCE(vb->alloc_task, current);
-	page = vb13_alloc_chunk(&vb->geom, order);
+	page = vb13_alloc_zoned(vb, order);
 	WRITE_ONCE(vb->alloc_task, NULL);
 	return page;
 }
@@ -1545,9 +1625,11 @@ static struct page *vb13_alloc(struct virtio_balloon13 *vb, unsigned int order)
  */
 /*
  * Free memory in pieces smaller than a pageblock, which no huge page can
- * use: the largest order below pageblock_order (and at least a block) with
- * free blocks in a zone the balloon allocates from, or -1 when there are
- * none.  Blocks of a pageblock or more can't use them.  Racy by design.
+ * use: the largest order below pageblock_order (and at least a block)
+ * with more than one free block in a zone the balloon allocates from, or
+ * -1 when there is none.  One block per order doesn't count: that is what
+ * splitting a pageblock for a smaller chunk leaves behind, and chasing it
+ * would take pageblocks apart piece by piece.  Racy by design.
  */
 static int vb13_hole_order(const struct vb13_geom *g)
 {
@@ -1561,14 +1643,13 @@ static int vb13_hole_order(const struct vb13_geom *g)
 		for (z = 0; z < MAX_NR_ZONES; z++) {
 			struct zone *zone = &pgdat->node_zones[z];
 
-			/* Not where GFP_HIGHUSER goes while it has a choice. */
-			if (!populated_zone(zone) || zone_idx(zone) ==
-			    ZONE_MOVABLE || zone_managed_pages(zone) < SZ_64M >>
-			    PAGE_SHIFT)
+			/* ZONE_DMA's 16 MiB: not where the balloon goes. */
+			if (!populated_zone(zone) ||
+			    zone_managed_pages(zone) < SZ_64M >> PAGE_SHIFT)
 				continue;
 			for (o = pageblock_order - 1; o > best &&
 			     o >= (int)g->block_order; o--)
-				if (data_race(zone->free_area[o].nr_free)) {
+				if (data_race(zone->free_area[o].nr_free) > 1) {
 					best = o;
 					break;
 				}
@@ -1690,6 +1771,7 @@ static void vb13_resize_fn(struct work_struct *work)
 	int err;
 
 	vb->alloc_order = g->max_order;
+	vb->movable_exhausted = false;
 	for (;;) {
 		if (READ_ONCE(vb->stop))
 			return;
@@ -2168,6 +2250,9 @@ int vb13_counters_show(struct seq_file *f, void *offset)
 	VB13_SHOW("hold_ms", until && time_before(now, until) ?
 		  jiffies_to_msecs(until - now) : 0);
 	VB13_SHOW("held_by_floor", READ_ONCE(vb->held_by_floor));
+	VB13_SHOW("held_by_zones", READ_ONCE(vb->held_by_zones));
+	VB13_SHOW("movable_blocks",
+		  vb13_pages_to_blocks(&vb->geom, READ_ONCE(vb->movable_pages)));
 	VB13_SHOW("broken", READ_ONCE(vb->broken));
 	VB13_SHOW("in_flight_blocks", READ_ONCE(vb->in_flight_blocks));
 	VB13_SHOW("withdrawing_blocks", READ_ONCE(vb->withdrawing));

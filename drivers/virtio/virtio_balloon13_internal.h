@@ -223,6 +223,8 @@ struct virtio_balloon13 {
 	unsigned long nr_blocks;	/* blocks held, acked or not */
 	/* The same in pages; written under vb13_ram_lock too. */
 	unsigned long held_pages;
+	/* Of those, pages in ZONE_MOVABLE; written under vb13_ram_lock too. */
+	unsigned long movable_pages;
 
 	/*
 	 * Target in blocks as last requested by the device, before the
@@ -240,6 +242,13 @@ struct virtio_balloon13 {
 	unsigned long backoff_until;	/* jiffies; 0 = no backoff */
 	unsigned int alloc_order;	/* order to try first */
 	bool held_by_floor;
+	/*
+	 * The kernel's zones are at the floor and ZONE_MOVABLE has no more:
+	 * the target is out of reach because of where the memory is.
+	 */
+	bool held_by_zones;
+	/* This run found ZONE_MOVABLE without a block free. */
+	bool movable_exhausted;
 	/* The task allocating for the balloon; the shrinker leaves it alone. */
 	struct task_struct *alloc_task;
 

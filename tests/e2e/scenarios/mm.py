@@ -4,6 +4,9 @@ kdump       a guest booted as a crash kernel (elfcorehdr= on its command
             line makes is_kdump_kernel() true, as kexec does) binds the
             device and answers it, but never inflates, whatever the
             target: the memory belongs to makedumpfile
+movable     a guest whose memory is mostly ZONE_MOVABLE (movablecore=)
+            reaches a target larger than its kernel zones, from
+            ZONE_MOVABLE, without squeezing the kernel's zones
 """
 
 import time
@@ -43,3 +46,62 @@ def t_kdump(g):
     g.resize(0)
     say("kdump: RESIZE 256 MiB received, balloon stayed empty, "
         "MemTotal %d MiB unchanged" % (base // MiB))
+
+
+def zoneinfo(g):
+    """{zone name: {"free", "low", "managed"}} in pages, from /proc/zoneinfo
+    (node 0; these guests have one node)."""
+    zones, cur = {}, None
+    for line in g.sh("cat /proc/zoneinfo").splitlines():
+        p = line.split()
+        if line.startswith("Node") and len(p) >= 4 and p[2] == "zone":
+            cur = zones.setdefault(p[3], {})
+        elif cur is not None and len(p) == 2 and p[0] in (
+                "min", "low", "high", "managed") and p[1].isdigit():
+            cur[p[0]] = int(p[1])
+        elif cur is not None and p[:2] == ["pages", "free"]:
+            cur["free"] = int(p[2])
+    return zones
+
+
+# Most of this guest's memory is ZONE_MOVABLE, as with virtio-mem, DIMMs
+# onlined movable, movable_node or movablecore=: only the kernel's zones
+# (about 512 MiB here) can hold kernel allocations.
+group("movable", mem="2G", vm={"append": "movablecore=1536M"})
+
+
+@scenario("movable", "movable", devices=("vu", "native"))
+def t_movable(g):
+    """A guest whose memory is mostly ZONE_MOVABLE: the balloon reaches a
+    target larger than the kernel's zones from ZONE_MOVABLE, no OOM, the
+    kernel's zones keep their watermarks."""
+    base = g.base_memtotal
+    g.modprobe()
+    z0 = zoneinfo(g)
+    movable = z0.get("Movable", {}).get("managed", 0) * 4096
+    check(movable >= 1024 * MiB, "ZONE_MOVABLE has %d MiB (movablecore= not "
+          "honoured?)", movable // MiB)
+    # Beyond what the kernel's zones have: only ZONE_MOVABLE can give it.
+    target = (movable - 128 * MiB) // 4096 * 4096
+    g.resize(target)
+    st = g.wait_size(target, timeout=180)
+    check_eq(st["mem"]["MemTotal"], base - target, "MemTotal")
+    c = st["cnt"]
+    check(c["movable_blocks"] * 4096 >= target - 64 * MiB,
+          "only %d MiB of %d MiB ballooned from ZONE_MOVABLE",
+          c["movable_blocks"] * 4096 // MiB, target // MiB)
+    check_eq(c["held_by_zones"], 0, "held_by_zones")
+    z1 = zoneinfo(g)
+    for name in ("Normal", "DMA32"):
+        zone = z1.get(name)
+        if zone and zone.get("managed", 0) > 16384:
+            check(zone["free"] >= zone["low"],
+                  "zone %s free %d pages, below its low watermark %d",
+                  name, zone["free"], zone["low"])
+    oom = g.sh("grep '^oom_kill ' /proc/vmstat || echo 'oom_kill 0'").split()
+    check_eq(int(oom[1]), 0, "oom_kill")
+    g.resize(0)
+    g.wait_size(0, timeout=120)
+    say("movable: %d MiB ballooned, %d MiB of it from ZONE_MOVABLE (%d MiB "
+        "there); kernel zones kept their watermarks"
+        % (target // MiB, c["movable_blocks"] * 4096 // MiB, movable // MiB))
