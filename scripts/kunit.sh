@@ -83,7 +83,10 @@ esac
 [ -x /usr/bin/qemu-system-x86_64 ] || vb13_die "/usr/bin/qemu-system-x86_64 missing (package qemu-system-x86)"
 
 # One run at a time per cache: runs share the source tree and build directory.
-exec 9>"$VB13_CACHE/kunit.lock"
+# 6.12 keeps the lock every older checkout of this script takes.
+lock=$VB13_CACHE/kunit.lock
+[ "$series" = 6.12 ] || lock=$VB13_CACHE/kunit-$series.lock
+exec 9>"$lock"
 flock 9
 
 if [ "$series" = 6.12 ]; then
