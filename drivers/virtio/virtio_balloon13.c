@@ -1649,6 +1649,7 @@ static int vb13_hole_order(const struct vb13_geom *g)
 				continue;
 			for (o = pageblock_order - 1; o > best &&
 			     o >= (int)g->block_order; o--)
+				/* An estimate: no zone lock on this path. */
 				if (data_race(zone->free_area[o].nr_free) > 1) {
 					best = o;
 					break;

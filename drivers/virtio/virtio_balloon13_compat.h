@@ -24,7 +24,7 @@
 
 /* Typed allocation helpers (7.x); the driver uses the one-argument form. */
 #ifndef kzalloc_obj
-#define kzalloc_obj(P)		((typeof(P) *)kzalloc(sizeof(P), GFP_KERNEL))
+#define kzalloc_obj(P)		kzalloc(sizeof(P), GFP_KERNEL)
 #endif
 
 /* 6.8 renamed MAX_ORDER (the largest buddy order since 6.4) MAX_PAGE_ORDER. */
