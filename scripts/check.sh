@@ -108,7 +108,7 @@ fi
 # workers by VM (DEBUG_A, DEBUG_B).  `make check-debug` runs them all.
 DEBUG_SKIP=unload,churn,bad-page-bits-40,offline-2m,suspend,stress,smallest,soak-short,poweroff
 DEBUG_A=probe,inflate,stats,deflate,pressure,blocks-2m,bad-page-bits-5,hostile,kmemleak
-DEBUG_B=hotplug,reboot,hostile-guest,offline,floor,kdump,movable
+DEBUG_B=hotplug,reboot,hostile-guest,offline,floor,kdump,movable,offline-block
 # Debian's kernels: every scenario on 7.2 (today's API, the driver's main
 # target); on 6.12 and 6.1 what their compat paths or their own kernel
 # (6.1's modular virtio core) can change, leaving out the long runs whose

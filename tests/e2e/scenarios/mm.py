@@ -7,6 +7,10 @@ kdump       a guest booted as a crash kernel (elfcorehdr= on its command
 movable     a guest whose memory is mostly ZONE_MOVABLE (movablecore=)
             reaches a target larger than its kernel zones, from
             ZONE_MOVABLE, without squeezing the kernel's zones
+offline-block  a ZONE_MOVABLE memory block holding ballooned pages goes
+            offline (before the hotplug notifier: -EBUSY), the balloon
+            refills to its target from the rest, sizes exact, and the
+            block comes back online
 """
 
 import time
@@ -105,3 +109,51 @@ def t_movable(g):
     say("movable: %d MiB ballooned, %d MiB of it from ZONE_MOVABLE (%d MiB "
         "there); kernel zones kept their watermarks"
         % (target // MiB, c["movable_blocks"] * 4096 // MiB, movable // MiB))
+
+
+@scenario("offline-block", "movable", devices=("vu", "native"))
+def t_offline_block(g):
+    """Memory holding ballooned pages goes offline (the driver gives its
+    blocks back first), sizes stay exact, the balloon returns to its
+    target from the rest, and the memory comes back online."""
+    base = g.base_memtotal
+    g.modprobe()
+    movable = zoneinfo(g).get("Movable", {}).get("managed", 0) * 4096
+    check(movable >= 1024 * MiB, "ZONE_MOVABLE has %d MiB", movable // MiB)
+    bs = int(g.sh("cat /sys/devices/system/memory/block_size_bytes"), 16)
+    # Nearly all of ZONE_MOVABLE: every block of it holds ballooned pages.
+    target = (movable - 64 * MiB) // 4096 * 4096
+    g.resize(target)
+    g.wait_size(target, timeout=180)
+    # ZONE_MOVABLE sits at the top of memory; the very last block also
+    # holds firmware tables here (EINVAL), so the one below it.
+    blk = g.sh("cd /sys/devices/system/memory && for m in memory*; do "
+               "[ \"$(cat $m/state)\" = online ] && echo ${m#memory}; done | "
+               "sort -n | tail -2 | head -1").strip()
+    zones = g.sh("cat /sys/devices/system/memory/memory%s/valid_zones" % blk)
+    check("Movable" in zones, "memory%s is in %s, not ZONE_MOVABLE", blk,
+          zones.strip())
+    c0 = g.state()["cnt"]
+    out = g.sh("echo offline > /sys/devices/system/memory/memory%s/state "
+               "2>&1; echo rc=$?; cat /sys/devices/system/memory/memory%s/state"
+               % (blk, blk), timeout=120)
+    check("rc=0" in out and out.strip().endswith("offline"),
+          "offlining memory%s failed: %s", blk, " ".join(out.split())[-120:])
+    st = g.wait_size(target, timeout=180)
+    c = st["cnt"]
+    given = (c["hotplug_blocks"] - c0["hotplug_blocks"]) * 4096
+    check(0 < given <= bs, "the balloon gave back %d MiB for a %d MiB block",
+          given // MiB, bs // MiB)
+    check_eq(st["mem"]["MemTotal"], base - bs - target,
+             "MemTotal with the block offline")
+    out = g.sh("echo online_movable > /sys/devices/system/memory/memory%s/state"
+               " 2>&1; echo rc=$?" % blk, timeout=120)
+    check("rc=0" in out, "onlining memory%s failed: %s", blk, out.strip())
+    st = g.wait_size(target, timeout=120)
+    check_eq(st["mem"]["MemTotal"], base - target, "MemTotal back online")
+    g.resize(0)
+    g.wait_size(0, timeout=120)
+    check_eq(g.state()["mem"]["MemTotal"], base, "MemTotal empty")
+    say("offline-block: memory%s (%d MiB) offlined with %d MiB of it in the "
+        "balloon, which went back to %d MiB from the rest; online again"
+        % (blk, bs // MiB, given // MiB, target // MiB))
