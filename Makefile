@@ -50,7 +50,8 @@ lint:
 	bash scripts/kernel-checks.sh
 
 kunit:
-	bash scripts/kunit.sh
+	bash scripts/kunit.sh --series 6.12 --out out/kunit-6.12
+	bash scripts/kunit.sh --series 7.2 --out out/kunit-7.2
 
 demo:
 	bash scripts/demo.sh
