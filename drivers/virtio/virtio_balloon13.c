@@ -2021,8 +2021,11 @@ int vb13_floor_mib_set(const char *val, const struct kernel_param *kp)
 }
 EXPORT_SYMBOL_IF_KUNIT(vb13_floor_mib_set);
 
-/* How long offlining waits for the device to return messages, in ms. */
-#define VB13_OFFLINE_WAIT_MS	1000
+/*
+ * How long offlining waits for the device to return messages, in ms: an
+ * admin operation, which a slow (loaded, emulated) host should not fail.
+ */
+#define VB13_OFFLINE_WAIT_MS	5000
 
 static bool vb13_in_range(struct page *page, unsigned long start,
 			  unsigned long end)
