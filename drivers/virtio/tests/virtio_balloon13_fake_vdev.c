@@ -24,9 +24,11 @@
  *   work item), serialised per queue by fake_vdev_queue::lock.  It never
  *   sleeps in memory reclaim while the driver might be waiting for it: the
  *   work item allocates with GFP_NOWAIT only.
- * - Interrupts reach the driver from hard interrupt context, through a
- *   hard irq_work per queue, so callbacks run where they would in a VM and
- *   lockdep sees them there.
+ * - Interrupts reach the driver from interrupt context, through an
+ *   irq_work per queue, so callbacks run where they would in a VM and
+ *   lockdep sees them there.  Not a hard irq_work: a virtio interrupt
+ *   handler may be threaded (PREEMPT_RT), so its callbacks may take
+ *   spinlock_t, and lockdep (PROVE_RAW_LOCK_NESTING) checks just that.
  *
  * Teardown: reset and del_vqs first mark a queue not ready under its lock
  * (no new device work, no new interrupt), then wait out the interrupt and
@@ -778,7 +780,7 @@ struct fake_vdev *fake_vdev_create_id(struct kunit *test, u32 device_id,
 		q->index = i;
 		mutex_init(&q->lock);
 		INIT_WORK(&q->work, fake_vdev_auto_work);
-		q->irq = IRQ_WORK_INIT_HARD(fake_vdev_irq_fn);
+		q->irq = IRQ_WORK_INIT(fake_vdev_irq_fn);
 	}
 	fd->scratch = kvmalloc(FAKE_VDEV_MAX_MSG_LEN, GFP_KERNEL);
 	err = fake_vdev_map_memory(fd);
