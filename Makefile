@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0
 # virtio_balloon13 — out-of-tree build of the driver and the project's
-# top-level targets.  kbuild itself reads ./Kbuild.
+# top-level targets.  kbuild itself reads ./Kbuild, which builds
+# drivers/virtio/virtio_balloon13.ko from the sources laid out as in a
+# kernel tree.
 
 KDIR ?= /lib/modules/$(shell uname -r)/build
 KBUILD_ARGS := -C $(KDIR) M=$(CURDIR) CONFIG_VIRTIO_BALLOON13=m
@@ -19,6 +21,7 @@ install: modules
 
 clean:
 	$(MAKE) $(KBUILD_ARGS) clean 2>/dev/null || true
+	rm -f drivers/virtio/*.o drivers/virtio/*.ko drivers/virtio/*.mod* drivers/virtio/.*.cmd
 	rm -rf out
 	$(MAKE) -C host clean 2>/dev/null || true
 
@@ -65,7 +68,8 @@ install-qemu:
 	bash scripts/build-qemu.sh --install $(PREFIX)
 
 kunit:
-	bash scripts/kunit.sh
+	bash scripts/kunit.sh --series 6.12 --out out/kunit-6.12
+	bash scripts/kunit.sh --series 7.2 --out out/kunit-7.2
 
 demo:
 	bash scripts/demo.sh
@@ -95,7 +99,7 @@ help:
 	@echo "make check-debug  every e2e scenario on the KASAN/lockdep kernel (slow)"
 	@echo "make demo         boot a VM and show the balloon working"
 	@echo "make bench        benchmarks against QEMU's virtio-balloon (device 5)"
-	@echo "make lint         checkpatch --strict, sparse and W=1 on Debian 6.1 and 6.12"
+	@echo "make lint         checkpatch --strict, sparse and W=1 on every kernel series"
 	@echo "make deb          the Debian package virtio-balloon13-dkms in out/deb/"
 	@echo "make fuzz         balloon13d's fuzz harnesses, FUZZ_SECONDS=300 each"
 	@echo "make install-qemu PREFIX=/usr/local   the project's QEMU with both device-13 kinds"

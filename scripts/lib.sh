@@ -25,7 +25,7 @@ VB13_KERNEL_PATHS=(Kbuild Kconfig ':(glob)*.c' ':(glob)*.h' kunit
 	drivers/virtio include/uapi/linux/virtio_balloon13.h)
 
 # The kernel series the project builds for and tests on.
-VB13_SERIES=(6.1 6.12)
+VB13_SERIES=(6.1 6.12 7.2)
 
 # vb13_kernel_files: the kernel source files, one per line, relative to the
 # top (tracked, or new and not ignored).

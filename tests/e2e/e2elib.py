@@ -43,11 +43,18 @@ CONTRACT_COUNTERS = (
     "spurious_callbacks targets_clamped blocks_inflated blocks_withdrawn "
     "messages_pages messages_stats alloc_failures pressure_releases "
     "backoff_ms held_by_floor in_flight_blocks").split()
-MODULE_PARAMS = ("floor_mib", "oom_release", "oom_release_mib", "oom_hold_ms")
+MODULE_PARAMS = ("floor_mib", "pressure_release", "shrinker")
+# The hold-off after the last release under pressure (admin guide), s.
+PRESSURE_HOLD_S = 5.0
 # Kernel messages that must never appear: scripts/splat.py's list, the
 # one KUnit and the debug kernel's checks use too.
 BAD_DMESG = SPLAT
 AUTO_FLOOR_MIN = 128 * MiB      # the driver's automatic floor (admin guide)
+# Device 13's feature bits (include/uapi/linux/virtio_balloon13.h).
+F_WITHDRAW = 0
+F_REPORTING = 1
+F_FULL_STATS = 2
+F_PRESSURE_RELEASE = 3
 
 VERBOSE = False
 
@@ -68,6 +75,11 @@ def mib(n):
 
 class Fail(Exception):
     """A scenario assertion failed; the message is the one-line reason."""
+
+
+class Skip(Exception):
+    """The scenario does not apply to this VM (e.g. the device does not
+    offer a feature bit it needs); the message says why."""
 
 
 def check(cond, fmt, *args):
@@ -156,6 +168,14 @@ true""" % (SYS_GLOB, SYS_GLOB, DBG_GLOB))
 
     def meminfo(self):
         return self.state()["mem"]
+
+    def features(self):
+        """The feature bits negotiated with device 13, as a set of bit
+        numbers (the virtio core's sysfs 'features': one 0/1 per bit)."""
+        out = self.sh("for d in %s; do cat $d/features; break; done" % SYS_GLOB)
+        bits = out.strip()
+        check(re.fullmatch(r"[01]+", bits), "features file reads %r", bits)
+        return {i for i, c in enumerate(bits) if c == "1"}
 
     def wait_size(self, expected, timeout=120):
         """Wait until the balloon holds `expected` bytes with no block in

@@ -56,8 +56,8 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import e2elib  # noqa: E402
-from e2elib import (GROUPS, SCENARIOS, TOP, Fail, Guest, say,  # noqa: E402
-                    vmlib)
+from e2elib import (GROUPS, SCENARIOS, TOP, Fail, Guest, Skip,  # noqa: E402
+                    say, vmlib)
 import devices  # noqa: E402
 import tap  # noqa: E402  (scripts/tap.py)
 
@@ -164,6 +164,8 @@ class Runner:
                     g.dmesg_mark = g.kmsg_mark()
                     func(g)
                     g.check_dmesg_clean()
+                except Skip as e:
+                    self.skip(label, name, str(e))
                 except Fail as e:
                     self.report(label, name, False, time.monotonic() - t1, e,
                                 self.failure_details(g, vm, e))
@@ -315,6 +317,9 @@ def main():
                    help="write the TAP results to FILE (and show them on "
                    "stdout); default $VB13_TAP (make check sets it), else "
                    "stdout only")
+    p.add_argument("--only", dest="only", default="",
+                   help="run only scenarios whose name is one of these "
+                   "comma-separated names (each must name a scenario)")
     p.add_argument("--seed", type=int, default=None,
                    help="PRNG seed of the randomized scenarios (default: random)")
     p.add_argument("--keep", action="store_true", help="keep the VMs' temp dirs")
@@ -342,6 +347,12 @@ def main():
     keys = [k for k in a.names.split(",") if k]
     chosen = [s for s in SCENARIOS if not keys or any(k in s[0] for k in keys)]
     chosen = [s for s in chosen if s[0] not in skip]
+    only = [n for n in a.only.split(",") if n]
+    if only:
+        unknown = set(only) - {s[0] for s in SCENARIOS}
+        if unknown:
+            p.error("--only: no scenario %s" % ",".join(sorted(unknown)))
+        chosen = [s for s in chosen if s[0] in only]
     if not chosen:
         p.error("no scenario matches -k %s (--list shows them)" % a.names)
     shard = None

@@ -1,7 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Virtio memory balloon, device ID 13, as proposed in OASIS VIRTIO-28.
+ * Virtio memory balloon driver, device ID 13 (OASIS VIRTIO-28).
  *
+ * The wire format is include/uapi/linux/virtio_balloon13.h; the admin
+ * guide describes the sysfs, debugfs and module parameter interface.
+ */
+
+/**
  * DOC: Theory of operation
  *
  * The device writes requests into buffers the driver keeps posted on
@@ -52,71 +57,128 @@
  * rounds of failed reclaim.  Optionally (the shrinker parameter) reclaim
  * may take balloon memory too, during a pressure episode (from an OOM
  * notification until the hold-off ends) or always.  Inflation pauses for
- * oom_hold_ms after the last release; then the balloon moves back to its
- * target.
+ * a hold-off after the last release; then the balloon moves back to its
+ * target.  All of this only when the device offers
+ * VIRTIO_BALLOON13_F_PRESSURE_RELEASE: without it the balloon never goes
+ * below the device's target on its own.
  *
  * The device is not trusted: request lengths and types are checked, targets
  * are clamped to what the guest can give above its floor, the rings are
  * used at the size the device gave them, and nothing the device says leads
  * to a BUG, a WARN or an unbounded loop.
  */
+
+/**
+ * DOC: Chunks, blocks and messages
+ *
+ * The device names memory in blocks of 2^page_bits bytes.  The driver
+ * allocates memory in *chunks*: naturally aligned buddy allocations of
+ * order >= block_order, so that one chunk is a whole number of blocks and
+ * every block inside it is naturally aligned.  A chunk is described by its
+ * head page; the order is kept in page_private() of the head page and the
+ * head's lru links the chunk into a message (while the device still holds
+ * it) or into the acknowledged lists (once it came back).
+ *
+ * A chunk is never split across messages: the largest order the driver
+ * allocates is capped so that one chunk fits an empty message, both by its
+ * addresses and by the memory it names.  When withdrawing part of a chunk,
+ * the chunk is split into order-0 pages, the head part is freed and the
+ * rest is kept as naturally aligned power-of-two runs marked
+ * VB13_CHUNK_SPLIT, whose pages are freed one by one.
+ *
+ * Every page of a chunk is PageOffline() from allocation until it is
+ * freed, as virtio_balloon and vmw_balloon mark theirs: /proc/kcore, kdump
+ * and makedumpfile then skip it instead of reading a discarded block and
+ * making the host back it again.  The marking is done between
+ * page_offline_begin() and page_offline_end(), as virtio_mem does, so a
+ * /proc/kcore reader that found a page online never reads it after the
+ * device may have discarded it.
+ *
+ * Nothing here takes locks or talks to the device; the callers own the
+ * serialisation (see struct virtio_balloon13).
+ */
+
+/**
+ * DOC: Statistics
+ *
+ * Each value is what the proposal's tag asks for, in its unit.  A value
+ * the guest cannot determine is left out rather than sent as zero: without
+ * CONFIG_VM_EVENT_COUNTERS the swap and fault counts are unknown.
+ */
+#include <linux/crash_dump.h>
+#include <linux/debugfs.h>
+#include <linux/dma-mapping.h>
+#include <linux/export.h>
+#include <linux/gfp.h>
+#include <linux/jiffies.h>
+#include <linux/log2.h>
+#include <linux/memory.h>
+#include <linux/minmax.h>
+#include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
+#include <linux/oom.h>
+#include <linux/overflow.h>
+#include <linux/page-flags.h>
+#include <linux/pfn.h>
+#include <linux/scatterlist.h>
+#include <linux/sched.h>
+#include <linux/seq_file.h>
+#include <linux/seqlock.h>
+#include <linux/shrinker.h>
+#include <linux/sizes.h>
+#include <linux/slab.h>
+#include <linux/swap.h>
 #include <linux/virtio.h>
 #include <linux/virtio_config.h>
-#include <linux/scatterlist.h>
-#include <linux/slab.h>
-#include <linux/mm.h>
-#include <linux/oom.h>
-#include <linux/shrinker.h>
-#include <linux/swap.h>
-#include <linux/sched.h>
-#include <linux/seqlock.h>
-#include <linux/debugfs.h>
-#include <linux/seq_file.h>
 #include <linux/vmstat.h>
-#include <linux/jiffies.h>
-#include <linux/sizes.h>
 #include <kunit/visibility.h>
 
-#include "virtio_balloon13.h"
+#include "virtio_balloon13_internal.h"
 
-/* The parameters are visible to the KUnit suite, which changes them. */
+/*
+ * Module parameters.  The KUnit suite changes them, and the tunables below
+ * them, directly.
+ */
+VISIBLE_IF_KUNIT
+int vb13_floor_mib_set(const char *val, const struct kernel_param *kp);
+
+static const struct kernel_param_ops vb13_floor_mib_ops = {
+	.set = vb13_floor_mib_set,
+	.get = param_get_uint,
+};
+
 VISIBLE_IF_KUNIT unsigned int vb13_floor_mib;
 EXPORT_SYMBOL_IF_KUNIT(vb13_floor_mib);
-module_param_named(floor_mib, vb13_floor_mib, uint, 0644);
+module_param_cb(floor_mib, &vb13_floor_mib_ops, &vb13_floor_mib, 0644);
 MODULE_PARM_DESC(floor_mib,
 		 "Guest memory in MiB never given to the balloon (0 = auto: max(128 MiB, RAM/16), RAM counting the balloon)");
 
-VISIBLE_IF_KUNIT bool vb13_oom_release = true;
-EXPORT_SYMBOL_IF_KUNIT(vb13_oom_release);
-module_param_named(oom_release, vb13_oom_release, bool, 0644);
-MODULE_PARM_DESC(oom_release,
-		 "Give balloon memory back when the guest is about to OOM-kill (default: Y)");
-
-VISIBLE_IF_KUNIT unsigned int vb13_oom_release_mib = 16;
-EXPORT_SYMBOL_IF_KUNIT(vb13_oom_release_mib);
-module_param_named(oom_release_mib, vb13_oom_release_mib, uint, 0644);
-MODULE_PARM_DESC(oom_release_mib,
-		 "MiB given back by the first OOM notification; doubles while they keep coming (default: 16)");
-
-VISIBLE_IF_KUNIT unsigned int vb13_oom_hold_ms = 5000;
-EXPORT_SYMBOL_IF_KUNIT(vb13_oom_hold_ms);
-module_param_named(oom_hold_ms, vb13_oom_hold_ms, uint, 0644);
-MODULE_PARM_DESC(oom_hold_ms,
-		 "Milliseconds inflation stays paused after the last release under pressure (default: 5000)");
-
-VISIBLE_IF_KUNIT unsigned int vb13_page_list_kib = 16384;
-EXPORT_SYMBOL_IF_KUNIT(vb13_page_list_kib);
-module_param_named(page_list_kib, vb13_page_list_kib, uint, 0444);
-MODULE_PARM_DESC(page_list_kib,
-		 "KiB of memory one page-list message names at most; read at probe (default: 16384)");
+VISIBLE_IF_KUNIT int vb13_pressure_release = -1;
+EXPORT_SYMBOL_IF_KUNIT(vb13_pressure_release);
+module_param_named(pressure_release, vb13_pressure_release, int, 0644);
+MODULE_PARM_DESC(pressure_release,
+		 "Give balloon memory back when the guest would otherwise OOM: -1 when the device offers VIRTIO_BALLOON13_F_PRESSURE_RELEASE, 0 never (default: -1)");
 
 VISIBLE_IF_KUNIT unsigned int vb13_shrinker_mode;
 EXPORT_SYMBOL_IF_KUNIT(vb13_shrinker_mode);
 module_param_named(shrinker, vb13_shrinker_mode, uint, 0644);
 MODULE_PARM_DESC(shrinker,
-		 "Let reclaim take balloon memory: 0 never, 1 from an OOM notification until the hold-off ends, 2 always (default: 0)");
+		 "While pressure release is on, let reclaim take balloon memory too: 0 never, 1 during a pressure episode, 2 always (default: 0)");
+
+/*
+ * Tunables, fixed outside the KUnit suite.  The first OOM notification of
+ * an episode gives back 16 MiB, and each further one within the hold-off
+ * twice the one before; inflation pauses 5 s after the last release; a
+ * page-list message names at most 16 MiB.  See the admin guide for how
+ * each was measured.
+ */
+VISIBLE_IF_KUNIT unsigned int vb13_oom_release_mib = 16;
+EXPORT_SYMBOL_IF_KUNIT(vb13_oom_release_mib);
+VISIBLE_IF_KUNIT unsigned int vb13_oom_hold_ms = 5000;
+EXPORT_SYMBOL_IF_KUNIT(vb13_oom_hold_ms);
+VISIBLE_IF_KUNIT unsigned int vb13_page_list_kib = 16384;
+EXPORT_SYMBOL_IF_KUNIT(vb13_page_list_kib);
 
 /* Automatic floor: never less than this; the suite lowers it. */
 #define VB13_FLOOR_MIN		(128 * SZ_1M)
@@ -127,6 +189,11 @@ EXPORT_SYMBOL_IF_KUNIT(vb13_floor_min_bytes);
 /* First backoff after an allocation failure, in ms; doubles up to the max. */
 #define VB13_BACKOFF_MIN_MS	100
 #define VB13_BACKOFF_MAX_MS	10000
+/*
+ * How long a release under pressure waits for the device to return a
+ * WITHDRAW message, in ms: OOM waits that long at most per notification.
+ */
+#define VB13_WITHDRAW_WAIT_MS	1000
 /* How long remove/freeze waits for the device to return page lists, in ms. */
 #define VB13_DRAIN_MS		5000
 /*
@@ -157,6 +224,430 @@ static inline void vb13_add(u64 *counter, u64 n)
 
 #define vb13_inc(vb, field, n) vb13_add(&(vb)->cnt.field, n)
 
+/* --- geometry, chunks and messages ---------------------------------------- */
+
+/**
+ * vb13_geom_init() - derive the block geometry and message limits
+ * @g: geometry to fill
+ * @page_bits: log2 of the block size, as read from config space
+ * @msg_addrs: addresses one page-list message holds (>= 1)
+ * @msg_pages: pages of memory one message may name (>= 1); raised to one
+ *	block when a block is larger
+ *
+ * Return: 0, or -EINVAL when the guest cannot serve @page_bits: blocks
+ * smaller than 4 KiB, or larger than the largest buddy allocation; or
+ * when one page's blocks don't fit @msg_addrs.
+ */
+VISIBLE_IF_KUNIT
+int vb13_geom_init(struct vb13_geom *g, u32 page_bits, unsigned int msg_addrs,
+		   unsigned long msg_pages)
+{
+	unsigned int by_addrs, by_pages;
+
+	if (page_bits < VB13_MIN_PAGE_BITS ||
+	    page_bits > PAGE_SHIFT + MAX_PAGE_ORDER || !msg_addrs || !msg_pages)
+		return -EINVAL;
+
+	g->page_bits = page_bits;
+	if (page_bits >= PAGE_SHIFT) {
+		g->block_order = page_bits - PAGE_SHIFT;
+		g->sub_shift = 0;
+	} else {
+		g->block_order = 0;
+		g->sub_shift = PAGE_SHIFT - page_bits;
+		/* One page's blocks must fit a message. */
+		if (msg_addrs < (1U << g->sub_shift))
+			return -EINVAL;
+	}
+	g->msg_addrs = msg_addrs;
+	g->msg_pages = max(msg_pages, 1UL << g->block_order);
+	/* Largest chunk that still fits an empty message both ways. */
+	by_addrs = g->block_order + ilog2(msg_addrs >> g->sub_shift);
+	by_pages = ilog2(g->msg_pages);
+	g->max_order = min3((unsigned int)MAX_PAGE_ORDER, by_addrs, by_pages);
+	return 0;
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_geom_init);
+
+/**
+ * vb13_chunk_blocks() - number of blocks in a chunk
+ * @g: geometry
+ * @order: buddy order of the chunk, >= @g->block_order
+ *
+ * Return: blocks (wire addresses) the chunk contributes.
+ */
+VISIBLE_IF_KUNIT
+unsigned long vb13_chunk_blocks(const struct vb13_geom *g, unsigned int order)
+{
+	return 1UL << (order - g->block_order + g->sub_shift);
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_chunk_blocks);
+
+/**
+ * vb13_blocks_to_pages() - pages covered by a number of blocks
+ * @g: geometry
+ * @blocks: whole blocks; a multiple of the blocks in one page
+ *
+ * Return: the page count.
+ */
+VISIBLE_IF_KUNIT
+unsigned long vb13_blocks_to_pages(const struct vb13_geom *g,
+				   unsigned long blocks)
+{
+	return (blocks << g->block_order) >> g->sub_shift;
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_blocks_to_pages);
+
+/**
+ * vb13_pages_to_blocks() - whole blocks in a number of pages
+ * @g: geometry
+ * @pages: page count
+ *
+ * Return: the number of whole blocks, rounded down.
+ */
+VISIBLE_IF_KUNIT
+unsigned long vb13_pages_to_blocks(const struct vb13_geom *g,
+				   unsigned long pages)
+{
+	return (pages >> g->block_order) << g->sub_shift;
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_pages_to_blocks);
+
+/**
+ * vb13_encode_chunk() - write the wire addresses of one chunk
+ * @g: geometry
+ * @dst: where the first address goes; room for vb13_chunk_blocks() entries
+ * @base: guest-physical address of the chunk, aligned to its size
+ * @order: buddy order of the chunk
+ *
+ * This is the per-block hot path: one store per block, nothing else.
+ *
+ * Return: the number of addresses written.
+ */
+VISIBLE_IF_KUNIT
+unsigned int vb13_encode_chunk(const struct vb13_geom *g, __le64 *dst,
+			       phys_addr_t base, unsigned int order)
+{
+	unsigned int i, n = vb13_chunk_blocks(g, order);
+	u64 step = 1ULL << g->page_bits;
+	u64 addr = base;
+
+	for (i = 0; i < n; i++, addr += step)
+		dst[i] = cpu_to_le64(addr);
+	return n;
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_encode_chunk);
+
+/**
+ * vb13_target_blocks() - turn a RESIZE value into a target in blocks
+ * @g: geometry
+ * @bytes: target balloon size in bytes, as sent by the (untrusted) device
+ * @max_blocks: the most the guest could ever give
+ * @clamped: set to whether @bytes asked for more than @max_blocks
+ *
+ * Rounds down to whole blocks and to whole pages (blocks smaller than a
+ * page are only ever given a page at a time), then clamps.  Every u64,
+ * including 2^64 - 1, is a valid input.
+ *
+ * Return: the target in blocks, at most @max_blocks.
+ */
+VISIBLE_IF_KUNIT
+unsigned long vb13_target_blocks(const struct vb13_geom *g, u64 bytes,
+				 unsigned long max_blocks, bool *clamped)
+{
+	u64 blocks = bytes >> g->page_bits;
+
+	blocks = round_down(blocks, 1ULL << g->sub_shift);
+	*clamped = blocks > max_blocks;
+	return *clamped ? max_blocks : (unsigned long)blocks;
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_target_blocks);
+
+/* --- chunks ------------------------------------------------------------- */
+
+/* page_private() of a chunk's head page: order, and whether it was split. */
+#define VB13_CHUNK_ORDER_MASK	0xffUL
+#define VB13_CHUNK_SPLIT	0x100UL
+
+static void vb13_chunk_set(struct page *page, unsigned int order, bool split)
+{
+	set_page_private(page, order | (split ? VB13_CHUNK_SPLIT : 0));
+}
+
+/**
+ * vb13_chunk_order() - buddy order of a chunk
+ * @page: the chunk's head page
+ *
+ * Return: the order recorded when the chunk was created.
+ */
+VISIBLE_IF_KUNIT
+unsigned int vb13_chunk_order(struct page *page)
+{
+	return page_private(page) & VB13_CHUNK_ORDER_MASK;
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_chunk_order);
+
+static struct page *vb13_alloc_chunk_gfp(const struct vb13_geom *g,
+					 unsigned int order, gfp_t base);
+
+/**
+ * vb13_alloc_chunk() - allocate one chunk for the balloon
+ * @g: geometry
+ * @order: buddy order, >= @g->block_order
+ *
+ * Every order is first taken from free memory only, neither reclaiming
+ * nor waking kswapd, so a fragmented guest falls back to smaller chunks
+ * instead of compacting for us.  Only the block order, when free memory
+ * has none, may then reclaim (and compact) once; it never retries and
+ * never invokes the OOM killer.  Every page of the chunk is marked
+ * PageOffline().
+ *
+ * Context: may sleep; must not be called with the balloon lock held.
+ * Return: the head page, or NULL.
+ */
+VISIBLE_IF_KUNIT __maybe_unused
+struct page *vb13_alloc_chunk(const struct vb13_geom *g, unsigned int order)
+{
+	return vb13_alloc_chunk_gfp(g, order, GFP_HIGHUSER);
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_alloc_chunk);
+
+/* vb13_alloc_chunk() with GFP_HIGHUSER or GFP_HIGHUSER_MOVABLE as @base. */
+static struct page *vb13_alloc_chunk_gfp(const struct vb13_geom *g,
+					 unsigned int order, gfp_t base)
+{
+	gfp_t gfp = base | __GFP_NOWARN | __GFP_NOMEMALLOC | __GFP_NORETRY;
+	struct page *page;
+	unsigned long i;
+
+	/*
+	 * Free memory first, at every order: a chunk the free lists can't
+	 * give without reclaim is not worth waking kswapd or compacting for
+	 * (that is how a balloon of 2 MiB blocks would take the guest's huge
+	 * pages).  Only the block order itself, the last resort, may then
+	 * reclaim and compact, once.
+	 */
+	page = alloc_pages(gfp & ~__GFP_RECLAIM, order);
+	if (!page && order == g->block_order)
+		page = alloc_pages(gfp, order);
+	if (!page)
+		return NULL;
+	/* Not while /proc/kcore reads the pages it found online. */
+	page_offline_begin();
+	for (i = 0; i < 1UL << order; i++)
+		__folio_set_offline(page_folio(page + i));
+	page_offline_end();
+	vb13_chunk_set(page, order, false);
+	return page;
+}
+
+/**
+ * vb13_free_pages() - give independent order-0 pages back
+ * @page: the first page
+ * @nr: how many consecutive pages, each its own allocation (split)
+ *
+ * Clears PageOffline() on each before freeing it.
+ */
+VISIBLE_IF_KUNIT
+void vb13_free_pages(struct page *page, unsigned long nr)
+{
+	unsigned long i;
+
+	for (i = 0; i < nr; i++) {
+		__folio_clear_offline(page_folio(page + i));
+		__free_page(page + i);
+	}
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_free_pages);
+
+/**
+ * vb13_free_chunk() - give a chunk back to the buddy allocator
+ * @page: the chunk's head page, not on any list
+ *
+ * Clears PageOffline() on every page first.
+ *
+ * Return: the number of pages freed.
+ */
+VISIBLE_IF_KUNIT
+unsigned long vb13_free_chunk(struct page *page)
+{
+	unsigned int order = vb13_chunk_order(page);
+	bool split = page_private(page) & VB13_CHUNK_SPLIT;
+	unsigned long i, nr = 1UL << order;
+
+	set_page_private(page, 0);
+	if (split) {
+		vb13_free_pages(page, nr);
+		return nr;
+	}
+	for (i = 0; i < nr; i++)
+		__folio_clear_offline(page_folio(page + i));
+	__free_pages(page, order);
+	return nr;
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_free_chunk);
+
+/**
+ * vb13_split_chunk() - cut the head off a chunk
+ * @page: the chunk's head page, not on any list
+ * @keep_from: page index where the part to keep starts; a multiple of the
+ *	block size in pages, 0 < @keep_from < 2^order
+ * @rest: list that receives the kept part as power-of-two runs
+ *
+ * After this the first @keep_from pages are independent order-0 pages the
+ * caller frees with vb13_free_pages(); the rest becomes naturally aligned
+ * runs, each at least one block, marked as split chunks and added to
+ * @rest.  Every page stays PageOffline().
+ */
+VISIBLE_IF_KUNIT
+void vb13_split_chunk(struct page *page, unsigned long keep_from,
+		      struct list_head *rest)
+{
+	unsigned int order = vb13_chunk_order(page);
+	unsigned long end = 1UL << order, pos = keep_from;
+
+	if (!(page_private(page) & VB13_CHUNK_SPLIT))
+		split_page(page, order);
+	set_page_private(page, 0);
+
+	/* Greedy aligned decomposition of [keep_from, end). */
+	while (pos < end) {
+		unsigned int run = __ffs(pos);
+
+		while (pos + (1UL << run) > end)
+			run--;
+		vb13_chunk_set(page + pos, run, true);
+		list_add_tail(&page[pos].lru, rest);
+		pos += 1UL << run;
+	}
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_split_chunk);
+
+/* --- messages ----------------------------------------------------------- */
+
+/**
+ * vb13_msg_room() - can a chunk of this order join the message?
+ * @g: geometry, with the message limits
+ * @msg: message being filled
+ * @order: order of the candidate chunk
+ *
+ * Return: true when the chunk's addresses fit and the memory the message
+ * names stays within the cap.
+ */
+VISIBLE_IF_KUNIT
+bool vb13_msg_room(const struct vb13_geom *g, const struct vb13_msg *msg,
+		   unsigned int order)
+{
+	return msg->nr + vb13_chunk_blocks(g, order) <= g->msg_addrs &&
+	       msg->pages + (1UL << order) <= g->msg_pages;
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_msg_room);
+
+/**
+ * vb13_msg_add() - name a chunk in a message
+ * @g: geometry
+ * @msg: message being filled, with room for the chunk (vb13_msg_room())
+ * @page: the chunk's head page
+ *
+ * The chunk now belongs to the message until the device returns it.
+ *
+ * Return: the number of blocks added.
+ */
+VISIBLE_IF_KUNIT
+unsigned int vb13_msg_add(const struct vb13_geom *g, struct vb13_msg *msg,
+			  struct page *page)
+{
+	unsigned int order = vb13_chunk_order(page), n;
+
+	n = vb13_encode_chunk(g, &msg->buf->page[msg->nr],
+			      PFN_PHYS(page_to_pfn(page)), order);
+	msg->nr += n;
+	msg->pages += 1UL << order;
+	list_add_tail(&page->lru, &msg->chunks);
+	return n;
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_msg_add);
+
+/**
+ * vb13_msg_len() - wire length of a page-list message
+ * @msg: the message, with at least one address
+ *
+ * Return: 8 + 8 * addresses, in bytes.
+ */
+VISIBLE_IF_KUNIT
+unsigned int vb13_msg_len(const struct vb13_msg *msg)
+{
+	return struct_size(msg->buf, page, msg->nr);
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_msg_len);
+
+/**
+ * vb13_msg_init() - prepare an empty message for filling
+ * @msg: the message
+ */
+VISIBLE_IF_KUNIT
+void vb13_msg_init(struct vb13_msg *msg)
+{
+	msg->withdraw = false;
+	msg->nr = 0;
+	msg->pages = 0;
+	INIT_LIST_HEAD(&msg->chunks);
+	msg->buf->hdr.type = cpu_to_le32(VIRTIO_BALLOON13_RESP_PAGES);
+	msg->buf->hdr.reserved = 0;
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_msg_init);
+
+/* --- statistics ------------------------------------------------------------ */
+
+static void vb13_put_stat(struct virtio_balloon13_stats *st, unsigned int *n,
+			  u64 tag, u64 value)
+{
+	st->s[*n].tag = cpu_to_le64(tag);
+	st->s[*n].value = cpu_to_le64(value);
+	(*n)++;
+}
+
+/**
+ * vb13_fill_stats() - fill a STATS response with the guest's current values
+ * @st: the response buffer
+ *
+ * Context: process context; may sleep (all_vm_events() takes the CPU
+ * hotplug lock).
+ * Return: the number of statistics written; the message length is
+ * sizeof(header) + n * sizeof(struct virtio_balloon13_stat).
+ */
+VISIBLE_IF_KUNIT
+unsigned int vb13_fill_stats(struct virtio_balloon13_stats *st)
+{
+	unsigned int n = 0;
+	struct sysinfo i;
+#ifdef CONFIG_VM_EVENT_COUNTERS
+	unsigned long events[NR_VM_EVENT_ITEMS];
+
+	all_vm_events(events);
+#endif
+	si_meminfo(&i);
+
+	st->hdr.type = cpu_to_le32(VIRTIO_BALLOON13_RESP_STATS);
+	st->hdr.reserved = 0;
+#ifdef CONFIG_VM_EVENT_COUNTERS
+	vb13_put_stat(st, &n, VIRTIO_BALLOON13_TAG_SWAP_IN,
+		      (u64)events[PSWPIN] << PAGE_SHIFT);
+	vb13_put_stat(st, &n, VIRTIO_BALLOON13_TAG_SWAP_OUT,
+		      (u64)events[PSWPOUT] << PAGE_SHIFT);
+	vb13_put_stat(st, &n, VIRTIO_BALLOON13_TAG_MAJFLT, events[PGMAJFAULT]);
+	/* PGFAULT counts every fault, major ones included. */
+	vb13_put_stat(st, &n, VIRTIO_BALLOON13_TAG_MINFLT,
+		      events[PGFAULT] - events[PGMAJFAULT]);
+#endif
+	vb13_put_stat(st, &n, VIRTIO_BALLOON13_TAG_MEMFREE,
+		      (u64)i.freeram * i.mem_unit);
+	vb13_put_stat(st, &n, VIRTIO_BALLOON13_TAG_MEMTOT,
+		      (u64)i.totalram * i.mem_unit);
+	return n;
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_fill_stats);
+
 /* --- block accounting ------------------------------------------------------ */
 
 /*
@@ -173,7 +664,8 @@ static unsigned long vb13_all_held_pages;
  * Return: totalram_pages() plus every page held by a device 13 balloon.
  * It doesn't move as a balloon grows or shrinks.
  */
-VISIBLE_IF_KUNIT unsigned long vb13_ram_pages(void)
+VISIBLE_IF_KUNIT
+unsigned long vb13_ram_pages(void)
 {
 	unsigned long ram;
 	unsigned int seq;
@@ -186,6 +678,17 @@ VISIBLE_IF_KUNIT unsigned long vb13_ram_pages(void)
 }
 EXPORT_SYMBOL_IF_KUNIT(vb13_ram_pages);
 
+/* Managed pages of every ZONE_MOVABLE (memory the kernel can't use). */
+static unsigned long vb13_movable_managed(void)
+{
+	unsigned long pages = 0;
+	int nid;
+
+	for_each_online_node(nid)
+		pages += zone_managed_pages(&NODE_DATA(nid)->node_zones[ZONE_MOVABLE]);
+	return pages;
+}
+
 /**
  * vb13_floor_pages() - guest memory never given to the balloon
  *
@@ -196,7 +699,8 @@ EXPORT_SYMBOL_IF_KUNIT(vb13_ram_pages);
  *
  * Return: the floor in pages: floor_mib, or max(128 MiB, RAM/16).
  */
-VISIBLE_IF_KUNIT unsigned long vb13_floor_pages(void)
+VISIBLE_IF_KUNIT
+unsigned long vb13_floor_pages(void)
 {
 	u64 floor = (u64)READ_ONCE(vb13_floor_mib) * SZ_1M;
 
@@ -215,20 +719,47 @@ EXPORT_SYMBOL_IF_KUNIT(vb13_floor_pages);
  * Return: what the guest has left plus what this balloon holds, less the
  * floor, in whole blocks.
  */
-VISIBLE_IF_KUNIT unsigned long vb13_max_blocks(struct virtio_balloon13 *vb)
+VISIBLE_IF_KUNIT
+unsigned long vb13_max_blocks(struct virtio_balloon13 *vb)
 {
-	unsigned long floor = vb13_floor_pages(), avail;
+	unsigned long floor = vb13_floor_pages(), avail, kernel, movable;
 	unsigned int seq;
 
 	do {
 		seq = read_seqbegin(&vb13_ram_lock);
 		avail = totalram_pages() + READ_ONCE(vb->held_pages);
+		movable = vb13_movable_managed() + READ_ONCE(vb->movable_pages);
 	} while (read_seqretry(&vb13_ram_lock, seq));
-	if (avail <= floor)
-		return 0;
+	/*
+	 * The floor is memory the kernel can use: ZONE_MOVABLE holds only
+	 * movable pages, so it can't be in it.  Without ZONE_MOVABLE this
+	 * is the floor of all RAM.
+	 */
+	kernel = avail - min(avail, movable);
+	if (kernel <= floor)
+		return vb13_pages_to_blocks(&vb->geom, movable);
 	return vb13_pages_to_blocks(&vb->geom, avail - floor);
 }
 EXPORT_SYMBOL_IF_KUNIT(vb13_max_blocks);
+
+/*
+ * Pages the balloon may hold outside ZONE_MOVABLE: what the kernel's
+ * zones have plus what the balloon holds of them, less the floor.
+ */
+static unsigned long vb13_kernel_budget(struct virtio_balloon13 *vb)
+{
+	unsigned long floor = vb13_floor_pages(), kernel;
+	unsigned int seq;
+
+	do {
+		seq = read_seqbegin(&vb13_ram_lock);
+		kernel = totalram_pages() - min(totalram_pages(),
+						vb13_movable_managed()) +
+			 READ_ONCE(vb->held_pages) -
+			 READ_ONCE(vb->movable_pages);
+	} while (read_seqretry(&vb13_ram_lock, seq));
+	return kernel > floor ? kernel - floor : 0;
+}
 
 /* Move @pages between the guest's RAM and the balloon; @pages < 0: out. */
 static void vb13_account(struct virtio_balloon13 *vb, struct page *page,
@@ -237,8 +768,12 @@ static void vb13_account(struct virtio_balloon13 *vb, struct page *page,
 	lockdep_assert_held(&vb->lock);
 	write_seqlock(&vb13_ram_lock);
 	adjust_managed_page_count(page, -pages);
+	/* "Balloon:" in /proc/meminfo */
+	mod_node_page_state(page_pgdat(page), NR_BALLOON_PAGES, pages);
 	vb13_all_held_pages += pages;
 	WRITE_ONCE(vb->held_pages, vb->held_pages + pages);
+	if (page_zonenum(page) == ZONE_MOVABLE)
+		WRITE_ONCE(vb->movable_pages, vb->movable_pages + pages);
 	write_sequnlock(&vb13_ram_lock);
 }
 
@@ -249,7 +784,7 @@ static void vb13_account_in(struct virtio_balloon13 *vb, struct page *page,
 	unsigned long pages = vb13_blocks_to_pages(&vb->geom, blocks);
 
 	vb13_account(vb, page, pages);
-#ifdef CONFIG_MEMORY_BALLOON
+#ifdef CONFIG_BALLOON
 	count_vm_events(BALLOON_INFLATE, pages);
 #endif
 	WRITE_ONCE(vb->nr_blocks, vb->nr_blocks + blocks);
@@ -263,7 +798,7 @@ static void vb13_account_out(struct virtio_balloon13 *vb, struct page *page,
 	unsigned long pages = vb13_blocks_to_pages(&vb->geom, blocks);
 
 	vb13_account(vb, page, -(long)pages);
-#ifdef CONFIG_MEMORY_BALLOON
+#ifdef CONFIG_BALLOON
 	count_vm_events(BALLOON_DEFLATE, pages);
 #endif
 	WRITE_ONCE(vb->nr_blocks, vb->nr_blocks - blocks);
@@ -337,8 +872,10 @@ static int vb13_out_add(struct virtio_balloon13 *vb, void *buf,
 	sg_init_one(&sg, buf, len);
 	spin_lock_irqsave(&vb->out_lock, flags);
 	err = virtqueue_add_outbuf(vq, &sg, 1, token, GFP_ATOMIC);
-	if (!err && token != vb->stats_buf)
+	if (!err && token != vb->stats_buf) {
 		vb->on_device++;
+		vb->withdraw_on_device += ((struct vb13_msg *)token)->withdraw;
+	}
 	kick = !err && virtqueue_kick_prepare(vq);
 	spin_unlock_irqrestore(&vb->out_lock, flags);
 	if (kick)
@@ -361,9 +898,11 @@ static void vb13_out_done(struct virtqueue *vq)
 		if (buf == vb->stats_buf) {
 			vb->stats_busy = false;
 		} else {
-			list_add_tail(&((struct vb13_msg *)buf)->list,
-				      &vb->done_msgs);
+			struct vb13_msg *msg = buf;
+
+			list_add_tail(&msg->list, &vb->done_msgs);
 			vb->on_device--;
+			vb->withdraw_on_device -= msg->withdraw;
 		}
 	}
 	/* A STATS answer waits for its buffer, or for room on the ring. */
@@ -399,19 +938,47 @@ static void vb13_reap(struct virtio_balloon13 *vb)
 	spin_unlock_irqrestore(&vb->out_lock, flags);
 
 	list_for_each_entry_safe(msg, tmp, &done, list) {
-		list_for_each_entry_safe(page, next, &msg->chunks, lru)
-			list_move(&page->lru,
-				  &vb->acked[vb13_chunk_order(page)]);
+		list_for_each_entry_safe(page, next, &msg->chunks, lru) {
+			if (msg->withdraw) {
+				/* The device let go of them: free now. */
+				list_del(&page->lru);
+				vb13_release_chunk(vb, page);
+			} else {
+				list_move(&page->lru,
+					  &vb->acked[vb13_chunk_order(page)]);
+			}
+		}
 		vb->in_flight_blocks -= msg->nr;
+		if (msg->withdraw)
+			vb->withdrawing -= msg->nr;
 		vb13_msg_init(msg);
 		list_move(&msg->list, &vb->free_msgs);
 	}
 }
 
+/* Free a message's chunks; the device must not be able to touch them. */
+static void vb13_drop_msg(struct virtio_balloon13 *vb, struct vb13_msg *msg)
+{
+	struct page *page, *next;
+
+	lockdep_assert_held(&vb->lock);
+	list_for_each_entry_safe(page, next, &msg->chunks, lru) {
+		list_del(&page->lru);
+		vb13_release_chunk(vb, page);
+	}
+	vb->in_flight_blocks -= msg->nr;
+	if (msg->withdraw)
+		vb->withdrawing -= msg->nr;
+	vb13_msg_init(msg);
+}
+
 /*
  * Send the message being filled, if it names anything.
- * Return: 0, or the virtqueue error; the message then stays in vb->fill
- * and is sent when a buffer comes back (the callback requeues us).
+ *
+ * Return: 0; -ENOSPC when the ring is full: the message stays in vb->fill
+ * and is sent when a buffer comes back (the callback requeues us); or
+ * another virtqueue error: outputq is broken, the message (never sent) is
+ * freed, and from now on the balloon only gives memory back.
  */
 static int vb13_submit(struct virtio_balloon13 *vb)
 {
@@ -422,8 +989,21 @@ static int vb13_submit(struct virtio_balloon13 *vb)
 	if (!msg || !msg->nr)
 		return 0;
 	err = vb13_out_add(vb, msg->buf, vb13_msg_len(msg), msg);
-	if (err)
+	if (err == -ENOSPC)
 		return err;
+	if (err) {
+		if (!READ_ONCE(vb->broken))
+			dev_err(&vb->vdev->dev,
+				"outputq failed (%d): giving the balloon back\n",
+				err);
+		WRITE_ONCE(vb->broken, true);
+		vb13_inc(vb, blocks_unsent_freed, msg->nr);
+		vb13_drop_msg(vb, msg);
+		list_add(&msg->list, &vb->free_msgs);
+		vb->fill = NULL;
+		vb13_queue_resize(vb, 0, true);
+		return err;
+	}
 	vb->fill = NULL;
 	vb->msg_limit = min(vb->msg_limit * 2, vb->geom.msg_pages);
 	vb13_inc(vb, messages_pages, 1);
@@ -537,9 +1117,119 @@ static unsigned long vb13_free_acked(struct virtio_balloon13 *vb,
 }
 
 /*
- * Give up to one batch of @want blocks back, unsent ones first.
- * Return: blocks freed; 0 when nothing freeable is left (the rest is in
- * flight, or nothing is held).
+ * Cut a chunk in two: its first @cut pages and the rest, each as naturally
+ * aligned split runs (at least a block each), on @head and @rest.
+ */
+static void vb13_cut_chunk(struct page *page, unsigned long cut,
+			   struct list_head *head, struct list_head *rest)
+{
+	unsigned long pos = 0;
+
+	vb13_split_chunk(page, cut, rest);
+	while (pos < cut) {
+		unsigned int run = pos ? __ffs(pos) : ilog2(cut);
+
+		while (pos + (1UL << run) > cut)
+			run--;
+		vb13_chunk_set(page + pos, run, true);
+		list_add_tail(&page[pos].lru, head);
+		pos += 1UL << run;
+	}
+}
+
+/*
+ * VIRTIO_BALLOON13_F_WITHDRAW: name up to @want acknowledged blocks in one
+ * WITHDRAW message, largest chunks first (with @exact, a chunk larger than
+ * what is left is cut), and send it.  The blocks stay in the balloon, not
+ * to be touched, until the device returns the message (vb13_reap() frees
+ * them then).
+ * Return: blocks named; 0 when there is nothing to withdraw, no message
+ * buffer is free, or the ring is full (a returning buffer requeues us).
+ */
+static unsigned long vb13_withdraw_acked(struct virtio_balloon13 *vb,
+					 unsigned long want, bool exact,
+					 unsigned long start_pfn,
+					 unsigned long end_pfn)
+{
+	const struct vb13_geom *g = &vb->geom;
+	struct page *page, *next;
+	struct vb13_msg *msg;
+	unsigned long named = 0;
+	int order, err;
+
+	lockdep_assert_held(&vb->lock);
+	if (!want || list_empty(&vb->free_msgs))
+		return 0;
+	msg = list_first_entry(&vb->free_msgs, struct vb13_msg, list);
+	vb13_msg_init(msg);
+	msg->withdraw = true;
+	msg->buf->hdr.type = cpu_to_le32(VIRTIO_BALLOON13_RESP_WITHDRAW);
+	for (order = g->max_order; order >= (int)g->block_order &&
+	     named < want; order--) {
+		struct list_head *acked = &vb->acked[order];
+		unsigned long blocks = vb13_chunk_blocks(g, order);
+
+		struct page *tmp;
+
+		list_for_each_entry_safe(page, tmp, acked, lru) {
+			LIST_HEAD(head);
+			LIST_HEAD(rest);
+
+			if (named >= want)
+				break;
+			if (page_to_pfn(page) < start_pfn ||
+			    page_to_pfn(page) >= end_pfn)
+				continue;
+			if (exact && blocks > want - named) {
+				unsigned long cut = vb13_blocks_to_pages(g,
+							want - named);
+
+				if (msg->nr + want - named > g->msg_addrs ||
+				    msg->pages + cut > g->msg_pages)
+					goto send;
+				list_del(&page->lru);
+				vb13_cut_chunk(page, cut, &head, &rest);
+				list_for_each_entry_safe(page, next, &rest, lru)
+					list_move(&page->lru,
+						  &vb->acked[vb13_chunk_order(page)]);
+			} else if (!vb13_msg_room(g, msg, order)) {
+				goto send;
+			} else {
+				list_move(&page->lru, &head);
+			}
+			list_for_each_entry_safe(page, next, &head, lru) {
+				list_del(&page->lru);
+				named += vb13_msg_add(g, msg, page);
+			}
+		}
+	}
+send:
+	if (!named) {
+		vb13_msg_init(msg);
+		return 0;
+	}
+	list_del(&msg->list);
+	err = vb13_out_add(vb, msg->buf, vb13_msg_len(msg), msg);
+	if (err) {
+		/* Not sent: the chunks are acknowledged blocks again. */
+		list_for_each_entry_safe(page, next, &msg->chunks, lru)
+			list_move(&page->lru, &vb->acked[vb13_chunk_order(page)]);
+		vb13_msg_init(msg);
+		list_add(&msg->list, &vb->free_msgs);
+		return 0;
+	}
+	vb->in_flight_blocks += named;
+	vb->withdrawing += named;
+	vb13_inc(vb, messages_withdraw, 1);
+	return named;
+}
+
+/*
+ * Give up to one batch of @want blocks back, unsent ones first.  With
+ * VIRTIO_BALLOON13_F_WITHDRAW, acknowledged blocks are named in a WITHDRAW
+ * message and freed once it comes back.
+ * Return: blocks freed or leaving; 0 when nothing can go now (the rest is
+ * in flight, or nothing is held).
  */
 static unsigned long vb13_release(struct virtio_balloon13 *vb,
 				  unsigned long want, bool exact)
@@ -549,20 +1239,67 @@ static unsigned long vb13_release(struct virtio_balloon13 *vb,
 	lockdep_assert_held(&vb->lock);
 	want = min(want, vb13_free_batch(vb));
 	freed = vb13_free_unsent(vb, want, exact);
-	if (freed < want)
-		freed += vb13_free_acked(vb, want - freed, exact);
-	return freed;
+	if (freed >= want)
+		return freed;
+	if (virtio_has_feature(vb->vdev, VIRTIO_BALLOON13_F_WITHDRAW))
+		return freed + vb13_withdraw_acked(vb, want - freed, exact, 0,
+						   ULONG_MAX);
+	return freed + vb13_free_acked(vb, want - freed, exact);
 }
 
 /* --- memory pressure ------------------------------------------------------ */
 
-/* Pause inflation for oom_hold_ms from now; called with vb->lock held. */
-static unsigned long vb13_pressure_hold(struct virtio_balloon13 *vb)
+static bool vb13_nothing_on_device(struct virtio_balloon13 *vb)
+{
+	unsigned long flags;
+	bool none;
+
+	spin_lock_irqsave(&vb->out_lock, flags);
+	none = !vb->on_device;
+	spin_unlock_irqrestore(&vb->out_lock, flags);
+	return none;
+}
+
+static bool vb13_no_withdraw_on_device(struct virtio_balloon13 *vb)
+{
+	unsigned long flags;
+	bool none;
+
+	spin_lock_irqsave(&vb->out_lock, flags);
+	none = !vb->withdraw_on_device;
+	spin_unlock_irqrestore(&vb->out_lock, flags);
+	return none;
+}
+
+/*
+ * May the balloon give memory back on its own?  Only when the device
+ * offered VIRTIO_BALLOON13_F_PRESSURE_RELEASE and pressure_release is not
+ * 0 (.validate keeps the bit from being negotiated when it was 0 at probe;
+ * a later 0 stops releases at once).
+ */
+static bool vb13_may_release(struct virtio_balloon13 *vb)
+{
+	return READ_ONCE(vb13_pressure_release) &&
+	       virtio_has_feature(vb->vdev, VIRTIO_BALLOON13_F_PRESSURE_RELEASE);
+}
+
+/*
+ * Pause inflation for oom_hold_ms from now, and with @episode start or
+ * extend the pressure episode as long.  Only OOM notifications make an
+ * episode: were reclaim's releases to extend it, the shrinker (in its
+ * episode mode) would keep itself going and drain the balloon for good.
+ * Called with vb->lock held.
+ */
+static unsigned long vb13_pressure_hold(struct virtio_balloon13 *vb,
+					bool episode)
 {
 	unsigned long hold = msecs_to_jiffies(READ_ONCE(vb13_oom_hold_ms));
+	unsigned long until = (jiffies + hold) ?: 1;
 
 	lockdep_assert_held(&vb->lock);
-	WRITE_ONCE(vb->hold_until, (jiffies + hold) ?: 1);
+	WRITE_ONCE(vb->hold_until, until);
+	if (episode)
+		WRITE_ONCE(vb->episode_until, until);
 	return hold;
 }
 
@@ -583,31 +1320,58 @@ static bool vb13_held_off(struct virtio_balloon13 *vb, unsigned long *left)
 	return vb13_before(READ_ONCE(vb->hold_until), left);
 }
 
+/* Is a pressure episode (OOM notifications) going on? */
+static bool vb13_in_episode(struct virtio_balloon13 *vb)
+{
+	unsigned long left;
+
+	return vb13_before(READ_ONCE(vb->episode_until), &left);
+}
+
 /*
  * Give back at least @want blocks (whole chunks) under pressure, in
- * batches, and pause inflation.  Called with vb->lock held; drops it
- * between batches.
+ * batches, and pause inflation (@oom: an OOM notification, which also
+ * starts or extends the episode).  Called with vb->lock held; drops it
+ * between batches unless @may_sleep is false (then one batch at most).
  * Return: blocks freed.
  */
-static unsigned long vb13_pressure_release(struct virtio_balloon13 *vb,
-					   unsigned long want)
+static unsigned long vb13_release_under_pressure(struct virtio_balloon13 *vb,
+						 unsigned long want,
+						 bool may_sleep, bool oom)
 {
-	unsigned long freed = 0, n, hold;
+	unsigned long freed = 0, n, hold, before;
 
 	lockdep_assert_held(&vb->lock);
+	/* No refill while we give back. */
+	hold = vb13_pressure_hold(vb, oom);
 	vb13_reap(vb);
+	before = vb->nr_blocks;
 	while (freed < want) {
 		n = vb13_release(vb, want - freed, false);
 		if (!n)
 			break;
 		freed += n;
+		if (!may_sleep)
+			break;
 		if (freed < want) {
 			mutex_unlock(&vb->lock);
 			cond_resched();
 			mutex_lock(&vb->lock);
 		}
 	}
-	hold = vb13_pressure_hold(vb);
+	/*
+	 * Blocks named in WITHDRAW messages are free once the device has
+	 * them back: wait for that, a while.  Those whose message doesn't
+	 * come back in time stay in the balloon until it does (or a reset).
+	 */
+	if (vb->withdrawing && may_sleep) {
+		mutex_unlock(&vb->lock);
+		wait_event_timeout(vb->out_wq, vb13_no_withdraw_on_device(vb),
+				   msecs_to_jiffies(VB13_WITHDRAW_WAIT_MS));
+		mutex_lock(&vb->lock);
+		vb13_reap(vb);
+	}
+	freed = before > vb->nr_blocks ? before - vb->nr_blocks : 0;
 	/* Below the floor's limit now, until the worker refills it. */
 	if (freed)
 		WRITE_ONCE(vb->held_by_floor, false);
@@ -631,9 +1395,9 @@ static int vb13_oom_notify(struct notifier_block *nb, unsigned long dummy,
 {
 	struct virtio_balloon13 *vb = container_of(nb, struct virtio_balloon13,
 						   oom_nb);
-	unsigned long *freed = parm, base, batch, blocks, left;
+	unsigned long *freed = parm, base, batch, blocks;
 
-	if (!READ_ONCE(vb13_oom_release))
+	if (!vb13_may_release(vb))
 		return NOTIFY_OK;
 
 	base = vb13_pages_to_blocks(&vb->geom,
@@ -643,38 +1407,25 @@ static int vb13_oom_notify(struct notifier_block *nb, unsigned long dummy,
 
 	mutex_lock(&vb->lock);
 	batch = base;
-	if (vb->pressure_batch && vb13_held_off(vb, &left))
+	if (vb->pressure_batch && vb13_in_episode(vb))
 		batch = max(base, min(vb->pressure_batch, ULONG_MAX / 4) * 2);
 	WRITE_ONCE(vb->pressure_batch, batch);
-	blocks = vb13_pressure_release(vb, batch);
+	blocks = vb13_release_under_pressure(vb, batch, true, true);
 	mutex_unlock(&vb->lock);
 
 	*freed += vb13_blocks_to_pages(&vb->geom, blocks);
 	return NOTIFY_OK;
 }
 
-/* Report pages freed outside the LRU to the reclaim that called us. */
-static void vb13_account_reclaimed(unsigned long pages)
-{
-#ifdef VB13_COMPAT_RECLAIMED
-	if (current->reclaim_state)
-		current->reclaim_state->reclaimed_slab += pages;
-#else
-	mm_account_reclaimed_pages(pages);
-#endif
-}
-
 static bool vb13_shrinker_active(struct virtio_balloon13 *vb)
 {
-	unsigned long left;
-
-	if (!READ_ONCE(vb13_oom_release))
+	if (!vb13_may_release(vb))
 		return false;
 	switch (READ_ONCE(vb13_shrinker_mode)) {
 	case VB13_SHRINK_ALWAYS:
 		return true;
 	case VB13_SHRINK_PRESSURE:
-		return vb13_held_off(vb, &left);
+		return vb13_in_episode(vb);
 	default:
 		return false;
 	}
@@ -682,12 +1433,20 @@ static bool vb13_shrinker_active(struct virtio_balloon13 *vb)
 
 static unsigned long vb13_shrink_count(struct virtio_balloon13 *vb)
 {
+	struct vb13_msg *fill;
 	unsigned long blocks;
 
 	if (!vb13_shrinker_active(vb))
 		return 0;
-	/* Racy by design: reclaim only needs an estimate. */
+	/*
+	 * Everything but what the device holds: acknowledged blocks and
+	 * those not sent yet (the first to go).  Racy by design: reclaim
+	 * only needs an estimate, and vb->fill always points into vb->msgs.
+	 */
 	blocks = READ_ONCE(vb->nr_blocks) - READ_ONCE(vb->in_flight_blocks);
+	fill = READ_ONCE(vb->fill);
+	if (fill)
+		blocks += READ_ONCE(fill->nr);
 	if ((long)blocks <= 0)
 		return 0;
 	return vb13_blocks_to_pages(&vb->geom, blocks);
@@ -702,38 +1461,34 @@ static unsigned long vb13_shrink_scan(struct virtio_balloon13 *vb,
 	if (!vb13_shrinker_active(vb) || READ_ONCE(vb->alloc_task) == current)
 		return SHRINK_STOP;
 	/*
-	 * At least the current OOM batch (oom_release_mib, doubled by each
-	 * notification of the episode): reclaim asks in small steps, and a
+	 * During an episode at least its current OOM batch (oom_release_mib,
+	 * doubled by each notification): reclaim asks in small steps, and a
 	 * workload that outruns them pays a reclaim pass per step.  What is
-	 * given back counts as reclaimed, so reclaim stops early.
+	 * given back counts as reclaimed, so reclaim stops early.  Outside
+	 * one, what reclaim asks for: the batch of an episode long over
+	 * would empty the balloon in a few calls.
 	 */
-	want = max3(vb13_pages_to_blocks(&vb->geom, nr_to_scan),
-		    READ_ONCE(vb->pressure_batch), 1UL << vb->geom.sub_shift);
-	mutex_lock(&vb->lock);
-	blocks = vb13_pressure_release(vb, want);
+	want = max(vb13_pages_to_blocks(&vb->geom, nr_to_scan),
+		   1UL << vb->geom.sub_shift);
+	if (vb13_in_episode(vb))
+		want = max(want, READ_ONCE(vb->pressure_batch));
+	/* Where reclaim holds shrinker_rwsem around us, never sleep on it. */
+	if (VB13_SHRINKER_MAY_SLEEP)
+		mutex_lock(&vb->lock);
+	else if (!mutex_trylock(&vb->lock))
+		return SHRINK_STOP;
+	blocks = vb13_release_under_pressure(vb, want, VB13_SHRINKER_MAY_SLEEP,
+					     false);
 	mutex_unlock(&vb->lock);
 	pages = vb13_blocks_to_pages(&vb->geom, blocks);
-	vb13_account_reclaimed(pages);
+	mm_account_reclaimed_pages(pages);
 	return pages ?: SHRINK_STOP;
 }
 
-#ifdef VB13_COMPAT_SHRINKER
-/* Before 6.7 a shrinker is embedded and has no private data. */
-struct vb13_shrinker {
-	struct shrinker s;
-	struct virtio_balloon13 *vb;
-};
-
 static struct virtio_balloon13 *vb13_shrinker_vb(struct shrinker *s)
 {
-	return container_of(s, struct vb13_shrinker, s)->vb;
+	return vb13_shrinker_private(s);
 }
-#else
-static struct virtio_balloon13 *vb13_shrinker_vb(struct shrinker *s)
-{
-	return s->private_data;
-}
-#endif
 
 static unsigned long vb13_shrinker_count(struct shrinker *s,
 					 struct shrink_control *sc)
@@ -759,34 +1514,22 @@ static unsigned long vb13_shrinker_scan(struct shrinker *s,
 
 static int vb13_shrinker_init(struct virtio_balloon13 *vb)
 {
+	char name[64];
 	struct shrinker *s;
-#ifdef VB13_COMPAT_SHRINKER
-	struct vb13_shrinker *w = kzalloc(sizeof(*w), GFP_KERNEL);
 	int err;
 
-	if (!w)
-		return -ENOMEM;
-	w->vb = vb;
-	s = &w->s;
-#else
-	s = shrinker_alloc(0, "virtio_balloon13-%s", dev_name(&vb->vdev->dev));
+	snprintf(name, sizeof(name), "virtio_balloon13-%s",
+		 dev_name(&vb->vdev->dev));
+	s = vb13_shrinker_alloc(name);
 	if (!s)
 		return -ENOMEM;
-	s->private_data = vb;
-#endif
+	vb13_shrinker_set_private(s, vb);
 	s->count_objects = vb13_shrinker_count;
 	s->scan_objects = vb13_shrinker_scan;
 	s->seeks = DEFAULT_SEEKS;
-#ifdef VB13_COMPAT_SHRINKER
-	err = register_shrinker(s, "virtio_balloon13-%s",
-				dev_name(&vb->vdev->dev));
-	if (err) {
-		kfree(w);
+	err = vb13_shrinker_register(s, name);
+	if (err)
 		return err;
-	}
-#else
-	shrinker_register(s);
-#endif
 	vb->shrinker = s;
 	return 0;
 }
@@ -795,12 +1538,7 @@ static void vb13_shrinker_exit(struct virtio_balloon13 *vb)
 {
 	if (!vb->shrinker)
 		return;
-#ifdef VB13_COMPAT_SHRINKER
-	unregister_shrinker(vb->shrinker);
-	kfree(container_of(vb->shrinker, struct vb13_shrinker, s));
-#else
-	shrinker_free(vb->shrinker);
-#endif
+	vb13_shrinker_free(vb->shrinker);
 	vb->shrinker = NULL;
 }
 
@@ -828,6 +1566,38 @@ static int vb13_make_room(struct virtio_balloon13 *vb, unsigned int order)
 	return 0;
 }
 
+/*
+ * ZONE_MOVABLE first: memory the kernel can't use anyway.  A movable
+ * allocation that lands in another zone (ZONE_MOVABLE has no chunk of that
+ * order free) is given back: there the balloon allocates unmovable, so it
+ * doesn't scatter unmovable pages through movable pageblocks, and only as
+ * far as the kernel's zones keep the floor.
+ */
+static struct page *vb13_alloc_zoned(struct virtio_balloon13 *vb,
+				     unsigned int order)
+{
+	const struct vb13_geom *g = &vb->geom;
+	struct page *page;
+
+	if (!vb->movable_exhausted && vb13_movable_managed()) {
+		page = vb13_alloc_chunk_gfp(g, order, GFP_HIGHUSER_MOVABLE);
+		if (page && page_zonenum(page) == ZONE_MOVABLE)
+			return page;
+		if (page)
+			vb13_free_chunk(page);
+		if (order > g->block_order)
+			return NULL;	/* a smaller one may still be there */
+		vb->movable_exhausted = true;
+	}
+	if (READ_ONCE(vb->held_pages) - READ_ONCE(vb->movable_pages) +
+	    (1UL << order) > vb13_kernel_budget(vb)) {
+		WRITE_ONCE(vb->held_by_zones, true);
+		return NULL;
+	}
+	WRITE_ONCE(vb->held_by_zones, false);
+	return vb13_alloc_chunk_gfp(g, order, GFP_HIGHUSER);
+}
+
 static struct page *vb13_alloc(struct virtio_balloon13 *vb, unsigned int order)
 {
 	struct page *page;
@@ -840,7 +1610,7 @@ static struct page *vb13_alloc(struct virtio_balloon13 *vb, unsigned int order)
 		return stub(vb, order);
 #endif
 	WRITE_ONCE(vb->alloc_task, current);
-	page = vb13_alloc_chunk(&vb->geom, order);
+	page = vb13_alloc_zoned(vb, order);
 	WRITE_ONCE(vb->alloc_task, NULL);
 	return page;
 }
@@ -853,19 +1623,67 @@ static struct page *vb13_alloc(struct virtio_balloon13 *vb, unsigned int order)
  * Return: 0 on progress, -EAGAIN to wait for the device, -ENOMEM, or
  * another virtqueue error.
  */
+/*
+ * Free memory in pieces smaller than a pageblock, which no huge page can
+ * use: the largest order below pageblock_order (and at least a block)
+ * with more than one free block in a zone the balloon allocates from, or
+ * -1 when there is none.  One block per order doesn't count: that is what
+ * splitting a pageblock for a smaller chunk leaves behind, and chasing it
+ * would take pageblocks apart piece by piece.  Racy by design.
+ */
+static int vb13_hole_order(const struct vb13_geom *g)
+{
+	int nid, z, o, best = -1;
+
+	if (g->block_order >= pageblock_order)
+		return -1;
+	for_each_online_node(nid) {
+		pg_data_t *pgdat = NODE_DATA(nid);
+
+		for (z = 0; z < MAX_NR_ZONES; z++) {
+			struct zone *zone = &pgdat->node_zones[z];
+
+			/* ZONE_DMA's 16 MiB: not where the balloon goes. */
+			if (!populated_zone(zone) ||
+			    zone_managed_pages(zone) < SZ_64M >> PAGE_SHIFT)
+				continue;
+			for (o = pageblock_order - 1; o > best &&
+			     o >= (int)g->block_order; o--)
+				/* An estimate: no zone lock on this path. */
+				if (data_race(zone->free_area[o].nr_free) > 1) {
+					best = o;
+					break;
+				}
+		}
+	}
+	return best;
+}
+
 static int vb13_inflate_one(struct virtio_balloon13 *vb, unsigned long target)
 {
 	const struct vb13_geom *g = &vb->geom;
-	/* Only this worker adds blocks; the OOM notifier only takes some. */
-	unsigned long need = target - READ_ONCE(vb->nr_blocks);
+	/*
+	 * Only this worker adds blocks; the OOM notifier only takes some,
+	 * and blocks being withdrawn are on their way out.
+	 */
+	unsigned long need = target - (READ_ONCE(vb->nr_blocks) -
+				       READ_ONCE(vb->withdrawing));
 	unsigned int order = vb->alloc_order;
 	struct page *page;
-	int err;
+	int err, hole;
 
 	/* Never overshoot the target, nor a message's current limit. */
 	while (order > g->block_order && (vb13_chunk_blocks(g, order) > need ||
 					  (1UL << order) > vb->msg_limit))
 		order--;
+	/*
+	 * Huge pages: take the free pieces no huge page can use first, and
+	 * whole free pageblocks only when those are gone.  (The buddy
+	 * allocator serves an order from the smallest free block that fits.)
+	 */
+	hole = vb13_hole_order(g);
+	if (hole >= 0 && hole < (int)order)
+		order = hole;
 
 	mutex_lock(&vb->lock);
 	err = vb13_make_room(vb, order);
@@ -932,7 +1750,12 @@ static bool vb13_paused(struct virtio_balloon13 *vb, unsigned long *left)
 /* The target the floor allows; updates held_by_floor.  Under vb->lock. */
 static unsigned long vb13_effective_target(struct virtio_balloon13 *vb)
 {
-	unsigned long want = READ_ONCE(vb->target_blocks);
+	/*
+	 * A crash kernel needs all it has: the dump tools run in it.  A
+	 * balloon whose outputq broke can only give memory back.
+	 */
+	unsigned long want = vb->in_kdump || READ_ONCE(vb->broken) ? 0 :
+			     READ_ONCE(vb->target_blocks);
 	unsigned long max = vb13_max_blocks(vb);
 
 	WRITE_ONCE(vb->held_by_floor, want > max && vb->nr_blocks >= max);
@@ -945,10 +1768,11 @@ static void vb13_resize_fn(struct work_struct *work)
 						   struct virtio_balloon13,
 						   resize_work);
 	const struct vb13_geom *g = &vb->geom;
-	unsigned long target, left;
+	unsigned long target, left, held;
 	int err;
 
 	vb->alloc_order = g->max_order;
+	vb->movable_exhausted = false;
 	for (;;) {
 		if (READ_ONCE(vb->stop))
 			return;
@@ -956,11 +1780,12 @@ static void vb13_resize_fn(struct work_struct *work)
 		mutex_lock(&vb->lock);
 		vb13_reap(vb);
 		target = vb13_effective_target(vb);
+		/* Blocks being withdrawn are on their way out already. */
+		held = vb->nr_blocks - vb->withdrawing;
 
-		if (vb->nr_blocks > target) {
+		if (held > target) {
 			/* Unsent blocks first: the device never sees them. */
-			unsigned long freed = vb13_release(vb,
-							   vb->nr_blocks - target,
+			unsigned long freed = vb13_release(vb, held - target,
 							   true);
 
 			mutex_unlock(&vb->lock);
@@ -968,6 +1793,11 @@ static void vb13_resize_fn(struct work_struct *work)
 				return;	/* all in flight: outputq requeues us */
 			cond_resched();
 			continue;
+		}
+		if (held == target && vb->withdrawing) {
+			/* The last WITHDRAW's return requeues us. */
+			mutex_unlock(&vb->lock);
+			return;
 		}
 		if (vb->nr_blocks == target) {
 			/*
@@ -1003,12 +1833,8 @@ static void vb13_resize_fn(struct work_struct *work)
 			vb13_backoff(vb);
 			return;
 		}
-		if (err) {
-			dev_err_ratelimited(&vb->vdev->dev,
-					    "outputq failed (%d); stopping\n",
-					    err);
-			return;
-		}
+		if (err)
+			continue;	/* outputq broke: now the target is 0 */
 		vb13_backoff_reset(vb);
 		cond_resched();
 	}
@@ -1106,12 +1932,14 @@ static void vb13_handle_req(struct virtio_balloon13 *vb,
 					     value);
 		}
 		/*
-		 * A new target redirects at once, cutting any backoff short;
-		 * the same target again changes nothing, so a device
-		 * repeating it can't drive a reclaim storm.
+		 * A new target redirects at once.  It cuts an allocation
+		 * backoff short only when it needs no allocation (the balloon
+		 * holds that much already): a device alternating between
+		 * targets, or repeating one, can't drive a reclaim storm.
 		 */
 		if (target != old) {
-			WRITE_ONCE(vb->backoff_until, 0);
+			if (target <= READ_ONCE(vb->nr_blocks))
+				WRITE_ONCE(vb->backoff_until, 0);
 			vb13_queue_resize(vb, 0, true);
 		}
 		break;
@@ -1134,7 +1962,7 @@ static void vb13_req_fn(struct work_struct *work)
 	struct virtio_balloon13_req *req;
 	unsigned int len, n = 0;
 	unsigned long flags;
-	bool pending;
+	bool pending, kick;
 
 	/*
 	 * A bounded number per run: a device that returns buffers as fast
@@ -1147,7 +1975,11 @@ static void vb13_req_fn(struct work_struct *work)
 			dev_warn_ratelimited(&vb->vdev->dev,
 					     "could not re-post a request buffer\n");
 	}
-	if (n)
+	spin_lock_irqsave(&vb->out_lock, flags);
+	kick = vb->in_kick;
+	vb->in_kick = false;
+	spin_unlock_irqrestore(&vb->out_lock, flags);
+	if (n || kick)
 		virtqueue_kick(vq);
 
 	spin_lock_irqsave(&vb->out_lock, flags);
@@ -1161,8 +1993,169 @@ static void vb13_req_fn(struct work_struct *work)
 		vb13_send_stats(vb);
 		n++;
 	}
-	if (!n)
+	if (!n && !kick)
 		vb13_inc(vb, spurious_callbacks, 1);
+}
+
+/* --- limits that change: memory hotplug, floor_mib ------------------------- */
+
+/* Every bound balloon, for what changes all their limits at once. */
+static LIST_HEAD(vb13_instances);
+static DEFINE_MUTEX(vb13_instances_lock);
+
+/* floor_mib written: every balloon moves to what the new floor allows. */
+VISIBLE_IF_KUNIT
+int vb13_floor_mib_set(const char *val, const struct kernel_param *kp)
+{
+	struct virtio_balloon13 *vb;
+	int err;
+
+	err = param_set_uint(val, kp);
+	if (err)
+		return err;
+	mutex_lock(&vb13_instances_lock);
+	list_for_each_entry(vb, &vb13_instances, instance)
+		vb13_queue_resize(vb, 0, true);
+	mutex_unlock(&vb13_instances_lock);
+	return 0;
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_floor_mib_set);
+
+/*
+ * How long offlining waits for the device to return messages, in ms: an
+ * admin operation, which a slow (loaded, emulated) host should not fail.
+ */
+#define VB13_OFFLINE_WAIT_MS	5000
+
+static bool vb13_in_range(struct page *page, unsigned long start,
+			  unsigned long end)
+{
+	unsigned long pfn = page_to_pfn(page);
+
+	return pfn >= start && pfn < end;
+}
+
+/* Does a page list the device holds name memory in [start, end)? */
+static bool vb13_range_on_device(struct virtio_balloon13 *vb,
+				 unsigned long start, unsigned long end)
+{
+	struct page *page;
+	unsigned int i;
+
+	lockdep_assert_held(&vb->lock);
+	for (i = 0; i < vb->nr_msgs; i++) {
+		if (&vb->msgs[i] == vb->fill)
+			continue;
+		list_for_each_entry(page, &vb->msgs[i].chunks, lru)
+			if (vb13_in_range(page, start, end))
+				return true;
+	}
+	return false;
+}
+
+/*
+ * Memory in [start, end) is going offline: give back every block of it
+ * the balloon holds, so that offlining finds free pages rather than
+ * PageOffline pages with references.  Unsent blocks go at once; blocks on
+ * the device wait for it (a while); acknowledged ones are freed (withdrawn
+ * by access) or, with VIRTIO_BALLOON13_F_WITHDRAW, named in WITHDRAW
+ * messages first.  The range is isolated: nothing allocates from it now.
+ * Return: 0, or -EBUSY if some of it is still in the balloon.
+ */
+static int vb13_offline_range(struct virtio_balloon13 *vb, unsigned long start,
+			      unsigned long end)
+{
+	bool withdraw = virtio_has_feature(vb->vdev,
+					   VIRTIO_BALLOON13_F_WITHDRAW);
+	unsigned long deadline = jiffies + msecs_to_jiffies(VB13_OFFLINE_WAIT_MS);
+	unsigned long freed = 0, before;
+	struct page *page, *next;
+	int order, err = 0;
+
+	mutex_lock(&vb->lock);
+	vb13_reap(vb);
+	before = vb->nr_blocks;
+	/* Unsent: the device never saw them (the worker sends the rest). */
+	if (vb->fill && vb->fill->nr)
+		vb13_free_unsent(vb, ULONG_MAX, false);
+	while (vb13_range_on_device(vb, start, end) ||
+	       (withdraw && vb->withdrawing)) {
+		long left = deadline - jiffies;
+
+		mutex_unlock(&vb->lock);
+		if (left > 0)
+			wait_event_timeout(vb->out_wq,
+					   vb13_nothing_on_device(vb), left);
+		mutex_lock(&vb->lock);
+		vb13_reap(vb);
+		if (time_after_eq(jiffies, deadline))
+			break;
+	}
+	do {
+		if (withdraw) {
+			/* As many messages as there are free buffers. */
+			while (vb13_withdraw_acked(vb, ULONG_MAX, false, start,
+						   end))
+				;
+		} else {
+			for (order = 0; order <= MAX_PAGE_ORDER; order++)
+				list_for_each_entry_safe(page, next,
+							 &vb->acked[order], lru)
+					if (vb13_in_range(page, start, end)) {
+						list_del(&page->lru);
+						vb13_release_chunk(vb, page);
+					}
+		}
+		if (!withdraw || !vb->withdrawing)
+			break;
+		mutex_unlock(&vb->lock);
+		wait_event_timeout(vb->out_wq, vb13_no_withdraw_on_device(vb),
+				   max_t(long, deadline - jiffies, 1));
+		mutex_lock(&vb->lock);
+		vb13_reap(vb);
+	} while (time_before(jiffies, deadline));
+	if (vb13_range_on_device(vb, start, end))
+		err = -EBUSY;
+	for (order = 0; !err && order <= MAX_PAGE_ORDER; order++)
+		list_for_each_entry(page, &vb->acked[order], lru)
+			if (vb13_in_range(page, start, end))
+				err = -EBUSY;
+	if (before > vb->nr_blocks)
+		freed = before - vb->nr_blocks;
+	vb13_inc(vb, hotplug_blocks, freed);
+	mutex_unlock(&vb->lock);
+	if (err)
+		dev_info(&vb->vdev->dev,
+			 "memory going offline is still in flight to the device\n");
+	return err;
+}
+
+/*
+ * Memory hotplug: blocks in memory going offline leave the balloon first;
+ * after memory comes or goes (or an offline is cancelled) the floor and
+ * the limits it sets are evaluated afresh by the resize worker.
+ */
+static int vb13_memory_notify(struct notifier_block *nb, unsigned long action,
+			      void *arg)
+{
+	struct virtio_balloon13 *vb = container_of(nb, struct virtio_balloon13,
+						   mem_nb);
+	struct memory_notify *mn = arg;
+
+	switch (action) {
+	case MEM_GOING_OFFLINE:
+		if (vb13_offline_range(vb, mn->start_pfn,
+				       mn->start_pfn + mn->nr_pages))
+			return NOTIFY_BAD;
+		break;
+	case MEM_ONLINE:
+	case MEM_OFFLINE:
+	case MEM_CANCEL_ONLINE:
+	case MEM_CANCEL_OFFLINE:
+		vb13_queue_resize(vb, 0, true);
+		break;
+	}
+	return NOTIFY_OK;
 }
 
 /* --- sysfs ---------------------------------------------------------------- */
@@ -1250,16 +2243,23 @@ int vb13_counters_show(struct seq_file *f, void *offset)
 	VB13_SHOW("blocks_withdrawn", READ_ONCE(c->blocks_withdrawn));
 	VB13_SHOW("blocks_unsent_freed", READ_ONCE(c->blocks_unsent_freed));
 	VB13_SHOW("messages_pages", READ_ONCE(c->messages_pages));
+	VB13_SHOW("messages_withdraw", READ_ONCE(c->messages_withdraw));
 	VB13_SHOW("messages_stats", READ_ONCE(c->messages_stats));
 	VB13_SHOW("stats_coalesced", READ_ONCE(c->stats_coalesced));
 	VB13_SHOW("alloc_failures", READ_ONCE(c->alloc_failures));
 	VB13_SHOW("pressure_releases", READ_ONCE(c->pressure_releases));
 	VB13_SHOW("pressure_blocks", READ_ONCE(c->pressure_blocks));
+	VB13_SHOW("hotplug_blocks", READ_ONCE(c->hotplug_blocks));
 	VB13_SHOW("backoff_ms", READ_ONCE(vb->backoff_ms));
 	VB13_SHOW("hold_ms", until && time_before(now, until) ?
 		  jiffies_to_msecs(until - now) : 0);
 	VB13_SHOW("held_by_floor", READ_ONCE(vb->held_by_floor));
+	VB13_SHOW("held_by_zones", READ_ONCE(vb->held_by_zones));
+	VB13_SHOW("movable_blocks",
+		  vb13_pages_to_blocks(&vb->geom, READ_ONCE(vb->movable_pages)));
+	VB13_SHOW("broken", READ_ONCE(vb->broken));
 	VB13_SHOW("in_flight_blocks", READ_ONCE(vb->in_flight_blocks));
+	VB13_SHOW("withdrawing_blocks", READ_ONCE(vb->withdrawing));
 	VB13_SHOW("num_blocks", READ_ONCE(vb->nr_blocks));
 	VB13_SHOW("target_blocks", READ_ONCE(vb->target_blocks));
 	VB13_SHOW("msg_max_blocks",
@@ -1293,26 +2293,12 @@ static inline void vb13_debugfs_exit(struct virtio_balloon13 *vb) { }
 
 static int vb13_find_vqs(struct virtio_balloon13 *vb)
 {
-#ifndef VB13_COMPAT_VQ_CALLBACKS
 	struct virtqueue_info info[VB13_NR_VQS] = {
 		[VB13_VQ_INPUT] = { "inputq", vb13_in_done },
 		[VB13_VQ_OUTPUT] = { "outputq", vb13_out_done },
 	};
 
 	return virtio_find_vqs(vb->vdev, VB13_NR_VQS, vb->vqs, info, NULL);
-#else
-	vq_callback_t *cbs[VB13_NR_VQS] = {
-		[VB13_VQ_INPUT] = vb13_in_done,
-		[VB13_VQ_OUTPUT] = vb13_out_done,
-	};
-	static const char * const names[VB13_NR_VQS] = {
-		[VB13_VQ_INPUT] = "inputq",
-		[VB13_VQ_OUTPUT] = "outputq",
-	};
-
-	return virtio_find_vqs(vb->vdev, VB13_NR_VQS, vb->vqs, cbs, names,
-			       NULL);
-#endif
 }
 
 /*
@@ -1340,18 +2326,30 @@ static int vb13_start_device(struct virtio_balloon13 *vb)
 	/* One entry stays for STATS; on a ring of one they take turns. */
 	vb->nr_msgs = clamp_t(unsigned int, out_size - 1, 1, VB13_NR_MSGS);
 
+	/*
+	 * The workers are stopped, but the OOM notifier and the shrinker may
+	 * run: the state they read is set under the locks that guard it.
+	 */
+	mutex_lock(&vb->lock);
 	INIT_LIST_HEAD(&vb->free_msgs);
-	INIT_LIST_HEAD(&vb->done_msgs);
 	for (i = 0; i < vb->nr_msgs; i++) {
 		vb13_msg_init(&vb->msgs[i]);
 		list_add_tail(&vb->msgs[i].list, &vb->free_msgs);
 	}
 	vb->fill = NULL;
 	vb13_slow_start(vb);
-	vb->on_device = 0;
 	vb->in_flight_blocks = 0;
+	vb->withdrawing = 0;
+	/* New queues: outputq works again. */
+	WRITE_ONCE(vb->broken, false);
+	mutex_unlock(&vb->lock);
+	spin_lock_irqsave(&vb->out_lock, flags);
+	INIT_LIST_HEAD(&vb->done_msgs);
+	vb->on_device = 0;
+	vb->withdraw_on_device = 0;
 	vb->stats_busy = false;
 	vb->stats_pending = false;
+	spin_unlock_irqrestore(&vb->out_lock, flags);
 
 	for (i = 0; i < vb->nr_reqs; i++) {
 		err = vb13_post_req(vb, &vb->reqs[i]);
@@ -1359,12 +2357,18 @@ static int vb13_start_device(struct virtio_balloon13 *vb)
 			goto out_del;
 	}
 
-	spin_lock_irqsave(&vb->out_lock, flags);
-	vb->stop = false;
-	spin_unlock_irqrestore(&vb->out_lock, flags);
 	vb->live = true;
 	virtio_device_ready(vb->vdev);
-	virtqueue_kick(vb->vqs[VB13_VQ_INPUT]);
+	/*
+	 * Only the request worker touches inputq from now on: it makes the
+	 * first notification, so that a request the device returns at once
+	 * can't run the worker beside a kick from here.
+	 */
+	spin_lock_irqsave(&vb->out_lock, flags);
+	vb->stop = false;
+	vb->in_kick = true;
+	queue_work(system_freezable_wq, &vb->req_work);
+	spin_unlock_irqrestore(&vb->out_lock, flags);
 	return 0;
 
 out_del:
@@ -1374,31 +2378,6 @@ out_del:
 	vb->vdev->config->del_vqs(vb->vdev);
 	memset(vb->vqs, 0, sizeof(vb->vqs));
 	return err;
-}
-
-static bool vb13_nothing_on_device(struct virtio_balloon13 *vb)
-{
-	unsigned long flags;
-	bool none;
-
-	spin_lock_irqsave(&vb->out_lock, flags);
-	none = !vb->on_device;
-	spin_unlock_irqrestore(&vb->out_lock, flags);
-	return none;
-}
-
-/* Free a message's chunks; the device must not be able to touch them. */
-static void vb13_drop_msg(struct virtio_balloon13 *vb, struct vb13_msg *msg)
-{
-	struct page *page, *next;
-
-	lockdep_assert_held(&vb->lock);
-	list_for_each_entry_safe(page, next, &msg->chunks, lru) {
-		list_del(&page->lru);
-		vb13_release_chunk(vb, page);
-	}
-	vb->in_flight_blocks -= msg->nr;
-	vb13_msg_init(msg);
 }
 
 /* Free every acknowledged block, a batch per hold of the lock. */
@@ -1469,6 +2448,7 @@ static void vb13_stop_device(struct virtio_balloon13 *vb)
 		cond_resched();
 	}
 	vb->on_device = 0;
+	vb->withdraw_on_device = 0;
 	vb->stats_busy = false;
 	while (virtqueue_detach_unused_buf(vb->vqs[VB13_VQ_INPUT]))
 		;
@@ -1484,7 +2464,21 @@ static void vb13_free_bufs(struct virtio_balloon13 *vb)
 	for (i = 0; i < VB13_NR_MSGS; i++)
 		kfree(vb->msgs[i].buf);
 	kfree(vb->stats_buf);
+	kfree(vb->reqs);
 }
+
+/*
+ * The request buffers the device writes, in whole cache lines of their
+ * own: kmalloc() aligns a power-of-two size to itself.
+ */
+VISIBLE_IF_KUNIT size_t vb13_reqs_size(void)
+{
+	return roundup_pow_of_two(max_t(size_t,
+					VB13_NR_REQS *
+					sizeof(struct virtio_balloon13_req),
+					dma_get_cache_alignment()));
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_reqs_size);
 
 /*
  * Message buffers for @addrs addresses each, once, at probe; smaller ones
@@ -1497,8 +2491,10 @@ static unsigned int vb13_alloc_bufs(struct virtio_balloon13 *vb,
 	struct virtio_balloon13_pages *p;
 	int i;
 
-	vb->stats_buf = kzalloc(sizeof(*vb->stats_buf), GFP_KERNEL);
-	if (!vb->stats_buf)
+	vb->reqs = kzalloc(vb13_reqs_size(), GFP_KERNEL);
+	vb->stats_buf = kzalloc(struct_size(vb->stats_buf, s, VB13_NR_STATS),
+				GFP_KERNEL);
+	if (!vb->reqs || !vb->stats_buf)
 		return 0;
 	for (i = 0; i < VB13_NR_MSGS; i++) {
 		for (;;) {
@@ -1533,7 +2529,7 @@ static int vb13_setup_geom(struct virtio_balloon13 *vb)
 		dev_err(&vdev->dev,
 			"unsupported page_bits %u: this guest serves %u to %u\n",
 			page_bits, VB13_MIN_PAGE_BITS,
-			PAGE_SHIFT + VB13_MAX_ORDER);
+			PAGE_SHIFT + MAX_PAGE_ORDER);
 		return -EINVAL;
 	}
 	/* Addresses the cap names, and at least one page's blocks. */
@@ -1543,6 +2539,27 @@ static int vb13_setup_geom(struct virtio_balloon13 *vb)
 	if (!addrs)
 		return -ENOMEM;
 	return vb13_geom_init(&vb->geom, page_bits, addrs, cap_pages);
+}
+
+/*
+ * Before the features are final: the device must be modern, its config
+ * readable, and with pressure_release=0 the driver does not take
+ * VIRTIO_BALLOON13_F_PRESSURE_RELEASE, so the device knows the guest will
+ * not give memory back on its own.
+ */
+static int vb13_validate(struct virtio_device *vdev)
+{
+	if (!virtio_has_feature(vdev, VIRTIO_F_VERSION_1)) {
+		dev_err(&vdev->dev, "device is not VIRTIO 1.0 compliant\n");
+		return -ENODEV;
+	}
+	if (!vdev->config->get) {
+		dev_err(&vdev->dev, "config space access is disabled\n");
+		return -EINVAL;
+	}
+	if (!READ_ONCE(vb13_pressure_release))
+		__virtio_clear_bit(vdev, VIRTIO_BALLOON13_F_PRESSURE_RELEASE);
+	return 0;
 }
 
 static int vb13_probe(struct virtio_device *vdev)
@@ -1555,19 +2572,12 @@ static int vb13_probe(struct virtio_device *vdev)
 	BUILD_BUG_ON(sizeof(struct virtio_balloon13_resp_hdr) != 8);
 	BUILD_BUG_ON(sizeof(struct virtio_balloon13_pages) != 8);
 	BUILD_BUG_ON(sizeof(struct virtio_balloon13_stat) != 16);
-	BUILD_BUG_ON(sizeof(struct virtio_balloon13_stats) != 8 + 16 * 6);
+	BUILD_BUG_ON(sizeof(struct virtio_balloon13_stats) != 8);
+	BUILD_BUG_ON(sizeof(struct virtio_balloon13_range) != 16);
+	BUILD_BUG_ON(sizeof(struct virtio_balloon13_report) != 8);
 	BUILD_BUG_ON(VB13_MSG_ADDRS_MAX != 8191);
 
-	if (!virtio_has_feature(vdev, VIRTIO_F_VERSION_1)) {
-		dev_err(&vdev->dev, "device is not VIRTIO 1.0 compliant\n");
-		return -ENODEV;
-	}
-	if (!vdev->config->get) {
-		dev_err(&vdev->dev, "config space access is disabled\n");
-		return -EINVAL;
-	}
-
-	vb = kzalloc(sizeof(*vb), GFP_KERNEL);
+	vb = kzalloc_obj(*vb);
 	if (!vb)
 		return -ENOMEM;
 	vb->vdev = vdev;
@@ -1578,12 +2588,15 @@ static int vb13_probe(struct virtio_device *vdev)
 	init_waitqueue_head(&vb->out_wq);
 	INIT_WORK(&vb->req_work, vb13_req_fn);
 	INIT_DELAYED_WORK(&vb->resize_work, vb13_resize_fn);
-	for (i = 0; i <= VB13_MAX_ORDER; i++)
+	for (i = 0; i <= MAX_PAGE_ORDER; i++)
 		INIT_LIST_HEAD(&vb->acked[i]);
 
 	err = vb13_setup_geom(vb);
 	if (err)
 		goto out_free;
+	vb->in_kdump = is_kdump_kernel();
+	if (vb->in_kdump)
+		dev_info(&vdev->dev, "kdump kernel: the balloon stays empty\n");
 
 	err = vb13_start_device(vb);
 	if (err)
@@ -1597,6 +2610,13 @@ static int vb13_probe(struct virtio_device *vdev)
 	err = vb13_shrinker_init(vb);
 	if (err)
 		goto out_oom;
+	vb->mem_nb.notifier_call = vb13_memory_notify;
+	err = register_memory_notifier(&vb->mem_nb);
+	if (err)
+		goto out_shrinker;
+	mutex_lock(&vb13_instances_lock);
+	list_add(&vb->instance, &vb13_instances);
+	mutex_unlock(&vb13_instances_lock);
 
 	vb13_debugfs_init(vb);
 	dev_info(&vdev->dev, "balloon ready: %u-byte blocks, messages of %lu KiB (%u addresses), %u in flight, %u requests posted, floor %lu MiB\n",
@@ -1605,6 +2625,8 @@ static int vb13_probe(struct virtio_device *vdev)
 		 vb13_floor_pages() >> (20 - PAGE_SHIFT));
 	return 0;
 
+out_shrinker:
+	vb13_shrinker_exit(vb);
 out_oom:
 	unregister_oom_notifier(&vb->oom_nb);
 out_stop:
@@ -1621,6 +2643,10 @@ static void vb13_remove(struct virtio_device *vdev)
 	struct virtio_balloon13 *vb = vdev->priv;
 
 	vb13_debugfs_exit(vb);
+	mutex_lock(&vb13_instances_lock);
+	list_del(&vb->instance);
+	mutex_unlock(&vb13_instances_lock);
+	unregister_memory_notifier(&vb->mem_nb);
 	vb13_shrinker_exit(vb);
 	unregister_oom_notifier(&vb->oom_nb);
 	vb13_stop_device(vb);
@@ -1639,9 +2665,22 @@ static int vb13_freeze(struct virtio_device *vdev)
 static int vb13_restore(struct virtio_device *vdev)
 {
 	struct virtio_balloon13 *vb = vdev->priv;
+	u32 page_bits;
 	int err;
 
-	/* On failure the driver stays stopped, and remove still works. */
+	/*
+	 * The block size must not change under the balloon: the geometry,
+	 * the message buffers and the balloon's own accounting follow it.
+	 * On failure the driver stays stopped, and remove still works.
+	 */
+	virtio_cread_le(vdev, struct virtio_balloon13_config, page_bits,
+			&page_bits);
+	if (page_bits != vb->geom.page_bits) {
+		dev_err(&vdev->dev,
+			"page_bits changed from %u to %u over suspend; balloon stopped\n",
+			vb->geom.page_bits, page_bits);
+		return -EINVAL;
+	}
 	err = vb13_start_device(vb);
 	if (err) {
 		dev_err(&vdev->dev, "restore failed (%d); balloon stopped\n",
@@ -1659,10 +2698,18 @@ static const struct virtio_device_id vb13_id_table[] = {
 };
 MODULE_DEVICE_TABLE(virtio, vb13_id_table);
 
+static unsigned int vb13_features[] = {
+	VIRTIO_BALLOON13_F_WITHDRAW,
+	VIRTIO_BALLOON13_F_PRESSURE_RELEASE,
+};
+
 static struct virtio_driver vb13_driver = {
 	.driver.name = KBUILD_MODNAME,
 	.driver.dev_groups = vb13_groups,
 	.id_table = vb13_id_table,
+	.feature_table = vb13_features,
+	.feature_table_size = ARRAY_SIZE(vb13_features),
+	.validate = vb13_validate,
 	.probe = vb13_probe,
 	.remove = vb13_remove,
 #ifdef CONFIG_PM_SLEEP

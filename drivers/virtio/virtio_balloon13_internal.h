@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Virtio memory balloon, device ID 13 (OASIS VIRTIO-28): wire format and
- * the driver's internal interfaces shared by its files and its KUnit suite.
+ * Virtio memory balloon, device ID 13: the driver's structures and the
+ * functions its KUnit suite (tests/) reaches.  The wire format is
+ * <linux/virtio_balloon13.h>.
  */
-#ifndef _VIRTIO_BALLOON13_H
-#define _VIRTIO_BALLOON13_H
+#ifndef _VIRTIO_BALLOON13_INTERNAL_H
+#define _VIRTIO_BALLOON13_INTERNAL_H
 
 #include <linux/types.h>
 #include <linux/list.h>
@@ -16,77 +17,9 @@
 #include <linux/mmzone.h>
 #include <linux/log2.h>
 #include <linux/virtio_ids.h>
+#include <linux/virtio_balloon13.h>
 
-#ifndef VIRTIO_ID_MEMORY_BALLOON
-#define VIRTIO_ID_MEMORY_BALLOON	13
-#endif
-
-/* --- Device configuration layout ----------------------------------------- */
-
-/* Read-only; "cannot change" while the driver is bound. */
-struct virtio_balloon13_config {
-	/* Block size of the balloon is 2^page_bits bytes. */
-	__le32 page_bits;
-};
-
-/* --- Requests: device -> driver on inputq --------------------------------- */
-
-#define VIRTIO_BALLOON13_REQ_RESIZE	0	/* value: target size in bytes */
-#define VIRTIO_BALLOON13_REQ_STATS	1	/* value: unused */
-
-struct virtio_balloon13_req {
-	__le32 type;
-	__le32 reserved;
-	__le64 value;
-};
-
-/* --- Responses: driver -> device on outputq -------------------------------- */
-
-#define VIRTIO_BALLOON13_RESP_PAGES	0
-#define VIRTIO_BALLOON13_RESP_STATS	1
-
-/*
- * Common header of every outputq message.  The proposal's structs are
- * unpacked C, so natural alignment puts the 64-bit array at offset 8: the
- * padding is made explicit here.
- */
-struct virtio_balloon13_resp_hdr {
-	__le32 type;
-	__le32 reserved;
-};
-
-/* A page list: header, then one guest-physical address per block. */
-struct virtio_balloon13_pages {
-	struct virtio_balloon13_resp_hdr hdr;
-	__le64 page[];
-};
-
-#define VIRTIO_BALLOON13_TAG_SWAP_IN	0	/* bytes */
-#define VIRTIO_BALLOON13_TAG_SWAP_OUT	1	/* bytes */
-#define VIRTIO_BALLOON13_TAG_MAJFLT	2
-#define VIRTIO_BALLOON13_TAG_MINFLT	3
-#define VIRTIO_BALLOON13_TAG_MEMFREE	4	/* bytes */
-#define VIRTIO_BALLOON13_TAG_MEMTOT	5	/* bytes */
-#define VIRTIO_BALLOON13_NR_TAGS	6
-
-struct virtio_balloon13_stat {
-	__le64 tag;
-	__le64 value;
-};
-
-struct virtio_balloon13_stats {
-	struct virtio_balloon13_resp_hdr hdr;
-	struct virtio_balloon13_stat s[VIRTIO_BALLOON13_NR_TAGS];
-};
-
-/* --- Driver internals ----------------------------------------------------- */
-
-/*
- * The largest buddy order the allocator serves.  MAX_ORDER changed meaning
- * in 6.4 and became MAX_PAGE_ORDER in 6.8; MAX_ORDER_NR_PAGES has always
- * been the page count of the largest allocation.
- */
-#define VB13_MAX_ORDER		const_ilog2(MAX_ORDER_NR_PAGES)
+#include "virtio_balloon13_compat.h"
 
 /* Smallest block the driver serves: one 4 KiB x86 page. */
 #define VB13_MIN_PAGE_BITS	12
@@ -103,7 +36,7 @@ struct virtio_balloon13_stats {
  * by VB13_NR_MSGS times the cap.  The address array is sized for the cap,
  * at most 64 KiB (8191 addresses), one allocation made at probe.
  */
-#define VB13_MSG_BUF_MAX	(64 * 1024)
+#define VB13_MSG_BUF_MAX	VIRTIO_BALLOON13_MSG_MAX_LEN
 #define VB13_MSG_ADDRS_MAX	\
 	((VB13_MSG_BUF_MAX - sizeof(struct virtio_balloon13_resp_hdr)) / \
 	 sizeof(__le64))
@@ -141,9 +74,12 @@ struct vb13_geom {
  *	blocks this message names.  They can't be freed while the device
  *	holds the message.
  * @list: on free_msgs, or on done_msgs once the device returned it
+ * @withdraw: a WITHDRAW message (VIRTIO_BALLOON13_F_WITHDRAW): its chunks
+ *	leave the balloon, and are freed, once the device returns it
  */
 struct vb13_msg {
 	struct virtio_balloon13_pages *buf;
+	bool withdraw;
 	unsigned int nr;
 	unsigned long pages;
 	struct list_head chunks;
@@ -167,10 +103,12 @@ struct vb13_counters {
 	u64 blocks_withdrawn;
 	u64 blocks_unsent_freed;
 	u64 messages_pages;
+	u64 messages_withdraw;
 	u64 messages_stats;
 	u64 alloc_failures;
 	u64 pressure_releases;
 	u64 pressure_blocks;
+	u64 hotplug_blocks;
 	u64 stats_coalesced;
 	u64 request_budget_hits;
 };
@@ -190,7 +128,7 @@ enum vb13_vq {
  * struct virtio_balloon13 - one device instance
  *
  * Lock order: @lock, then vb13_ram_lock (the RAM accounting seqlock in
- * virtio_balloon13_main.c), then @out_lock.  Pages are allocated without
+ * virtio_balloon13.c), then @out_lock.  Pages are allocated without
  * @lock held, because an allocation may reclaim and the OOM notifier and
  * the shrinker take @lock; nothing allocates memory while holding it.
  */
@@ -222,13 +160,31 @@ struct virtio_balloon13 {
 	 * once stop has begun.
 	 */
 	bool stop;
+	/* The request worker notifies inputq once the device is started. */
+	bool in_kick;
+	/*
+	 * This is a kdump kernel (cached at probe): the balloon stays empty,
+	 * whatever the device asks, so makedumpfile has the memory.
+	 */
+	bool in_kdump;
+	/*
+	 * outputq failed other than by being full: no message can go out,
+	 * so the balloon only gives memory back.  Under @lock.
+	 */
+	bool broken;
 
-	struct virtio_balloon13_req reqs[VB13_NR_REQS];
+	/*
+	 * Request buffers: the only memory the device writes.  Their own
+	 * allocation, whole cache lines (see vb13_alloc_bufs()), so that on
+	 * non-coherent DMA no CPU store to a neighbouring field shares a
+	 * line with them.
+	 */
+	struct virtio_balloon13_req *reqs;
 
 	/*
 	 * Serialises outputq access (add/get/kick) between the two workers,
-	 * and guards @stats_busy, @stats_pending, @done_msgs, @on_device and
-	 * @stop.
+	 * and guards @stats_busy, @stats_pending, @done_msgs, @on_device,
+	 * @stop and @in_kick.
 	 */
 	spinlock_t out_lock;
 	struct virtio_balloon13_stats *stats_buf;
@@ -236,6 +192,7 @@ struct virtio_balloon13 {
 	bool stats_pending;	/* a STATS came in while it was */
 	struct list_head done_msgs;	/* returned by the device, not yet reaped */
 	unsigned int on_device;		/* page-list messages the device holds */
+	unsigned int withdraw_on_device;	/* of those, WITHDRAW messages */
 
 	/*
 	 * Guards the block accounting below, the message lists and the
@@ -255,11 +212,19 @@ struct virtio_balloon13 {
 	unsigned long msg_limit;
 	/* Blocks named by messages not yet reaped, @fill included. */
 	unsigned long in_flight_blocks;
+	/*
+	 * Of those, blocks in WITHDRAW messages: still held, already
+	 * leaving.  The balloon's size toward the target is @nr_blocks less
+	 * these.
+	 */
+	unsigned long withdrawing;
 	/* Chunks the device has acknowledged, by buddy order. */
-	struct list_head acked[VB13_MAX_ORDER + 1];
+	struct list_head acked[MAX_PAGE_ORDER + 1];
 	unsigned long nr_blocks;	/* blocks held, acked or not */
 	/* The same in pages; written under vb13_ram_lock too. */
 	unsigned long held_pages;
+	/* Of those, pages in ZONE_MOVABLE; written under vb13_ram_lock too. */
+	unsigned long movable_pages;
 
 	/*
 	 * Target in blocks as last requested by the device, before the
@@ -277,6 +242,13 @@ struct virtio_balloon13 {
 	unsigned long backoff_until;	/* jiffies; 0 = no backoff */
 	unsigned int alloc_order;	/* order to try first */
 	bool held_by_floor;
+	/*
+	 * The kernel's zones are at the floor and ZONE_MOVABLE has no more:
+	 * the target is out of reach because of where the memory is.
+	 */
+	bool held_by_zones;
+	/* This run found ZONE_MOVABLE without a block free. */
+	bool movable_exhausted;
 	/* The task allocating for the balloon; the shrinker leaves it alone. */
 	struct task_struct *alloc_task;
 
@@ -287,8 +259,17 @@ struct virtio_balloon13 {
 	 */
 	unsigned long hold_until;
 	unsigned long pressure_batch;
+	/*
+	 * The pressure episode (jiffies; 0 = none): from an OOM notification
+	 * until the hold-off after the last one.  Batches double within it,
+	 * and the shrinker's episode mode acts only in it.  Under @lock.
+	 */
+	unsigned long episode_until;
 
 	struct notifier_block oom_nb;
+	struct notifier_block mem_nb;
+	/* On vb13_instances, under vb13_instances_lock. */
+	struct list_head instance;
 	struct shrinker *shrinker;
 	struct vb13_counters cnt;
 	struct dentry *debugfs;
@@ -310,9 +291,26 @@ static inline size_t vb13_stats_len(unsigned int n)
 	       n * sizeof(struct virtio_balloon13_stat);
 }
 
-struct page;
+/* Statistics a STATS message carries at most: one per tag. */
+#define VB13_NR_STATS		VIRTIO_BALLOON13_TAG_NR
 
-/* pagelist.c: geometry, chunks and the page-list hot path */
+#if IS_ENABLED(CONFIG_KUNIT)
+struct page;
+struct seq_file;
+
+/*
+ * What the KUnit suite reaches in virtio_balloon13.c (VISIBLE_IF_KUNIT:
+ * static in a kernel without KUnit).
+ */
+extern unsigned int vb13_floor_mib;
+extern int vb13_pressure_release;
+extern unsigned int vb13_shrinker_mode;
+extern unsigned long vb13_floor_min_bytes;
+extern unsigned int vb13_oom_release_mib;
+extern unsigned int vb13_oom_hold_ms;
+extern unsigned int vb13_page_list_kib;
+
+/* Geometry, chunks and the page-list hot path */
 int vb13_geom_init(struct vb13_geom *g, u32 page_bits, unsigned int msg_addrs,
 		   unsigned long msg_pages);
 unsigned long vb13_chunk_blocks(const struct vb13_geom *g, unsigned int order);
@@ -337,23 +335,15 @@ unsigned int vb13_msg_add(const struct vb13_geom *g, struct vb13_msg *msg,
 unsigned int vb13_msg_len(const struct vb13_msg *msg);
 void vb13_msg_init(struct vb13_msg *msg);
 
-/* stats.c */
+/* Statistics, accounting and debugfs */
 unsigned int vb13_fill_stats(struct virtio_balloon13_stats *st);
-
-#if IS_ENABLED(CONFIG_KUNIT)
-struct seq_file;
-/* virtio_balloon13_main.c internals the KUnit suite reaches */
-extern unsigned int vb13_floor_mib;
-extern unsigned long vb13_floor_min_bytes;
-extern bool vb13_oom_release;
-extern unsigned int vb13_oom_release_mib;
-extern unsigned int vb13_oom_hold_ms;
-extern unsigned int vb13_page_list_kib;
-extern unsigned int vb13_shrinker_mode;
 unsigned long vb13_ram_pages(void);
 unsigned long vb13_floor_pages(void);
 unsigned long vb13_max_blocks(struct virtio_balloon13 *vb);
 int vb13_counters_show(struct seq_file *f, void *offset);
+size_t vb13_reqs_size(void);
+struct kernel_param;
+int vb13_floor_mib_set(const char *val, const struct kernel_param *kp);
 #endif
 
-#endif /* _VIRTIO_BALLOON13_H */
+#endif /* _VIRTIO_BALLOON13_INTERNAL_H */

@@ -19,7 +19,7 @@
 #include <linux/virtio_config.h>
 #include <linux/workqueue.h>
 
-#include "fake_vdev.h"
+#include "virtio_balloon13_fake_vdev.h"
 
 #define TINY_MAX_BUFS	8
 #define TINY_MAX_REQS	16

@@ -11,9 +11,9 @@
 #include <linux/pfn.h>
 #include <linux/vmstat.h>
 
-#include "../virtio_balloon13.h"
+#include "../virtio_balloon13_internal.h"
 
-MODULE_IMPORT_NS(EXPORTED_FOR_KUNIT_TESTING);
+MODULE_IMPORT_NS("EXPORTED_FOR_KUNIT_TESTING");
 
 /* Block sizes the suite runs over: 4 KiB, 64 KiB, 2 MiB, 4 MiB. */
 static const u32 good_bits[] = { 12, 16, 21, 22 };
@@ -84,7 +84,7 @@ static void geom_valid(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, g.page_bits, *bits);
 	KUNIT_EXPECT_EQ(test, g.block_order, *bits - PAGE_SHIFT);
 	KUNIT_EXPECT_EQ(test, g.sub_shift, 0U);
-	KUNIT_EXPECT_EQ(test, g.max_order, (unsigned int)VB13_MAX_ORDER);
+	KUNIT_EXPECT_EQ(test, g.max_order, (unsigned int)MAX_PAGE_ORDER);
 	KUNIT_EXPECT_EQ(test, vb13_chunk_blocks(&g, g.block_order), 1UL);
 	KUNIT_EXPECT_EQ(test, vb13_chunk_blocks(&g, g.max_order),
 			1UL << (g.max_order - g.block_order));
@@ -123,8 +123,8 @@ static void geom_caps_order(struct kunit *test)
 			(unsigned long)c->msg_addrs);
 	KUNIT_EXPECT_LE(test, 1UL << g.max_order, cap);
 	KUNIT_EXPECT_GE(test, g.max_order, g.block_order);
-	KUNIT_EXPECT_LE(test, g.max_order, (unsigned int)VB13_MAX_ORDER);
-	if (g.max_order < VB13_MAX_ORDER)
+	KUNIT_EXPECT_LE(test, g.max_order, (unsigned int)MAX_PAGE_ORDER);
+	if (g.max_order < MAX_PAGE_ORDER)
 		KUNIT_EXPECT_TRUE(test,
 				  vb13_chunk_blocks(&g, g.max_order + 1) >
 				  c->msg_addrs ||
@@ -264,8 +264,9 @@ static void encode_chunk_orders(struct kunit *test)
 		LIST_HEAD(one);
 		unsigned int n;
 
-		if (!page)	/* high orders may be unavailable; fine */
-			continue;
+		/* A KUnit guest just booted has every order free. */
+		KUNIT_ASSERT_NOT_NULL_MSG(test, page, "no chunk of order %u",
+					  order);
 		dst[blocks] = cpu_to_le64(0xdeadbeef);	/* guard */
 		n = vb13_encode_chunk(&g, dst, PFN_PHYS(page_to_pfn(page)),
 				      order);
@@ -294,7 +295,7 @@ static void msg_fill_boundaries(struct kunit *test)
 	const struct geom_case *c = test->param_value;
 	struct held_chunks *h = new_held(test);
 	unsigned int msgs = 0, order, i;
-	unsigned long total = 0, want, fullest = 0;
+	unsigned long total = 0, want, fullest = 0, orders = 0;
 	struct vb13_msg msg;
 	struct vb13_geom g;
 
@@ -321,6 +322,7 @@ static void msg_fill_boundaries(struct kunit *test)
 		order = order > g.block_order ? order - 1 : g.max_order;
 		if (!page)
 			continue;
+		orders |= BIT(vb13_chunk_order(page));
 		blocks = vb13_chunk_blocks(&g, vb13_chunk_order(page));
 		pages = 1UL << vb13_chunk_order(page);
 		if (!vb13_msg_room(&g, &msg, vb13_chunk_order(page))) {
@@ -350,6 +352,10 @@ static void msg_fill_boundaries(struct kunit *test)
 	}
 	list_splice_init(&msg.chunks, &h->list);
 	KUNIT_EXPECT_GE(test, total, want);
+	/* Every order took part, unless three messages filled up first. */
+	if (i > g.max_order - g.block_order)
+		KUNIT_EXPECT_EQ(test, orders,
+				GENMASK(g.max_order, g.block_order));
 	KUNIT_EXPECT_GE(test, msgs, 3U);
 	KUNIT_EXPECT_LE(test, fullest, g.msg_pages);
 }
@@ -430,8 +436,7 @@ static void split_chunk_runs(struct kunit *test)
 		LIST_HEAD(rest);
 
 		page = vb13_alloc_chunk(&g, order);
-		if (!page)
-			continue;
+		KUNIT_ASSERT_NOT_NULL(test, page);
 		cut = cuts[c];
 		vb13_split_chunk(page, cut, &rest);
 		vb13_free_pages(page, cut);
@@ -464,7 +469,7 @@ static void stats_encoding(struct kunit *test)
 	unsigned int n, i;
 	u64 total, free;
 
-	st = kunit_kzalloc(test, sizeof(*st), GFP_KERNEL);
+	st = kunit_kzalloc(test, struct_size(st, s, VB13_NR_STATS), GFP_KERNEL);
 	before = kunit_kcalloc(test, NR_VM_EVENT_ITEMS, sizeof(long), GFP_KERNEL);
 	after = kunit_kcalloc(test, NR_VM_EVENT_ITEMS, sizeof(long), GFP_KERNEL);
 	KUNIT_ASSERT_NOT_NULL(test, st);
@@ -486,8 +491,9 @@ static void stats_encoding(struct kunit *test)
 	for (i = 1; i < n; i++)
 		KUNIT_EXPECT_LT(test, le64_to_cpu(st->s[i - 1].tag),
 				le64_to_cpu(st->s[i].tag));
+	/* Without VIRTIO_BALLOON13_F_FULL_STATS, only the base six. */
 	KUNIT_EXPECT_LT(test, le64_to_cpu(st->s[n - 1].tag),
-			(u64)VIRTIO_BALLOON13_NR_TAGS);
+			(u64)VIRTIO_BALLOON13_TAG_AVAIL);
 	KUNIT_EXPECT_EQ(test, le64_to_cpu(st->s[n - 1].tag),
 			(u64)VIRTIO_BALLOON13_TAG_MEMTOT);
 	KUNIT_EXPECT_EQ(test, le64_to_cpu(st->s[n - 2].tag),
