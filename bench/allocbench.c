@@ -23,6 +23,14 @@
  * written once, so its host memory is resident (the benchmark measures
  * reclaim from a guest that used its memory).  The read then shows
  * "filled_pages N".
+ *
+ *   echo "frag MIB" > /sys/kernel/debug/allocbench/run
+ *   echo unfrag > /sys/kernel/debug/allocbench/run
+ * fragments the guest's free memory the way long-lived kernel allocations
+ * do: takes MIB of single pages and keeps every other one (odd page frame
+ * numbers), unmovable, until unfrag; the half it gives back are free holes
+ * of one page that never merge into huge pages.  The read shows
+ * "frag_pages N" (pages held).
  */
 #include <linux/module.h>
 #include <linux/debugfs.h>
@@ -50,6 +58,8 @@ struct ab_result {
 
 static DEFINE_MUTEX(ab_lock);
 static unsigned long ab_filled;
+static LIST_HEAD(ab_frag);		/* pages held by frag, under ab_lock */
+static unsigned long ab_frag_pages;
 static struct ab_result ab_last;
 static struct dentry *ab_dir;
 
@@ -161,6 +171,46 @@ static unsigned long ab_fill(void)
 	return pages;
 }
 
+static void ab_unfrag(void)
+{
+	struct page *page, *next;
+
+	list_for_each_entry_safe(page, next, &ab_frag, lru) {
+		list_del(&page->lru);
+		__free_page(page);
+		cond_resched();
+	}
+	ab_frag_pages = 0;
+}
+
+/* Take @mib of single pages, keep those at odd frames, free the rest. */
+static void ab_fragment(unsigned long mib)
+{
+	gfp_t gfp = (GFP_HIGHUSER | __GFP_NOWARN | __GFP_NORETRY) &
+		    ~__GFP_RECLAIM;
+	unsigned long i, n = mib << (20 - PAGE_SHIFT);
+	struct page *page, *next;
+	LIST_HEAD(all);
+
+	for (i = 0; i < n; i++) {
+		page = alloc_page(gfp);
+		if (!page)
+			break;
+		list_add(&page->lru, &all);
+		cond_resched();
+	}
+	list_for_each_entry_safe(page, next, &all, lru) {
+		if (page_to_pfn(page) & 1) {
+			list_move(&page->lru, &ab_frag);
+			ab_frag_pages++;
+		} else {
+			list_del(&page->lru);
+			__free_page(page);
+		}
+		cond_resched();
+	}
+}
+
 static ssize_t ab_write(struct file *file, const char __user *ubuf,
 			size_t len, loff_t *ppos)
 {
@@ -173,6 +223,18 @@ static ssize_t ab_write(struct file *file, const char __user *ubuf,
 	if (copy_from_user(buf, ubuf, len))
 		return -EFAULT;
 	buf[len] = '\0';
+	if (sysfs_streq(buf, "unfrag")) {
+		mutex_lock(&ab_lock);
+		ab_unfrag();
+		mutex_unlock(&ab_lock);
+		return len;
+	}
+	if (sscanf(buf, "frag %lu", &r.mib) == 1) {
+		mutex_lock(&ab_lock);
+		ab_fragment(r.mib);
+		mutex_unlock(&ab_lock);
+		return len;
+	}
 	if (sysfs_streq(buf, "fill")) {
 		mutex_lock(&ab_lock);
 		ab_filled = ab_fill();
@@ -202,6 +264,7 @@ static int ab_show(struct seq_file *m, void *v)
 
 	mutex_lock(&ab_lock);
 	seq_printf(m, "filled_pages %lu\n", ab_filled);
+	seq_printf(m, "frag_pages %lu\n", ab_frag_pages);
 	if (ab_last.valid) {
 		seq_printf(m, "mib %lu\nmax_order %lu\nblock_order %lu\n",
 			   ab_last.mib, ab_last.max_order, ab_last.block_order);
@@ -241,6 +304,7 @@ static int __init ab_init(void)
 static void __exit ab_exit(void)
 {
 	debugfs_remove(ab_dir);
+	ab_unfrag();
 }
 
 module_init(ab_init);

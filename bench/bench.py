@@ -259,7 +259,7 @@ class Bench:
         _, out = self.vm.run(
             "cat /proc/cmdline; dmesg | grep -m1 'mem auto-init' || echo -; "
             "head -1 /proc/meminfo; cat %s/page_bits %s/floor_bytes; "
-            "ls /sys/bus/virtio/drivers/virtio_balloon/ | grep -c virtio"
+            "ls /sys/bus/virtio/drivers/virtio_balloon/ | grep -c virtio || true"
             % (self.dev, self.dev), check=True)
         lines = out.splitlines()
         self.memtotal_kb = int(lines[2].split()[1])
@@ -1001,6 +1001,8 @@ def build_configs(a):
             sizes_legacy=[256 * MiB, GiB, 4 * GiB], reps=a.scale_reps)
     cfgs.update(pressure_configs(a))
     cfgs.update(feature_configs(a))
+    if not a.smoke:
+        cfgs.update(thp_configs(a))
     return cfgs
 
 
@@ -1560,6 +1562,91 @@ def run_churn_config(name, cfg, a, builds):
     return res
 
 
+# ---- issue 17: THP availability with the balloon half full -----------------
+
+def thp_configs(a):
+    """Guest THP faults with device 13's balloon empty and half full, for
+    4 KiB and 2 MiB blocks: one VM each (page_bits is per device)."""
+    return {"thp-pb%d" % pb: dict(mem="2G", page_bits=pb, ioa=1, kind="thp",
+                                  reps=min(a.reps, 3), share=0.5,
+                                  frag_share=0.3, work_share=0.2)
+            for pb in (12, 21)}
+
+
+def thp_probe(b, mib):
+    """Touch `mib` MiB of anonymous memory in the guest (Debian guests run
+    THP 'always'); the THP faults that got a huge page and those that fell
+    back to small pages (/proc/vmstat thp_fault_alloc and
+    thp_fault_fallback)."""
+    a0 = guest_counter(b, "thp_fault_alloc")
+    f0 = guest_counter(b, "thp_fault_fallback")
+    b.vm.run("echo 3 >/proc/sys/vm/drop_caches; memtouch %d >/dev/null" % mib,
+             timeout=900, check=True)
+    return (guest_counter(b, "thp_fault_alloc") - a0,
+            guest_counter(b, "thp_fault_fallback") - f0)
+
+
+def wait_dev13_blocks(b, blocks, timeout=300):
+    t = time.monotonic()
+    while True:
+        c = b.counters()
+        if c["num_blocks"] == blocks and not c["in_flight_blocks"]:
+            return time.monotonic() - t
+        if time.monotonic() - t > timeout:
+            raise BenchError("device 13 at %d blocks, not %d, after %d s"
+                             % (c["num_blocks"], blocks, timeout))
+        time.sleep(0.2)
+
+
+def run_thp_config(name, cfg, a, builds):
+    """THP fault success (huge pages got / THP faults) of a workload of
+    work_share of the guest's RAM, with the balloon empty and holding
+    `share` of it, repetitions interleaved in one VM whose free memory
+    was first fragmented (allocbench frag: frag_share of RAM taken in
+    single pages, every other one kept)."""
+    b = Bench(name, a.series, cfg["mem"], cfg["page_bits"], cfg["ioa"],
+              builds["ko"], builds["allocbench"], builds["daemon"],
+              legacy=False, native=False)
+    res = {"config": dict(cfg), "load_start": loadavg(), "runs": []}
+    t = time.monotonic()
+    try:
+        b.start()
+        res["vm"] = b.info
+        _, out = b.vm.run("cat /sys/kernel/mm/transparent_hugepage/enabled",
+                          check=True)
+        res["thp_enabled"] = out.strip()
+        memtotal = b.memtotal_kb * 1024
+        half = int(memtotal * cfg["share"]) // b.block * b.block
+        work = int(memtotal * cfg["work_share"]) // MiB
+        # A guest that has run a while: long-lived unmovable pages all
+        # over memory, with one-page holes between them.
+        frag = int(memtotal * cfg["frag_share"]) // MiB
+        b.vm.run("echo 'frag %d' >/sys/kernel/debug/allocbench/run && "
+                 "cat /sys/kernel/debug/allocbench/run" % frag,
+                 timeout=900, check=True)
+        res["frag_mib"] = frag
+        for rep in range(cfg["reps"]):
+            for way, size in (("empty", 0), ("half", half)):
+                b.ctl(cmd="resize", bytes=size)
+                settle = wait_dev13_blocks(b, size // b.block)
+                got, fell = thp_probe(b, work)
+                r = {"rep": rep, "way": way, "balloon_bytes": size,
+                     "work_mib": work, "thp_alloc": got, "thp_fallback": fell,
+                     "success": got / (got + fell) if got + fell else None,
+                     "settle_s": round(settle, 2), "load": loadavg()}
+                res["runs"].append(r)
+                say("%s rep %d %-5s: balloon %4d MiB, %d MiB touched: %d THP "
+                    "faults got a huge page, %d fell back (%.1f%%)" % (
+                        name, rep + 1, way, size // MiB, work, got, fell,
+                        100.0 * (r["success"] or 0)))
+        b.ctl(cmd="resize", bytes=0)
+    finally:
+        res["load_end"] = loadavg()
+        res["elapsed_s"] = round(time.monotonic() - t, 1)
+        b.close()
+    return res
+
+
 def builds_from_args(a):
     for p in (a.module, a.allocbench, a.daemon):
         if not os.path.isfile(p):
@@ -1688,8 +1775,8 @@ def main(argv=None):
                 runner = {"pressure": run_pressure_config,
                           "reporting": run_reporting_config,
                           "withdraw": run_withdraw_config,
-                          "churn": run_churn_config}.get(cfg["kind"],
-                                                         run_config)
+                          "churn": run_churn_config,
+                          "thp": run_thp_config}.get(cfg["kind"], run_config)
                 results["configs"][name] = runner(name, cfg, a, builds)
             except (BenchError, VMError, OSError) as e:
                 failed.append(name)

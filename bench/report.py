@@ -343,6 +343,7 @@ def markdown(results, summ):
     out += bound_md(summ)
     out += pressure_md(results)
     out += reporting_md(results) + withdraw_md(results) + churn_md(results)
+    out += thp_md(results)
     return "\n".join(out)
 
 
@@ -1051,6 +1052,63 @@ def churn_lines(results):
             for x in r.get("runs", [])]
 
 
+def thp_summary(results):
+    """{config: {"empty": success, "half": success, "ratio": half/empty}}
+    for the THP configurations: success = huge pages got over THP faults,
+    summed over the repetitions."""
+    out = {}
+    for name, r in results.get("configs", {}).items():
+        if r.get("config", {}).get("kind") != "thp" or not r.get("runs"):
+            continue
+        w = {}
+        for way in ("empty", "half"):
+            runs = [x for x in r["runs"] if x["way"] == way]
+            got = sum(x["thp_alloc"] for x in runs)
+            fell = sum(x["thp_fallback"] for x in runs)
+            w[way] = {"n": len(runs), "alloc": got, "fallback": fell,
+                      "success": got / (got + fell) if got + fell else None}
+        e, h = w["empty"]["success"], w["half"]["success"]
+        out[name] = {"config": r["config"], "ways": w,
+                     "thp_enabled": r.get("thp_enabled"),
+                     "ratio": h / e if e and h is not None else None}
+    return out
+
+
+def thp_md(results):
+    summ = thp_summary(results)
+    if not summ:
+        return []
+    out = ["## THP availability with the balloon half full", "",
+           "A workload touching 20% of the guest's RAM (`memtouch`; guest THP "
+           "`always`), with device 13's balloon empty and holding 50%, "
+           "repetitions interleaved in one 2 GiB VM per block size, whose "
+           "free memory was fragmented first (`allocbench frag`: 30% of RAM "
+           "taken in single pages, every other one kept, unmovable). Success: "
+           "THP faults that got a huge page (`thp_fault_alloc`) over all THP "
+           "faults (`+ thp_fault_fallback`). Goal: half full within 5% of "
+           "empty.", "",
+           "| config | block | runs | empty: success | half full: success | "
+           "ratio | goal |", "|---|---|---|---|---|---|---|"]
+    for name, t in summ.items():
+        e, h = t["ways"]["empty"], t["ways"]["half"]
+        out.append("| %s | %d KiB | %d | %s (%d/%d) | %s (%d/%d) | %s | %s |" % (
+            name, (1 << t["config"]["page_bits"]) // 1024, e["n"],
+            "-" if e["success"] is None else "%.1f%%" % (100 * e["success"]),
+            e["alloc"], e["alloc"] + e["fallback"],
+            "-" if h["success"] is None else "%.1f%%" % (100 * h["success"]),
+            h["alloc"], h["alloc"] + h["fallback"],
+            "-" if t["ratio"] is None else "**%.3f**" % t["ratio"],
+            "-" if t["ratio"] is None else
+            ("met" if t["ratio"] >= 0.95 else "MISSED")))
+    return out + [""]
+
+
+def thp_lines(results):
+    return ["thp %s half/empty=%.3f (goal >= 0.95 %s)" % (
+        name, t["ratio"], "met" if t["ratio"] >= 0.95 else "MISSED")
+        for name, t in thp_summary(results).items() if t["ratio"] is not None]
+
+
 def render(results, outdir, make_plots=True):
     """Write summary.json, results.md (and plots); return the ratio lines
     (headline last)."""
@@ -1065,7 +1123,8 @@ def render(results, outdir, make_plots=True):
     for t, n, v, ok, b in targets(summ):
         lines.append("target %-34s %-45s %-10s %-6s best possible %s" % (
             t, n, v, "met" if ok else "MISSED", b))
-    lines += bound_lines(summ) + pressure_lines(results)
+    lines += (bound_lines(summ) + pressure_lines(results) +
+              thp_lines(results))
     lines += (reporting_lines(results) + withdraw_lines(results) +
               churn_lines(results))
     head = None

@@ -14,25 +14,63 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#include "wire.h"
+/*
+ * The wire format: include/uapi/linux/virtio_balloon13.h, shared with the
+ * driver and the native QEMU device.  Outside sparse, its __le types are
+ * plain integers: every access goes through le*toh()/htole*().
+ */
+#include <linux/virtio_balloon13.h>
+
+_Static_assert(sizeof(struct virtio_balloon13_config) == 4, "config");
+_Static_assert(sizeof(struct virtio_balloon13_req) == 16, "request");
+_Static_assert(sizeof(struct virtio_balloon13_resp_hdr) == 8, "header");
+_Static_assert(sizeof(struct virtio_balloon13_stat) == 16, "statistic");
+_Static_assert(sizeof(struct virtio_balloon13_range) == 16, "range");
+_Static_assert(sizeof(struct virtio_balloon13_pages) == 8, "pages");
+
+/* The virtqueues, by index. */
+enum b13_vq {
+	B13_VQ_INPUT = 0,	/* device -> driver: requests, guest buffers */
+	B13_VQ_OUTPUT = 1,	/* driver -> device: messages */
+	B13_NUM_VQS = 2,
+};
+
+/* Statistics tags every driver may send (0-5); more need FULL_STATS. */
+#define B13_BASE_TAGS		6
+
 
 /* "PROG: message (see --help)" on stderr, then exit 2: a bad command line. */
 void b13_usage_error(const char *prog, const char *fmt, ...)
 	__attribute__((noreturn, format(printf, 2, 3)));
 
+/* Negotiated device feature bits, as a mask of the virtio feature word. */
+#define B13_F_WITHDRAW		(1ull << VIRTIO_BALLOON13_F_WITHDRAW)
+#define B13_F_REPORTING		(1ull << VIRTIO_BALLOON13_F_REPORTING)
+#define B13_F_FULL_STATS	(1ull << VIRTIO_BALLOON13_F_FULL_STATS)
+#define B13_F_PRESSURE_RELEASE	(1ull << VIRTIO_BALLOON13_F_PRESSURE_RELEASE)
+#define B13_F_ALL		(B13_F_WITHDRAW | B13_F_REPORTING | \
+				 B13_F_FULL_STATS | B13_F_PRESSURE_RELEASE)
+/* Names of the four bits ("withdraw", ...), as --features takes them. */
+extern const char *const b13_feature_names[4];
 /*
- * Most addresses in one page list: 1 MiB of them (512 MiB of 4 KiB blocks).
- * The driver sends at most 8192 (64 KiB) per message, so this leaves it
- * sixteen times the room, while the device's temporary memory for one page
- * list stays at one 1 MiB copy, sorted in place, plus a 64 KiB residency
- * window: nothing else is allocated per address.  Longer messages are
- * rejected unread ("oversize").
+ * Parse --features: "all", "none" or a comma list of names.  Returns 0
+ * with *mask set, or -1 with *why.
  */
-#define B13_MAX_PAGES		(128u * 1024)
-#define B13_MAX_MSG_BYTES	(8u + 8u * B13_MAX_PAGES)
+int b13_parse_features(const char *s, uint64_t *mask, const char **why);
+
+/*
+ * The longest message a device reads: the contract's limit (64 KiB), so
+ * 8191 addresses, 4095 ranges.  A longer one is rejected unread
+ * ("oversize"), which the contract allows; the device's memory for one
+ * message is one copy of this size, made once.
+ */
+#define B13_MAX_MSG_BYTES	VIRTIO_BALLOON13_MSG_MAX_LEN
+#define B13_MAX_PAGES		((B13_MAX_MSG_BYTES - 8) / 8)
+#define B13_MAX_RANGES		((B13_MAX_MSG_BYTES - 8) / 16)
 /*
  * Most entries in one stats message.  A driver sends one per tag it knows
- * (six today); 64 leaves room for tags to come.  More is "oversize".
+ * (eighteen with FULL_STATS); 64 leaves room for tags to come.  More is
+ * "oversize".
  */
 #define B13_MAX_STATS		64u
 
@@ -40,29 +78,33 @@ void b13_usage_error(const char *prog, const char *fmt, ...)
 enum b13_reject {
 	B13_OK = 0,
 	B13_REJ_SHORT,		/* shorter than the 8-byte header */
-	B13_REJ_LENGTH,		/* not 8 + 8n (pages) / 8 + 16n (stats), n >= 1 */
-	B13_REJ_TYPE,		/* type is neither PAGES nor STATS */
+	B13_REJ_LENGTH,		/* not 8 + 8n / 8 + 16n for its type, n >= 1 */
+	B13_REJ_TYPE,		/* unknown type, or one not negotiated */
 	B13_REJ_OVERSIZE,	/* > B13_MAX_MSG_BYTES, or > B13_MAX_STATS stats */
 	B13_REJ_WRITABLE,	/* has device-writable descriptors */
-	B13_REJ_OVERFLOW,	/* address + block size wraps past 2^64 */
-	B13_REJ_UNALIGNED,	/* address not a multiple of the block size */
-	B13_REJ_OUT_OF_RAM,	/* block not wholly inside one RAM region */
+	B13_REJ_OVERFLOW,	/* address (+ length) wraps past 2^64 */
+	B13_REJ_UNALIGNED,	/* address or length not a multiple of the block */
+	B13_REJ_OUT_OF_RAM,	/* block or range not wholly inside guest RAM */
+	B13_REJ_EMPTY,		/* REPORT range of length 0 */
 	B13_REJ_NR
 };
 extern const char *const b13_reject_names[B13_REJ_NR];
 
-/* Names of the stats tags B13_TAG_*, as used in JSON ("swap_in", ...). */
-extern const char *const b13_tag_names[B13_NUM_TAGS];
+/* Names of the stats tags, as used in JSON ("swap_in", ... "psi_full_us"). */
+extern const char *const b13_tag_names[VIRTIO_BALLOON13_TAG_NR];
 
 /*
  * One region of guest RAM from the vhost-user memory table.  The bitmap has
  * one bit per whole block inside the region: set once the guest ballooned
- * the block (received), whether or not it has been touched again since.
+ * the block (received), and cleared when it withdraws it by a WITHDRAW
+ * message (or reports it free).  Without WITHDRAW a set bit may have been
+ * withdrawn by access since; residency tells.
  */
 struct b13_region {
 	uint64_t gpa;		/* first guest-physical byte */
 	uint64_t size;		/* bytes */
 	uint8_t *host;		/* our mapping of gpa; NULL: no punching (tests) */
+	uint64_t page;		/* its host page size: discards are whole ones */
 	uint64_t first_block;	/* gpa rounded up to a block, in blocks */
 	uint64_t nblocks;	/* whole blocks inside [gpa, gpa + size) */
 	uint64_t *bitmap;	/* nblocks bits */
@@ -78,7 +120,7 @@ typedef int (*b13_discard_fn)(void *addr, size_t len, void *arg);
 struct b13_map {
 	unsigned int page_bits;
 	uint64_t block_size;	/* 2^page_bits */
-	uint64_t host_page;	/* host page size, for madvise/mincore */
+	uint64_t host_page;	/* system page size, for mincore */
 	size_t nr;
 	struct b13_region *r;	/* sorted by gpa, not overlapping */
 	uint64_t gen;		/* changes whenever r[] or a bitmap is replaced */
@@ -91,6 +133,7 @@ struct b13_region_desc {
 	uint64_t gpa;
 	uint64_t size;
 	uint8_t *host;
+	uint64_t page;		/* host page size; 0: the system's */
 };
 
 /* A run of contiguous blocks inside one region. */
@@ -100,14 +143,29 @@ struct b13_run {
 	uint64_t nblocks;
 };
 
-/* Result of b13_apply_runs(); counters are added to, not reset. */
+/* What acting on messages did; counters are added to, not reset. */
 struct b13_apply_stats {
-	uint64_t new_blocks;	/* bit was clear */
-	uint64_t duplicates;	/* bit set and block still not resident */
-	uint64_t reballooned;	/* bit set but block resident (withdrawn) */
+	uint64_t new_blocks;	/* PAGES: bit was clear */
+	uint64_t duplicates;	/* PAGES: bit set, block still not withdrawn */
+	uint64_t reballooned;	/* PAGES: bit set but block resident (withdrawn
+				   by access meanwhile) */
+	uint64_t withdrawn;	/* WITHDRAW: blocks taken out of the balloon */
+	uint64_t withdraw_invalid;	/* WITHDRAW entry unaligned, wrapping
+					   or outside RAM (guest error) */
+	uint64_t withdraw_absent;	/* WITHDRAW entry not in the balloon
+					   (guest error) */
+	uint64_t report_ranges;	/* REPORT: ranges acted on */
+	uint64_t reported_bytes;	/* REPORT: bytes named */
+	uint64_t report_ballooned;	/* REPORT: blocks in the balloon named
+					   as free (guest error with WITHDRAW;
+					   without, withdrawn by access: they
+					   leave the bitmap) */
 	uint64_t punch_calls;	/* madvise() calls */
 	uint64_t punch_bytes;
 	uint64_t punch_errors;
+	uint64_t punch_max_us;	/* the longest one took (wall time) */
+	uint64_t skipped_bytes;	/* discards left out: job finished early */
+	uint64_t residency_calls;	/* mincore() calls */
 	int last_errno;		/* of the last failed madvise() */
 };
 
@@ -126,13 +184,17 @@ uint64_t b13_map_ram_bytes(const struct b13_map *m);
 uint64_t b13_map_blocks_set(const struct b13_map *m);
 /* Index of the region holding all of [addr, addr + len), or -1. */
 long b13_map_find(const struct b13_map *m, uint64_t addr, uint64_t len);
+/* Is all of [addr, addr + len) guest RAM (in one region or adjacent ones)? */
+bool b13_map_covers(const struct b13_map *m, uint64_t addr, uint64_t len);
 
 /*
  * Check a message's length against its type (hdr is the first 8 bytes,
- * valid only if len >= 8).  On B13_OK, *type and *n (entries) are set.
+ * valid only if len >= 8) and the negotiated features.  On B13_OK, *type
+ * and *n (entries) are set.
  */
-enum b13_reject b13_check_msg(uint64_t len, const struct b13_msg_hdr *hdr,
-			      uint32_t *type, uint64_t *n);
+enum b13_reject b13_check_msg(uint64_t len,
+			      const struct virtio_balloon13_resp_hdr *hdr,
+			      uint64_t features, uint32_t *type, uint64_t *n);
 /*
  * Check n little-endian addresses of a page list against the map: no
  * overflow, aligned, each block inside one region.  On B13_OK, sorted[]
@@ -148,17 +210,177 @@ enum b13_reject b13_check_pages(const struct b13_map *m, const uint64_t *le,
  */
 size_t b13_coalesce(const struct b13_map *m, const uint64_t *sorted,
 		    uint64_t n, struct b13_run *runs, uint64_t *repeats);
+
+/* ---- budgets: work per dispatch counted in syscalls and time ------------- */
+
+/* Monotonic clock, microseconds. */
+int64_t b13_now_us(void);
+
 /*
- * Mark the runs' blocks in the bitmap (classifying blocks already there as
- * duplicates or re-ballooned by their residency), then punch each run out of
- * guest RAM with one madvise(MADV_REMOVE): host pages wholly inside the run.
+ * What one slice of work may spend: syscalls (madvise, mincore) and wall
+ * time.  Every syscall is taken from it first; a slice always makes at
+ * least one, so work goes on whatever the clock says.
  */
+struct b13_budget {
+	uint64_t calls;		/* syscalls left */
+	int64_t deadline;	/* b13_now_us() value; 0: no limit */
+	uint64_t spent;		/* syscalls made in this slice */
+};
+
+/* calls syscalls (0: no limit), slice_us of time from now (0: no limit). */
+void b13_budget_init(struct b13_budget *b, uint64_t calls, int64_t slice_us);
+/* May one more syscall start?  If so it is counted. */
+bool b13_budget_take(struct b13_budget *b);
+/* Is the budget gone (for work that is not a syscall)? */
+bool b13_budget_out(const struct b13_budget *b);
+
+/* ---- whole outputq messages --------------------------------------------- */
+
+/*
+ * The latest guest statistics: one slot per tag this device knows, so a
+ * guest cannot make the table (or anything built from it) any bigger.
+ */
+struct b13_stats {
+	uint64_t value[VIRTIO_BALLOON13_TAG_NR];
+	uint32_t present;	/* bit t: tag t was in the latest message */
+};
+
+/* What one outputq message did; the caller counts and logs from it. */
+struct b13_msg_result {
+	enum b13_reject why;
+	uint32_t type;		/* VIRTIO_BALLOON13_RESP_*; valid on B13_OK */
+	uint64_t len;		/* bytes in its readable descriptors */
+	uint64_t n;		/* entries (addresses, ranges or stats) */
+	uint64_t bad_addr;	/* the first bad address (OVERFLOW..EMPTY) */
+	bool reserved_nonzero;	/* guest error, message still used */
+	/* page lists */
+	size_t runs;		/* runs of contiguous blocks discarded */
+	uint64_t repeats;	/* addresses repeated within the message */
+	struct b13_apply_stats apply;	/* this message's part */
+	/* stats */
+	uint64_t stats_unknown;	/* entries with a tag we don't know */
+	uint64_t stats_repeated;	/* a tag seen earlier in the message */
+};
+
+struct rescan;
+
+/* Discards a job queues before the caller makes them (on any thread). */
+#define B13_BATCH		64
+
+struct b13_discard {
+	uintptr_t addr;		/* host address, page aligned */
+	size_t len;
+};
+
+/* What b13_job_step() wants next. */
+enum b13_step {
+	B13_STEP_DONE,		/* the job is over: give the buffer back */
+	B13_STEP_YIELD,		/* the budget is spent: step again later */
+	B13_STEP_DISCARD,	/* make j->batch's discards, then step again */
+};
+
+/*
+ * One outputq message being acted on, a slice at a time.  The message is
+ * copied in (the guest may change it under us) and checked whole by
+ * b13_job_begin(); STATS and WITHDRAW are done there (no syscalls).  A
+ * PAGES or REPORT message then goes on in b13_job_step(), each slice
+ * within its budget: a page list marks and discards one run after the
+ * other, a run of many blocks in chunks; a report discards its ranges in
+ * chunks.  The device returns the buffer only once the job is over.
+ *
+ * A job holds no pointer into guest memory, and allocates nothing after
+ * b13_job_init(): a connection that ends in the middle of one (SIGBUS)
+ * leaves nothing behind.
+ */
+struct b13_job {
+	bool busy;			/* a PAGES or REPORT is under way */
+	bool acted;			/* all marked and queued */
+	struct b13_msg_result res;	/* of the current (or last) message */
+	uint64_t features;
+	uint64_t gen;			/* map generation it was checked on */
+	const uint64_t *a;		/* PAGES: sorted addresses ... */
+	uint64_t n, pos;		/* ... how many, and the next one */
+	bool in_run;			/* a run is being marked / discarded */
+	struct b13_run run;
+	uint64_t k;			/* next block of the run to mark */
+	uint64_t kp;			/* next page of that block to look at */
+	bool win;			/* rs covers the run */
+	uintptr_t next, end;		/* host bytes still to discard */
+	uint64_t roff;			/* REPORT: bytes of range pos done */
+	uint64_t piece;			/* REPORT: bytes of the piece under way */
+	struct rescan *rs;		/* residency window */
+	struct b13_discard batch[B13_BATCH];	/* discards to make */
+	unsigned int nbatch;
+	union {
+		uint64_t a[B13_MAX_PAGES];
+		struct virtio_balloon13_range r[B13_MAX_RANGES];
+		struct virtio_balloon13_stat s[B13_MAX_STATS];
+		unsigned char raw[B13_MAX_MSG_BYTES - 8];
+	} e;				/* the entries, copied */
+};
+
+/* Allocate the job's residency window: false if out of memory. */
+bool b13_job_init(struct b13_job *j);
+void b13_job_free(struct b13_job *j);
+/*
+ * Take one message, given as the readable part of a descriptor chain
+ * (iov, niov; nwritable: how many device-writable descriptors came with
+ * it): copy and check it (a rejected message changes nothing), store
+ * stats in *st (last value of a tag wins; unknown tags, and those of
+ * FULL_STATS without it, are dropped and counted), act on a WITHDRAW.
+ * Returns res.why; j->busy says whether b13_job_step() has work to do.
+ */
+enum b13_reject b13_job_begin(struct b13_job *j, struct b13_map *m,
+			      struct b13_stats *st, const struct iovec *iov,
+			      unsigned int niov, unsigned int nwritable,
+			      uint64_t features);
+/*
+ * Go on within budget b: mark blocks, queue discards.  The job is over
+ * (B13_STEP_DONE, j->busy false) only once every discard it queued has
+ * been made: those are the caller's, with b13_job_run_batch().
+ */
+enum b13_step b13_job_step(struct b13_job *j, struct b13_map *m,
+			   struct b13_budget *b);
+/*
+ * Make the queued discards (madvise(MADV_REMOVE), or m->discard) and
+ * count them in j->res.apply.  Blocks in the kernel as long as they take,
+ * so the device calls it from a worker thread, while neither j nor m
+ * change.
+ */
+void b13_job_run_batch(struct b13_job *j, const struct b13_map *m);
+/*
+ * End the job now without another syscall (a reset, a new memory table):
+ * the rest of a page list is marked but not discarded, the rest of a
+ * report neither.  Both are allowed: discarding is optional.
+ */
+void b13_job_finish(struct b13_job *j, struct b13_map *m);
+
+/*
+ * A whole message at once, without limits (tests, fuzzing): begin, then
+ * step until done.  *res gets the result.
+ */
+enum b13_reject b13_handle_msg(struct b13_map *m, struct b13_stats *st,
+			       const struct iovec *iov, unsigned int niov,
+			       unsigned int nwritable, uint64_t features,
+			       struct b13_msg_result *res);
+/*
+ * Mark sorted, checked addresses and discard them run by run, without
+ * limits (what a PAGES job does).  Repeated addresses are counted in
+ * *repeats.  Returns the number of runs.
+ */
+size_t b13_apply_sorted(struct b13_map *m, const uint64_t *sorted, uint64_t n,
+			struct b13_apply_stats *st, uint64_t *repeats);
+/* The same for runs b13_coalesce() made. */
 void b13_apply_runs(struct b13_map *m, const struct b13_run *runs, size_t nr,
 		    struct b13_apply_stats *st);
+
+/* ---- counting the balloon ------------------------------------------------ */
+
 /*
  * Count bitmap blocks with no resident page (still in the balloon); blocks
  * with any resident page have been withdrawn by access.  One mincore() per
- * window of up to 64 Ki pages over each run of set bits.
+ * window of up to 64 Ki pages over each run of set bits.  Only without
+ * WITHDRAW: with it, the count is the bitmap's.
  */
 uint64_t b13_count_in_balloon(const struct b13_map *m, uint64_t *withdrawn);
 /* Call fn for each run of set bits (guest-physical start, blocks). */
@@ -174,69 +396,18 @@ bool b13_ranges(const struct b13_map *m, uint64_t from, size_t max,
 		void (*fn)(uint64_t addr, uint64_t nblocks, void *data),
 		void *data, uint64_t *next);
 
-/* ---- whole outputq messages --------------------------------------------- */
-
 /*
- * The latest guest statistics: one slot per tag this device knows, so a
- * guest cannot make the table (or anything built from it) any bigger.
- */
-struct b13_stats {
-	uint64_t value[B13_NUM_TAGS];
-	uint32_t present;	/* bit t: tag t was in the latest message */
-};
-
-/* What one outputq message did; the caller counts and logs from it. */
-struct b13_msg_result {
-	enum b13_reject why;
-	uint32_t type;		/* B13_RESP_*; valid when why is B13_OK */
-	uint64_t len;		/* bytes in its readable descriptors */
-	uint64_t n;		/* entries (addresses or stats) */
-	uint64_t bad_addr;	/* the first bad address (OVERFLOW..OUT_OF_RAM) */
-	bool reserved_nonzero;	/* guest error, message still used */
-	/* page lists */
-	size_t runs;		/* runs of contiguous blocks discarded */
-	uint64_t repeats;	/* addresses repeated within the message */
-	struct b13_apply_stats apply;	/* this message's part */
-	/* stats */
-	uint64_t stats_unknown;	/* entries with a tag we don't know */
-	uint64_t stats_repeated;	/* a tag seen earlier in the message */
-};
-
-/*
- * Validate one outputq message given as the readable part of a descriptor
- * chain (iov, niov; nwritable: how many device-writable descriptors came
- * with it) and act on it: a page list's blocks are marked in m and
- * discarded; stats replace *st (last value of a tag wins, unknown tags are
- * dropped; both counted in *res).  A rejected message changes nothing.
- *
- * The message is copied before it is checked (the guest may change it
- * under us); at most B13_MAX_MSG_BYTES are read and nothing else scales
- * with its size.  Returns res->why.
- */
-enum b13_reject b13_handle_msg(struct b13_map *m, struct b13_stats *st,
-			       const struct iovec *iov, unsigned int niov,
-			       unsigned int nwritable,
-			       struct b13_msg_result *res);
-/*
- * Mark sorted, checked addresses and discard them run by run (what
- * b13_coalesce() + b13_apply_runs() do, without an array of runs).
- * Repeated addresses are counted in *repeats.  Returns the number of runs.
- */
-size_t b13_apply_sorted(struct b13_map *m, const uint64_t *sorted, uint64_t n,
-			struct b13_apply_stats *st, uint64_t *repeats);
-
-/* ---- counting the balloon a slice at a time ------------------------------ */
-
-/*
- * b13_count_in_balloon() as a cursor: each b13_scan_step() looks at about
- * budget host pages (at least one block) and returns, so a caller can
- * serve other work between slices.  If the map changes under a scan, the
- * scan starts again.
+ * b13_count_in_balloon() as a cursor: each b13_scan_step() works within a
+ * budget (mincore() calls and time; at least one block) and returns, so
+ * a caller can serve other work between slices.  If the map changes
+ * under a scan, the scan starts again.
  */
 struct b13_scan {
 	uint64_t gen;		/* map generation being scanned */
 	size_t region;		/* next region */
 	uint64_t block;		/* next block index in it */
+	uint64_t page;		/* next page of that block to look at */
+	size_t win_region;	/* 1 + the region rs covers; 0: none */
 	uint64_t in, withdrawn;	/* so far */
 	uint64_t restarts;	/* times the map changed under the scan */
 	bool done;
@@ -246,7 +417,7 @@ struct b13_scan {
 void b13_scan_begin(const struct b13_map *m, struct b13_scan *s);
 /* Returns true once s->in and s->withdrawn are final. */
 bool b13_scan_step(const struct b13_map *m, struct b13_scan *s,
-		   uint64_t budget);
+		   struct b13_budget *b);
 void b13_scan_end(struct b13_scan *s);
 
 /* ---- log rate limit ---------------------------------------------------------- */

@@ -7,6 +7,13 @@
  * It never trusts a guest value: every address is range-checked against the
  * regions before it is turned into a pointer, and sizes are checked for
  * wrap-around before they are added.
+ *
+ * What a message costs is counted in syscalls and time, not in addresses:
+ * one madvise() per run of blocks (and per chunk of a long run), one
+ * mincore() per residency window.  A guest naming every other block makes
+ * one madvise() per address; a job (b13_job_*) lets the device stop after
+ * any of them and go on later, so the work per dispatch stays bounded
+ * whatever the guest sends.
  */
 #define _GNU_SOURCE
 #include <ctype.h>
@@ -18,12 +25,25 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "b13.h"
 
-/* Pages per mincore() call: a 64 KiB vector covers 256 MiB of 4 KiB pages. */
-#define B13_MINCORE_WINDOW	65536
+/*
+ * Pages per mincore() call: 32 MiB of 4 KiB pages.  mincore() costs about
+ * 24 ms per GiB of shmem here whatever the window, so a call stays under
+ * a millisecond and a slice can stop soon after its deadline.
+ */
+#define B13_MINCORE_WINDOW	8192
+/*
+ * Most bytes one madvise() discards: a 4 MiB chunk of 4 KiB pages takes
+ * about 0.3 ms (75 ms per GiB measured here), so one syscall never holds
+ * the device long.  A region with bigger pages discards one at a time.
+ */
+#define B13_DISCARD_CHUNK	(4ull << 20)
+/* Bitmap words one budget unit pays for (REPORT's bit work). */
+#define B13_WORDS_PER_CALL	8192
 
 const char *const b13_reject_names[B13_REJ_NR] = {
 	[B13_OK] = "ok",
@@ -35,16 +55,78 @@ const char *const b13_reject_names[B13_REJ_NR] = {
 	[B13_REJ_OVERFLOW] = "overflow",
 	[B13_REJ_UNALIGNED] = "unaligned",
 	[B13_REJ_OUT_OF_RAM] = "out_of_ram",
+	[B13_REJ_EMPTY] = "empty_range",
 };
 
-const char *const b13_tag_names[B13_NUM_TAGS] = {
-	[B13_TAG_SWAP_IN] = "swap_in",
-	[B13_TAG_SWAP_OUT] = "swap_out",
-	[B13_TAG_MAJFLT] = "majflt",
-	[B13_TAG_MINFLT] = "minflt",
-	[B13_TAG_MEMFREE] = "memfree",
-	[B13_TAG_MEMTOT] = "memtot",
+const char *const b13_tag_names[VIRTIO_BALLOON13_TAG_NR] = {
+	[VIRTIO_BALLOON13_TAG_SWAP_IN] = "swap_in",
+	[VIRTIO_BALLOON13_TAG_SWAP_OUT] = "swap_out",
+	[VIRTIO_BALLOON13_TAG_MAJFLT] = "majflt",
+	[VIRTIO_BALLOON13_TAG_MINFLT] = "minflt",
+	[VIRTIO_BALLOON13_TAG_MEMFREE] = "memfree",
+	[VIRTIO_BALLOON13_TAG_MEMTOT] = "memtot",
+	[VIRTIO_BALLOON13_TAG_AVAIL] = "avail",
+	[VIRTIO_BALLOON13_TAG_CACHES] = "caches",
+	[VIRTIO_BALLOON13_TAG_HTLB_PGALLOC] = "htlb_pgalloc",
+	[VIRTIO_BALLOON13_TAG_HTLB_PGFAIL] = "htlb_pgfail",
+	[VIRTIO_BALLOON13_TAG_OOM_KILL] = "oom_kill",
+	[VIRTIO_BALLOON13_TAG_ALLOC_STALL] = "alloc_stall",
+	[VIRTIO_BALLOON13_TAG_ASYNC_SCAN] = "async_scan",
+	[VIRTIO_BALLOON13_TAG_DIRECT_SCAN] = "direct_scan",
+	[VIRTIO_BALLOON13_TAG_ASYNC_RECLAIM] = "async_reclaim",
+	[VIRTIO_BALLOON13_TAG_DIRECT_RECLAIM] = "direct_reclaim",
+	[VIRTIO_BALLOON13_TAG_PSI_SOME_US] = "psi_some_us",
+	[VIRTIO_BALLOON13_TAG_PSI_FULL_US] = "psi_full_us",
 };
+
+const char *const b13_feature_names[4] = {
+	[VIRTIO_BALLOON13_F_WITHDRAW] = "withdraw",
+	[VIRTIO_BALLOON13_F_REPORTING] = "free-page-reporting",
+	[VIRTIO_BALLOON13_F_FULL_STATS] = "full-stats",
+	[VIRTIO_BALLOON13_F_PRESSURE_RELEASE] = "pressure-release",
+};
+
+int b13_parse_features(const char *s, uint64_t *mask, const char **why)
+{
+	const char *p = s;
+	uint64_t v = 0;
+
+	if (!s || !*s) {
+		*why = "empty feature list";
+		return -1;
+	}
+	if (!strcmp(s, "all")) {
+		*mask = B13_F_ALL;
+		return 0;
+	}
+	if (!strcmp(s, "none")) {
+		*mask = 0;
+		return 0;
+	}
+	while (*p) {
+		size_t len = strcspn(p, ",");
+		unsigned int i;
+
+		for (i = 0; i < 4; i++)
+			if (strlen(b13_feature_names[i]) == len &&
+			    !strncmp(p, b13_feature_names[i], len))
+				break;
+		if (i == 4) {
+			*why = "unknown feature (all, none, or a comma list "
+			       "of withdraw, free-page-reporting, full-stats, "
+			       "pressure-release)";
+			return -1;
+		}
+		v |= 1ull << i;
+		p += len;
+		if (*p == ',' && !*++p) {
+			*why = "empty name after a comma";
+			return -1;
+		}
+	}
+	*mask = v;
+	return 0;
+}
 
 /* ---- bit helpers ---------------------------------------------------- */
 
@@ -56,6 +138,11 @@ static bool test_bit(const uint64_t *bm, uint64_t i)
 static void set_bit(uint64_t *bm, uint64_t i)
 {
 	bm[i / 64] |= 1ull << (i % 64);
+}
+
+static void clear_bit(uint64_t *bm, uint64_t i)
+{
+	bm[i / 64] &= ~(1ull << (i % 64));
 }
 
 /* First index >= from with the bit equal to val, or n. */
@@ -75,6 +162,74 @@ static uint64_t find_next(const uint64_t *bm, uint64_t n, uint64_t from,
 		from = (from & ~63ull) + 64;
 	}
 	return n;
+}
+
+/* Clear bits [from, to); returns how many were set. */
+static uint64_t clear_range(uint64_t *bm, uint64_t from, uint64_t to)
+{
+	uint64_t cleared = 0;
+
+	while (from < to) {
+		uint64_t w = from / 64, lo = from % 64;
+		uint64_t hi = to - (from - lo) >= 64 ? 64 : to - (from - lo);
+		uint64_t mask = (hi == 64 ? ~0ull : (1ull << hi) - 1) &
+				~((1ull << lo) - 1);
+
+		cleared += (uint64_t)__builtin_popcountll(bm[w] & mask);
+		bm[w] &= ~mask;
+		from = (from - lo) + hi;
+	}
+	return cleared;
+}
+
+/* Count bits set in [from, to). */
+static uint64_t count_range(const uint64_t *bm, uint64_t from, uint64_t to)
+{
+	uint64_t n = 0;
+
+	while (from < to) {
+		uint64_t w = from / 64, lo = from % 64;
+		uint64_t hi = to - (from - lo) >= 64 ? 64 : to - (from - lo);
+		uint64_t mask = (hi == 64 ? ~0ull : (1ull << hi) - 1) &
+				~((1ull << lo) - 1);
+
+		n += (uint64_t)__builtin_popcountll(bm[w] & mask);
+		from = (from - lo) + hi;
+	}
+	return n;
+}
+
+/* ---- budgets ---------------------------------------------------------- */
+
+int64_t b13_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void b13_budget_init(struct b13_budget *b, uint64_t calls, int64_t slice_us)
+{
+	b->calls = calls ? calls : UINT64_MAX;
+	b->deadline = slice_us ? b13_now_us() + slice_us : 0;
+	b->spent = 0;
+}
+
+bool b13_budget_out(const struct b13_budget *b)
+{
+	if (!b->spent)
+		return false;	/* every slice makes progress */
+	return !b->calls || (b->deadline && b13_now_us() >= b->deadline);
+}
+
+bool b13_budget_take(struct b13_budget *b)
+{
+	if (b13_budget_out(b))
+		return false;
+	b->calls--;
+	b->spent++;
+	return true;
 }
 
 /* ---- the region map ------------------------------------------------- */
@@ -121,7 +276,8 @@ int b13_map_set_regions(struct b13_map *m, const struct b13_region_desc *d,
 	size_t i, j;
 
 	for (i = 0; i < n; i++)
-		if (!region_last(d[i].gpa, d[i].size, &last))
+		if (!region_last(d[i].gpa, d[i].size, &last) ||
+		    (d[i].page & (d[i].page - 1)))
 			goto invalid;
 	nr = calloc(n ? n : 1, sizeof(*nr));
 	if (!nr) {
@@ -134,6 +290,7 @@ int b13_map_set_regions(struct b13_map *m, const struct b13_region_desc *d,
 		r->gpa = d[i].gpa;
 		r->size = d[i].size;
 		r->host = d[i].host;
+		r->page = d[i].page > m->host_page ? d[i].page : m->host_page;
 		region_geometry(m, r);
 		/* Same region as before: keep what we know about it. */
 		for (j = 0; j < m->nr; j++) {
@@ -233,11 +390,11 @@ uint64_t b13_map_blocks_set(const struct b13_map *m)
 	return sum;
 }
 
-long b13_map_find(const struct b13_map *m, uint64_t addr, uint64_t len)
+/* Index of the last region with gpa <= addr, or -1. */
+static long region_at_or_before(const struct b13_map *m, uint64_t addr)
 {
 	size_t lo = 0, hi = m->nr;
 
-	/* Last region with gpa <= addr. */
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
@@ -246,19 +403,48 @@ long b13_map_find(const struct b13_map *m, uint64_t addr, uint64_t len)
 		else
 			hi = mid;
 	}
-	if (lo == 0)
+	return (long)lo - 1;
+}
+
+long b13_map_find(const struct b13_map *m, uint64_t addr, uint64_t len)
+{
+	long i = region_at_or_before(m, addr);
+
+	if (i < 0 || len > m->r[i].size ||
+	    addr - m->r[i].gpa > m->r[i].size - len)
 		return -1;
-	lo--;
-	if (len > m->r[lo].size || addr - m->r[lo].gpa > m->r[lo].size - len)
-		return -1;
-	return (long)lo;
+	return i;
+}
+
+bool b13_map_covers(const struct b13_map *m, uint64_t addr, uint64_t len)
+{
+	long i = region_at_or_before(m, addr);
+
+	if (!len || len - 1 > UINT64_MAX - addr)
+		return false;
+	while (i >= 0 && (size_t)i < m->nr) {
+		const struct b13_region *r = &m->r[i];
+		uint64_t in;
+
+		if (addr < r->gpa || addr - r->gpa >= r->size)
+			return false;
+		in = r->size - (addr - r->gpa);	/* bytes of r from addr */
+		if (len <= in)
+			return true;
+		addr += in;
+		len -= in;
+		i++;	/* the next region must start right there */
+	}
+	return false;
 }
 
 /* ---- validation ----------------------------------------------------- */
 
-enum b13_reject b13_check_msg(uint64_t len, const struct b13_msg_hdr *hdr,
-			      uint32_t *type, uint64_t *n)
+enum b13_reject b13_check_msg(uint64_t len,
+			      const struct virtio_balloon13_resp_hdr *hdr,
+			      uint64_t features, uint32_t *type, uint64_t *n)
 {
+	uint64_t entry, body;
 	uint32_t t;
 
 	if (len > B13_MAX_MSG_BYTES)
@@ -267,22 +453,31 @@ enum b13_reject b13_check_msg(uint64_t len, const struct b13_msg_hdr *hdr,
 		return B13_REJ_SHORT;
 	t = le32toh(hdr->type);
 	switch (t) {
-	case B13_RESP_PAGES:
-		if (len == sizeof(*hdr) || (len - sizeof(*hdr)) % 8)
-			return B13_REJ_LENGTH;
-		*n = (len - sizeof(*hdr)) / 8;
+	case VIRTIO_BALLOON13_RESP_PAGES:
+		entry = 8;
 		break;
-	case B13_RESP_STATS:
-		if (len == sizeof(*hdr) ||
-		    (len - sizeof(*hdr)) % sizeof(struct b13_stat))
-			return B13_REJ_LENGTH;
-		*n = (len - sizeof(*hdr)) / sizeof(struct b13_stat);
-		if (*n > B13_MAX_STATS)
-			return B13_REJ_OVERSIZE;
+	case VIRTIO_BALLOON13_RESP_WITHDRAW:
+		if (!(features & B13_F_WITHDRAW))
+			return B13_REJ_TYPE;
+		entry = 8;
+		break;
+	case VIRTIO_BALLOON13_RESP_STATS:
+		entry = sizeof(struct virtio_balloon13_stat);
+		break;
+	case VIRTIO_BALLOON13_RESP_REPORT:
+		if (!(features & B13_F_REPORTING))
+			return B13_REJ_TYPE;
+		entry = sizeof(struct virtio_balloon13_range);
 		break;
 	default:
 		return B13_REJ_TYPE;
 	}
+	body = len - sizeof(*hdr);
+	if (!body || body % entry)
+		return B13_REJ_LENGTH;
+	*n = body / entry;
+	if (t == VIRTIO_BALLOON13_RESP_STATS && *n > B13_MAX_STATS)
+		return B13_REJ_OVERSIZE;
 	*type = t;
 	return B13_OK;
 }
@@ -294,11 +489,23 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* One address of a PAGES or WITHDRAW message. */
+static enum b13_reject check_addr(const struct b13_map *m, uint64_t a)
+{
+	if (a > UINT64_MAX - m->block_size)	/* a + size wraps */
+		return B13_REJ_OVERFLOW;
+	if (a & (m->block_size - 1))
+		return B13_REJ_UNALIGNED;
+	if (b13_map_find(m, a, m->block_size) < 0)
+		return B13_REJ_OUT_OF_RAM;
+	return B13_OK;
+}
+
 enum b13_reject b13_check_pages(const struct b13_map *m, const uint64_t *le,
 				uint64_t n, uint64_t *sorted,
 				uint64_t *bad_addr)
 {
-	uint64_t mask = m->block_size - 1;
+	enum b13_reject why;
 	uint64_t i;
 
 	for (i = 0; i < n; i++) {
@@ -307,19 +514,31 @@ enum b13_reject b13_check_pages(const struct b13_map *m, const uint64_t *le,
 		memcpy(&a, &le[i], sizeof(a));	/* le may be unaligned */
 		a = le64toh(a);
 		*bad_addr = a;
-		if (a > UINT64_MAX - m->block_size)	/* a + size wraps */
-			return B13_REJ_OVERFLOW;
-		if (a & mask)
-			return B13_REJ_UNALIGNED;
-		if (b13_map_find(m, a, m->block_size) < 0)
-			return B13_REJ_OUT_OF_RAM;
+		why = check_addr(m, a);
+		if (why != B13_OK)
+			return why;
 		sorted[i] = a;
 	}
 	qsort(sorted, n, sizeof(*sorted), cmp_u64);
 	return B13_OK;
 }
 
-/* ---- coalescing and applying ----------------------------------------- */
+/* One range of a REPORT message (CPU order). */
+static enum b13_reject check_range(const struct b13_map *m, uint64_t addr,
+				   uint64_t len)
+{
+	if (!len)
+		return B13_REJ_EMPTY;
+	if (len - 1 > UINT64_MAX - addr)
+		return B13_REJ_OVERFLOW;
+	if ((addr | len) & (m->block_size - 1))
+		return B13_REJ_UNALIGNED;
+	if (!b13_map_covers(m, addr, len))
+		return B13_REJ_OUT_OF_RAM;
+	return B13_OK;
+}
+
+/* ---- coalescing ------------------------------------------------------- */
 
 /* Does a, the next distinct sorted address, extend cur (same region)? */
 static bool extends_run(const struct b13_map *m, const struct b13_run *cur,
@@ -362,14 +581,16 @@ size_t b13_coalesce(const struct b13_map *m, const uint64_t *sorted,
 	return nr;
 }
 
-static uintptr_t page_down(const struct b13_map *m, uintptr_t p)
+/* ---- residency and discards ------------------------------------------ */
+
+static uintptr_t page_down(uint64_t page, uintptr_t p)
 {
-	return p & ~(uintptr_t)(m->host_page - 1);
+	return p & ~(uintptr_t)(page - 1);
 }
 
-static uintptr_t page_up(const struct b13_map *m, uintptr_t p)
+static uintptr_t page_up(uint64_t page, uintptr_t p)
 {
-	return page_down(m, p + m->host_page - 1);
+	return page_down(page, p + page - 1);
 }
 
 /*
@@ -381,23 +602,26 @@ struct rescan {
 	uintptr_t base;
 	uint64_t npages;
 	uint64_t wfirst, wn;
-	uint64_t checked;	/* pages looked at, for b13_scan_step() */
+	uint64_t loads;		/* mincore() calls */
 	unsigned char vec[B13_MINCORE_WINDOW];
 };
 
-static bool page_resident(struct rescan *rs, uint64_t p)
+static bool window_has(const struct rescan *rs, uint64_t p)
 {
-	rs->checked++;
-	if (p < rs->wfirst || p >= rs->wfirst + rs->wn) {
-		uint64_t left = rs->npages - p;
+	return p >= rs->wfirst && p < rs->wfirst + rs->wn;
+}
 
-		rs->wfirst = p;
-		rs->wn = left < B13_MINCORE_WINDOW ? left : B13_MINCORE_WINDOW;
-		if (mincore((void *)(rs->base + p * rs->m->host_page),
-			    rs->wn * rs->m->host_page, rs->vec))
-			memset(rs->vec, 0, rs->wn);	/* unmapped: not resident */
-	}
-	return rs->vec[p - rs->wfirst] & 1;
+/* Load the window starting at page p (one mincore()). */
+static void window_load(struct rescan *rs, uint64_t p)
+{
+	uint64_t left = rs->npages - p;
+
+	rs->wfirst = p;
+	rs->wn = left < B13_MINCORE_WINDOW ? left : B13_MINCORE_WINDOW;
+	rs->loads++;
+	if (mincore((void *)(rs->base + p * rs->m->host_page),
+		    rs->wn * rs->m->host_page, rs->vec))
+		memset(rs->vec, 0, rs->wn);	/* unmapped: not resident */
 }
 
 /* Cover the host range [start, end), rounded out to whole pages. */
@@ -405,54 +629,59 @@ static void rescan_init(struct rescan *rs, const struct b13_map *m,
 			uintptr_t start, uintptr_t end)
 {
 	rs->m = m;
-	rs->base = page_down(m, start);
-	rs->npages = (page_up(m, end) - rs->base) / m->host_page;
+	rs->base = page_down(m->host_page, start);
+	rs->npages = (page_up(m->host_page, end) - rs->base) / m->host_page;
 	rs->wfirst = rs->wn = 0;
 }
 
 /*
- * Withdrawn blocks among [addr, addr + nblocks * bs) of r, which rs covers:
- * those with any resident page.
+ * Is any page of the block at host address b resident?  *p is where the
+ * look got to (a page index in the window's range; B13_NO_PAGE: the
+ * block's first page).  If the window lacks page *p, *known is false:
+ * load a window at *p and ask again, and the look goes on from there.
  */
-static uint64_t scan_blocks(struct rescan *rs, const struct b13_region *r,
-			    uint64_t addr, uint64_t nblocks)
+#define B13_NO_PAGE	UINT64_MAX
+
+static bool block_resident(struct rescan *rs, uintptr_t b, uint64_t bs,
+			   uint64_t *p, bool *known)
 {
 	const struct b13_map *m = rs->m;
-	uintptr_t start = (uintptr_t)r->host + (addr - r->gpa);
-	uint64_t i, withdrawn = 0;
+	uint64_t pe = (page_up(m->host_page, b + bs) - rs->base) /
+		      m->host_page;
 
-	for (i = 0; i < nblocks; i++) {
-		uintptr_t b = start + i * m->block_size;
-		uint64_t p = (page_down(m, b) - rs->base) / m->host_page;
-		uint64_t pe = (page_up(m, b + m->block_size) - rs->base) /
-			      m->host_page;
-		bool res = false;
-
-		for (; p < pe && !res; p++)
-			res = page_resident(rs, p);
-		withdrawn += res;
+	if (*p == B13_NO_PAGE)
+		*p = (page_down(m->host_page, b) - rs->base) / m->host_page;
+	for (; *p < pe; (*p)++) {
+		if (!window_has(rs, *p)) {
+			*known = false;
+			return false;
+		}
+		if (rs->vec[*p - rs->wfirst] & 1) {
+			*known = true;
+			*p = B13_NO_PAGE;
+			return true;
+		}
 	}
-	return withdrawn;
+	*known = true;
+	*p = B13_NO_PAGE;
+	return false;
 }
 
-static void punch(const struct b13_map *m, const struct b13_region *r,
-		  uint64_t addr, uint64_t nblocks, struct b13_apply_stats *st)
+/* One discard of the host range [s, e) (whole pages of the region). */
+static void discard(const struct b13_map *m, uintptr_t s, uintptr_t e,
+		    struct b13_apply_stats *st)
 {
-	uintptr_t s, e;
+	int64_t t = b13_now_us();
 	int ret;
 
-	if (!r->host)
-		return;
-	s = page_up(m, (uintptr_t)r->host + (addr - r->gpa));
-	e = page_down(m, (uintptr_t)r->host + (addr - r->gpa) +
-			 nblocks * m->block_size);
-	if (e <= s)	/* blocks smaller than a host page: nothing whole */
-		return;
 	st->punch_calls++;
 	if (m->discard)
 		ret = m->discard((void *)s, e - s, m->discard_arg);
 	else
 		ret = madvise((void *)s, e - s, MADV_REMOVE);
+	t = b13_now_us() - t;
+	if ((uint64_t)t > st->punch_max_us)
+		st->punch_max_us = (uint64_t)t;
 	if (ret) {
 		st->punch_errors++;
 		st->last_errno = errno;
@@ -461,90 +690,55 @@ static void punch(const struct b13_map *m, const struct b13_region *r,
 	}
 }
 
-/* Mark one run's blocks, classify those already marked, then punch it. */
-static void apply_run(struct b13_map *m, const struct b13_run *run,
-		      struct b13_apply_stats *st, struct rescan **rsp)
+void b13_job_run_batch(struct b13_job *j, const struct b13_map *m)
 {
-	struct b13_region *r = &m->r[run->region];
-	uint64_t first = (run->addr >> m->page_bits) - r->first_block;
-	uintptr_t host = (uintptr_t)r->host + (run->addr - r->gpa);
-	bool scanning = false;
-	uint64_t i;
+	unsigned int i;
 
-	for (i = 0; i < run->nblocks; i++) {
-		if (!test_bit(r->bitmap, first + i)) {
-			set_bit(r->bitmap, first + i);
-			r->nset++;
-			st->new_blocks++;
-			continue;
-		}
-		/*
-		 * Sent again: was it withdrawn (touched) meanwhile?  One
-		 * windowed mincore() walk per run, not per block.
-		 */
-		if (!scanning && r->host &&
-		    (*rsp || (*rsp = malloc(sizeof(**rsp))))) {
-			rescan_init(*rsp, m, host,
-				    host + run->nblocks * m->block_size);
-			scanning = true;
-		}
-		if (scanning && scan_blocks(*rsp, r, run->addr +
-					    i * m->block_size, 1))
-			st->reballooned++;
-		else
-			st->duplicates++;
-	}
-	punch(m, r, run->addr, run->nblocks, st);
+	for (i = 0; i < j->nbatch; i++)
+		discard(m, j->batch[i].addr, j->batch[i].addr + j->batch[i].len,
+			&j->res.apply);
+	j->nbatch = 0;
 }
 
-void b13_apply_runs(struct b13_map *m, const struct b13_run *runs, size_t nr,
-		    struct b13_apply_stats *st)
+/*
+ * The chunk of [next, end) to discard next: at most a chunk (or one page
+ * of a region with bigger pages).  next and end are page aligned.
+ */
+static uintptr_t chunk_end(const struct b13_region *r, uintptr_t next,
+			   uintptr_t end)
 {
-	struct rescan *rs = NULL;
-	size_t k;
+	uint64_t c = r->page > B13_DISCARD_CHUNK ? r->page : B13_DISCARD_CHUNK;
 
-	for (k = 0; k < nr; k++)
-		apply_run(m, &runs[k], st, &rs);
-	free(rs);
+	return end - next > c ? next + c : end;
 }
 
-size_t b13_apply_sorted(struct b13_map *m, const uint64_t *sorted, uint64_t n,
-			struct b13_apply_stats *st, uint64_t *repeats)
+/* Host pages wholly inside guest range [gpa, gpa + len) of region r. */
+static void host_span(const struct b13_region *r, uint64_t gpa, uint64_t len,
+		      uintptr_t *s, uintptr_t *e)
 {
-	struct rescan *rs = NULL;
-	struct b13_run cur = { 0 };
-	size_t nr = 0;
-	uint64_t i;
+	uintptr_t h = (uintptr_t)r->host + (gpa - r->gpa);
 
-	for (i = 0; i < n; i++) {
-		uint64_t a = sorted[i];
-		long ri;
-
-		if (i && a == sorted[i - 1]) {
-			(*repeats)++;
-			continue;
-		}
-		if (nr && extends_run(m, &cur, a)) {
-			cur.nblocks++;
-			continue;
-		}
-		ri = b13_map_find(m, a, m->block_size);
-		if (ri < 0)	/* cannot happen after b13_check_pages() */
-			continue;
-		if (nr)
-			apply_run(m, &cur, st, &rs);
-		cur.region = (size_t)ri;
-		cur.addr = a;
-		cur.nblocks = 1;
-		nr++;
-	}
-	if (nr)
-		apply_run(m, &cur, st, &rs);
-	free(rs);
-	return nr;
+	*s = page_up(r->page, h);
+	*e = page_down(r->page, h + len);
+	if (!r->host || *e <= *s)	/* nothing whole to discard */
+		*s = *e = 0;
 }
 
-/* ---- whole messages -------------------------------------------------- */
+/* ---- jobs: one message, a slice at a time ------------------------------ */
+
+bool b13_job_init(struct b13_job *j)
+{
+	memset(j, 0, sizeof(*j));
+	j->rs = malloc(sizeof(*j->rs));
+	return j->rs != NULL;
+}
+
+void b13_job_free(struct b13_job *j)
+{
+	free(j->rs);
+	j->rs = NULL;
+	j->busy = false;
+}
 
 /* Copy len bytes from offset off of the chain (the caller checked len). */
 static void iov_read(const struct iovec *iov, unsigned int niov, uint64_t off,
@@ -570,60 +764,82 @@ static void iov_read(const struct iovec *iov, unsigned int niov, uint64_t off,
 	}
 }
 
-static enum b13_reject handle_pages(struct b13_map *m,
-				    const struct iovec *iov,
-				    unsigned int niov,
-				    struct b13_msg_result *res)
+static void do_stats(struct b13_job *j, struct b13_stats *st)
 {
-	/* n <= B13_MAX_PAGES: at most 1 MiB, sorted in place. */
-	uint64_t *a = malloc(res->n * sizeof(*a));
-	enum b13_reject why;
-
-	if (!a)		/* no memory to look at it: as if it were too long */
-		return B13_REJ_OVERSIZE;
-	iov_read(iov, niov, sizeof(struct b13_msg_hdr), a,
-		 res->n * sizeof(*a));
-	why = b13_check_pages(m, a, res->n, a, &res->bad_addr);
-	if (why == B13_OK)
-		res->runs = b13_apply_sorted(m, a, res->n, &res->apply,
-					     &res->repeats);
-	free(a);
-	return why;
-}
-
-static void handle_stats(struct b13_stats *st, const struct iovec *iov,
-			 unsigned int niov, struct b13_msg_result *res)
-{
-	struct b13_stat e[B13_MAX_STATS];
+	unsigned int known = j->features & B13_F_FULL_STATS ?
+			     VIRTIO_BALLOON13_TAG_NR : B13_BASE_TAGS;
 	struct b13_stats next = { { 0 }, 0 };
 	uint64_t i;
 
-	iov_read(iov, niov, sizeof(struct b13_msg_hdr), e,
-		 res->n * sizeof(e[0]));
-	for (i = 0; i < res->n; i++) {
-		uint64_t tag = le64toh(e[i].tag);
+	for (i = 0; i < j->res.n; i++) {
+		uint64_t tag = le64toh(j->e.s[i].tag);
 
-		if (tag >= B13_NUM_TAGS) {
-			res->stats_unknown++;
+		if (tag >= known) {
+			j->res.stats_unknown++;
 			continue;
 		}
 		if (next.present & 1u << tag)
-			res->stats_repeated++;	/* the last value wins */
+			j->res.stats_repeated++;	/* the last value wins */
 		next.present |= 1u << tag;
-		next.value[tag] = le64toh(e[i].value);
+		next.value[tag] = le64toh(j->e.s[i].value);
 	}
 	*st = next;
 }
 
-enum b13_reject b13_handle_msg(struct b13_map *m, struct b13_stats *st,
-			       const struct iovec *iov, unsigned int niov,
-			       unsigned int nwritable,
-			       struct b13_msg_result *res)
+/*
+ * WITHDRAW: every valid entry in the balloon leaves it; the others are
+ * guest errors that never stop the rest (contract).  No syscall: the
+ * device counts from messages alone.
+ */
+static void do_withdraw(struct b13_job *j, struct b13_map *m)
 {
-	struct b13_msg_hdr hdr = { 0, 0 };
+	struct b13_apply_stats *st = &j->res.apply;
+	uint64_t i;
+
+	for (i = 0; i < j->res.n; i++) {
+		uint64_t a = le64toh(j->e.a[i]);
+		struct b13_region *r;
+		uint64_t bit;
+		long ri;
+
+		if (check_addr(m, a) != B13_OK) {
+			if (!st->withdraw_invalid)
+				j->res.bad_addr = a;
+			st->withdraw_invalid++;
+			continue;
+		}
+		ri = b13_map_find(m, a, m->block_size);
+		r = &m->r[ri];
+		bit = (a >> m->page_bits) - r->first_block;
+		if (!r->bitmap || !test_bit(r->bitmap, bit)) {
+			st->withdraw_absent++;
+			continue;
+		}
+		clear_bit(r->bitmap, bit);
+		r->nset--;
+		st->withdrawn++;
+	}
+}
+
+enum b13_reject b13_job_begin(struct b13_job *j, struct b13_map *m,
+			      struct b13_stats *st, const struct iovec *iov,
+			      unsigned int niov, unsigned int nwritable,
+			      uint64_t features)
+{
+	struct virtio_balloon13_resp_hdr hdr = { 0, 0 };
+	struct b13_msg_result *res = &j->res;
+	enum b13_reject why = B13_OK;
 	unsigned int i;
+	uint64_t k;
 
 	memset(res, 0, sizeof(*res));
+	j->busy = false;
+	j->acted = false;
+	j->nbatch = 0;
+	j->in_run = false;
+	j->features = features;
+	j->gen = m->gen;
+	j->pos = j->roff = 0;
 	for (i = 0; i < niov; i++) {
 		if (iov[i].iov_len > UINT64_MAX - res->len) {
 			res->len = UINT64_MAX;
@@ -637,15 +853,424 @@ enum b13_reject b13_handle_msg(struct b13_map *m, struct b13_stats *st,
 		return res->why = B13_REJ_OVERSIZE;
 	if (res->len >= sizeof(hdr))
 		iov_read(iov, niov, 0, &hdr, sizeof(hdr));
-	res->why = b13_check_msg(res->len, &hdr, &res->type, &res->n);
+	res->why = b13_check_msg(res->len, &hdr, features, &res->type,
+				 &res->n);
 	if (res->why != B13_OK)
 		return res->why;
 	res->reserved_nonzero = hdr.reserved != 0;
-	if (res->type == B13_RESP_PAGES)
-		res->why = handle_pages(m, iov, niov, res);
-	else
-		handle_stats(st, iov, niov, res);
+	/* One copy, at most 64 KiB: the guest may change it under us. */
+	iov_read(iov, niov, sizeof(hdr), j->e.raw, res->len - sizeof(hdr));
+
+	switch (res->type) {
+	case VIRTIO_BALLOON13_RESP_STATS:
+		do_stats(j, st);
+		return B13_OK;
+	case VIRTIO_BALLOON13_RESP_WITHDRAW:
+		do_withdraw(j, m);
+		return B13_OK;
+	case VIRTIO_BALLOON13_RESP_PAGES:
+		why = b13_check_pages(m, j->e.a, res->n, j->e.a,
+				      &res->bad_addr);
+		j->a = j->e.a;
+		j->n = res->n;
+		break;
+	case VIRTIO_BALLOON13_RESP_REPORT:
+		for (k = 0; k < res->n && why == B13_OK; k++) {
+			uint64_t a = le64toh(j->e.r[k].addr);
+			uint64_t len = le64toh(j->e.r[k].len);
+
+			why = check_range(m, a, len);
+			res->bad_addr = a;
+			/* CPU order from now on. */
+			j->e.r[k].addr = a;
+			j->e.r[k].len = len;
+		}
+		if (why == B13_OK)
+			res->bad_addr = 0;
+		j->n = res->n;
+		break;
+	}
+	if (why != B13_OK)
+		return res->why = why;
+	j->busy = true;
+	return B13_OK;
+}
+
+/* Start the run of distinct sorted addresses at j->pos. */
+static void run_next(struct b13_job *j, struct b13_map *m)
+{
+	struct b13_run *run = &j->run;
+	long ri;
+
+	while (j->pos < j->n) {		/* skip repeats */
+		uint64_t a = j->a[j->pos];
+
+		if (j->pos && a == j->a[j->pos - 1]) {
+			j->res.repeats++;
+			j->pos++;
+			continue;
+		}
+		ri = b13_map_find(m, a, m->block_size);
+		if (ri < 0) {		/* cannot happen after the checks */
+			j->pos++;
+			continue;
+		}
+		run->region = (size_t)ri;
+		run->addr = a;
+		run->nblocks = 1;
+		j->pos++;
+		while (j->pos < j->n) {
+			a = j->a[j->pos];
+			if (a == j->a[j->pos - 1])
+				j->res.repeats++;
+			else if (extends_run(m, run, a))
+				run->nblocks++;
+			else
+				break;
+			j->pos++;
+		}
+		j->in_run = true;
+		j->k = 0;
+		j->kp = B13_NO_PAGE;
+		j->win = false;
+		j->next = j->end = 0;
+		j->res.runs++;
+		return;
+	}
+}
+
+/*
+ * Mark the run's blocks from j->k on.  A block already marked is a
+ * duplicate, or, without WITHDRAW, re-ballooned if it became resident
+ * since (withdrawn by access): that takes a residency window, one
+ * mincore() from budget b (b NULL: none, the rest count as duplicates).
+ * Returns false if the budget ran out first.
+ */
+static bool run_mark(struct b13_job *j, struct b13_map *m,
+		     struct b13_budget *b)
+{
+	struct b13_region *r = &m->r[j->run.region];
+	struct b13_apply_stats *st = &j->res.apply;
+	uint64_t first = (j->run.addr >> m->page_bits) - r->first_block;
+	uintptr_t host = (uintptr_t)r->host + (j->run.addr - r->gpa);
+	bool residency = r->host && b && !(j->features & B13_F_WITHDRAW);
+
+	if (residency && !j->win) {	/* one window per run */
+		rescan_init(j->rs, m, host, host + j->run.nblocks *
+			    m->block_size);
+		j->win = true;
+	}
+	for (; j->k < j->run.nblocks; j->k++, j->kp = B13_NO_PAGE) {
+		bool known, res;
+
+		if (!test_bit(r->bitmap, first + j->k)) {
+			set_bit(r->bitmap, first + j->k);
+			r->nset++;
+			st->new_blocks++;
+			continue;
+		}
+		if (!residency) {
+			st->duplicates++;
+			continue;
+		}
+		for (;;) {
+			res = block_resident(j->rs, host + j->k *
+					     m->block_size, m->block_size,
+					     &j->kp, &known);
+			if (known)
+				break;
+			if (!b13_budget_take(b))
+				return false;
+			window_load(j->rs, j->kp);
+			st->residency_calls++;
+		}
+		if (res)
+			st->reballooned++;
+		else
+			st->duplicates++;
+	}
+	return true;
+}
+
+/*
+ * Queue discards of [j->next, j->end) of region r, in chunks, into the
+ * batch; false if the batch is full or the budget spent first.
+ */
+static bool run_discard(struct b13_job *j, struct b13_map *m,
+			const struct b13_region *r, struct b13_budget *b)
+{
+	(void)m;
+	while (j->next < j->end) {
+		uintptr_t e = chunk_end(r, j->next, j->end);
+
+		if (j->nbatch == B13_BATCH || !b13_budget_take(b))
+			return false;
+		j->batch[j->nbatch].addr = j->next;
+		j->batch[j->nbatch].len = e - j->next;
+		j->nbatch++;
+		j->next = e;
+	}
+	return true;
+}
+
+static bool pages_step(struct b13_job *j, struct b13_map *m,
+		       struct b13_budget *b)
+{
+	for (;;) {
+		struct b13_region *r;
+
+		if (!j->in_run) {
+			run_next(j, m);
+			if (!j->in_run)
+				return true;
+		}
+		r = &m->r[j->run.region];
+		if (j->k < j->run.nblocks) {
+			if (!run_mark(j, m, b))
+				return false;
+			host_span(r, j->run.addr, j->run.nblocks *
+				  m->block_size, &j->next, &j->end);
+		}
+		if (!run_discard(j, m, r, b))
+			return false;
+		j->in_run = false;
+	}
+}
+
+/*
+ * Bits of the blocks wholly inside [gpa, gpa + len) of region r: cleared
+ * without WITHDRAW (a block the guest reports free was withdrawn by
+ * access), counted as a guest error with it.
+ */
+static void report_bits(struct b13_job *j, struct b13_map *m,
+			struct b13_region *r, uint64_t gpa, uint64_t len)
+{
+	uint64_t first = (gpa >> m->page_bits) +
+			 !!(gpa & (m->block_size - 1));
+	uint64_t last = (gpa + len) >> m->page_bits;
+	uint64_t n;
+
+	if (first < r->first_block)
+		first = r->first_block;
+	if (last > r->first_block + r->nblocks)
+		last = r->first_block + r->nblocks;
+	if (!r->bitmap || last <= first || !r->nset)
+		return;
+	first -= r->first_block;
+	last -= r->first_block;
+	if (j->features & B13_F_WITHDRAW) {
+		j->res.apply.report_ballooned += count_range(r->bitmap, first,
+							     last);
+		return;
+	}
+	n = clear_range(r->bitmap, first, last);
+	r->nset -= n;
+	j->res.apply.report_ballooned += n;
+}
+
+/*
+ * A REPORT: each range, each piece of it in one region: its bits, then
+ * its discard in chunks.  One budget unit per piece, per chunk and per
+ * B13_WORDS_PER_CALL bitmap words.
+ */
+static bool report_step(struct b13_job *j, struct b13_map *m,
+			struct b13_budget *b)
+{
+	while (j->pos < j->n) {
+		const struct virtio_balloon13_range *rg = &j->e.r[j->pos];
+		uint64_t gpa = rg->addr + j->roff, left = rg->len - j->roff;
+		struct b13_region *r;
+		uint64_t piece, units;
+		long ri;
+
+		if (j->in_run) {	/* a piece's discard under way */
+			if (!run_discard(j, m, &m->r[j->run.region], b))
+				return false;
+			j->in_run = false;
+			j->roff += j->piece;
+			if (j->roff == rg->len) {
+				j->res.apply.report_ranges++;
+				j->res.apply.reported_bytes += rg->len;
+				j->pos++;
+				j->roff = 0;
+			}
+			continue;
+		}
+		ri = b13_map_find(m, gpa, 1);
+		if (ri < 0) {		/* cannot happen after the checks */
+			j->pos++;
+			j->roff = 0;
+			continue;
+		}
+		r = &m->r[ri];
+		piece = r->size - (gpa - r->gpa);
+		if (piece > left)
+			piece = left;
+		if (!b13_budget_take(b))
+			return false;
+		units = ((piece >> m->page_bits) / 64) / B13_WORDS_PER_CALL;
+		b->calls -= b->calls < units ? b->calls : units;
+		report_bits(j, m, r, gpa, piece);
+		host_span(r, gpa, piece, &j->next, &j->end);
+		j->run.region = (size_t)ri;
+		j->piece = piece;
+		j->in_run = true;
+	}
+	return true;
+}
+
+enum b13_step b13_job_step(struct b13_job *j, struct b13_map *m,
+			   struct b13_budget *b)
+{
+	bool done;
+
+	if (!j->busy)
+		return B13_STEP_DONE;
+	if (j->gen != m->gen) {
+		/*
+		 * The table changed under the job (the device finishes jobs
+		 * before it lets one change, so this is a safety net): drop
+		 * the rest, discarding nothing more.
+		 */
+		j->nbatch = 0;
+		j->busy = false;
+		return B13_STEP_DONE;
+	}
+	if (j->nbatch == B13_BATCH)
+		return B13_STEP_DISCARD;
+	if (!j->acted) {
+		done = j->res.type == VIRTIO_BALLOON13_RESP_REPORT ?
+		       report_step(j, m, b) : pages_step(j, m, b);
+		if (!done)
+			return j->nbatch == B13_BATCH ? B13_STEP_DISCARD :
+							B13_STEP_YIELD;
+		j->acted = true;
+	}
+	if (j->nbatch)		/* the last discards, before the buffer goes */
+		return B13_STEP_DISCARD;
+	j->busy = false;
+	return B13_STEP_DONE;
+}
+
+/* Step without limits, making the discards here. */
+static void job_run(struct b13_job *j, struct b13_map *m)
+{
+	struct b13_budget b;
+	enum b13_step r;
+
+	b13_budget_init(&b, 0, 0);
+	while ((r = b13_job_step(j, m, &b)) != B13_STEP_DONE) {
+		if (r == B13_STEP_DISCARD)
+			b13_job_run_batch(j, m);
+		b13_budget_init(&b, 0, 0);
+	}
+}
+
+void b13_job_finish(struct b13_job *j, struct b13_map *m)
+{
+	struct b13_apply_stats *st = &j->res.apply;
+	uint64_t k;
+
+	if (!j->busy)
+		return;
+	for (k = 0; k < j->nbatch; k++)	/* queued, never made */
+		st->skipped_bytes += j->batch[k].len;
+	j->nbatch = 0;
+	if (j->gen != m->gen || j->acted) {
+		j->busy = false;
+		return;
+	}
+	if (j->res.type == VIRTIO_BALLOON13_RESP_REPORT) {
+		if (j->in_run)
+			st->skipped_bytes += j->end - j->next;
+		for (k = j->pos + !!j->in_run; k < j->n; k++)
+			st->skipped_bytes += j->e.r[k].len;
+		j->in_run = false;
+		j->busy = false;
+		return;
+	}
+	for (;;) {
+		if (!j->in_run) {
+			run_next(j, m);
+			if (!j->in_run)
+				break;
+		}
+		if (j->k < j->run.nblocks) {
+			run_mark(j, m, NULL);
+			host_span(&m->r[j->run.region], j->run.addr,
+				  j->run.nblocks * m->block_size, &j->next,
+				  &j->end);
+		}
+		st->skipped_bytes += j->end - j->next;
+		j->in_run = false;
+	}
+	j->busy = false;
+}
+
+enum b13_reject b13_handle_msg(struct b13_map *m, struct b13_stats *st,
+			       const struct iovec *iov, unsigned int niov,
+			       unsigned int nwritable, uint64_t features,
+			       struct b13_msg_result *res)
+{
+	static struct b13_job j;
+
+	if (!j.rs && !b13_job_init(&j)) {
+		memset(res, 0, sizeof(*res));
+		return res->why = B13_REJ_OVERSIZE;
+	}
+	b13_job_begin(&j, m, st, iov, niov, nwritable, features);
+	job_run(&j, m);
+	*res = j.res;
 	return res->why;
+}
+
+size_t b13_apply_sorted(struct b13_map *m, const uint64_t *sorted, uint64_t n,
+			struct b13_apply_stats *st, uint64_t *repeats)
+{
+	struct b13_job *j = calloc(1, sizeof(*j));
+	size_t runs;
+
+	if (!j || !b13_job_init(j)) {
+		free(j);
+		return 0;
+	}
+	j->gen = m->gen;
+	j->a = sorted;
+	j->n = n;
+	j->res.type = VIRTIO_BALLOON13_RESP_PAGES;
+	j->busy = true;
+	job_run(j, m);
+	runs = j->res.runs;
+	*repeats += j->res.repeats;
+	st->new_blocks += j->res.apply.new_blocks;
+	st->duplicates += j->res.apply.duplicates;
+	st->reballooned += j->res.apply.reballooned;
+	st->punch_calls += j->res.apply.punch_calls;
+	st->punch_bytes += j->res.apply.punch_bytes;
+	st->punch_errors += j->res.apply.punch_errors;
+	st->residency_calls += j->res.apply.residency_calls;
+	if (j->res.apply.punch_errors)
+		st->last_errno = j->res.apply.last_errno;
+	b13_job_free(j);
+	free(j);
+	return runs;
+}
+
+void b13_apply_runs(struct b13_map *m, const struct b13_run *runs, size_t nr,
+		    struct b13_apply_stats *st)
+{
+	size_t k;
+
+	for (k = 0; k < nr; k++) {
+		uint64_t *a = malloc(runs[k].nblocks * sizeof(*a)), i, rep = 0;
+
+		if (!a)
+			return;
+		for (i = 0; i < runs[k].nblocks; i++)
+			a[i] = runs[k].addr + i * m->block_size;
+		b13_apply_sorted(m, a, runs[k].nblocks, st, &rep);
+		free(a);
+	}
 }
 
 /* ---- queries ---------------------------------------------------------- */
@@ -654,12 +1279,13 @@ void b13_scan_begin(const struct b13_map *m, struct b13_scan *s)
 {
 	memset(s, 0, sizeof(*s));
 	s->gen = m->gen;
+	s->page = B13_NO_PAGE;
 }
 
 bool b13_scan_step(const struct b13_map *m, struct b13_scan *s,
-		   uint64_t budget)
+		   struct b13_budget *b)
 {
-	uint64_t spent = 0;
+	uint64_t cpu = 0;
 
 	if (s->done)
 		return true;
@@ -667,6 +1293,8 @@ bool b13_scan_step(const struct b13_map *m, struct b13_scan *s,
 		s->gen = m->gen;
 		s->region = 0;
 		s->block = 0;
+		s->page = B13_NO_PAGE;
+		s->win_region = 0;
 		s->in = s->withdrawn = 0;
 		s->restarts++;
 	}
@@ -677,35 +1305,49 @@ bool b13_scan_step(const struct b13_map *m, struct b13_scan *s,
 		bool res = s->rs && r->host;
 		uint64_t i = s->block;
 
-		/* A fresh window each slice: the guest may have touched pages. */
-		if (res) {
+		/*
+		 * One window per region and walk: loading it again each
+		 * slice would cost a mincore() per slice.  (Pages touched
+		 * after their window was loaded count at the next walk.)
+		 */
+		if (res && s->win_region != s->region + 1) {
 			rescan_init(s->rs, m, (uintptr_t)r->host,
 				    (uintptr_t)r->host + r->size);
-			s->rs->checked = 0;
+			s->win_region = s->region + 1;
 		}
 		while ((i = find_next(r->bitmap, r->nblocks, i, true)) <
 		       r->nblocks) {
 			uint64_t e = find_next(r->bitmap, r->nblocks, i, false);
 
-			for (; i < e; i++) {
-				uint64_t w = 0;
+			for (; i < e; i++, s->page = B13_NO_PAGE) {
+				uintptr_t h = (uintptr_t)r->host +
+					      (((r->first_block + i) <<
+						m->page_bits) - r->gpa);
+				bool known = true, w = false;
 
-				if (spent + (res ? s->rs->checked : 0) >=
-				    budget) {
+				/* The clock is read every 4096 blocks. */
+				if (!(++cpu & 4095) && b13_budget_out(b)) {
 					s->block = i;
 					return false;
 				}
-				if (res)
-					w = scan_blocks(s->rs, r,
-							(r->first_block + i) <<
-							m->page_bits, 1);
+				while (res) {
+					w = block_resident(s->rs, h,
+							   m->block_size,
+							   &s->page, &known);
+					if (known)
+						break;
+					if (!b13_budget_take(b)) {
+						s->block = i;
+						return false;
+					}
+					window_load(s->rs, s->page);
+				}
 				s->withdrawn += w;
-				s->in += 1 - w;
-				spent++;
+				s->in += !w;
+				if (!b->spent)	/* progress made: time counts */
+					b->spent = 1;
 			}
 		}
-		if (res)
-			spent += s->rs->checked;
 	}
 	s->done = true;
 	return true;
@@ -720,9 +1362,12 @@ void b13_scan_end(struct b13_scan *s)
 uint64_t b13_count_in_balloon(const struct b13_map *m, uint64_t *withdrawn)
 {
 	struct b13_scan s;
+	struct b13_budget b;
 
 	b13_scan_begin(m, &s);
-	b13_scan_step(m, &s, UINT64_MAX);
+	b13_budget_init(&b, 0, 0);
+	while (!b13_scan_step(m, &s, &b))
+		b13_budget_init(&b, 0, 0);
 	b13_scan_end(&s);
 	if (withdrawn)
 		*withdrawn = s.withdrawn;

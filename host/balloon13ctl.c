@@ -29,6 +29,7 @@
 #include <json-glib/json-glib.h>
 
 #include "b13.h"
+#include "version.h"
 
 #define DEFAULT_CONTROL		"/run/balloon13d.ctl"
 #define DEFAULT_WAIT_S		120.0
@@ -63,7 +64,7 @@ static void G_GNUC_NORETURN G_GNUC_PRINTF(1, 2) die(const char *fmt, ...)
 static void usage(void)
 {
 	printf(
-"usage: balloon13ctl [--control PATH] [--json] COMMAND [ARGS]\n"
+"usage: balloon13ctl [-c PATH] [--json] COMMAND [ARGS]\n"
 "Control balloon13d, the virtio memory balloon (device 13) reference device.\n"
 "\n"
 "commands:\n"
@@ -73,7 +74,12 @@ static void usage(void)
 "                  device holds SIZE in ballooned blocks; exit 1 if it\n"
 "                  stalls or S seconds pass [%g]\n"
 "  stats [--timeout S]\n"
-"                  ask the guest for fresh memory statistics [%g s]\n"
+"                  ask the guest for fresh memory statistics [%g s] and show\n"
+"                  every tag (\"-\": the guest did not report it)\n"
+"  stats-interval MS\n"
+"                  ask a driver with full-stats to send statistics every MS\n"
+"                  milliseconds unasked (0 stops; the driver may round a\n"
+"                  short interval up)\n"
 "  status          show the device's state and counters\n"
 "  progress        one line: target, received, discarded (cheap to poll;\n"
 "                  status walks the whole balloon)\n"
@@ -83,10 +89,15 @@ static void usage(void)
 "                  balloon13d --chaos): short, long, unknown, huge, overram\n"
 "\n"
 "options:\n"
-"  --control PATH  balloon13d's control socket\n"
+"  -c, --control PATH  balloon13d's control socket\n"
 "                  [default: $BALLOON13_CONTROL or " DEFAULT_CONTROL "]\n"
-"  --json          print the daemon's JSON response (one line)\n"
+"  -j, --json      print the daemon's JSON response (one line)\n"
+"  -V, --version   show the version\n"
 "  -h, --help      show this help\n"
+"\n"
+"SIZE is the balloon's size (what the guest gives up), not what it keeps:\n"
+"for a 4 GiB guest, \"resize 1G\" leaves it 3 GiB.  QEMU's \"balloon\"\n"
+"command, for a native device, takes the memory the guest keeps instead.\n"
 "\n"
 "Exit status: 0 ok; 1 failed, stalled or timed out; 2 bad command line.\n",
 		DEFAULT_WAIT_S, DEFAULT_STATS_S);
@@ -315,26 +326,62 @@ static void print_nonzero(const char *title, JsonObject *o)
 	putchar('\n');
 }
 
+/* How each tag's value reads: bytes, a count, or microseconds. */
+enum unit { U_BYTES, U_COUNT, U_USEC };
+
+static const struct {
+	const char *name;
+	enum unit unit;
+} tags[] = {
+	{ "swap_in", U_BYTES }, { "swap_out", U_BYTES },
+	{ "majflt", U_COUNT }, { "minflt", U_COUNT },
+	{ "memfree", U_BYTES }, { "memtot", U_BYTES },
+	{ "avail", U_BYTES }, { "caches", U_BYTES },
+	{ "htlb_pgalloc", U_COUNT }, { "htlb_pgfail", U_COUNT },
+	{ "oom_kill", U_COUNT }, { "alloc_stall", U_COUNT },
+	{ "async_scan", U_BYTES }, { "direct_scan", U_BYTES },
+	{ "async_reclaim", U_BYTES }, { "direct_reclaim", U_BYTES },
+	{ "psi_some_us", U_USEC }, { "psi_full_us", U_USEC },
+};
+
+/* Every tag, in tag order; the ones the guest left out as "-". */
 static void print_stats(JsonObject *st)
 {
 	JsonObject *vals = obj(st, "values");
-	GList *names, *l;
+	size_t i;
 	char b[32];
 
 	printf("guest stats (age %.1f s):\n", u64(st, "age_ms") / 1000.0);
-	if (!vals)
-		return;
-	names = json_object_get_members(vals);
-	for (l = names; l; l = l->next) {
-		const char *n = l->data;
+	for (i = 0; i < G_N_ELEMENTS(tags); i++) {
+		const char *n = tags[i].name;
 		uint64_t v = u64(vals, n);
 
-		if (!strcmp(n, "majflt") || !strcmp(n, "minflt"))
-			printf("  %-10s %" PRIu64 "\n", n, v);
+		if (!vals || !json_object_has_member(vals, n))
+			printf("  %-15s -\n", n);
+		else if (tags[i].unit == U_BYTES)
+			printf("  %-15s %s\n", n, fmt_bytes(v, b, sizeof(b)));
+		else if (tags[i].unit == U_USEC)
+			printf("  %-15s %.3f s\n", n, v / 1e6);
 		else
-			printf("  %-10s %s\n", n, fmt_bytes(v, b, sizeof(b)));
+			printf("  %-15s %" PRIu64 "\n", n, v);
 	}
-	g_list_free(names);
+}
+
+/* "a, b, c" from an array of strings; "none" if empty. */
+static void print_names(JsonArray *a)
+{
+	guint i, n = a ? json_array_get_length(a) : 0;
+
+	for (i = 0; i < n; i++) {
+		JsonNode *e = json_array_get_element(a, i);
+
+		printf("%s%s", i ? ", " : "",
+		       JSON_NODE_HOLDS_VALUE(e) &&
+		       json_node_get_value_type(e) == G_TYPE_STRING ?
+		       json_node_get_string(e) : "?");
+	}
+	if (!n)
+		printf("none");
 }
 
 static void print_status(JsonObject *s)
@@ -353,6 +400,19 @@ static void print_status(JsonObject *s)
 	       fmt_bytes(bs, b1, sizeof(b1)),
 	       fmt_bytes(u64(s, "guest_ram_bytes"), b2, sizeof(b2)),
 	       regions ? json_array_get_length(regions) : 0);
+	if (obj(s, "device_features")) {
+		JsonObject *f = obj(s, "device_features");
+
+		printf("features:     offered ");
+		print_names(arr(f, "offered"));
+		printf("; negotiated ");
+		if (flag(f, "driver_acked"))
+			print_names(arr(f, "negotiated"));
+		else
+			printf("(no driver yet)");
+		printf("; balloon counted from %s\n",
+		       str(f, "accounting", "?"));
+	}
 	printf("target:       %s (%s%s)\n",
 	       fmt_bytes(u64(s, "target_bytes"), b1, sizeof(b1)),
 	       flag(s, "target_delivered") ? "delivered" : "not delivered yet",
@@ -373,6 +433,13 @@ static void print_status(JsonObject *s)
 	       u64(msgs, "pages"), u64(msgs, "stats"), u64(msgs, "rejected"),
 	       u64(s, "blocks_received"), u64(s, "duplicate_blocks"),
 	       u64(s, "reballooned_blocks"));
+	if (u64(msgs, "withdraw") || u64(msgs, "report"))
+		printf("withdraw:     %" PRIu64 " message(s), %" PRIu64
+		       " blocks; report: %" PRIu64 " message(s), %s\n",
+		       u64(msgs, "withdraw"), u64(obj(s, "withdraw"), "blocks"),
+		       u64(msgs, "report"),
+		       fmt_bytes(u64(obj(s, "report"), "bytes"), b3,
+				 sizeof(b3)));
 	print_nonzero("rejects:      ", obj(s, "rejects"));
 	print_nonzero("guest errors: ", obj(s, "guest_errors"));
 	printf("punched:      %s in %" PRIu64 " call(s), %" PRIu64 " error(s)\n",
@@ -614,6 +681,34 @@ static int do_inject(const char *kind, const char *count_s)
 	return 0;
 }
 
+static int do_stats_interval(const char *ms_s)
+{
+	JsonNode *req = make_req("stats-interval");
+	const char *why;
+	uint64_t ms;
+	JsonParser *p;
+	JsonObject *o;
+	char *line;
+
+	if (b13_parse_uint(ms_s, 0, 86400000, &ms, &why))
+		usage_error("bad MS '%s': %s (expected 0..86400000)", ms_s,
+			    why);
+	json_object_set_int_member(req_obj(req), "ms", (gint64)ms);
+	o = request(req, 10, &p, &line);
+	check_answer(o, line);
+	if (!json_out) {
+		if (!ms)
+			printf("stats pushed: off\n");
+		else
+			printf("stats pushed every %" PRIu64 " ms%s\n", ms,
+			       flag(o, "queued") ? "" :
+			       " (sent once a full-stats driver starts)");
+	}
+	g_free(line);
+	g_object_unref(p);
+	return 0;
+}
+
 static double parse_seconds(const char *s)
 {
 	char *end;
@@ -627,13 +722,14 @@ static double parse_seconds(const char *s)
 	return v;
 }
 
-enum { OPT_CONTROL = 256, OPT_JSON, OPT_WAIT, OPT_TIMEOUT };
+enum { OPT_WAIT = 256, OPT_TIMEOUT };
 
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "control", required_argument, NULL, OPT_CONTROL },
-		{ "json", no_argument, NULL, OPT_JSON },
+		{ "control", required_argument, NULL, 'c' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "version", no_argument, NULL, 'V' },
 		{ "wait", no_argument, NULL, OPT_WAIT },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "help", no_argument, NULL, 'h' },
@@ -648,14 +744,14 @@ int main(int argc, char **argv)
 	if (!ctl_path || !*ctl_path)
 		ctl_path = DEFAULT_CONTROL;
 	opterr = 0;
-	while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, ":c:jVh", opts, NULL)) != -1) {
 		switch (o) {
-		case OPT_CONTROL:
+		case 'c':
 			if (!*optarg)
 				usage_error("--control needs a non-empty path");
 			ctl_path = optarg;
 			break;
-		case OPT_JSON:
+		case 'j':
 			json_out = true;
 			break;
 		case OPT_WAIT:
@@ -667,6 +763,9 @@ int main(int argc, char **argv)
 		case 'h':
 			usage();
 			return 0;
+		case 'V':
+			printf("balloon13ctl %s\n", B13_VERSION);
+			return 0;
 		case ':':
 			usage_error("option '%s' needs a value",
 				    argv[optind - 1]);
@@ -676,8 +775,8 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind >= argc)
-		usage_error("missing command (resize, stats, status, progress, "
-			    "ranges, inject)");
+		usage_error("missing command (resize, stats, stats-interval, "
+			    "status, progress, ranges, inject)");
 	cmd = argv[optind++];
 	nargs = argc - optind;
 	if (wait && strcmp(cmd, "resize"))
@@ -710,6 +809,17 @@ int main(int argc, char **argv)
 		NARGS(0, "no arguments");
 		connect_daemon();
 		return do_stats(timeout ? timeout : DEFAULT_STATS_S);
+	}
+	if (!strcmp(cmd, "stats-interval")) {
+		const char *why;
+		uint64_t v;
+
+		NARGS(1, "one MS");
+		if (b13_parse_uint(argv[optind], 0, 86400000, &v, &why))
+			usage_error("bad MS '%s': %s (expected 0..86400000)",
+				    argv[optind], why);
+		connect_daemon();
+		return do_stats_interval(argv[optind]);
 	}
 	if (!strcmp(cmd, "status")) {
 		NARGS(0, "no arguments");

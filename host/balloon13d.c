@@ -2,74 +2,24 @@
 /*
  * balloon13d - reference device for the virtio memory balloon, device ID 13.
  *
- * A vhost-user backend (libvhost-user + glib main loop) that a VMM attaches
- * as a generic vhost-user device with virtio-id 13, 2 queues and a 4-byte
- * config space:
- *
- *   config   __le32 page_bits
- *   inputq   the device writes 16-byte requests (RESIZE target, STATS) into
- *            buffers the guest posts
- *   outputq  the guest sends page lists (addresses of blocks it gave up) and
- *            stats
- *
- * What the host wants comes in over a control socket (JSON lines; see
- * Documentation/control-protocol.rst, control.c and commands.c): RESIZE and
- * STATS are queued in order and written into the guest's inputq buffers as
- * they appear.  Page lists are validated (b13_logic.c), their blocks punched
- * out of the shared guest RAM *before* the buffer goes back used (the
- * ordering that keeps a withdrawn page's new contents safe), and remembered
- * in a per-region bitmap.  The guest withdraws a block by touching it; the
- * device sees that as residency (mincore) when asked for its status.
- *
- * Nothing that talks to the daemon is trusted:
- * - the guest: every message is checked and bounded (b13_handle_msg()),
- *   and one dispatch handles at most OUTPUT_MSGS messages or OUTPUT_ADDRS
- *   addresses before the rest waits for an idle moment, so that vhost-user
- *   requests and control clients are served between them;
- * - the front end: its messages are read here a piece at a time (one that
- *   stops mid-message stalls nothing) and checked by vhost_check.c before
- *   libvhost-user sees them; a violation ends the connection, and the
- *   daemon listens for the next.  Guest RAM shrunk under us (SIGBUS) ends
- *   it too;
- * - local users: both sockets are created 0600 whatever the umask, and
- *   peers are checked with SO_PEERCRED (control.c).
- * Logs that a peer can trigger at will are rate limited, and name no host
- * addresses.
- *
- * Everything runs on one thread in the glib main loop.  One vhost-user
- * connection at a time; on disconnect the per-VM state is dropped and the
- * daemon listens again.
+ * main(): the command line, the control socket and the main loop.  The
+ * device itself is device.c; the control commands commands.c.
  */
 #define _GNU_SOURCE
-#include <endian.h>
 #include <errno.h>
 #include <getopt.h>
 #include <grp.h>
 #include <inttypes.h>
 #include <glib-unix.h>
-#include <setjmp.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
-#include <linux/sockios.h>
 #include <unistd.h>
 
-#include "standard-headers/linux/virtio_config.h"
-#include "standard-headers/linux/virtio_ring.h"
-
-#include "b13d.h"
-#include "vhost_check.h"
-#include "wire.h"
-
-#ifndef container_of
-#define container_of(ptr, type, member) \
-	((type *)((char *)(ptr) - offsetof(type, member)))
-#endif
+#include "commands.h"
+#include "device.h"
+#include "version.h"
 
 #define DEFAULT_CONTROL		"/run/balloon13d.ctl"
 #define DEFAULT_PAGE_BITS	12
@@ -77,1017 +27,6 @@
 /* Control connections at once, and how long one may sit idle. */
 #define DEFAULT_CTL_CLIENTS	32
 #define DEFAULT_CTL_IDLE_MS	30000
-/*
- * One outputq dispatch handles at most this many messages, or messages
- * holding this many addresses (two of the largest page lists); then the
- * rest waits for an idle moment of the main loop.
- */
-#define OUTPUT_MSGS		64
-#define OUTPUT_ADDRS		(2 * B13_MAX_PAGES)
-/*
- * Replies the front end has not read yet, in bytes the kernel accounts
- * for them.  A VMM reads each reply before its next request; past this it
- * is not reading at all, and we would soon block writing to it.
- */
-#define VU_MAX_UNREAD		(64 * 1024)
-/* vhost-user accepting pauses this long after EMFILE, doubling to 1 s. */
-#define ACCEPT_PAUSE_MS		50
-#define ACCEPT_PAUSE_MAX_MS	1000
-
-/* A page-list buffer whose blocks are discarded, waiting out --hold-ms. */
-struct held {
-	struct b13d *d;
-	VuVirtqElement *elem;
-	guint src;
-};
-
-int verbose;
-static gint64 t0;
-
-void logm(int level, const char *fmt, ...)
-{
-	gint64 t = g_get_monotonic_time() - t0;
-	va_list ap;
-
-	if (level > verbose)
-		return;
-	fprintf(stderr, "balloon13d[%5" G_GINT64_FORMAT ".%03d]: ",
-		t / 1000000, (int)(t / 1000 % 1000));
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
-static bool vlogrl(struct b13d *d, enum log_class cl, const char *fmt,
-		   va_list ap)
-{
-	struct b13_ratelimit *rl = &d->rl[cl];
-	uint64_t missed = 0;
-	char *msg;
-
-	if (!verbose && !b13_ratelimit(rl, g_get_monotonic_time(), &missed))
-		return false;
-	if (missed)
-		logm(0, "(%" PRIu64 " similar message%s suppressed)", missed,
-		     missed == 1 ? "" : "s");
-	msg = g_strdup_vprintf(fmt, ap);
-	logm(0, "%s", msg);
-	g_free(msg);
-	if (!verbose && rl->n == B13_RL_BURST)
-		logm(0, "(more like this are counted, not logged, for up to "
-		     "%lld s)", B13_RL_INTERVAL_US / 1000000);
-	return true;
-}
-
-bool logrl(struct b13d *d, enum log_class cl, const char *fmt, ...)
-{
-	va_list ap;
-	bool ret;
-
-	va_start(ap, fmt);
-	ret = vlogrl(d, cl, fmt, ap);
-	va_end(ap);
-	return ret;
-}
-
-static struct b13d *dev_to_b13d(VuDev *dev)
-{
-	return container_of(dev, struct b13d, vug.parent);
-}
-
-/* ---- guest memory that disappears under us ------------------------------ */
-
-/*
- * Guest RAM is a file the front end shares.  If it shrinks the file after
- * handing it over, touching the lost part raises SIGBUS.  Work on guest
- * memory runs through guarded(): a fault there ends the connection, not
- * the daemon.
- */
-static sigjmp_buf *guest_jmp;
-
-static void on_sigbus(int sig)
-{
-	if (guest_jmp)
-		siglongjmp(*guest_jmp, 1);
-	signal(sig, SIG_DFL);	/* not ours: fault again, and die of it */
-}
-
-static void b13_panic(VuDev *dev, const char *err);
-
-static bool guarded(struct b13d *d, void (*fn)(struct b13d *d, void *arg),
-		    void *arg)
-{
-	sigjmp_buf jb, *volatile prev = guest_jmp;
-
-	if (sigsetjmp(jb, 1)) {
-		guest_jmp = prev;
-		d->vug.parent.broken = true;
-		b13_panic(&d->vug.parent, "guest memory fault (SIGBUS): the "
-			  "front end shrank guest RAM under the device");
-		return false;
-	}
-	guest_jmp = &jb;
-	fn(d, arg);
-	guest_jmp = prev;
-	return true;
-}
-
-/* ---- iovec helpers --------------------------------------------------- */
-
-static uint64_t iov_bytes(const struct iovec *iov, unsigned int n)
-{
-	uint64_t sum = 0;
-	unsigned int i;
-
-	for (i = 0; i < n; i++)
-		sum += iov[i].iov_len;
-	return sum;
-}
-
-static size_t iov_from_buf(const struct iovec *iov, unsigned int n,
-			   const void *buf, size_t len)
-{
-	unsigned int i;
-	size_t done = 0;
-
-	for (i = 0; i < n && done < len; i++) {
-		size_t k = MIN(iov[i].iov_len, len - done);
-
-		memcpy(iov[i].iov_base, (const char *)buf + done, k);
-		done += k;
-	}
-	return done;
-}
-
-/* ---- memory table ------------------------------------------------------ */
-
-void sync_regions(struct b13d *d)
-{
-	VuDev *dev = &d->vug.parent;
-	struct b13_region_desc *desc;
-	uint32_t i;
-
-	if (!d->mem_dirty || !d->live)
-		return;
-	d->mem_dirty = false;
-	desc = g_new0(struct b13_region_desc, dev->nregions ? dev->nregions : 1);
-	for (i = 0; i < dev->nregions; i++) {
-		VuDevRegion *r = &dev->regions[i];
-
-		desc[i].gpa = r->gpa;
-		desc[i].size = r->size;
-		desc[i].host = (uint8_t *)(uintptr_t)(r->mmap_addr +
-						      r->mmap_offset);
-	}
-	if (b13_map_set_regions(&d->map, desc, dev->nregions))
-		logrl(d, LOG_MEMTABLE, "memory table: %s; no blocks accepted",
-		      errno == EINVAL ? "regions overlap" :
-		      "out of memory for the ballooned-block bitmaps");
-	g_free(desc);
-	/* Guest-physical layout only: where we mapped it is nobody's business. */
-	if (!logrl(d, LOG_MEMTABLE, "memory table: %zu region(s), %" PRIu64
-		   " MiB of guest RAM", d->map.nr,
-		   b13_map_ram_bytes(&d->map) >> 20))
-		return;
-	for (i = 0; i < d->map.nr && i < 8; i++) {
-		const struct b13_region *r = &d->map.r[i];
-
-		logm(0, "  region %u: gpa 0x%09" PRIx64 "-0x%09" PRIx64
-		     " (%" PRIu64 " KiB), %" PRIu64 " whole blocks", i, r->gpa,
-		     r->gpa + r->size - 1, r->size >> 10, r->nblocks);
-	}
-	if (d->map.nr > 8)
-		logm(0, "  ... and %zu more", d->map.nr - 8);
-}
-
-/* ---- inputq: requests to the guest ------------------------------------- */
-
-static bool vq_ready(struct b13d *d, int q)
-{
-	VuDev *dev = &d->vug.parent;
-	VuVirtq *vq;
-
-	if (!d->live || dev->broken)
-		return false;
-	vq = vu_get_queue(dev, q);
-	return vu_queue_started(dev, vq) && vu_queue_enabled(dev, vq) &&
-	       vq->call_fd >= 0 && b13_vu_rings_fit(dev, q);
-}
-
-void queue_req(struct b13d *d, enum req_kind kind, uint64_t value)
-{
-	struct pending_req *p;
-	GList *l, *next;
-
-	/* The latest target replaces one not yet delivered; STATS once. */
-	for (l = d->pending.head; l; l = next) {
-		p = l->data;
-		next = l->next;
-		if (kind == REQ_RESIZE && p->kind == REQ_RESIZE) {
-			g_free(p);
-			g_queue_delete_link(&d->pending, l);
-		} else if (kind == REQ_STATS && p->kind == REQ_STATS) {
-			return;
-		}
-	}
-	p = g_new(struct pending_req, 1);
-	p->kind = kind;
-	p->value = value;
-	g_queue_push_tail(&d->pending, p);
-}
-
-static bool pending_has(struct b13d *d, enum req_kind kind)
-{
-	GList *l;
-
-	for (l = d->pending.head; l; l = l->next)
-		if (((struct pending_req *)l->data)->kind == kind)
-			return true;
-	return false;
-}
-
-/* Write one request into elem; returns the used length to report. */
-static unsigned int fill_req(struct b13d *d, const struct pending_req *p,
-			     VuVirtqElement *elem)
-{
-	struct b13_req r = { 0 };
-	unsigned int len = sizeof(r), used = sizeof(r);
-
-	if (p->kind == REQ_RESIZE) {
-		r.type = htole32(B13_REQ_RESIZE);
-		r.value = htole64(p->value);
-		d->target_delivered = true;
-	} else if (p->kind == REQ_STATS) {
-		r.type = htole32(B13_REQ_STATS);
-	} else {
-		switch ((enum ctl_inject)(p->kind - REQ_INJ_FIRST)) {
-		case CTL_INJ_SHORT:
-			r.type = htole32(B13_REQ_RESIZE);
-			len = used = 8;
-			break;
-		case CTL_INJ_LONG:
-			r.type = htole32(B13_REQ_RESIZE);
-			r.value = htole64(d->target);
-			used = 4096;
-			break;
-		case CTL_INJ_UNKNOWN:
-			r.type = htole32(7);
-			break;
-		case CTL_INJ_HUGE:
-			r.type = htole32(B13_REQ_RESIZE);
-			r.value = htole64(UINT64_MAX);
-			break;
-		case CTL_INJ_OVERRAM:
-			r.type = htole32(B13_REQ_RESIZE);
-			r.value = htole64(b13_map_ram_bytes(&d->map) ?
-					  b13_map_ram_bytes(&d->map) * 16 :
-					  1ull << 40);
-			break;
-		default:
-			break;
-		}
-	}
-	iov_from_buf(elem->in_sg, elem->in_num, &r, len);
-	if (p->kind < REQ_INJ_FIRST)
-		d->c.requests_sent[p->kind]++;
-	else
-		d->c.injected[p->kind - REQ_INJ_FIRST]++;
-	logm(1, "inputq: sent %s%s (value %" PRIu64 ", used len %u)",
-	     p->kind < REQ_INJ_FIRST ? "" : "hostile ",
-	     p->kind == REQ_RESIZE ? "RESIZE" : p->kind == REQ_STATS ?
-	     "STATS" : ctl_inject_names[p->kind - REQ_INJ_FIRST],
-	     (uint64_t)le64toh(r.value), used);
-	return used;
-}
-
-static void do_flush(struct b13d *d, void *arg)
-{
-	VuDev *dev = &d->vug.parent;
-	VuVirtq *vq = vu_get_queue(dev, B13_VQ_INPUT);
-	bool pushed = false;
-
-	(void)arg;
-	while (!g_queue_is_empty(&d->pending)) {
-		VuVirtqElement *elem = vu_queue_pop(dev, vq, sizeof(*elem));
-		struct pending_req *p;
-		uint64_t room;
-
-		if (!elem)
-			break;
-		room = iov_bytes(elem->in_sg, elem->in_num);
-		if (room < sizeof(struct b13_req)) {
-			/* Guest error: give it back empty, keep the request. */
-			d->c.input_too_small++;
-			logrl(d, LOG_INPUT, "inputq: buffer with %" PRIu64
-			      " writable bytes (< 16), returned unused", room);
-			vu_queue_push(dev, vq, elem, 0);
-			free(elem);
-			pushed = true;
-			continue;
-		}
-		p = g_queue_pop_head(&d->pending);
-		vu_queue_push(dev, vq, elem, fill_req(d, p, elem));
-		free(elem);
-		g_free(p);
-		pushed = true;
-	}
-	if (pushed)
-		vu_queue_notify(dev, vq);
-}
-
-/*
- * Move queued requests into the guest's posted inputq buffers.  Bounded by
- * the queue (MAX_PENDING) and the ring: no budget needed.
- */
-void flush_requests(struct b13d *d)
-{
-	if (vq_ready(d, B13_VQ_INPUT))
-		guarded(d, do_flush, NULL);
-}
-
-static void handle_input(VuDev *dev, int qidx)
-{
-	(void)qidx;
-	flush_requests(dev_to_b13d(dev));
-}
-
-/* ---- outputq: page lists and stats from the guest ---------------------- */
-
-static void do_push(struct b13d *d, void *arg)
-{
-	VuDev *dev = &d->vug.parent;
-
-	vu_queue_push(dev, vu_get_queue(dev, B13_VQ_OUTPUT), arg, 0);
-}
-
-static void do_notify(struct b13d *d, void *arg)
-{
-	VuDev *dev = &d->vug.parent;
-
-	(void)arg;
-	vu_queue_notify(dev, vu_get_queue(dev, B13_VQ_OUTPUT));
-}
-
-/* Give elem back used (if the ring is still sound), then free it. */
-static void push_output(struct b13d *d, VuVirtqElement *elem)
-{
-	if (d->live && !d->vug.parent.broken &&
-	    b13_vu_rings_fit(&d->vug.parent, B13_VQ_OUTPUT))
-		guarded(d, do_push, elem);
-	free(elem);
-}
-
-static void notify_output(struct b13d *d)
-{
-	if (vq_ready(d, B13_VQ_OUTPUT))
-		guarded(d, do_notify, NULL);
-}
-
-static gboolean held_expired(gpointer p)
-{
-	struct held *h = p;
-	struct b13d *d = h->d;
-
-	g_queue_remove(&d->held, h);
-	push_output(d, h->elem);
-	notify_output(d);
-	g_free(h);
-	return G_SOURCE_REMOVE;
-}
-
-/* Give back (push) or drop every held buffer now. */
-static void release_held(struct b13d *d, bool push)
-{
-	struct held *h;
-	bool pushed = false;
-
-	while ((h = g_queue_pop_head(&d->held))) {
-		g_source_remove(h->src);
-		if (push) {
-			push_output(d, h->elem);
-			pushed = true;
-		} else {
-			free(h->elem);
-		}
-		g_free(h);
-	}
-	if (pushed)
-		notify_output(d);
-}
-
-static void count_reject(struct b13d *d, const struct b13_msg_result *res)
-{
-	char where[40] = "";
-
-	d->c.rejects[res->why]++;
-	d->c.msgs_rejected++;
-	if (res->why >= B13_REJ_OVERFLOW)
-		g_snprintf(where, sizeof(where), ", address 0x%" PRIx64,
-			   res->bad_addr);
-	logrl(d, LOG_REJECT + res->why, "outputq: rejected message (%s): "
-	      "length %" PRIu64 "%s", b13_reject_names[res->why], res->len,
-	      where);
-}
-
-static void count_pages(struct b13d *d, const struct b13_msg_result *res)
-{
-	const struct b13_apply_stats *a = &res->apply;
-	struct b13_apply_stats *t = &d->c.apply;
-
-	t->new_blocks += a->new_blocks;
-	t->duplicates += a->duplicates;
-	t->reballooned += a->reballooned;
-	t->punch_calls += a->punch_calls;
-	t->punch_bytes += a->punch_bytes;
-	t->punch_errors += a->punch_errors;
-	d->c.msgs_pages++;
-	d->c.blocks_received += res->n;
-	d->c.repeated_in_message += res->repeats;
-	if (a->new_blocks)
-		d->last_progress = g_get_monotonic_time();
-	logm(1, "outputq: page list, %" PRIu64 " addresses in %zu run(s): "
-	     "%" PRIu64 " new, %" PRIu64 " duplicate, %" PRIu64
-	     " re-ballooned, %" PRIu64 " KiB punched", res->n, res->runs,
-	     a->new_blocks, a->duplicates, a->reballooned,
-	     a->punch_bytes >> 10);
-	if (a->punch_errors)
-		logrl(d, LOG_PUNCH, "outputq: madvise(MADV_REMOVE) failed: %s "
-		      "(guest RAM not a shared memfd?)",
-		      g_strerror(a->last_errno));
-}
-
-static void count_stats(struct b13d *d, const struct b13_msg_result *res)
-{
-	d->stats_time = g_get_monotonic_time();
-	d->stats_seq++;
-	d->c.msgs_stats++;
-	d->c.stats_unknown_tag += res->stats_unknown;
-	d->c.stats_repeated_tag += res->stats_repeated;
-	logm(1, "outputq: stats, %" PRIu64 " value(s)", res->n);
-	if (res->stats_unknown || res->stats_repeated)
-		logrl(d, LOG_STATS, "outputq: stats with %" PRIu64 " unknown "
-		      "and %" PRIu64 " repeated tag(s) (guest error; unknown "
-		      "ones dropped, the last value of a tag kept)",
-		      res->stats_unknown, res->stats_repeated);
-	wake_waiters(d);
-}
-
-/*
- * Validate and act on one outputq message; false if the buffer is held.
- * *work gets what it cost, in addresses (at least 1).
- */
-static bool handle_message(struct b13d *d, VuVirtqElement *elem,
-			   uint64_t *work)
-{
-	struct b13_msg_result res;
-
-	sync_regions(d);
-	b13_handle_msg(&d->map, &d->stats, elem->out_sg, elem->out_num,
-		       elem->in_num, &res);
-	*work = MAX(res.n, 1);
-	if (res.reserved_nonzero)
-		d->c.reserved_nonzero++;
-	if (res.why != B13_OK) {
-		count_reject(d, &res);
-	} else if (res.type == B13_RESP_STATS) {
-		count_stats(d, &res);
-	} else {
-		count_pages(d, &res);
-		if (d->hold_ms) {
-			struct held *h = g_new(struct held, 1);
-
-			h->d = d;
-			h->elem = elem;
-			h->src = g_timeout_add(d->hold_ms, held_expired, h);
-			g_queue_push_tail(&d->held, h);
-			return false;
-		}
-	}
-	do_push(d, elem);
-	free(elem);
-	return true;
-}
-
-static gboolean output_later(gpointer p);
-
-static void do_output(struct b13d *d, void *arg)
-{
-	VuDev *dev = &d->vug.parent;
-	VuVirtq *vq = vu_get_queue(dev, B13_VQ_OUTPUT);
-	uint64_t msgs = 0, addrs = 0;
-	VuVirtqElement *elem;
-
-	(void)arg;
-	/*
-	 * Signal each buffer as soon as it is back: the guest frees and
-	 * refills a page list while the next one is being discarded here,
-	 * instead of both sides taking turns once per drained queue.
-	 */
-	while (vq_ready(d, B13_VQ_OUTPUT)) {
-		uint64_t work;
-
-		if (msgs >= OUTPUT_MSGS || addrs >= OUTPUT_ADDRS) {
-			/* Enough for now: the rest after other sources. */
-			d->c.output_yields++;
-			if (!d->output_idle)
-				d->output_idle = g_idle_add(output_later, d);
-			break;
-		}
-		elem = vu_queue_pop(dev, vq, sizeof(*elem));
-		if (!elem)
-			break;
-		if (handle_message(d, elem, &work))
-			vu_queue_notify(dev, vq);
-		msgs++;
-		addrs += work;
-	}
-}
-
-/*
- * A kick.  If the last dispatch left work for later, the kick adds to it:
- * the guest's work then goes on only from the idle source, taking turns
- * with a status walk instead of always coming first.
- */
-static void handle_output(VuDev *dev, int qidx)
-{
-	struct b13d *d = dev_to_b13d(dev);
-
-	(void)qidx;
-	if (!d->output_idle)
-		guarded(d, do_output, NULL);
-}
-
-static gboolean output_later(gpointer p)
-{
-	struct b13d *d = p;
-
-	d->output_idle = 0;
-	if (d->live)
-		guarded(d, do_output, NULL);
-	return G_SOURCE_REMOVE;
-}
-
-/* ---- reading the front end's messages ----------------------------------- */
-
-static void reader_reset(struct vu_reader *rd)
-{
-	int i;
-
-	for (i = 0; i < rd->nfds; i++)
-		close(rd->fds[i]);
-	memset(rd, 0, sizeof(*rd));
-}
-
-/*
- * Read what the socket has of the current message, without waiting.
- * Returns 1 once it is complete, 0 if more must come, -1 on EOF or error
- * (*why set).  libvhost-user's own reader blocks on a partial message and
- * asserts on a short one; this one keeps its place instead.
- */
-static int reader_fill(struct b13d *d, const char **why)
-{
-	struct vu_reader *rd = &d->rd;
-	const size_t hdr = VHOST_USER_HDR_SIZE;
-	char control[CMSG_SPACE(sizeof(int) * VHOST_MEMORY_BASELINE_NREGIONS)];
-	struct msghdr mh = { 0 };
-	struct cmsghdr *cm;
-	struct iovec iov;
-	ssize_t n;
-
-	for (;;) {
-		size_t total = hdr + (rd->got >= hdr ? rd->msg.size : 0);
-
-		if (rd->got == total && rd->got >= hdr)
-			return 1;
-		iov.iov_base = (char *)&rd->msg + rd->got;
-		iov.iov_len = total - rd->got;
-		mh.msg_iov = &iov;
-		mh.msg_iovlen = 1;
-		mh.msg_control = control;
-		mh.msg_controllen = sizeof(control);
-		n = recvmsg(d->vug.parent.sock, &mh,
-			    MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			return 0;
-		if (n <= 0) {
-			*why = n ? g_strerror(errno) : rd->got ?
-			       "front end closed the connection mid-message" :
-			       "front end closed the connection";
-			return -1;
-		}
-		for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-			int *fds = (int *)CMSG_DATA(cm);
-			size_t i, k;
-
-			if (cm->cmsg_level != SOL_SOCKET ||
-			    cm->cmsg_type != SCM_RIGHTS)
-				continue;
-			k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-			for (i = 0; i < k; i++) {
-				int fd;
-
-				memcpy(&fd, &fds[i], sizeof(fd));
-				if (rd->nfds < VHOST_MEMORY_BASELINE_NREGIONS)
-					rd->fds[rd->nfds++] = fd;
-				else
-					close(fd);
-			}
-		}
-		if (mh.msg_flags & MSG_CTRUNC) {
-			*why = "file descriptors lost (more than 8, or the "
-			       "daemon is out of fds)";
-			return -1;
-		}
-		rd->got += n;
-		if (rd->got == hdr && rd->msg.size > sizeof(rd->msg.payload)) {
-			*why = "message payload longer than any request";
-			return -1;
-		}
-	}
-}
-
-/* libvhost-user's read_msg hook: hand over the message reader_fill() read. */
-static bool b13_read_msg(VuDev *dev, int sock, VhostUserMsg *vmsg)
-{
-	struct b13d *d = dev_to_b13d(dev);
-	struct vu_reader *rd = &d->rd;
-
-	(void)sock;
-	if (!rd->ready)
-		return false;
-	*vmsg = rd->msg;
-	memcpy(vmsg->fds, rd->fds, sizeof(int) * rd->nfds);
-	vmsg->fd_num = rd->nfds;
-	vmsg->data = NULL;
-	rd->nfds = 0;		/* the message owns them now */
-	reader_reset(rd);
-	return true;
-}
-
-static void do_dispatch(struct b13d *d, void *arg)
-{
-	VuDev *dev = &d->vug.parent;
-
-	(void)arg;
-	if (!vu_dispatch(dev) && !dev->broken)
-		dev->panic(dev, "error processing a vhost-user message");
-}
-
-/* Unread replies the kernel still holds for the front end, in bytes. */
-static int unread_replies(int sock)
-{
-	int n = 0;
-
-	return ioctl(sock, SIOCOUTQ, &n) ? 0 : n;
-}
-
-/* The vhost-user socket is readable: one message at most per call. */
-static void vu_readable(VuDev *dev, int condition, void *data)
-{
-	struct b13d *d = data;
-	const char *why = NULL;
-	int r;
-
-	(void)condition;
-	if (!d->live || dev->broken)
-		return;
-	r = reader_fill(d, &why);
-	if (r < 0) {
-		reader_reset(&d->rd);
-		b13_panic(dev, why);
-		return;
-	}
-	if (!r)
-		return;
-	if (unread_replies(dev->sock) > VU_MAX_UNREAD) {
-		d->vu.violations++;
-		reader_reset(&d->rd);
-		b13_panic(dev, "the front end does not read its replies");
-		return;
-	}
-	d->rd.ready = true;
-	guarded(d, do_dispatch, NULL);
-	reader_reset(&d->rd);	/* if the library did not take it */
-}
-
-/* ---- libvhost-user callbacks ------------------------------------------- */
-
-/* After the current vhost-user message: sync the map, serve both queues. */
-static gboolean poke(gpointer p)
-{
-	struct b13d *d = p;
-	VuDev *dev = &d->vug.parent;
-	unsigned int q;
-
-	d->poke_idle = 0;
-	if (!d->live || dev->broken)
-		return G_SOURCE_REMOVE;
-	/* A new memory table may have left a placed ring hanging out of it. */
-	for (q = 0; q < B13_NUM_VQS; q++) {
-		if (dev->vq[q].vring.desc && !b13_vu_rings_fit(dev, q)) {
-			d->vu.violations++;
-			dev->broken = true;
-			b13_panic(dev, "a ring is no longer inside guest memory");
-			return G_SOURCE_REMOVE;
-		}
-	}
-	sync_regions(d);
-	flush_requests(d);
-	if (vq_ready(d, B13_VQ_OUTPUT))
-		handle_output(dev, B13_VQ_OUTPUT);
-	return G_SOURCE_REMOVE;
-}
-
-static void schedule_poke(struct b13d *d)
-{
-	if (!d->poke_idle)
-		d->poke_idle = g_idle_add(poke, d);
-}
-
-static void teardown(struct b13d *d);
-
-static gboolean teardown_idle(gpointer p)
-{
-	struct b13d *d = p;
-
-	d->teardown_idle = 0;
-	teardown(d);
-	return G_SOURCE_REMOVE;
-}
-
-static void b13_panic(VuDev *dev, const char *err)
-{
-	struct b13d *d = dev_to_b13d(dev);
-
-	if (d->teardown_idle)		/* already on the way out */
-		return;
-	logrl(d, LOG_FRONTEND, "vhost-user connection ends: %s",
-	      err ? err : "?");
-	g_free(d->last_disconnect);
-	d->last_disconnect = g_strdup(err ? err : "?");
-	/* libvhost-user may still be using dev: tear down once it returns. */
-	d->teardown_idle = g_idle_add_full(G_PRIORITY_HIGH, teardown_idle, d,
-					   NULL);
-}
-
-static const struct b13_vu_offer *offer(const struct b13d *d)
-{
-	static struct b13_vu_offer o;
-
-	o.features = 1ull << VIRTIO_F_VERSION_1 |
-		     1ull << VHOST_USER_F_PROTOCOL_FEATURES;
-	if (d->ring_features)
-		o.features |= 1ull << VIRTIO_RING_F_INDIRECT_DESC |
-			      1ull << VIRTIO_RING_F_EVENT_IDX;
-	o.protocol_features = B13_VU_PROTOCOL_FEATURES;
-	return &o;
-}
-
-static void reply_u64(VhostUserMsg *msg, uint64_t v, int *do_reply)
-{
-	msg->payload.u64 = v;
-	msg->size = sizeof(msg->payload.u64);
-	msg->fd_num = 0;
-	*do_reply = 1;
-}
-
-/* Every message, before libvhost-user: check it, and answer some here. */
-static int b13_process_msg(VuDev *dev, VhostUserMsg *msg, int *do_reply)
-{
-	struct b13d *d = dev_to_b13d(dev);
-	const char *why;
-	char buf[200];
-	int i;
-
-	logm(2, "vhost-user: %s", b13_vu_request_name(msg->request));
-	why = b13_vu_check_msg(dev, msg, offer(d), buf, sizeof(buf));
-	if (why) {
-		d->vu.violations++;
-		for (i = 0; i < msg->fd_num; i++)
-			close(msg->fds[i]);
-		msg->fd_num = 0;
-		dev->broken = true;
-		/* No reply, not even the "ok" a REPLY_ACK would get. */
-		shutdown(dev->sock, SHUT_RDWR);
-		b13_panic(dev, why);
-		return 1;
-	}
-	switch (msg->request) {
-	case VHOST_USER_GET_FEATURES:
-		/* Ours, not the library's list (it adds bits we don't want). */
-		reply_u64(msg, offer(d)->features, do_reply);
-		return 1;
-	case VHOST_USER_GET_PROTOCOL_FEATURES:
-		reply_u64(msg, offer(d)->protocol_features, do_reply);
-		return 1;
-	case VHOST_USER_SET_MEM_TABLE:
-	case VHOST_USER_ADD_MEM_REG:
-	case VHOST_USER_REM_MEM_REG:
-		/*
-		 * Held buffers point into the old table: give them back
-		 * (their blocks are discarded) while it is still mapped.
-		 */
-		release_held(d, true);
-		d->mem_dirty = true;
-		schedule_poke(d);
-		return 0;
-	case VHOST_USER_SET_VRING_KICK:
-	case VHOST_USER_SET_VRING_CALL:
-	case VHOST_USER_SET_VRING_ENABLE:
-	case VHOST_USER_SET_VRING_NUM:
-	case VHOST_USER_SET_VRING_ADDR:
-		schedule_poke(d);
-		return 0;
-	default:
-		return 0;
-	}
-}
-
-static void b13_set_features(VuDev *dev, uint64_t features)
-{
-	struct b13d *d = dev_to_b13d(dev);
-
-	d->c.features = features;
-	logrl(d, LOG_DEVICE, "features acked: 0x%" PRIx64, features);
-}
-
-static void b13_queue_set_started(VuDev *dev, int qidx, bool started)
-{
-	struct b13d *d = dev_to_b13d(dev);
-	VuVirtq *vq = vu_get_queue(dev, qidx);
-	bool running;
-
-	logm(1, "queue %d %s", qidx, started ? "started" : "stopped");
-	if (qidx == B13_VQ_INPUT)
-		vu_set_queue_handler(dev, vq, started ? handle_input : NULL);
-	else if (qidx == B13_VQ_OUTPUT)
-		vu_set_queue_handler(dev, vq, started ? handle_output : NULL);
-	if (!started && qidx == B13_VQ_OUTPUT)
-		release_held(d, true);	/* blocks are already discarded */
-	running = vu_queue_started(dev, vu_get_queue(dev, B13_VQ_INPUT)) &&
-		  vu_queue_started(dev, vu_get_queue(dev, B13_VQ_OUTPUT));
-	if (running && !d->running) {
-		logrl(d, LOG_DEVICE, "device started (driver ready)");
-		/*
-		 * A restarted driver starts empty: tell it the target again,
-		 * unless it already has it (a driver that posts its buffers
-		 * before DRIVER_OK gets a queued RESIZE as soon as inputq
-		 * starts, before outputq does).
-		 */
-		if (d->target_set && !d->target_delivered &&
-		    !pending_has(d, REQ_RESIZE))
-			queue_req(d, REQ_RESIZE, d->target);
-		schedule_poke(d);
-	} else if (!running && d->running) {
-		logrl(d, LOG_DEVICE, "device stopped (reset, driver gone or "
-		      "VM paused)");
-		d->c.device_stops++;
-		/* The next driver has not seen the target. */
-		d->target_delivered = false;
-	}
-	d->running = running;
-}
-
-static int b13_get_config(VuDev *dev, uint8_t *config, uint32_t len)
-{
-	struct b13d *d = dev_to_b13d(dev);
-	struct b13_config cfg = { .page_bits = htole32(d->page_bits) };
-
-	if (len > VHOST_USER_MAX_CONFIG_SIZE)
-		return -1;
-	memset(config, 0, len);
-	memcpy(config, &cfg, MIN(len, sizeof(cfg)));
-	d->c.config_reads++;
-	logrl(d, LOG_CONFIG_READ, "config read (%u bytes): page_bits %u", len,
-	      d->page_bits);
-	return 0;
-}
-
-static int b13_set_config(VuDev *dev, const uint8_t *data, uint32_t offset,
-			  uint32_t size, uint32_t flags)
-{
-	struct b13d *d = dev_to_b13d(dev);
-
-	(void)data;
-	(void)flags;
-	/* Read-only config: ignore (an error return would panic the lib). */
-	d->c.config_writes++;
-	logrl(d, LOG_CONFIG_WRITE, "config write ignored (offset %u, %u "
-	      "bytes): config is read-only", offset, size);
-	return 0;
-}
-
-static const VuDevIface b13_iface = {
-	.set_features = b13_set_features,
-	.process_msg = b13_process_msg,
-	.queue_set_started = b13_queue_set_started,
-	.get_config = b13_get_config,
-	.set_config = b13_set_config,
-};
-
-/* ---- connection lifecycle ---------------------------------------------- */
-
-static gboolean on_accept(gint fd, GIOCondition cond, gpointer p);
-
-static void arm_listen(struct b13d *d)
-{
-	if (!d->listen_src && !d->listen_pause_src)
-		d->listen_src = g_unix_fd_add(d->listen_fd, G_IO_IN, on_accept,
-					      d);
-}
-
-static gboolean resume_listen(gpointer p)
-{
-	struct b13d *d = p;
-
-	d->listen_pause_src = 0;
-	if (!d->live)
-		arm_listen(d);
-	return G_SOURCE_REMOVE;
-}
-
-/* Forget the VM: QEMU went away (or broke the protocol). */
-static void teardown(struct b13d *d)
-{
-	if (!d->live)
-		return;
-	release_held(d, false);
-	if (d->poke_idle)
-		g_source_remove(d->poke_idle);
-	if (d->output_idle)
-		g_source_remove(d->output_idle);
-	d->poke_idle = d->output_idle = 0;
-	reader_reset(&d->rd);
-	vu_deinit(&d->vug.parent);
-	vug_deinit(&d->vug);
-	d->live = false;
-	d->running = false;
-	b13_map_free(&d->map);
-	g_queue_clear_full(&d->pending, g_free);
-	fail_waiters(d, "guest disconnected");
-	memset(&d->stats, 0, sizeof(d->stats));
-	d->stats_seq = 0;
-	d->target = 0;
-	d->target_set = d->target_delivered = false;
-	memset(&d->c, 0, sizeof(d->c));
-	logrl(d, LOG_FRONTEND, "disconnected; listening on %s",
-	      d->socket_path);
-	arm_listen(d);
-}
-
-static gboolean on_accept(gint fd, GIOCondition cond, gpointer p)
-{
-	struct b13d *d = p;
-	uid_t uid;
-	int s;
-
-	(void)cond;
-	s = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
-	if (s < 0) {
-		if (!accept_error_is_resource(errno))
-			return G_SOURCE_CONTINUE;
-		/* Out of fds: spinning on the pending connection helps nobody. */
-		d->listen_pause_ms = d->listen_pause_ms ?
-				     MIN(d->listen_pause_ms * 2,
-					 ACCEPT_PAUSE_MAX_MS) : ACCEPT_PAUSE_MS;
-		d->vu.accept_pauses++;
-		logrl(d, LOG_ACCEPT, "vhost-user socket: accept: %s; pausing "
-		      "%u ms", g_strerror(errno), d->listen_pause_ms);
-		d->listen_src = 0;
-		d->listen_pause_src = g_timeout_add(d->listen_pause_ms,
-						    resume_listen, d);
-		return G_SOURCE_REMOVE;
-	}
-	d->listen_pause_ms = 0;
-	if (!unix_peer_allowed(s, d->socket_gid, &uid)) {
-		d->vu.denied++;
-		logrl(d, LOG_ACCEPT, "vhost-user: front end uid %d refused "
-		      "(not root, the daemon's uid or its group)", (int)uid);
-		close(s);
-		return G_SOURCE_CONTINUE;
-	}
-	if (!vug_init(&d->vug, B13_NUM_VQS, s, b13_panic, &b13_iface)) {
-		logrl(d, LOG_FRONTEND, "vhost-user: cannot initialise the "
-		      "device");
-		close(s);
-		return G_SOURCE_CONTINUE;
-	}
-	/* Our reader, not the library's blocking one (see reader_fill()). */
-	vug_source_destroy(d->vug.src);
-	d->vug.src = vug_source_new(&d->vug, s, G_IO_IN, vu_readable, d);
-	d->vug.parent.read_msg = b13_read_msg;
-	memset(&d->rd, 0, sizeof(d->rd));
-	d->vu.connections++;
-	d->live = true;
-	d->mem_dirty = false;	/* no table yet */
-	d->last_progress = g_get_monotonic_time();
-	logrl(d, LOG_FRONTEND, "front end connected (connection %" PRIu64 ")",
-	      d->vu.connections);
-	/* One VM at a time: the next one waits in the backlog. */
-	d->listen_src = 0;
-	return G_SOURCE_REMOVE;
-}
 
 static void ctl_event(enum ctl_event ev, const char *what, void *data)
 {
@@ -1101,36 +40,56 @@ static void ctl_event(enum ctl_event ev, const char *what, void *data)
 static void usage(FILE *f)
 {
 	fprintf(f,
-"usage: balloon13d --socket-path PATH [options]\n"
-"Reference vhost-user device for the virtio memory balloon (device ID 13).\n"
+"usage: balloon13d -s PATH [options]\n"
+"The virtio memory balloon, device ID 13, as a vhost-user device: a VMM\n"
+"connects to PATH and offers it to its guest; ballooned guest memory is given\n"
+"back to the host.  Guest RAM must be a shared memory backend.\n"
 "\n"
-"  --socket-path PATH     vhost-user socket to listen on (required); the VMM\n"
-"                         connects as a client, e.g. QEMU -chardev socket,path=PATH\n"
-"                         -device vhost-user-device-pci,virtio-id=13,num_vqs=2,config_size=4\n"
-"  --socket-mode MODE     its file mode, octal [0600 whatever the umask]\n"
-"  --socket-group GROUP   its group; members may connect too\n"
-"  --control PATH         control socket (JSON lines, see balloon13ctl)\n"
+"  -s, --socket-path PATH vhost-user socket to listen on (required)\n"
+"      --socket-mode MODE its file mode, octal [0600 whatever the umask]\n"
+"      --socket-group GRP its group; members may connect too\n"
+"  -c, --control PATH     control socket (JSON lines, see balloon13ctl)\n"
 "                         [default: $BALLOON13_CONTROL or " DEFAULT_CONTROL "]\n"
-"  --control-mode MODE    its file mode, octal [0600 whatever the umask]\n"
-"  --control-group GROUP  its group; members may connect too (otherwise\n"
+"      --control-mode MODE  its file mode, octal [0600 whatever the umask]\n"
+"      --control-group GRP  its group; members may connect too (otherwise\n"
 "                         only root and the daemon's own uid may)\n"
-"  --control-clients N    control connections at once, 1..1024 [%d]; when\n"
+"      --control-clients N  control connections at once, 1..1024 [%d]; when\n"
 "                         all are taken the one quiet longest makes room\n"
-"  --control-idle-ms N    drop a control connection stuck this long with half\n"
-"                         a request or unread answers, 100..3600000 [%d]\n"
-"  --page-bits N          block size 2^N advertised in config, 0..63 [%d];\n"
-"                         values a guest must refuse (e.g. 5, 40) are allowed\n"
-"  --hold-ms N            keep page-list buffers N ms after discarding their\n"
+"      --control-idle-ms N  drop a control connection stuck this long with\n"
+"                         half a request or unread answers, 100..3600000 [%d]\n"
+"  -b, --page-bits N      block size 2^N advertised in config, 0..63 [%d];\n"
+"                         values a guest must refuse (e.g. 5, 41) are allowed\n"
+"  -f, --features LIST    device features offered: all, none, or a comma list\n"
+"                         of withdraw, free-page-reporting, full-stats,\n"
+"                         pressure-release [all]\n"
+"      --hold-ms N        keep page-list buffers N ms after discarding their\n"
 "                         blocks before returning them used (0..%d) [0]\n"
-"  --stall-after-ms N     status says \"stalled\" when the target is not reached\n"
-"                         and no new block arrived for N ms (1..%d) [%d]\n"
-"  --chaos                allow the control command \"inject\" (hostile requests:\n"
-"                         short, long, unknown, huge, overram)\n"
-"  --ring-features        also offer VIRTIO_RING_F_INDIRECT_DESC and\n"
-"                         VIRTIO_RING_F_EVENT_IDX (default: VIRTIO_F_VERSION_1 only)\n"
+"      --stall-after-ms N status says \"stalled\" when the target is not\n"
+"                         reached and no new block arrived for N ms\n"
+"                         (1..%d) [%d]\n"
+"      --chaos            allow the control command \"inject\" (hostile\n"
+"                         requests: short, long, unknown, huge, overram)\n"
+"      --ring-features    also offer VIRTIO_RING_F_INDIRECT_DESC and\n"
+"                         VIRTIO_RING_F_EVENT_IDX\n"
 "  -v, --verbose          log every message, without rate limits (twice:\n"
 "                         every vhost-user request)\n"
+"  -V, --version          show the version\n"
 "  -h, --help             show this help\n"
+"\n"
+"With QEMU (KVM if it can, TCG otherwise; add your guest's disk):\n"
+"\n"
+"  balloon13d -s /run/balloon13d.sock -c /run/balloon13d.ctl &\n"
+"  qemu-system-x86_64 -machine q35,memory-backend=mem -accel kvm -accel tcg \\\n"
+"    -m 4G -object memory-backend-memfd,id=mem,size=4G,share=on \\\n"
+"    -chardev socket,id=b13,path=/run/balloon13d.sock \\\n"
+"    -device vhost-user-test-device-pci,chardev=b13,virtio-id=13,num_vqs=2,config_size=4 \\\n"
+"    -drive file=guest.qcow2,if=virtio\n"
+"  balloon13ctl -c /run/balloon13d.ctl resize 1G    # a balloon of 1 GiB\n"
+"\n"
+"QEMU names the generic device vhost-user-test-device-pci from 10.2 on;\n"
+"8.2 to 10.1 call it vhost-user-device-pci (same properties) and only\n"
+"create it when patched to (this project's QEMU is).  share=on is what\n"
+"lets the device see guest RAM and give it back.\n"
 "\n"
 "SIGTERM or SIGINT: exit 0, removing both sockets.  Exit 2: bad command line.\n",
 		DEFAULT_CTL_CLIENTS, DEFAULT_CTL_IDLE_MS, DEFAULT_PAGE_BITS,
@@ -1185,6 +144,20 @@ static gid_t opt_group(const char *opt, const char *arg)
 	usage_error("%s '%s': no such group", opt, arg);
 }
 
+/*
+ * The option getopt stopped at, as written: "--page-bits", or "-b" out of
+ * a cluster like "-vb".
+ */
+static const char *opt_name(const char *arg)
+{
+	static char s[3] = "-";
+
+	if (!strncmp(arg, "--", 2) || !optopt || optopt >= 256)
+		return arg;
+	s[1] = (char)optopt;
+	return s;
+}
+
 static gboolean on_signal(gpointer p)
 {
 	struct b13d *d = p;
@@ -1194,7 +167,7 @@ static gboolean on_signal(gpointer p)
 	return G_SOURCE_CONTINUE;
 }
 
-enum { OPT_SOCKET = 256, OPT_CONTROL, OPT_PAGE_BITS, OPT_HOLD, OPT_STALL,
+enum { OPT_HOLD = 256, OPT_STALL,
        OPT_CHAOS, OPT_RING, OPT_SOCKET_MODE, OPT_SOCKET_GROUP,
        OPT_CONTROL_MODE, OPT_CONTROL_GROUP, OPT_CONTROL_CLIENTS,
        OPT_CONTROL_IDLE };
@@ -1202,35 +175,31 @@ enum { OPT_SOCKET = 256, OPT_CONTROL, OPT_PAGE_BITS, OPT_HOLD, OPT_STALL,
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "socket-path", required_argument, NULL, OPT_SOCKET },
+		{ "socket-path", required_argument, NULL, 's' },
 		{ "socket-mode", required_argument, NULL, OPT_SOCKET_MODE },
 		{ "socket-group", required_argument, NULL, OPT_SOCKET_GROUP },
-		{ "control", required_argument, NULL, OPT_CONTROL },
+		{ "control", required_argument, NULL, 'c' },
 		{ "control-mode", required_argument, NULL, OPT_CONTROL_MODE },
 		{ "control-group", required_argument, NULL, OPT_CONTROL_GROUP },
 		{ "control-clients", required_argument, NULL,
 		  OPT_CONTROL_CLIENTS },
 		{ "control-idle-ms", required_argument, NULL, OPT_CONTROL_IDLE },
-		{ "page-bits", required_argument, NULL, OPT_PAGE_BITS },
+		{ "page-bits", required_argument, NULL, 'b' },
+		{ "features", required_argument, NULL, 'f' },
 		{ "hold-ms", required_argument, NULL, OPT_HOLD },
 		{ "stall-after-ms", required_argument, NULL, OPT_STALL },
 		{ "chaos", no_argument, NULL, OPT_CHAOS },
 		{ "ring-features", no_argument, NULL, OPT_RING },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
 	static struct b13d d;
-	struct sigaction sa = { .sa_handler = on_sigbus };
 	GError *err = NULL;
 	int o;
 
-	t0 = g_get_monotonic_time();
-	d.last_progress = t0;
-	d.page_bits = DEFAULT_PAGE_BITS;
-	d.stall_ms = DEFAULT_STALL_MS;
-	d.socket_mode = 0600;
-	d.socket_gid = (gid_t)-1;
+	b13d_init(&d);
 	d.ctl_opts = (struct ctl_opts){
 		.mode = 0600, .gid = (gid_t)-1,
 		.max_conns = DEFAULT_CTL_CLIENTS,
@@ -1240,9 +209,9 @@ int main(int argc, char **argv)
 	if (!d.control_path || !*d.control_path)
 		d.control_path = DEFAULT_CONTROL;
 	opterr = 0;
-	while ((o = getopt_long(argc, argv, ":vh", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, ":s:c:b:f:vVh", opts, NULL)) != -1) {
 		switch (o) {
-		case OPT_SOCKET:
+		case 's':
 			d.socket_path = optarg;
 			break;
 		case OPT_SOCKET_MODE:
@@ -1251,7 +220,7 @@ int main(int argc, char **argv)
 		case OPT_SOCKET_GROUP:
 			d.socket_gid = opt_group("--socket-group", optarg);
 			break;
-		case OPT_CONTROL:
+		case 'c':
 			d.control_path = optarg;
 			break;
 		case OPT_CONTROL_MODE:
@@ -1268,9 +237,16 @@ int main(int argc, char **argv)
 			d.ctl_opts.idle_ms = opt_uint("--control-idle-ms",
 						      optarg, 100, 3600000);
 			break;
-		case OPT_PAGE_BITS:
+		case 'b':
 			d.page_bits = opt_uint("--page-bits", optarg, 0, 63);
 			break;
+		case 'f': {
+			const char *why;
+
+			if (b13_parse_features(optarg, &d.features, &why))
+				usage_error("--features '%s': %s", optarg, why);
+			break;
+		}
 		case OPT_HOLD:
 			d.hold_ms = opt_uint("--hold-ms", optarg, 0,
 					     MAX_HOLD_MS);
@@ -1291,11 +267,15 @@ int main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case 'V':
+			printf("balloon13d %s\n", B13_VERSION);
+			return 0;
 		case ':':
 			usage_error("option '%s' needs a value",
-				    argv[optind - 1]);
+				    opt_name(argv[optind - 1]));
 		default:
-			usage_error("unknown option '%s'", argv[optind - 1]);
+			usage_error("unknown option '%s'",
+				    opt_name(argv[optind - 1]));
 		}
 	}
 	if (optind < argc)
@@ -1308,17 +288,16 @@ int main(int argc, char **argv)
 		usage_error("--socket-path and --control must differ");
 
 	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = SA_NODEFER;
-	sigaction(SIGBUS, &sa, NULL);
+	b13d_catch_sigbus();
 	setvbuf(stderr, NULL, _IOLBF, 0);
-	b13_map_init(&d.map, d.page_bits);
-	g_queue_init(&d.pending);
-	g_queue_init(&d.held);
+	commands_init(&d);
 
-	d.listen_fd = unix_listen_path(d.socket_path, d.socket_mode,
-				       d.socket_gid, &err);
-	if (d.listen_fd < 0) {
+	/* SIGTERM from here on exits cleanly, even before the loop runs. */
+	d.loop = g_main_loop_new(NULL, FALSE);
+	g_unix_signal_add(SIGTERM, on_signal, &d);
+	g_unix_signal_add(SIGINT, on_signal, &d);
+	b13d_time_loop(&d);
+	if (b13d_listen(&d, &err)) {
 		fprintf(stderr, "balloon13d: %s\n", err->message);
 		return 1;
 	}
@@ -1327,36 +306,22 @@ int main(int argc, char **argv)
 	if (!d.ctl) {
 		fprintf(stderr, "balloon13d: control socket: %s\n",
 			err->message);
-		close(d.listen_fd);
-		unlink(d.socket_path);
+		b13d_shutdown(&d);
 		return 1;
 	}
-	d.loop = g_main_loop_new(NULL, FALSE);
-	g_unix_signal_add(SIGTERM, on_signal, &d);
-	g_unix_signal_add(SIGINT, on_signal, &d);
-	arm_listen(&d);
-	logm(0, "listening on %s (control %s), page_bits %u%s%s",
-	     d.socket_path, d.control_path, d.page_bits,
+	logm(0, "balloon13d %s listening on %s (control %s), page_bits %u, "
+	     "features 0x%" PRIx64 "%s%s", B13_VERSION, d.socket_path,
+	     d.control_path, d.page_bits, d.features,
 	     d.chaos ? ", chaos" : "", d.ring_features ? ", ring features" : "");
 	if (d.hold_ms)
 		logm(0, "page-list buffers held %u ms after discard", d.hold_ms);
 
 	g_main_loop_run(d.loop);
 
-	if (d.teardown_idle)
-		g_source_remove(d.teardown_idle);
-	teardown(&d);
+	b13d_detach(&d);
 	commands_stop(&d, "balloon13d is exiting");
 	ctl_server_free(d.ctl);
-	if (d.listen_src)
-		g_source_remove(d.listen_src);
-	if (d.listen_pause_src)
-		g_source_remove(d.listen_pause_src);
-	close(d.listen_fd);
-	unlink(d.socket_path);
+	b13d_shutdown(&d);
 	g_main_loop_unref(d.loop);
-	g_queue_clear_full(&d.pending, g_free);
-	b13_map_free(&d.map);
-	g_free(d.last_disconnect);
 	return 0;
 }

@@ -5,13 +5,15 @@
  * control.c has already checked every field of the request.
  *
  * No command's cost depends on what a guest or a client chooses:
- * - "status" walks the balloon with mincore() a slice at a time from an
- *   idle source, so vhost-user and other clients are served between the
+ * - "status" walks the balloon with mincore() a slice (2 ms) at a time
+ *   from an idle source, so vhost-user and other clients are served between the
  *   slices; all the "status" requests that arrive during one walk are
  *   answered by the next, and a walk starts no sooner than three times
  *   its predecessor's work after it ended, so that walking never takes
  *   more than a quarter of the daemon's time however often it is asked;
- * - "stats" answers from a fixed table of six tags;
+ * - "stats" answers from a fixed table of eighteen tags;
+ * - with WITHDRAW negotiated, "status" counts from the bitmap alone: no
+ *   walk, no residency scan;
  * - "ranges" lists at most RANGES_MAX runs per answer ("next" goes on);
  * - "inject" and the request queue stop at MAX_PENDING requests.
  */
@@ -19,10 +21,14 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include "b13d.h"
+#include "commands.h"
 
-/* Host pages (and blocks) one slice of a status walk looks at. */
-#define SCAN_SLICE		(256 * 1024)
+/*
+ * One slice of a status walk: at most this long and this many mincore()
+ * calls (each covers up to 256 MiB of 4 KiB pages).
+ */
+#define SCAN_SLICE_US		2000
+#define SCAN_CALLS		64
 /* A walk waits this many times the previous walk's work after it. */
 #define SCAN_GAP_FACTOR		3
 /* Runs in one "ranges" answer (about 40 bytes of JSON each). */
@@ -78,7 +84,7 @@ static void reply_end(struct ctl_conn *c, JsonBuilder *b)
 	g_object_unref(b);
 }
 
-/* The latest guest stats: at most B13_NUM_TAGS members, whatever it sent. */
+/* The latest guest stats: at most B13_BASE_TAGS members, whatever it sent. */
 static void add_stats(JsonBuilder *b, struct b13d *d)
 {
 	int t;
@@ -93,7 +99,7 @@ static void add_stats(JsonBuilder *b, struct b13d *d)
 	add_u64(b, "seq", d->stats_seq);
 	json_builder_set_member_name(b, "values");
 	json_builder_begin_object(b);
-	for (t = 0; t < B13_NUM_TAGS; t++)
+	for (t = 0; t < VIRTIO_BALLOON13_TAG_NR; t++)
 		if (d->stats.present & 1u << t)
 			add_u64(b, b13_tag_names[t], d->stats.value[t]);
 	json_builder_end_object(b);
@@ -143,6 +149,31 @@ static void begin_obj(JsonBuilder *b, const char *name)
 	json_builder_begin_object(b);
 }
 
+/* Feature bits as an array of names. */
+static void add_feature_names(JsonBuilder *b, const char *name, uint64_t f)
+{
+	unsigned int i;
+
+	json_builder_set_member_name(b, name);
+	json_builder_begin_array(b);
+	for (i = 0; i < 4; i++)
+		if (f & 1ull << i)
+			json_builder_add_string_value(b, b13_feature_names[i]);
+	json_builder_end_array(b);
+}
+
+static void add_features(JsonBuilder *b, struct b13d *d)
+{
+	begin_obj(b, "device_features");
+	add_feature_names(b, "offered", d->features);
+	add_feature_names(b, "negotiated", b13d_features(d));
+	add_bool(b, "driver_acked", d->live && d->c.features_acked);
+	add_str(b, "accounting", b13d_features(d) & B13_F_WITHDRAW ?
+		"messages" : "residency");
+	add_u64(b, "stats_interval_ms", d->stats_interval_ms);
+	json_builder_end_object(b);
+}
+
 static void add_control(JsonBuilder *b, struct b13d *d)
 {
 	const struct ctl_counters *k = ctl_server_counters(d->ctl);
@@ -153,11 +184,17 @@ static void add_control(JsonBuilder *b, struct b13d *d)
 	add_u64(b, "denied", k->denied);
 	add_u64(b, "refused", k->refused);
 	add_u64(b, "evicted", k->evicted);
+	add_u64(b, "evicted_busy", k->evicted_busy);
 	add_u64(b, "dropped_idle", k->dropped_idle);
 	add_u64(b, "dropped_output", k->dropped_output);
 	add_u64(b, "dropped_line", k->dropped_line);
 	add_u64(b, "accept_pauses", k->accept_pauses);
 	add_u64(b, "status_walks", d->scan.walks);
+	json_builder_end_object(b);
+	begin_obj(b, "loop");
+	add_u64(b, "iterations", d->loopstat.iterations);
+	add_u64(b, "max_cpu_us", d->loopstat.max_cpu_us);
+	add_u64(b, "max_wall_us", d->loopstat.max_wall_us);
 	json_builder_end_object(b);
 	begin_obj(b, "frontend");
 	add_u64(b, "denied", d->vu.denied);
@@ -185,6 +222,7 @@ static void answer_status(struct b13d *d, struct ctl_conn *c, uint64_t in,
 	add_u64(b, "connections", d->vu.connections);
 	add_str(b, "last_disconnect", d->last_disconnect);
 	add_u64(b, "features", d->c.features);
+	add_features(b, d);
 	add_u64(b, "page_bits", d->page_bits);
 	add_u64(b, "guest_ram_bytes", b13_map_ram_bytes(&d->map));
 	json_builder_set_member_name(b, "regions");
@@ -214,8 +252,12 @@ static void answer_status(struct b13d *d, struct ctl_conn *c, uint64_t in,
 	begin_obj(b, "messages");
 	add_u64(b, "pages", d->c.msgs_pages);
 	add_u64(b, "stats", d->c.msgs_stats);
+	add_u64(b, "input_max_batch", d->c.input_max_batch);
+	add_u64(b, "withdraw", d->c.msgs_withdraw);
+	add_u64(b, "report", d->c.msgs_report);
 	add_u64(b, "rejected", d->c.msgs_rejected);
 	add_u64(b, "yields", d->c.output_yields);
+	add_u64(b, "discard_batches", d->c.discard_batches);
 	json_builder_end_object(b);
 	begin_obj(b, "rejects");
 	for (i = 1; i < B13_REJ_NR; i++)
@@ -226,15 +268,32 @@ static void answer_status(struct b13d *d, struct ctl_conn *c, uint64_t in,
 	add_u64(b, "reserved_nonzero", d->c.reserved_nonzero);
 	add_u64(b, "stats_unknown_tag", d->c.stats_unknown_tag);
 	add_u64(b, "stats_repeated_tag", d->c.stats_repeated_tag);
+	add_u64(b, "withdraw_invalid", d->c.apply.withdraw_invalid);
+	add_u64(b, "withdraw_not_in_balloon", d->c.apply.withdraw_absent);
+	add_u64(b, "report_ballooned",
+		b13d_features(d) & B13_F_WITHDRAW ?
+		d->c.apply.report_ballooned : 0);
+	json_builder_end_object(b);
+	begin_obj(b, "withdraw");
+	add_u64(b, "blocks", d->c.apply.withdrawn);
+	json_builder_end_object(b);
+	begin_obj(b, "report");
+	add_u64(b, "ranges", d->c.apply.report_ranges);
+	add_u64(b, "bytes", d->c.apply.reported_bytes);
+	add_u64(b, "ballooned_blocks_freed",
+		b13d_features(d) & B13_F_WITHDRAW ?
+		0 : d->c.apply.report_ballooned);
 	json_builder_end_object(b);
 	begin_obj(b, "requests_sent");
 	add_u64(b, "resize", d->c.requests_sent[REQ_RESIZE]);
 	add_u64(b, "stats", d->c.requests_sent[REQ_STATS]);
+	add_u64(b, "stats_interval", d->c.requests_sent[REQ_STATS_INTERVAL]);
 	json_builder_end_object(b);
 	begin_obj(b, "punch");
 	add_u64(b, "calls", d->c.apply.punch_calls);
 	add_u64(b, "bytes", d->c.apply.punch_bytes);
 	add_u64(b, "errors", d->c.apply.punch_errors);
+	add_u64(b, "max_us", d->c.apply.punch_max_us);
 	json_builder_end_object(b);
 	add_u64(b, "hold_ms", d->hold_ms);
 	add_u64(b, "held_buffers", g_queue_get_length(&d->held));
@@ -246,6 +305,13 @@ static void answer_status(struct b13d *d, struct ctl_conn *c, uint64_t in,
 	add_u64(b, "config_reads", d->c.config_reads);
 	add_u64(b, "config_writes_ignored", d->c.config_writes);
 	add_u64(b, "device_stops", d->c.device_stops);
+	add_u64(b, "driver_resets", d->c.resets);
+	begin_obj(b, "busy");
+	add_u64(b, "max_wall_us", d->c.busy_wall_us);
+	add_str(b, "max_wall_in", d->c.busy_wall_where);
+	add_u64(b, "max_cpu_us", d->c.busy_cpu_us);
+	add_str(b, "max_cpu_in", d->c.busy_cpu_where);
+	json_builder_end_object(b);
 	add_bool(b, "ring_features", d->ring_features);
 	add_control(b, d);
 	add_stats(b, d);
@@ -279,10 +345,12 @@ static bool scan_run(struct b13d *d)
 {
 	struct status_scan *sc = &d->scan;
 	gint64 t = g_get_monotonic_time();
+	struct b13_budget b;
 	bool done;
 
 	sync_regions(d);	/* a new table restarts the walk */
-	done = b13_scan_step(&d->map, &sc->s, SCAN_SLICE);
+	b13_budget_init(&b, SCAN_CALLS, SCAN_SLICE_US);
+	done = b13_scan_step(&d->map, &sc->s, &b);
 	sc->work_us += g_get_monotonic_time() - t;
 	if (done)
 		scan_finish(d);
@@ -293,9 +361,14 @@ static gboolean scan_slice(gpointer p)
 {
 	struct b13d *d = p;
 	guint me = d->scan.src;
+	struct busy_mark t;
+	bool done;
 
 	d->scan.src = 0;
-	if (scan_run(d))	/* scan_finish() may have armed the next walk */
+	b13d_busy_begin(&t);
+	done = scan_run(d);
+	b13d_busy_end(d, &t, "status walk");
+	if (done)	/* scan_finish() may have armed the next walk */
 		return G_SOURCE_REMOVE;
 	d->scan.src = me;
 	return G_SOURCE_CONTINUE;
@@ -342,6 +415,12 @@ static void scan_kick(struct b13d *d)
 
 static void cmd_status(struct b13d *d, struct ctl_conn *c)
 {
+	/* With WITHDRAW the messages say it all: nothing to walk. */
+	if (b13d_features(d) & B13_F_WITHDRAW) {
+		sync_regions(d);
+		answer_status(d, c, b13_map_blocks_set(&d->map), 0);
+		return;
+	}
 	d->scan.queued = g_list_append(d->scan.queued, c);
 	scan_kick(d);
 }
@@ -395,7 +474,7 @@ static gboolean waiter_timeout(gpointer p)
 	return G_SOURCE_REMOVE;
 }
 
-void wake_waiters(struct b13d *d)
+static void wake_waiters(struct b13d *d)
 {
 	GList *l, *next;
 
@@ -410,7 +489,7 @@ void wake_waiters(struct b13d *d)
 	}
 }
 
-void fail_waiters(struct b13d *d, const char *why)
+static void fail_waiters(struct b13d *d, const char *why)
 {
 	while (d->waiters) {
 		struct stats_waiter *w = d->waiters->data;
@@ -459,6 +538,33 @@ static void cmd_stats(struct b13d *d, struct ctl_conn *c,
 	d->waiters = g_list_append(d->waiters, w);
 	queue_req(d, REQ_STATS, 0);
 	flush_requests(d);
+}
+
+static void cmd_stats_interval(struct b13d *d, struct ctl_conn *c,
+			       const struct ctl_req *req)
+{
+	uint64_t f = b13d_features(d);
+	bool acked = d->live && d->c.features_acked;
+	JsonBuilder *b;
+
+	if (acked && !(f & B13_F_FULL_STATS)) {
+		ctl_reply_error(c, "the driver did not negotiate full-stats: "
+				"it sends stats only when asked");
+		return;
+	}
+	d->stats_interval_ms = req->ms;
+	if (acked && d->running) {
+		queue_req(d, REQ_STATS_INTERVAL, req->ms);
+		flush_requests(d);
+	}
+	logrl(d, LOG_TARGET, "stats interval %" PRIu64 " ms%s", req->ms,
+	      acked && d->running ? "" : ", sent once a full-stats driver "
+	      "starts");
+	b = reply_begin();
+	add_u64(b, "interval_ms", req->ms);
+	add_bool(b, "connected", d->live);
+	add_bool(b, "queued", acked && d->running);
+	reply_end(c, b);
 }
 
 static void add_range(uint64_t addr, uint64_t nblocks, void *data)
@@ -531,6 +637,40 @@ static void cmd_inject(struct b13d *d, struct ctl_conn *c,
 	reply_end(c, b);
 }
 
+/* The control server closed c while its request was with us. */
+static void cancel_request(struct ctl_conn *c, void *data)
+{
+	struct b13d *d = data;
+	struct status_scan *sc = &d->scan;
+	GList *l;
+
+	for (l = d->waiters; l; l = l->next) {
+		struct stats_waiter *w = l->data;
+
+		if (w->conn != c)
+			continue;
+		d->waiters = g_list_delete_link(d->waiters, l);
+		g_source_remove(w->timer);
+		g_free(w);
+		ctl_reply_error(c, "connection closed");
+		return;
+	}
+	if (g_list_find(sc->waiting, c)) {
+		sc->waiting = g_list_remove(sc->waiting, c);
+		ctl_reply_error(c, "connection closed");
+	} else if (g_list_find(sc->queued, c)) {
+		sc->queued = g_list_remove(sc->queued, c);
+		ctl_reply_error(c, "connection closed");
+	}
+}
+
+void commands_init(struct b13d *d)
+{
+	d->hooks.stats_arrived = wake_waiters;
+	d->hooks.disconnected = fail_waiters;
+	d->ctl_opts.cancel = cancel_request;
+}
+
 void on_control(struct ctl_conn *c, const struct ctl_req *req, void *data)
 {
 	struct b13d *d = data;
@@ -553,6 +693,9 @@ void on_control(struct ctl_conn *c, const struct ctl_req *req, void *data)
 		break;
 	case CTL_INJECT:
 		cmd_inject(d, c, req);
+		break;
+	case CTL_STATS_INTERVAL:
+		cmd_stats_interval(d, c, req);
 		break;
 	default:
 		ctl_reply_error(c, "unknown command");

@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <glib-unix.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -59,6 +60,7 @@ const char *const ctl_cmd_names[CTL_NR_CMDS] = {
 	[CTL_STATS] = "stats",
 	[CTL_RANGES] = "ranges",
 	[CTL_INJECT] = "inject",
+	[CTL_STATS_INTERVAL] = "stats-interval",
 };
 
 const char *const ctl_inject_names[CTL_NR_INJ] = {
@@ -100,6 +102,10 @@ static const struct field inject_fields[] = {
 	UINT_FIELD("count", false, 1, CTL_INJECT_MAX, 1, count),
 };
 
+static const struct field interval_fields[] = {
+	UINT_FIELD("ms", true, 0, CTL_STATS_INTERVAL_MAX, 0, ms),
+};
+
 static const struct {
 	const struct field *f;
 	size_t n;
@@ -108,6 +114,8 @@ static const struct {
 	[CTL_STATS] = { stats_fields, G_N_ELEMENTS(stats_fields) },
 	[CTL_RANGES] = { ranges_fields, G_N_ELEMENTS(ranges_fields) },
 	[CTL_INJECT] = { inject_fields, G_N_ELEMENTS(inject_fields) },
+	[CTL_STATS_INTERVAL] = { interval_fields,
+				 G_N_ELEMENTS(interval_fields) },
 };
 
 /*
@@ -306,6 +314,8 @@ struct ctl_conn {
 	bool in_lines;		/* inside process_lines() */
 	bool eof;		/* peer finished sending */
 	gint64 last_active;	/* us: last request taken or output sent */
+	gint64 opened;		/* us */
+	uid_t uid;		/* of the peer */
 	struct ctl_server *srv;
 };
 
@@ -382,11 +392,81 @@ bool unix_peer_allowed(int fd, gid_t gid, uid_t *uid)
 	return ok;
 }
 
+/* Is someone listening at sa?  (A stale socket file answers nobody.) */
+static bool socket_live(const struct sockaddr_un *sa)
+{
+	int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool live;
+
+	if (probe < 0)
+		return false;
+	live = connect(probe, (const struct sockaddr *)sa, sizeof(*sa)) == 0;
+	close(probe);
+	return live;
+}
+
+/*
+ * Bind fd at sa, the file created with mode: under a umask that leaves
+ * exactly mode, so nothing ever changes the path afterwards (a chmod()
+ * would follow a symlink someone put there meanwhile).
+ */
+static int bind_mode(int fd, const struct sockaddr_un *sa, mode_t mode)
+{
+	mode_t old = umask(~mode & 0777);
+	int rc = bind(fd, (const struct sockaddr *)sa, sizeof(*sa));
+
+	umask(old);
+	return rc;
+}
+
+/*
+ * With a group: bind in a private directory next to the path (0700, only
+ * we write in it), give the socket its group there, then rename() it into
+ * place, which replaces whatever is at the path without following it.
+ * Returns 0, or -1 with errno (ENAMETOOLONG: the private path does not
+ * fit in a socket address).
+ */
+static int bind_group(int fd, const char *path, mode_t mode, gid_t gid)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char *dir = g_path_get_dirname(path);
+	char *tmp = g_build_filename(dir, ".balloon13d-XXXXXX", NULL);
+	char *sock = NULL;
+	int rc = -1, e;
+
+	if (!g_mkdtemp_full(tmp, 0700))
+		goto out;
+	sock = g_build_filename(tmp, "s", NULL);
+	if (strlen(sock) >= sizeof(sa.sun_path)) {
+		errno = ENAMETOOLONG;
+		goto out_rmdir;
+	}
+	strcpy(sa.sun_path, sock);
+	if (bind_mode(fd, &sa, mode) || lchown(sock, (uid_t)-1, gid) ||
+	    rename(sock, path))
+		goto out_unlink;
+	rc = 0;
+	goto out_rmdir;
+out_unlink:
+	e = errno;
+	unlink(sock);
+	errno = e;
+out_rmdir:
+	e = errno;
+	rmdir(tmp);
+	errno = e;
+out:
+	g_free(sock);
+	g_free(tmp);
+	g_free(dir);
+	return rc;
+}
+
 int unix_listen_path(const char *path, mode_t mode, gid_t gid, GError **err)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	mode_t old_umask;
-	int fd, probe, rc;
+	struct stat st;
+	int fd, rc;
 
 	if (strlen(path) >= sizeof(sa.sun_path)) {
 		g_set_error(err, G_IO_ERROR, G_IO_ERROR_FILENAME_TOO_LONG,
@@ -398,45 +478,34 @@ int unix_listen_path(const char *path, mode_t mode, gid_t gid, GError **err)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		goto fail;
-	/* Born 0600 whatever the umask; widened below only if asked to. */
-	old_umask = umask(0177);
-	rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-	if (rc && errno == EADDRINUSE) {
-		struct stat st;
-
-		/* Something is there: a live listener, a stale socket, a file. */
-		if (stat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
-			umask(old_umask);
+	/* Something is there: a live listener, a stale socket, a file. */
+	if (!lstat(path, &st)) {
+		if (!S_ISSOCK(st.st_mode)) {
 			errno = EEXIST;
 			goto fail_close;
 		}
-		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (probe >= 0 &&
-		    connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-			umask(old_umask);
-			close(probe);
+		if (socket_live(&sa)) {
 			g_set_error(err, G_IO_ERROR, G_IO_ERROR_ADDRESS_IN_USE,
 				    "%s: another process is listening there",
 				    path);
 			close(fd);
 			return -1;
 		}
-		if (probe >= 0)
-			close(probe);
-		unlink(path);
-		rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
 	}
-	umask(old_umask);
-	if (rc)
-		goto fail_close;
-	/* Group first, so that the group bits never apply to another group. */
-	if ((gid != (gid_t)-1 && lchown(path, (uid_t)-1, gid)) ||
-	    ((mode & 07777) != 0600 && chmod(path, mode & 07777)) ||
-	    listen(fd, 16)) {
-		int e = errno;
+	mode &= 0777;
+	if (gid != (gid_t)-1) {
+		rc = bind_group(fd, path, mode, gid);
+	} else {
+		unlink(path);	/* a stale socket, if any */
+		rc = bind_mode(fd, &sa, mode);
+	}
+	if (rc || listen(fd, 16)) {
+		if (!rc) {
+			int e = errno;
 
-		unlink(path);
-		errno = e;
+			unlink(path);
+			errno = e;
+		}
 		goto fail_close;
 	}
 	return fd;
@@ -521,6 +590,7 @@ void ctl_reply(struct ctl_conn *c, JsonNode *resp)
 
 	len = strlen(s);
 	json_node_unref(resp);
+	c->busy = false;	/* answered: closing it now cancels nothing */
 	if (c->fd >= 0 && c->out->len + len + 1 > CTL_OUT_MAX) {
 		c->srv->cnt.dropped_output++;
 		srv_event(c->srv, CTL_EV_DROPPED, "control client dropped: "
@@ -532,7 +602,6 @@ void ctl_reply(struct ctl_conn *c, JsonNode *resp)
 		g_string_append_c(c->out, '\n');
 	}
 	g_free(s);
-	c->busy = false;
 	if (c->fd >= 0) {
 		flush_out(c);
 		if (c->fd >= 0 && !c->in_lines)
@@ -670,6 +739,12 @@ static void conn_close(struct ctl_conn *c)
 	c->fd = -1;
 	s->conns = g_list_remove(s->conns, c);
 	s->cnt.open--;
+	/* Its request is with the handler: let it answer (nobody) now. */
+	if (c->busy && s->o.cancel) {
+		c->refs++;
+		s->o.cancel(c, s->data);
+		conn_unref(c);
+	}
 	if (!s->conns && s->sweep_src) {
 		g_source_remove(s->sweep_src);
 		s->sweep_src = 0;
@@ -719,6 +794,59 @@ static void refuse(int fd, const char *msg)
 	close(fd);
 }
 
+static unsigned int conns_of(const struct ctl_server *s, uid_t uid)
+{
+	unsigned int n = 0;
+	GList *l;
+
+	for (l = s->conns; l; l = l->next)
+		n += ((struct ctl_conn *)l->data)->uid == uid;
+	return n;
+}
+
+/*
+ * All slots are taken and a client of uid knocks.  The connection quiet
+ * longest makes room, if there is one.  If none is quiet (each waits for
+ * an answer, up to a stats timeout), the uid holding the most slots
+ * gives up its oldest, if it holds more than uid does: so no uid can keep
+ * another out, root included, by keeping its own requests waiting.
+ */
+static void make_room(struct ctl_server *s, uid_t uid)
+{
+	struct ctl_conn *old = NULL, *c;
+	unsigned int most = 0, n;
+	GList *l;
+
+	for (l = s->conns; l; l = l->next) {
+		c = l->data;
+		if (quiet(c) && (!old || c->last_active < old->last_active))
+			old = c;
+	}
+	if (old) {
+		s->cnt.evicted++;
+		srv_event(s, CTL_EV_FULL, "control client closed to make room: "
+			  "quiet for %" G_GINT64_FORMAT " ms",
+			  (g_get_monotonic_time() - old->last_active) / 1000);
+		conn_close(old);
+		return;
+	}
+	for (l = s->conns; l; l = l->next) {
+		c = l->data;
+		n = conns_of(s, c->uid);
+		if (n > most || (n == most && old && c->opened < old->opened)) {
+			most = n;
+			old = c;
+		}
+	}
+	if (!old || most <= conns_of(s, uid))
+		return;
+	s->cnt.evicted_busy++;
+	srv_event(s, CTL_EV_FULL, "control client of uid %d closed to make "
+		  "room for uid %d: it held %u of %u connections",
+		  (int)old->uid, (int)uid, most, s->o.max_conns);
+	conn_close(old);
+}
+
 static gboolean srv_accept(gint fd, GIOCondition cond, gpointer p);
 
 static gboolean resume_accept(gpointer p)
@@ -762,27 +890,8 @@ static gboolean srv_accept(gint fd, GIOCondition cond, gpointer p)
 		refuse(cfd, "permission denied");
 		return G_SOURCE_CONTINUE;
 	}
-	if (s->cnt.open >= s->o.max_conns) {
-		/* The connection quiet longest makes room, if there is one. */
-		struct ctl_conn *old = NULL;
-		GList *l;
-
-		for (l = s->conns; l; l = l->next) {
-			struct ctl_conn *o = l->data;
-
-			if (quiet(o) && (!old ||
-					 o->last_active < old->last_active))
-				old = o;
-		}
-		if (old) {
-			s->cnt.evicted++;
-			srv_event(s, CTL_EV_FULL, "control client closed to make "
-				  "room: quiet for %" G_GINT64_FORMAT " ms",
-				  (g_get_monotonic_time() - old->last_active) /
-				  1000);
-			conn_close(old);
-		}
-	}
+	if (s->cnt.open >= s->o.max_conns)
+		make_room(s, uid);
 	if (s->cnt.open >= s->o.max_conns) {
 		s->cnt.refused++;
 		srv_event(s, CTL_EV_FULL, "control client refused: %u "
@@ -796,7 +905,8 @@ static gboolean srv_accept(gint fd, GIOCondition cond, gpointer p)
 	c->in = g_string_new(NULL);
 	c->out = g_string_new(NULL);
 	c->srv = s;
-	c->last_active = g_get_monotonic_time();
+	c->last_active = c->opened = g_get_monotonic_time();
+	c->uid = uid;
 	c->src = (struct conn_source *)g_source_new(&conn_source_funcs,
 						    sizeof(*c->src));
 	c->src->c = c;

@@ -32,6 +32,8 @@
 #define CTL_STATS_TIMEOUT_MAX	600000
 /* Most hostile requests one "inject" may queue. */
 #define CTL_INJECT_MAX		1024
+/* Longest push interval "stats-interval" may ask for: a day. */
+#define CTL_STATS_INTERVAL_MAX	86400000
 
 enum ctl_cmd {
 	CTL_STATUS,
@@ -40,6 +42,7 @@ enum ctl_cmd {
 	CTL_STATS,
 	CTL_RANGES,
 	CTL_INJECT,
+	CTL_STATS_INTERVAL,
 	CTL_NR_CMDS
 };
 
@@ -64,6 +67,7 @@ struct ctl_req {
 	uint64_t from;		/* ranges: first guest-physical address */
 	enum ctl_inject kind;	/* inject */
 	uint64_t count;		/* inject: 1..CTL_INJECT_MAX */
+	uint64_t ms;		/* stats-interval: 0..CTL_STATS_INTERVAL_MAX */
 };
 
 /*
@@ -102,6 +106,12 @@ struct ctl_opts {
 				   unread answers this long */
 	/* Optional: told about each event, with a one-line description. */
 	void (*event)(enum ctl_event ev, const char *what, void *data);
+	/*
+	 * Optional: a connection closed while its request was with the
+	 * handler (evicted, or the peer went away): answer it now with
+	 * ctl_reply() (nobody reads it) and forget it.
+	 */
+	void (*cancel)(struct ctl_conn *c, void *data);
 };
 
 /* What the server has done; read by "status". */
@@ -110,6 +120,8 @@ struct ctl_counters {
 	uint64_t denied;	/* peer credentials not allowed */
 	uint64_t refused;	/* over max_conns, none of them quiet */
 	uint64_t evicted;	/* quiet, closed to make room for a new one */
+	uint64_t evicted_busy;	/* waiting, closed to make room for a client
+				   of a uid holding fewer connections */
 	uint64_t dropped_idle;	/* stuck for idle_ms, or quiet for long */
 	uint64_t dropped_output;	/* answers over CTL_OUT_MAX unread */
 	uint64_t dropped_line;	/* a line over CTL_MAX_LINE */
@@ -138,10 +150,13 @@ void ctl_reply_error(struct ctl_conn *c, const char *fmt, ...)
 
 /*
  * Bind a listening unix stream socket at path, created with mode (and
- * group gid unless (gid_t)-1) whatever the umask.  If the path exists and
- * nobody answers on it, it is a stale socket and is replaced; if someone
- * does, fail.  Returns the fd (non-blocking, close-on-exec) or -1 with
- * *err.
+ * group gid unless (gid_t)-1) whatever the umask.  The path is never
+ * chmod()ed or chown()ed after the bind: the mode comes from the umask at
+ * bind time, and a socket with a group is made in a private directory and
+ * renamed into place, so a symlink swapped in meanwhile is replaced, not
+ * followed.  If the path exists and nobody answers on it, it is a stale
+ * socket and is replaced; if someone does, fail.  Returns the fd
+ * (non-blocking, close-on-exec) or -1 with *err.
  */
 int unix_listen_path(const char *path, mode_t mode, gid_t gid, GError **err);
 

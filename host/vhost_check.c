@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "vhost_check.h"
@@ -99,34 +100,129 @@ bool b13_vu_rings_fit(const VuDev *dev, unsigned int q)
 	       ring_fits(dev, &vq->vra, vq->vring.num);
 }
 
-/* A memory region of the table: sizes that neither wrap nor are empty. */
-static const char *check_region(const VhostUserMemoryRegion *r, int fd,
-				char *buf, size_t len)
+/*
+ * File systems whose files may be guest RAM: their pages are the kernel's
+ * own (shmem, hugetlbfs) or a local disk's, faults on them end, and a
+ * hole punched in them gives memory back.  A file on FUSE, NFS and the
+ * like is refused: a third party decides what its pages hold and when
+ * (or whether) a fault on them returns.
+ */
+static const struct {
+	uint32_t magic;
+	const char *name;
+	bool trusted;
+} file_systems[] = {
+	{ 0x01021994, "tmpfs/shmem", true },	/* TMPFS_MAGIC, memfd too */
+	{ 0x958458f6, "hugetlbfs", true },	/* HUGETLBFS_MAGIC */
+	{ 0x0000ef53, "ext2/3/4", true },	/* EXT4_SUPER_MAGIC */
+	{ 0x58465342, "xfs", true },		/* XFS_SUPER_MAGIC */
+	{ 0x9123683e, "btrfs", true },		/* BTRFS_SUPER_MAGIC */
+	{ 0x858458f6, "ramfs", false },		/* cannot punch holes */
+	{ 0x65735546, "fuse", false },
+	{ 0x00006969, "nfs", false },
+	{ 0x01021997, "9p", false },
+	{ 0xfe534d42, "smb2", false },
+	{ 0xff534d42, "cifs", false },
+	{ 0x794c7630, "overlayfs", false },
+	{ 0x73717368, "squashfs", false },
+};
+
+const char *b13_vu_fs_name(uint32_t magic)
 {
+	size_t i;
+
+	for (i = 0; i < sizeof(file_systems) / sizeof(file_systems[0]); i++)
+		if (file_systems[i].magic == magic)
+			return file_systems[i].name;
+	return NULL;
+}
+
+bool b13_vu_fs_trusted(uint32_t magic)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(file_systems) / sizeof(file_systems[0]); i++)
+		if (file_systems[i].magic == magic)
+			return file_systems[i].trusted;
+	return false;
+}
+
+/*
+ * libvhost-user adds to region addresses without checking for overflow
+ * (a descriptor's 32-bit length to a guest address, to clip it; a
+ * region's size to its front-end address, to find it).  Regions that
+ * end below 2^63, in both address spaces, keep every such sum exact.
+ */
+#define ADDR_LIMIT	(1ull << 63)
+
+/*
+ * A memory region of the table: sizes that neither wrap nor are empty,
+ * addresses far from 2^64, a regular file long enough on a file system
+ * fit for guest RAM.  *f gets what identifies its bytes.
+ */
+static const char *check_region(const VhostUserMemoryRegion *r, int fd,
+				struct b13_vu_file *f, char *buf, size_t len)
+{
+	struct statfs sfs;
 	struct stat st;
+	const char *fs;
 
 	if (!span_ok(r->guest_phys_addr, r->memory_size) ||
 	    !span_ok(r->userspace_addr, r->memory_size) ||
 	    !span_ok(r->mmap_offset, r->memory_size))
 		return why(buf, len, "memory region empty or wrapping past "
 			   "2^64");
+	if (r->memory_size > ADDR_LIMIT ||
+	    r->guest_phys_addr > ADDR_LIMIT - r->memory_size ||
+	    r->userspace_addr > ADDR_LIMIT - r->memory_size)
+		return why(buf, len, "memory region at gpa 0x%" PRIx64
+			   " (front end 0x%" PRIx64 ") of %" PRIu64 " bytes "
+			   "reaches past 2^63", (uint64_t)r->guest_phys_addr,
+			   (uint64_t)r->userspace_addr,
+			   (uint64_t)r->memory_size);
 	if (r->mmap_offset + r->memory_size > INT64_MAX)
 		return why(buf, len, "memory region beyond any file size");
 	/*
 	 * A region longer than its file would fault (SIGBUS) when the guest
 	 * names a page past the end.
 	 */
-	if (fstat(fd, &st))
+	if (fstat(fd, &st) || fstatfs(fd, &sfs))
 		return why(buf, len, "memory region fd: %m");
 	if (!S_ISREG(st.st_mode))
 		return why(buf, len, "memory region fd is not a regular file "
-			   "(memfd, tmpfs or hugetlbfs)");
+			   "(memfd, tmpfs, hugetlbfs or a local disk file)");
+	if (!b13_vu_fs_trusted((uint32_t)sfs.f_type)) {
+		fs = b13_vu_fs_name((uint32_t)sfs.f_type);
+		if (fs)
+			return why(buf, len, "memory region in a file on %s: "
+				   "not a file system for guest RAM (memfd, "
+				   "tmpfs, hugetlbfs, ext4, xfs, btrfs)", fs);
+		return why(buf, len, "memory region in a file on file system "
+			   "0x%lx: not one for guest RAM (memfd, tmpfs, "
+			   "hugetlbfs, ext4, xfs, btrfs)",
+			   (unsigned long)sfs.f_type);
+	}
 	if ((uint64_t)st.st_size < r->mmap_offset + r->memory_size)
 		return why(buf, len, "memory region of %" PRIu64 " bytes at "
 			   "offset %" PRIu64 " in a file of %lld bytes",
 			   (uint64_t)r->memory_size, (uint64_t)r->mmap_offset,
 			   (long long)st.st_size);
+	*f = (struct b13_vu_file){
+		.gpa = r->guest_phys_addr, .size = r->memory_size,
+		.qva = r->userspace_addr, .offset = r->mmap_offset,
+		.dev = st.st_dev, .ino = st.st_ino,
+		.fs = (uint32_t)sfs.f_type,
+		.page = sfs.f_bsize > 0 ? (uint64_t)sfs.f_bsize : 4096,
+	};
 	return NULL;
+}
+
+/* Do two regions map some of the same bytes of one file? */
+static bool aliased(const struct b13_vu_file *a, const struct b13_vu_file *b)
+{
+	return a->dev == b->dev && a->ino == b->ino &&
+	       a->offset < b->offset + b->size &&
+	       b->offset < a->offset + a->size;
 }
 
 static bool gpa_overlap(const VhostUserMemoryRegion *a, uint64_t gpa,
@@ -142,6 +238,7 @@ static const char *check_mem_table(const VhostUserMsg *msg,
 				   const VhostUserMemory *mem, char *buf,
 				   size_t len)
 {
+	struct b13_vu_file f[VHOST_MEMORY_BASELINE_NREGIONS];
 	uint32_t i, j;
 	const char *e;
 
@@ -155,23 +252,31 @@ static const char *check_mem_table(const VhostUserMsg *msg,
 		return why(buf, len, "memory table of %u regions with %d fds",
 			   mem->nregions, msg->fd_num);
 	for (i = 0; i < mem->nregions; i++) {
-		e = check_region(&mem->regions[i], msg->fds[i], buf, len);
+		e = check_region(&mem->regions[i], msg->fds[i], &f[i], buf,
+				 len);
 		if (e)
 			return e;
-		for (j = 0; j < i; j++)
+		for (j = 0; j < i; j++) {
 			if (gpa_overlap(&mem->regions[j],
 					mem->regions[i].guest_phys_addr,
 					mem->regions[i].memory_size))
 				return why(buf, len, "memory regions %u and %u "
 					   "overlap", j, i);
+			/* Ballooning one would discard the other's data. */
+			if (aliased(&f[j], &f[i]))
+				return why(buf, len, "memory regions %u and %u "
+					   "map the same file bytes", j, i);
+		}
 	}
 	return NULL;
 }
 
 static const char *check_add_region(const VuDev *dev, const VhostUserMsg *msg,
-				    const VhostUserMemoryRegion *r, char *buf,
-				    size_t len)
+				    const VhostUserMemoryRegion *r,
+				    const struct b13_vu_files *files,
+				    char *buf, size_t len)
 {
+	struct b13_vu_file f;
 	const char *e;
 	uint32_t i;
 
@@ -180,7 +285,7 @@ static const char *check_add_region(const VuDev *dev, const VhostUserMsg *msg,
 	if (dev->nregions >= VHOST_USER_MAX_RAM_SLOTS)
 		return why(buf, len, "ADD_MEM_REG: all %d slots used",
 			   VHOST_USER_MAX_RAM_SLOTS);
-	e = check_region(r, msg->fds[0], buf, len);
+	e = check_region(r, msg->fds[0], &f, buf, len);
 	if (e)
 		return e;
 	for (i = 0; i < dev->nregions; i++) {
@@ -193,7 +298,65 @@ static const char *check_add_region(const VuDev *dev, const VhostUserMsg *msg,
 			return why(buf, len, "ADD_MEM_REG overlaps region %u",
 				   i);
 	}
+	for (i = 0; files && i < files->n; i++)
+		if (aliased(&files->r[i], &f))
+			return why(buf, len, "ADD_MEM_REG maps the same file "
+				   "bytes as the region at gpa 0x%" PRIx64,
+				   files->r[i].gpa);
 	return NULL;
+}
+
+void b13_vu_files_note(struct b13_vu_files *files, const VhostUserMsg *msg)
+{
+	__typeof__(((VhostUserMsg *)NULL)->payload) pl;
+	struct b13_vu_file f;
+	char buf[200];
+	uint32_t i, k;
+
+	memcpy(&pl, &msg->payload, sizeof(pl));
+	switch (msg->request) {
+	case VHOST_USER_SET_MEM_TABLE:
+		files->n = 0;
+		for (i = 0; i < pl.memory.nregions &&
+		     i < VHOST_MEMORY_BASELINE_NREGIONS; i++)
+			if (!check_region(&pl.memory.regions[i], msg->fds[i],
+					  &f, buf, sizeof(buf)))
+				files->r[files->n++] = f;
+		break;
+	case VHOST_USER_ADD_MEM_REG:
+		if (files->n < VHOST_USER_MAX_RAM_SLOTS && msg->fd_num == 1 &&
+		    !check_region(&pl.memreg.region, msg->fds[0], &f, buf,
+				  sizeof(buf)))
+			files->r[files->n++] = f;
+		break;
+	case VHOST_USER_REM_MEM_REG:
+		for (i = 0; i < files->n; i++) {
+			const struct b13_vu_file *o = &files->r[i];
+
+			if (o->gpa != pl.memreg.region.guest_phys_addr ||
+			    o->qva != pl.memreg.region.userspace_addr ||
+			    o->size != pl.memreg.region.memory_size)
+				continue;
+			for (k = i + 1; k < files->n; k++)
+				files->r[k - 1] = files->r[k];
+			files->n--;
+			break;
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+uint64_t b13_vu_files_page(const struct b13_vu_files *files, uint64_t gpa,
+			   uint64_t size)
+{
+	uint32_t i;
+
+	for (i = 0; files && i < files->n; i++)
+		if (files->r[i].gpa == gpa && files->r[i].size == size)
+			return files->r[i].page;
+	return 0;
 }
 
 /*
@@ -271,7 +434,8 @@ static const char *check_queue(const VuDev *dev, const VhostUserMsg *msg,
 }
 
 const char *b13_vu_check_msg(const VuDev *dev, const VhostUserMsg *msg,
-			     const struct b13_vu_offer *offer, char *buf,
+			     const struct b13_vu_offer *offer,
+			     const struct b13_vu_files *files, char *buf,
 			     size_t len)
 {
 	/* The message is packed: look at an aligned copy of its payload. */
@@ -317,8 +481,8 @@ const char *b13_vu_check_msg(const VuDev *dev, const VhostUserMsg *msg,
 		return check_mem_table(msg, &pl.memory, buf, len);
 	case VHOST_USER_ADD_MEM_REG:
 		e = check_shape(msg, SZ_MEMREG, -1, buf, len);
-		return e ? e : check_add_region(dev, msg, &pl.memreg.region, buf,
-						 len);
+		return e ? e : check_add_region(dev, msg, &pl.memreg.region,
+						 files, buf, len);
 	case VHOST_USER_REM_MEM_REG:
 		e = check_shape(msg, SZ_MEMREG, -1, buf, len);
 		if (!e && msg->fd_num > 1)

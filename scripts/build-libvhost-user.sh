@@ -11,9 +11,11 @@
 #       include/libvhost-user.h libvhost-user-glib.h standard-headers/linux/*.h
 #       lib/libvhost-user.a lib/libvhost-user-glib.a
 #       lib/pkgconfig/libvhost-user-glib.pc
-#       src/libvhost-user.c libvhost-user.h include/{atomic,compiler}.h
+#       src/libvhost-user.c libvhost-user.h libvhost-user-glib.[ch]
+#       src/include/{atomic,compiler}.h
 #
-# (src/ lets host/fuzz build the library again with ASan and coverage.)
+# (src/ lets host/ build the library again with ASan, and with coverage
+# for fuzzing.)
 #
 # The prefix is keyed by the QEMU version and this script, so a run with
 # nothing changed only prints it.  Concurrent runs serialise on a lock.
@@ -69,7 +71,8 @@ for lib in vhost-user vhost-user-glib; do
 done
 install -m 0644 "$src/libvhost-user.h" "$src/libvhost-user-glib.h" "$stage/include/"
 mkdir -p "$stage/src/include"
-install -m 0644 "$src/libvhost-user.c" "$src/libvhost-user.h" "$stage/src/"
+install -m 0644 "$src/libvhost-user.c" "$src/libvhost-user.h" \
+	"$src/libvhost-user-glib.c" "$src/libvhost-user-glib.h" "$stage/src/"
 cp -L "$src/include/atomic.h" "$src/include/compiler.h" "$stage/src/include/"
 # Copy through the symlink into a real directory; only the headers that
 # libvhost-user.h pulls in are needed, but the set is small.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build virtio_balloon13.ko for one kernel series and print its path.
 #   scripts/build-module.sh SERIES [extra kbuild args...]
-# SERIES: 6.1 or 6.12 (Debian's kernels), or 6.12-debug (the debug kernel of
+# SERIES: 6.1, 6.12 or 7.2 (Debian's kernels), or 6.12-debug (the debug kernel of
 # scripts/build-debug-kernel.sh, built or checked first: cheap once cached).
 # Each kernel gets its own copy of the sources under out/<kver>/src, since
 # kbuild writes objects next to them.  The compiler output goes to out/<kver>/build.log.
@@ -37,7 +37,10 @@ rsync -r --checksum --delete --exclude='*.mod.c' \
 	--include='/include/uapi/linux/' \
 	--include='/include/uapi/linux/virtio_balloon13.h' \
 	--exclude='*' "$VB13_TOP/" "$out/src/"
-if ! make -C "$KDIR" M="$out/src" CONFIG_VIRTIO_BALLOON13=m "$@" modules \
+# A series may name the sparse its headers need (7.2: unstable's).
+CHECK=${CHECK:-}
+if ! make -C "$KDIR" M="$out/src" CONFIG_VIRTIO_BALLOON13=m \
+	${CHECK:+CHECK="$CHECK"} "$@" modules \
 	>"$out/build.log" 2>&1; then
 	cat "$out/build.log" >&2
 	vb13_die "build for $KVER failed"

@@ -1,89 +1,152 @@
 #!/usr/bin/env bash
-# Build QEMU $QEMU_VERSION from Debian's orig tarball with the patches in
-# scripts/qemu-patches/ (the generic vhost-user device made creatable, with
-# num_vqs + 1 MSI-X vectors; the native device 13, virtio-balloon13-pci)
-# and a small device set, and print the path of the resulting
-# qemu-system-x86_64.
+# Build QEMU $QEMU_VERSION (scripts/lib.sh) from Debian's orig tarball with
+# the patches in scripts/qemu-patches/ and the device set in
+# vb13-devices.mak, and print the path of its qemu-system-x86_64.
 #
-# The result is cached in $VB13_CACHE/qemu-$QEMU_VERSION-<hash>/, the hash
-# covering this script, the patches and the devices file, so it is rebuilt
-# only when one of them (or the version) changes.  Firmware is not built:
-# run the binary with -L /usr/share/qemu -L /usr/share/seabios (Debian's
-# qemu-system-data and seabios packages).
+# The build is one a user can run real VMs with: KVM (where /dev/kvm
+# exists) and TCG, q35, virtio-blk on raw and qcow2 images, virtio-net with
+# user networking (libslirp) or vhost-net, virtio-rng and virtio-serial,
+# hot-pluggable PCIe root ports, virtio-balloon, and device 13 twice: the
+# native virtio-balloon13-pci and the generic vhost-user device for
+# balloon13d (upstream's vhost-user-test-device-pci).  No display.
 #
-# Usage: build-qemu.sh [--force]
+# The device's qtest is built too, into tests/ beside root/
+# (scripts/qemu-qtest.sh).
+#
+# The result is installed (meson install) into a prefix in the cache,
+#   $VB13_CACHE/qemu-$QEMU_VERSION-<hash>/root/{bin,share}
+# keyed by a hash of this script, the patches and the devices file, so it is
+# rebuilt only when one of them (or the version) changes;
+# $VB13_CACHE/qemu-$QEMU_VERSION-<hash>/qemu-system-x86_64 links to the
+# binary.  QEMU is relocatable: the tree can be copied to any prefix
+# (--install PREFIX; `make install-qemu PREFIX=/usr/local`).  Firmware is
+# not built: the binary looks in Debian's qemu-system-data, seabios and
+# ipxe-qemu (--firmwarepath), so no -L is needed.
+#
+# Usage: build-qemu.sh [--force] [--install PREFIX]
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 force=0
-case "${1:-}" in
-"") ;;
---force) force=1 ;;
-*) echo "usage: build-qemu.sh [--force]" >&2; exit 2 ;;
-esac
+install_prefix=
+while [ $# -gt 0 ]; do
+	case $1 in
+	--force) force=1 ;;
+	--install) install_prefix=${2:?--install needs a prefix}; shift ;;
+	*) echo "usage: build-qemu.sh [--force] [--install PREFIX]" >&2; exit 2 ;;
+	esac
+	shift
+done
 
 patchdir=$VB13_TOP/scripts/qemu-patches
-key=$(cat "$VB13_TOP/scripts/build-qemu.sh" "$patchdir"/*.patch \
-	"$patchdir"/vb13-devices.mak | sha256sum | cut -c1-12)
+key=$( (echo "$QEMU_VERSION"; cat "$VB13_TOP/scripts/build-qemu.sh" \
+	"$patchdir"/*.patch "$patchdir"/vb13-devices.mak) | sha256sum | cut -c1-12)
 out=$VB13_CACHE/qemu-$QEMU_VERSION-$key
-bin=$out/qemu-system-x86_64
+bin=$out/root/bin/qemu-system-x86_64
+firmware_path=/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu
 
-# Print the binary if it is there and works.
+# What the build must offer; check() fails if any is missing.
+want_devices=(virtio-balloon13-pci virtio-balloon-pci vhost-user-test-device-pci
+	virtio-blk-pci virtio-net-pci virtio-rng-pci virtio-serial-pci
+	pcie-root-port)
+
+# Succeeds if the binary is there and offers everything above.
 check() {
-	[ -x "$bin" ] && [ -f "$out/.complete" ] || return 1
-	local devs objs
-	devs=$("$bin" -L /usr/share/qemu -device help 2>&1) || return 1
-	objs=$("$bin" -L /usr/share/qemu -object help 2>&1) || return 1
-	grep -q '"vhost-user-device-pci"' <<<"$devs" &&
-		grep -q '"virtio-balloon-pci"' <<<"$devs" &&
-		grep -q '"virtio-balloon13-pci"' <<<"$devs" &&
-		grep -q 'memory-backend-memfd' <<<"$objs"
+	[ -x "$bin" ] && [ -f "$out/.complete" ] &&
+		[ -x "$out/tests/virtio-balloon13-test" ] || return 1
+	local devs d q=("$bin" -machine none)	# no default machine: no pc
+	devs=$("${q[@]}" -device help 2>&1) || return 1
+	for d in "${want_devices[@]}"; do
+		grep -q "^name \"$d\"" <<<"$devs" || { vb13_log "$bin lacks $d"; return 1; }
+	done
+	"${q[@]}" -accel help 2>&1 | grep -qx kvm || { vb13_log "$bin lacks KVM"; return 1; }
+	"${q[@]}" -accel help 2>&1 | grep -qx tcg || { vb13_log "$bin lacks TCG"; return 1; }
+	"${q[@]}" -netdev help 2>&1 | grep -qx user || { vb13_log "$bin lacks user networking"; return 1; }
+	"${q[@]}" -object help 2>&1 | grep -q memory-backend-memfd ||
+		{ vb13_log "$bin lacks memory-backend-memfd"; return 1; }
 }
 
-if [ "$force" = 0 ] && check; then
-	echo "$bin"
+install_to() {
+	local prefix=$1
+	mkdir -p "$prefix"
+	cp -a "$out/root/." "$prefix/"
+	vb13_log "installed QEMU $QEMU_VERSION in $prefix ($prefix/bin/qemu-system-x86_64)"
+	echo "$prefix/bin/qemu-system-x86_64"
+}
+
+done_() {
+	if [ -n "$install_prefix" ]; then
+		install_to "$install_prefix"
+	else
+		echo "$out/qemu-system-x86_64"
+	fi
 	exit 0
+}
+
+if [ "$force" = 0 ] && check 2>/dev/null; then
+	done_
 fi
 
 # One build at a time, even from several worktrees.
 exec 9>"$VB13_CACHE/build-qemu.lock"
 flock 9
-if [ "$force" = 0 ] && check; then
-	echo "$bin"
-	exit 0
+if [ "$force" = 0 ] && check 2>/dev/null; then
+	done_
 fi
 
 bash "$VB13_TOP/scripts/setup.sh" >&2
 tarball=$(bash "$VB13_TOP/scripts/fetch-qemu-src.sh")
 tmp=$out.tmp
-rm -rf "$tmp" "$out"
-mkdir -p "$tmp/src"
+# The tree is built at one path whatever the hash, so that ccache finds
+# what an earlier build with other patches compiled.
+src=$VB13_CACHE/qemu-build-$QEMU_VERSION
+rm -rf "$tmp" "$out" "$src"
+mkdir -p "$tmp" "$src"
 start=$(date +%s)
 vb13_log "building QEMU $QEMU_VERSION in $tmp (log: $tmp/build.log)"
-tar -xf "$tarball" -C "$tmp/src" --strip-components=1
+tar -xf "$tarball" -C "$src" --strip-components=1 --no-same-owner
+# Compile through ccache (setup.sh installs it): a new patch rebuilds only
+# the files it changes.  (QEMU's configure hands meson the compiler it is
+# given, so meson's own ccache detection does not apply.)
+cc=cc
+if command -v ccache >/dev/null; then
+	cc="ccache cc"
+	export CCACHE_DIR=$VB13_CACHE/ccache
+fi
+# (Each step checked: `set -e` does not apply inside a `... || {` list.)
 (
-	cd "$tmp/src"
+	cd "$src" || exit 1
 	for p in "$patchdir"/*.patch; do
-		patch -p1 --quiet <"$p"
+		echo "applying $(basename "$p")"
+		patch -p1 --quiet --no-backup-if-mismatch <"$p" || exit 1
 	done
-	cp "$patchdir/vb13-devices.mak" configs/devices/x86_64-softmmu/vb13.mak
-	mkdir build
-	cd build
-	../configure --python=/usr/bin/python3 --target-list=x86_64-softmmu \
+	cp "$patchdir/vb13-devices.mak" configs/devices/x86_64-softmmu/vb13.mak &&
+		mkdir build && cd build || exit 1
+	CC=$cc ../configure --python=/usr/bin/python3 --prefix=/usr/local \
+		--firmwarepath="$firmware_path" --target-list=x86_64-softmmu \
 		--disable-install-blobs --without-default-features \
 		--without-default-devices --with-devices-x86_64=vb13 \
-		--enable-vhost-user --enable-tcg
-	nice -n 10 ninja -j2 qemu-system-x86_64
+		--enable-kvm --enable-tcg --enable-slirp --enable-vhost-user \
+		--enable-vhost-kernel --enable-vhost-net || exit 1
+	# Only what `meson install` installs; the default target would also
+	# build QEMU's unit tests and benchmarks.
+	nice -n 10 ninja -j2 qemu-system-x86_64 trace/trace-events-all \
+		tests/qtest/virtio-balloon13-test || exit 1
+	meson install --no-rebuild --quiet --destdir "$tmp/stage"
 ) >"$tmp/build.log" 2>&1 || {
 	tail -n 40 "$tmp/build.log" >&2
 	vb13_die "QEMU build failed; full log in $tmp/build.log"
 }
-install -m 0755 "$tmp/src/build/qemu-system-x86_64" "$tmp/qemu-system-x86_64"
-cp "$tmp/src/build/config-host.h" "$tmp/src/build/x86_64-softmmu-config-devices.mak" "$tmp/"
-rm -rf "$tmp/src"
+mv "$tmp/stage/usr/local" "$tmp/root"
+ln -s root/bin/qemu-system-x86_64 "$tmp/qemu-system-x86_64"
+cp "$src/build/config-host.h" "$src/build/x86_64-softmmu-config-devices.mak" "$tmp/"
+# The device's qtest (scripts/qemu-qtest.sh runs it).
+install -D -m 0755 "$src/build/tests/qtest/virtio-balloon13-test" \
+	"$tmp/tests/virtio-balloon13-test"
+rm -rf "$src" "$tmp/stage"
 echo "$(($(date +%s) - start))" >"$tmp/build-seconds"
 touch "$tmp/.complete"
 mv "$tmp" "$out"
-check || vb13_die "$bin lacks vhost-user-device-pci, virtio-balloon-pci, virtio-balloon13-pci or memory-backend-memfd"
+check || vb13_die "$bin does not offer what it should (see above)"
 vb13_log "built in $(cat "$out/build-seconds") s"
-echo "$bin"
+done_

@@ -1,147 +1,165 @@
 #!/usr/bin/env bash
 # make check: every test of the project, from a fresh bookworm machine.
-# Stages print their own results; each stage's counts are added up and the
-# run ends with one line "N passed, N failed, N skipped".
+#
+# Every stage writes its results as TAP (KUnit: KTAP) to a file under
+# out/check/, and scripts/tap.py alone counts them all (`tap.py summary`):
+# a stage whose file is missing, empty or has no plan, whose plan was not
+# met, or that exited non-zero without a failed test of its own (a crash, a
+# missing tool or script) counts as a failure; skips are counted; a test
+# id reported twice (a scenario run twice) fails.  The run ends with one
+# line "N passed, N failed, N skipped".
+#
+# A stage is one line:
+#     stage ID TAPFILE[=PREFIX] COMMAND...
+# COMMAND's output goes to out/check/ID.log; it finds its TAP file's path
+# in $VB13_TAP (the project's producers default to it).  PREFIX goes before the ids of a file whose results don't
+# carry their stage (KTAP: kunit/<suite>/<case>).  `lines PREFIX COMMAND`
+# turns a producer's "PASS/FAIL/SKIP id" lines into TAP, for producers not
+# converted yet.
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
-cd "$VB13_TOP"
-mkdir -p out/check
-passed=0 failed=0 skipped=0
+cd "$VB13_TOP" || exit 1
+O=out/check
+rm -rf "$O"
+mkdir -p "$O"
+: >"$O/stages.tsv"
 t0=$(date +%s)
+fg_log=1    # foreground stages show their log as they run
 
-stage() { printf '\n=== %s (%ss elapsed)\n' "$1" "$(($(date +%s) - t0))"; }
-
-# Count PASS/FAIL/SKIP lines of a stage log.
-count_lines() {
-	local p f s
-	p=$(grep -c '^PASS ' "$1" || true)
-	f=$(grep -c '^FAIL ' "$1" || true)
-	s=$(grep -c '^SKIP ' "$1" || true)
-	passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
-}
-
-# count_lines, and one more failure when the stage exited non-zero
-# without a FAIL line of its own (a crashed runner, a broken build).
-count_stage() { # rc log
-	count_lines "$2"
-	if [ "$1" != 0 ] && ! grep -q '^FAIL ' "$2"; then
-		echo "FAIL stage $2: exit $1 with no FAIL line of its own"
-		failed=$((failed + 1))
-	fi
-}
-
-# A stage that crashed without reporting its tests counts as one failure.
-run_stage() { # name log cmd...
-	local name=$1 log=$2 rc
+stage() { # ID TAPFILE[=PREFIX][,TAPFILE[=PREFIX]...] COMMAND...
+	local id=$1 spec=$2 s rc f
 	shift 2
-	stage "$name"
-	"$@" 2>&1 | tee "$log"
-	rc=${PIPESTATUS[0]}
-	printf '%s: exit %s after %ss\n' "$name" "$rc" "$(($(date +%s) - t0))"
-	return "$rc"
-}
-
-stage setup
-bash scripts/setup.sh || { echo "0 passed, 1 failed"; exit 1; }
-
-# Everything the VM stages share, built once up front (cached afterwards):
-# the patched QEMU, Debian's kernels, balloon13d and balloon13ctl.
-stage "build QEMU, fetch kernels, build host tools"
-if ! { bash scripts/build-qemu.sh && bash scripts/fetch-kernels.sh &&
-	make -s --no-print-directory host; } >out/check/prepare.log 2>&1; then
-	tail -n 40 out/check/prepare.log
-	echo "FAIL prepare: see out/check/prepare.log"
-	failed=$((failed + 1))
-fi
-# The 6.12-debug guest kernel (KASAN, lockdep, ...): built from source, so
-# minutes cold (see scripts/build-debug-kernel.sh), cached afterwards.
-if ! bash scripts/build-debug-kernel.sh >out/check/prepare-debug.log 2>&1; then
-	tail -n 40 out/check/prepare-debug.log
-	echo "FAIL prepare-debug-kernel: see out/check/prepare-debug.log"
-	failed=$((failed + 1))
-fi
-printf 'prepare: done after %ss\n' "$(($(date +%s) - t0))"
-
-run_stage "kernel checks" out/check/kernel.log bash scripts/kernel-checks.sh
-count_lines out/check/kernel.log
-
-if [ -f host/Makefile ]; then
-	run_stage "host unit tests" out/check/host.log make -s --no-print-directory host-test
-	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' out/check/host.log | tail -n1)
-	if [ -n "$line" ]; then
-		passed=$((passed + $(echo "$line" | awk '{print $1}')))
-		failed=$((failed + $(echo "$line" | awk '{print $3}')))
+	for f in ${spec//,/ }; do rm -f "${f%%=*}"; done
+	f=${spec%%,*}
+	s=$(date +%s)
+	if [ "$fg_log" = 1 ]; then
+		printf '\n=== %s (%ss elapsed)\n' "$id" "$((s - t0))"
+		VB13_TAP=${f%%=*} "$@" 2>&1 | tee "$O/$id.log"
+		rc=${PIPESTATUS[0]}
 	else
-		failed=$((failed + 1))
+		VB13_TAP=${f%%=*} "$@" >"$O/$id.log" 2>&1
+		rc=$?
 	fi
-fi
-
-# balloon13d's unit tests again under ASan+UBSan, then its libFuzzer
-# harnesses: their corpora replayed and a few seconds of fuzzing each.
-if [ -x host/fuzz/run.sh ]; then
-	run_stage "host sanitizers and fuzz replay" out/check/fuzz.log \
-		make -s --no-print-directory -C host fuzz-check
-	rc=$?
-	count_lines out/check/fuzz.log
-	grep -q '^\(PASS\|FAIL\) ' out/check/fuzz.log || [ "$rc" = 0 ] ||
-		failed=$((failed + 1))
-fi
-
-# KUnit under QEMU: every case (each parameter too) counts.  A run that
-# fails without a failed case (kernel splat, crash, timeout) counts once more.
-run_stage KUnit out/check/kunit.log bash scripts/kunit.sh --out out/check/kunit
-rc=$?
-if [ -s out/check/kunit/kunit.ktap ]; then
-	read -r p f s < <(python3 scripts/ktap-count.py out/check/kunit/kunit.ktap)
-	passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
-	[ "$rc" != 0 ] && [ "$f" = 0 ] && failed=$((failed + 1))
-else
-	failed=$((failed + 1))
-fi
-
-# The end-to-end scenarios, the debug kernel's checks and the bench smoke
-# run in two workers, each one QEMU (TCG, one vCPU) at a time, so each host
-# core carries one VM.  On the debug kernel (KASAN, lockdep, ...; kmemleak
-# in its own scenario) they run on balloon13d only, without the scenarios
-# that take longest there (2.5-5x slower than on Debian's kernels under
-# TCG) and whose paths others cover (DEBUG_SKIP), split between the
-# workers by VM (DEBUG_A, DEBUG_B).  `make check-debug` runs them all.
-DEBUG_SKIP=unload,churn,bad-page-bits-40,offline-2m,suspend,stress,smallest,soak-short,poweroff
-DEBUG_A=probe,inflate,stats,deflate,pressure,blocks-2m,bad-page-bits-5,hostile,kmemleak
-DEBUG_B=hotplug,reboot,hostile-guest,offline,floor
-worker() { # name cmd...: run cmd with its log and exit status under out/check
-	local name=$1
-	shift
-	"$@" >"out/check/$name.log" 2>&1
-	echo $? >"out/check/$name.rc"
-	printf '  %s: exit %s after %ss\n' "$name" "$(cat "out/check/$name.rc")" \
-		"$(($(date +%s) - t0))"
+	printf '%s\t%s\t%s\t%s\n' "$id" "$spec" "$rc" "$(($(date +%s) - s))" >>"$O/stages.tsv"
+	printf '  %s: exit %s after %ss\n' "$id" "$rc" "$(($(date +%s) - t0))"
+	return 0
 }
-stage "end-to-end (QEMU VMs), debug kernel checks, bench smoke: two workers"
-rm -f out/check/e2e-*.log out/check/e2e-*.rc
-jobs_a=(e2e-6.1 e2e-6.12-debug-a debug-kernel bench)
-jobs_b=(e2e-6.12 e2e-6.12-debug-b)
-(
-	worker e2e-6.1 python3 tests/e2e/run.py --series 6.1
-	worker e2e-6.12-debug-a python3 tests/e2e/run.py --series 6.12-debug \
-		--devices vu --skip "$DEBUG_SKIP,$DEBUG_B"
-	# The debug kernel's checks are really on and reach out-of-tree modules.
-	worker debug-kernel python3 tests/debug-kernel/check.py
-	worker bench bash bench/run.sh --smoke
-) &
-(
-	worker e2e-6.12 python3 tests/e2e/run.py --series 6.12
-	worker e2e-6.12-debug-b python3 tests/e2e/run.py --series 6.12-debug \
-		--devices vu --skip "$DEBUG_SKIP,$DEBUG_A"
-) &
+
+# `tapout COMMAND`: a producer that prints its TAP on stdout.
+tapout() {
+	"$@" | tee "$VB13_TAP"
+	return "${PIPESTATUS[0]}"
+}
+
+lines() {
+	local prefix=$1
+	shift
+	"$@" 2>&1 | python3 scripts/tap.py from-lines "$prefix" "$VB13_TAP"
+	return "${PIPESTATUS[0]}"
+}
+
+# prepare: what every VM stage shares, built once up front (cached).
+prepare() {
+	# w ID COMMAND...: one prepare/ID result
+	w() { # id command...
+		local id=$1
+		shift
+		if "$@" >>"$O/prepare.log" 2>&1; then
+			echo "ok - prepare/$id"
+		else
+			echo "not ok - prepare/$id"
+			echo "# failed: see $O/prepare.log"
+			tail -n 20 "$O/prepare.log" | sed 's/^/# /'
+		fi
+	}
+	{
+		echo "TAP version 14"
+		echo "1..7"
+		w qemu bash scripts/build-qemu.sh
+		w qemu-fuzz bash scripts/qemu-fuzz.sh build
+		w libvirt bash scripts/build-libvirt.sh
+		w qemu-qmp bash scripts/fetch-qemu-qmp.sh
+		w kernels bash scripts/fetch-kernels.sh "${VB13_SERIES[@]}"
+		w host make -s --no-print-directory host
+		# The 6.12-debug guest kernel (KASAN, lockdep, ...): built from
+		# source, so minutes cold, cached afterwards.
+		w debug-kernel bash scripts/build-debug-kernel.sh
+	} >"$VB13_TAP"
+	! grep -q '^not ok' "$VB13_TAP"
+}
+
+printf '=== setup\n'
+if ! bash scripts/setup.sh; then
+	echo "setup.sh failed: nothing else can run"
+	echo "0 passed, 1 failed, 0 skipped"
+	exit 1
+fi
+
+# On the debug kernel (KASAN, lockdep, ...; kmemleak in its own scenario)
+# the scenarios run on balloon13d only, without those that take longest
+# there (2.5-5x slower than on Debian's kernels under TCG) and whose paths
+# others cover; the rest is split in two shards of whole VM groups,
+# balanced by earlier runs' times frozen for this run (run.py --shard:
+# every scenario in exactly one).  `make check-debug` runs them all.
+DEBUG_SKIP=unload,churn,bad-page-bits-40,offline-2m,suspend,stress,smallest,soak-short,poweroff
+cp "$VB13_CACHE/e2e-times.json" "$O/e2e-times.json" 2>/dev/null || echo '{}' >"$O/e2e-times.json"
+debug_e2e() { # K: shard K of 2
+	python3 tests/e2e/run.py --series 6.12-debug --devices vu --skip "$DEBUG_SKIP" \
+		--shard "$1/2" --times "$O/e2e-times.json"
+}
+
+# Debian's kernels: every scenario on 7.2 (today's API, the driver's main
+# target); on 6.12 and 6.1 what their compat paths or their own kernel
+# (6.1's modular virtio core) can change, leaving out the long runs whose
+# driver paths are the same on every kernel (the life cycle, churn,
+# migration).
+SKIP_6_12=churn,churn-native,soak-short,stress,suspend,smallest,migrate-inflating
+ONLY_6_1=probe,inflate,stats,deflate,unload,blocks-2m,bad-page-bits-5,hostile,pressure,offline,floor,hotplug,reboot
+
+# ---- the stages: ID, TAP file (=id prefix), command ----------------------
+stage check        "$O/check.tap"                python3 tests/check/test_tap.py
+stage prepare      "$O/prepare.tap"              prepare
+stage lint         "$O/lint.tap"                 bash scripts/kernel-checks.sh
+stage host         "host/build/tap/logic.tap,host/build/tap/cli.tap,host/build/tap/vhost-user.tap,host/build/tap/abuse.tap" \
+	make -s --no-print-directory host-test
+stage host-asan    "host/build/tap/asan-logic.tap,host/build/tap/asan-vhost-user.tap,host/build/tap/asan-abuse.tap,host/build/tap/fuzz.tap" \
+	make -s --no-print-directory -C host fuzz-check
+stage qemu-header  "$O/qemu-header.tap"          tapout bash scripts/qemu-std-header.sh check
+stage qtest        "$O/qtest.tap"                tapout bash scripts/qemu-qtest.sh
+stage qemu-fuzz    "$O/qemu-fuzz.tap"            tapout bash scripts/qemu-fuzz.sh replay
+# KUnit on today's kernel (7.2); `make kunit` runs it on 6.12 as well.
+stage kunit        "$O/kunit/kunit.ktap=kunit"   bash scripts/kunit.sh --series 7.2 --out "$O/kunit"
+
+# The end-to-end scenarios, the debug kernel's checks, the package's test
+# and the bench smoke in two workers, each one QEMU (TCG, one vCPU) at a
+# time, so each host core carries one VM.
+fg_log=0
+worker_a() {
+	stage e2e-7.2      "$O/e2e-7.2.tap"          python3 tests/e2e/run.py --series 7.2
+	stage e2e-debug-1  "$O/e2e-debug-1.tap"      debug_e2e 1
+	stage debug-kernel "$O/debug-kernel.tap"     python3 tests/debug-kernel/check.py
+	stage bench        "$O/bench.tap"            lines bench bash bench/run.sh --smoke
+}
+worker_b() {
+	stage e2e-6.12     "$O/e2e-6.12.tap"         python3 tests/e2e/run.py --series 6.12 --skip "$SKIP_6_12"
+	stage e2e-6.1      "$O/e2e-6.1.tap"          python3 tests/e2e/run.py --series 6.1 --only "$ONLY_6_1"
+	stage e2e-debug-2  "$O/e2e-debug-2.tap"      debug_e2e 2
+	stage deb          "$O/deb.tap"              python3 tests/deb/test_deb.py
+	stage libvirt      "$O/libvirt.tap"          tapout python3 tests/libvirt/run.py
+}
+printf '\n=== end-to-end (QEMU VMs), debug kernel checks, package, bench smoke: two workers (%ss elapsed)\n' \
+	"$(($(date +%s) - t0))"
+worker_a &
+worker_b &
 wait
-for name in "${jobs_a[@]}" "${jobs_b[@]}"; do
-	printf '\n--- %s\n' "$name"
-	cat "out/check/$name.log"
-	count_stage "$(cat "out/check/$name.rc" 2>/dev/null || echo 1)" \
-		"out/check/$name.log"
+fg_log=1
+for id in $(cut -f1 "$O/stages.tsv"); do
+	case $id in e2e-*|debug-kernel|bench|deb|libvirt) printf '\n--- %s\n' "$id"; cat "$O/$id.log" ;; esac
 done
 
-printf '\ntotal time %ss\n' "$(($(date +%s) - t0))"
-echo "$passed passed, $failed failed, $skipped skipped"
-[ "$failed" = 0 ]
+# Stages that read the others' results come here, after the workers (the
+# spec branch's trace check: stage spec "$O/spec.tap" python3 scripts/spec-trace.py ...).
+
+printf '\n=== count (total time %ss)\n' "$(($(date +%s) - t0))"
+python3 scripts/tap.py summary "$O/stages.tsv" | tee "$O/summary.txt"
+exit "${PIPESTATUS[0]}"

@@ -12,12 +12,13 @@ stamp=/var/lib/virtio_balloon13-setup.v2
 pkgs=(
 	build-essential bc bison flex libelf-dev libssl-dev dwarves kmod cpio
 	rsync xz-utils zstd python3 sparse git pkg-config
-	ninja-build libglib2.0-dev libpixman-1-dev libjson-glib-dev
+	ninja-build libglib2.0-dev libpixman-1-dev libjson-glib-dev libslirp-dev ccache
 	libfdt-dev zlib1g-dev
 	busybox-static bash-static qemu-system-x86 qemu-system-data seabios ipxe-qemu ovmf
 	linux-source-6.12
 	qemu-utils socat jq dkms gnuplot-nox python3-matplotlib
 	clang libclang-rt-14-dev util-linux
+	debhelper dh-dkms
 )
 bp_pkgs=(meson python3-pycotap)
 

@@ -16,14 +16,17 @@ goes to a log file, so kernel messages never mix with command output.
 Guest RAM is a shared memfd, so a vhost-user backend (balloon13d) can map
 it and give pages back to the host.
 
-Python 3 standard library only.
+QMP goes through QEMU's own Python library, qemu.qmp
+(scripts/fetch-qemu-qmp.sh provides it); otherwise the Python 3 standard
+library only.
 """
 
 import argparse
+import asyncio
 import atexit
 import base64
+import concurrent.futures
 import ctypes
-import json
 import os
 import re
 import select
@@ -94,6 +97,109 @@ class QMPError(VMError):
                                               error.get("desc")))
         self.error_class = error.get("class")
         self.desc = error.get("desc")
+
+
+_qemu_qmp = None
+
+
+def qemu_qmp():
+    """QEMU's qemu.qmp package (scripts/fetch-qemu-qmp.sh puts it on
+    sys.path the first time)."""
+    global _qemu_qmp
+    if _qemu_qmp is None:
+        try:
+            import qemu.qmp as mod
+        except ImportError:
+            sys.path.insert(0, _script_output(
+                ["bash", os.path.join(SCRIPTS, "fetch-qemu-qmp.sh")]))
+            import qemu.qmp as mod
+        _qemu_qmp = mod
+    return _qemu_qmp
+
+
+class _QMPLink:
+    """One QMP connection through qemu.qmp's QMPClient (asyncio), run on an
+    event loop thread of its own so that any thread may use it: a command
+    waits for its own answer, and every event lands in .events (under
+    .cond) in the order QEMU sent it, before the answer of any command
+    QEMU sent after it."""
+
+    def __init__(self, name):
+        self.mod = qemu_qmp()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever,
+                                       name="qmp-" + name, daemon=True)
+        self.thread.start()
+        self.cond = threading.Condition()
+        self.events = []
+        self.client = self._run(self._make(name), 10)
+        self._accepting = None
+
+    async def _make(self, name):
+        link = self
+
+        class Collect(self.mod.EventListener):
+            async def put(self, event):
+                with link.cond:
+                    link.events.append(dict(event))
+                    link.cond.notify_all()
+
+        client = self.mod.QMPClient(name)
+        client.register_listener(Collect())
+        return client
+
+    def _run(self, coro, timeout):
+        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return fut.result(timeout)
+        except concurrent.futures.TimeoutError:
+            fut.cancel()
+            raise
+
+    @property
+    def running(self):
+        return self.client.runstate == self.mod.Runstate.RUNNING
+
+    def listen(self, path):
+        """Listen on the UNIX socket path (before QEMU starts)."""
+        self._run(self.client.start_server(path), 10)
+        self._accepting = asyncio.run_coroutine_threadsafe(
+            self.client.accept(), self.loop)
+
+    def accepted(self, timeout):
+        """Whether QEMU connected and the session (greeting, capabilities
+        negotiation) is up within timeout seconds; raises its error."""
+        try:
+            self._accepting.result(timeout)
+            return True
+        except concurrent.futures.TimeoutError:
+            return False
+
+    def execute(self, cmd, args, timeout):
+        return self._run(self.client.execute(cmd, args or None), timeout)
+
+    def wait_closed(self, timeout):
+        """Wait until QEMU's end of the connection is gone (every message
+        it sent has been read by then)."""
+        async def closed():
+            while self.running:
+                await self.client.runstate_changed()
+        try:
+            self._run(closed(), timeout)
+        except concurrent.futures.TimeoutError:
+            pass
+
+    def close(self):
+        if self._accepting and not self._accepting.done():
+            self._accepting.cancel()
+        try:
+            self._run(self.client.disconnect(), 10)
+        except Exception:   # QEMU gone first: disconnect() re-raises that
+            pass
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        if not self.thread.is_alive():
+            self.loop.close()
 
 
 def parse_size(text):
@@ -207,6 +313,64 @@ def _tail(path, nbytes=6000):
         return ""
 
 
+# Guest RAM kinds VM(mem_backend=...) offers, and whether another process
+# (a vhost-user back end) can map them.
+MEM_BACKENDS = {"memfd": True, "anon": False, "hugetlb": True, "file": True,
+                "thp": True}
+HUGE_PAGE = 2 << 20
+
+
+def mount_hugetlbfs(path, size):
+    """Mount a hugetlbfs of 2 MiB pages limited to `size` bytes at `path`.
+    The pages come from the host's pool (/proc/sys/vm/nr_hugepages; see
+    reserve_huge_pages()).  Needs root; VMError if refused."""
+    r = subprocess.run(["mount", "-t", "hugetlbfs", "-o",
+                        "pagesize=2M,size=%d,mode=0700" % size,
+                        "vb13-hugetlb", path],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       universal_newlines=True, check=False)
+    if r.returncode != 0:
+        raise VMError("cannot mount hugetlbfs at %s: %s"
+                      % (path, r.stdout.strip()))
+
+
+def reserve_huge_pages(nbytes):
+    """Make sure the host's pool has at least nbytes of free 2 MiB pages,
+    growing /proc/sys/vm/nr_hugepages if needed.  Returns the number of
+    pages added (give them back with release_huge_pages()); VMError if
+    the kernel could not find them."""
+    want = -(-nbytes // HUGE_PAGE)
+
+    def read(name):
+        with open("/sys/kernel/mm/hugepages/hugepages-2048kB/" + name) as f:
+            return int(f.read())
+    # Pages another mapping reserved (HugePages_Rsvd) still count as
+    # free until they are touched: they are not ours to have.
+    def avail():
+        return read("free_hugepages") - read("resv_hugepages")
+    free, total = avail(), read("nr_hugepages")
+    if free >= want:
+        return 0
+    with open("/proc/sys/vm/nr_hugepages", "w") as f:
+        f.write(str(total + want - free))
+    added = read("nr_hugepages") - total
+    if avail() < want:
+        release_huge_pages(added)
+        raise VMError("the host found only %d free 2 MiB pages, %d wanted"
+                      % (free + added, want))
+    return added
+
+
+def release_huge_pages(n):
+    """Give n pages that reserve_huge_pages() added back to the host."""
+    if n <= 0:
+        return
+    with open("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages") as f:
+        total = int(f.read())
+    with open("/proc/sys/vm/nr_hugepages", "w") as f:
+        f.write(str(max(0, total - n)))
+
+
 def mount_huge_tmpfs(path, size):
     """Mount a tmpfs of `size` bytes at `path` that backs its files with
     2 MiB transparent huge pages (huge=always), whatever the host-wide
@@ -230,7 +394,16 @@ class VM:
                 "-debug" series, debug_kernel_extra_mem() more)
     mem_thp     back guest RAM with transparent huge pages instead: a file
                 on a tmpfs mounted with huge=always under the VM's temp dir
-                (needs root; no host-wide setting is changed)
+                (needs root; no host-wide setting is changed); the same as
+                mem_backend="thp"
+    mem_backend what backs guest RAM (MEM_BACKENDS): "memfd" (the default,
+                shared), "anon" (QEMU's default: private anonymous memory,
+                memory-backend-ram), "hugetlb" (a shared file on a
+                hugetlbfs of 2 MiB pages mounted under the temp dir; the
+                host's pool must hold them, see reserve_huge_pages()),
+                "file" (a shared regular file in the temp dir), "thp";
+                "hugetlb" grows the host's pool as needed
+                (reserve_huge_pages()) and close() gives the pages back
     smp, cpu    vCPUs and CPU model (TCG); -smp 1 boots and runs as fast
                 as 2 on this 2-core host, use 2 to exercise concurrency
     append      extra kernel command line, e.g. "init_on_alloc=0"
@@ -271,7 +444,8 @@ class VM:
     that started them, so start and use a VM from one long-lived thread.
     """
 
-    def __init__(self, series="6.12", mem="1536M", mem_thp=False, smp=1,
+    def __init__(self, series="6.12", mem="1536M", mem_thp=False,
+                 mem_backend="memfd", smp=1,
                  cpu=DEFAULT_CPU,
                  root_port=False, s3=False, reboot=False,
                  append="", modules=(), backend=None, backend_args=(),
@@ -286,7 +460,12 @@ class VM:
         self.mem_bytes = parse_size(mem)
         if series.endswith("-debug"):
             self.mem_bytes += debug_kernel_extra_mem(self.mem_bytes)
-        self.mem_thp = bool(mem_thp)
+        self.mem_backend = "thp" if mem_thp else mem_backend
+        if self.mem_backend not in MEM_BACKENDS:
+            raise ValueError("mem_backend %r: want one of %s"
+                             % (mem_backend, ", ".join(MEM_BACKENDS)))
+        self.mem_thp = self.mem_backend == "thp"
+        self._huge_added = 0        # pages reserve_huge_pages() added
         self._thp_mount = None
         self._ram_file = None       # guest RAM's file with mem_thp
         self.smp = int(smp)
@@ -324,15 +503,12 @@ class VM:
         self.qemu_proc = None
         self.backend_proc = None
         self.boot_seconds = None
-        self.events = []
         self._cmd = None
+        # QMP (_QMPLink); helper threads use it too (a timer thawing the
+        # native device while the main thread waits for SUSPEND).
         self._qmp = None
+        self._events = []       # events of a closed connection
         self._cmd_buf = b""
-        self._qmp_buf = b""
-        # QMP is used from helper threads too (a timer thawing the native
-        # device while the main thread waits for SUSPEND): one reader at a
-        # time, a command's answer read by the thread that sent it.
-        self._qmp_lock = threading.RLock()
         self._seq = 0
         self._broken = None
 
@@ -391,7 +567,8 @@ class VM:
                               % (self.qemu, ", ".join(VHOST_USER_DEVICES)))
 
         cmd_listener = self._listen("cmd.sock")
-        qmp_listener = self._listen("qmp.sock")
+        self._qmp = _QMPLink(os.path.basename(self.tmpdir))
+        self._qmp.listen(self.path("qmp.sock"))
         try:
             self.qemu_cmdline = self._qemu_argv()
             with open(self.path("qemu.log"), "wb") as log:
@@ -399,12 +576,9 @@ class VM:
                     self.qemu_cmdline, stdin=subprocess.DEVNULL, stdout=log,
                     stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
             self._cmd = self._accept(cmd_listener, "command channel")
-            self._qmp = self._accept(qmp_listener, "QMP")
         finally:
             cmd_listener.close()
-            qmp_listener.close()
-
-        self._qmp_handshake()
+        self._qmp_accept()
         if self.incoming:
             # The guest arrives by migration, already booted.
             self.boot_seconds = time.monotonic() - t0
@@ -420,12 +594,14 @@ class VM:
     def close(self):
         """Stop QEMU and the backend, remove temp files.  Idempotent."""
         atexit.unregister(self.close)
-        for s in (self._cmd, self._qmp):
-            if s:
-                try:
-                    s.close()
-                except OSError:
-                    pass
+        if self._cmd:
+            try:
+                self._cmd.close()
+            except OSError:
+                pass
+        if self._qmp:
+            self._events = list(self._qmp.events)
+            self._qmp.close()
         self._cmd = self._qmp = None
         for proc in (self.qemu_proc, self.backend_proc):
             if proc and proc.poll() is None:
@@ -440,6 +616,8 @@ class VM:
                            stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, check=False)
             self._thp_mount = None
+        release_huge_pages(self._huge_added)
+        self._huge_added = 0
         if self.tmpdir and not self.keep_tmp:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
 
@@ -475,8 +653,25 @@ class VM:
         return self._ram_file
 
     def _mem_object(self, size):
-        if not self.mem_thp:
+        kind = self.mem_backend
+        if kind == "memfd":
             return "memory-backend-memfd,id=mem,size=%d,share=on" % size
+        if kind == "anon":
+            return "memory-backend-ram,id=mem,size=%d" % size
+        if kind == "file":
+            self._ram_file = self.path("guest-ram")
+            return ("memory-backend-file,id=mem,size=%d,share=on,"
+                    "mem-path=%s" % (size, self._ram_file))
+        if kind == "hugetlb":
+            mnt = self.path("hugetlb")
+            os.mkdir(mnt)
+            # Given back by close().
+            self._huge_added += reserve_huge_pages(size)
+            mount_hugetlbfs(mnt, size)
+            self._thp_mount = mnt       # unmounted by close()
+            self._ram_file = os.path.join(mnt, "guest-ram")
+            return ("memory-backend-file,id=mem,size=%d,share=on,"
+                    "mem-path=%s" % (size, self._ram_file))
         # align=2M: QEMU maps the file at a 2 MiB-aligned address, so
         # its mapping can use the file's huge pages.
         return ("memory-backend-file,id=mem,size=%d,share=on,align=2M,"
@@ -484,7 +679,10 @@ class VM:
 
     def _qemu_argv(self):
         size = self.mem_bytes
-        cmdline = "console=ttyS0,115200 quiet panic=-1"
+        # no_timer_check: under TCG on a loaded host the kernel's early
+        # check of the IO-APIC timer can time out and panic ("IO-APIC +
+        # timer doesn't work!"), as it did for 4 of about 90 boots here.
+        cmdline = "console=ttyS0,115200 quiet panic=-1 no_timer_check"
         if self.append:
             cmdline += " " + self.append
         argv = [self.qemu] + _firmware_args() + [
@@ -665,29 +863,32 @@ class VM:
 
     # ---- QMP --------------------------------------------------------------
 
-    def _qmp_read(self, deadline):
-        while b"\n" not in self._qmp_buf:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise VMError("QMP did not answer in time")
-            self._qmp.settimeout(min(remaining, 1.0))
-            try:
-                data = self._qmp.recv(1 << 16)
-            except socket.timeout:
+    def _qmp_accept(self):
+        """Wait for QEMU to connect to QMP and the session to start."""
+        deadline = time.monotonic() + 30
+        try:
+            while not self._qmp.accepted(0.2):
                 self._check_alive()
-                continue
-            if not data:
-                self._check_alive()
-                raise VMError("QMP connection closed")
-            self._qmp_buf += data
-        line, _, self._qmp_buf = self._qmp_buf.partition(b"\n")
-        return json.loads(line)
+                if time.monotonic() > deadline:
+                    self._fail(BootError, "QEMU did not connect its QMP")
+        except self._qmp.mod.QMPError as e:
+            self._check_alive()
+            self._fail(BootError, "QMP session did not start: %s" % e)
 
-    def _qmp_handshake(self):
-        greeting = self._qmp_read(time.monotonic() + 30)
-        if "QMP" not in greeting:
-            raise VMError("unexpected QMP greeting %r" % greeting)
-        self.qmp("qmp_capabilities")
+    @property
+    def events(self):
+        """QMP events received and not taken yet (wait_event(),
+        take_events()), oldest first: dicts with "event", "data", ..."""
+        return self._qmp.events if self._qmp else self._events
+
+    def _drop_events(self, names):
+        """Remove and return the events named in names, oldest first."""
+        lock = self._qmp.cond if self._qmp else threading.Lock()
+        with lock:
+            evs = self.events
+            taken = [ev for ev in evs if ev.get("event") in names]
+            evs[:] = [ev for ev in evs if ev.get("event") not in names]
+        return taken
 
     def qmp(self, cmd, _args=None, timeout=60, **kwargs):
         """Execute a QMP command and return its "return" value.
@@ -695,26 +896,24 @@ class VM:
         Arguments are keyword arguments; names QMP spells with a hyphen go
         in the _args dict, e.g. qmp("human-monitor-command",
         _args={"command-line": "info balloon"}).  Raises QMPError.
-        Asynchronous events seen meanwhile are appended to self.events.
+        Asynchronous events land in self.events meanwhile.
         """
         if self._qmp is None:
             raise VMError("VM not running")
         args = dict(_args or {})
         args.update(kwargs)
-        msg = {"execute": cmd}
-        if args:
-            msg["arguments"] = args
-        with self._qmp_lock:
-            self._qmp.sendall(json.dumps(msg).encode() + b"\n")
-            deadline = time.monotonic() + timeout
-            while True:
-                resp = self._qmp_read(deadline)
-                if "event" in resp:
-                    self.events.append(resp)
-                elif "error" in resp:
-                    raise QMPError(cmd, resp["error"])
-                elif "return" in resp:
-                    return resp["return"]
+        mod = self._qmp.mod
+        try:
+            return self._qmp.execute(cmd, args, timeout)
+        except mod.ExecuteError as e:
+            raise QMPError(cmd, {"class": e.error_class, "desc": str(e)})
+        except concurrent.futures.TimeoutError:
+            self._check_alive()
+            raise VMError("QMP %s: no answer in %d s" % (cmd, timeout))
+        except (mod.QMPError, EOFError, OSError) as e:
+            self._check_alive()
+            raise VMError("QMP %s: the connection failed: %s: %s"
+                          % (cmd, type(e).__name__, e))
 
     def hmp(self, command_line):
         """Run a human monitor command, return its text."""
@@ -781,34 +980,29 @@ class VM:
         (a predicate; None: any) and return it.  One already received
         (in self.events) counts; the event returned leaves self.events."""
         deadline = time.monotonic() + timeout
-        while True:
-            with self._qmp_lock:
-                for k, ev in enumerate(self.events):
+        if self._qmp is None:
+            raise VMError("VM not running")
+        link = self._qmp
+        with link.cond:
+            while True:
+                for k, ev in enumerate(link.events):
                     if ev.get("event") == name and (
                             match is None or match(ev.get("data", {}))):
-                        del self.events[k]
+                        del link.events[k]
                         return ev
-                if self._qmp is None:
-                    raise VMError("VM not running")
-                # Short reads, so a command from another thread gets in.
-                slice_end = min(deadline, time.monotonic() + 0.2)
-                try:
-                    resp = self._qmp_read(slice_end)
-                except VMError:
-                    if time.monotonic() < slice_end:
-                        raise       # QMP closed, QEMU gone
-                    resp = None
-                if resp is not None and "event" in resp:
-                    self.events.append(resp)
-            if resp is None and time.monotonic() >= deadline:
-                raise VMError("no QMP event %s within %d s" % (name, timeout))
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise VMError("no QMP event %s within %d s"
+                                  % (name, timeout))
+                if not link.running:
+                    self._check_alive()
+                    raise VMError("QMP closed while waiting for %s" % name)
+                link.cond.wait(min(remaining, 0.5))
 
     def take_events(self, name):
         """Remove and return every QMP event `name` QEMU has sent so far."""
-        self.qmp("query-status")    # events sent before it are read first
-        taken = [ev for ev in self.events if ev.get("event") == name]
-        self.events = [ev for ev in self.events if ev.get("event") != name]
-        return taken
+        self.qmp("query-status")    # events sent before it are in by now
+        return self._drop_events((name,))
 
     def run_state(self):
         """QEMU's run state: "running", "suspended", "paused", ..."""
@@ -891,8 +1085,7 @@ class VM:
                              "freeze with serial" % (state, wake))
         if state == "mem" and not self.s3:
             raise VMError("suspend to RAM needs VM(s3=True)")
-        self.events = [ev for ev in self.events
-                       if ev.get("event") not in ("SUSPEND", "WAKEUP")]
+        self._drop_events(("SUSPEND", "WAKEUP"))
         t0 = time.monotonic()
         deadline = t0 + timeout
         self.run("pmsuspend %s%s" % (state, {
@@ -987,22 +1180,16 @@ class VM:
     def wait_exit(self, timeout=120):
         """Wait for QEMU to exit -> (its exit status, the "data" of its
         SHUTDOWN QMP event or None).  The backend keeps running."""
-        deadline = time.monotonic() + timeout
-        shutdown = None
-        while self._qmp is not None:
-            try:
-                resp = self._qmp_read(deadline)
-            except (VMError, OSError, ValueError):
-                break       # QEMU closed QMP (exited), or time is up
-            if "event" in resp:
-                self.events.append(resp)
-                if resp["event"] == "SHUTDOWN":
-                    shutdown = resp.get("data", {})
         try:
-            status = self.qemu_proc.wait(max(0.1, deadline - time.monotonic()))
+            status = self.qemu_proc.wait(timeout)
         except subprocess.TimeoutExpired:
             raise VMError("QEMU still running %d s after the guest was "
                           "told to power off" % timeout)
+        shutdown = None
+        if self._qmp is not None:
+            self._qmp.wait_closed(10)   # what QEMU sent before it exited
+            for ev in self._drop_events(("SHUTDOWN",)):
+                shutdown = ev.get("data", {})
         self._broken = "QEMU exited with status %d" % status
         return status, shutdown
 
@@ -1145,11 +1332,16 @@ class VM:
         atexit.register(self.close)
         dst.qemu_proc = dst.backend_proc = dst._cmd = dst._qmp = None
         dst.tmpdir = dst._thp_mount = None
+        dst._huge_added = 0
 
     def guest_ram_resident(self):
-        """Bytes of host memory the guest RAM memfd holds right now: its
-        allocated blocks, whoever touched them (QEMU, the guest or the
-        backend).  Pages a backend punched out no longer count."""
+        """Bytes of host memory the guest RAM holds right now.  For a file
+        (memfd, hugetlbfs, tmpfs, a regular file) its allocated blocks,
+        whoever touched them (QEMU, the guest or the backend); pages a
+        backend punched out no longer count.  For private anonymous RAM,
+        the Rss of QEMU's mapping of it (pages swapped out don't count)."""
+        if self.mem_backend == "anon":
+            return self._anon_ram_rss()
         fd_dir = "/proc/%d/fd" % self.qemu_pid
         prefix = self._ram_file or "/memfd:"
         best = None
@@ -1168,6 +1360,25 @@ class VM:
             raise VMError("no guest RAM file (%s) among QEMU's files"
                           % prefix)
         return best.st_blocks * 512
+
+
+    def _anon_ram_rss(self):
+        """Rss of the biggest anonymous mapping of exactly mem_bytes (QEMU
+        maps guest RAM with a guard page, so the largest of that size)."""
+        best, size, rss = 0, None, 0
+        with open("/proc/%d/smaps" % self.qemu_pid) as f:
+            for line in f:
+                m = re.match(r"([0-9a-f]+)-([0-9a-f]+) ", line)
+                if m:
+                    if size == self.mem_bytes:
+                        best = max(best, rss)
+                    size = int(m.group(2), 16) - int(m.group(1), 16)
+                    rss = 0
+                elif line.startswith("Rss:"):
+                    rss = int(line.split()[1]) * 1024
+        if size == self.mem_bytes:
+            best = max(best, rss)
+        return best
 
 
 def _qmp_value(text):

@@ -89,10 +89,10 @@
  * Every page of a chunk is PageOffline() from allocation until it is
  * freed, as virtio_balloon and vmw_balloon mark theirs: /proc/kcore, kdump
  * and makedumpfile then skip it instead of reading a discarded block and
- * making the host back it again.  page_offline_begin()/end(), which
- * virtio_mem takes around the marking, is left out: it exists for memory
- * that must never be touched once offline, while a reader racing with a
- * balloon at worst makes the host back one block again.
+ * making the host back it again.  The marking is done between
+ * page_offline_begin() and page_offline_end(), as virtio_mem does, so a
+ * /proc/kcore reader that found a page online never reads it after the
+ * device may have discarded it.
  *
  * Nothing here takes locks or talks to the device; the callers own the
  * serialisation (see struct virtio_balloon13).
@@ -116,13 +116,16 @@
  * device had asked, so one STATS message is on the device at a time and
  * pushes coalesce with requests.
  */
+#include <linux/crash_dump.h>
 #include <linux/debugfs.h>
+#include <linux/dma-mapping.h>
 #include <linux/export.h>
 #include <linux/fs.h>
 #include <linux/uio.h>
 #include <linux/gfp.h>
 #include <linux/jiffies.h>
 #include <linux/log2.h>
+#include <linux/memory.h>
 #include <linux/minmax.h>
 #include <linux/mm.h>
 #include <linux/module.h>
@@ -152,9 +155,17 @@
  * Module parameters.  The KUnit suite changes them, and the tunables below
  * them, directly.
  */
+VISIBLE_IF_KUNIT
+int vb13_floor_mib_set(const char *val, const struct kernel_param *kp);
+
+static const struct kernel_param_ops vb13_floor_mib_ops = {
+	.set = vb13_floor_mib_set,
+	.get = param_get_uint,
+};
+
 VISIBLE_IF_KUNIT unsigned int vb13_floor_mib;
 EXPORT_SYMBOL_IF_KUNIT(vb13_floor_mib);
-module_param_named(floor_mib, vb13_floor_mib, uint, 0644);
+module_param_cb(floor_mib, &vb13_floor_mib_ops, &vb13_floor_mib, 0644);
 MODULE_PARM_DESC(floor_mib,
 		 "Guest memory in MiB never given to the balloon (0 = auto: max(128 MiB, RAM/16), RAM counting the balloon)");
 
@@ -193,6 +204,11 @@ EXPORT_SYMBOL_IF_KUNIT(vb13_floor_min_bytes);
 /* First backoff after an allocation failure, in ms; doubles up to the max. */
 #define VB13_BACKOFF_MIN_MS	100
 #define VB13_BACKOFF_MAX_MS	10000
+/*
+ * How long a release under pressure waits for the device to return a
+ * WITHDRAW message, in ms: OOM waits that long at most per notification.
+ */
+#define VB13_WITHDRAW_WAIT_MS	1000
 /* How long remove/freeze waits for the device to return page lists, in ms. */
 #define VB13_DRAIN_MS		5000
 /*
@@ -388,39 +404,59 @@ unsigned int vb13_chunk_order(struct page *page)
 }
 EXPORT_SYMBOL_IF_KUNIT(vb13_chunk_order);
 
+static struct page *vb13_alloc_chunk_gfp(const struct vb13_geom *g,
+					 unsigned int order, gfp_t base);
+
 /**
  * vb13_alloc_chunk() - allocate one chunk for the balloon
  * @g: geometry
  * @order: buddy order, >= @g->block_order
  *
- * Orders above the block order are opportunistic: they neither reclaim
- * nor wake kswapd, so a fragmented guest falls back to smaller chunks
- * instead of compacting for us.  The block order itself may reclaim once
- * but never retries and never invokes the OOM killer.  Every page of the
- * chunk is marked PageOffline().
+ * Every order is first taken from free memory only, neither reclaiming
+ * nor waking kswapd, so a fragmented guest falls back to smaller chunks
+ * instead of compacting for us.  Only the block order, when free memory
+ * has none, may then reclaim (and compact) once; it never retries and
+ * never invokes the OOM killer.  Every page of the chunk is marked
+ * PageOffline().
  *
  * Context: may sleep; must not be called with the balloon lock held.
  * Return: the head page, or NULL.
  */
-VISIBLE_IF_KUNIT
+VISIBLE_IF_KUNIT __maybe_unused
 struct page *vb13_alloc_chunk(const struct vb13_geom *g, unsigned int order)
 {
-	gfp_t gfp = GFP_HIGHUSER | __GFP_NOWARN | __GFP_NOMEMALLOC |
-		    __GFP_NORETRY;
+	return vb13_alloc_chunk_gfp(g, order, GFP_HIGHUSER);
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_alloc_chunk);
+
+/* vb13_alloc_chunk() with GFP_HIGHUSER or GFP_HIGHUSER_MOVABLE as @base. */
+static struct page *vb13_alloc_chunk_gfp(const struct vb13_geom *g,
+					 unsigned int order, gfp_t base)
+{
+	gfp_t gfp = base | __GFP_NOWARN | __GFP_NOMEMALLOC | __GFP_NORETRY;
 	struct page *page;
 	unsigned long i;
 
-	if (order > g->block_order)
-		gfp &= ~__GFP_RECLAIM;
-	page = alloc_pages(gfp, order);
+	/*
+	 * Free memory first, at every order: a chunk the free lists can't
+	 * give without reclaim is not worth waking kswapd or compacting for
+	 * (that is how a balloon of 2 MiB blocks would take the guest's huge
+	 * pages).  Only the block order itself, the last resort, may then
+	 * reclaim and compact, once.
+	 */
+	page = alloc_pages(gfp & ~__GFP_RECLAIM, order);
+	if (!page && order == g->block_order)
+		page = alloc_pages(gfp, order);
 	if (!page)
 		return NULL;
+	/* Not while /proc/kcore reads the pages it found online. */
+	page_offline_begin();
 	for (i = 0; i < 1UL << order; i++)
 		__folio_set_offline(page_folio(page + i));
+	page_offline_end();
 	vb13_chunk_set(page, order, false);
 	return page;
 }
-EXPORT_SYMBOL_IF_KUNIT(vb13_alloc_chunk);
 
 /**
  * vb13_free_pages() - give independent order-0 pages back
@@ -569,6 +605,7 @@ EXPORT_SYMBOL_IF_KUNIT(vb13_msg_len);
 VISIBLE_IF_KUNIT
 void vb13_msg_init(struct vb13_msg *msg)
 {
+	msg->withdraw = false;
 	msg->nr = 0;
 	msg->pages = 0;
 	INIT_LIST_HEAD(&msg->chunks);
@@ -782,6 +819,17 @@ unsigned long vb13_ram_pages(void)
 }
 EXPORT_SYMBOL_IF_KUNIT(vb13_ram_pages);
 
+/* Managed pages of every ZONE_MOVABLE (memory the kernel can't use). */
+static unsigned long vb13_movable_managed(void)
+{
+	unsigned long pages = 0;
+	int nid;
+
+	for_each_online_node(nid)
+		pages += zone_managed_pages(&NODE_DATA(nid)->node_zones[ZONE_MOVABLE]);
+	return pages;
+}
+
 /**
  * vb13_floor_pages() - guest memory never given to the balloon
  *
@@ -815,18 +863,44 @@ EXPORT_SYMBOL_IF_KUNIT(vb13_floor_pages);
 VISIBLE_IF_KUNIT
 unsigned long vb13_max_blocks(struct virtio_balloon13 *vb)
 {
-	unsigned long floor = vb13_floor_pages(), avail;
+	unsigned long floor = vb13_floor_pages(), avail, kernel, movable;
 	unsigned int seq;
 
 	do {
 		seq = read_seqbegin(&vb13_ram_lock);
 		avail = totalram_pages() + READ_ONCE(vb->held_pages);
+		movable = vb13_movable_managed() + READ_ONCE(vb->movable_pages);
 	} while (read_seqretry(&vb13_ram_lock, seq));
-	if (avail <= floor)
-		return 0;
+	/*
+	 * The floor is memory the kernel can use: ZONE_MOVABLE holds only
+	 * movable pages, so it can't be in it.  Without ZONE_MOVABLE this
+	 * is the floor of all RAM.
+	 */
+	kernel = avail - min(avail, movable);
+	if (kernel <= floor)
+		return vb13_pages_to_blocks(&vb->geom, movable);
 	return vb13_pages_to_blocks(&vb->geom, avail - floor);
 }
 EXPORT_SYMBOL_IF_KUNIT(vb13_max_blocks);
+
+/*
+ * Pages the balloon may hold outside ZONE_MOVABLE: what the kernel's
+ * zones have plus what the balloon holds of them, less the floor.
+ */
+static unsigned long vb13_kernel_budget(struct virtio_balloon13 *vb)
+{
+	unsigned long floor = vb13_floor_pages(), kernel;
+	unsigned int seq;
+
+	do {
+		seq = read_seqbegin(&vb13_ram_lock);
+		kernel = totalram_pages() - min(totalram_pages(),
+						vb13_movable_managed()) +
+			 READ_ONCE(vb->held_pages) -
+			 READ_ONCE(vb->movable_pages);
+	} while (read_seqretry(&vb13_ram_lock, seq));
+	return kernel > floor ? kernel - floor : 0;
+}
 
 /* Move @pages between the guest's RAM and the balloon; @pages < 0: out. */
 static void vb13_account(struct virtio_balloon13 *vb, struct page *page,
@@ -835,8 +909,12 @@ static void vb13_account(struct virtio_balloon13 *vb, struct page *page,
 	lockdep_assert_held(&vb->lock);
 	write_seqlock(&vb13_ram_lock);
 	adjust_managed_page_count(page, -pages);
+	/* "Balloon:" in /proc/meminfo */
+	mod_node_page_state(page_pgdat(page), NR_BALLOON_PAGES, pages);
 	vb13_all_held_pages += pages;
 	WRITE_ONCE(vb->held_pages, vb->held_pages + pages);
+	if (page_zonenum(page) == ZONE_MOVABLE)
+		WRITE_ONCE(vb->movable_pages, vb->movable_pages + pages);
 	write_sequnlock(&vb13_ram_lock);
 }
 
@@ -847,7 +925,7 @@ static void vb13_account_in(struct virtio_balloon13 *vb, struct page *page,
 	unsigned long pages = vb13_blocks_to_pages(&vb->geom, blocks);
 
 	vb13_account(vb, page, pages);
-#ifdef CONFIG_MEMORY_BALLOON
+#ifdef CONFIG_BALLOON
 	count_vm_events(BALLOON_INFLATE, pages);
 #endif
 	WRITE_ONCE(vb->nr_blocks, vb->nr_blocks + blocks);
@@ -861,7 +939,7 @@ static void vb13_account_out(struct virtio_balloon13 *vb, struct page *page,
 	unsigned long pages = vb13_blocks_to_pages(&vb->geom, blocks);
 
 	vb13_account(vb, page, -(long)pages);
-#ifdef CONFIG_MEMORY_BALLOON
+#ifdef CONFIG_BALLOON
 	count_vm_events(BALLOON_DEFLATE, pages);
 #endif
 	WRITE_ONCE(vb->nr_blocks, vb->nr_blocks - blocks);
@@ -935,8 +1013,10 @@ static int vb13_out_add(struct virtio_balloon13 *vb, void *buf,
 	sg_init_one(&sg, buf, len);
 	spin_lock_irqsave(&vb->out_lock, flags);
 	err = virtqueue_add_outbuf(vq, &sg, 1, token, GFP_ATOMIC);
-	if (!err && token != vb->stats_buf)
+	if (!err && token != vb->stats_buf) {
 		vb->on_device++;
+		vb->withdraw_on_device += ((struct vb13_msg *)token)->withdraw;
+	}
 	kick = !err && virtqueue_kick_prepare(vq);
 	spin_unlock_irqrestore(&vb->out_lock, flags);
 	if (kick)
@@ -973,9 +1053,11 @@ static void vb13_out_done(struct virtqueue *vq)
 			sync->state = VB13_SYNC_USED;
 			vb->on_device--;
 		} else {
-			list_add_tail(&((struct vb13_msg *)buf)->list,
-				      &vb->done_msgs);
+			struct vb13_msg *msg = buf;
+
+			list_add_tail(&msg->list, &vb->done_msgs);
 			vb->on_device--;
+			vb->withdraw_on_device -= msg->withdraw;
 		}
 	}
 	/* A STATS answer waits for its buffer, or for room on the ring. */
@@ -1128,19 +1210,47 @@ static void vb13_reap(struct virtio_balloon13 *vb)
 	spin_unlock_irqrestore(&vb->out_lock, flags);
 
 	list_for_each_entry_safe(msg, tmp, &done, list) {
-		list_for_each_entry_safe(page, next, &msg->chunks, lru)
-			list_move(&page->lru,
-				  &vb->acked[vb13_chunk_order(page)]);
+		list_for_each_entry_safe(page, next, &msg->chunks, lru) {
+			if (msg->withdraw) {
+				/* The device let go of them: free now. */
+				list_del(&page->lru);
+				vb13_release_chunk(vb, page);
+			} else {
+				list_move(&page->lru,
+					  &vb->acked[vb13_chunk_order(page)]);
+			}
+		}
 		vb->in_flight_blocks -= msg->nr;
+		if (msg->withdraw)
+			vb->withdrawing -= msg->nr;
 		vb13_msg_init(msg);
 		list_move(&msg->list, &vb->free_msgs);
 	}
 }
 
+/* Free a message's chunks; the device must not be able to touch them. */
+static void vb13_drop_msg(struct virtio_balloon13 *vb, struct vb13_msg *msg)
+{
+	struct page *page, *next;
+
+	lockdep_assert_held(&vb->lock);
+	list_for_each_entry_safe(page, next, &msg->chunks, lru) {
+		list_del(&page->lru);
+		vb13_release_chunk(vb, page);
+	}
+	vb->in_flight_blocks -= msg->nr;
+	if (msg->withdraw)
+		vb->withdrawing -= msg->nr;
+	vb13_msg_init(msg);
+}
+
 /*
  * Send the message being filled, if it names anything.
- * Return: 0, or the virtqueue error; the message then stays in vb->fill
- * and is sent when a buffer comes back (the callback requeues us).
+ *
+ * Return: 0; -ENOSPC when the ring is full: the message stays in vb->fill
+ * and is sent when a buffer comes back (the callback requeues us); or
+ * another virtqueue error: outputq is broken, the message (never sent) is
+ * freed, and from now on the balloon only gives memory back.
  */
 static int vb13_submit(struct virtio_balloon13 *vb)
 {
@@ -1151,8 +1261,21 @@ static int vb13_submit(struct virtio_balloon13 *vb)
 	if (!msg || !msg->nr)
 		return 0;
 	err = vb13_out_add(vb, msg->buf, vb13_msg_len(msg), msg);
-	if (err)
+	if (err == -ENOSPC)
 		return err;
+	if (err) {
+		if (!READ_ONCE(vb->broken))
+			dev_err(&vb->vdev->dev,
+				"outputq failed (%d): giving the balloon back\n",
+				err);
+		WRITE_ONCE(vb->broken, true);
+		vb13_inc(vb, blocks_unsent_freed, msg->nr);
+		vb13_drop_msg(vb, msg);
+		list_add(&msg->list, &vb->free_msgs);
+		vb->fill = NULL;
+		vb13_queue_resize(vb, 0, true);
+		return err;
+	}
 	vb->fill = NULL;
 	vb->msg_limit = min(vb->msg_limit * 2, vb->geom.msg_pages);
 	vb13_inc(vb, messages_pages, 1);
@@ -1266,9 +1389,119 @@ static unsigned long vb13_free_acked(struct virtio_balloon13 *vb,
 }
 
 /*
- * Give up to one batch of @want blocks back, unsent ones first.
- * Return: blocks freed; 0 when nothing freeable is left (the rest is in
- * flight, or nothing is held).
+ * Cut a chunk in two: its first @cut pages and the rest, each as naturally
+ * aligned split runs (at least a block each), on @head and @rest.
+ */
+static void vb13_cut_chunk(struct page *page, unsigned long cut,
+			   struct list_head *head, struct list_head *rest)
+{
+	unsigned long pos = 0;
+
+	vb13_split_chunk(page, cut, rest);
+	while (pos < cut) {
+		unsigned int run = pos ? __ffs(pos) : ilog2(cut);
+
+		while (pos + (1UL << run) > cut)
+			run--;
+		vb13_chunk_set(page + pos, run, true);
+		list_add_tail(&page[pos].lru, head);
+		pos += 1UL << run;
+	}
+}
+
+/*
+ * VIRTIO_BALLOON13_F_WITHDRAW: name up to @want acknowledged blocks in one
+ * WITHDRAW message, largest chunks first (with @exact, a chunk larger than
+ * what is left is cut), and send it.  The blocks stay in the balloon, not
+ * to be touched, until the device returns the message (vb13_reap() frees
+ * them then).
+ * Return: blocks named; 0 when there is nothing to withdraw, no message
+ * buffer is free, or the ring is full (a returning buffer requeues us).
+ */
+static unsigned long vb13_withdraw_acked(struct virtio_balloon13 *vb,
+					 unsigned long want, bool exact,
+					 unsigned long start_pfn,
+					 unsigned long end_pfn)
+{
+	const struct vb13_geom *g = &vb->geom;
+	struct page *page, *next;
+	struct vb13_msg *msg;
+	unsigned long named = 0;
+	int order, err;
+
+	lockdep_assert_held(&vb->lock);
+	if (!want || list_empty(&vb->free_msgs))
+		return 0;
+	msg = list_first_entry(&vb->free_msgs, struct vb13_msg, list);
+	vb13_msg_init(msg);
+	msg->withdraw = true;
+	msg->buf->hdr.type = cpu_to_le32(VIRTIO_BALLOON13_RESP_WITHDRAW);
+	for (order = g->max_order; order >= (int)g->block_order &&
+	     named < want; order--) {
+		struct list_head *acked = &vb->acked[order];
+		unsigned long blocks = vb13_chunk_blocks(g, order);
+
+		struct page *tmp;
+
+		list_for_each_entry_safe(page, tmp, acked, lru) {
+			LIST_HEAD(head);
+			LIST_HEAD(rest);
+
+			if (named >= want)
+				break;
+			if (page_to_pfn(page) < start_pfn ||
+			    page_to_pfn(page) >= end_pfn)
+				continue;
+			if (exact && blocks > want - named) {
+				unsigned long cut = vb13_blocks_to_pages(g,
+							want - named);
+
+				if (msg->nr + want - named > g->msg_addrs ||
+				    msg->pages + cut > g->msg_pages)
+					goto send;
+				list_del(&page->lru);
+				vb13_cut_chunk(page, cut, &head, &rest);
+				list_for_each_entry_safe(page, next, &rest, lru)
+					list_move(&page->lru,
+						  &vb->acked[vb13_chunk_order(page)]);
+			} else if (!vb13_msg_room(g, msg, order)) {
+				goto send;
+			} else {
+				list_move(&page->lru, &head);
+			}
+			list_for_each_entry_safe(page, next, &head, lru) {
+				list_del(&page->lru);
+				named += vb13_msg_add(g, msg, page);
+			}
+		}
+	}
+send:
+	if (!named) {
+		vb13_msg_init(msg);
+		return 0;
+	}
+	list_del(&msg->list);
+	err = vb13_out_add(vb, msg->buf, vb13_msg_len(msg), msg);
+	if (err) {
+		/* Not sent: the chunks are acknowledged blocks again. */
+		list_for_each_entry_safe(page, next, &msg->chunks, lru)
+			list_move(&page->lru, &vb->acked[vb13_chunk_order(page)]);
+		vb13_msg_init(msg);
+		list_add(&msg->list, &vb->free_msgs);
+		return 0;
+	}
+	vb->in_flight_blocks += named;
+	vb->withdrawing += named;
+	vb13_inc(vb, messages_withdraw, 1);
+	return named;
+}
+
+/*
+ * Give up to one batch of @want blocks back, unsent ones first.  With
+ * VIRTIO_BALLOON13_F_WITHDRAW, acknowledged blocks are named in a WITHDRAW
+ * message and freed once it comes back.
+ * Return: blocks freed or leaving; 0 when nothing can go now (the rest is
+ * in flight, or nothing is held).
  */
 static unsigned long vb13_release(struct virtio_balloon13 *vb,
 				  unsigned long want, bool exact)
@@ -1278,12 +1511,37 @@ static unsigned long vb13_release(struct virtio_balloon13 *vb,
 	lockdep_assert_held(&vb->lock);
 	want = min(want, vb13_free_batch(vb));
 	freed = vb13_free_unsent(vb, want, exact);
-	if (freed < want)
-		freed += vb13_free_acked(vb, want - freed, exact);
-	return freed;
+	if (freed >= want)
+		return freed;
+	if (virtio_has_feature(vb->vdev, VIRTIO_BALLOON13_F_WITHDRAW))
+		return freed + vb13_withdraw_acked(vb, want - freed, exact, 0,
+						   ULONG_MAX);
+	return freed + vb13_free_acked(vb, want - freed, exact);
 }
 
 /* --- memory pressure ------------------------------------------------------ */
+
+static bool vb13_nothing_on_device(struct virtio_balloon13 *vb)
+{
+	unsigned long flags;
+	bool none;
+
+	spin_lock_irqsave(&vb->out_lock, flags);
+	none = !vb->on_device;
+	spin_unlock_irqrestore(&vb->out_lock, flags);
+	return none;
+}
+
+static bool vb13_no_withdraw_on_device(struct virtio_balloon13 *vb)
+{
+	unsigned long flags;
+	bool none;
+
+	spin_lock_irqsave(&vb->out_lock, flags);
+	none = !vb->withdraw_on_device;
+	spin_unlock_irqrestore(&vb->out_lock, flags);
+	return none;
+}
 
 /*
  * May the balloon give memory back on its own?  Only when the device
@@ -1297,13 +1555,23 @@ static bool vb13_may_release(struct virtio_balloon13 *vb)
 	       virtio_has_feature(vb->vdev, VIRTIO_BALLOON13_F_PRESSURE_RELEASE);
 }
 
-/* Pause inflation for oom_hold_ms from now; called with vb->lock held. */
-static unsigned long vb13_pressure_hold(struct virtio_balloon13 *vb)
+/*
+ * Pause inflation for oom_hold_ms from now, and with @episode start or
+ * extend the pressure episode as long.  Only OOM notifications make an
+ * episode: were reclaim's releases to extend it, the shrinker (in its
+ * episode mode) would keep itself going and drain the balloon for good.
+ * Called with vb->lock held.
+ */
+static unsigned long vb13_pressure_hold(struct virtio_balloon13 *vb,
+					bool episode)
 {
 	unsigned long hold = msecs_to_jiffies(READ_ONCE(vb13_oom_hold_ms));
+	unsigned long until = (jiffies + hold) ?: 1;
 
 	lockdep_assert_held(&vb->lock);
-	WRITE_ONCE(vb->hold_until, (jiffies + hold) ?: 1);
+	WRITE_ONCE(vb->hold_until, until);
+	if (episode)
+		WRITE_ONCE(vb->episode_until, until);
 	return hold;
 }
 
@@ -1324,20 +1592,32 @@ static bool vb13_held_off(struct virtio_balloon13 *vb, unsigned long *left)
 	return vb13_before(READ_ONCE(vb->hold_until), left);
 }
 
+/* Is a pressure episode (OOM notifications) going on? */
+static bool vb13_in_episode(struct virtio_balloon13 *vb)
+{
+	unsigned long left;
+
+	return vb13_before(READ_ONCE(vb->episode_until), &left);
+}
+
 /*
  * Give back at least @want blocks (whole chunks) under pressure, in
- * batches, and pause inflation.  Called with vb->lock held; drops it
+ * batches, and pause inflation (@oom: an OOM notification, which also
+ * starts or extends the episode).  Called with vb->lock held; drops it
  * between batches unless @may_sleep is false (then one batch at most).
  * Return: blocks freed.
  */
 static unsigned long vb13_release_under_pressure(struct virtio_balloon13 *vb,
 						 unsigned long want,
-						 bool may_sleep)
+						 bool may_sleep, bool oom)
 {
-	unsigned long freed = 0, n, hold;
+	unsigned long freed = 0, n, hold, before;
 
 	lockdep_assert_held(&vb->lock);
+	/* No refill while we give back. */
+	hold = vb13_pressure_hold(vb, oom);
 	vb13_reap(vb);
+	before = vb->nr_blocks;
 	while (freed < want) {
 		n = vb13_release(vb, want - freed, false);
 		if (!n)
@@ -1351,7 +1631,19 @@ static unsigned long vb13_release_under_pressure(struct virtio_balloon13 *vb,
 			mutex_lock(&vb->lock);
 		}
 	}
-	hold = vb13_pressure_hold(vb);
+	/*
+	 * Blocks named in WITHDRAW messages are free once the device has
+	 * them back: wait for that, a while.  Those whose message doesn't
+	 * come back in time stay in the balloon until it does (or a reset).
+	 */
+	if (vb->withdrawing && may_sleep) {
+		mutex_unlock(&vb->lock);
+		wait_event_timeout(vb->out_wq, vb13_no_withdraw_on_device(vb),
+				   msecs_to_jiffies(VB13_WITHDRAW_WAIT_MS));
+		mutex_lock(&vb->lock);
+		vb13_reap(vb);
+	}
+	freed = before > vb->nr_blocks ? before - vb->nr_blocks : 0;
 	/* Below the floor's limit now, until the worker refills it. */
 	if (freed)
 		WRITE_ONCE(vb->held_by_floor, false);
@@ -1375,7 +1667,7 @@ static int vb13_oom_notify(struct notifier_block *nb, unsigned long dummy,
 {
 	struct virtio_balloon13 *vb = container_of(nb, struct virtio_balloon13,
 						   oom_nb);
-	unsigned long *freed = parm, base, batch, blocks, left;
+	unsigned long *freed = parm, base, batch, blocks;
 
 	if (!vb13_may_release(vb))
 		return NOTIFY_OK;
@@ -1387,10 +1679,10 @@ static int vb13_oom_notify(struct notifier_block *nb, unsigned long dummy,
 
 	mutex_lock(&vb->lock);
 	batch = base;
-	if (vb->pressure_batch && vb13_held_off(vb, &left))
+	if (vb->pressure_batch && vb13_in_episode(vb))
 		batch = max(base, min(vb->pressure_batch, ULONG_MAX / 4) * 2);
 	WRITE_ONCE(vb->pressure_batch, batch);
-	blocks = vb13_release_under_pressure(vb, batch, true);
+	blocks = vb13_release_under_pressure(vb, batch, true, true);
 	mutex_unlock(&vb->lock);
 
 	*freed += vb13_blocks_to_pages(&vb->geom, blocks);
@@ -1399,15 +1691,13 @@ static int vb13_oom_notify(struct notifier_block *nb, unsigned long dummy,
 
 static bool vb13_shrinker_active(struct virtio_balloon13 *vb)
 {
-	unsigned long left;
-
 	if (!vb13_may_release(vb))
 		return false;
 	switch (READ_ONCE(vb13_shrinker_mode)) {
 	case VB13_SHRINK_ALWAYS:
 		return true;
 	case VB13_SHRINK_PRESSURE:
-		return vb13_held_off(vb, &left);
+		return vb13_in_episode(vb);
 	default:
 		return false;
 	}
@@ -1415,12 +1705,20 @@ static bool vb13_shrinker_active(struct virtio_balloon13 *vb)
 
 static unsigned long vb13_shrink_count(struct virtio_balloon13 *vb)
 {
+	struct vb13_msg *fill;
 	unsigned long blocks;
 
 	if (!vb13_shrinker_active(vb))
 		return 0;
-	/* Racy by design: reclaim only needs an estimate. */
+	/*
+	 * Everything but what the device holds: acknowledged blocks and
+	 * those not sent yet (the first to go).  Racy by design: reclaim
+	 * only needs an estimate, and vb->fill always points into vb->msgs.
+	 */
 	blocks = READ_ONCE(vb->nr_blocks) - READ_ONCE(vb->in_flight_blocks);
+	fill = READ_ONCE(vb->fill);
+	if (fill)
+		blocks += READ_ONCE(fill->nr);
 	if ((long)blocks <= 0)
 		return 0;
 	return vb13_blocks_to_pages(&vb->geom, blocks);
@@ -1435,19 +1733,24 @@ static unsigned long vb13_shrink_scan(struct virtio_balloon13 *vb,
 	if (!vb13_shrinker_active(vb) || READ_ONCE(vb->alloc_task) == current)
 		return SHRINK_STOP;
 	/*
-	 * At least the current OOM batch (oom_release_mib, doubled by each
-	 * notification of the episode): reclaim asks in small steps, and a
+	 * During an episode at least its current OOM batch (oom_release_mib,
+	 * doubled by each notification): reclaim asks in small steps, and a
 	 * workload that outruns them pays a reclaim pass per step.  What is
-	 * given back counts as reclaimed, so reclaim stops early.
+	 * given back counts as reclaimed, so reclaim stops early.  Outside
+	 * one, what reclaim asks for: the batch of an episode long over
+	 * would empty the balloon in a few calls.
 	 */
-	want = max3(vb13_pages_to_blocks(&vb->geom, nr_to_scan),
-		    READ_ONCE(vb->pressure_batch), 1UL << vb->geom.sub_shift);
+	want = max(vb13_pages_to_blocks(&vb->geom, nr_to_scan),
+		   1UL << vb->geom.sub_shift);
+	if (vb13_in_episode(vb))
+		want = max(want, READ_ONCE(vb->pressure_batch));
 	/* Where reclaim holds shrinker_rwsem around us, never sleep on it. */
 	if (VB13_SHRINKER_MAY_SLEEP)
 		mutex_lock(&vb->lock);
 	else if (!mutex_trylock(&vb->lock))
 		return SHRINK_STOP;
-	blocks = vb13_release_under_pressure(vb, want, VB13_SHRINKER_MAY_SLEEP);
+	blocks = vb13_release_under_pressure(vb, want, VB13_SHRINKER_MAY_SLEEP,
+					     false);
 	mutex_unlock(&vb->lock);
 	pages = vb13_blocks_to_pages(&vb->geom, blocks);
 	mm_account_reclaimed_pages(pages);
@@ -1535,6 +1838,38 @@ static int vb13_make_room(struct virtio_balloon13 *vb, unsigned int order)
 	return 0;
 }
 
+/*
+ * ZONE_MOVABLE first: memory the kernel can't use anyway.  A movable
+ * allocation that lands in another zone (ZONE_MOVABLE has no chunk of that
+ * order free) is given back: there the balloon allocates unmovable, so it
+ * doesn't scatter unmovable pages through movable pageblocks, and only as
+ * far as the kernel's zones keep the floor.
+ */
+static struct page *vb13_alloc_zoned(struct virtio_balloon13 *vb,
+				     unsigned int order)
+{
+	const struct vb13_geom *g = &vb->geom;
+	struct page *page;
+
+	if (!vb->movable_exhausted && vb13_movable_managed()) {
+		page = vb13_alloc_chunk_gfp(g, order, GFP_HIGHUSER_MOVABLE);
+		if (page && page_zonenum(page) == ZONE_MOVABLE)
+			return page;
+		if (page)
+			vb13_free_chunk(page);
+		if (order > g->block_order)
+			return NULL;	/* a smaller one may still be there */
+		vb->movable_exhausted = true;
+	}
+	if (READ_ONCE(vb->held_pages) - READ_ONCE(vb->movable_pages) +
+	    (1UL << order) > vb13_kernel_budget(vb)) {
+		WRITE_ONCE(vb->held_by_zones, true);
+		return NULL;
+	}
+	WRITE_ONCE(vb->held_by_zones, false);
+	return vb13_alloc_chunk_gfp(g, order, GFP_HIGHUSER);
+}
+
 static struct page *vb13_alloc(struct virtio_balloon13 *vb, unsigned int order)
 {
 	struct page *page;
@@ -1547,7 +1882,7 @@ static struct page *vb13_alloc(struct virtio_balloon13 *vb, unsigned int order)
 		return stub(vb, order);
 #endif
 	WRITE_ONCE(vb->alloc_task, current);
-	page = vb13_alloc_chunk(&vb->geom, order);
+	page = vb13_alloc_zoned(vb, order);
 	WRITE_ONCE(vb->alloc_task, NULL);
 	return page;
 }
@@ -1560,19 +1895,67 @@ static struct page *vb13_alloc(struct virtio_balloon13 *vb, unsigned int order)
  * Return: 0 on progress, -EAGAIN to wait for the device, -ENOMEM, or
  * another virtqueue error.
  */
+/*
+ * Free memory in pieces smaller than a pageblock, which no huge page can
+ * use: the largest order below pageblock_order (and at least a block)
+ * with more than one free block in a zone the balloon allocates from, or
+ * -1 when there is none.  One block per order doesn't count: that is what
+ * splitting a pageblock for a smaller chunk leaves behind, and chasing it
+ * would take pageblocks apart piece by piece.  Racy by design.
+ */
+static int vb13_hole_order(const struct vb13_geom *g)
+{
+	int nid, z, o, best = -1;
+
+	if (g->block_order >= pageblock_order)
+		return -1;
+	for_each_online_node(nid) {
+		pg_data_t *pgdat = NODE_DATA(nid);
+
+		for (z = 0; z < MAX_NR_ZONES; z++) {
+			struct zone *zone = &pgdat->node_zones[z];
+
+			/* ZONE_DMA's 16 MiB: not where the balloon goes. */
+			if (!populated_zone(zone) ||
+			    zone_managed_pages(zone) < SZ_64M >> PAGE_SHIFT)
+				continue;
+			for (o = pageblock_order - 1; o > best &&
+			     o >= (int)g->block_order; o--)
+				/* An estimate: no zone lock on this path. */
+				if (data_race(zone->free_area[o].nr_free) > 1) {
+					best = o;
+					break;
+				}
+		}
+	}
+	return best;
+}
+
 static int vb13_inflate_one(struct virtio_balloon13 *vb, unsigned long target)
 {
 	const struct vb13_geom *g = &vb->geom;
-	/* Only this worker adds blocks; the OOM notifier only takes some. */
-	unsigned long need = target - READ_ONCE(vb->nr_blocks);
+	/*
+	 * Only this worker adds blocks; the OOM notifier only takes some,
+	 * and blocks being withdrawn are on their way out.
+	 */
+	unsigned long need = target - (READ_ONCE(vb->nr_blocks) -
+				       READ_ONCE(vb->withdrawing));
 	unsigned int order = vb->alloc_order;
 	struct page *page;
-	int err;
+	int err, hole;
 
 	/* Never overshoot the target, nor a message's current limit. */
 	while (order > g->block_order && (vb13_chunk_blocks(g, order) > need ||
 					  (1UL << order) > vb->msg_limit))
 		order--;
+	/*
+	 * Huge pages: take the free pieces no huge page can use first, and
+	 * whole free pageblocks only when those are gone.  (The buddy
+	 * allocator serves an order from the smallest free block that fits.)
+	 */
+	hole = vb13_hole_order(g);
+	if (hole >= 0 && hole < (int)order)
+		order = hole;
 
 	mutex_lock(&vb->lock);
 	err = vb13_make_room(vb, order);
@@ -1639,7 +2022,12 @@ static bool vb13_paused(struct virtio_balloon13 *vb, unsigned long *left)
 /* The target the floor allows; updates held_by_floor.  Under vb->lock. */
 static unsigned long vb13_effective_target(struct virtio_balloon13 *vb)
 {
-	unsigned long want = READ_ONCE(vb->target_blocks);
+	/*
+	 * A crash kernel needs all it has: the dump tools run in it.  A
+	 * balloon whose outputq broke can only give memory back.
+	 */
+	unsigned long want = vb->in_kdump || READ_ONCE(vb->broken) ? 0 :
+			     READ_ONCE(vb->target_blocks);
 	unsigned long max = vb13_max_blocks(vb);
 
 	WRITE_ONCE(vb->held_by_floor, want > max && vb->nr_blocks >= max);
@@ -1652,10 +2040,11 @@ static void vb13_resize_fn(struct work_struct *work)
 						   struct virtio_balloon13,
 						   resize_work);
 	const struct vb13_geom *g = &vb->geom;
-	unsigned long target, left;
+	unsigned long target, left, held;
 	int err;
 
 	vb->alloc_order = g->max_order;
+	vb->movable_exhausted = false;
 	for (;;) {
 		if (READ_ONCE(vb->stop))
 			return;
@@ -1663,11 +2052,12 @@ static void vb13_resize_fn(struct work_struct *work)
 		mutex_lock(&vb->lock);
 		vb13_reap(vb);
 		target = vb13_effective_target(vb);
+		/* Blocks being withdrawn are on their way out already. */
+		held = vb->nr_blocks - vb->withdrawing;
 
-		if (vb->nr_blocks > target) {
+		if (held > target) {
 			/* Unsent blocks first: the device never sees them. */
-			unsigned long freed = vb13_release(vb,
-							   vb->nr_blocks - target,
+			unsigned long freed = vb13_release(vb, held - target,
 							   true);
 
 			mutex_unlock(&vb->lock);
@@ -1675,6 +2065,11 @@ static void vb13_resize_fn(struct work_struct *work)
 				return;	/* all in flight: outputq requeues us */
 			cond_resched();
 			continue;
+		}
+		if (held == target && vb->withdrawing) {
+			/* The last WITHDRAW's return requeues us. */
+			mutex_unlock(&vb->lock);
+			return;
 		}
 		if (vb->nr_blocks == target) {
 			/*
@@ -1710,12 +2105,8 @@ static void vb13_resize_fn(struct work_struct *work)
 			vb13_backoff(vb);
 			return;
 		}
-		if (err) {
-			dev_err_ratelimited(&vb->vdev->dev,
-					    "outputq failed (%d); stopping\n",
-					    err);
-			return;
-		}
+		if (err)
+			continue;	/* outputq broke: now the target is 0 */
 		vb13_backoff_reset(vb);
 		cond_resched();
 	}
@@ -1876,12 +2267,14 @@ static void vb13_handle_req(struct virtio_balloon13 *vb,
 					     value);
 		}
 		/*
-		 * A new target redirects at once, cutting any backoff short;
-		 * the same target again changes nothing, so a device
-		 * repeating it can't drive a reclaim storm.
+		 * A new target redirects at once.  It cuts an allocation
+		 * backoff short only when it needs no allocation (the balloon
+		 * holds that much already): a device alternating between
+		 * targets, or repeating one, can't drive a reclaim storm.
 		 */
 		if (target != old) {
-			WRITE_ONCE(vb->backoff_until, 0);
+			if (target <= READ_ONCE(vb->nr_blocks))
+				WRITE_ONCE(vb->backoff_until, 0);
 			vb13_queue_resize(vb, 0, true);
 		}
 		break;
@@ -1911,7 +2304,7 @@ static void vb13_req_fn(struct work_struct *work)
 	struct virtio_balloon13_req *req;
 	unsigned int len, n = 0;
 	unsigned long flags;
-	bool pending;
+	bool pending, kick;
 
 	/*
 	 * A bounded number per run: a device that returns buffers as fast
@@ -1924,7 +2317,11 @@ static void vb13_req_fn(struct work_struct *work)
 			dev_warn_ratelimited(&vb->vdev->dev,
 					     "could not re-post a request buffer\n");
 	}
-	if (n)
+	spin_lock_irqsave(&vb->out_lock, flags);
+	kick = vb->in_kick;
+	vb->in_kick = false;
+	spin_unlock_irqrestore(&vb->out_lock, flags);
+	if (n || kick)
 		virtqueue_kick(vq);
 
 	spin_lock_irqsave(&vb->out_lock, flags);
@@ -1938,7 +2335,7 @@ static void vb13_req_fn(struct work_struct *work)
 		vb13_send_stats(vb);
 		n++;
 	}
-	if (!n)
+	if (!n && !kick)
 		vb13_inc(vb, spurious_callbacks, 1);
 }
 
@@ -2069,6 +2466,167 @@ static void vb13_reporting_stop(struct virtio_balloon13 *vb)
 	vb->reporting = false;
 }
 
+/* --- limits that change: memory hotplug, floor_mib ------------------------- */
+
+/* Every bound balloon, for what changes all their limits at once. */
+static LIST_HEAD(vb13_instances);
+static DEFINE_MUTEX(vb13_instances_lock);
+
+/* floor_mib written: every balloon moves to what the new floor allows. */
+VISIBLE_IF_KUNIT
+int vb13_floor_mib_set(const char *val, const struct kernel_param *kp)
+{
+	struct virtio_balloon13 *vb;
+	int err;
+
+	err = param_set_uint(val, kp);
+	if (err)
+		return err;
+	mutex_lock(&vb13_instances_lock);
+	list_for_each_entry(vb, &vb13_instances, instance)
+		vb13_queue_resize(vb, 0, true);
+	mutex_unlock(&vb13_instances_lock);
+	return 0;
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_floor_mib_set);
+
+/*
+ * How long offlining waits for the device to return messages, in ms: an
+ * admin operation, which a slow (loaded, emulated) host should not fail.
+ */
+#define VB13_OFFLINE_WAIT_MS	5000
+
+static bool vb13_in_range(struct page *page, unsigned long start,
+			  unsigned long end)
+{
+	unsigned long pfn = page_to_pfn(page);
+
+	return pfn >= start && pfn < end;
+}
+
+/* Does a page list the device holds name memory in [start, end)? */
+static bool vb13_range_on_device(struct virtio_balloon13 *vb,
+				 unsigned long start, unsigned long end)
+{
+	struct page *page;
+	unsigned int i;
+
+	lockdep_assert_held(&vb->lock);
+	for (i = 0; i < vb->nr_msgs; i++) {
+		if (&vb->msgs[i] == vb->fill)
+			continue;
+		list_for_each_entry(page, &vb->msgs[i].chunks, lru)
+			if (vb13_in_range(page, start, end))
+				return true;
+	}
+	return false;
+}
+
+/*
+ * Memory in [start, end) is going offline: give back every block of it
+ * the balloon holds, so that offlining finds free pages rather than
+ * PageOffline pages with references.  Unsent blocks go at once; blocks on
+ * the device wait for it (a while); acknowledged ones are freed (withdrawn
+ * by access) or, with VIRTIO_BALLOON13_F_WITHDRAW, named in WITHDRAW
+ * messages first.  The range is isolated: nothing allocates from it now.
+ * Return: 0, or -EBUSY if some of it is still in the balloon.
+ */
+static int vb13_offline_range(struct virtio_balloon13 *vb, unsigned long start,
+			      unsigned long end)
+{
+	bool withdraw = virtio_has_feature(vb->vdev,
+					   VIRTIO_BALLOON13_F_WITHDRAW);
+	unsigned long deadline = jiffies + msecs_to_jiffies(VB13_OFFLINE_WAIT_MS);
+	unsigned long freed = 0, before;
+	struct page *page, *next;
+	int order, err = 0;
+
+	mutex_lock(&vb->lock);
+	vb13_reap(vb);
+	before = vb->nr_blocks;
+	/* Unsent: the device never saw them (the worker sends the rest). */
+	if (vb->fill && vb->fill->nr)
+		vb13_free_unsent(vb, ULONG_MAX, false);
+	while (vb13_range_on_device(vb, start, end) ||
+	       (withdraw && vb->withdrawing)) {
+		long left = deadline - jiffies;
+
+		mutex_unlock(&vb->lock);
+		if (left > 0)
+			wait_event_timeout(vb->out_wq,
+					   vb13_nothing_on_device(vb), left);
+		mutex_lock(&vb->lock);
+		vb13_reap(vb);
+		if (time_after_eq(jiffies, deadline))
+			break;
+	}
+	do {
+		if (withdraw) {
+			/* As many messages as there are free buffers. */
+			while (vb13_withdraw_acked(vb, ULONG_MAX, false, start,
+						   end))
+				;
+		} else {
+			for (order = 0; order <= MAX_PAGE_ORDER; order++)
+				list_for_each_entry_safe(page, next,
+							 &vb->acked[order], lru)
+					if (vb13_in_range(page, start, end)) {
+						list_del(&page->lru);
+						vb13_release_chunk(vb, page);
+					}
+		}
+		if (!withdraw || !vb->withdrawing)
+			break;
+		mutex_unlock(&vb->lock);
+		wait_event_timeout(vb->out_wq, vb13_no_withdraw_on_device(vb),
+				   max_t(long, deadline - jiffies, 1));
+		mutex_lock(&vb->lock);
+		vb13_reap(vb);
+	} while (time_before(jiffies, deadline));
+	if (vb13_range_on_device(vb, start, end))
+		err = -EBUSY;
+	for (order = 0; !err && order <= MAX_PAGE_ORDER; order++)
+		list_for_each_entry(page, &vb->acked[order], lru)
+			if (vb13_in_range(page, start, end))
+				err = -EBUSY;
+	if (before > vb->nr_blocks)
+		freed = before - vb->nr_blocks;
+	vb13_inc(vb, hotplug_blocks, freed);
+	mutex_unlock(&vb->lock);
+	if (err)
+		dev_info(&vb->vdev->dev,
+			 "memory going offline is still in flight to the device\n");
+	return err;
+}
+
+/*
+ * Memory hotplug: blocks in memory going offline leave the balloon first;
+ * after memory comes or goes (or an offline is cancelled) the floor and
+ * the limits it sets are evaluated afresh by the resize worker.
+ */
+static int vb13_memory_notify(struct notifier_block *nb, unsigned long action,
+			      void *arg)
+{
+	struct virtio_balloon13 *vb = container_of(nb, struct virtio_balloon13,
+						   mem_nb);
+	struct memory_notify *mn = arg;
+
+	switch (action) {
+	case MEM_GOING_OFFLINE:
+		if (vb13_offline_range(vb, mn->start_pfn,
+				       mn->start_pfn + mn->nr_pages))
+			return NOTIFY_BAD;
+		break;
+	case MEM_ONLINE:
+	case MEM_OFFLINE:
+	case MEM_CANCEL_ONLINE:
+	case MEM_CANCEL_OFFLINE:
+		vb13_queue_resize(vb, 0, true);
+		break;
+	}
+	return NOTIFY_OK;
+}
+
 /* --- sysfs ---------------------------------------------------------------- */
 
 static struct virtio_balloon13 *dev_to_vb(struct device *dev)
@@ -2154,16 +2712,23 @@ int vb13_counters_show(struct seq_file *f, void *offset)
 	VB13_SHOW("blocks_withdrawn", READ_ONCE(c->blocks_withdrawn));
 	VB13_SHOW("blocks_unsent_freed", READ_ONCE(c->blocks_unsent_freed));
 	VB13_SHOW("messages_pages", READ_ONCE(c->messages_pages));
+	VB13_SHOW("messages_withdraw", READ_ONCE(c->messages_withdraw));
 	VB13_SHOW("messages_stats", READ_ONCE(c->messages_stats));
 	VB13_SHOW("stats_coalesced", READ_ONCE(c->stats_coalesced));
 	VB13_SHOW("alloc_failures", READ_ONCE(c->alloc_failures));
 	VB13_SHOW("pressure_releases", READ_ONCE(c->pressure_releases));
 	VB13_SHOW("pressure_blocks", READ_ONCE(c->pressure_blocks));
+	VB13_SHOW("hotplug_blocks", READ_ONCE(c->hotplug_blocks));
 	VB13_SHOW("backoff_ms", READ_ONCE(vb->backoff_ms));
 	VB13_SHOW("hold_ms", until && time_before(now, until) ?
 		  jiffies_to_msecs(until - now) : 0);
 	VB13_SHOW("held_by_floor", READ_ONCE(vb->held_by_floor));
+	VB13_SHOW("held_by_zones", READ_ONCE(vb->held_by_zones));
+	VB13_SHOW("movable_blocks",
+		  vb13_pages_to_blocks(&vb->geom, READ_ONCE(vb->movable_pages)));
+	VB13_SHOW("broken", READ_ONCE(vb->broken));
 	VB13_SHOW("in_flight_blocks", READ_ONCE(vb->in_flight_blocks));
+	VB13_SHOW("withdrawing_blocks", READ_ONCE(vb->withdrawing));
 	VB13_SHOW("num_blocks", READ_ONCE(vb->nr_blocks));
 	VB13_SHOW("target_blocks", READ_ONCE(vb->target_blocks));
 	VB13_SHOW("msg_max_blocks",
@@ -2241,18 +2806,30 @@ static int vb13_start_device(struct virtio_balloon13 *vb)
 	/* One entry stays for STATS; on a ring of one they take turns. */
 	vb->nr_msgs = clamp_t(unsigned int, out_size - 1, 1, VB13_NR_MSGS);
 
+	/*
+	 * The workers are stopped, but the OOM notifier and the shrinker may
+	 * run: the state they read is set under the locks that guard it.
+	 */
+	mutex_lock(&vb->lock);
 	INIT_LIST_HEAD(&vb->free_msgs);
-	INIT_LIST_HEAD(&vb->done_msgs);
 	for (i = 0; i < vb->nr_msgs; i++) {
 		vb13_msg_init(&vb->msgs[i]);
 		list_add_tail(&vb->msgs[i].list, &vb->free_msgs);
 	}
 	vb->fill = NULL;
 	vb13_slow_start(vb);
-	vb->on_device = 0;
 	vb->in_flight_blocks = 0;
+	vb->withdrawing = 0;
+	/* New queues: outputq works again. */
+	WRITE_ONCE(vb->broken, false);
+	mutex_unlock(&vb->lock);
+	spin_lock_irqsave(&vb->out_lock, flags);
+	INIT_LIST_HEAD(&vb->done_msgs);
+	vb->on_device = 0;
+	vb->withdraw_on_device = 0;
 	vb->stats_busy = false;
 	vb->stats_pending = false;
+	spin_unlock_irqrestore(&vb->out_lock, flags);
 
 	for (i = 0; i < vb->nr_reqs; i++) {
 		err = vb13_post_req(vb, &vb->reqs[i]);
@@ -2260,12 +2837,18 @@ static int vb13_start_device(struct virtio_balloon13 *vb)
 			goto out_del;
 	}
 
-	spin_lock_irqsave(&vb->out_lock, flags);
-	vb->stop = false;
-	spin_unlock_irqrestore(&vb->out_lock, flags);
 	vb->live = true;
 	virtio_device_ready(vb->vdev);
-	virtqueue_kick(vb->vqs[VB13_VQ_INPUT]);
+	/*
+	 * Only the request worker touches inputq from now on: it makes the
+	 * first notification, so that a request the device returns at once
+	 * can't run the worker beside a kick from here.
+	 */
+	spin_lock_irqsave(&vb->out_lock, flags);
+	vb->stop = false;
+	vb->in_kick = true;
+	queue_work(system_freezable_wq, &vb->req_work);
+	spin_unlock_irqrestore(&vb->out_lock, flags);
 	return 0;
 
 out_del:
@@ -2275,31 +2858,6 @@ out_del:
 	vb->vdev->config->del_vqs(vb->vdev);
 	memset(vb->vqs, 0, sizeof(vb->vqs));
 	return err;
-}
-
-static bool vb13_nothing_on_device(struct virtio_balloon13 *vb)
-{
-	unsigned long flags;
-	bool none;
-
-	spin_lock_irqsave(&vb->out_lock, flags);
-	none = !vb->on_device;
-	spin_unlock_irqrestore(&vb->out_lock, flags);
-	return none;
-}
-
-/* Free a message's chunks; the device must not be able to touch them. */
-static void vb13_drop_msg(struct virtio_balloon13 *vb, struct vb13_msg *msg)
-{
-	struct page *page, *next;
-
-	lockdep_assert_held(&vb->lock);
-	list_for_each_entry_safe(page, next, &msg->chunks, lru) {
-		list_del(&page->lru);
-		vb13_release_chunk(vb, page);
-	}
-	vb->in_flight_blocks -= msg->nr;
-	vb13_msg_init(msg);
 }
 
 /* Free every acknowledged block, a batch per hold of the lock. */
@@ -2372,6 +2930,7 @@ static void vb13_stop_device(struct virtio_balloon13 *vb)
 		cond_resched();
 	}
 	vb->on_device = 0;
+	vb->withdraw_on_device = 0;
 	vb->stats_busy = false;
 	while (virtqueue_detach_unused_buf(vb->vqs[VB13_VQ_INPUT]))
 		;
@@ -2387,8 +2946,22 @@ static void vb13_free_bufs(struct virtio_balloon13 *vb)
 	for (i = 0; i < VB13_NR_MSGS; i++)
 		kfree(vb->msgs[i].buf);
 	kfree(vb->stats_buf);
+	kfree(vb->reqs);
 	kfree(vb->report_buf);
 }
+
+/*
+ * The request buffers the device writes, in whole cache lines of their
+ * own: kmalloc() aligns a power-of-two size to itself.
+ */
+VISIBLE_IF_KUNIT size_t vb13_reqs_size(void)
+{
+	return roundup_pow_of_two(max_t(size_t,
+					VB13_NR_REQS *
+					sizeof(struct virtio_balloon13_req),
+					dma_get_cache_alignment()));
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_reqs_size);
 
 /*
  * Message buffers for @addrs addresses each, once, at probe; smaller ones
@@ -2401,9 +2974,10 @@ static unsigned int vb13_alloc_bufs(struct virtio_balloon13 *vb,
 	struct virtio_balloon13_pages *p;
 	int i;
 
+	vb->reqs = kzalloc(vb13_reqs_size(), GFP_KERNEL);
 	vb->stats_buf = kzalloc(struct_size(vb->stats_buf, s, VB13_NR_STATS),
 				GFP_KERNEL);
-	if (!vb->stats_buf)
+	if (!vb->reqs || !vb->stats_buf)
 		return 0;
 	for (i = 0; i < VB13_NR_MSGS; i++) {
 		for (;;) {
@@ -2489,7 +3063,7 @@ static int vb13_probe(struct virtio_device *vdev)
 	BUILD_BUG_ON(sizeof(struct virtio_balloon13_report) != 8);
 	BUILD_BUG_ON(VB13_MSG_ADDRS_MAX != 8191);
 
-	vb = kzalloc(sizeof(*vb), GFP_KERNEL);
+	vb = kzalloc_obj(*vb);
 	if (!vb)
 		return -ENOMEM;
 	vb->vdev = vdev;
@@ -2507,6 +3081,9 @@ static int vb13_probe(struct virtio_device *vdev)
 	err = vb13_setup_geom(vb);
 	if (err)
 		goto out_free;
+	vb->in_kdump = is_kdump_kernel();
+	if (vb->in_kdump)
+		dev_info(&vdev->dev, "kdump kernel: the balloon stays empty\n");
 
 	err = vb13_start_device(vb);
 	if (err)
@@ -2520,6 +3097,13 @@ static int vb13_probe(struct virtio_device *vdev)
 	err = vb13_shrinker_init(vb);
 	if (err)
 		goto out_oom;
+	vb->mem_nb.notifier_call = vb13_memory_notify;
+	err = register_memory_notifier(&vb->mem_nb);
+	if (err)
+		goto out_shrinker;
+	mutex_lock(&vb13_instances_lock);
+	list_add(&vb->instance, &vb13_instances);
+	mutex_unlock(&vb13_instances_lock);
 
 	vb13_reporting_start(vb);
 	vb13_debugfs_init(vb);
@@ -2529,6 +3113,8 @@ static int vb13_probe(struct virtio_device *vdev)
 		 vb13_floor_pages() >> (20 - PAGE_SHIFT));
 	return 0;
 
+out_shrinker:
+	vb13_shrinker_exit(vb);
 out_oom:
 	unregister_oom_notifier(&vb->oom_nb);
 out_stop:
@@ -2545,6 +3131,10 @@ static void vb13_remove(struct virtio_device *vdev)
 	struct virtio_balloon13 *vb = vdev->priv;
 
 	vb13_debugfs_exit(vb);
+	mutex_lock(&vb13_instances_lock);
+	list_del(&vb->instance);
+	mutex_unlock(&vb13_instances_lock);
+	unregister_memory_notifier(&vb->mem_nb);
 	vb13_shrinker_exit(vb);
 	unregister_oom_notifier(&vb->oom_nb);
 	vb13_stop_device(vb);
@@ -2565,9 +3155,22 @@ static int vb13_freeze(struct virtio_device *vdev)
 static int vb13_restore(struct virtio_device *vdev)
 {
 	struct virtio_balloon13 *vb = vdev->priv;
+	u32 page_bits;
 	int err;
 
-	/* On failure the driver stays stopped, and remove still works. */
+	/*
+	 * The block size must not change under the balloon: the geometry,
+	 * the message buffers and the balloon's own accounting follow it.
+	 * On failure the driver stays stopped, and remove still works.
+	 */
+	virtio_cread_le(vdev, struct virtio_balloon13_config, page_bits,
+			&page_bits);
+	if (page_bits != vb->geom.page_bits) {
+		dev_err(&vdev->dev,
+			"page_bits changed from %u to %u over suspend; balloon stopped\n",
+			vb->geom.page_bits, page_bits);
+		return -EINVAL;
+	}
 	err = vb13_start_device(vb);
 	if (err) {
 		dev_err(&vdev->dev, "restore failed (%d); balloon stopped\n",
@@ -2588,6 +3191,7 @@ static const struct virtio_device_id vb13_id_table[] = {
 MODULE_DEVICE_TABLE(virtio, vb13_id_table);
 
 static unsigned int vb13_features[] = {
+	VIRTIO_BALLOON13_F_WITHDRAW,
 	VIRTIO_BALLOON13_F_REPORTING,
 	VIRTIO_BALLOON13_F_FULL_STATS,
 	VIRTIO_BALLOON13_F_PRESSURE_RELEASE,

@@ -22,6 +22,11 @@
 #include <linux/virtio_config.h>
 #include <linux/vmstat.h>
 
+/* Typed allocation helpers (7.x); the driver uses the one-argument form. */
+#ifndef kzalloc_obj
+#define kzalloc_obj(P)		kzalloc(sizeof(P), GFP_KERNEL)
+#endif
+
 /* 6.8 renamed MAX_ORDER (the largest buddy order since 6.4) MAX_PAGE_ORDER. */
 #ifndef MAX_PAGE_ORDER
 #define MAX_PAGE_ORDER		const_ilog2(MAX_ORDER_NR_PAGES)
@@ -155,6 +160,32 @@ static inline void vb13_shrinker_free(struct shrinker *s)
 {
 	shrinker_free(s);
 }
+#endif
+
+/*
+ * The balloon core (include/linux/balloon.h) was CONFIG_MEMORY_BALLOON
+ * until mainline reworked it in 2026; the vm events kept their names.
+ */
+#if defined(CONFIG_MEMORY_BALLOON) && !defined(CONFIG_BALLOON)
+#define CONFIG_BALLOON		1
+#endif
+
+/*
+ * 6.15: pages in balloons are counted per node (NR_BALLOON_PAGES, the
+ * "Balloon:" line of /proc/meminfo).  Before, nothing counts them.
+ */
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 15, 0)
+#define NR_BALLOON_PAGES	NR_VM_NODE_STAT_ITEMS
+
+static inline void vb13_compat_mod_node_page_state(struct pglist_data *pgdat,
+						   enum node_stat_item item,
+						   int delta)
+{
+	if (item != NR_BALLOON_PAGES)
+		mod_node_page_state(pgdat, item, delta);
+}
+
+#define mod_node_page_state	vb13_compat_mod_node_page_state
 #endif
 
 /* 6.4: pages freed outside the LRU are reported with a helper. */

@@ -75,9 +75,12 @@ struct vb13_geom {
  *	blocks this message names.  They can't be freed while the device
  *	holds the message.
  * @list: on free_msgs, or on done_msgs once the device returned it
+ * @withdraw: a WITHDRAW message (VIRTIO_BALLOON13_F_WITHDRAW): its chunks
+ *	leave the balloon, and are freed, once the device returns it
  */
 struct vb13_msg {
 	struct virtio_balloon13_pages *buf;
+	bool withdraw;
 	unsigned int nr;
 	unsigned long pages;
 	struct list_head chunks;
@@ -101,10 +104,12 @@ struct vb13_counters {
 	u64 blocks_withdrawn;
 	u64 blocks_unsent_freed;
 	u64 messages_pages;
+	u64 messages_withdraw;
 	u64 messages_stats;
 	u64 alloc_failures;
 	u64 pressure_releases;
 	u64 pressure_blocks;
+	u64 hotplug_blocks;
 	u64 stats_coalesced;
 	u64 request_budget_hits;
 	/* VIRTIO_BALLOON13_F_FULL_STATS */
@@ -193,13 +198,31 @@ struct virtio_balloon13 {
 	 * once stop has begun.
 	 */
 	bool stop;
+	/* The request worker notifies inputq once the device is started. */
+	bool in_kick;
+	/*
+	 * This is a kdump kernel (cached at probe): the balloon stays empty,
+	 * whatever the device asks, so makedumpfile has the memory.
+	 */
+	bool in_kdump;
+	/*
+	 * outputq failed other than by being full: no message can go out,
+	 * so the balloon only gives memory back.  Under @lock.
+	 */
+	bool broken;
 
-	struct virtio_balloon13_req reqs[VB13_NR_REQS];
+	/*
+	 * Request buffers: the only memory the device writes.  Their own
+	 * allocation, whole cache lines (see vb13_alloc_bufs()), so that on
+	 * non-coherent DMA no CPU store to a neighbouring field shares a
+	 * line with them.
+	 */
+	struct virtio_balloon13_req *reqs;
 
 	/*
 	 * Serialises outputq access (add/get/kick) between the two workers,
-	 * and guards @stats_busy, @stats_pending, @done_msgs, @on_device and
-	 * @stop.
+	 * and guards @stats_busy, @stats_pending, @done_msgs, @on_device,
+	 * @stop and @in_kick.
 	 */
 	spinlock_t out_lock;
 	struct virtio_balloon13_stats *stats_buf;
@@ -207,6 +230,7 @@ struct virtio_balloon13 {
 	bool stats_pending;	/* a STATS came in while it was */
 	struct list_head done_msgs;	/* returned by the device, not yet reaped */
 	unsigned int on_device;		/* page-list messages the device holds */
+	unsigned int withdraw_on_device;	/* of those, WITHDRAW messages */
 
 	/*
 	 * VIRTIO_BALLOON13_F_FULL_STATS: STATS pushed every
@@ -255,11 +279,19 @@ struct virtio_balloon13 {
 	unsigned long msg_limit;
 	/* Blocks named by messages not yet reaped, @fill included. */
 	unsigned long in_flight_blocks;
+	/*
+	 * Of those, blocks in WITHDRAW messages: still held, already
+	 * leaving.  The balloon's size toward the target is @nr_blocks less
+	 * these.
+	 */
+	unsigned long withdrawing;
 	/* Chunks the device has acknowledged, by buddy order. */
 	struct list_head acked[MAX_PAGE_ORDER + 1];
 	unsigned long nr_blocks;	/* blocks held, acked or not */
 	/* The same in pages; written under vb13_ram_lock too. */
 	unsigned long held_pages;
+	/* Of those, pages in ZONE_MOVABLE; written under vb13_ram_lock too. */
+	unsigned long movable_pages;
 
 	/*
 	 * Target in blocks as last requested by the device, before the
@@ -277,6 +309,13 @@ struct virtio_balloon13 {
 	unsigned long backoff_until;	/* jiffies; 0 = no backoff */
 	unsigned int alloc_order;	/* order to try first */
 	bool held_by_floor;
+	/*
+	 * The kernel's zones are at the floor and ZONE_MOVABLE has no more:
+	 * the target is out of reach because of where the memory is.
+	 */
+	bool held_by_zones;
+	/* This run found ZONE_MOVABLE without a block free. */
+	bool movable_exhausted;
 	/* The task allocating for the balloon; the shrinker leaves it alone. */
 	struct task_struct *alloc_task;
 
@@ -287,8 +326,17 @@ struct virtio_balloon13 {
 	 */
 	unsigned long hold_until;
 	unsigned long pressure_batch;
+	/*
+	 * The pressure episode (jiffies; 0 = none): from an OOM notification
+	 * until the hold-off after the last one.  Batches double within it,
+	 * and the shrinker's episode mode acts only in it.  Under @lock.
+	 */
+	unsigned long episode_until;
 
 	struct notifier_block oom_nb;
+	struct notifier_block mem_nb;
+	/* On vb13_instances, under vb13_instances_lock. */
+	struct list_head instance;
 	struct shrinker *shrinker;
 	struct vb13_counters cnt;
 	struct dentry *debugfs;
@@ -361,6 +409,9 @@ unsigned long vb13_ram_pages(void);
 unsigned long vb13_floor_pages(void);
 unsigned long vb13_max_blocks(struct virtio_balloon13 *vb);
 int vb13_counters_show(struct seq_file *f, void *offset);
+size_t vb13_reqs_size(void);
+struct kernel_param;
+int vb13_floor_mib_set(const char *val, const struct kernel_param *kp);
 #endif
 
 #endif /* _VIRTIO_BALLOON13_INTERNAL_H */

@@ -34,9 +34,12 @@ static void check_req(const struct ctl_req *r)
 		FUZZ_CHECK(r->kind < CTL_NR_INJ);
 		FUZZ_CHECK(r->count >= 1 && r->count <= CTL_INJECT_MAX);
 		break;
+	case CTL_STATS_INTERVAL:
+		FUZZ_CHECK(r->ms <= CTL_STATS_INTERVAL_MAX);
+		break;
 	default:
 		FUZZ_CHECK(!r->bytes && !r->timeout_ms && !r->from &&
-			   !r->count);
+			   !r->count && !r->ms);
 		break;
 	}
 }
@@ -58,6 +61,9 @@ static char *canonical(const struct ctl_req *r)
 		return g_strdup_printf("{\"cmd\":\"inject\",\"kind\":\"%s\","
 				       "\"count\":%" G_GUINT64_FORMAT "}",
 				       ctl_inject_names[r->kind], r->count);
+	case CTL_STATS_INTERVAL:
+		return g_strdup_printf("{\"cmd\":\"stats-interval\",\"ms\":%"
+				       G_GUINT64_FORMAT "}", r->ms);
 	default:
 		return g_strdup_printf("{\"cmd\":\"%s\"}",
 				       ctl_cmd_names[r->cmd]);

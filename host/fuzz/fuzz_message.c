@@ -7,11 +7,13 @@
  * be refused without a byte read: ASan sees any read past the buffer).
  *
  * Checked against a model: the reason a message is refused follows from
- * its length and header alone; a stats message leaves a table of the known
- * tags with the last value of each, and counts unknown and repeated tags;
- * a refused one leaves the table and the bitmap as they were.  Guest RAM
- * is q35-like, with fake host mappings and a discard hook, so accepted
- * page lists run the whole path too.
+ * its length, its header and the features negotiated (the input picks
+ * them) alone; a stats message leaves a table of the known tags (six, or
+ * eighteen with FULL_STATS) with the last value of each, and counts
+ * unknown and repeated tags; a refused one leaves the table and the
+ * bitmap as they were.  Guest RAM is q35-like, with fake host mappings
+ * and a discard hook, so accepted page lists, withdrawals and reports run
+ * the whole path too.
  */
 #define _GNU_SOURCE
 #include <endian.h>
@@ -32,8 +34,9 @@ static int ignore(void *addr, size_t len, void *arg)
 
 /* Expected outcome from the length and header alone (no page checks). */
 static enum b13_reject model_shape(uint64_t len, const uint8_t *msg,
-				   uint32_t *type, uint64_t *n)
+				   uint64_t f, uint32_t *type, uint64_t *n)
 {
+	uint64_t entry;
 	uint32_t t;
 
 	if (len > B13_MAX_MSG_BYTES)
@@ -42,19 +45,20 @@ static enum b13_reject model_shape(uint64_t len, const uint8_t *msg,
 		return B13_REJ_SHORT;
 	t = msg[0] | msg[1] << 8 | msg[2] << 16 | (uint32_t)msg[3] << 24;
 	*type = t;
-	if (t == B13_RESP_PAGES) {
-		if (len == 8 || (len - 8) % 8)
-			return B13_REJ_LENGTH;
-		*n = (len - 8) / 8;
-		return B13_OK;
-	}
-	if (t == B13_RESP_STATS) {
-		if (len == 8 || (len - 8) % 16)
-			return B13_REJ_LENGTH;
-		*n = (len - 8) / 16;
-		return *n > B13_MAX_STATS ? B13_REJ_OVERSIZE : B13_OK;
-	}
-	return B13_REJ_TYPE;
+	if (t == VIRTIO_BALLOON13_RESP_PAGES ||
+	    (t == VIRTIO_BALLOON13_RESP_WITHDRAW && (f & B13_F_WITHDRAW)))
+		entry = 8;
+	else if (t == VIRTIO_BALLOON13_RESP_STATS ||
+		 (t == VIRTIO_BALLOON13_RESP_REPORT && (f & B13_F_REPORTING)))
+		entry = 16;
+	else
+		return B13_REJ_TYPE;
+	if (len == 8 || (len - 8) % entry)
+		return B13_REJ_LENGTH;
+	*n = (len - 8) / entry;
+	if (t == VIRTIO_BALLOON13_RESP_STATS && *n > B13_MAX_STATS)
+		return B13_REJ_OVERSIZE;
+	return B13_OK;
 }
 
 static uint64_t le64_at(const uint8_t *p)
@@ -69,9 +73,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	uint8_t *ram = fuzz_fake_ram();
 	struct b13_region_desc d[3] = {
-		{ 0x0, 0xa0000, ram },
-		{ 0x100000, 0x7f00000, ram + FUZZ_SLOT },
-		{ 0x100000000ull, 0x8000000, ram + 2 * FUZZ_SLOT },
+		{ 0x0, 0xa0000, ram, 0 },
+		{ 0x100000, 0x7f00000, ram + FUZZ_SLOT, 0 },
+		{ 0x100000000ull, 0x8000000, ram + 2 * FUZZ_SLOT, 0 },
 	};
 	struct in in = { data, size };
 	struct b13_stats st = { { 0 }, 0 }, before;
@@ -82,6 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint8_t flags;
 	uint64_t len, off, set_before, n = 0;
 	uint32_t type = ~0u;
+	uint64_t feats;
 	enum b13_reject want;
 	const uint8_t *msg;
 	uint8_t *copy;
@@ -90,9 +95,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	m.discard = ignore;
 	FUZZ_CHECK(b13_map_set_regions(&m, d, 3) == 0);
 	st.present = in_u8(&in) & 0x3f;	/* what the last message left */
-	for (i = 0; i < B13_NUM_TAGS; i++)
+	for (i = 0; i < VIRTIO_BALLOON13_TAG_NR; i++)
 		st.value[i] = i * 1000 + 1;
 	flags = in_u8(&in);
+	/* Bits 3-5: WITHDRAW, REPORTING, FULL_STATS (0 in older seeds). */
+	feats = (flags & 0x08 ? B13_F_WITHDRAW : 0) |
+		(flags & 0x10 ? B13_F_REPORTING : 0) |
+		(flags & 0x20 ? B13_F_FULL_STATS : 0);
 	niov = 1 + flags % 8;
 	nwr = flags & 0x80 ? 1 : 0;
 
@@ -115,10 +124,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	before = st;
 	set_before = b13_map_blocks_set(&m);
-	b13_handle_msg(&m, &st, iov, niov, nwr, &res);
+	b13_handle_msg(&m, &st, iov, niov, nwr, feats, &res);
 	FUZZ_CHECK(res.len == len);
-	want = nwr ? B13_REJ_WRITABLE : model_shape(len, msg, &type, &n);
-	if (want == B13_OK && type == B13_RESP_PAGES) {
+	want = nwr ? B13_REJ_WRITABLE : model_shape(len, msg, feats, &type,
+						      &n);
+	if (want == B13_OK && (type == VIRTIO_BALLOON13_RESP_PAGES ||
+			       type == VIRTIO_BALLOON13_RESP_REPORT)) {
 		/* Page checks are fuzz_pagelist's: only agree on the kind. */
 		FUZZ_CHECK(res.why == B13_OK || res.why >= B13_REJ_OVERFLOW);
 	} else {
@@ -132,14 +143,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(res.type == type && res.n == n);
 	FUZZ_CHECK(res.reserved_nonzero ==
 		   (msg[4] || msg[5] || msg[6] || msg[7]));
-	if (type == B13_RESP_STATS) {
+	if (type == VIRTIO_BALLOON13_RESP_STATS) {
 		struct b13_stats want_st = { { 0 }, 0 };
 		uint64_t unknown = 0, repeated = 0;
+
+		uint64_t known = feats & B13_F_FULL_STATS ?
+				 VIRTIO_BALLOON13_TAG_NR : B13_BASE_TAGS;
 
 		for (i = 0; i < n; i++) {
 			uint64_t tag = le64_at(msg + 8 + 16 * i);
 
-			if (tag >= B13_NUM_TAGS) {
+			if (tag >= known) {
 				unknown++;
 				continue;
 			}
@@ -150,10 +164,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(res.stats_unknown == unknown);
 		FUZZ_CHECK(res.stats_repeated == repeated);
 		FUZZ_CHECK(st.present == want_st.present);
-		for (i = 0; i < B13_NUM_TAGS; i++)
+		for (i = 0; i < VIRTIO_BALLOON13_TAG_NR; i++)
 			if (st.present & 1u << i)
 				FUZZ_CHECK(st.value[i] == want_st.value[i]);
 		FUZZ_CHECK(b13_map_blocks_set(&m) == set_before);
+	} else if (type == VIRTIO_BALLOON13_RESP_WITHDRAW) {
+		/* Never refused for its entries; each counted once. */
+		FUZZ_CHECK(!memcmp(&st, &before, sizeof(st)));
+		FUZZ_CHECK(res.apply.withdrawn + res.apply.withdraw_invalid +
+			   res.apply.withdraw_absent == n);
+		FUZZ_CHECK(b13_map_blocks_set(&m) ==
+			   set_before - res.apply.withdrawn);
+	} else if (type == VIRTIO_BALLOON13_RESP_REPORT) {
+		FUZZ_CHECK(!memcmp(&st, &before, sizeof(st)));
+		FUZZ_CHECK(res.apply.report_ranges == n);
 	} else {
 		FUZZ_CHECK(!memcmp(&st, &before, sizeof(st)));
 		FUZZ_CHECK(res.apply.new_blocks + res.apply.duplicates +

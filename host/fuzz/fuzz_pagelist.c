@@ -1,13 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * libFuzzer harness: page lists against the region map, checked against a
- * model written independently of b13_logic.c.
+ * libFuzzer harness: page lists, withdrawals and free page reports against
+ * the region map, checked against a model written independently of
+ * b13_logic.c.
  *
- * The input picks a block size, a memory table (up to four regions of up
- * to 4 GiB at any guest-physical address, each with a fake host mapping
- * at any byte offset, or none) and then a series of page-list messages,
- * each split over up to three descriptors.  Every message goes through
- * b13_handle_msg(), the device's own path.  The model says, address by
+ * The input picks a block size, whether WITHDRAW is negotiated, a memory
+ * table (up to four regions of up to 4 GiB at any guest-physical address,
+ * each with a fake host mapping at any byte offset, or none) and then a
+ * series of PAGES, WITHDRAW and REPORT messages, each split over up to
+ * three descriptors.  Every message goes through b13_handle_msg(), the
+ * device's own path (jobs, batches of discards).  WITHDRAW: each valid
+ * entry in the model leaves it, the rest are counted, nothing is
+ * discarded (and without the feature, the message is an unknown type).
+ * REPORT: refused for the first bad range (empty, wrapping, unaligned,
+ * not all RAM); else every discard lies inside a reported range, and
+ * blocks wholly inside one leave the model without WITHDRAW (withdrawn by
+ * access, now free) and stay with it (a guest error, counted).  The model says, address by
  * address, whether the message must be refused and why; and for an
  * accepted one, which blocks are new.  Every discard the logic asks for is
  * recorded and must be:
@@ -29,6 +37,9 @@
 
 #define MAX_MSGS	16
 #define MAX_ADDRS	1024
+/* Ranges in one REPORT, and the discards one message may make. */
+#define MAX_RANGES	64
+#define MAX_DISCARDS	(MAX_RANGES * 4 * 1024)
 
 static const unsigned int page_bits[] = { 12, 12, 12, 13, 21, 16, 10, 5, 0,
 					  30, 63 };
@@ -39,7 +50,7 @@ struct discard {
 };
 
 static struct {
-	struct discard d[4 * MAX_ADDRS];
+	struct discard d[MAX_DISCARDS];
 	size_t n;
 } rec;
 
@@ -158,6 +169,47 @@ static bool model_table_ok(const struct table *t)
 	return true;
 }
 
+/* Remove x from s (if there); true if it was there. */
+static bool set_remove(struct set *s, uint64_t x)
+{
+	size_t i = set_pos(s, x);
+
+	if (i >= s->n || s->v[i] != x)
+		return false;
+	memmove(&s->v[i], &s->v[i + 1], (s->n - i - 1) * sizeof(*s->v));
+	s->n--;
+	return true;
+}
+
+/* The region (in t) holding byte a, or -1. */
+static int model_region_at(const struct table *t, uint64_t a)
+{
+	size_t i;
+
+	for (i = 0; t->valid && i < t->nr; i++)
+		if (a >= t->r[i].gpa && a - t->r[i].gpa < t->r[i].size)
+			return (int)i;
+	return -1;
+}
+
+/* Is all of [a, a + len) in regions of t? */
+static bool model_covers(const struct table *t, uint64_t a, uint64_t len)
+{
+	while (len) {
+		int k = model_region_at(t, a);
+		uint64_t in;
+
+		if (k < 0)
+			return false;
+		in = t->r[k].size - (a - t->r[k].gpa);
+		if (in >= len)
+			return true;
+		a += in;
+		len -= in;
+	}
+	return true;
+}
+
 /* The region (in t) wholly holding [a, a + bs), or -1. */
 static int model_region_of(const struct table *t, uint64_t a)
 {
@@ -251,6 +303,159 @@ static uint64_t fuzz_addr(struct in *in, const struct table *t,
 	}
 }
 
+/* Split msg (len bytes) over three descriptors where the input says. */
+static void split3(struct in *in, uint8_t *msg, size_t len,
+		   struct iovec iov[3])
+{
+	size_t cut1 = in_u16(in) % (len + 1);
+	size_t cut2 = cut1 + in_u16(in) % (len - cut1 + 1);
+
+	iov[0] = (struct iovec){ msg, cut1 };
+	iov[1] = (struct iovec){ msg + cut1, cut2 - cut1 };
+	iov[2] = (struct iovec){ msg + cut2, len - cut2 };
+}
+
+/* A WITHDRAW of n addresses. */
+static void withdraw_msg(struct in *in, const struct table *t,
+			 struct b13_map *m, struct set *model, size_t n,
+			 bool wmode, uint64_t feats)
+{
+	static uint64_t addr[MAX_ADDRS];
+	static uint8_t buf[8 + 8 * MAX_ADDRS];
+	struct virtio_balloon13_resp_hdr h = {
+		htole32(VIRTIO_BALLOON13_RESP_WITHDRAW), 0 };
+	struct b13_stats st = { { 0 }, 0 };
+	uint64_t invalid = 0, absent = 0, gone = 0, before = model->n;
+	struct b13_msg_result res;
+	struct iovec iov[3];
+	size_t i, len = 8 + 8 * n;
+
+	memcpy(buf, &h, sizeof(h));
+	for (i = 0; i < n; i++) {
+		uint64_t le;
+
+		addr[i] = fuzz_addr(in, t, addr, i);
+		le = htole64(addr[i]);
+		memcpy(buf + 8 + 8 * i, &le, 8);
+	}
+	split3(in, buf, len, iov);
+	rec.n = 0;
+	b13_handle_msg(m, &st, iov, 3, 0, feats, &res);
+	FUZZ_CHECK(rec.n == 0);			/* nothing discarded */
+	if (!wmode || !n) {
+		FUZZ_CHECK(res.why == (!wmode ? B13_REJ_TYPE : B13_REJ_LENGTH));
+		FUZZ_CHECK(b13_map_blocks_set(m) == before);
+		return;
+	}
+	FUZZ_CHECK(res.why == B13_OK);
+	for (i = 0; i < n; i++) {
+		if (model_check(t, addr[i]) != B13_OK)
+			invalid++;
+		else if (set_remove(model, addr[i] >> t->pb))
+			gone++;
+		else
+			absent++;
+	}
+	FUZZ_CHECK(res.apply.withdrawn == gone);
+	FUZZ_CHECK(res.apply.withdraw_invalid == invalid);
+	FUZZ_CHECK(res.apply.withdraw_absent == absent);
+	FUZZ_CHECK(b13_map_blocks_set(m) == model->n);
+}
+
+/* A REPORT of n ranges. */
+static void report_msg(struct in *in, const struct table *t,
+		       struct b13_map *m, struct set *model, size_t n,
+		       bool wmode, uint64_t feats, uint64_t page)
+{
+	static uint64_t ra[MAX_RANGES], rl[MAX_RANGES];
+	static uint8_t buf[8 + 16 * MAX_RANGES];
+	struct virtio_balloon13_resp_hdr h = {
+		htole32(VIRTIO_BALLOON13_RESP_REPORT), 0 };
+	struct b13_stats st = { { 0 }, 0 };
+	enum b13_reject want = n ? B13_OK : B13_REJ_LENGTH;
+	uint64_t ballooned = 0, bad = 0, before = model->n;
+	struct b13_msg_result res;
+	struct iovec iov[3];
+	size_t i, k, len = 8 + 16 * n;
+
+	memcpy(buf, &h, sizeof(h));
+	for (i = 0; i < n; i++) {
+		uint8_t how = in_u8(in);
+		uint64_t le;
+
+		ra[i] = fuzz_addr(in, t, ra, i);
+		/* mostly a few blocks; sometimes anything */
+		rl[i] = how & 1 ? in_u64(in) : (uint64_t)(how >> 1) << t->pb;
+		le = htole64(ra[i]);
+		memcpy(buf + 8 + 16 * i, &le, 8);
+		le = htole64(rl[i]);
+		memcpy(buf + 16 + 16 * i, &le, 8);
+		if (want != B13_OK)
+			continue;
+		bad = ra[i];
+		if (!rl[i])
+			want = B13_REJ_EMPTY;
+		else if (rl[i] - 1 > UINT64_MAX - ra[i])
+			want = B13_REJ_OVERFLOW;
+		else if ((ra[i] | rl[i]) & (t->bs - 1))
+			want = B13_REJ_UNALIGNED;
+		else if (!model_covers(t, ra[i], rl[i]))
+			want = B13_REJ_OUT_OF_RAM;
+	}
+	split3(in, buf, len, iov);
+	rec.n = 0;
+	b13_handle_msg(m, &st, iov, 3, 0, feats, &res);
+	FUZZ_CHECK(res.why == want);
+	if (want != B13_OK) {
+		FUZZ_CHECK(rec.n == 0);
+		FUZZ_CHECK(b13_map_blocks_set(m) == before);
+		if (want >= B13_REJ_OVERFLOW)
+			FUZZ_CHECK(res.bad_addr == bad);
+		return;
+	}
+	/* Blocks wholly inside a reported range and inside one region. */
+	for (i = 0; i < model->n;) {
+		uint64_t a = model->v[i] << t->pb;
+		bool in_range = false;
+
+		for (k = 0; k < n && !in_range; k++)
+			in_range = a >= ra[k] && a - ra[k] <= rl[k] - t->bs;
+		if (!in_range) {
+			i++;
+			continue;
+		}
+		ballooned++;
+		if (wmode)
+			i++;
+		else
+			set_remove(model, model->v[i]);
+	}
+	FUZZ_CHECK(res.apply.report_ballooned == ballooned);
+	FUZZ_CHECK(res.apply.report_ranges == n);
+	FUZZ_CHECK(b13_map_blocks_set(m) == model->n);
+	FUZZ_CHECK(res.apply.punch_calls == rec.n);
+	/* Every discard: page aligned, in one mapping, in a reported range. */
+	for (k = 0; k < rec.n; k++) {
+		uintptr_t s = rec.d[k].addr, e = s + rec.d[k].len;
+		const struct b13_region_desc *r = NULL;
+		bool inside = false;
+		uint64_t gs;
+
+		FUZZ_CHECK(rec.d[k].len > 0);
+		FUZZ_CHECK(s % page == 0 && rec.d[k].len % page == 0);
+		for (i = 0; i < t->nr && !r; i++)
+			if (t->r[i].host && s >= (uintptr_t)t->r[i].host &&
+			    e <= (uintptr_t)t->r[i].host + t->r[i].size)
+				r = &t->r[i];
+		FUZZ_CHECK(r);
+		gs = r->gpa + (s - (uintptr_t)r->host);
+		for (i = 0; i < n && !inside; i++)
+			inside = gs >= ra[i] &&
+				 gs - ra[i] <= rl[i] - rec.d[k].len;
+		FUZZ_CHECK(inside);
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct in in = { data, size };
@@ -260,11 +465,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct set model = { 0 };
 	struct table t = { 0 };
 	struct b13_map m;
-	uint64_t prev_end = 0, cap, w;
+	uint64_t prev_end = 0, cap, w, feats;
 	size_t i, msgs;
+	bool wmode;
 
-	t.pb = page_bits[in_u8(&in) % (sizeof(page_bits) /
-				       sizeof(page_bits[0]))];
+	{
+		uint8_t b = in_u8(&in);
+
+		t.pb = page_bits[b % (sizeof(page_bits) /
+				      sizeof(page_bits[0]))];
+		wmode = (b / 16) & 1;
+	}
 	t.bs = 1ull << t.pb;
 	t.nr = 1 + in_u8(&in) % FUZZ_SLOTS;
 	/* Bitmaps of at most 64 Ki blocks, mappings of at most 4 GiB. */
@@ -281,6 +492,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		prev_end = r->gpa + r->size;
 	}
 	t.valid = model_table_ok(&t);
+	feats = B13_F_REPORTING | (wmode ? B13_F_WITHDRAW : 0);
 
 	b13_map_init(&m, t.pb);
 	m.discard = record;
@@ -290,13 +502,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (msgs = 0; msgs < MAX_MSGS && in.left; msgs++) {
 		static uint64_t addr[MAX_ADDRS];
 		static uint8_t buf[8 + 8 * MAX_ADDRS];
-		struct b13_msg_hdr h = { htole32(B13_RESP_PAGES), 0 };
+		struct virtio_balloon13_resp_hdr h = { htole32(VIRTIO_BALLOON13_RESP_PAGES), 0 };
 		enum b13_reject want = B13_OK;
 		struct b13_msg_result res;
 		struct set named = { 0 };
 		uint64_t before = model.n, fresh = 0, bad = 0;
-		size_t n = in_u16(&in) % (MAX_ADDRS + 1), len, cut1, cut2;
+		uint16_t raw = in_u16(&in);
+		size_t n = raw % (MAX_ADDRS + 1), len, cut1, cut2;
 		struct iovec iov[3];
+
+		/* Seeds from before WITHDRAW and REPORT have raw < 0x1000. */
+		if ((raw >> 12) % 3 == 1) {
+			withdraw_msg(&in, &t, &m, &model, n, wmode, feats);
+			continue;
+		}
+		if ((raw >> 12) % 3 == 2) {
+			report_msg(&in, &t, &m, &model, n % (MAX_RANGES + 1),
+				   wmode, feats, page);
+			continue;
+		}
 
 		h.reserved = htole32(in_u8(&in) == 0xff);
 		memcpy(buf, &h, sizeof(h));
@@ -321,7 +545,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		iov[2] = (struct iovec){ buf + cut2, len - cut2 };
 
 		rec.n = 0;
-		b13_handle_msg(&m, &stats, iov, 3, 0, &res);
+		b13_handle_msg(&m, &stats, iov, 3, 0, feats, &res);
 		FUZZ_CHECK(res.why == want);
 		FUZZ_CHECK(res.len == len);
 		if (want != B13_OK) {
@@ -339,7 +563,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			set_of(&named, blocks, n);
 			fresh = set_merge(&model, &named);
 		}
-		FUZZ_CHECK(res.type == B13_RESP_PAGES && res.n == n);
+		FUZZ_CHECK(res.type == VIRTIO_BALLOON13_RESP_PAGES && res.n == n);
 		FUZZ_CHECK(res.repeats == n - named.n);
 		FUZZ_CHECK(res.apply.new_blocks == fresh);
 		FUZZ_CHECK(res.apply.new_blocks == model.n - before);
@@ -380,9 +604,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		b13_for_each_range(&m, each, &chk);
 		FUZZ_CHECK(chk.blocks == model.n);
 		FUZZ_CHECK(b13_count_in_balloon(&m, &w) == model.n && w == 0);
+		/*
+		 * Each slice makes at least one mincore() (a window of 8192
+		 * pages) of progress: a bound on the slices.
+		 */
+		uint64_t windows = model.n * ((t.bs / page) / 8192 + 2) +
+				   t.nr + 1;
+
 		b13_scan_begin(&m, &sc);
-		for (i = 0; !b13_scan_step(&m, &sc, budget); i++)
-			FUZZ_CHECK(i <= model.n);
+		for (i = 0;; i++) {
+			struct b13_budget b;
+
+			b13_budget_init(&b, budget, 0);
+			if (b13_scan_step(&m, &sc, &b))
+				break;
+			FUZZ_CHECK(i <= windows);
+		}
 		b13_scan_end(&sc);
 		FUZZ_CHECK(sc.in == model.n && sc.withdrawn == 0);
 		/* Paged listing, a few runs at a time, adds up the same. */

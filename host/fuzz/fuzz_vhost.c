@@ -1,141 +1,118 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * libFuzzer harness: a hostile vhost-user front end.  Each input is a
- * conversation: vhost-user messages with fds the input chooses (memfds of
- * its chosen size, eventfds, pipes), writes into guest memory (rings,
- * descriptors, page lists) and kicks.  Every message passes
- * b13_vu_check_msg() the way balloon13d's process_msg hook does, and what
- * it lets through goes to libvhost-user itself, rebuilt here with ASan and
- * UBSan from the QEMU 10.0.2 source; a kick runs the device's queue work
- * (vu_queue_pop(), b13_handle_msg() for outputq, vu_queue_push(),
- * vu_queue_notify()) on queues balloon13d would call ready.
+ * libFuzzer harness: a hostile vhost-user front end and guest against the
+ * daemon's own device (device.c), not a copy of it.  Each input is a
+ * conversation over a real socket: vhost-user messages (whole, or cut in
+ * two and sent in two writes) carrying fds the input chooses (memfds of
+ * its chosen size, the last memfd again, eventfds, pipes), writes into guest memory (rings,
+ * descriptors, page lists, stats, withdrawals, reports), kicks, and
+ * requests the host queues for the guest.  Every byte goes through the
+ * daemon's reader (reader_fill()), its checks (vhost_check.c) and
+ * libvhost-user, rebuilt here with ASan and UBSan, and the main loop runs
+ * the queue work the way balloon13d's does.
  *
- * What must hold: nothing the filter passes makes the library or the
- * device read or write out of bounds, assert or hang; and once the filter
- * refuses a message (or the library gives up), the conversation ends, as
- * balloon13d ends the connection.
+ * libvhost-user maps guest memory with mmap(); here every such mapping
+ * gets 16 MiB of PROT_NONE on either side (fuzz_guarded_mmap()), so an
+ * access past a region's mapping faults instead of landing in whatever
+ * happens to be mapped next.
+ *
+ * What must hold: nothing the guest or the front end sends makes the
+ * device read or write out of bounds, assert, leak or hang.
  */
 #define _GNU_SOURCE
-#include <endian.h>
 #include <fcntl.h>
+#include <glib.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "standard-headers/linux/virtio_config.h"
-#include "b13.h"
+#include "device.h"
 #include "fuzz.h"
-#include "vhost_check.h"
-#include "wire.h"
 
 #define MAX_FDS		32
 #define MAX_STEPS	64
 #define MEMFD_MAX	(1 << 20)
+#define GUARD		(16ull << 20)
+
+/* ---- guarded mappings for libvhost-user ------------------------------ */
+
+struct guarded {
+	void *addr;
+	size_t len;
+};
+static struct guarded maps[64];
+
+void *fuzz_guarded_mmap(void *addr, size_t len, int prot, int flags, int fd,
+			off_t off);
+int fuzz_guarded_munmap(void *addr, size_t len);
+
+void *fuzz_guarded_mmap(void *addr, size_t len, int prot, int flags, int fd,
+			off_t off)
+{
+	uint8_t *base, *p;
+	size_t i;
+
+	if (addr || len > (64ull << 30))
+		return mmap(addr, len, prot, flags, fd, off);
+	base = mmap(NULL, len + 2 * GUARD, PROT_NONE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (base == MAP_FAILED)
+		return MAP_FAILED;
+	p = mmap(base + GUARD, len, prot, flags | MAP_FIXED, fd, off);
+	if (p == MAP_FAILED) {
+		munmap(base, len + 2 * GUARD);
+		return MAP_FAILED;
+	}
+	for (i = 0; i < G_N_ELEMENTS(maps); i++) {
+		if (!maps[i].addr) {
+			maps[i] = (struct guarded){ p, len };
+			return p;
+		}
+	}
+	abort();	/* more mappings than a conversation can make */
+}
+
+int fuzz_guarded_munmap(void *addr, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < G_N_ELEMENTS(maps); i++) {
+		if (maps[i].addr == addr) {
+			FUZZ_CHECK(maps[i].len == len);
+			maps[i].addr = NULL;
+			return munmap((uint8_t *)addr - GUARD, len + 2 * GUARD);
+		}
+	}
+	return munmap(addr, len);
+}
+
+/* ---- the conversation -------------------------------------------------- */
 
 static struct {
-	VuDev dev;
 	int peer;		/* the front end's end of the socket */
-	VhostUserMsg next;	/* what read_msg hands over */
-	bool panicked;
 	int fds[MAX_FDS];	/* every fd this input made */
 	int nfds;
-	int memfds[MAX_FDS];
+	int memfds[MAX_FDS];	/* guest memory the input can write */
 	int nmem;
+	int efds[MAX_FDS];	/* eventfds: kicking writes to them all */
+	int nefd;
 } h;
 
-static const struct b13_vu_offer offer = {
-	.features = 1ull << VIRTIO_F_VERSION_1 |
-		    1ull << VHOST_USER_F_PROTOCOL_FEATURES,
-	.protocol_features = B13_VU_PROTOCOL_FEATURES,
-};
+static struct b13d d;
+static bool narrate;
 
-static void panic_cb(VuDev *dev, const char *err)
+/*
+ * Discards are counted, not made: a guest can legitimately ask for
+ * thousands per input, which real madvise() calls (and ASan) make too
+ * slow to fuzz.  What is discarded where is fuzz_pagelist's to check.
+ */
+static int no_discard(void *addr, size_t len, void *arg)
 {
-	(void)dev;
-	if (getenv("FUZZ_VHOST_VERBOSE"))
-		fprintf(stderr, "libvhost-user: %s\n", err);
-	h.panicked = true;
-}
-
-static bool read_msg(VuDev *dev, int sock, VhostUserMsg *vmsg)
-{
-	(void)dev;
-	(void)sock;
-	*vmsg = h.next;
-	return true;
-}
-
-static void set_watch(VuDev *dev, int fd, int cond, vu_watch_cb cb, void *d)
-{
-	(void)dev, (void)fd, (void)cond, (void)cb, (void)d;
-}
-
-static void remove_watch(VuDev *dev, int fd)
-{
-	(void)dev, (void)fd;
-}
-
-/* balloon13d's process_msg, minus the logging. */
-static int process_msg(VuDev *dev, VhostUserMsg *msg, int *do_reply)
-{
-	char buf[200];
-	int i;
-
-	if (getenv("FUZZ_VHOST_VERBOSE"))
-		fprintf(stderr, "request %s\n", b13_vu_request_name(msg->request));
-	if (b13_vu_check_msg(dev, msg, &offer, buf, sizeof(buf))) {
-		if (getenv("FUZZ_VHOST_VERBOSE"))
-			fprintf(stderr, "refused: %s\n", buf);
-		for (i = 0; i < msg->fd_num; i++)
-			close(msg->fds[i]);
-		msg->fd_num = 0;
-		dev->broken = true;
-		h.panicked = true;
-		shutdown(dev->sock, SHUT_RDWR);
-		return 1;
-	}
-	if (msg->request == VHOST_USER_GET_FEATURES ||
-	    msg->request == VHOST_USER_GET_PROTOCOL_FEATURES) {
-		msg->payload.u64 = msg->request == VHOST_USER_GET_FEATURES ?
-				   offer.features : offer.protocol_features;
-		msg->size = sizeof(msg->payload.u64);
-		msg->fd_num = 0;
-		*do_reply = 1;
-		return 1;
-	}
+	(void)addr, (void)len, (void)arg;
 	return 0;
 }
-
-static int get_config(VuDev *dev, uint8_t *config, uint32_t len)
-{
-	(void)dev;
-	if (len > VHOST_USER_MAX_CONFIG_SIZE)
-		return -1;
-	memset(config, 0, len);
-	config[0] = 12;
-	return 0;
-}
-
-static int set_config(VuDev *dev, const uint8_t *data, uint32_t offset,
-		      uint32_t size, uint32_t flags)
-{
-	(void)dev, (void)data, (void)offset, (void)size, (void)flags;
-	return 0;
-}
-
-static void started(VuDev *dev, int qidx, bool on)
-{
-	(void)dev, (void)qidx, (void)on;
-}
-
-static const VuDevIface iface = {
-	.process_msg = process_msg,
-	.get_config = get_config,
-	.set_config = set_config,
-	.queue_set_started = started,
-};
 
 static int keep_fd(int fd)
 {
@@ -150,16 +127,23 @@ static int make_fd(struct in *in)
 	uint8_t kind = in_u8(in);
 	int fd, p[2];
 
-	switch (kind % 3) {
+	switch (kind % 4) {
+	case 3:		/* the last memfd again: regions of one file */
+		if (h.nmem)
+			return dup(h.memfds[h.nmem - 1]);
+		/* fall through */
 	case 0:
 		fd = memfd_create("fuzz-ram", MFD_CLOEXEC);
 		if (fd < 0 || ftruncate(fd, (in_u16(in) % 257) * 4096))
 			abort();
 		if (h.nmem < MAX_FDS)
-			h.memfds[h.nmem++] = dup(fd);
+			h.memfds[h.nmem++] = keep_fd(dup(fd));
 		return fd;
 	case 1:
-		return eventfd(0, EFD_CLOEXEC);
+		fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (h.nefd < MAX_FDS)
+			h.efds[h.nefd++] = keep_fd(dup(fd));
+		return fd;
 	default:
 		if (pipe(p))
 			abort();
@@ -177,93 +161,78 @@ static void drain(void)
 		;
 }
 
-static int discard(void *addr, size_t len, void *arg)
+/* Let the daemon's main loop run until it has nothing left to do now. */
+static void pump(void)
 {
-	(void)addr, (void)len, (void)arg;
-	return 0;
+	int i;
+
+	for (i = 0; i < 256 && g_main_context_iteration(NULL, FALSE); i++)
+		drain();
+	drain();
 }
 
-/* What balloon13d does on a kick, on the queues it would call ready. */
-static void kick(struct b13_map *map, struct b13_stats *st)
+/* Send bytes (and, with the first write, fds), in one or two writes. */
+static void send_msg(const uint8_t *buf, size_t len, const int *fds, int nfd,
+		     size_t cut)
 {
-	VuDev *dev = &h.dev;
-	struct b13_region_desc desc[16];
-	uint32_t i;
-	int q, k;
+	char control[CMSG_SPACE(sizeof(int) * 8)];
+	struct iovec iov = { (void *)buf, cut && cut < len ? cut : len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct cmsghdr *cm;
 
-	for (i = 0; i < dev->nregions && i < 16; i++)
-		desc[i] = (struct b13_region_desc){
-			dev->regions[i].gpa, dev->regions[i].size,
-			(uint8_t *)(uintptr_t)(dev->regions[i].mmap_addr +
-					       dev->regions[i].mmap_offset) };
-	b13_map_set_regions(map, desc, i);
-	for (q = 0; q < B13_NUM_VQS; q++) {
-		VuVirtq *vq = vu_get_queue(dev, q);
-
-		if (!vu_queue_started(dev, vq) || !vu_queue_enabled(dev, vq) ||
-		    vq->call_fd < 0 || !b13_vu_rings_fit(dev, q))
-			continue;
-		for (k = 0; k < 8 && !dev->broken; k++) {
-			VuVirtqElement *e = vu_queue_pop(dev, vq, sizeof(*e));
-			struct b13_msg_result res;
-
-			if (!e)
-				break;
-			if (q == B13_VQ_OUTPUT) {
-				b13_handle_msg(map, st, e->out_sg, e->out_num,
-					       e->in_num, &res);
-				if (getenv("FUZZ_VHOST_VERBOSE"))
-					fprintf(stderr, "outputq: %s, %lu "
-						"entries\n",
-						b13_reject_names[res.why],
-						(unsigned long)res.n);
-			}
-			else if (e->in_num)
-				memset(e->in_sg[0].iov_base, 0,
-				       e->in_sg[0].iov_len < 16 ?
-				       e->in_sg[0].iov_len : 16);
-			vu_queue_push(dev, vq, e, 0);
-			free(e);
-		}
-		if (!dev->broken)
-			vu_queue_notify(dev, vq);
+	if (nfd) {
+		memset(control, 0, sizeof(control));
+		mh.msg_control = control;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfd);
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int) * nfd);
+		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfd);
 	}
+	if (sendmsg(h.peer, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		return;
+	if (iov.iov_len < len) {	/* the reader must keep its place */
+		pump();
+		if (send(h.peer, buf + iov.iov_len, len - iov.iov_len,
+			 MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+			return;
+	}
+	pump();
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc, (void)argv;
-	/* libvhost-user writes replies without MSG_NOSIGNAL. */
 	signal(SIGPIPE, SIG_IGN);
+	narrate = getenv("FUZZ_VHOST_VERBOSE") != NULL;
+	b13d_init(&d);
+	d.inline_discards = true;	/* no worker thread in a fuzzer */
+	d.features = B13_F_ALL;
+	d.ring_features = true;		/* indirect descriptors, event idx */
+	d.map.discard = no_discard;
 	return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct in in = { data, size };
-	struct b13_stats st = { { 0 }, 0 };
-	struct b13_map map;
 	int sv[2], step, i;
 
 	memset(&h, 0, sizeof(h));
+	verbose = narrate ? 2 : -1;	/* the daemon's log level */
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
 		abort();
 	h.peer = sv[1];
-	FUZZ_CHECK(vu_init(&h.dev, B13_NUM_VQS, sv[0], panic_cb, read_msg,
-			   set_watch, remove_watch, &iface));
-	b13_map_init(&map, 12);
-	map.discard = discard;
+	FUZZ_CHECK(b13d_attach(&d, sv[0]));
 
-	for (step = 0; step < MAX_STEPS && in.left && !h.panicked &&
-	     !h.dev.broken; step++) {
+	for (step = 0; step < MAX_STEPS && in.left && d.live; step++) {
 		uint8_t op = in_u8(&in);
-		VhostUserMsg *m = &h.next;
-		size_t len;
 
 		if (op >= 0xf0) {		/* the guest writes memory */
 			uint8_t buf[256];
+			size_t len = in_u8(&in);
 
-			len = in_u8(&in);
 			for (i = 0; i < (int)len; i++)
 				buf[i] = in_u8(&in);
 			if (h.nmem && pwrite(h.memfds[in_u8(&in) % h.nmem], buf,
@@ -271,35 +240,66 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				continue;
 			continue;
 		}
-		if (op >= 0xe0) {		/* the guest kicks */
-			kick(&map, &st);
-			drain();
+		if (op >= 0xe8) {		/* the guest kicks */
+			for (i = 0; i < h.nefd; i++)
+				if (eventfd_write(h.efds[i], 1))
+					break;
+			pump();
 			continue;
 		}
-		/* A message: request, flags, payload, fds. */
-		memset(m, 0, sizeof(*m));
-		m->request = op < 0xc0 ? op % (VHOST_USER_GET_SHARED_OBJECT + 3)
-				       : (int)in_u32(&in);
-		m->flags = in_u8(&in) == 0xff ? in_u32(&in) : 1;
-		len = in_u16(&in) % (sizeof(m->payload) + 1);
-		m->size = len;
-		for (i = 0; i < (int)len; i++)
-			((uint8_t *)&m->payload)[i] = in_u8(&in);
-		m->fd_num = in_u8(&in) % 4;
-		if (m->request == VHOST_USER_SET_MEM_TABLE)
-			m->fd_num = m->payload.memory.nregions %
-				    (VHOST_MEMORY_BASELINE_NREGIONS + 1);
-		for (i = 0; i < m->fd_num; i++)
-			m->fds[i] = make_fd(&in);
-		vu_dispatch(&h.dev);
-		drain();
+		if (op >= 0xe0) {		/* the host asks the guest */
+			static const enum req_kind kinds[] = {
+				REQ_RESIZE, REQ_STATS, REQ_STATS_INTERVAL };
+
+			queue_req(&d, kinds[(op - 0xe0) % 3], in_u32(&in));
+			flush_requests(&d);
+			pump();
+			continue;
+		}
+		{				/* a vhost-user message */
+			uint8_t msg[VHOST_USER_HDR_SIZE + sizeof(((VhostUserMsg *)
+				NULL)->payload)];
+			uint32_t req, flags, len;
+			int fds[8], nfd;
+			size_t cut;
+
+			req = op < 0xc0 ? op % (VHOST_USER_GET_SHARED_OBJECT + 3)
+				       : in_u32(&in);
+			flags = in_u8(&in) == 0xff ? in_u32(&in) : 1;
+			len = in_u16(&in) % (sizeof(msg) - VHOST_USER_HDR_SIZE +
+					     1);
+			/* rarely, a size longer than what follows */
+			if (op >= 0xb8 && op < 0xc0)
+				len = in_u32(&in);
+			memcpy(msg, &req, 4);
+			memcpy(msg + 4, &flags, 4);
+			memcpy(msg + 8, &len, 4);
+			for (i = 0; i < (int)(len < sizeof(msg) -
+					      VHOST_USER_HDR_SIZE ? len :
+					      sizeof(msg) - VHOST_USER_HDR_SIZE);
+			     i++)
+				msg[VHOST_USER_HDR_SIZE + i] = in_u8(&in);
+			nfd = in_u8(&in) % 4;
+			if (req == VHOST_USER_SET_MEM_TABLE && len >= 4)
+				nfd = msg[VHOST_USER_HDR_SIZE] % 9;
+			for (i = 0; i < nfd; i++)
+				fds[i] = make_fd(&in);
+			cut = in_u8(&in) == 0x5a ? 1 + in_u8(&in) : 0;
+			send_msg(msg, VHOST_USER_HDR_SIZE +
+				 (len < sizeof(msg) - VHOST_USER_HDR_SIZE ? len :
+				  sizeof(msg) - VHOST_USER_HDR_SIZE), fds, nfd,
+				 cut);
+			for (i = 0; i < nfd; i++)
+				close(fds[i]);
+		}
 	}
-	vu_deinit(&h.dev);
 	close(h.peer);
-	b13_map_free(&map);
+	pump();			/* the daemon sees the front end go */
+	b13d_detach(&d);
+	pump();
+	for (i = 0; i < (int)G_N_ELEMENTS(maps); i++)
+		FUZZ_CHECK(!maps[i].addr);	/* every mapping undone */
 	for (i = 0; i < h.nfds; i++)
 		close(h.fds[i]);
-	for (i = 0; i < h.nmem; i++)
-		close(h.memfds[i]);
 	return 0;
 }

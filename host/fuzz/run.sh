@@ -4,7 +4,8 @@
 #   run.sh BUILD check SECONDS   make check: replay the corpus and the fuzz
 #                                finds kept in the tree, then fuzz each
 #                                harness for SECONDS in a scratch directory;
-#                                one PASS/FAIL line per step
+#                                TAP, one result per step:
+#                                host/fuzz/HARNESS/replay, .../fuzz
 #   run.sh BUILD fuzz SECONDS    make fuzz: fuzz each harness for SECONDS,
 #                                new inputs kept in BUILD/corpus-NAME;
 #                                a summary line per harness
@@ -21,6 +22,13 @@ mkdir -p "$build/artifacts"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 failed=0
+n=0
+tap() { # ok|not-ok ID [COMMENT]
+	n=$((n + 1))
+	if [ "$1" = ok ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi
+	[ -z "${3:-}" ] || echo "# $3"
+}
+[ "$mode" = check ] && echo "TAP version 13"
 
 opts() { # harness [fuzzing]
 	local h=$1
@@ -54,21 +62,23 @@ for h in $harnesses; do
 	case $mode in
 	check)
 		# Every input in the tree, once.
-		if "$bin" $(opts "$h") -runs=0 -print_final_stats=1 "$seeds" $regs \
-			>"$log" 2>&1; then
-			echo "PASS fuzz_replay_$h ($(ls "$seeds" $regs | grep -vc ':$\|^$') inputs; $(summary "$log"))"
+		if [ -x "$bin" ] && "$bin" $(opts "$h") -runs=0 \
+			-print_final_stats=1 "$seeds" $regs >"$log" 2>&1; then
+			tap ok "host/fuzz/$h/replay" "$(ls "$seeds" $regs | grep -vc ':$\|^$') inputs; $(summary "$log")"
 		else
-			echo "FAIL fuzz_replay_$h: see $log"
-			tail -n 30 "$log"
+			tap not-ok "host/fuzz/$h/replay" "see $log"
+			tail -n 30 "$log" 2>/dev/null | sed 's/^/# /'
 			failed=$((failed + 1))
 		fi
 		work=$(mktemp -d "$build/scratch-$h.XXXXXX")
-		if "$bin" $(opts "$h" fuzzing) -max_total_time="$secs" \
-			-print_final_stats=1 "$work" "$seeds" >"$log" 2>&1; then
-			echo "PASS fuzz_$h (${secs} s: $(summary "$log"))"
+		if [ -x "$bin" ] && "$bin" $(opts "$h" fuzzing) \
+			-max_total_time="$secs" -print_final_stats=1 "$work" \
+			"$seeds" >"$log" 2>&1; then
+			tap ok "host/fuzz/$h/fuzz" "${secs} s: $(summary "$log")"
 		else
-			echo "FAIL fuzz_$h: see $log; input in $build/artifacts/"
-			grep -E 'ERROR|SUMMARY|check failed|runtime error' "$log" | head -n 5
+			tap not-ok "host/fuzz/$h/fuzz" "see $log; input in $build/artifacts/"
+			grep -E 'ERROR|SUMMARY|check failed|runtime error' "$log" 2>/dev/null |
+				head -n 5 | sed 's/^/# /'
 			failed=$((failed + 1))
 		fi
 		rm -rf "$work"
@@ -99,4 +109,5 @@ for h in $harnesses; do
 		;;
 	esac
 done
+[ "$mode" = check ] && echo "1..$n"
 [ "$failed" -eq 0 ]

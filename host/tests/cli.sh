@@ -1,14 +1,26 @@
 #!/usr/bin/env bash
 # Command-line tests of balloon13d and balloon13ctl: bad command lines exit 2
 # with a one-line reason on stderr naming the problem; a missing daemon is
-# exit 1; --help is exit 0.  Prints "PASS name" / "FAIL name" per case.
+# exit 1; --help and --version are exit 0.  Prints TAP: one
+# "ok N - host/cli/NAME" per case (B13_TAP_SUITE replaces host/cli).
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 D=$here/balloon13d
 C=$here/balloon13ctl
 tmp=$(mktemp -d /tmp/b13cli.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
+suite=${B13_TAP_SUITE:-host/cli}
+n=0
+echo "TAP version 13"
+trap 'rm -rf "$tmp"; echo "1..$n"' EXIT
+
+pass() { n=$((n + 1)); echo "ok $n - $suite/$1"; }
+fail() {
+	n=$((n + 1))
+	echo "not ok $n - $suite/$1"
+	echo "# FAIL $1: $2" | tr -d '\n'
+	echo
+}
 
 # expect NAME CODE PATTERN -- CMD...: exit CODE, stderr one line matching
 # PATTERN (grep -E), nothing left behind running.
@@ -20,9 +32,9 @@ expect() {
 	lines=$(wc -l <"$tmp/err")
 	if [ "$rc" -eq "$code" ] && [ "$lines" -eq 1 ] &&
 		grep -qE -- "$pat" "$tmp/err"; then
-		echo "PASS $name"
+		pass "$name"
 	else
-		echo "FAIL $name (exit $rc, want $code; stderr: $(head -c 300 "$tmp/err"))"
+		fail "$name" "(exit $rc, want $code; stderr: $(head -c 300 "$tmp/err"))"
 	fi
 }
 
@@ -57,9 +69,9 @@ for pb in 0 5 40 63; do
 	pid=$!
 	sleep 0.3
 	if kill -0 $pid 2>/dev/null && kill -TERM $pid && wait $pid; then
-		echo "PASS d_page_bits_$pb"
+		pass "d_page_bits_$pb"
 	else
-		echo "FAIL d_page_bits_$pb ($(head -c 300 "$tmp/err"))"
+		fail "d_page_bits_$pb" "($(head -c 300 "$tmp/err"))"
 	fi
 	rm -f "$tmp"/*.sock
 done
@@ -69,13 +81,13 @@ done
 pid=$!
 sleep 0.3
 expect d_socket_in_use 1 "another process is listening" -- "$D" $S
-if kill -0 $pid 2>/dev/null; then echo "PASS d_first_survives"; else echo "FAIL d_first_survives"; fi
+if kill -0 $pid 2>/dev/null; then pass "d_first_survives"; else fail "d_first_survives" ""; fi
 kill -TERM $pid; wait $pid
 rc=$?
 if [ $rc -eq 0 ] && [ ! -e "$tmp/vhu.sock" ] && [ ! -e "$tmp/ctl.sock" ]; then
-	echo "PASS d_sigterm_cleans_up"
+	pass "d_sigterm_cleans_up"
 else
-	echo "FAIL d_sigterm_cleans_up (exit $rc; $(ls "$tmp"))"
+	fail "d_sigterm_cleans_up" "(exit $rc; $(ls "$tmp"))"
 fi
 
 # Stale socket files (daemon killed hard) are replaced.
@@ -86,15 +98,51 @@ kill -KILL $pid; wait $pid 2>/dev/null
 "$D" $S 2>"$tmp/err" &
 pid=$!
 sleep 0.3
-if kill -0 $pid 2>/dev/null; then echo "PASS d_stale_socket_replaced"; else echo "FAIL d_stale_socket_replaced ($(cat "$tmp/err"))"; fi
+if kill -0 $pid 2>/dev/null; then pass "d_stale_socket_replaced"; else fail "d_stale_socket_replaced" "($(cat "$tmp/err"))"; fi
 kill -INT $pid; wait $pid
-[ $? -eq 0 ] && echo "PASS d_sigint_exit_0" || echo "FAIL d_sigint_exit_0"
+[ $? -eq 0 ] && pass "d_sigint_exit_0" || fail "d_sigint_exit_0" ""
 
 if "$D" --help | grep -q -- '--hold-ms' && "$D" --help >/dev/null; then
-	echo "PASS d_help"
+	pass "d_help"
 else
-	echo "FAIL d_help"
+	fail "d_help" ""
 fi
+
+# --help carries a whole QEMU command line: shared guest RAM, the generic
+# device under its 10.2+ name and the older one (qemu-smoke.sh runs it).
+help=$("$D" --help)
+if grep -q 'memory-backend-memfd,id=mem,size=4G,share=on' <<<"$help" &&
+	grep -q 'machine q35,memory-backend=mem' <<<"$help" &&
+	grep -q -- '-device vhost-user-test-device-pci,chardev=b13,virtio-id=13,num_vqs=2,config_size=4' <<<"$help" &&
+	grep -q 'vhost-user-device-pci (same properties)' <<<"$help" &&
+	grep -q -- '-chardev socket,id=b13,path=/run/balloon13d.sock' <<<"$help" &&
+	grep -q 'balloon13d -s /run/balloon13d.sock -c /run/balloon13d.ctl' <<<"$help"; then
+	pass "d_help_qemu_line"
+else
+	fail "d_help_qemu_line" "$(grep -n qemu <<<"$help" | head -3)"
+fi
+v=$("$D" --version 2>&1); rc=$?
+if [ $rc -eq 0 ] && grep -qE '^balloon13d [0-9]+\.[0-9]+' <<<"$v" &&
+	[ "$("$D" -V)" = "$v" ] && [ "$("$C" --version | cut -d' ' -f2-)" = "$(cut -d' ' -f2- <<<"$v")" ]; then
+	pass "d_version"
+else
+	fail "d_version" "exit $rc: $v"
+fi
+expect d_features_bad 2 "--features 'reporting': unknown feature" -- "$D" $S --features reporting
+expect d_features_empty_name 2 "--features 'withdraw,': empty name" -- "$D" $S -f withdraw,
+expect d_short_missing 2 "option '-b' needs a value" -- "$D" -s "$tmp/x" -b
+expect d_short_unknown 2 "unknown option '-x'" -- "$D" -s "$tmp/x" -x
+# Short options do what the long ones do.
+"$D" -s "$tmp/vhu.sock" -c "$tmp/ctl.sock" -b 21 -f withdraw,full-stats 2>"$tmp/err" &
+pid=$!
+for _ in $(seq 50); do [ -S "$tmp/ctl.sock" ] && break; sleep 0.05; done
+if "$C" -c "$tmp/ctl.sock" -j status >"$tmp/out" 2>>"$tmp/err" &&
+	python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); assert s["page_bits"] == 21 and s["device_features"]["offered"] == ["withdraw", "full-stats"], s' "$tmp/out" 2>>"$tmp/err"; then
+	pass "d_short_options"
+else
+	fail "d_short_options" "$(head -c 300 "$tmp/err")"
+fi
+kill -TERM $pid; wait $pid
 
 K="--control $tmp/none.sock"
 expect c_no_command 2 'missing command' -- "$C" $K
@@ -118,7 +166,11 @@ expect c_unknown_opt 2 "unknown option '--bogus'" -- "$C" $K --bogus status
 expect c_no_daemon 1 "cannot reach balloon13d at $tmp/none.sock" -- "$C" $K status
 expect c_no_daemon_resize 1 'cannot reach balloon13d' -- "$C" $K resize 64M
 expect c_env_control 1 "cannot reach balloon13d at $tmp/env.sock" -- env BALLOON13_CONTROL="$tmp/env.sock" "$C" status
-if "$C" --help | grep -q 'resize SIZE'; then echo "PASS c_help"; else echo "FAIL c_help"; fi
+if "$C" --help | grep -q 'resize SIZE'; then pass "c_help"; else fail "c_help" ""; fi
+expect c_interval_args 2 'stats-interval: expected one MS' -- "$C" $K stats-interval
+expect c_interval_bad 2 "bad MS '1s'" -- "$C" $K stats-interval 1s
+expect c_interval_big 2 "bad MS '86400001'.*range" -- "$C" $K stats-interval 86400001
+expect c_interval_no_daemon 1 'cannot reach balloon13d' -- "$C" -c "$tmp/none.sock" stats-interval 100
 
 # balloon13ctl does not trust what answers on the socket either: a fake
 # daemon sends one line per connection, as told.

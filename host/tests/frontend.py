@@ -6,8 +6,10 @@ table with a memfd, vring setup) and the guest driver (split virtqueues in
 that memfd: posting request buffers, sending page lists and stats), then
 checks what the daemon did through its control socket and balloon13ctl.
 
-Python 3 standard library only.  Prints "PASS name" / "FAIL name: why" per
-test; tests/run.sh counts them.  Usage: frontend.py BUILD_DIR [TEST...]
+Python 3 standard library only.  Prints TAP: "ok N - host/vhost-user/NAME"
+per test (B13_TAP_SUITE replaces "host/vhost-user"); tests/run.sh counts
+them.  B13_DAEMON / B13_CTL test other builds (the sanitizer build: also
+set B13_SANITIZED=1).  Usage: frontend.py [TEST...]
 """
 
 import json
@@ -42,6 +44,12 @@ F_VERSION_1 = 1 << 32
 F_PROTOCOL_FEATURES = 1 << 30
 F_INDIRECT, F_EVENT_IDX = 1 << 28, 1 << 29
 PROTO_CONFIG = 1 << 9
+# Device 13's feature bits (include/uapi/linux/virtio_balloon13.h)
+F_WITHDRAW, F_REPORTING, F_FULL_STATS, F_PRESSURE_RELEASE = 1, 2, 4, 8
+F_ALL = 0xF
+BASE = F_VERSION_1 | F_PROTOCOL_FEATURES
+# Message types
+PAGES, STATS, WITHDRAW, REPORT = 0, 1, 2, 3
 
 VRING_DESC_F_NEXT, VRING_DESC_F_WRITE = 1, 2
 QSIZE = 64
@@ -67,6 +75,13 @@ def gpa_to_off(gpa):
         if base <= gpa < base + size:
             return off + gpa - base
     raise ValueError("gpa %#x not in RAM" % gpa)
+
+
+# Daemons that ended badly (exit status, sanitizer report): the test that
+# ran them fails.
+PROBLEMS = []
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                   "runtime error:", "SUMMARY: UndefinedBehaviorSanitizer")
 
 
 class Daemon:
@@ -114,15 +129,32 @@ class Daemon:
         return self.p.poll() is None
 
     def stop(self):
-        if self.alive():
+        """SIGTERM; the exit status.  A daemon that had died, did not exit
+        0, or whose log holds a sanitizer report goes to PROBLEMS."""
+        rc, was_alive = None, self.alive()
+        if was_alive:
             self.p.send_signal(signal.SIGTERM)
             try:
-                return self.p.wait(5)
+                rc = self.p.wait(30)
             except subprocess.TimeoutExpired:
                 self.p.kill()
                 self.p.wait()
-                return None
-        return self.p.returncode
+                PROBLEMS.append("balloon13d did not exit on SIGTERM")
+        else:
+            rc = self.p.returncode
+            if rc is not None and not getattr(self, "reported", False):
+                PROBLEMS.append("balloon13d died (exit %s)" % rc)
+        self.reported = True
+        if was_alive and rc not in (0, None):
+            PROBLEMS.append("balloon13d exited %s" % rc)
+        text = self.logtext()
+        for mark in SANITIZER_MARKS:
+            if mark in text:
+                at = text.index(mark)
+                PROBLEMS.append("sanitizer: " +
+                                text[at:at + 600].replace("\n", " | "))
+                break
+        return rc
 
     def logtext(self):
         self.log.flush()
@@ -265,11 +297,11 @@ class Frontend:
             body += struct.pack("<QQQQ", gpa, size, QVA + off, off)
         self.send(SET_MEM_TABLE, body, [self.memfd] * len(REGIONS))
 
-    def start_queue(self, q):
+    def start_queue(self, q, base=0):
         vq = self.vq[q]
         qva = lambda g: QVA + gpa_to_off(g)
         self.send(SET_VRING_NUM, struct.pack("<II", q, QSIZE))
-        self.send(SET_VRING_BASE, struct.pack("<II", q, 0))
+        self.send(SET_VRING_BASE, struct.pack("<II", q, base))
         self.send(SET_VRING_ADDR, struct.pack(
             "<IIQQQQ", q, 0, qva(vq.desc), qva(vq.used), qva(vq.avail), 0))
         self.send(SET_VRING_KICK, struct.pack("<Q", q), [vq.kick])
@@ -284,6 +316,15 @@ class Frontend:
         self.set_mem_table()
         self.start_queue(0)
         self.start_queue(1)
+        self.enable()
+
+    def new_rings(self):
+        """A reset driver's fresh rings, at the same place, zeroed."""
+        for q in (0, 1):
+            self.w(RING_GPA + q * 0x4000, bytes(0x2000))
+        self.vq = [VQ(self, 0), VQ(self, 1)]
+        for q in (0, 1):
+            self.start_queue(q)
         self.enable()
 
     def stop_queue(self, q):
@@ -337,6 +378,15 @@ class Frontend:
                              b"".join(struct.pack("<Q", a) for a in addrs),
                              **kw)
 
+    def send_withdraw(self, addrs, **kw):
+        return self.send_msg(struct.pack("<II", WITHDRAW, 0) +
+                             b"".join(struct.pack("<Q", a) for a in addrs),
+                             **kw)
+
+    def send_report(self, ranges, **kw):
+        return self.send_msg(struct.pack("<II", REPORT, 0) + b"".join(
+            struct.pack("<QQ", a, n) for a, n in ranges), **kw)
+
     def send_stats(self, pairs, **kw):
         return self.send_msg(struct.pack("<II", 1, 0) + b"".join(
             struct.pack("<QQ", t, v) for t, v in pairs), **kw)
@@ -382,7 +432,7 @@ def eq(a, b, what=""):
 
 def t_features_config(e):
     fe = e.fe
-    eq(fe.features_offered, F_VERSION_1 | F_PROTOCOL_FEATURES, "features")
+    eq(fe.features_offered, BASE | F_ALL, "features")
     assert fe.proto_offered & PROTO_CONFIG, "CONFIG protocol feature"
     eq(fe.get_config(), struct.pack("<I", 12), "config")
     st = e.d.status()
@@ -407,8 +457,8 @@ def t_ring_features():
     e = Env("--ring-features", start=False)
     try:
         e.fe.negotiate()
-        eq(e.fe.features_offered, F_VERSION_1 | F_PROTOCOL_FEATURES |
-           F_INDIRECT | F_EVENT_IDX, "features")
+        eq(e.fe.features_offered, BASE | F_ALL | F_INDIRECT | F_EVENT_IDX,
+           "features")
     finally:
         e.close()
 
@@ -504,7 +554,9 @@ def t_stats_ctl_and_timeout():
         e.fe.send_stats([(4, 3 * MIB), (2, 42)])
         out, _ = p.communicate(timeout=5)
         eq(p.returncode, 0, "human stats")
-        assert "memfree    3 MiB" in out and "majflt     42" in out, out
+        assert "  memfree         3 MiB\n" in out and \
+            "  majflt          42\n" in out and \
+            "  memtot          -\n" in out, out
     finally:
         e.close()
 
@@ -534,7 +586,8 @@ def t_page_list(e):
     eq((st["blocks_in_balloon"], st["blocks_in_bitmap"],
         st["blocks_received"], st["bytes_in_balloon"]),
        (4, 4, 4, 4 * 4096), "counts")
-    eq(st["punch"], {"calls": 2, "bytes": 4 * 4096, "errors": 0}, "punch")
+    eq((st["punch"]["calls"], st["punch"]["bytes"], st["punch"]["errors"]),
+       (2, 4 * 4096, 0), "punch")
     eq(st["messages"]["pages"], 1, "messages")
     pr = e.d.request({"cmd": "progress"})
     eq((pr["ok"], pr["bytes_received"], pr["bytes_in_bitmap"],
@@ -842,13 +895,312 @@ def t_sigterm_connected():
 
 
 def t_big_message(e):
-    # 4096 addresses in one message: 2 runs, 2 madvise calls
+    # 4096 addresses in one message: 2 runs of 8 MiB, discarded in
+    # chunks of at most 4 MiB: 4 madvise calls
     a = [BLOCKS_B + 0x800000 + 0x1000 * i for i in range(2048)] + \
         [BLOCKS_C + 0x1000 * i for i in range(2048)]
     a.reverse()
     e.fe.send_pages(a)
     st = e.d.status()
-    eq((st["blocks_in_balloon"], st["punch"]["calls"]), (4096, 2), "big")
+    eq((st["blocks_in_balloon"], st["punch"]["calls"]), (4096, 4), "big")
+    # the longest message the contract allows is taken; one more
+    # address is too long, rejected unread
+    # (below the rings at RING_GPA, overlapping the first run)
+    b = [0x100000 + 0x1000 * i for i in range(8191)]
+    eq(e.fe.send_pages(b)[1], 0, "used len")
+    n = len(set(a) | set(b))
+    st = e.d.status()
+    eq((st["blocks_in_balloon"], st["rejects"]["oversize"]), (n, 0),
+       "64 KiB message")
+    e.fe.send_pages(b + [0x20ff000])
+    st = e.d.status()
+    eq((st["blocks_in_balloon"], st["rejects"]["oversize"]), (n, 1),
+       "64 KiB + 8 bytes")
+
+
+# ---- the four feature bits (CONTRACT.md) ------------------------------------
+
+def t_features_offer():
+    """--features decides what GET_FEATURES offers; a front end acking a
+    bit that was not offered loses the connection."""
+    for arg, want in (("all", F_ALL), ("none", 0),
+                      ("withdraw,full-stats", F_WITHDRAW | F_FULL_STATS),
+                      ("free-page-reporting", F_REPORTING),
+                      ("pressure-release", F_PRESSURE_RELEASE)):
+        e = Env("-f", arg, start=False)
+        try:
+            e.fe.negotiate(BASE | want)
+            eq(e.fe.features_offered, BASE | want, arg)
+            wait_for(lambda: e.d.status()["device_features"]["driver_acked"])
+            st = e.d.status()
+            names = ["withdraw", "free-page-reporting", "full-stats",
+                     "pressure-release"]
+            eq(st["device_features"]["offered"],
+               [n for i, n in enumerate(names) if want & 1 << i], arg)
+            eq(st["device_features"]["negotiated"],
+               st["device_features"]["offered"], arg)
+            eq(st["device_features"]["accounting"],
+               "messages" if want & F_WITHDRAW else "residency", arg)
+        finally:
+            e.close()
+    e = Env("-f", "withdraw", start=False)
+    try:
+        e.fe.negotiate(BASE | F_REPORTING)
+        assert wait_for(lambda: not e.d.status()["connected"]), "kept"
+        assert "not offered 0x2" in e.d.status()["last_disconnect"]
+    finally:
+        e.close()
+
+
+def t_withdraw():
+    """WITHDRAW: valid entries in the balloon leave it; invalid or absent
+    ones are guest errors that stop nothing; the count comes from messages
+    alone (touching a block changes nothing, no status walk)."""
+    e = Env(features=BASE | F_WITHDRAW)
+    try:
+        fe, b = e.fe, BLOCKS_B + 0x900000
+        a = [b + 0x1000 * i for i in range(8)]
+        walks = e.d.status()["control"]["status_walks"]
+        fe.send_pages(a)
+        st = e.d.status()
+        eq((st["blocks_in_balloon"], st["device_features"]["accounting"]),
+           (8, "messages"), "inflated")
+        fe.touch(a[0], 1)                # by access: not a withdrawal now
+        eq(e.d.status()["blocks_in_balloon"], 8, "touch changes nothing")
+        head, used = fe.send_withdraw([a[1], a[2], b + 0x800, 0xA0000,
+                                       2**64 - 4096, b + 0x100000, a[1],
+                                       a[3]])
+        eq(used, 0, "used len")
+        st = e.d.status()
+        eq((st["blocks_in_balloon"], st["withdraw"]["blocks"],
+            st["guest_errors"]["withdraw_invalid"],
+            st["guest_errors"]["withdraw_not_in_balloon"],
+            st["messages"]["withdraw"], st["messages"]["rejected"]),
+           (5, 3, 3, 2, 1, 0), "withdrawn, errors counted")
+        rg = e.d.request({"cmd": "ranges"})
+        eq([(r["start"], r["blocks"]) for r in rg["ranges"]],
+           [(a[0], 1), (a[4], 4)], "ranges")
+        # a re-ballooned block is new again, not a duplicate
+        fe.send_pages([a[1]])
+        st = e.d.status()
+        eq((st["blocks_in_balloon"], st["duplicate_blocks"],
+            st["reballooned_blocks"]), (6, 0, 0), "again")
+        fe.send_pages([a[1]])
+        eq(e.d.status()["duplicate_blocks"], 1, "duplicate")
+        # malformed: rejected whole
+        fe.send_msg(struct.pack("<II", WITHDRAW, 0))
+        fe.send_msg(struct.pack("<IIQI", WITHDRAW, 0, a[4], 0))
+        st = e.d.status()
+        eq((st["rejects"]["bad_length"], st["blocks_in_balloon"]), (2, 6),
+           "malformed")
+        eq(st["control"]["status_walks"], walks, "no residency walk")
+        r = e.d.ctl_cmd("status")
+        assert "balloon counted from messages" in r.stdout, r.stdout
+        assert "withdraw:     1 message(s), 3 blocks" in r.stdout, r.stdout
+    finally:
+        e.close()
+    # not negotiated: an unknown type
+    e = Env(features=BASE)
+    try:
+        e.fe.send_pages([BLOCKS_B])
+        e.fe.send_withdraw([BLOCKS_B])
+        st = e.d.status()
+        eq((st["rejects"]["unknown_type"], st["blocks_in_balloon"]),
+           (1, 1), "not negotiated")
+    finally:
+        e.close()
+
+
+def t_report():
+    """REPORT: ranges discarded before the buffer returns, never counted
+    as ballooned; a bad range rejects the message whole."""
+    e = Env(features=BASE | F_REPORTING)
+    try:
+        fe, b = e.fe, BLOCKS_B + 0xA00000
+        fe.touch(b, 0x20000)
+        fe.touch(BLOCKS_C, 0x2000)
+        head, used = fe.send_report([(b, 0x10000), (BLOCKS_C, 0x1000)])
+        eq(used, 0, "used len")
+        eq(fe.r(b, 16), bytes(16), "discarded")
+        eq(fe.r(b + 0xFFF0, 16), bytes(16), "discarded to the end")
+        eq(fe.r(b + 0x10000, 4), b"\x5a" * 4, "neighbour kept")
+        eq(fe.r(BLOCKS_C, 4), bytes(4), "second range")
+        eq(fe.r(BLOCKS_C + 0x1000, 4), b"\x5a" * 4, "its neighbour")
+        st = e.d.status()
+        eq((st["blocks_in_balloon"], st["blocks_in_bitmap"],
+            st["report"]["ranges"], st["report"]["bytes"],
+            st["messages"]["report"], st["punch"]["bytes"]),
+           (0, 0, 2, 0x11000, 1, 0x11000), "reported, not ballooned")
+        # each bad range rejects the whole message: the good one stays
+        fe.touch(b + 0x10000, 0x1000)
+        good = (b + 0x10000, 0x1000)
+        cases = [("empty_range", (b, 0)),
+                 ("unaligned", (b + 0x800, 0x1000)),
+                 ("unaligned", (b, 0x1800)),
+                 ("overflow", (2**64 - 0x1000, 0x2000)),
+                 ("out_of_ram", (0x9F000, 0x2000)),        # into the hole
+                 ("out_of_ram", (0x3FFF000, 0x2000)),      # past region B
+                 ("out_of_ram", (0x4000000, 0x1000))]
+        want = {}
+        for why, bad in cases:
+            fe.send_report([good, bad])
+            want[why] = want.get(why, 0) + 1
+        st = e.d.status()
+        for why, n in want.items():
+            eq(st["rejects"][why], n, why)
+        eq(fe.r(b + 0x10000, 4), b"\x5a" * 4, "nothing discarded")
+        fe.send_msg(struct.pack("<IIQ", REPORT, 0, b))   # 8 + 8: not 8 + 16n
+        eq(e.d.status()["rejects"]["bad_length"], 1, "length")
+        # without WITHDRAW, reported blocks that were ballooned (and
+        # withdrawn by access since) leave the bitmap
+        fe.send_pages([b + 0x20000, b + 0x21000, b + 0x30000])
+        fe.send_report([(b + 0x20000, 0x4000)])
+        st = e.d.status()
+        eq((st["blocks_in_bitmap"], st["report"]["ballooned_blocks_freed"]),
+           (1, 2), "freed from the bitmap")
+    finally:
+        e.close()
+    # with WITHDRAW too, a ballooned block reported as free is a guest
+    # error and stays in the balloon
+    e = Env(features=BASE | F_REPORTING | F_WITHDRAW)
+    try:
+        e.fe.send_pages([BLOCKS_B])
+        e.fe.send_report([(BLOCKS_B, 0x2000)])
+        st = e.d.status()
+        eq((st["blocks_in_balloon"], st["guest_errors"]["report_ballooned"]),
+           (1, 1), "stays, counted")
+    finally:
+        e.close()
+    e = Env(features=BASE)
+    try:
+        e.fe.send_report([(BLOCKS_B, 0x1000)])
+        eq(e.d.status()["rejects"]["unknown_type"], 1, "not negotiated")
+    finally:
+        e.close()
+
+
+ALL_TAGS = ["swap_in", "swap_out", "majflt", "minflt", "memfree", "memtot",
+            "avail", "caches", "htlb_pgalloc", "htlb_pgfail", "oom_kill",
+            "alloc_stall", "async_scan", "direct_scan", "async_reclaim",
+            "direct_reclaim", "psi_some_us", "psi_full_us"]
+
+
+def t_full_stats():
+    """FULL_STATS: all eighteen tags kept and shown; without it the ones
+    from 6 on are unknown tags (dropped, counted)."""
+    pairs = [(t, 1000 * t + 1) for t in range(18)]
+    e = Env(features=BASE | F_FULL_STATS)
+    try:
+        e.fe.post_requests(1)
+        p = subprocess.Popen([CTL, "-c", e.d.ctl, "stats"],
+                             stdout=subprocess.PIPE, text=True)
+        eq([(t, v) for _, t, v in e.fe.read_requests(1)], [(1, 0)], "req")
+        e.fe.send_stats(pairs)
+        out, _ = p.communicate(timeout=5)
+        eq(p.returncode, 0, "stats")
+        lines = [ln.split()[0] for ln in out.splitlines()[1:]]
+        eq(lines, ALL_TAGS, "every tag, in order")
+        assert "  oom_kill        10001\n" in out, out
+        assert "  psi_full_us     0.017 s\n" in out, out
+        assert "  avail           5.86 KiB\n" in out, out
+        st = e.d.status()
+        eq(st["stats"]["values"],
+           {n: 1000 * t + 1 for t, n in enumerate(ALL_TAGS)}, "values")
+        eq(st["guest_errors"]["stats_unknown_tag"], 0, "none unknown")
+    finally:
+        e.close()
+    e = Env(features=BASE)
+    try:
+        e.fe.send_stats(pairs)
+        st = e.d.status()
+        eq(sorted(st["stats"]["values"]), sorted(ALL_TAGS[:6]), "base six")
+        eq(st["guest_errors"]["stats_unknown_tag"], 12, "twelve unknown")
+    finally:
+        e.close()
+
+
+def t_stats_interval():
+    """stats-interval: REQ_STATS_INTERVAL to a full-stats driver, again
+    after it restarts; refused when the driver did not negotiate it."""
+    e = Env(features=BASE | F_FULL_STATS)
+    try:
+        fe = e.fe
+        fe.post_requests(4)
+        r = e.d.ctl_cmd("stats-interval", "500")
+        eq(r.returncode, 0, "ctl " + r.stderr)
+        eq(r.stdout, "stats pushed every 500 ms\n", "output")
+        eq(fe.read_requests(1), [(16, 2, 500)], "delivered")
+        r = e.d.ctl_cmd("--json", "stats-interval", "0")
+        eq(json.loads(r.stdout)["interval_ms"], 0, "json")
+        eq(fe.read_requests(1), [(16, 2, 0)], "stopped")
+        e.d.request({"cmd": "stats-interval", "ms": 250})
+        eq(fe.read_requests(1), [(16, 2, 250)], "again")
+        st = e.d.status()
+        eq((st["device_features"]["stats_interval_ms"],
+            st["requests_sent"]["stats_interval"]), (250, 3), "status")
+        # pushed stats (no request) are taken like answers
+        fe.send_stats([(4, 7)])
+        eq(e.d.status()["stats"]["values"], {"memfree": 7}, "pushed")
+        # a driver reset: it pushes nothing until told again
+        fe.stop_queue(0)
+        fe.stop_queue(1)
+        fe.new_rings()
+        fe.post_requests(2)
+        eq(fe.read_requests(1), [(16, 2, 250)], "after a restart")
+        for bad in ("-1", "86400001", "soon"):
+            r = e.d.ctl_cmd("stats-interval", bad)
+            eq(r.returncode, 2, bad)
+    finally:
+        e.close()
+    e = Env(features=BASE)
+    try:
+        r = e.d.ctl_cmd("stats-interval", "500")
+        eq(r.returncode, 1, "refused")
+        assert "did not negotiate full-stats" in r.stderr, r.stderr
+    finally:
+        e.close()
+    # asked before any driver: sent when a full-stats one starts
+    e = Env(start=False)
+    try:
+        eq(e.d.request({"cmd": "stats-interval", "ms": 1000})["queued"],
+           False, "queued later")
+        e.fe.start(BASE | F_FULL_STATS)
+        e.fe.post_requests(2)
+        eq(e.fe.read_requests(1), [(16, 2, 1000)], "at start")
+    finally:
+        e.close()
+
+
+def t_driver_reset_empties():
+    """Both rings restarting from index 0 is a driver reset: the balloon
+    is empty (contract).  A pause (rings going on) keeps it."""
+    e = Env(features=BASE | F_WITHDRAW)
+    try:
+        fe = e.fe
+        fe.send_pages([BLOCKS_B, BLOCKS_B + 0x1000])
+
+        def restart(pause):
+            last = [fe.stop_queue(q)[1] for q in (0, 1)]
+            assert wait_for(lambda: not e.d.status()["driver_ready"])
+            if pause:                    # go on where the rings stopped
+                for q in (0, 1):
+                    fe.start_queue(q, last[q])
+                fe.enable()
+            else:
+                fe.new_rings()
+
+        restart(True)
+        assert wait_for(lambda: e.d.status()["driver_ready"])
+        st = e.d.status()
+        eq((st["blocks_in_balloon"], st["driver_resets"]), (2, 0), "pause")
+        restart(False)
+        assert wait_for(lambda: e.d.status()["driver_ready"])
+        st = e.d.status()
+        eq((st["blocks_in_balloon"], st["driver_resets"]), (0, 1), "reset")
+        fe.send_pages([BLOCKS_B])
+        eq(e.d.status()["blocks_in_balloon"], 1, "new balloon")
+    finally:
+        e.close()
 
 
 SHARED = [t_features_config, t_memory_table, t_page_list,
@@ -858,36 +1210,71 @@ OWN = [t_page_bits_40, t_ring_features, t_resize_before_buffers,
        t_request_order_and_stats, t_stats_ctl_and_timeout,
        t_small_input_buffer, t_hold_ms, t_resize_wait, t_chaos,
        t_hostile_descriptor, t_disconnect_reconnect, t_device_restart,
-       t_sigterm_connected]
+       t_sigterm_connected, t_features_offer, t_withdraw, t_report,
+       t_full_stats, t_stats_interval, t_driver_reset_empties]
 
 
-def main():
-    only = set(sys.argv[1:])
-    failed = 0
-    for t in SHARED + OWN:
+class Skip(Exception):
+    """A test that cannot run here (raise it with the reason)."""
+
+
+def diag(text):
+    """Lines for people, as TAP comments."""
+    for line in str(text).splitlines():
+        print("# " + line, flush=True)
+
+
+def run_suite(suite, shared, own, argv):
+    """Run the tests (shared ones get a fresh Env each), print TAP with
+    ids SUITE/NAME; B13_TAP_SUITE overrides SUITE.  Exit status 1 if any
+    failed."""
+    suite = os.environ.get("B13_TAP_SUITE", suite)
+    only = set(argv)
+    failed, n = 0, 0
+    print("TAP version 13", flush=True)
+    for t in shared + own:
         name = t.__name__[2:]
         if only and name not in only:
             continue
-        e = None
+        n += 1
+        e, skip = None, None
+        del PROBLEMS[:]
+        t0 = time.monotonic()
         try:
-            if t in SHARED:
-                e = Env()
-                t(e)
-                assert e.d.alive(), "daemon died"
+            try:
+                if t in shared:
+                    e = Env()
+                    t(e)
+                    assert e.d.alive(), "daemon died"
+                else:
+                    t()
+            except Skip as s:
+                skip = str(s)
+            finally:
+                if e:
+                    e.close()
+            assert not PROBLEMS, "; ".join(PROBLEMS)
+            if skip:
+                print("ok %d - %s/%s # SKIP %s" % (n, suite, name, skip),
+                      flush=True)
             else:
-                t()
-            print("PASS", name, flush=True)
+                print("ok %d - %s/%s" % (n, suite, name), flush=True)
         except Exception as ex:  # report and go on
             failed += 1
-            print("FAIL %s: %s" % (name, ex), flush=True)
-            traceback.print_exc(limit=3, file=sys.stdout)
+            why = str(ex).replace("\n", " ")[:300]
+            print("not ok %d - %s/%s" % (n, suite, name), flush=True)
+            diag("FAIL %s: %s" % (name, why))
+            diag(traceback.format_exc(limit=4))
             if e:
-                print("  daemon log tail:\n    " +
-                      "\n    ".join(e.d.logtext().splitlines()[-15:]))
-        finally:
-            if e:
-                e.close()
+                diag("daemon log tail:\n" +
+                     "\n".join(e.d.logtext().splitlines()[-15:]))
+        diag("%s: %.1f s" % (name, time.monotonic() - t0))
+    print("1..%d" % n, flush=True)
     return 1 if failed else 0
+
+
+def main():
+    return run_suite("host/vhost-user", SHARED, OWN, sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -123,25 +123,61 @@ field() { st | python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 dpid=$!
 until_grep "$tmp/daemon.log" listening 5 || { bad qemu_smoke "daemon did not start"; exit 1; }
 t0=$(date +%s.%N)
-"$qemu" -accel tcg -m 256M -smp 1 \
-	-object memory-backend-memfd,id=mem,size=256M,share=on \
-	-machine q35,memory-backend=mem -nic none -display none -monitor none \
+# The QEMU command line is the one balloon13d --help gives users (so that
+# it is shown working): its paths and size made the test's, its disk left
+# out, the generic device under the name this QEMU knows, and this test's
+# guest, console and firmware added.
+if "$qemu" -device help 2>/dev/null | grep -q '"vhost-user-test-device-pci"'; then
+	devname=vhost-user-test-device-pci
+else
+	devname=vhost-user-device-pci
+fi
+mapfile -t qcmd < <("$host/balloon13d" --help | python3 -c '
+import shlex, sys
+text = sys.stdin.read()
+start = text.index("  qemu-system-x86_64")
+line = ""
+for l in text[start:].splitlines():
+    line += l.strip().rstrip("\\") + " "
+    if not l.rstrip().endswith("\\"):
+        break
+args = shlex.split(line)
+out, skip = [], False
+for a in args:
+    if skip:
+        skip = False
+        continue
+    if a == "-drive":            # the user disk: the test boots a kernel
+        skip = True
+        continue
+    a = a.replace("/run/balloon13d.sock", sys.argv[1])
+    a = a.replace("size=4G", "size=256M")
+    a = a.replace("vhost-user-test-device-pci", sys.argv[2])
+    out.append("256M" if a == "4G" else a)
+print("\n".join(out[1:]))' "$tmp/vhu" "$devname")
+if [ "${#qcmd[@]}" -lt 8 ] || ! printf '%s\n' "${qcmd[@]}" | grep -q share=on; then
+	bad qemu_help_command_line "no QEMU command line in balloon13d --help"
+	exit 1
+fi
+echo "# QEMU from --help: ${qcmd[*]}"
+"$qemu" "${qcmd[@]}" -smp 1 -nic none -display none -monitor none \
 	-L /usr/share/seabios -L /usr/share/qemu \
-	-chardev socket,id=vhu,path="$tmp/vhu" \
-	-device vhost-user-device-pci,chardev=vhu,virtio-id=13,num_vqs=2,config_size=4 \
 	-kernel "$kernel" -initrd "$tmp/initrd" -serial file:"$tmp/serial.log" \
 	-append 'console=ttyS0 quiet iomem=relaxed memmap=2M$0x6000000 panic=-1' \
 	-no-reboot 2>"$tmp/qemu.log" &
 qpid=$!
 
 if until_grep "$tmp/serial.log" 'B13: READY' 60; then
+	ok qemu_help_command_line
 	ok qemu_guest_ready
 	printf '# guest ready after %.1f s\n' "$(echo "$(date +%s.%N) - $t0" | bc)"
 else
 	bad qemu_guest_ready "$(tail -n 5 "$tmp/serial.log"; cat "$tmp/qemu.log")"
 	exit 1
 fi
-grep -q 'B13: features hi 0x00000001 lo 0x00000000' "$tmp/serial.log" &&
+# VIRTIO_F_VERSION_1, and the four device bits balloon13d offers
+# by default, through QEMU to the guest
+grep -q 'B13: features hi 0x00000001 lo 0x0000000F' "$tmp/serial.log" &&
 	ok qemu_features || bad qemu_features "$(grep features "$tmp/serial.log")"
 grep -q 'B13: page_bits 0x0000000C' "$tmp/serial.log" &&
 	ok qemu_config_read || bad qemu_config_read "$(grep page_bits "$tmp/serial.log")"

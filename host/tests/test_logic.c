@@ -5,8 +5,10 @@
  * punching and residency on a memfd mapping; and of the checks on what the
  * vhost-user front end sends (vhost_check.c).
  *
- * Prints "PASS name" or "FAIL name" (with the failed checks) per test case;
- * tests/run.sh counts them.  Exit status 1 if anything failed.
+ * GLib's test framework: "test_logic --tap" prints TAP, one result per
+ * case, named /host/logic/CASE (tests/run.sh turns that into the stable
+ * id host/logic/CASE); "-p /host/logic/CASE" runs one.  Assertions are
+ * non-fatal: a case reports every check that failed, then fails.
  */
 #define _GNU_SOURCE
 #include <endian.h>
@@ -23,40 +25,19 @@
 
 #include "b13.h"
 #include "vhost_check.h"
-#include "wire.h"
 
-static int case_failed, passed, failed;
+#include <glib.h>
 
-#define CHECK(cond)							\
+/* A failed check is reported (file, line, expression) and fails the case. */
+#define CHECK(cond)		g_assert_true(cond)
+#define CHECK_EQ(a, b)		g_assert_cmphex((a), ==, (b))
+
+/* Mark the case failed, saying why (a setup step that did not work). */
+#define FAIL_CASE(...)							\
 	do {								\
-		if (!(cond)) {						\
-			printf("  check failed at %s:%d: %s\n",		\
-			       __FILE__, __LINE__, #cond);		\
-			case_failed = 1;				\
-		}							\
+		g_test_message(__VA_ARGS__);				\
+		g_test_fail();						\
 	} while (0)
-
-#define CHECK_EQ(a, b)							\
-	do {								\
-		uint64_t _a = (a), _b = (b);				\
-		if (_a != _b) {						\
-			printf("  check failed at %s:%d: %s == %s "	\
-			       "(0x%" PRIx64 " != 0x%" PRIx64 ")\n",	\
-			       __FILE__, __LINE__, #a, #b, _a, _b);	\
-			case_failed = 1;				\
-		}							\
-	} while (0)
-
-static void run(const char *name, void (*fn)(void))
-{
-	case_failed = 0;
-	fn();
-	printf("%s %s\n", case_failed ? "FAIL" : "PASS", name);
-	if (case_failed)
-		failed++;
-	else
-		passed++;
-}
 
 /* ---- parsing ------------------------------------------------------------ */
 
@@ -84,16 +65,14 @@ static void test_parse_size(void)
 		why = NULL;
 		v = 12345;
 		if (b13_parse_size(good[i].s, &v, &why)) {
-			printf("  '%s' rejected: %s\n", good[i].s, why);
-			case_failed = 1;
+			FAIL_CASE("'%s' rejected: %s", good[i].s, why);
 		}
 		CHECK_EQ(v, good[i].v);
 	}
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		why = NULL;
 		if (!b13_parse_size(bad[i], &v, &why)) {
-			printf("  '%s' accepted as %" PRIu64 "\n", bad[i], v);
-			case_failed = 1;
+			FAIL_CASE("'%s' accepted as %" PRIu64, bad[i], v);
 		}
 		CHECK(why && *why && !strchr(why, '\n'));
 	}
@@ -132,11 +111,11 @@ static void test_parse_uint(void)
 
 static enum b13_reject chk(uint32_t type, uint64_t len, uint64_t *n)
 {
-	struct b13_msg_hdr h = { .type = htole32(type) };
+	struct virtio_balloon13_resp_hdr h = { .type = htole32(type) };
 	uint32_t t = 99;
 
 	*n = 0;
-	return b13_check_msg(len, &h, &t, n);
+	return b13_check_msg(len, &h, 0, &t, n);
 }
 
 static void test_check_msg(void)
@@ -176,15 +155,15 @@ static void test_check_msg(void)
 
 /* Guest RAM the way q35 lays it out: hole at 640 KiB-1 MiB, then 4 GiB. */
 static const struct b13_region_desc q35[] = {
-	{ 0x0, 0xa0000, NULL },
-	{ 0x100000, 0x7f00000, NULL },		/* up to 128 MiB */
-	{ 0x100000000ull, 0x8000000, NULL },	/* 128 MiB at 4 GiB */
+	{ 0x0, 0xa0000, NULL, 0 },
+	{ 0x100000, 0x7f00000, NULL, 0 },		/* up to 128 MiB */
+	{ 0x100000000ull, 0x8000000, NULL, 0 },	/* 128 MiB at 4 GiB */
 };
 
 static void test_geometry(void)
 {
 	struct b13_map m;
-	struct b13_region_desc top = { 0xffffffffffff0000ull, 0x10000, NULL };
+	struct b13_region_desc top = { 0xffffffffffff0000ull, 0x10000, NULL, 0 };
 
 	b13_map_init(&m, 12);
 	CHECK(b13_map_set_regions(&m, q35, 3) == 0);
@@ -322,7 +301,7 @@ static void test_check_pages(void)
 static void test_coalesce(void)
 {
 	static const struct b13_region_desc adj[] = {
-		{ 0x0, 0x10000, NULL }, { 0x10000, 0x10000, NULL },
+		{ 0x0, 0x10000, NULL, 0 }, { 0x10000, 0x10000, NULL, 0 },
 	};
 	uint64_t s1[] = { 0x101000, 0x102000, 0x103000, 0x105000, 0x105000,
 			  0x106000, 0x100000000ull };
@@ -442,11 +421,10 @@ static void test_punch_and_withdraw(void)
 	uint64_t a[] = { base + 0x2000, base + 0x100000, base, base + 0x1000 };
 
 	if (guest_new(&g, 4 << 20)) {
-		printf("  memfd: %m\n");
-		case_failed = 1;
+		FAIL_CASE("memfd: %s", g_strerror(errno));
 		return;
 	}
-	d = (struct b13_region_desc){ base, g.size, g.mem };
+	d = (struct b13_region_desc){ base, g.size, g.mem, 0 };
 	b13_map_init(&m, 12);
 	b13_map_set_regions(&m, &d, 1);
 	CHECK_EQ(resident_pages(&g, 0, 0x4000), 4);
@@ -509,11 +487,11 @@ static void test_big_and_small_blocks(void)
 	uint64_t w;
 
 	if (guest_new(&g, 8 << 20)) {
-		case_failed = 1;
+		FAIL_CASE("guest memory: %s", g_strerror(errno));
 		return;
 	}
 	/* 2 MiB blocks: one madvise of 2 MiB. */
-	d = (struct b13_region_desc){ 0x40000000, g.size, g.mem };
+	d = (struct b13_region_desc){ 0x40000000, g.size, g.mem, 0 };
 	b13_map_init(&m, 21);
 	b13_map_set_regions(&m, &d, 1);
 	{
@@ -534,7 +512,7 @@ static void test_big_and_small_blocks(void)
 	/* 1 KiB blocks: only whole host pages are punched. */
 	memset(g.mem, 0xa5, g.size);
 	memset(&st, 0, sizeof(st));
-	d = (struct b13_region_desc){ 0x0, g.size, g.mem };
+	d = (struct b13_region_desc){ 0x0, g.size, g.mem, 0 };
 	b13_map_init(&m, 10);
 	b13_map_set_regions(&m, &d, 1);
 	{
@@ -568,18 +546,17 @@ static void test_scattered(void)
 	double ms;
 
 	if (guest_new(&g, 64 << 20)) {
-		case_failed = 1;
+		FAIL_CASE("guest memory: %s", g_strerror(errno));
 		return;
 	}
-	d = (struct b13_region_desc){ 0x100000000ull, g.size, g.mem };
+	d = (struct b13_region_desc){ 0x100000000ull, g.size, g.mem, 0 };
 	b13_map_init(&m, 12);
 	b13_map_set_regions(&m, &d, 1);
 	/* every other 4 KiB block: 8192 runs of one block */
 	for (i = 0; i < 8192; i += 32) {
 		for (j = 0; j < 32; j++)
 			a[j] = d.gpa + (i + j) * 0x2000;
-		if (apply(&m, a, 32, &st) != 32)
-			case_failed = 1;
+		CHECK_EQ(apply(&m, a, 32, &st), 32);
 	}
 	CHECK_EQ(st.new_blocks, 8192);
 	CHECK_EQ(st.punch_calls, 8192);
@@ -592,7 +569,7 @@ static void test_scattered(void)
 	CHECK_EQ(in, 8192 - 2048);
 	CHECK_EQ(w, 2048);
 	CHECK(ms < 500);
-	printf("  (8192 scattered blocks counted in %.2f ms)\n", ms);
+	g_test_message("8192 scattered blocks counted in %.2f ms", ms);
 	b13_map_free(&m);
 	guest_free(&g);
 }
@@ -624,7 +601,7 @@ static void test_no_mapping(void)
 static size_t build_msg(uint8_t *buf, uint32_t type, uint32_t reserved,
 			const uint64_t *w, size_t nw)
 {
-	struct b13_msg_hdr h = { htole32(type), htole32(reserved) };
+	struct virtio_balloon13_resp_hdr h = { htole32(type), htole32(reserved) };
 	size_t i;
 
 	memcpy(buf, &h, sizeof(h));
@@ -655,8 +632,8 @@ static void test_handle_pages(void)
 	iov[0] = (struct iovec){ buf, 11 };
 	iov[1] = (struct iovec){ buf + 11, 5 };
 	iov[2] = (struct iovec){ buf + 16, len - 16 };
-	CHECK_EQ(b13_handle_msg(&m, &st, iov, 3, 0, &res), B13_OK);
-	CHECK_EQ(res.type, B13_RESP_PAGES);
+	CHECK_EQ(b13_handle_msg(&m, &st, iov, 3, 0, 0, &res), B13_OK);
+	CHECK_EQ(res.type, VIRTIO_BALLOON13_RESP_PAGES);
 	CHECK_EQ(res.len, len);
 	CHECK_EQ(res.n, 5);
 	CHECK_EQ(res.runs, 2);
@@ -668,30 +645,30 @@ static void test_handle_pages(void)
 	/* One bad address: nothing of the message is used. */
 	len = build_msg(buf, 0, 7, bad, 2);
 	iov[0] = (struct iovec){ buf, len };
-	CHECK_EQ(b13_handle_msg(&m, &st, iov, 1, 0, &res), B13_REJ_OUT_OF_RAM);
+	CHECK_EQ(b13_handle_msg(&m, &st, iov, 1, 0, 0, &res), B13_REJ_OUT_OF_RAM);
 	CHECK_EQ(res.bad_addr, 0xa1000);
 	CHECK_EQ(res.apply.new_blocks, 0);
 	CHECK_EQ(b13_map_blocks_set(&m), 4);
 
 	/* Device-writable parts: rejected before anything is read. */
-	CHECK_EQ(b13_handle_msg(&m, &st, iov, 1, 1, &res), B13_REJ_WRITABLE);
+	CHECK_EQ(b13_handle_msg(&m, &st, iov, 1, 1, 0, &res), B13_REJ_WRITABLE);
 	/* Too long: rejected unread (the NULL base would fault if read). */
 	iov[0] = (struct iovec){ NULL, B13_MAX_MSG_BYTES + 8 };
-	CHECK_EQ(b13_handle_msg(&m, &st, iov, 1, 0, &res), B13_REJ_OVERSIZE);
+	CHECK_EQ(b13_handle_msg(&m, &st, iov, 1, 0, 0, &res), B13_REJ_OVERSIZE);
 	iov[0] = (struct iovec){ NULL, SIZE_MAX };
 	iov[1] = (struct iovec){ NULL, SIZE_MAX };
-	CHECK_EQ(b13_handle_msg(&m, &st, iov, 2, 0, &res), B13_REJ_OVERSIZE);
+	CHECK_EQ(b13_handle_msg(&m, &st, iov, 2, 0, 0, &res), B13_REJ_OVERSIZE);
 	CHECK_EQ(res.len, UINT64_MAX);
 	/* Reserved nonzero: counted, the message still used. */
 	len = build_msg(buf, 0, 1, a, 1);
 	iov[0] = (struct iovec){ buf, len };
-	CHECK_EQ(b13_handle_msg(&m, &st, iov, 1, 0, &res), B13_OK);
+	CHECK_EQ(b13_handle_msg(&m, &st, iov, 1, 0, 0, &res), B13_OK);
 	CHECK(res.reserved_nonzero);
 	CHECK_EQ(res.apply.duplicates, 1);
 	/* Empty chain, and a header alone. */
-	CHECK_EQ(b13_handle_msg(&m, &st, iov, 0, 0, &res), B13_REJ_SHORT);
+	CHECK_EQ(b13_handle_msg(&m, &st, iov, 0, 0, 0, &res), B13_REJ_SHORT);
 	iov[0].iov_len = 8;
-	CHECK_EQ(b13_handle_msg(&m, &st, iov, 1, 0, &res), B13_REJ_LENGTH);
+	CHECK_EQ(b13_handle_msg(&m, &st, iov, 1, 0, 0, &res), B13_REJ_LENGTH);
 	b13_map_free(&m);
 }
 
@@ -707,44 +684,44 @@ static void test_handle_stats(void)
 
 	b13_map_init(&m, 12);
 	/* memfree twice (the last wins), an unknown tag, memtot */
-	w[0] = B13_TAG_MEMFREE; w[1] = 100;
+	w[0] = VIRTIO_BALLOON13_TAG_MEMFREE; w[1] = 100;
 	w[2] = 99; w[3] = 1;
-	w[4] = B13_TAG_MEMFREE; w[5] = 200;
-	w[6] = B13_TAG_MEMTOT; w[7] = 1000;
+	w[4] = VIRTIO_BALLOON13_TAG_MEMFREE; w[5] = 200;
+	w[6] = VIRTIO_BALLOON13_TAG_MEMTOT; w[7] = 1000;
 	w[8] = UINT64_MAX; w[9] = 2;
 	len = build_msg(buf, 1, 0, w, 10);
 	iov = (struct iovec){ buf, len };
-	CHECK_EQ(b13_handle_msg(&m, &st, &iov, 1, 0, &res), B13_OK);
-	CHECK_EQ(res.type, B13_RESP_STATS);
+	CHECK_EQ(b13_handle_msg(&m, &st, &iov, 1, 0, 0, &res), B13_OK);
+	CHECK_EQ(res.type, VIRTIO_BALLOON13_RESP_STATS);
 	CHECK_EQ(res.n, 5);
 	CHECK_EQ(res.stats_unknown, 2);
 	CHECK_EQ(res.stats_repeated, 1);
-	CHECK_EQ(st.present, 1u << B13_TAG_MEMFREE | 1u << B13_TAG_MEMTOT);
-	CHECK_EQ(st.value[B13_TAG_MEMFREE], 200);
-	CHECK_EQ(st.value[B13_TAG_MEMTOT], 1000);
+	CHECK_EQ(st.present, 1u << VIRTIO_BALLOON13_TAG_MEMFREE | 1u << VIRTIO_BALLOON13_TAG_MEMTOT);
+	CHECK_EQ(st.value[VIRTIO_BALLOON13_TAG_MEMFREE], 200);
+	CHECK_EQ(st.value[VIRTIO_BALLOON13_TAG_MEMTOT], 1000);
 
 	/* The next message replaces the table: memtot is gone. */
-	w[0] = B13_TAG_SWAP_IN; w[1] = 5;
+	w[0] = VIRTIO_BALLOON13_TAG_SWAP_IN; w[1] = 5;
 	len = build_msg(buf, 1, 0, w, 2);
 	iov = (struct iovec){ buf, len };
-	CHECK_EQ(b13_handle_msg(&m, &st, &iov, 1, 0, &res), B13_OK);
-	CHECK_EQ(st.present, 1u << B13_TAG_SWAP_IN);
-	CHECK_EQ(st.value[B13_TAG_SWAP_IN], 5);
+	CHECK_EQ(b13_handle_msg(&m, &st, &iov, 1, 0, 0, &res), B13_OK);
+	CHECK_EQ(st.present, 1u << VIRTIO_BALLOON13_TAG_SWAP_IN);
+	CHECK_EQ(st.value[VIRTIO_BALLOON13_TAG_SWAP_IN], 5);
 
 	/* B13_MAX_STATS entries of one tag: fine; one more: rejected. */
 	for (i = 0; i < B13_MAX_STATS + 1; i++) {
-		w[2 * i] = B13_TAG_MAJFLT;
+		w[2 * i] = VIRTIO_BALLOON13_TAG_MAJFLT;
 		w[2 * i + 1] = i;
 	}
 	len = build_msg(buf, 1, 0, w, 2 * B13_MAX_STATS);
 	iov = (struct iovec){ buf, len };
-	CHECK_EQ(b13_handle_msg(&m, &st, &iov, 1, 0, &res), B13_OK);
+	CHECK_EQ(b13_handle_msg(&m, &st, &iov, 1, 0, 0, &res), B13_OK);
 	CHECK_EQ(res.stats_repeated, B13_MAX_STATS - 1);
-	CHECK_EQ(st.value[B13_TAG_MAJFLT], B13_MAX_STATS - 1);
+	CHECK_EQ(st.value[VIRTIO_BALLOON13_TAG_MAJFLT], B13_MAX_STATS - 1);
 	len = build_msg(buf, 1, 0, w, 2 * (B13_MAX_STATS + 1));
 	iov = (struct iovec){ buf, len };
-	CHECK_EQ(b13_handle_msg(&m, &st, &iov, 1, 0, &res), B13_REJ_OVERSIZE);
-	CHECK_EQ(st.value[B13_TAG_MAJFLT], B13_MAX_STATS - 1);	/* kept */
+	CHECK_EQ(b13_handle_msg(&m, &st, &iov, 1, 0, 0, &res), B13_REJ_OVERSIZE);
+	CHECK_EQ(st.value[VIRTIO_BALLOON13_TAG_MAJFLT], B13_MAX_STATS - 1);	/* kept */
 	b13_map_free(&m);
 }
 
@@ -776,9 +753,9 @@ static int record_discard(void *addr, size_t len, void *arg)
 static void test_apply_sorted(void)
 {
 	static const struct b13_region_desc d[] = {
-		{ 0x0, 0x10000, (uint8_t *)0x10000000 },
-		{ 0x10000, 0x10000, (uint8_t *)0x20000000 },
-		{ 0x100000, 0x100000, (uint8_t *)0x30000000 },
+		{ 0x0, 0x10000, (uint8_t *)0x10000000, 0 },
+		{ 0x10000, 0x10000, (uint8_t *)0x20000000, 0 },
+		{ 0x100000, 0x100000, (uint8_t *)0x30000000, 0 },
 	};
 	struct b13_apply_stats s1 = { 0 }, s2 = { 0 };
 	struct discards r1 = { 0 }, r2 = { 0 };
@@ -846,13 +823,13 @@ static void test_apply_sorted(void)
 static void test_bad_tables(void)
 {
 	static const struct b13_region_desc overlap[] = {
-		{ 0x0, 0x20000, NULL }, { 0x10000, 0x10000, NULL },
+		{ 0x0, 0x20000, NULL, 0 }, { 0x10000, 0x10000, NULL, 0 },
 	};
 	static const struct b13_region_desc adjacent[] = {
-		{ 0x10000, 0x10000, NULL }, { 0x0, 0x10000, NULL },
+		{ 0x10000, 0x10000, NULL, 0 }, { 0x0, 0x10000, NULL, 0 },
 	};
-	struct b13_region_desc empty = { 0x1000, 0, NULL };
-	struct b13_region_desc wrap = { 0xfffffffffffff000ull, 0x2000, NULL };
+	struct b13_region_desc empty = { 0x1000, 0, NULL, 0 };
+	struct b13_region_desc wrap = { 0xfffffffffffff000ull, 0x2000, NULL, 0 };
 	struct b13_map m;
 	uint64_t g;
 
@@ -940,12 +917,12 @@ static void test_scan_slices(void)
 	int steps;
 
 	if (guest_new(&g, 4 << 20)) {
-		case_failed = 1;
+		FAIL_CASE("guest memory: %s", g_strerror(errno));
 		return;
 	}
-	d[0] = (struct b13_region_desc){ 0x0, 2 << 20, g.mem };
+	d[0] = (struct b13_region_desc){ 0x0, 2 << 20, g.mem, 0 };
 	d[1] = (struct b13_region_desc){ 0x1000000, 2 << 20,
-					 g.mem + (2 << 20) };
+					 g.mem + (2 << 20), 0 };
 	b13_map_init(&m, 12);
 	b13_map_set_regions(&m, d, 2);
 	for (i = 0; i < 64; i++)	/* scattered over both regions */
@@ -958,21 +935,30 @@ static void test_scan_slices(void)
 	in = b13_count_in_balloon(&m, &w);
 	CHECK_EQ(in + w, 16);
 	CHECK_EQ(w, 4);
-	for (budget = 1; budget < 40; budget += 7) {
+	/* One mincore() per slice: a window per region, so two slices. */
+	for (budget = 1; budget < 4; budget++) {
+		struct b13_budget b;
+
 		b13_scan_begin(&m, &sc);
-		for (steps = 1; !b13_scan_step(&m, &sc, budget); steps++)
-			;
+		b13_budget_init(&b, budget, 0);
+		for (steps = 1; !b13_scan_step(&m, &sc, &b); steps++)
+			b13_budget_init(&b, budget, 0);
 		b13_scan_end(&sc);
 		CHECK_EQ(sc.in, in);
 		CHECK_EQ(sc.withdrawn, w);
-		CHECK(budget > 16 || steps > 1);
-		CHECK(steps <= 16 + 1);
+		CHECK_EQ(steps, budget == 1 ? 2 : 1);
 	}
 	/* The table changes in the middle: the walk starts again. */
-	b13_scan_begin(&m, &sc);
-	CHECK(!b13_scan_step(&m, &sc, 2));
-	b13_map_clear_bitmaps(&m);
-	CHECK(b13_scan_step(&m, &sc, 1000));
+	{
+		struct b13_budget b;
+
+		b13_scan_begin(&m, &sc);
+		b13_budget_init(&b, 1, 0);
+		CHECK(!b13_scan_step(&m, &sc, &b));
+		b13_map_clear_bitmaps(&m);
+		b13_budget_init(&b, 0, 0);
+		CHECK(b13_scan_step(&m, &sc, &b));
+	}
 	CHECK_EQ(sc.restarts, 1);
 	CHECK_EQ(sc.in + sc.withdrawn, 0);
 	b13_scan_end(&sc);
@@ -1008,6 +994,7 @@ static void test_ratelimit(void)
 static VuVirtq vc_vq[B13_NUM_VQS];
 static VuDevRegion vc_reg[2];
 static VuDev vc_dev;
+static struct b13_vu_files vc_files;
 static const struct b13_vu_offer vc_offer = {
 	.features = 1ull << 32 | 1ull << 30,
 	.protocol_features = B13_VU_PROTOCOL_FEATURES,
@@ -1020,6 +1007,7 @@ static void vc_reset(void)
 {
 	memset(vc_vq, 0, sizeof(vc_vq));
 	memset(&vc_dev, 0, sizeof(vc_dev));
+	memset(&vc_files, 0, sizeof(vc_files));
 	vc_reg[0] = (VuDevRegion){ .gpa = 0, .size = 1 << 20, .qva = QVA };
 	vc_dev.max_queues = B13_NUM_VQS;
 	vc_dev.vq = vc_vq;
@@ -1042,29 +1030,26 @@ static const char *vc_check(const VhostUserMsg *m)
 {
 	static char buf[200];
 
-	return b13_vu_check_msg(&vc_dev, m, &vc_offer, buf, sizeof(buf));
+	return b13_vu_check_msg(&vc_dev, m, &vc_offer, &vc_files, buf,
+				sizeof(buf));
 }
 
 /* Refused, with a reason that names what. */
 #define REFUSED(m, what)						\
 	do {								\
 		const char *_w = vc_check(&(m));			\
-		if (!_w || !strstr(_w, what)) {				\
-			printf("  check failed at %s:%d: want \"%s\", "	\
-			       "got \"%s\"\n", __FILE__, __LINE__, what,	\
-			       _w ? _w : "(accepted)");			\
-			case_failed = 1;				\
-		}							\
+		if (!_w || !strstr(_w, what))				\
+			FAIL_CASE("%s:%d: want \"%s\", got \"%s\"",	\
+				  __FILE__, __LINE__, what,		\
+				  _w ? _w : "(accepted)");		\
 	} while (0)
 
 #define ACCEPTED(m)							\
 	do {								\
 		const char *_w = vc_check(&(m));			\
-		if (_w) {						\
-			printf("  check failed at %s:%d: refused: %s\n",	\
-			       __FILE__, __LINE__, _w);			\
-			case_failed = 1;				\
-		}							\
+		if (_w)							\
+			FAIL_CASE("%s:%d: refused: %s", __FILE__,	\
+				  __LINE__, _w);			\
 	} while (0)
 
 static VhostUserMsg vc_state(int req, unsigned int idx, unsigned int num)
@@ -1234,7 +1219,7 @@ static void test_vu_memory(void)
 	int i;
 
 	vc_reset();
-	CHECK(fd >= 0 && ftruncate(fd, 4 << 20) == 0);
+	CHECK(fd >= 0 && ftruncate(fd, 5 << 20) == 0);
 	for (i = 0; i < 9; i++)
 		r[i] = (VhostUserMemoryRegion){ .guest_phys_addr = i << 20,
 			.memory_size = 1 << 20, .userspace_addr = QVA + (i << 20),
@@ -1246,7 +1231,7 @@ static void test_vu_memory(void)
 	m = vc_table(4, r, fds);
 	m.fd_num = 3;				/* an fd lost on the way */
 	REFUSED(m, "with 3 fds");
-	r[1].mmap_offset = 4 << 20;		/* past the end of the file */
+	r[1].mmap_offset = 5 << 20;		/* past the end of the file */
 	m = vc_table(2, r, fds);
 	REFUSED(m, "in a file of");
 	r[1].mmap_offset = 0;
@@ -1268,9 +1253,14 @@ static void test_vu_memory(void)
 	fds[1] = fd;
 
 	/* ADD_MEM_REG: checked the same way, and against the table. */
+	m = vc_table(4, r, fds);
+	b13_vu_files_note(&vc_files, &m);
+	CHECK_EQ(vc_files.n, 4);
+	CHECK_EQ(b13_vu_files_page(&vc_files, 3 << 20, 1 << 20), 4096);
 	m = vc_msg(VHOST_USER_ADD_MEM_REG, sizeof(add));
 	add.region = (VhostUserMemoryRegion){ .guest_phys_addr = 0x80000,
-		.memory_size = 1 << 20, .userspace_addr = QVA + (8 << 20) };
+		.memory_size = 1 << 20, .userspace_addr = QVA + (8 << 20),
+		.mmap_offset = 4 << 20 };
 	memcpy(&m.payload.memreg, &add, sizeof(add));
 	m.fds[0] = fd;
 	m.fd_num = 1;
@@ -1280,8 +1270,115 @@ static void test_vu_memory(void)
 	ACCEPTED(m);
 	m.fd_num = 0;
 	REFUSED(m, "0 fds");
+	/* The same bytes as a region of the table (2 MiB of the file). */
+	add.region.mmap_offset = 2 << 20;
+	memcpy(&m.payload.memreg, &add, sizeof(add));
+	m.fd_num = 1;
+	REFUSED(m, "same file bytes as the region at gpa 0x200000");
+	/* Gone from the table: its bytes are free again. */
+	{
+		VhostUserMsg rem = vc_msg(VHOST_USER_REM_MEM_REG,
+					  sizeof(add));
+		VhostUserMemRegMsg gone = { .region = r[2] };
+
+		memcpy(&rem.payload.memreg, &gone, sizeof(gone));
+		b13_vu_files_note(&vc_files, &rem);
+		CHECK_EQ(vc_files.n, 3);
+		ACCEPTED(m);
+	}
 	close(fd);
 	close(efd);
+}
+
+/*
+ * Regions near 2^64 (issue 16): libvhost-user's unchecked sums would map
+ * rings through another region or leave descriptors unclipped.  Regions
+ * end below 2^63 in both address spaces, or are refused.
+ */
+static void test_vu_high_regions(void)
+{
+	int fd = memfd_create("vc", MFD_CLOEXEC);
+	int fds[2] = { fd, fd };
+	VhostUserMemoryRegion r[2];
+	VhostUserMsg m;
+
+	vc_reset();
+	CHECK(fd >= 0 && ftruncate(fd, 4 << 20) == 0);
+	r[0] = (VhostUserMemoryRegion){ .guest_phys_addr = 0,
+		.memory_size = 1 << 20, .userspace_addr = QVA };
+	r[1] = (VhostUserMemoryRegion){ .memory_size = 1 << 20,
+		.mmap_offset = 1 << 20 };
+	/* gpa + size is 2^64 - 4 KiB: a descriptor there is not clipped */
+	r[1].guest_phys_addr = -(uint64_t)0x101000;
+	r[1].userspace_addr = QVA + (1 << 20);
+	m = vc_table(2, r, fds);
+	REFUSED(m, "reaches past 2^63");
+	/* qva + size is 2^64: libvhost-user skips it, finds another */
+	r[1].guest_phys_addr = 1 << 20;
+	r[1].userspace_addr = -(uint64_t)(1 << 20);
+	m = vc_table(2, r, fds);
+	REFUSED(m, "reaches past 2^63");
+	r[1].userspace_addr = (1ull << 63) - (1 << 20);	/* ends at 2^63 */
+	m = vc_table(2, r, fds);
+	ACCEPTED(m);
+	r[1].userspace_addr += 4096;
+	m = vc_table(2, r, fds);
+	REFUSED(m, "reaches past 2^63");
+	r[1].userspace_addr = QVA + (1 << 20);
+	r[1].guest_phys_addr = (1ull << 63) - (1 << 20);
+	m = vc_table(2, r, fds);
+	ACCEPTED(m);
+	r[1].memory_size = (1ull << 63) + 4096;
+	m = vc_table(2, r, fds);
+	REFUSED(m, "2^6");
+	close(fd);
+}
+
+/* Regions of one table mapping the same file bytes are refused. */
+static void test_vu_aliased(void)
+{
+	int fd = memfd_create("vc", MFD_CLOEXEC);
+	int fd2 = -1, fds[2];
+	VhostUserMemoryRegion r[2];
+	VhostUserMsg m;
+	char path[64];
+
+	vc_reset();
+	CHECK(fd >= 0 && ftruncate(fd, 4 << 20) == 0);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	fd2 = open(path, O_RDWR);	/* the same file, another fd */
+	CHECK(fd2 >= 0);
+	fds[0] = fd;
+	fds[1] = fd2;
+	r[0] = (VhostUserMemoryRegion){ .guest_phys_addr = 0,
+		.memory_size = 2 << 20, .userspace_addr = QVA };
+	r[1] = (VhostUserMemoryRegion){ .guest_phys_addr = 1ull << 32,
+		.memory_size = 2 << 20, .userspace_addr = QVA + (4 << 20),
+		.mmap_offset = (2 << 20) - 4096 };
+	m = vc_table(2, r, fds);
+	REFUSED(m, "regions 0 and 1 map the same file bytes");
+	r[1].mmap_offset = 2 << 20;
+	m = vc_table(2, r, fds);
+	ACCEPTED(m);
+	close(fd);
+	close(fd2);
+}
+
+/* Which file systems may hold guest RAM. */
+static void test_vu_file_systems(void)
+{
+	CHECK(b13_vu_fs_trusted(0x01021994));		/* tmpfs, memfd */
+	CHECK(b13_vu_fs_trusted(0x958458f6));		/* hugetlbfs */
+	CHECK(b13_vu_fs_trusted(0xef53));		/* ext4 */
+	CHECK(b13_vu_fs_trusted(0x58465342));		/* xfs */
+	CHECK(b13_vu_fs_trusted(0x9123683e));		/* btrfs */
+	CHECK(!b13_vu_fs_trusted(0x65735546));		/* fuse */
+	CHECK(!b13_vu_fs_trusted(0x6969));		/* nfs */
+	CHECK(!b13_vu_fs_trusted(0x858458f6));		/* ramfs */
+	CHECK(!b13_vu_fs_trusted(0x01021997));		/* 9p */
+	CHECK(!b13_vu_fs_trusted(0x12345678));		/* unknown */
+	CHECK(!strcmp(b13_vu_fs_name(0x65735546), "fuse"));
+	CHECK(b13_vu_fs_name(0x12345678) == NULL);
 }
 
 static void test_vu_requests(void)
@@ -1337,42 +1434,462 @@ static void test_vu_requests(void)
 	REFUSED(m, "offset 254");
 }
 
+/* ---- the feature bits' messages ------------------------------------------ */
+
+static void test_parse_features(void)
+{
+	const char *why;
+	uint64_t f = 99;
+
+	CHECK_EQ(b13_parse_features("all", &f, &why), 0);
+	CHECK_EQ(f, B13_F_ALL);
+	CHECK_EQ(b13_parse_features("none", &f, &why), 0);
+	CHECK_EQ(f, 0);
+	CHECK_EQ(b13_parse_features("withdraw", &f, &why), 0);
+	CHECK_EQ(f, B13_F_WITHDRAW);
+	CHECK_EQ(b13_parse_features("full-stats,free-page-reporting", &f,
+				    &why), 0);
+	CHECK_EQ(f, B13_F_FULL_STATS | B13_F_REPORTING);
+	CHECK_EQ(b13_parse_features("pressure-release,withdraw,withdraw", &f,
+				    &why), 0);
+	CHECK_EQ(f, B13_F_PRESSURE_RELEASE | B13_F_WITHDRAW);
+	CHECK_EQ(b13_parse_features("", &f, &why), -1);
+	CHECK_EQ(b13_parse_features("withdraw,", &f, &why), -1);
+	CHECK_EQ(b13_parse_features(",withdraw", &f, &why), -1);
+	CHECK_EQ(b13_parse_features("withdraw,,full-stats", &f, &why), -1);
+	CHECK_EQ(b13_parse_features("reporting", &f, &why), -1);
+	CHECK_EQ(b13_parse_features("ALL", &f, &why), -1);
+	CHECK_EQ(b13_parse_features("all,withdraw", &f, &why), -1);
+	CHECK(strstr(why, "withdraw, free-page-reporting") != NULL);
+}
+
+static enum b13_reject chkf(uint32_t type, uint64_t len, uint64_t f,
+			    uint64_t *n)
+{
+	struct virtio_balloon13_resp_hdr h = { .type = htole32(type) };
+	uint32_t t = 99;
+
+	*n = 0;
+	return b13_check_msg(len, &h, f, &t, n);
+}
+
+static void test_check_msg_features(void)
+{
+	uint64_t n;
+
+	/* WITHDRAW: like PAGES, only when negotiated. */
+	CHECK_EQ(chkf(2, 16, 0, &n), B13_REJ_TYPE);
+	CHECK_EQ(chkf(2, 16, B13_F_ALL & ~B13_F_WITHDRAW, &n), B13_REJ_TYPE);
+	CHECK_EQ(chkf(2, 16, B13_F_WITHDRAW, &n), B13_OK);
+	CHECK_EQ(n, 1);
+	CHECK_EQ(chkf(2, 8, B13_F_WITHDRAW, &n), B13_REJ_LENGTH);
+	CHECK_EQ(chkf(2, 20, B13_F_WITHDRAW, &n), B13_REJ_LENGTH);
+	CHECK_EQ(chkf(2, 65536, B13_F_WITHDRAW, &n), B13_OK);
+	CHECK_EQ(n, 8191);
+	CHECK_EQ(chkf(2, 65544, B13_F_WITHDRAW, &n), B13_REJ_OVERSIZE);
+	/* REPORT: header + 16n, only when negotiated. */
+	CHECK_EQ(chkf(3, 24, B13_F_ALL & ~B13_F_REPORTING, &n), B13_REJ_TYPE);
+	CHECK_EQ(chkf(3, 24, B13_F_REPORTING, &n), B13_OK);
+	CHECK_EQ(n, 1);
+	CHECK_EQ(chkf(3, 16, B13_F_REPORTING, &n), B13_REJ_LENGTH);
+	CHECK_EQ(chkf(3, 8, B13_F_REPORTING, &n), B13_REJ_LENGTH);
+	CHECK_EQ(chkf(3, 8 + 16 * 4095, B13_F_REPORTING, &n), B13_OK);
+	CHECK_EQ(n, 4095);
+	CHECK_EQ(chkf(3, 8 + 16 * 4096, B13_F_REPORTING, &n),
+		 B13_REJ_OVERSIZE);
+	/* A feature never turns on another type. */
+	CHECK_EQ(chkf(4, 24, B13_F_ALL, &n), B13_REJ_TYPE);
+}
+
+static void test_map_covers(void)
+{
+	static const struct b13_region_desc adj[] = {
+		{ 0x0, 0x10000, NULL, 0 }, { 0x10000, 0x10000, NULL, 0 },
+		{ 0x30000, 0x10000, NULL, 0 },
+	};
+	struct b13_map m;
+
+	b13_map_init(&m, 12);
+	CHECK(b13_map_set_regions(&m, adj, 3) == 0);
+	CHECK(b13_map_covers(&m, 0, 0x10000));
+	CHECK(b13_map_covers(&m, 0x8000, 0x10000));	/* two regions */
+	CHECK(b13_map_covers(&m, 0, 0x20000));
+	CHECK(!b13_map_covers(&m, 0, 0x20001));		/* into the hole */
+	CHECK(!b13_map_covers(&m, 0x1f000, 0x2000));
+	CHECK(!b13_map_covers(&m, 0x20000, 0x1000));	/* the hole */
+	CHECK(b13_map_covers(&m, 0x30000, 0x10000));
+	CHECK(!b13_map_covers(&m, 0x3f000, 0x2000));
+	CHECK(!b13_map_covers(&m, 0x1000, 0));
+	CHECK(!b13_map_covers(&m, UINT64_MAX - 0xfff, 0x2000));
+	b13_map_free(&m);
+}
+
+/* A message of raw bytes through b13_handle_msg() with features f. */
+static enum b13_reject msg(struct b13_map *m, struct b13_stats *st,
+			   const void *buf, size_t len, uint64_t f,
+			   struct b13_msg_result *res)
+{
+	struct iovec iov = { (void *)buf, len };
+
+	return b13_handle_msg(m, st, &iov, 1, 0, f, res);
+}
+
+static size_t build_ranges(uint8_t *buf, const uint64_t *r, size_t nr)
+{
+	return build_msg(buf, VIRTIO_BALLOON13_RESP_REPORT, 0, r, 2 * nr);
+}
+
+static void test_withdraw_msg(void)
+{
+	static const uint64_t in[] = { 0x103000, 0x104000, 0x105000,
+				       0x100000000ull };
+	/* two valid, one repeated, unaligned, the hole, wrapping, absent */
+	static const uint64_t out[] = { 0x104000, 0x100000000ull, 0x104000,
+					0x103800, 0xa0000, UINT64_MAX,
+					0x106000 };
+	struct b13_stats st = { { 0 }, 0 };
+	struct b13_msg_result res;
+	struct discards r = { 0 };
+	struct b13_map m;
+	uint8_t buf[128];
+	size_t len;
+
+	b13_map_init(&m, 12);
+	m.discard = record_discard;
+	m.discard_arg = &r;
+	b13_map_set_regions(&m, q35, 3);
+	len = build_msg(buf, 0, 0, in, 4);
+	CHECK_EQ(msg(&m, &st, buf, len, B13_F_WITHDRAW, &res), B13_OK);
+	CHECK_EQ(b13_map_blocks_set(&m), 4);
+	r.n = 0;
+	len = build_msg(buf, VIRTIO_BALLOON13_RESP_WITHDRAW, 0, out, 7);
+	CHECK_EQ(msg(&m, &st, buf, len, B13_F_WITHDRAW, &res), B13_OK);
+	CHECK_EQ(res.type, VIRTIO_BALLOON13_RESP_WITHDRAW);
+	CHECK_EQ(res.n, 7);
+	CHECK_EQ(res.apply.withdrawn, 2);
+	CHECK_EQ(res.apply.withdraw_invalid, 3);
+	CHECK_EQ(res.apply.withdraw_absent, 2);	/* the repeat, 0x106000 */
+	CHECK_EQ(res.bad_addr, 0x103800);	/* the first invalid one */
+	CHECK_EQ(b13_map_blocks_set(&m), 2);
+	CHECK_EQ(r.n, 0);			/* nothing discarded */
+	/* Not negotiated: an unknown type, nothing changes. */
+	CHECK_EQ(msg(&m, &st, buf, len, 0, &res), B13_REJ_TYPE);
+	CHECK_EQ(b13_map_blocks_set(&m), 2);
+	/* With WITHDRAW, a block sent again is a duplicate: no mincore. */
+	len = build_msg(buf, 0, 0, in, 1);
+	CHECK_EQ(msg(&m, &st, buf, len, B13_F_WITHDRAW, &res), B13_OK);
+	CHECK_EQ(res.apply.duplicates, 1);
+	CHECK_EQ(res.apply.residency_calls, 0);
+	b13_map_free(&m);
+}
+
+static void test_report_msg(void)
+{
+	/* Host mappings adjacent too, so a range may span both regions. */
+	static const struct b13_region_desc d[] = {
+		{ 0x0, 0x800000, (uint8_t *)0x40000000, 0 },
+		{ 0x800000, 0x800000, (uint8_t *)0x50000000, 0 },
+		{ 0x2000000, 0x1000, (uint8_t *)0x60000000, 0 },
+	};
+	struct b13_stats st = { { 0 }, 0 };
+	struct b13_msg_result res;
+	struct discards r = { 0 };
+	struct b13_map m;
+	uint8_t buf[256];
+	uint64_t rg[8], sum = 0;
+	size_t len;
+	int i;
+
+	b13_map_init(&m, 12);
+	m.discard = record_discard;
+	m.discard_arg = &r;
+	CHECK(b13_map_set_regions(&m, d, 3) == 0);
+	/* 10 MiB from 2 MiB: 6 MiB of region 0 (4 + 2), 4 MiB of region 1 */
+	rg[0] = 0x200000; rg[1] = 0xa00000;
+	rg[2] = 0x2000000; rg[3] = 0x1000;
+	len = build_ranges(buf, rg, 2);
+	CHECK_EQ(msg(&m, &st, buf, len, B13_F_REPORTING, &res), B13_OK);
+	CHECK_EQ(res.apply.report_ranges, 2);
+	CHECK_EQ(res.apply.reported_bytes, 0xa01000);
+	CHECK_EQ(res.apply.punch_bytes, 0xa01000);
+	CHECK_EQ(r.n, 4);
+	CHECK_EQ(r.addr[0], 0x40200000);
+	CHECK_EQ(r.len[0], 4 << 20);		/* chunks of at most 4 MiB */
+	CHECK_EQ(r.addr[1], 0x40600000);
+	CHECK_EQ(r.len[1], 2 << 20);		/* the rest of region 0 */
+	CHECK_EQ(r.addr[2], 0x50000000);
+	CHECK_EQ(r.len[2], 4 << 20);
+	CHECK_EQ(r.addr[3], 0x60000000);
+	CHECK_EQ(r.len[3], 0x1000);
+	for (i = 0; i < r.n && i < 64; i++)
+		sum += r.len[i];
+	CHECK_EQ(sum, 0xa01000);
+	CHECK_EQ(b13_map_blocks_set(&m), 0);	/* never ballooned */
+
+	/* Each bad range rejects the whole message; nothing discarded. */
+	{
+		static const uint64_t bad[][2] = {
+			{ 0x1000, 0 },			/* empty */
+			{ 0x1800, 0x1000 },		/* unaligned address */
+			{ 0x1000, 0x1800 },		/* unaligned length */
+			{ 0xfffffffffffff000ull, 0x2000 },	/* wraps */
+			{ 0xfff000, 0x2000 },		/* into the hole */
+			{ 0x1000000, 0x1000 },		/* the hole */
+		};
+		static const enum b13_reject why[] = {
+			B13_REJ_EMPTY, B13_REJ_UNALIGNED, B13_REJ_UNALIGNED,
+			B13_REJ_OVERFLOW, B13_REJ_OUT_OF_RAM,
+			B13_REJ_OUT_OF_RAM,
+		};
+
+		for (i = 0; i < 6; i++) {
+			rg[0] = 0x10000; rg[1] = 0x1000;	/* a good one */
+			rg[2] = bad[i][0]; rg[3] = bad[i][1];
+			r.n = 0;
+			len = build_ranges(buf, rg, 2);
+			CHECK_EQ(msg(&m, &st, buf, len, B13_F_REPORTING, &res),
+				 why[i]);
+			CHECK_EQ(res.bad_addr, bad[i][0]);
+			CHECK_EQ(r.n, 0);
+		}
+		CHECK_EQ(msg(&m, &st, buf, len, 0, &res), B13_REJ_TYPE);
+	}
+
+	/*
+	 * Ballooned blocks reported free: without WITHDRAW they were
+	 * withdrawn by access and leave the bitmap; with it, they stay
+	 * and count as a guest error.
+	 */
+	{
+		static const uint64_t a[] = { 0x10000, 0x11000, 0x30000 };
+
+		len = build_msg(buf, 0, 0, a, 3);
+		CHECK_EQ(msg(&m, &st, buf, len, 0, &res), B13_OK);
+		rg[0] = 0x10000; rg[1] = 0x10000;
+		len = build_ranges(buf, rg, 1);
+		CHECK_EQ(msg(&m, &st, buf, len, B13_F_REPORTING |
+			     B13_F_WITHDRAW, &res), B13_OK);
+		CHECK_EQ(res.apply.report_ballooned, 2);
+		CHECK_EQ(b13_map_blocks_set(&m), 3);
+		CHECK_EQ(msg(&m, &st, buf, len, B13_F_REPORTING, &res), B13_OK);
+		CHECK_EQ(res.apply.report_ballooned, 2);
+		CHECK_EQ(b13_map_blocks_set(&m), 1);
+	}
+	b13_map_free(&m);
+}
+
+/* A region with 2 MiB host pages discards whole huge pages only. */
+static void test_region_pages(void)
+{
+	const struct b13_region_desc d = { 0x0, 0x1000000,
+					   (uint8_t *)0x40000000, 2 << 20 };
+	struct b13_apply_stats st = { 0 };
+	struct discards r = { 0 };
+	struct b13_map m;
+	uint64_t a[800], rep = 0;
+	int i;
+
+	b13_map_init(&m, 12);
+	m.discard = record_discard;
+	m.discard_arg = &r;
+	CHECK(b13_map_set_regions(&m, &d, 1) == 0);
+	CHECK_EQ(m.r[0].page, 2 << 20);
+	/* 4 KiB blocks from 1 MiB to 4.125 MiB: only [2, 4) MiB is whole */
+	for (i = 0; i < 800; i++)
+		a[i] = 0x100000 + i * 0x1000;
+	b13_apply_sorted(&m, a, 800, &st, &rep);
+	CHECK_EQ(st.new_blocks, 800);
+	CHECK_EQ(r.n, 1);
+	CHECK_EQ(r.addr[0], 0x40200000);
+	CHECK_EQ(r.len[0], 2 << 20);
+	/* A page size that is not a power of two: the table is refused. */
+	{
+		struct b13_region_desc bad = d;
+
+		bad.page = 3 << 20;
+		CHECK_EQ(b13_map_set_regions(&m, &bad, 1), -1);
+	}
+	b13_map_free(&m);
+}
+
+/*
+ * A job in slices: every other block of 4 MiB (512 runs), one syscall
+ * per slice.  It yields after each, hands over full batches of
+ * B13_BATCH discards, and is over only once every batch was made;
+ * finishing it early marks the rest without discarding it.
+ */
+static void test_job_slices(void)
+{
+	const struct b13_region_desc d = { 0x0, 0x800000,
+					   (uint8_t *)0x40000000, 0 };
+	struct b13_stats st = { { 0 }, 0 };
+	struct discards r = { 0 };
+	struct b13_budget b;
+	struct b13_job *j = g_new0(struct b13_job, 1);
+	struct b13_map m;
+	struct iovec iov;
+	uint64_t a[512];
+	uint8_t *buf = g_malloc(8 + 8 * 512);
+	int i, yields = 0, batches = 0, steps = 0;
+	enum b13_step s;
+
+	CHECK(b13_job_init(j));
+	b13_map_init(&m, 12);
+	m.discard = record_discard;
+	m.discard_arg = &r;
+	b13_map_set_regions(&m, &d, 1);
+	for (i = 0; i < 512; i++)
+		a[i] = (511 - i) * 0x2000;	/* unsorted */
+	iov = (struct iovec){ buf, build_msg(buf, 0, 0, a, 512) };
+	CHECK_EQ(b13_job_begin(j, &m, &st, &iov, 1, 0, 0), B13_OK);
+	CHECK(j->busy);
+	for (;;) {
+		b13_budget_init(&b, 1, 0);
+		s = b13_job_step(j, &m, &b);
+		steps++;
+		if (s == B13_STEP_DONE)
+			break;
+		if (s == B13_STEP_YIELD)
+			yields++;
+		if (s == B13_STEP_DISCARD) {
+			CHECK(j->nbatch > 0 && j->nbatch <= B13_BATCH);
+			b13_job_run_batch(j, &m);
+			batches++;
+		}
+		if (steps > 4000)
+			break;
+	}
+	CHECK_EQ(s, B13_STEP_DONE);
+	CHECK(!j->busy);
+	CHECK_EQ(r.n, 512);
+	CHECK_EQ(j->res.apply.punch_calls, 512);
+	CHECK_EQ(j->res.apply.new_blocks, 512);
+	CHECK_EQ(j->res.runs, 512);
+	CHECK_EQ(batches, 512 / B13_BATCH);
+	CHECK_EQ(yields, 512 - 512 / B13_BATCH);	/* one per slice */
+	CHECK_EQ(b13_map_blocks_set(&m), 512);
+
+	/* The same with a big budget: full batches, then the last. */
+	b13_map_clear_bitmaps(&m);
+	r.n = 0;
+	batches = 0;
+	iov = (struct iovec){ buf, build_msg(buf, 0, 0, a, 512) };
+	b13_job_begin(j, &m, &st, &iov, 1, 0, 0);
+	b13_budget_init(&b, 0, 0);
+	while ((s = b13_job_step(j, &m, &b)) != B13_STEP_DONE) {
+		CHECK_EQ(s, B13_STEP_DISCARD);
+		CHECK_EQ(j->nbatch, B13_BATCH);
+		b13_job_run_batch(j, &m);
+		batches++;
+	}
+	CHECK_EQ(batches, 512 / B13_BATCH);
+	CHECK_EQ(r.n, 512);
+
+	/* Finished early: the rest marked, queued discards never made. */
+	b13_map_clear_bitmaps(&m);
+	r.n = 0;
+	iov = (struct iovec){ buf, build_msg(buf, 0, 0, a, 512) };
+	b13_job_begin(j, &m, &st, &iov, 1, 0, 0);
+	b13_budget_init(&b, 0, 0);
+	CHECK_EQ(b13_job_step(j, &m, &b), B13_STEP_DISCARD);
+	b13_job_run_batch(j, &m);
+	CHECK_EQ(b13_job_step(j, &m, &b), B13_STEP_DISCARD);	/* queued */
+	b13_job_finish(j, &m);
+	CHECK(!j->busy);
+	CHECK_EQ(r.n, B13_BATCH);
+	CHECK_EQ(b13_map_blocks_set(&m), 512);
+	CHECK_EQ(j->res.apply.skipped_bytes, (512 - B13_BATCH) * 0x1000ull);
+	CHECK_EQ(b13_job_step(j, &m, &b), B13_STEP_DONE);
+	b13_map_free(&m);
+	b13_job_free(j);
+	g_free(j);
+	g_free(buf);
+}
+
+static void test_full_stats_tags(void)
+{
+	uint64_t w[2 * VIRTIO_BALLOON13_TAG_NR + 2];
+	struct b13_stats st = { { 0 }, 0 };
+	struct b13_msg_result res;
+	struct b13_map m;
+	uint8_t buf[8 + 16 * (VIRTIO_BALLOON13_TAG_NR + 1)];
+	size_t len;
+	int t;
+
+	b13_map_init(&m, 12);
+	for (t = 0; t <= VIRTIO_BALLOON13_TAG_NR; t++) {
+		w[2 * t] = t;		/* the last one, 18, is unknown */
+		w[2 * t + 1] = 1000 + t;
+	}
+	len = build_msg(buf, 1, 0, w, 2 * (VIRTIO_BALLOON13_TAG_NR + 1));
+	CHECK_EQ(msg(&m, &st, buf, len, B13_F_FULL_STATS, &res), B13_OK);
+	CHECK_EQ(res.stats_unknown, 1);
+	CHECK_EQ(st.present, (1u << VIRTIO_BALLOON13_TAG_NR) - 1);
+	CHECK_EQ(st.value[VIRTIO_BALLOON13_TAG_PSI_FULL_US], 1017);
+	CHECK_EQ(st.value[VIRTIO_BALLOON13_TAG_AVAIL], 1006);
+	CHECK_EQ(msg(&m, &st, buf, len, B13_F_ALL & ~B13_F_FULL_STATS, &res),
+		 B13_OK);
+	CHECK_EQ(res.stats_unknown, VIRTIO_BALLOON13_TAG_NR + 1 - 6);
+	CHECK_EQ(st.present, (1u << 6) - 1);
+	b13_map_free(&m);
+}
+
 static void test_names(void)
 {
 	int i;
 
 	for (i = 0; i < B13_REJ_NR; i++)
 		CHECK(b13_reject_names[i] && !strchr(b13_reject_names[i], ' '));
-	for (i = 0; i < B13_NUM_TAGS; i++)
-		CHECK(b13_tag_names[i] != NULL);
-	CHECK(!strcmp(b13_tag_names[B13_TAG_MEMFREE], "memfree"));
+	for (i = 0; i < VIRTIO_BALLOON13_TAG_NR; i++)
+		CHECK(b13_tag_names[i] && !strchr(b13_tag_names[i], ' '));
+	for (i = 0; i < 4; i++)
+		CHECK(b13_feature_names[i] != NULL);
+	CHECK(!strcmp(b13_tag_names[VIRTIO_BALLOON13_TAG_PSI_FULL_US],
+		      "psi_full_us"));
+	CHECK(!strcmp(b13_tag_names[VIRTIO_BALLOON13_TAG_MEMFREE], "memfree"));
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	run("parse_size", test_parse_size);
-	run("parse_uint", test_parse_uint);
-	run("check_msg", test_check_msg);
-	run("region_geometry", test_geometry);
-	run("region_find", test_find);
-	run("check_pages", test_check_pages);
-	run("coalesce", test_coalesce);
-	run("punch_and_withdraw", test_punch_and_withdraw);
-	run("big_and_small_blocks", test_big_and_small_blocks);
-	run("scattered_blocks", test_scattered);
-	run("no_mapping", test_no_mapping);
-	run("handle_pages", test_handle_pages);
-	run("handle_stats", test_handle_stats);
-	run("apply_sorted", test_apply_sorted);
-	run("bad_tables", test_bad_tables);
-	run("ranges_paged", test_ranges_paged);
-	run("scan_slices", test_scan_slices);
-	run("ratelimit", test_ratelimit);
-	run("vhost_user_queues", test_vu_queues);
-	run("vhost_user_fds", test_vu_fds);
-	run("vhost_user_memory", test_vu_memory);
-	run("vhost_user_requests", test_vu_requests);
-	run("names", test_names);
-	return failed ? 1 : 0;
+	g_test_init(&argc, &argv, NULL);
+	g_test_set_nonfatal_assertions();
+	g_test_add_func("/host/logic/parse_size", test_parse_size);
+	g_test_add_func("/host/logic/parse_uint", test_parse_uint);
+	g_test_add_func("/host/logic/check_msg", test_check_msg);
+	g_test_add_func("/host/logic/region_geometry", test_geometry);
+	g_test_add_func("/host/logic/region_find", test_find);
+	g_test_add_func("/host/logic/check_pages", test_check_pages);
+	g_test_add_func("/host/logic/coalesce", test_coalesce);
+	g_test_add_func("/host/logic/punch_and_withdraw", test_punch_and_withdraw);
+	g_test_add_func("/host/logic/big_and_small_blocks", test_big_and_small_blocks);
+	g_test_add_func("/host/logic/scattered_blocks", test_scattered);
+	g_test_add_func("/host/logic/no_mapping", test_no_mapping);
+	g_test_add_func("/host/logic/handle_pages", test_handle_pages);
+	g_test_add_func("/host/logic/handle_stats", test_handle_stats);
+	g_test_add_func("/host/logic/apply_sorted", test_apply_sorted);
+	g_test_add_func("/host/logic/bad_tables", test_bad_tables);
+	g_test_add_func("/host/logic/ranges_paged", test_ranges_paged);
+	g_test_add_func("/host/logic/scan_slices", test_scan_slices);
+	g_test_add_func("/host/logic/ratelimit", test_ratelimit);
+	g_test_add_func("/host/logic/vhost_user_queues", test_vu_queues);
+	g_test_add_func("/host/logic/vhost_user_fds", test_vu_fds);
+	g_test_add_func("/host/logic/vhost_user_memory", test_vu_memory);
+	g_test_add_func("/host/logic/vhost_user_requests", test_vu_requests);
+	g_test_add_func("/host/logic/names", test_names);
+	g_test_add_func("/host/logic/parse_features", test_parse_features);
+	g_test_add_func("/host/logic/check_msg_features",
+			test_check_msg_features);
+	g_test_add_func("/host/logic/map_covers", test_map_covers);
+	g_test_add_func("/host/logic/withdraw", test_withdraw_msg);
+	g_test_add_func("/host/logic/report", test_report_msg);
+	g_test_add_func("/host/logic/region_pages", test_region_pages);
+	g_test_add_func("/host/logic/job_slices", test_job_slices);
+	g_test_add_func("/host/logic/full_stats_tags", test_full_stats_tags);
+	g_test_add_func("/host/logic/vhost_user_high_regions",
+			test_vu_high_regions);
+	g_test_add_func("/host/logic/vhost_user_aliased_regions",
+			test_vu_aliased);
+	g_test_add_func("/host/logic/vhost_user_file_systems",
+			test_vu_file_systems);
+	return g_test_run();
 }

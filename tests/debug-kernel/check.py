@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Prove that the 6.12-debug test guest really checks what it claims to.
 
-    python3 tests/debug-kernel/check.py [-v] [--keep]
+    python3 tests/debug-kernel/check.py [-v] [--keep] [--tap FILE]
 
 A debug kernel that boots but has KASAN, lockdep or kmemleak quietly off
 would let the end-to-end suite pass with "0 reports" while checking nothing.
@@ -20,9 +20,9 @@ bugs, built out of tree exactly like virtio_balloon13):
 
 The driver's own leak check on this kernel is e2e/6.12-debug/kmemleak.
 
-Prints one line per check, "PASS debug/6.12-debug/NAME" or "FAIL
-debug/6.12-debug/NAME: reason", then "N passed, N failed".  Exit status 0
-when all pass.
+Reports in TAP 14 (scripts/tap.py), on stdout or in FILE: the plan, then
+one result per check, id debug/6.12-debug/NAME, a failure's reason on the
+"# " line after it.  Exit status 0 when all pass.
 """
 
 import argparse
@@ -38,7 +38,8 @@ sys.path.insert(0, os.path.join(TOP, "scripts"))
 sys.path.insert(0, os.path.join(TOP, "tests", "e2e"))
 import vm as vmlib  # noqa: E402
 
-from e2elib import BAD_DMESG  # noqa: E402  (the e2e suite's kernel reports)
+import tap  # noqa: E402  (scripts/tap.py)
+from e2elib import BAD_DMESG, KMSG_NOW, kmsg_since  # noqa: E402
 
 SERIES = "6.12-debug"
 KMEMLEAK = "/sys/kernel/debug/kmemleak"
@@ -110,8 +111,9 @@ def build():
 
 
 class Checks:
-    def __init__(self, vm):
+    def __init__(self, vm, out):
         self.vm = vm
+        self.out = out          # tap.Writer
         self.results = []
 
     def sh(self, cmd, timeout=120, ok=(0,)):
@@ -126,7 +128,8 @@ class Checks:
         return out
 
     def dmesg_lines(self):
-        return self.vm.dmesg().splitlines()
+        """The whole boot's kernel log; Fail if part of it was lost."""
+        return kmsg_since(self.sh, None)[0]
 
     def kmemleak_scan(self, times=2):
         """Scan (twice by default: a pointer only in a register can make
@@ -142,10 +145,10 @@ class Checks:
             func()
         except (Fail, vmlib.VMError, OSError, subprocess.SubprocessError) as e:
             reason = " ".join(str(e).split())[:400]
-            print("FAIL debug/%s/%s: %s" % (SERIES, name, reason), flush=True)
+            self.out.not_ok("debug/%s/%s" % (SERIES, name), reason)
             self.results.append(False)
         else:
-            print("PASS debug/%s/%s" % (SERIES, name), flush=True)
+            self.out.ok("debug/%s/%s" % (SERIES, name))
             self.results.append(True)
         say("%s: %.1f s" % (name, time.monotonic() - t0))
 
@@ -184,9 +187,11 @@ class Checks:
                   "vb13_dbgprobe status: %s is %s, want 1", key, status.get(key))
 
     def report(self, trigger, pattern):
-        mark = len(self.dmesg_lines())
+        # By sequence number: a report the ring buffer dropped fails, it
+        # is not mistaken for no report.
+        mark = kmsg_since(self.sh, KMSG_NOW)[1]
         self.sh("echo %s > /sys/kernel/debug/vb13_dbgprobe/trigger" % trigger)
-        new = self.dmesg_lines()[mark:]
+        new = kmsg_since(self.sh, mark)[0]
         text = "\n".join(new)
         check(re.search(pattern, text), "no %r in the kernel log after trigger %s",
               pattern, trigger)
@@ -208,31 +213,36 @@ def main():
                                 description=__doc__.split("\n\n")[1])
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("--keep", action="store_true", help="keep the VM's temp dir")
+    p.add_argument("--tap", metavar="FILE", default=os.environ.get("VB13_TAP"),
+                   help="write the TAP results to FILE (and show them on "
+                   "stdout); default $VB13_TAP (make check sets it)")
     a = p.parse_args()
     VERBOSE = a.verbose
     names = ["active"] + ["report-" + t for t, _ in PROBES] + [
         "report-kmemleak"]
+    out = tap.Writer(a.tap, echo=sys.stdout) if a.tap else tap.Writer(sys.stdout)
+    out.plan(len(names))
     t_start = time.monotonic()
     try:
         probe = build()
     except (Fail, vmlib.VMError) as e:
         for n in names:
-            print("FAIL debug/%s/%s: build: %s" % (SERIES, n, " ".join(str(e).split())[:300]))
-        print("0 passed, %d failed" % len(names))
+            out.not_ok("debug/%s/%s" % (SERIES, n), "build: %s" % e)
+        out.close()
         return 1
     say("vb13_dbgprobe built in %.1f s" % (time.monotonic() - t_start))
     vm = vmlib.VM(series=SERIES, mem="512M", modules=[probe],
                   append="kasan_multi_shot kmemleak=on", boot_timeout=600,
                   keep_tmp=a.keep)
-    checks = Checks(vm)
+    checks = Checks(vm, out)
     try:
         vm.start()
         say("%s booted in %.1f s" % (vm.kver, vm.boot_seconds))
     except vmlib.VMError as e:
         for n in names:
-            print("FAIL debug/%s/%s: VM did not start: %s"
-                  % (SERIES, n, " ".join(str(e).split())[:300]))
-        print("0 passed, %d failed" % len(names))
+            out.not_ok("debug/%s/%s" % (SERIES, n),
+                       "VM did not start: %s" % str(e)[:300])
+        out.close()
         return 1
     try:
         checks.run("active", checks.active)
@@ -242,10 +252,11 @@ def main():
         checks.run("report-kmemleak", checks.report_kmemleak)
     finally:
         vm.close()
+        out.close()
     passed = sum(checks.results)
     failed = len(checks.results) - passed
-    say("done in %.1f s" % (time.monotonic() - t_start))
-    print("%d passed, %d failed" % (passed, failed))
+    say("%d passed, %d failed in %.1f s" % (passed, failed,
+                                            time.monotonic() - t_start))
     return 0 if failed == 0 else 1
 
 

@@ -28,6 +28,7 @@ import time
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(TOP, "scripts"))
 import vm as vmlib  # noqa: E402,F401  (scripts/vm.py)
+from splat import SPLAT  # noqa: E402  (scripts/splat.py: the one list)
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -45,10 +46,9 @@ CONTRACT_COUNTERS = (
 MODULE_PARAMS = ("floor_mib", "pressure_release", "shrinker")
 # The hold-off after the last release under pressure (admin guide), s.
 PRESSURE_HOLD_S = 5.0
-# Kernel messages that must never appear.
-BAD_DMESG = re.compile(
-    r"WARNING:|BUG:|Oops|general protection|KASAN|UBSAN|Call Trace|"
-    r"kernel BUG|soft lockup|blocked for more than|Out of memory|oom-kill")
+# Kernel messages that must never appear: scripts/splat.py's list, the
+# one KUnit and the debug kernel's checks use too.
+BAD_DMESG = SPLAT
 AUTO_FLOOR_MIN = 128 * MiB      # the driver's automatic floor (admin guide)
 # Device 13's feature bits (include/uapi/linux/virtio_balloon13.h).
 F_WITHDRAW = 0
@@ -116,7 +116,7 @@ class Guest:
         self.page_bits = cfg["page_bits"]
         self.ctl_path = vm.path("ctl.sock")
         self.base_memtotal = None   # MemTotal with the balloon empty
-        self.dmesg_mark = 0
+        self.dmesg_mark = None      # kmsg_mark() when the scenario started
         self.seed = None
 
     # -- guest commands --
@@ -215,10 +215,20 @@ done""" % (SYS_GLOB, DBG_GLOB, expected, timeout), timeout=timeout + 30)
     def dmesg(self):
         return self.vm.dmesg().splitlines()
 
-    def new_dmesg(self):
-        """Kernel log lines since the current scenario started."""
-        lines = self.dmesg()
-        return lines[self.dmesg_mark:]
+    def kmsg(self, mark=None):
+        """The kernel log since mark -> (messages, new mark); see
+        kmsg_since()."""
+        return kmsg_since(self.sh, mark)
+
+    def kmsg_mark(self):
+        """Where the kernel log stands now: (boot id, next sequence
+        number), for kmsg() and new_dmesg()."""
+        return kmsg_since(self.sh, KMSG_NOW)[1]
+
+    def new_dmesg(self, mark=None):
+        """Kernel log messages since mark (default: since the current
+        scenario started); see kmsg()."""
+        return self.kmsg(mark or self.dmesg_mark)[0]
 
     def check_dmesg_clean(self, lines=None):
         lines = self.new_dmesg() if lines is None else lines
@@ -270,6 +280,47 @@ done""" % (SYS_GLOB, DBG_GLOB, expected, timeout), timeout=timeout + 30)
     def resident(self):
         """Host memory the guest RAM memfd holds, bytes."""
         return self.vm.guest_ram_resident()
+
+
+# ---- the kernel log -----------------------------------------------------------
+
+KMSG_NOW = (None, 1 << 62)      # a mark past the end: kmsg_since() -> the mark now
+
+
+def kmsg_since(sh, mark=None):
+    """The guest kernel log since mark -> (messages, new mark).
+
+    sh(cmd) runs a guest shell command and returns its output; mark is a
+    (boot id, sequence number) an earlier call returned, or None for the
+    whole log of the current boot.  The log is read by sequence number
+    (scripts/guest/kmsg), so the window cannot slide when the ring buffer
+    wraps: records overwritten before they were read raise Fail, since a
+    report among them could not be seen.  A mark from an earlier boot
+    reads the current boot's whole log."""
+    boot, seq = mark if mark else (None, 0)
+    for _ in range(2):
+        out = sh("kmsg %d" % seq)
+        head = {}
+        lines = []
+        for ln in out.splitlines():
+            if ln.startswith("@"):
+                k, _, v = ln[1:].partition(" ")
+                head[k] = v
+            else:
+                n, _, text = ln.partition(" ")
+                if n.isdigit():
+                    lines.append(text)
+        check(all(k in head for k in ("boot", "next", "lost")),
+              "kmsg printed no frame: %r", out[-200:])
+        if boot is None or head["boot"] == boot:
+            break
+        boot, seq = head["boot"], 0     # rebooted since the mark
+    check(int(head["lost"]) == 0,
+          "kernel log: %s records since sequence number %d were overwritten "
+          "before they were read (the log buffer wrapped; the oldest left is "
+          "%s): a report among them could not be seen",
+          head["lost"], seq, head.get("first"))
+    return lines, (head["boot"], int(head["next"]))
 
 
 # ---- scenario and VM-group registry ------------------------------------------

@@ -2,7 +2,9 @@
 """End-to-end scenarios of virtio_balloon13 in real QEMU VMs (TCG).
 
     python3 tests/e2e/run.py [--series 6.1,6.12] [--devices vu,native]
-                             [-k NAME[,NAME]] [--seed N] [--keep] [-v]
+                             [-k NAME[,NAME]] [--skip NAME[,NAME]]
+                             [--shard K/N [--times FILE]] [--tap FILE]
+                             [--seed N] [--keep] [-v]
 
 Builds what it needs (the module for each kernel with
 scripts/build-module.sh, balloon13d and balloon13ctl with `make -s host`),
@@ -10,17 +12,28 @@ boots guests with scripts/vm.py (the kernel series' image, the module
 installed under /lib/modules/<kver>/extra and loaded with `modprobe`,
 device 13 from balloon13d over vhost-user or QEMU's native device) and runs
 every scenario on every kernel series and every device kind it applies to.
-Each scenario prints exactly one line
 
-    PASS e2e/<label>/<scenario>
-    FAIL e2e/<label>/<scenario>: <one-line reason>
-    SKIP e2e/<label>/<scenario>: <why>
+Results are TAP 14 (scripts/tap.py), on stdout or, with --tap, in FILE
+(stdout then shows them too): the plan first (every scenario it will
+run), then one result per scenario,
+
+    ok 3 - e2e/<label>/<scenario>
+    not ok 4 - e2e/<label>/<scenario>
+    # <one-line reason>
+    # <the guest's dmesg tail and the device's log tail>
+    ok 5 - e2e/<label>/<scenario> # SKIP <why>
 
 where <label> is the series, with "-native" for QEMU's native device
-(e2e/6.12/probe, e2e/6.12-native/probe).  A failure is followed by the
-guest's dmesg tail and the device's log tail.  Progress, measurements and
-timings go on other lines (never starting with PASS/FAIL/SKIP).  Exit
-status: 0 all passed, 1 a scenario failed, 2 bad command line.
+(e2e/6.12/probe, e2e/6.12-native/probe).  Progress, measurements and
+timings go on other lines (indented, never a TAP result).  Exit status: 0
+all passed, 1 a scenario failed, 2 bad command line (an unknown --skip
+name too).
+
+--shard K/N runs the K-th of N disjoint parts of the chosen scenarios,
+whole VM groups each, balanced by the times of earlier runs (--times FILE;
+default $VB13_CACHE/e2e-times.json, which every run updates): the N parts
+together are exactly the unsharded run, if all N get the same options and
+the same times file.
 
 Scenarios live in tests/e2e/scenarios/*.py (basic.py first, then the
 others by name); tests/e2e/e2elib.py has what they share and
@@ -31,6 +44,7 @@ Python 3 standard library only.
 
 import argparse
 import importlib
+import json
 import os
 import random
 import re
@@ -45,6 +59,10 @@ import e2elib  # noqa: E402
 from e2elib import (GROUPS, SCENARIOS, TOP, Fail, Guest, Skip,  # noqa: E402
                     say, vmlib)
 import devices  # noqa: E402
+import tap  # noqa: E402  (scripts/tap.py)
+
+TIMES = os.path.join(os.environ.get("VB13_CACHE", "/var/cache/virtio_balloon13"),
+                     "e2e-times.json")
 
 
 def load_scenarios():
@@ -62,25 +80,24 @@ def indent(text, n):
 
 
 class Runner:
-    def __init__(self, args):
+    def __init__(self, args, out):
         self.args = args
+        self.out = out             # tap.Writer
         self.results = []          # (label, name, ok, seconds)
         self.skipped = []          # (label, name)
 
     def report(self, label, name, ok, secs, reason=None, details=""):
         self.results.append((label, name, ok, secs))
         say("%s: %.1f s" % (name, secs))
+        tid = "e2e/%s/%s" % (label, name)
         if ok:
-            print("PASS e2e/%s/%s" % (label, name), flush=True)
+            self.out.ok(tid)
         else:
-            reason = " ".join(str(reason).split())[:300]
-            print("FAIL e2e/%s/%s: %s" % (label, name, reason), flush=True)
-            if details:
-                print(details, flush=True)
+            self.out.not_ok(tid, " ".join(str(reason).split())[:300], details)
 
     def skip(self, label, name, reason):
         self.skipped.append((label, name))
-        print("SKIP e2e/%s/%s: %s" % (label, name, reason), flush=True)
+        self.out.skip("e2e/%s/%s" % (label, name), reason)
 
     def failure_details(self, g, vm, exc):
         parts = []
@@ -149,7 +166,7 @@ class Runner:
                     continue
                 t1 = time.monotonic()
                 try:
-                    g.dmesg_mark = len(g.dmesg())
+                    g.dmesg_mark = g.kmsg_mark()
                     func(g)
                     g.check_dmesg_clean()
                 except Skip as e:
@@ -229,6 +246,53 @@ def build(series_list):
     return kos
 
 
+def load_times(path):
+    """{"<label>/<scenario>": seconds} of earlier runs ({} if none)."""
+    try:
+        with open(path) as f:
+            times = json.load(f)
+        return {k: float(v) for k, v in times.items()}
+    except (OSError, ValueError, AttributeError, TypeError):
+        return {}
+
+
+def save_times(path, results):
+    """Fold this run's scenario times into the times file (advisory: a
+    concurrent run may win the rename)."""
+    times = load_times(path)
+    for label, name, _, secs in results:
+        if secs > 0:
+            times["%s/%s" % (label, name)] = round(secs, 1)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = "%s.%d.tmp" % (path, os.getpid())
+        with open(tmp, "w") as f:
+            json.dump(times, f, indent=0, sort_keys=True)
+        os.replace(tmp, path)
+    except OSError as e:
+        say("could not save scenario times to %s: %s" % (path, e))
+
+
+def shard_groups(units, n, times):
+    """Split units [(label, group, [scenario names])] into n parts, whole
+    units each, longest first onto the part with least time so far: a
+    function of the units and the times only, so every shard computes the
+    same split.  A scenario without a time counts as the median of those
+    known (60 s if none is)."""
+    known = sorted(times.values())
+    default = known[len(known) // 2] if known else 60.0
+    cost = []
+    for i, (label, grp, names) in enumerate(units):
+        c = sum(times.get("%s/%s" % (label, nm), default) for nm in names)
+        cost.append((-c, i))
+    parts = [[0.0, []] for _ in range(n)]
+    for c, i in sorted(cost):
+        part = min(range(n), key=lambda k: (parts[k][0], k))
+        parts[part][0] -= c
+        parts[part][1].append(i)
+    return [sorted(p[1]) for p in parts], [p[0] for p in parts]
+
+
 def main():
     class Parser(argparse.ArgumentParser):
         def error(self, message):
@@ -247,22 +311,36 @@ def main():
                    "comma-separated strings")
     p.add_argument("--skip", dest="skip", default="",
                    help="leave out scenarios whose name is one of these "
-                   "comma-separated names")
+                   "comma-separated names (each must name a scenario)")
+    p.add_argument("--shard", default=None, metavar="K/N",
+                   help="run the K-th of N parts of the chosen scenarios "
+                   "(whole VM groups, balanced by --times)")
+    p.add_argument("--times", default=TIMES, metavar="FILE",
+                   help="scenario times of earlier runs, for --shard "
+                   "(default %(default)s; updated after each run)")
+    p.add_argument("--tap", default=os.environ.get("VB13_TAP"), metavar="FILE",
+                   help="write the TAP results to FILE (and show them on "
+                   "stdout); default $VB13_TAP (make check sets it), else "
+                   "stdout only")
+    p.add_argument("--only", dest="only", default="",
+                   help="run only scenarios whose name is one of these "
+                   "comma-separated names (each must name a scenario)")
     p.add_argument("--seed", type=int, default=None,
                    help="PRNG seed of the randomized scenarios (default: random)")
     p.add_argument("--keep", action="store_true", help="keep the VMs' temp dirs")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="show every guest command and daemon request")
-    p.add_argument("--list", action="store_true", help="list the scenarios")
+    p.add_argument("--list", action="store_true", help="list the scenarios "
+                   "(with --shard: the scenarios of that shard, per label)")
     a = p.parse_args()
     e2elib.VERBOSE = a.verbose
     load_scenarios()
-    if a.list:
-        for name, grp, func, kinds, series in SCENARIOS:
-            doc = (func.__doc__ or "").strip().splitlines()
-            print("%-18s VM %-9s %-10s %s" % (name, grp, "+".join(kinds),
-                                              doc[0] if doc else ""))
-        return 0
+    known = [s[0] for s in SCENARIOS]
+    skip = [k for k in a.skip.split(",") if k]
+    unknown = [k for k in skip if k not in known]
+    if unknown:
+        p.error("--skip names no scenario: %s (--list shows them)"
+                % ",".join(unknown))
     series_list = [s for s in a.series.split(",") if s]
     for s in series_list:
         if not re.fullmatch(r"\d+\.\d+(-[a-z]+)?", s):
@@ -273,61 +351,119 @@ def main():
             p.error("bad device kind %r (want %s)" % (k, ",".join(e2elib.DEVICE_KINDS)))
     keys = [k for k in a.names.split(",") if k]
     chosen = [s for s in SCENARIOS if not keys or any(k in s[0] for k in keys)]
-    chosen = [s for s in chosen if s[0] not in a.skip.split(",")]
+    chosen = [s for s in chosen if s[0] not in skip]
+    only = [n for n in a.only.split(",") if n]
+    if only:
+        unknown = set(only) - {s[0] for s in SCENARIOS}
+        if unknown:
+            p.error("--only: no scenario %s" % ",".join(sorted(unknown)))
+        chosen = [s for s in chosen if s[0] in only]
     if not chosen:
         p.error("no scenario matches -k %s (--list shows them)" % a.names)
-    if a.seed is None:
-        a.seed = random.SystemRandom().randrange(1 << 31)
+    shard = None
+    if a.shard:
+        m = re.fullmatch(r"(\d+)/(\d+)", a.shard)
+        if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
+            p.error("bad --shard %r (want K/N with 1 <= K <= N)" % a.shard)
+        shard = int(m.group(1)) - 1, int(m.group(2))
 
-    t_start = time.monotonic()
-    print("e2e: %d scenarios on %s (devices %s), seed %d"
-          % (len(chosen), ", ".join(series_list), ",".join(kinds), a.seed),
-          flush=True)
-    kos = build(series_list)
-    qemu = vmlib.qemu_binary()
-    runner = Runner(a)
-    labels = []
+    # The plan: every (label, VM group, scenarios) this run will do, in
+    # order; a shard keeps its part of the groups.
+    units = []
     for series in series_list:
         for kind in kinds:
+            label = series + devices.KINDS[kind].suffix
             todo = [s for s in chosen if kind in s[3]
                     and (s[4] is None or series in s[4])]
-            if not todo:
-                continue
-            label = series + devices.KINDS[kind].suffix
-            labels.append(label)
-            t0 = time.monotonic()
-            print("== e2e %s" % label, flush=True)
-            why = devices.KINDS[kind].available(qemu)
-            if why:
-                for s in todo:
-                    runner.skip(label, s[0], why)
-                continue
             groups = []
             for s in todo:
                 if s[1] not in groups:
                     groups.append(s[1])
             for grp in groups:
-                scen = [(s[0], s[2]) for s in todo if s[1] == grp]
-                if not os.path.isfile(kos[series]):
-                    for name, _ in scen:
-                        runner.report(label, name, False, 0.0, kos[series])
-                    continue
-                runner.run_group(series, kind, kos[series], grp, scen)
-            say("%s: %.1f s" % (label, time.monotonic() - t0))
+                units.append((label, grp, [s[0] for s in todo if s[1] == grp],
+                              series, kind))
+    if shard:
+        parts, secs = shard_groups([u[:3] for u in units], shard[1],
+                                   load_times(a.times))
+        units = [units[i] for i in parts[shard[0]]]
+    if a.list:
+        if shard:
+            print("shard %d/%d: %d VM groups, about %.0f s by %s"
+                  % (shard[0] + 1, shard[1], len(units), secs[shard[0]], a.times))
+            for label, grp, names, _, _ in units:
+                print("%-14s VM %-9s %s" % (label, grp, ",".join(names)))
+            return 0
+        for name, grp, func, kinds_, series in SCENARIOS:
+            doc = (func.__doc__ or "").strip().splitlines()
+            print("%-18s VM %-9s %-10s %s" % (name, grp, "+".join(kinds_),
+                                              doc[0] if doc else ""))
+        return 0
+    if a.seed is None:
+        a.seed = random.SystemRandom().randrange(1 << 31)
+
+    t_start = time.monotonic()
+    out = tap.Writer(a.tap, echo=sys.stdout) if a.tap else tap.Writer(sys.stdout)
+    out.plan(sum(len(u[2]) for u in units))
+    say("e2e: %d scenarios in %d VM groups on %s (devices %s), seed %d%s"
+        % (sum(len(u[2]) for u in units), len(units), ", ".join(series_list),
+           ",".join(kinds), a.seed,
+           ", shard %d/%d" % (shard[0] + 1, shard[1]) if shard else ""))
+    runner = Runner(a, out)
+    try:
+        run_units(runner, units)
+    finally:
+        out.close()
+        save_times(TIMES, runner.results)   # never a --times snapshot
 
     failed = [r for r in runner.results if not r[2]]
-    print("e2e timings (s):", flush=True)
-    print("  %-18s %s" % ("scenario", " ".join("%11s" % s for s in labels)))
+    labels = []
+    for u in units:
+        if u[0] not in labels:
+            labels.append(u[0])
+    print("  e2e timings (s):", flush=True)
+    print("    %-18s %s" % ("scenario", " ".join("%11s" % s for s in labels)))
     for name in [s[0] for s in chosen]:
         row = []
         for lb in labels:
             t = [r[3] for r in runner.results if r[0] == lb and r[1] == name]
             row.append("%11.1f" % t[0] if t else "%11s" % "-")
-        print("  %-18s %s" % (name, " ".join(row)))
-    print("e2e: %d passed, %d failed, %d skipped in %.1f s" % (
+        if any(c.strip() != "-" for c in row):
+            print("    %-18s %s" % (name, " ".join(row)))
+    say("e2e: %d passed, %d failed, %d skipped in %.1f s" % (
         len(runner.results) - len(failed), len(failed), len(runner.skipped),
-        time.monotonic() - t_start), flush=True)
+        time.monotonic() - t_start))
     return 1 if failed else 0
+
+
+def run_units(runner, units):
+    """Build what the units need, then run them in order."""
+    series_list = []
+    for u in units:
+        if u[3] not in series_list:
+            series_list.append(u[3])
+    kos = build(series_list)
+    qemu = vmlib.qemu_binary()
+    t_label, current = time.monotonic(), None
+    for label, grp, names, series, kind in units:
+        if label != current:
+            if current:
+                say("%s: %.1f s" % (current, time.monotonic() - t_label))
+            current, t_label = label, time.monotonic()
+            say("== e2e %s" % label)
+        why = devices.KINDS[kind].available(qemu)
+        if why:
+            for name in names:
+                runner.skip(label, name, why)
+            continue
+        if not os.path.isfile(kos[series]):
+            for name in names:
+                runner.report(label, name, False, 0.0, kos[series])
+            continue
+        funcs = {s[0]: s[2] for s in SCENARIOS}
+        runner.run_group(series, kind, kos[series], grp,
+                         [(n, funcs[n]) for n in names])
+    if current:
+        say("%s: %.1f s" % (current, time.monotonic() - t_label))
 
 
 if __name__ == "__main__":

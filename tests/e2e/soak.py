@@ -206,7 +206,7 @@ class Soak:
         size = rng.randrange(64, 513) * e2elib.MiB
         g.modprobe()
         life.settle(g, size)
-        g.check_dmesg_clean(g.dmesg()[g.dmesg_mark:])
+        g.check_dmesg_clean()
         s0 = g.status()
         status, shutdown = g.vm.poweroff(timeout=120)
         e2elib.check_eq(status, 0, "QEMU's exit status after poweroff")
@@ -230,7 +230,7 @@ class Soak:
         g.seed = "%s, cycle seed %d" % (self.a.seed, cycle_seed)
         t0 = time.monotonic()
         try:
-            g.dmesg_mark = len(g.dmesg())
+            g.dmesg_mark = g.kmsg_mark()
             if action == "poweroff":
                 res = self.poweroff(g, rng)
                 g = self.g

@@ -24,9 +24,11 @@
  *   work item), serialised per queue by fake_vdev_queue::lock.  It never
  *   sleeps in memory reclaim while the driver might be waiting for it: the
  *   work item allocates with GFP_NOWAIT only.
- * - Interrupts reach the driver from hard interrupt context, through a
- *   hard irq_work per queue, so callbacks run where they would in a VM and
- *   lockdep sees them there.
+ * - Interrupts reach the driver from interrupt context, through an
+ *   irq_work per queue, so callbacks run where they would in a VM and
+ *   lockdep sees them there.  Not a hard irq_work: a virtio interrupt
+ *   handler may be threaded (PREEMPT_RT), so its callbacks may take
+ *   spinlock_t, and lockdep (PROVE_RAW_LOCK_NESTING) checks just that.
  *
  * Teardown: reset and del_vqs first mark a queue not ready under its lock
  * (no new device work, no new interrupt), then wait out the interrupt and
@@ -40,6 +42,7 @@
 #include <linux/delay.h>
 #include <linux/device.h>
 #include <linux/highmem.h>
+#include <linux/io.h>
 #include <linux/mm.h>
 #include <linux/mmzone.h>
 #include <linux/module.h>
@@ -144,6 +147,12 @@ static void fake_vdev_used(struct fake_vdev_queue *q)
 
 /* ---- device side of a queue ---------------------------------------- */
 
+/* Leave the chain just taken available (what vringh_abandon_*() did). */
+static void fake_vdev_abandon(struct fake_vdev_queue *q)
+{
+	q->vrh.last_avail_idx--;
+}
+
 /*
  * Take the next available chain into q->riov/q->wiov.  Return 1 with
  * *head set, 0 if the driver made nothing available, -ENODEV if the queue
@@ -159,7 +168,7 @@ static int fake_vdev_getdesc(struct fake_vdev_queue *q, u16 *head, gfp_t gfp)
 		return -ENODEV;
 	ret = vringh_getdesc_iotlb(&q->vrh, &q->riov, &q->wiov, head, gfp);
 	if (ret == -ENOMEM) {
-		vringh_abandon_iotlb(&q->vrh, 1);
+		fake_vdev_abandon(q);
 		return ret;
 	}
 	if (ret < 0) {
@@ -178,8 +187,28 @@ static int fake_vdev_getdesc(struct fake_vdev_queue *q, u16 *head, gfp_t gfp)
  */
 static bool fake_vdev_rearm(struct fake_vdev_queue *q)
 {
+	struct vringh *vrh = &q->vrh;
+	__virtio16 *p;
+	u16 avail;
+
+	/*
+	 * vringh_notify_enable_iotlb() (gone in later kernels), done here:
+	 * the ring's addresses are guest-physical, and this fake maps all
+	 * memory one to one, so the direct map reaches them.
+	 */
 	lockdep_assert_held(&q->lock);
-	return vringh_notify_enable_iotlb(&q->vrh);
+	if (!vrh->event_indices) {
+		p = phys_to_virt((uintptr_t)&vrh->vring.used->flags);
+		WRITE_ONCE(*p, 0);
+	} else {
+		p = phys_to_virt((uintptr_t)&vring_avail_event(&vrh->vring));
+		WRITE_ONCE(*p, cpu_to_vringh16(vrh, vrh->last_avail_idx));
+	}
+	/* A buffer made available meanwhile: look again after the store. */
+	virtio_mb(vrh->weak_barriers);
+	p = phys_to_virt((uintptr_t)&vrh->vring.avail->idx);
+	avail = vringh16_to_cpu(vrh, READ_ONCE(*p));
+	return avail == vrh->last_avail_idx;
 }
 
 static void fake_vdev_ring_error(struct fake_vdev_queue *q)
@@ -247,7 +276,29 @@ static void fake_vdev_take_block(struct fake_vdev *fd, u64 addr, u32 bits)
 			 GFP_NOWAIT | __GFP_NOWARN);
 	if (xa_is_err(entry))
 		fake_vdev_add(fd, FAKE_VDEV_RECORD_ERRORS, 1);
+	if (xa_is_err(xa_store(&fd->inb, addr >> bits, xa_mk_value(1),
+			       GFP_NOWAIT | __GFP_NOWARN)))
+		fake_vdev_add(fd, FAKE_VDEV_RECORD_ERRORS, 1);
 	fake_vdev_add(fd, FAKE_VDEV_PAGES, 1);
+}
+
+/*
+ * A WITHDRAW entry: the block leaves the balloon.  The driver must not
+ * have freed it yet (it waits for this buffer to come back); one not in
+ * the balloon is counted, and the message's other entries still act.
+ */
+static void fake_vdev_withdraw_block(struct fake_vdev *fd, u64 addr, u32 bits)
+{
+	if (bits < 9 || bits > 40 || (addr & (BIT_ULL(bits) - 1)) ||
+	    !xa_load(&fd->inb, addr >> bits)) {
+		fake_vdev_add(fd, FAKE_VDEV_BAD_WITHDRAWN, 1);
+		return;
+	}
+	if (pfn_valid(PHYS_PFN(addr)) &&
+	    is_free_buddy_page(pfn_to_page(PHYS_PFN(addr))))
+		fake_vdev_add(fd, FAKE_VDEV_FREED_PAGES, 1);
+	xa_erase(&fd->inb, addr >> bits);
+	fake_vdev_add(fd, FAKE_VDEV_WITHDRAWN, 1);
 }
 
 /* Is [@addr, @addr + @len) a run of whole blocks of RAM? */
@@ -362,6 +413,15 @@ static void fake_vdev_consume(struct fake_vdev *fd, const u8 *data,
 				cond_resched();
 		}
 		fake_vdev_add(fd, FAKE_VDEV_PAGE_MSGS, 1);
+		return;
+	case FAKE_VDEV_MSG_WITHDRAW:
+		if (!body || body % 8 ||
+		    !(fd->vdev.features & BIT_ULL(FAKE_VDEV_F_WITHDRAW)))
+			goto bad;
+		bits = fake_vdev_page_bits(fd);
+		for (i = 0; i < body / 8; i++)
+			fake_vdev_withdraw_block(fd, le64_to_cpu(w[i]), bits);
+		fake_vdev_add(fd, FAKE_VDEV_WITHDRAW_MSGS, 1);
 		return;
 	case FAKE_VDEV_MSG_STATS:
 		if (body % 16)
@@ -499,6 +559,10 @@ static void fake_vdev_reset(struct virtio_device *vdev)
 
 	for (i = 0; i < FAKE_VDEV_NUM_VQS; i++)
 		fake_vdev_stop_queue(&fd->q[i]);
+	/* After a reset the balloon is empty. */
+	mutex_lock(&fd->q[FAKE_VDEV_OUTPUTQ].lock);
+	xa_destroy(&fd->inb);
+	mutex_unlock(&fd->q[FAKE_VDEV_OUTPUTQ].lock);
 	WRITE_ONCE(fd->status, 0);
 	fake_vdev_event(fd);
 }
@@ -717,6 +781,7 @@ static void fake_vdev_destroy(void *data)
 	}
 	vhost_iotlb_reset(&fd->iotlb);
 	xa_destroy(&fd->pages);
+	xa_destroy(&fd->inb);
 	kvfree(fd->scratch);
 	kfree(fd);
 }
@@ -762,7 +827,7 @@ struct fake_vdev *fake_vdev_create_id(struct kunit *test, u32 device_id,
 	char name[32];
 	int i, err;
 
-	fd = kzalloc(sizeof(*fd), GFP_KERNEL);
+	fd = kzalloc_obj(*fd);
 	KUNIT_ASSERT_NOT_NULL(test, fd);
 	fd->test = test;
 	fd->device_id = device_id;
@@ -776,6 +841,7 @@ struct fake_vdev *fake_vdev_create_id(struct kunit *test, u32 device_id,
 	INIT_LIST_HEAD(&fd->held);
 	init_waitqueue_head(&fd->wq);
 	xa_init(&fd->pages);
+	xa_init(&fd->inb);
 	spin_lock_init(&fd->stats_lock);
 	for (i = 0; i < FAKE_VDEV_NUM_VQS; i++) {
 		struct fake_vdev_queue *q = &fd->q[i];
@@ -784,7 +850,7 @@ struct fake_vdev *fake_vdev_create_id(struct kunit *test, u32 device_id,
 		q->index = i;
 		mutex_init(&q->lock);
 		INIT_WORK(&q->work, fake_vdev_auto_work);
-		q->irq = IRQ_WORK_INIT_HARD(fake_vdev_irq_fn);
+		q->irq = IRQ_WORK_INIT(fake_vdev_irq_fn);
 	}
 	fd->scratch = kvmalloc(FAKE_VDEV_MAX_MSG_LEN, GFP_KERNEL);
 	err = fake_vdev_map_memory(fd);
@@ -965,12 +1031,12 @@ int fake_vdev_send_raw(struct fake_vdev *fd, const void *buf, size_t len,
 		goto out;
 	}
 	if (q->riov.used) {
-		vringh_abandon_iotlb(&q->vrh, 1);
+		fake_vdev_abandon(q);
 		ret = -EPROTO;
 		goto out;
 	}
 	if (vringh_kiov_length(&q->wiov) < len) {
-		vringh_abandon_iotlb(&q->vrh, 1);
+		fake_vdev_abandon(q);
 		ret = -EMSGSIZE;
 		goto out;
 	}
@@ -1102,7 +1168,7 @@ int fake_vdev_pop_output(struct fake_vdev *fd, struct fake_vdev_msg **msgp)
 	copy = min_t(size_t, len, FAKE_VDEV_MAX_MSG_LEN);
 	msg = kvzalloc(struct_size(msg, data, copy), GFP_KERNEL);
 	if (!msg) {
-		vringh_abandon_iotlb(&q->vrh, 1);
+		fake_vdev_abandon(q);
 		ret = -ENOMEM;
 		goto out;
 	}
@@ -1287,6 +1353,26 @@ int fake_vdev_interrupt(struct fake_vdev *fd, unsigned int vq)
  * Return: the number of page-list entries naming @addr that the device
  * accepted (0 if none, or if recording it failed for lack of memory).
  */
+/**
+ * fake_vdev_ballooned() - blocks in the balloon, counted from messages
+ * @fd: the device.
+ *
+ * What a device that negotiated VIRTIO_BALLOON13_F_WITHDRAW counts: blocks
+ * named by PAGES and not by a WITHDRAW since (or since the records were
+ * cleared).
+ *
+ * Return: the number of such blocks.
+ */
+unsigned long fake_vdev_ballooned(struct fake_vdev *fd)
+{
+	unsigned long index, n = 0;
+	void *entry;
+
+	xa_for_each(&fd->inb, index, entry)
+		n++;
+	return n;
+}
+
 unsigned int fake_vdev_page_seen(struct fake_vdev *fd, u64 addr)
 {
 	u32 bits = fake_vdev_page_bits(fd);
@@ -1326,6 +1412,7 @@ void fake_vdev_clear_records(struct fake_vdev *fd)
 
 	mutex_lock(&q->lock);
 	xa_destroy(&fd->pages);
+	xa_destroy(&fd->inb);
 	spin_lock_irqsave(&fd->stats_lock, flags);
 	memset(&fd->stats, 0, sizeof(fd->stats));
 	spin_unlock_irqrestore(&fd->stats_lock, flags);

@@ -42,6 +42,8 @@
 #include <linux/workqueue.h>
 #include <linux/xarray.h>
 
+#include "../virtio_balloon13_compat.h"
+
 struct kunit;
 
 /* The device ID the balloon driver binds to. */
@@ -61,6 +63,7 @@ struct kunit;
 #define FAKE_VDEV_REQ_STATS_INTERVAL	2	/* FAKE_VDEV_F_FULL_STATS */
 #define FAKE_VDEV_MSG_PAGES		0
 #define FAKE_VDEV_MSG_STATS		1
+#define FAKE_VDEV_MSG_WITHDRAW		2
 #define FAKE_VDEV_MSG_REPORT		3	/* FAKE_VDEV_F_REPORTING */
 
 /* Size of a request, and of the header in front of every message. */
@@ -111,6 +114,12 @@ enum fake_vdev_vq {
  *	recording them failed for lack of memory (the device never waits
  *	for memory the driver might be freeing for it).
  * @FAKE_VDEV_RING_ERRORS: malformed rings; the queue stops working.
+ * @FAKE_VDEV_WITHDRAW_MSGS: well-formed WITHDRAW messages (only with
+ *	%FAKE_VDEV_F_WITHDRAW negotiated; otherwise they are bad messages).
+ * @FAKE_VDEV_WITHDRAWN: WITHDRAW entries naming a block in the balloon,
+ *	which leaves it.
+ * @FAKE_VDEV_BAD_WITHDRAWN: WITHDRAW entries naming a block not in the
+ *	balloon (or unaligned): counted, the other entries still act.
  * @FAKE_VDEV_REPORT_MSGS: well-formed REPORT messages (free page
  *	reporting negotiated, length 8 + 16n with n >= 1, every range valid).
  * @FAKE_VDEV_REPORT_BYTES: free memory those messages named.
@@ -140,6 +149,9 @@ enum fake_vdev_counter {
 	FAKE_VDEV_FREED_PAGES,
 	FAKE_VDEV_RECORD_ERRORS,
 	FAKE_VDEV_RING_ERRORS,
+	FAKE_VDEV_WITHDRAW_MSGS,
+	FAKE_VDEV_WITHDRAWN,
+	FAKE_VDEV_BAD_WITHDRAWN,
 	FAKE_VDEV_REPORT_MSGS,
 	FAKE_VDEV_REPORT_BYTES,
 	FAKE_VDEV_BAD_RANGES,
@@ -256,6 +268,8 @@ struct fake_vdev_queue {
  * @count: the counters.
  * @events: bumped on every device event; wakes @wq.
  * @wq: the wait helpers sleep here.
+ * @inb: the blocks in the balloon as the device counts them from messages
+ *	alone (PAGES adds, WITHDRAW removes): index address >> page_bits.
  * @pages: every accepted page-list entry: index address >> page_bits,
  *	value xa_mk_value(times seen).
  * @stats_lock: protects @stats.
@@ -294,6 +308,7 @@ struct fake_vdev {
 	atomic_long_t events;
 	wait_queue_head_t wq;
 	struct xarray pages;
+	struct xarray inb;
 	spinlock_t stats_lock;		/* stats */
 	struct fake_vdev_stats stats;
 };
@@ -327,6 +342,7 @@ void fake_vdev_flush(struct fake_vdev *fd);
 int fake_vdev_interrupt(struct fake_vdev *fd, unsigned int vq);
 
 unsigned int fake_vdev_page_seen(struct fake_vdev *fd, u64 addr);
+unsigned long fake_vdev_ballooned(struct fake_vdev *fd);
 void fake_vdev_get_stats(struct fake_vdev *fd, struct fake_vdev_stats *stats);
 void fake_vdev_clear_records(struct fake_vdev *fd);
 
@@ -458,17 +474,17 @@ static inline bool fake_vdev_wait_posted(struct fake_vdev *fd, unsigned int n,
  * fake_vdev_wait_count() - wait until a counter reaches a value
  * @fd: the device.
  * @c: the counter.
- * @at_least: the value it must reach.
+ * @min_value: the value it must reach.
  * @timeout_ms: how long to wait at most, in milliseconds.
  *
  * Context: process context; sleeps.
- * Return: true if the counter reached @at_least, false on timeout.
+ * Return: true if the counter reached @min_value, false on timeout.
  */
 static inline bool fake_vdev_wait_count(struct fake_vdev *fd,
-					enum fake_vdev_counter c, u64 at_least,
+					enum fake_vdev_counter c, u64 min_value,
 					unsigned int timeout_ms)
 {
-	return fake_vdev_wait(fd, fake_vdev_count(fd, c) >= at_least,
+	return fake_vdev_wait(fd, fake_vdev_count(fd, c) >= min_value,
 			      timeout_ms);
 }
 

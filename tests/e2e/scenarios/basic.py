@@ -517,6 +517,13 @@ def t_churn(g):
         else:
             time.sleep(rng.uniform(0, 0.2))
     secs = time.monotonic() - t0
+    # The point of churn: blocks named by page lists still on the device
+    # while the guest reuses memory.  A run that never caught any in
+    # flight tested none of that.
+    check(inflight_seen > 0, "no step found blocks in flight (in_flight_blocks "
+          "0 at all %d steps, %d of them turned round with the device "
+          "frozen): the in-flight path went untested (seed %d)",
+          n, bounces, seed)
     g.resize(0)
     st = g.wait_size(0, timeout=120)
     out = g.sh("cd /tmp/churn && for f in *; do h=$(sha256sum < $f) && "

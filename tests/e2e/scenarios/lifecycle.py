@@ -138,12 +138,13 @@ done""" % (SYS_GLOB, DBG_GLOB, timeout), timeout=timeout + 30)
 
 
 def dmesg_since(g, mark, what):
-    """Fail if the kernel log lines after `mark` have a splat."""
-    lines = g.dmesg()[mark:]
+    """Fail if the kernel log since `mark` (g.kmsg_mark()) has a splat;
+    returns the mark of where it ends."""
+    lines, mark = g.kmsg(mark)
     bad = [ln for ln in lines if BAD_DMESG.search(ln)]
     check(not bad, "kernel log after %s: %s", what,
           bad[0].strip()[:150] if bad else "")
-    return len(g.dmesg())
+    return mark
 
 
 def usage(g):
@@ -334,7 +335,7 @@ def unplug_cycle(g, mode, size):
     works.  Returns what it measured."""
     base = g.base_memtotal
     res = {"mode": mode}
-    mark = len(g.dmesg())
+    mark = g.kmsg_mark()
     s0 = g.status()
     thaw = None
     if mode == "rest":
@@ -400,11 +401,11 @@ def reboot_cycle(g, how, size):
     base = g.base_memtotal
     g.modprobe()
     settle(g, size)
-    g.check_dmesg_clean(g.dmesg()[g.dmesg_mark:])    # the old boot's log goes
+    g.check_dmesg_clean()    # the old boot's log goes
     boot_id = g.sh("cat /proc/sys/kernel/random/boot_id").strip()
     s0 = g.status()
     secs = g.vm.reboot(how)
-    g.dmesg_mark = 0
+    g.dmesg_mark = None     # the new boot's log from its start
     check(g.sh("cat /proc/sys/kernel/random/boot_id").strip() != boot_id,
           "the guest did not reboot (same boot_id)")
     st = g.state()
@@ -792,7 +793,7 @@ def t_poweroff(g):
     try:
         g1.modprobe()
         settle(g1, size)
-        g1.check_dmesg_clean(g1.dmesg())
+        g1.check_dmesg_clean()
         s0 = g1.status()
         status, shutdown = g1.vm.poweroff(timeout=120)
         check_eq(status, 0, "QEMU's exit status after poweroff")
@@ -818,7 +819,7 @@ def t_poweroff(g):
         check_eq(s2["bytes_received"], 64 * MiB,
                  "balloon13d bytes_received from the next VM")
         check_eq(s2["rejected"], 0, "balloon13d rejected messages")
-        g2.check_dmesg_clean(g2.dmesg())
+        g2.check_dmesg_clean()
     finally:
         if g2:
             g2.vm.close()

@@ -8,12 +8,23 @@ runs against balloon13d too, and both devices must count the same.
 
 import json
 import os
+import re
 import subprocess
 import time
 
 from e2elib import (MiB, TOP, Fail, check, check_eq, group, mib, say,
                     scenario, vmlib)
 from scenarios import basic
+
+# The native device's guest-stats names: virtio-balloon's (tags 0-15 of
+# the same meaning) and PSI's.
+NATIVE_STAT_NAMES = (
+    "stat-swap-in", "stat-swap-out", "stat-major-faults", "stat-minor-faults",
+    "stat-free-memory", "stat-total-memory", "stat-available-memory",
+    "stat-disk-caches", "stat-htlb-pgalloc", "stat-htlb-pgfail",
+    "stat-oom-kills", "stat-alloc-stalls", "stat-async-scans",
+    "stat-direct-scans", "stat-async-reclaims", "stat-direct-reclaims",
+    "stat-psi-some-us", "stat-psi-full-us")
 
 group("qmp", mem="1024M")
 # QEMU logs guest errors (rate limited) into the VM's qemu.log.
@@ -88,9 +99,13 @@ def t_qmp(g):
     gs = g.dev.get("guest-stats")
     mem = g.meminfo()
     stats = gs["stats"]
-    check(set(stats) == {"stat-swap-in", "stat-swap-out", "stat-major-faults",
+    # virtio-balloon's names (the six of the base protocol, and those of
+    # VIRTIO_BALLOON13_F_FULL_STATS, which stay at -1 until a driver that
+    # negotiates it sends them) and two of our own for PSI.
+    check(set(stats) >= {"stat-swap-in", "stat-swap-out", "stat-major-faults",
                          "stat-minor-faults", "stat-free-memory",
-                         "stat-total-memory"},
+                         "stat-total-memory"} and
+          set(stats) <= set(NATIVE_STAT_NAMES),
           "guest-stats names: %s", sorted(stats))
     check(abs(stats["stat-total-memory"] - mem["MemTotal"]) <= mem["MemTotal"] // 100,
           "stat-total-memory %d vs MemTotal %d", stats["stat-total-memory"],
@@ -336,9 +351,13 @@ def t_hostile_guest(g):
         with open(g.vm.path("qemu.log"), errors="replace") as f:
             logged = f.read()
         lines = logged.count("virtio-balloon13: unaligned:")
-        check(lines <= 10, "%d 'unaligned' lines logged, want at most 10", lines)
+        # At most 10 lines per kind and minute (the scenario takes less
+        # than two), the last of a burst saying so.
+        check(lines <= 20, "%d 'unaligned' lines logged, want at most 20",
+              lines)
         check("unaligned: page list of 16 bytes rejected at address" in logged
-              and "(further ones are counted, not logged)" in logged,
+              and re.search(r"\(further ones (this minute )?are counted, "
+                            r"not logged\)", logged),
               "guest errors not logged as expected: %s", logged[-300:])
     total = sum(v for k, v in e1.items() if k not in ("accepted", "rejected"))
     say("hostile-guest: %d commands and %d random messages, %d guest errors "
