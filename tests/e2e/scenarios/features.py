@@ -26,14 +26,13 @@ import subprocess
 import time
 
 from e2elib import (F_FULL_STATS, F_PRESSURE_RELEASE, F_REPORTING, F_WITHDRAW,
-                    TOP, Fail, MiB, Skip, check, check_eq, group, mib, say,
+                    TOP, Fail, MiB, check, check_eq, group, mib, say,
                     scenario, vmlib)
 from scenarios import basic
 
-# The device 13 bits the driver implements: these, and F_WITHDRAW where its
-# debugfs counts WITHDRAW messages (driver_bits()).
-DRIVER_BITS = {F_REPORTING, F_FULL_STATS, F_PRESSURE_RELEASE}
+# The device 13 bits the driver implements: all four.
 ALL_BITS = {F_WITHDRAW, F_REPORTING, F_FULL_STATS, F_PRESSURE_RELEASE}
+DRIVER_BITS = set(ALL_BITS)
 # balloon13d's --features names, the native device's property names.
 NAMES = {F_WITHDRAW: "withdraw", F_REPORTING: "free-page-reporting",
          F_FULL_STATS: "full-stats", F_PRESSURE_RELEASE: "pressure-release"}
@@ -45,6 +44,12 @@ OLD_FILES = ("Kbuild", "virtio_balloon13_main.c", "pagelist.c", "stats.c",
              "virtio_balloon13.h")
 OLD_PARAMS = ("floor_mib", "oom_release", "oom_release_mib", "oom_hold_ms",
               "page_list_kib", "shrinker")
+# The old driver's oom_release defaults to Y: it would give memory back
+# under pressure with no F_PRESSURE_RELEASE negotiated (it knows no bits),
+# which B13-DRV-PRESS-01 forbids.  Loaded with it off (its shrinker is off
+# by default), it is a driver the contract allows.
+OLD_OPTIONS = "oom_release=0"
+OLD_CONF = "/etc/modprobe.d/virtio_balloon13-old.conf"
 # Statistics names (balloon13ctl stats, devices.py) of tags 0-17.
 BASE_STATS = ("swap_in", "swap_out", "majflt", "minflt", "memfree", "memtot")
 FULL_STATS = ("avail", "caches", "htlb_pgalloc", "htlb_pgfail", "oom_kill",
@@ -103,9 +108,10 @@ def device_bits(g):
 
 
 def driver_bits(g):
-    """The bits the loaded driver implements."""
-    cnt = g.state()["cnt"]
-    return DRIVER_BITS | ({F_WITHDRAW} if "messages_withdraw" in cnt else set())
+    """The bits the loaded (new) driver implements."""
+    check("messages_withdraw" in g.state()["cnt"],
+          "debugfs has no messages_withdraw: not the new driver")
+    return DRIVER_BITS
 
 
 def check_negotiated(g, offered, driver=None):
@@ -233,7 +239,8 @@ def old_driver(series):
 
 def install_old_driver(g):
     """Put the 6120bd4 module where modprobe finds virtio_balloon13, in
-    place of the new one, which is kept aside (restore_new_driver())."""
+    place of the new one, which is kept aside (restore_new_driver()),
+    with OLD_OPTIONS for modprobe."""
     if g.sh("[ -f /lib/modules/$(uname -r)/extra/.old ] && echo yes || true"
             ).strip() == "yes":
         return
@@ -244,7 +251,10 @@ def install_old_driver(g):
          "d=/lib/modules/$(uname -r)/extra\n"
          "cp $d/virtio_balloon13.ko /tmp/vb13-new.ko\n"
          "base64 -d > $d/virtio_balloon13.ko <<'EOF'\n%s\nEOF\n"
-         "touch $d/.old && depmod -a" % data, timeout=120)
+         "mkdir -p /etc/modprobe.d && "
+         "echo 'options virtio_balloon13 %s' > %s\n"
+         "touch $d/.old && depmod -a" % (data, OLD_OPTIONS, OLD_CONF),
+         timeout=120)
 
 
 def restore_new_driver(g):
@@ -253,9 +263,9 @@ def restore_new_driver(g):
          "if [ -f $d/.old ]; then\n"
          "  if grep -q '^virtio_balloon13 ' /proc/modules; then "
          "rmmod virtio_balloon13; fi\n"
-         "  cp /tmp/vb13-new.ko $d/virtio_balloon13.ko && rm $d/.old && "
+         "  cp /tmp/vb13-new.ko $d/virtio_balloon13.ko && rm -f $d/.old %s && "
          "depmod -a\n"
-         "fi")
+         "fi" % OLD_CONF)
 
 
 @scenario("old-probe", "feat-all", devices=("vu", "native"))
@@ -270,6 +280,9 @@ def t_old_probe(g):
     params = g.sh("ls /sys/module/virtio_balloon13/parameters").split()
     check_eq(sorted(params), sorted(OLD_PARAMS),
              "module parameters (the old driver's six)")
+    check_eq(g.sh("cat /sys/module/virtio_balloon13/parameters/oom_release "
+                  "/sys/module/virtio_balloon13/parameters/shrinker").split(),
+             ["N", "0"], "old driver's oom_release, shrinker (%s)" % OLD_OPTIONS)
     check_eq(st["sys"].get("page_bits"), 12, "sysfs page_bits")
     check_eq(st["sys"].get("size_bytes"), 0, "sysfs size_bytes")
     check_eq(st["mem"]["MemTotal"], g.base_memtotal, "MemTotal")
@@ -602,9 +615,8 @@ def t_withdraw(g):
     device's count drops at once (balloon13d: no residency walk)."""
     restore_new_driver(g)
     g.empty()
-    if F_WITHDRAW not in g.features():
-        raise Skip("the driver does not implement VIRTIO_BALLOON13_F_WITHDRAW "
-                   "yet (its driver side is on the drv branch)")
+    check(F_WITHDRAW in g.features(), "VIRTIO_BALLOON13_F_WITHDRAW not "
+          "negotiated")
     base = g.base_memtotal
     check(g.resize(256 * MiB, wait=True, timeout=120), "resize 256M: not reached")
     g.wait_size(256 * MiB)
