@@ -832,11 +832,16 @@ class VM:
         self._seq += 1
         seq = self._seq
         script = base64.b64encode(cmd.encode()).decode()
-        self._cmd.sendall(("@@VB13-CMD %d %d %s\n"
-                           % (seq, max(1, int(timeout)), script)).encode())
         # TCG guests are slow to start and reap processes: be generous on
         # the host side, the guest enforces the real timeout.
-        deadline = time.monotonic() + timeout + 30 + len(script) / 2000
+        budget = timeout + 30 + len(script) / 2000
+        deadline = time.monotonic() + budget
+        # The last receive left a timeout of at most 1 s on the socket; a
+        # long command (a module in base64) into a slow guest (the debug
+        # kernel) takes longer to be read than that.
+        self._cmd.settimeout(budget)
+        self._cmd.sendall(("@@VB13-CMD %d %d %s\n"
+                           % (seq, max(1, int(timeout)), script)).encode())
         while True:
             m = _OUT.search(self._cmd_buf)
             if m and int(m.group(1)) == seq:
