@@ -26,7 +26,7 @@ import subprocess
 import time
 
 from e2elib import (F_FULL_STATS, F_PRESSURE_RELEASE, F_REPORTING, F_WITHDRAW,
-                    TOP, Fail, MiB, check, check_eq, group, mib, say,
+                    TOP, Fail, MiB, Skip, check, check_eq, group, mib, say,
                     scenario, vmlib)
 from scenarios import basic
 
@@ -643,6 +643,12 @@ def t_poison(g):
     """page_poison=1: the driver refuses free-page-reporting (a discarded
     page would fail the poison check) and takes the other bits; psi=0: no
     PSI tags in STATS."""
+    config = os.path.join(vmlib.kernel_env(g.series)["KDIR"], ".config")
+    if os.path.exists(config):
+        with open(config) as f:
+            if not re.search(r"^CONFIG_PAGE_POISONING=y$", f.read(), re.M):
+                raise Skip("the %s kernel has no CONFIG_PAGE_POISONING: "
+                           "page_poison=1 does nothing there" % g.series)
     g.modprobe()
     out = g.sh("dmesg | grep -i 'poison' || true")
     got = check_negotiated(g, ALL_BITS, driver_bits(g) - {F_REPORTING})
