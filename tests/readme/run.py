@@ -2,6 +2,7 @@
 """README.md's "Use it in your own VM", run as written.
 
     python3 tests/readme/run.py [--tap FILE] [--keep] [-k BLOCK[,BLOCK]]
+                                [--readme FILE]
 
 Reads the blocks of README.md that a comment `<!-- readme-test: NAME -->`
 precedes (fenced code, or a table), runs their commands on this machine
@@ -25,7 +26,8 @@ README lists the same):
   - libvirt: type='qemu', the disk's and the emulator's paths, the same
     boot elements and the channel's <serial>; the daemon block runs in a
     mount namespace of its own with private /run/vb13-libvirt directories
-    (tests/libvirt/run.py's Daemon), and virsh gets -c its socket.
+    (tests/libvirt/run.py's Daemon, which also hides an unusable
+    /dev/kvm from it), and virsh gets -c its socket.
 The KVM command lines are not run (no usable KVM here): each must differ
 from its TCG form in the accelerator alone.
 
@@ -140,6 +142,11 @@ class Cmd:
         self.expect = m.group(1).strip() if m and not _in_quotes(raw, m.start()) else None
         m = re.search(r"\s#\s", raw)
         self.shell = raw[:m.start()].rstrip() if m and not _in_quotes(raw, m.start()) else raw
+        # A trailing `&` (run in the background) is the shell's, not an
+        # argument.
+        self.background = bool(self.argv) and self.argv[-1] == "&"
+        if self.background:
+            self.argv = self.argv[:-1]
         if self.argv and self.argv[0] == "sudo":
             # sudo's own options, then the command.
             k = 1
@@ -267,12 +274,18 @@ class ReadmeDaemon(lvrun.Daemon):
         os.makedirs(os.path.join(var, "run"))
         for d in ("etc", "var"):
             os.makedirs(os.path.join(lvrun.STATE, d), exist_ok=True)
+        # /dev/kvm that can't be used: hidden as tests/libvirt/run.py's
+        # Daemon hides it (libvirt would probe QEMU again at every lookup).
+        nokvm = os.path.join(self.tmp, "no-kvm")
+        open(nokvm, "w").close()
         wrap = ('mount --bind "$1" "$2" && mount --bind "$3" "$4" && '
-                'cd "$5" && exec bash -ec "$6"')
+                '{ [ ! -e /dev/kvm ] || { mount --bind "$5" /dev/kvm && '
+                'mount -o remount,bind,ro /dev/kvm; }; } && '
+                'cd "$6" && exec bash -ec "$7"')
         argv = ["unshare", "--mount", "--propagation", "private", "--",
                 "sh", "-c", wrap, "sh",
                 etc, os.path.join(lvrun.STATE, "etc"),
-                var, os.path.join(lvrun.STATE, "var"), TOP, script]
+                var, os.path.join(lvrun.STATE, "var"), nokvm, TOP, script]
         with open(os.path.join(self.tmp, "virtqemud.out"), "wb") as out:
             p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out,
                                stderr=subprocess.STDOUT, timeout=3600)
@@ -286,11 +299,24 @@ class ReadmeDaemon(lvrun.Daemon):
 
     def daemon_pid(self):
         try:
-            with open(os.path.join(self.tmp, "var", "run", "libvirt",
+            with open(os.path.join(self.tmp, "var", "run",
                                    "virtqemud.pid")) as f:
                 return int(f.read().strip())
         except (OSError, ValueError):
             return None
+
+    def in_namespace(self):
+        """The processes that have this run's directories mounted: the
+        daemon and whatever it started, found even without a pid file."""
+        pids = []
+        for d in glob.glob("/proc/[0-9]*"):
+            try:
+                with open(os.path.join(d, "mountinfo")) as f:
+                    if " %s/var " % self.tmp in f.read():
+                        pids.append(int(os.path.basename(d)))
+            except (OSError, ValueError):
+                pass
+        return pids
 
     def stop(self):
         for pid in self.qemu_pids():
@@ -302,6 +328,8 @@ class ReadmeDaemon(lvrun.Daemon):
                 if not os.path.exists("/proc/%d" % pid):
                     break
                 time.sleep(0.1)
+            _kill(pid)
+        for pid in self.in_namespace():
             _kill(pid)
 
 
@@ -442,7 +470,8 @@ class Run:
             check(norm in every or s in " ".join(c.raw for n in ("qmp",)
                                                  for c in self.cmds(n)),
                   "the table's %r is in none of the blocks", s)
-        ram = 2 << 30
+        ram = vmlib.parse_size(option(qemu_argv(self.cmds("qemu-native-tcg")),
+                                      "-m")[0])
         value = json.loads(spans[0])["arguments"]["value"]
         check_eq(ram - value, 512 * MiB, "the QMP row's balloon")
         check_eq(ram - size_arg(shlex.split(spans[1])[3], KiB), 512 * MiB,
@@ -511,7 +540,16 @@ class Run:
 
     # -- the native device --
 
+    def disk(self):
+        """The README's vm1.qcow2: an empty image here."""
+        path = os.path.join(self.work, "vm1.qcow2")
+        if not os.path.exists(path):
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", path,
+                            "1G"], check=True)
+        return path
+
     def boot(self, argv):
+        self.disk()
         mem = option(argv, "-m")
         check(len(mem) == 1, "the QEMU line has %d -m, want 1", len(mem))
         q = self.env.which(argv[0])
@@ -536,8 +574,6 @@ class Run:
 
     def t_qemu_native_tcg(self):
         c = self.cmds("qemu-native-tcg")
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2",
-                        os.path.join(self.work, "vm1.qcow2"), "1G"], check=True)
         self.g, self.ram = self.boot(qemu_argv(c))
         st = self.g.modprobe()
         self.base = st["mem"]["MemTotal"]
@@ -573,7 +609,7 @@ class Run:
 
     def t_qemu_vu_tcg(self):
         c = self.cmds("qemu-vu-tcg")
-        bg = [x for x in c if x.raw.endswith("&")]
+        bg = [x for x in c if x.background]
         check(len(bg) == 1 and bg[0].argv[0] == "balloon13d",
               "the block starts no balloon13d in the background")
         d = bg[0].argv
@@ -601,8 +637,14 @@ class Run:
         g = self.g
         c = self.cmds("balloon13ctl")
         self.viewed = False
+        size = None
         for cmd in c:
             check(cmd.argv[0] == "balloon13ctl", "not a balloon13ctl line")
+            m = re.search(r"a (\d+) MiB balloon", cmd.raw)
+            if m and "resize" in cmd.argv:
+                check_eq(size_arg(cmd.argv[cmd.argv.index("resize") + 1]),
+                         int(m.group(1)) * MiB, "resize's argument against "
+                         "the README's comment")
             out = self.env.sh(cmd, timeout=300)
             if "resize" in cmd.argv:
                 size = size_arg(cmd.argv[cmd.argv.index("resize") + 1])
@@ -613,17 +655,23 @@ class Run:
             elif cmd.argv[-1] == "status":
                 st = json_seq(self.env.sh(Cmd(cmd.shell.replace(
                     " status", " --json status"))))[-1]
-                check_eq(st.get("target_bytes"), 512 * MiB,
+                check(size is not None, "status before any resize")
+                check_eq(st.get("target_bytes"), size,
                          "balloon13ctl status target_bytes")
-                check_eq(st.get("bytes_in_balloon"), 512 * MiB,
+                check_eq(st.get("bytes_in_balloon"), size,
                          "balloon13ctl status bytes_in_balloon")
                 say("status: " + " | ".join(out.strip().splitlines()[:4]))
 
     def guest_view(self, g, size):
         """The guest-view block in the guest, with the balloon at size."""
         try:
-            outs = [g.sh(cmd.shell).strip() for cmd in self.cmds("guest-view")]
+            cmds = self.cmds("guest-view")
+            outs = [g.sh(cmd.shell).strip() for cmd in cmds]
             check_eq(outs[0], str(size), "size_bytes in the guest")
+            m = re.search(r"#\s*(\d+) with a (\d+) MiB balloon", cmds[0].raw)
+            check(m, "the size_bytes line promises no value")
+            check_eq((int(m.group(1)), int(m.group(2)) * MiB), (size, size),
+                     "the size_bytes line's comment against the balloon")
             check(re.fullmatch(r"MemTotal:\s+%d kB" % ((self.base - size) // KiB),
                                outs[1]), "guest-view's MemTotal line %r, want "
                   "%d kB", outs[1], (self.base - size) // KiB)
@@ -664,7 +712,7 @@ class Run:
                             "no_timer_check")):
             ET.SubElement(osel, tag).text = value
         src = root.find("./devices/disk/source")
-        src.set("file", os.path.join(self.work, "vm1.qcow2"))
+        src.set("file", self.disk())
         devs = root.find("devices")
         ser = ET.SubElement(devs, "serial", type="unix")
         ET.SubElement(ser, "source", mode="connect",
@@ -733,24 +781,40 @@ class Run:
                 check_eq(left.split(), [], "domains left after undefine")
 
     def libvirt_features(self, g, pid):
+        """What autodeflate and freePageReporting switch: QEMU's property,
+        the feature bit the device offers (QEMU's own x-query-virtio-status),
+        and the bit the guest negotiates: set exactly when the device
+        offers it and this tree's driver asks for it (its feature table)."""
         bal = [d for d in lvrun.qemu_devices(pid)
                if d.get("driver") == "virtio-balloon13-pci"]
         check_eq(len(bal), 1, "virtio-balloon13-pci devices on QEMU's command line")
         feats = g.features()
+        st = self.qmp_virsh("x-query-virtio-status", path="/machine/peripheral/"
+                            "%s/virtio-backend" % bal[0]["id"])
+        offered = st["host-features"].get("unknown-dev-features", 0) & 0xffffff
+        asked = driver_features()
+        say("device offers 0x%x, the driver asks for %s, the guest has %s" % (
+            offered, sorted(asked), sorted(feats)))
         for attr, prop, bit in (("autodeflate", "pressure-release", 3),
                                 ("freePageReporting", "free-page-reporting", 1)):
             if attr not in self.xml_attrs:
                 continue
             on = self.xml_attrs[attr] == "on"
             check_eq(bal[0].get(prop), on, "%s on QEMU's command line" % prop)
-            check_eq(bit in feats, on, "the guest's feature bit %d (%s)"
-                     % (bit, attr))
-        msg = {"execute": "qom-get", "arguments": {
-            "path": "/machine/peripheral/balloon0",
-            "property": "guest-stats-polling-interval"}}
-        got = json.loads(self.daemon.virsh("qemu-monitor-command", self.domain,
-                                           json.dumps(msg)))["return"]
+            check_eq(bool(offered >> bit & 1), on, "feature bit %d (%s) "
+                     "offered by the device" % (bit, attr))
+            check_eq(bit in feats, on and bit in asked,
+                     "the guest's feature bit %d (%s)" % (bit, attr))
+        got = self.qmp_virsh("qom-get", path="/machine/peripheral/%s"
+                             % bal[0]["id"],
+                             property="guest-stats-polling-interval")
         check_eq(got, self.period, "guest-stats-polling-interval from <stats period>")
+
+    def qmp_virsh(self, command, **arguments):
+        """A QMP command through virsh qemu-monitor-command -> its return."""
+        msg = {"execute": command, "arguments": arguments}
+        return json.loads(self.daemon.virsh("qemu-monitor-command", self.domain,
+                                            json.dumps(msg)))["return"]
 
     def cleanup(self):
         self.close_vm()
@@ -772,6 +836,21 @@ def json_seq(text):
             return vals
         v, i = dec.raw_decode(text, i)
         vals.append(v)
+
+
+def driver_features():
+    """The feature bits this tree's driver asks for: the names in its
+    feature table, numbered by the uapi header."""
+    with open(os.path.join(TOP, "include/uapi/linux/virtio_balloon13.h")) as f:
+        num = dict(re.findall(r"#define\s+(VIRTIO_BALLOON13_F_\w+)\s+(\d+)",
+                              f.read()))
+    with open(os.path.join(TOP, "drivers/virtio/virtio_balloon13.c")) as f:
+        m = re.search(r"vb13_features\[\]\s*=\s*\{([^}]*)\}", f.read())
+    check(m, "no feature table in the driver")
+    names = re.findall(r"VIRTIO_BALLOON13_F_\w+", m.group(1))
+    check(names and all(n in num for n in names),
+          "the driver's feature table names %s", names)
+    return {int(num[n]) for n in names}
 
 
 def needed_packages(binary):
@@ -803,6 +882,9 @@ def main():
     ap.add_argument("--tap", metavar="FILE", default=os.environ.get("VB13_TAP"),
                     help="also write the TAP to FILE (default $VB13_TAP)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dirs")
+    ap.add_argument("--readme", default=README, metavar="FILE",
+                    help="read the blocks from FILE, an edited copy of "
+                    "README.md (to see a block's test fail)")
     ap.add_argument("-k", dest="only", help="blocks to run (comma list; "
                     "what they need runs too)")
     args = ap.parse_args()
@@ -814,7 +896,7 @@ def main():
     out.plan(len(ids))
     failed = False
     try:
-        blocks = read_blocks()
+        blocks = read_blocks(args.readme)
         unknown = sorted(set(blocks) - set(BLOCKS))
         missing = [b for b in BLOCKS if b not in blocks]
         check(not unknown, "README.md marks blocks the test does not know: %s"
