@@ -92,11 +92,13 @@ BASE_PACKAGES = {"libc6"}
 SYSFS = "/sys/bus/virtio/drivers/virtio_balloon13/virtio*"
 # Before a balloon is made, the guest touches this much of its RAM
 # (memtouch, from the test guest's initramfs) and frees it; then QEMU's
-# resident memory must fall by the balloon's size, less this slack (the
-# balloon may take some pages the guest never touched; tests/e2e's inflate
-# allows 12 MiB of 512 in the same way).
+# resident memory must fall by the balloon's size, less this slack: the
+# balloon also takes free pages memtouch never touched (about 800 MiB of a
+# 2 GiB guest's free memory stay untouched), which were never resident on
+# the host.  Measured: 497 to 508 MiB of a 512 MiB balloon; with the
+# memory given back nowhere (share=off for balloon13d), about 0.
 TOUCH_MIB = 1100
-GIVEN_BACK_SLACK = 12 * MiB
+GIVEN_BACK_SLACK = 64 * MiB
 
 
 # ---- README.md ---------------------------------------------------------------
@@ -375,7 +377,9 @@ class Run:
         return g
 
     def expect_size(self, g, balloon, base, what):
+        t0 = time.monotonic()
         st = g.wait_size(balloon, timeout=180)
+        say("%s: settled in %.1f s" % (what, time.monotonic() - t0))
         check_eq(st["mem"]["MemTotal"], base - balloon, "MemTotal after " + what)
         say("%s: balloon %d MiB, MemTotal %d KiB" % (what, balloon // MiB,
                                                       st["mem"]["MemTotal"] // KiB))
@@ -599,7 +603,9 @@ class Run:
         """QEMU's resident memory once the guest has touched most of its
         RAM and freed it again (so that the pages a balloon takes are
         resident on the host before it takes them)."""
+        t0 = time.monotonic()
         g.sh("memtouch %d" % TOUCH_MIB, timeout=240)
+        say("memtouch %d: %.1f s" % (TOUCH_MIB, time.monotonic() - t0))
         return self.vm.qemu_rss()["VmRSS"]
 
     def given_back(self, rss0, balloon, what):
