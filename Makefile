@@ -4,6 +4,11 @@
 # drivers/virtio/virtio_balloon13.ko from the sources laid out as in a
 # kernel tree.
 
+# Debian's own tools first: the tests import the Python modules setup.sh
+# installs with apt (python3-libvirt, python3-qemu-qmp), which a python3
+# earlier in PATH (pyenv, a venv) would not see.
+export PATH := /usr/sbin:/usr/bin:/sbin:/bin:$(PATH)
+
 KDIR ?= /lib/modules/$(shell uname -r)/build
 KBUILD_ARGS := -C $(KDIR) M=$(CURDIR) CONFIG_VIRTIO_BALLOON13=m
 

@@ -4,8 +4,8 @@
 #
 # The machine's own apt sources are asked first (setup.sh adds deb-src for
 # bookworm and bookworm-backports: libvirt 9.0.0 and 11.3.0), then Debian
-# unstable through an apt configuration of its own under
-# $VB13_CACHE/apt-unstable, so nothing from unstable is ever installed.
+# unstable through scripts/sid-apt.sh (an apt configuration of its own), so
+# nothing from unstable is ever installed.
 # Like QEMU's, the .dsc and debian tarball are sometimes missing from the
 # archive while the orig tarball downloads fine: apt's error is tolerated as
 # long as the tarball arrived (apt checks it against the Sources index).
@@ -30,35 +30,29 @@ fi
 
 log=
 # Download the source package whose Debian version is $LIBVIRT_VERSION-*
-# with apt-get and the options given; apt's complaints go to $log.
+# with apt, run through the command given (none: the machine's own apt);
+# apt's complaints go to $log.
 fetch() {
 	local ver
-	ver=$(apt-cache "$@" showsrc libvirt 2>/dev/null | awk -v v="$LIBVIRT_VERSION-" \
+	ver=$("$@" apt-cache showsrc libvirt 2>/dev/null | awk -v v="$LIBVIRT_VERSION-" \
 		'$1 == "Version:" && index($2, v) == 1 && !n++ { print $2 }')
 	if [ -z "$ver" ]; then
 		log="no libvirt $LIBVIRT_VERSION source package listed"
 		return 0
 	fi
 	log=$(cd "$VB13_CACHE/src" &&
-		apt-get "$@" source --download-only "libvirt=$ver" 2>&1 || true)
+		"$@" apt-get source --download-only "libvirt=$ver" 2>&1 || true)
 }
 
 # The machine's sources (bookworm, bookworm-backports).
 bash "$VB13_TOP/scripts/setup.sh" >&2
 fetch
 
-# Debian unstable, with a sources list, lists and cache of its own.
+# Debian unstable, through scripts/sid-apt.sh.
 if [ ! -s "$tarball" ]; then
-	apt_dir=$VB13_CACHE/apt-unstable
-	mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
-	echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg]" \
-		"http://deb.debian.org/debian unstable main" >"$apt_dir/sources.list"
-	apt_opts=(-o "Dir::Etc::sourcelist=$apt_dir/sources.list"
-		-o Dir::Etc::sourceparts=- -o "Dir::State::Lists=$apt_dir/lists"
-		-o "Dir::Cache=$apt_dir/cache" -o Dir::State::status=/dev/null)
-	apt-get "${apt_opts[@]}" update -qq >&2 ||
+	bash "$VB13_TOP/scripts/sid-apt.sh" update >&2 ||
 		vb13_log "apt-get update of Debian unstable's sources failed"
-	fetch "${apt_opts[@]}"
+	fetch bash "$VB13_TOP/scripts/sid-apt.sh"
 fi
 
 [ -s "$tarball" ] || vb13_die "could not download $(basename "$tarball")" \

@@ -8,7 +8,7 @@
 # python-qemu-qmp), and Debian's qemu 11.1 build-depends on that package:
 # python3-qemu-qmp.  Bookworm has no such package, so this unpacks Debian
 # unstable's (architecture all, pure Python, depends on python3 only) with
-# an apt configuration of its own: bookworm's apt state is not touched and
+# scripts/sid-apt.sh (an apt configuration of its own): bookworm's apt state is not touched and
 # nothing from unstable is installed.
 #
 # A python3-qemu-qmp installed on the machine wins (nothing is fetched).
@@ -27,22 +27,10 @@ done
 
 exec 9>"$VB13_CACHE/python3-qemu-qmp.lock"
 flock 9
-apt=$VB13_CACHE/apt-unstable
-mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial"
-# The archive URI the machine's own Debian sources name (as setup.sh).
-uri=$(grep -hE '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources \
-	/etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
-	grep -v -- '-security' | grep -oE '(https?|file)://[^ ]+' |
-	grep -i debian | head -n1 || true)
-printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s unstable main\n' \
-	"${uri:-http://deb.debian.org/debian}" >"$apt/sources.list"
-opts=(-o Dir::Etc::sourcelist="$apt/sources.list" -o Dir::Etc::sourceparts=-
-	-o Dir::State::Lists="$apt/lists" -o Dir::Cache="$apt/cache"
-	-o Dir::State::status=/dev/null -o Debug::NoLocking=1)
-apt-get "${opts[@]}" update -qq >&2
+bash "$VB13_TOP/scripts/sid-apt.sh" update >&2
 tmp=$(mktemp -d "$VB13_CACHE/.qemu-qmp.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-(cd "$tmp" && apt-get "${opts[@]}" download python3-qemu-qmp >&2 2>/dev/null) ||
+(cd "$tmp" && bash "$VB13_TOP/scripts/sid-apt.sh" apt-get download python3-qemu-qmp >&2 2>/dev/null) ||
 	vb13_die "apt-get download python3-qemu-qmp (Debian unstable) failed"
 deb=$(ls "$tmp"/python3-qemu-qmp_*_all.deb)
 ver=$(dpkg-deb -f "$deb" Version)

@@ -4,6 +4,9 @@
 # so that a clean clone reuses it; every script also works with it empty.
 VB13_CACHE=${VB13_CACHE:-/var/cache/virtio_balloon13}
 VB13_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Debian's tools first (a pyenv or venv python3 lacks the apt-installed
+# python3-libvirt and python3-qemu-qmp the tests import).
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 # The QEMU the project builds (scripts/build-qemu.sh) and takes libvhost-user
 # from: the newest upstream release whose source Debian unstable's archive
 # serves (scripts/fetch-qemu-src.sh).  Unstable's index lists 11.1.3, but

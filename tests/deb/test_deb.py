@@ -24,6 +24,12 @@ kernel, and purges the package again.  TAP results (scripts/tap.py):
                        tree and every built module are gone, and no
                        modules.dep names the module
 
+A series whose kernel has no headers package for bookworm (7.2: unstable's
+linux-kbuild-7.2 needs unstable's libc) gets its headers the way a
+packaged kernel lays them out: /lib/modules/<release>/build pointing at the
+kernel build tree scripts/fetch-kernels.sh prepared, made for the test and
+removed after it, so DKMS builds for it as for an installed kernel.
+
 A DKMS install of virtio-balloon13 already on the machine (the user's) is
 never touched: then everything after deb/build is a SKIP.  Exit status 1
 if anything failed.  Python 3 standard library only.
@@ -93,6 +99,32 @@ def installed_elsewhere():
     if glob.glob("/usr/src/%s-*" % NAME):
         return "/usr/src/%s-* exists: left alone" % NAME
     return None
+
+
+def provide_headers(series):
+    """/lib/modules/<release>/build for series lacking installed headers.
+
+    Returns the directories made, for remove_headers() to take away again.
+    """
+    made = []
+    for s in series:
+        env = kernel_env(s)
+        mod = "/lib/modules/%s" % env["KVER"]
+        if os.path.exists(os.path.join(mod, "build", "include")):
+            continue
+        check(not os.path.exists(mod), "%s exists without headers" % mod)
+        check(os.path.isdir(os.path.join(env.get("KDIR", ""), "include")),
+              "no prepared kernel build tree for %s (%s)" % (s, env.get("KDIR")))
+        os.makedirs(mod)
+        made.append(mod)
+        os.symlink(env["KDIR"], os.path.join(mod, "build"))
+        say("deb: %s headers from %s" % (env["KVER"], env["KDIR"]))
+    return made
+
+
+def remove_headers(made):
+    for mod in made:
+        subprocess.run(["rm", "-rf", "--one-file-system", mod], check=False)
 
 
 def leftovers():
@@ -214,8 +246,10 @@ def main():
         return 0
     ver = state["version"]
     sh("make", "-s", "-C", TOP, "host")     # balloon13d for the VMs
+    made = []
 
     def install():
+        made.extend(provide_headers(series))
         sh("apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=900",
            "--no-install-recommends", state["deb"],
            env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
@@ -266,6 +300,7 @@ def main():
             left = leftovers()
             check(not left, "left behind: %s" % " ".join(left))
         result("deb/remove", remove)
+        remove_headers(made)
         rest("not reached", fail=True)
         out.close()
     return 1 if failed else 0
