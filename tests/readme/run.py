@@ -7,8 +7,11 @@
 Reads the blocks of README.md that a comment `<!-- readme-test: NAME -->`
 precedes (fenced code, or a table), runs their commands on this machine
 and in QEMU guests, and checks what each one promises: balloon sizes and
-the guest's MemTotal exactly, QMP's and virsh's answers, the feature bits
-the libvirt XML switches on, the package's version in the guest.  One TAP
+the guest's MemTotal exactly, QEMU's resident memory falling by the
+balloon (the host gets it back), QMP's and virsh's answers, the feature
+bits the libvirt XML switches on, the package's version in the guest, and
+the values the blocks' comments promise.  --readme FILE reads an edited
+copy instead, to see a block's test fail.  One TAP
 result per block, `readme/<NAME>` (scripts/tap.py reads them), in the
 order below; a block whose prerequisite failed fails naming it.
 
