@@ -151,6 +151,8 @@ worker_b() {
 	stage e2e-6.12     "$O/e2e-6.12.tap"         python3 tests/e2e/run.py --series 6.12 --skip "$SKIP_6_12"
 	stage e2e-debug-2  "$O/e2e-debug-2.tap"      debug_e2e 2
 	stage deb          "$O/deb.tap"              python3 tests/deb/test_deb.py
+	# After deb, never beside it: both install and purge the package.
+	stage readme       "$O/readme.tap"           python3 tests/readme/run.py
 	stage libvirt      "$O/libvirt.tap"          tapout python3 tests/libvirt/run.py
 }
 printf '\n=== end-to-end (QEMU VMs), debug kernel checks, package, bench smoke: two workers (%ss elapsed)\n' \
@@ -160,7 +162,7 @@ worker_b &
 wait
 fg_log=1
 for id in $(cut -f1 "$O/stages.tsv"); do
-	case $id in e2e-*|debug-kernel|bench|deb|libvirt) printf '\n--- %s\n' "$id"; cat "$O/$id.log" ;; esac
+	case $id in e2e-*|debug-kernel|bench|deb|readme|libvirt) printf '\n--- %s\n' "$id"; cat "$O/$id.log" ;; esac
 done
 
 # Stages that read the others' results come here, after the workers (the
