@@ -15,6 +15,7 @@
 #include <linux/debugfs.h>
 #include <linux/fs.h>
 #include <linux/kernel.h>
+#include <linux/kfence.h>
 #include <linux/list.h>
 #include <linux/mm.h>
 #include <linux/module.h>
@@ -33,10 +34,36 @@ static DEFINE_MUTEX(probe_lock_a);
 static DEFINE_MUTEX(probe_lock_b);
 static struct dentry *probe_dir;
 
+/*
+ * A slab object KASAN watches: KFENCE serves an allocation now and then
+ * (one per sample interval), and then KFENCE, not KASAN, reports the bug.
+ * Those are set aside and freed.
+ */
+static void *probe_kasan_alloc(void)
+{
+	void *kf[8];
+	void *p;
+	int n = 0;
+
+	for (;;) {
+		p = kmalloc(PROBE_OBJ_SIZE, GFP_KERNEL);
+		if (!p || !is_kfence_address(p) || n == ARRAY_SIZE(kf))
+			break;
+		kf[n++] = p;
+	}
+	while (n)
+		kfree(kf[--n]);
+	if (p && is_kfence_address(p)) {
+		kfree(p);
+		return NULL;
+	}
+	return p;
+}
+
 /* Read one byte past the end of a slab object. */
 static noinline void probe_kasan_oob(void)
 {
-	char *p = kmalloc(PROBE_OBJ_SIZE, GFP_KERNEL);
+	char *p = probe_kasan_alloc();
 	size_t i = PROBE_OBJ_SIZE;
 
 	if (!p)
@@ -49,7 +76,7 @@ static noinline void probe_kasan_oob(void)
 /* Read a slab object after freeing it. */
 static noinline void probe_kasan_uaf(void)
 {
-	char *p = kmalloc(PROBE_OBJ_SIZE, GFP_KERNEL);
+	char *p = probe_kasan_alloc();
 
 	if (!p)
 		return;
