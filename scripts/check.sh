@@ -98,10 +98,11 @@ fi
 # On the debug kernel (KASAN, lockdep, ...; kmemleak in its own scenario)
 # the scenarios run on balloon13d only, without those that take longest
 # there (2.5-5x slower than on Debian's kernels under TCG) and whose paths
-# others cover; the rest is split in two shards of whole VM groups,
+# others cover (the life cycle, the device side, the old driver and the
+# device offering nothing: the driver's code under test is the same); the rest is split in two shards of whole VM groups,
 # balanced by earlier runs' times frozen for this run (run.py --shard:
 # every scenario in exactly one).  `make check-debug` runs them all.
-DEBUG_SKIP=unload,churn,bad-page-bits-40,offline-2m,suspend,stress,smallest,soak-short,poweroff,reboot,hostile-guest,ram-memfd,ram-hugetlb,ram-file
+DEBUG_SKIP=unload,churn,bad-page-bits-40,offline-2m,suspend,stress,smallest,soak-short,poweroff,reboot,hostile-guest,ram-memfd,ram-hugetlb,ram-file,old-probe,old-inflate,old-stats,old-deflate,none-probe,none-inflate,none-stats,none-deflate,none-features,none-pressure,poison
 cp "$VB13_CACHE/e2e-times.json" "$O/e2e-times.json" 2>/dev/null || echo '{}' >"$O/e2e-times.json"
 debug_e2e() { # K: shard K of 2
 	python3 tests/e2e/run.py --series 6.12-debug --devices vu --skip "$DEBUG_SKIP" \
