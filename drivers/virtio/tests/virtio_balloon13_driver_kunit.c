@@ -270,11 +270,11 @@ static void probe_posts_buffers(struct kunit *test)
 	struct fake_vdev *fd = bind(test, 12, true);
 	struct virtio_balloon13 *vb = vb_of(fd);
 	unsigned long cap = (unsigned long)vb13_page_list_kib >> (PAGE_SHIFT - 10);
+	unsigned int at_ready = READ_ONCE(fd->posted_at_ready);
 
 	KUNIT_EXPECT_TRUE(test, fake_vdev_status(fd) & VIRTIO_CONFIG_S_DRIVER_OK);
 	/* Every request buffer was posted before DRIVER_OK. */
-	KUNIT_EXPECT_EQ(test, READ_ONCE(fd->posted_at_ready),
-			(unsigned int)VB13_NR_REQS);
+	KUNIT_EXPECT_EQ(test, at_ready, (unsigned int)VB13_NR_REQS);
 	KUNIT_EXPECT_EQ(test, fake_vdev_inputq_posted(fd),
 			(unsigned int)VB13_NR_REQS);
 	KUNIT_EXPECT_EQ(test, vb->nr_reqs, (unsigned int)VB13_NR_REQS);
