@@ -339,16 +339,23 @@ class Frontend:
         ids = []
         for _ in range(n):
             slot = self.vq[0].free[0]
+            # Not 0 in reserved: a device that leaves the field as it
+            # found it fails read_requests().
+            self.w(BUF_GPA + 64 * slot + 4, b"\xa5" * 4)
             ids.append(self.vq[0].add([(BUF_GPA + 64 * slot, size, True)]))
         self.vq[0].notify()
         return ids
 
     def read_requests(self, n, timeout=3.0):
-        """[(used_len, type, value)] for n used inputq buffers."""
+        """[(used_len, type, value)] for n used inputq buffers; a request
+        whose reserved field is not 0 fails the test (the device must
+        write 0 there: spec B13-DEV-REQ-04)."""
         out = []
         for head, length in self.vq[0].wait_used(n, timeout):
             t, res, v = struct.unpack("<IIQ", self.r(BUF_GPA + 64 * head,
                                                       16))
+            if length >= 8:
+                eq(res, 0, "reserved of a type %d request" % t)
             out.append((length, t, v))
         return out
 
@@ -874,11 +881,10 @@ def t_device_restart():
         fe.stop_queue(1)
         assert wait_for(lambda: not e.d.status()["driver_ready"])
         eq(e.d.status()["device_stops"], 1, "stops")
-        # a restarted driver (fresh rings) gets the target again
-        fe.vq = [VQ(fe, 0), VQ(fe, 1)]
-        fe.start_queue(0)
-        fe.start_queue(1)
-        fe.enable()
+        # a restarted driver (fresh rings) gets the target again; the
+        # rings are zeroed as a driver's would be (with the old used
+        # ring left in place, the first request was read back again)
+        fe.new_rings()
         fe.post_requests(2)
         eq(fe.read_requests(1), [(16, 0, 2 * MIB)], "again")
     finally:

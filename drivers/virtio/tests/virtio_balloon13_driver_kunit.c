@@ -272,8 +272,11 @@ static void probe_posts_buffers(struct kunit *test)
 	struct fake_vdev *fd = bind(test, 12, true);
 	struct virtio_balloon13 *vb = vb_of(fd);
 	unsigned long cap = (unsigned long)vb13_page_list_kib >> (PAGE_SHIFT - 10);
+	unsigned int at_ready = READ_ONCE(fd->posted_at_ready);
 
 	KUNIT_EXPECT_TRUE(test, fake_vdev_status(fd) & VIRTIO_CONFIG_S_DRIVER_OK);
+	/* Every request buffer was posted before DRIVER_OK. */
+	KUNIT_EXPECT_EQ(test, at_ready, (unsigned int)VB13_NR_REQS);
 	KUNIT_EXPECT_EQ(test, fake_vdev_inputq_posted(fd),
 			(unsigned int)VB13_NR_REQS);
 	KUNIT_EXPECT_EQ(test, vb->nr_reqs, (unsigned int)VB13_NR_REQS);
@@ -587,6 +590,53 @@ static void msg_byte_cap(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, most, cap);
 	kunit_info(test, "%u messages, largest %lu blocks (cap %lu)\n", nmsgs,
 		   most, cap);
+}
+
+/*
+ * A byte cap above what a message can carry (64 MiB of 4 KiB blocks would
+ * be 16384 addresses): messages stop at VIRTIO_BALLOON13_MSG_MAX_LEN
+ * (8191 addresses), and the balloon still reaches its target.
+ */
+static void msg_len_max(struct kunit *test)
+{
+	struct fake_vdev_msg *held[VB13_NR_MSGS], *msg;
+	unsigned long want, total = 0, most = 0;
+	struct virtio_balloon13 *vb;
+	unsigned int nh = 0, i;
+	struct fake_vdev *fd;
+
+	save_params(test);
+	WRITE_ONCE(vb13_page_list_kib, 64 * 1024);
+	fd = bind(test, 12, false);
+	vb = vb_of(fd);
+	KUNIT_EXPECT_EQ(test, vb->geom.msg_addrs,
+			(unsigned int)VB13_MSG_ADDRS_MAX);
+	want = SZ_64M >> 12;
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_64M), 0);
+	while (total < want) {
+		if (nh == vb->nr_msgs) {
+			KUNIT_EXPECT_EQ(test,
+					fake_vdev_complete_output(fd, held[0]),
+					0);
+			memmove(held, held + 1, --nh * sizeof(held[0]));
+		}
+		KUNIT_ASSERT_EQ(test, fake_vdev_wait_output(fd, &msg, TO), 0);
+		KUNIT_ASSERT_EQ(test, fake_vdev_msg_type(msg), 0U);
+		KUNIT_EXPECT_LE(test, msg->len,
+				(size_t)VIRTIO_BALLOON13_MSG_MAX_LEN);
+		most = max(most, msg_blocks(msg));
+		total += msg_blocks(msg);
+		held[nh++] = msg;
+	}
+	KUNIT_EXPECT_EQ(test, total, want);
+	for (i = 0; i < nh; i++)
+		KUNIT_EXPECT_EQ(test, fake_vdev_complete_output(fd, held[i]), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, want), TO));
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_BAD_MSGS), 0ULL);
+	/* Past the default cap (4096), up to what fits. */
+	KUNIT_EXPECT_GT(test, most, 4096UL);
+	KUNIT_EXPECT_LE(test, most, (unsigned long)VB13_MSG_ADDRS_MAX);
+	kunit_info(test, "largest message %lu addresses\n", most);
 }
 
 /* Messages the device returns in any order free exactly their blocks. */
@@ -1416,6 +1466,28 @@ static void hostile_unknown_type(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.requests_malformed), 0ULL);
 	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->nr_blocks), 0UL);
 	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_MSGS), 0ULL);
+}
+
+/* The reserved field of a request means nothing to the driver. */
+static void hostile_request_reserved(struct kunit *test)
+{
+	struct virtio_balloon13_req req = {
+		.type = cpu_to_le32(VIRTIO_BALLOON13_REQ_RESIZE),
+		.reserved = cpu_to_le32(0xffffffff),
+		.value = cpu_to_le64(SZ_4M),
+	};
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+
+	fd = bind(test, 12, true);
+	vb = vb_of(fd);
+	KUNIT_ASSERT_EQ(test, fake_vdev_send_raw(fd, &req, sizeof(req),
+						 sizeof(req)), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 1024), TO));
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.requests_resize), 1ULL);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.requests_malformed), 0ULL);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.requests_unknown), 0ULL);
+	KUNIT_EXPECT_TRUE(test, fake_vdev_wait_posted(fd, VB13_NR_REQS, TO));
 }
 
 static const u64 hostile_targets[] = { U64_MAX, 1ULL << 63, 1ULL << 40 };
@@ -2819,6 +2891,7 @@ static struct kunit_case vb13_driver_cases[] = {
 	KUNIT_CASE(deflate_waits_for_in_flight),
 	KUNIT_CASE(in_flight_bound),
 	KUNIT_CASE_PARAM(msg_byte_cap, cap_bits_gen_params),
+	KUNIT_CASE(msg_len_max),
 	KUNIT_CASE(out_of_order_completion),
 	KUNIT_CASE(resize_redirects),
 	KUNIT_CASE(resize_storm),
@@ -2839,6 +2912,7 @@ static struct kunit_case vb13_driver_cases[] = {
 #endif
 	KUNIT_CASE(hostile_request_length),
 	KUNIT_CASE(hostile_unknown_type),
+	KUNIT_CASE(hostile_request_reserved),
 	KUNIT_CASE_PARAM(hostile_huge_target, hostile_targets_gen_params),
 	KUNIT_CASE(hostile_spurious_interrupts),
 	KUNIT_CASE(oom_batches_grow),

@@ -544,6 +544,9 @@ static void fake_vdev_set_status(struct virtio_device *vdev, u8 status)
 	struct fake_vdev *fd = to_fake_vdev(vdev);
 	u8 old = READ_ONCE(fd->status);
 
+	/* What the driver posted before it said it was ready. */
+	if (status & ~old & VIRTIO_CONFIG_S_DRIVER_OK)
+		WRITE_ONCE(fd->posted_at_ready, fake_vdev_inputq_posted(fd));
 	WRITE_ONCE(fd->status, status);
 	/* Buffers made available before DRIVER_OK are served now. */
 	if ((status & ~old & VIRTIO_CONFIG_S_DRIVER_OK) &&

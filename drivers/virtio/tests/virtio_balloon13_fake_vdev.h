@@ -253,6 +253,8 @@ struct fake_vdev_queue {
  * @config.page_bits: block size as a power of two.
  * @config_gen: config generation.
  * @status: device status, written by the driver.
+ * @posted_at_ready: inputq buffers the driver had made available when it
+ *	set DRIVER_OK (the latest time it did).
  * @registered: between fake_vdev_register() and fake_vdev_unregister().
  * @leaked: the device outlived unregistering; the fake is never freed.
  * @released: completed by the device's release callback.
@@ -293,6 +295,7 @@ struct fake_vdev {
 	} config;
 	u32 config_gen;
 	u8 status;
+	unsigned int posted_at_ready;
 	bool registered;
 	bool leaked;
 	struct completion released;

@@ -50,6 +50,10 @@ def t_probe(g):
     s = g.status()
     check(s["driver_ready"], "device: driver_ready is false")
     check_eq(s["page_bits"], 12, "device page_bits")
+    if g.dev.kind == "vu":
+        # The configuration is read-only: the driver never writes it
+        # (spec B13-DRV-CFG-01; balloon13d counts and ignores writes).
+        check_eq(s["config_writes_ignored"], 0, "balloon13d config writes")
     say("probe: %s bound, page_bits 12, floor %s, %d counters"
         % (st["devs"][0], mib(floor), len(st["cnt"])))
 

@@ -421,6 +421,12 @@ def reboot_cycle(g, how, size):
     g.base_memtotal = base = total
     s1 = g.status()
     check(not s1["driver_ready"], "device: driver still ready after the reset")
+    if not is_vu(g):
+        # After a reset the balloon is empty (spec B13-DEV-RESET-02).
+        # balloon13d tells a reset from a pause only when the rings
+        # start again from 0: it is checked once the new driver runs.
+        check_eq(s1["bytes_in_balloon"], 0,
+                 "the native device's balloon after the reset")
     if is_vu(g):
         check(s1["device_stops"] > s0["device_stops"],
               "balloon13d saw no reset (device_stops %d, then %d)",
@@ -441,6 +447,13 @@ def reboot_cycle(g, how, size):
     check(s2["driver_ready"], "device: driver not ready after modprobe")
     check_eq(s2["bytes_received"] - s1["bytes_received"], new,
              "device bytes_received after the reboot")
+    # The old boot's balloon is gone from the device's count (spec
+    # B13-DEV-RESET-02), and the block size the new driver read is the
+    # one the device started with (B13-DEV-CFG-02).
+    check_eq(s2["bytes_in_balloon"], new,
+             "device bytes_in_balloon after the reset and the first RESIZE")
+    check_eq(st["sys"]["page_bits"], g.cfg["page_bits"],
+             "page_bits the new boot's driver read")
     check_eq(s2["rejected"], s0["rejected"], "device rejected messages")
     return {"how": how, "boot_s": secs}
 
