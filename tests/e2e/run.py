@@ -109,7 +109,8 @@ class Runner:
         if vm is not None and vm._cmd is not None and not vm._broken:
             try:
                 text = vm.dmesg()
-            except vmlib.VMError:
+            except (vmlib.VMError, OSError):
+                # A QEMU that died (the failure itself) closes the channel.
                 text = None
         if text is not None:
             parts.append("    --- guest dmesg (tail):\n" + indent(text, 25))

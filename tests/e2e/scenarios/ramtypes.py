@@ -105,12 +105,14 @@ def _ram_scenario(g, kind):
         return
     # Migration with the balloon inflated: data intact both ways.
     _settle(g, BALLOON)
-    # Without explicit withdrawal the device can't tell which ballooned
-    # blocks of shared hugetlbfs another process wrote, so migration reads
-    # them all: the source faults the balloon back in, and the host's
-    # pool must hold it besides the destination's RAM (short of it, the
-    # source dies of SIGBUS).
-    extra = vmlib.reserve_huge_pages(MEM + BALLOON) if kind == "hugetlb" else 0
+    # Migration reads what the source does not skip: blocks free page
+    # reporting discarded (and, without explicit withdrawal, the balloon,
+    # which another process may have written on shared hugetlbfs) fault
+    # back in on the source.  The host's pool must hold all of the
+    # source's RAM besides the destination's (short of it, the source
+    # dies of SIGBUS: it did with only the balloon's share reserved once
+    # the driver reported free pages).
+    extra = vmlib.reserve_huge_pages(2 * MEM) if kind == "hugetlb" else 0
     try:
         dst = vm.destination()
         try:
