@@ -157,9 +157,10 @@ struct b13_apply_stats {
 	uint64_t report_ranges;	/* REPORT: ranges acted on */
 	uint64_t reported_bytes;	/* REPORT: bytes named */
 	uint64_t report_ballooned;	/* REPORT: blocks in the balloon named
-					   as free (guest error with WITHDRAW;
+					   as free (guest error with WITHDRAW,
+					   once per range naming the block;
 					   without, withdrawn by access: they
-					   leave the bitmap) */
+					   leave the bitmap, counted once) */
 	uint64_t punch_calls;	/* madvise() calls */
 	uint64_t punch_bytes;
 	uint64_t punch_errors;

@@ -413,18 +413,22 @@ static void report_msg(struct in *in, const struct table *t,
 			FUZZ_CHECK(res.bad_addr == bad);
 		return;
 	}
-	/* Blocks wholly inside a reported range and inside one region. */
+	/*
+	 * Blocks wholly inside a reported range.  With WITHDRAW they stay in
+	 * the balloon and each naming counts (a block inside two overlapping
+	 * ranges is two guest errors); without, the first range to name a
+	 * block takes it out, so it counts once.
+	 */
 	for (i = 0; i < model->n;) {
-		uint64_t a = model->v[i] << t->pb;
-		bool in_range = false;
+		uint64_t a = model->v[i] << t->pb, named = 0;
 
-		for (k = 0; k < n && !in_range; k++)
-			in_range = a >= ra[k] && a - ra[k] <= rl[k] - t->bs;
-		if (!in_range) {
+		for (k = 0; k < n && (wmode || !named); k++)
+			named += a >= ra[k] && a - ra[k] <= rl[k] - t->bs;
+		if (!named) {
 			i++;
 			continue;
 		}
-		ballooned++;
+		ballooned += named;
 		if (wmode)
 			i++;
 		else
