@@ -67,12 +67,6 @@ int b13_parse_features(const char *s, uint64_t *mask, const char **why);
 #define B13_MAX_MSG_BYTES	VIRTIO_BALLOON13_MSG_MAX_LEN
 #define B13_MAX_PAGES		((B13_MAX_MSG_BYTES - 8) / 8)
 #define B13_MAX_RANGES		((B13_MAX_MSG_BYTES - 8) / 16)
-/*
- * Most entries in one stats message.  A driver sends one per tag it knows
- * (eighteen with FULL_STATS); 64 leaves room for tags to come.  More is
- * "oversize".
- */
-#define B13_MAX_STATS		64u
 
 /* Why an outputq message was rejected.  Parallel to b13_reject_names[]. */
 enum b13_reject {
@@ -80,7 +74,7 @@ enum b13_reject {
 	B13_REJ_SHORT,		/* shorter than the 8-byte header */
 	B13_REJ_LENGTH,		/* not 8 + 8n / 8 + 16n for its type, n >= 1 */
 	B13_REJ_TYPE,		/* unknown type, or one not negotiated */
-	B13_REJ_OVERSIZE,	/* > B13_MAX_MSG_BYTES, or > B13_MAX_STATS stats */
+	B13_REJ_OVERSIZE,	/* > B13_MAX_MSG_BYTES */
 	B13_REJ_WRITABLE,	/* has device-writable descriptors */
 	B13_REJ_OVERFLOW,	/* address (+ length) wraps past 2^64 */
 	B13_REJ_UNALIGNED,	/* address or length not a multiple of the block */
@@ -254,6 +248,9 @@ struct b13_msg_result {
 	uint64_t n;		/* entries (addresses, ranges or stats) */
 	uint64_t bad_addr;	/* the first bad address (OVERFLOW..EMPTY) */
 	bool reserved_nonzero;	/* guest error, message still used */
+	bool withdraw_bad_length;	/* WITHDRAW of 8 + 8n + k bytes,
+				   0 < k < 8: guest error, its n
+				   complete entries still used */
 	/* page lists */
 	size_t runs;		/* runs of contiguous blocks discarded */
 	uint64_t repeats;	/* addresses repeated within the message */
@@ -315,7 +312,7 @@ struct b13_job {
 	union {
 		uint64_t a[B13_MAX_PAGES];
 		struct virtio_balloon13_range r[B13_MAX_RANGES];
-		struct virtio_balloon13_stat s[B13_MAX_STATS];
+		struct virtio_balloon13_stat s[B13_MAX_RANGES];
 		unsigned char raw[B13_MAX_MSG_BYTES - 8];
 	} e;				/* the entries, copied */
 };

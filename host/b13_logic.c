@@ -473,11 +473,16 @@ enum b13_reject b13_check_msg(uint64_t len,
 		return B13_REJ_TYPE;
 	}
 	body = len - sizeof(*hdr);
-	if (!body || body % entry)
+	/*
+	 * A WITHDRAW of a wrong length still has its complete entries acted
+	 * on (the guest uses those blocks once the buffer is back); the
+	 * caller counts the length as a guest error.
+	 */
+	if (body % entry && t != VIRTIO_BALLOON13_RESP_WITHDRAW)
 		return B13_REJ_LENGTH;
 	*n = body / entry;
-	if (t == VIRTIO_BALLOON13_RESP_STATS && *n > B13_MAX_STATS)
-		return B13_REJ_OVERSIZE;
+	if (!*n)
+		return B13_REJ_LENGTH;
 	*type = t;
 	return B13_OK;
 }
@@ -858,6 +863,8 @@ enum b13_reject b13_job_begin(struct b13_job *j, struct b13_map *m,
 	if (res->why != B13_OK)
 		return res->why;
 	res->reserved_nonzero = hdr.reserved != 0;
+	res->withdraw_bad_length = res->type == VIRTIO_BALLOON13_RESP_WITHDRAW &&
+				   (res->len - sizeof(hdr)) % 8;
 	/* One copy, at most 64 KiB: the guest may change it under us. */
 	iov_read(iov, niov, sizeof(hdr), j->e.raw, res->len - sizeof(hdr));
 

@@ -270,6 +270,7 @@ static void answer_status(struct b13d *d, struct ctl_conn *c, uint64_t in,
 	add_u64(b, "stats_repeated_tag", d->c.stats_repeated_tag);
 	add_u64(b, "withdraw_invalid", d->c.apply.withdraw_invalid);
 	add_u64(b, "withdraw_not_in_balloon", d->c.apply.withdraw_absent);
+	add_u64(b, "withdraw_bad_length", d->c.withdraw_bad_length);
 	add_u64(b, "report_ballooned",
 		b13d_features(d) & B13_F_WITHDRAW ?
 		d->c.apply.report_ballooned : 0);

@@ -788,6 +788,12 @@ static void count_withdraw(struct b13d *d, const struct b13_msg_result *res)
 	struct b13_apply_stats *t = &d->c.apply;
 
 	d->c.msgs_withdraw++;
+	if (res->withdraw_bad_length) {
+		d->c.withdraw_bad_length++;
+		logrl(d, LOG_WITHDRAW, "outputq: withdraw of %" PRIu64
+		      " bytes, not 8 + 8n (guest error; its %" PRIu64
+		      " complete entries used)", res->len, res->n);
+	}
 	t->withdrawn += a->withdrawn;
 	t->withdraw_invalid += a->withdraw_invalid;
 	t->withdraw_absent += a->withdraw_absent;

@@ -70,6 +70,7 @@ struct counters {
 	uint64_t repeated_in_message;
 	struct b13_apply_stats apply;
 	uint64_t reserved_nonzero;	/* guest error, message still used */
+	uint64_t withdraw_bad_length;	/* guest error, complete entries used */
 	uint64_t stats_unknown_tag;	/* guest error, entry dropped */
 	uint64_t stats_repeated_tag;	/* guest error, the last one kept */
 	uint64_t input_too_small;	/* inputq buffer < 16 writable bytes */

@@ -53,12 +53,11 @@ static enum b13_reject model_shape(uint64_t len, const uint8_t *msg,
 		entry = 16;
 	else
 		return B13_REJ_TYPE;
-	if (len == 8 || (len - 8) % entry)
+	/* A WITHDRAW's complete entries count whatever its length. */
+	if ((len - 8) % entry && t != VIRTIO_BALLOON13_RESP_WITHDRAW)
 		return B13_REJ_LENGTH;
 	*n = (len - 8) / entry;
-	if (t == VIRTIO_BALLOON13_RESP_STATS && *n > B13_MAX_STATS)
-		return B13_REJ_OVERSIZE;
-	return B13_OK;
+	return *n ? B13_OK : B13_REJ_LENGTH;
 }
 
 static uint64_t le64_at(const uint8_t *p)
@@ -143,6 +142,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(res.type == type && res.n == n);
 	FUZZ_CHECK(res.reserved_nonzero ==
 		   (msg[4] || msg[5] || msg[6] || msg[7]));
+	FUZZ_CHECK(res.withdraw_bad_length ==
+		   (type == VIRTIO_BALLOON13_RESP_WITHDRAW && (len - 8) % 8));
 	if (type == VIRTIO_BALLOON13_RESP_STATS) {
 		struct b13_stats want_st = { { 0 }, 0 };
 		uint64_t unknown = 0, repeated = 0;

@@ -188,7 +188,7 @@ def t_stats_big_repeated_unknown(e):
     st, dt = timed_status(e.d)
     eq(st["rejects"]["oversize"], 1, "1 MiB stats rejected")
     eq(st["stats"], None, "nothing stored")
-    # 64 entries (the limit): repeats and unknown tags, the last value wins
+    # repeats and unknown tags: the last value wins
     pairs = [(4, 1), (999, 5), (4, 2), (5, 7), (2**64 - 1, 1)] + \
         [(2, i) for i in range(59)]
     fe.send_stats(pairs)
@@ -197,10 +197,18 @@ def t_stats_big_repeated_unknown(e):
        "values")
     eq((st["guest_errors"]["stats_unknown_tag"],
         st["guest_errors"]["stats_repeated_tag"]), (2, 1 + 58), "counted")
-    fe.send_stats(pairs + [(3, 3)])          # 65 entries
+    # 64 KiB (4095 entries, B13-DEV-MSG-02): accepted whatever the count,
+    # tags a newer driver might send dropped; one entry more is oversize
+    big = [(5000 + i, i) for i in range(4094)] + [(4, 3)]
+    fe.send_stats(big, base=0x1000000)
     st = e.d.status()
-    eq(st["rejects"]["oversize"], 2, "65 entries rejected")
-    eq(st["stats"]["values"]["memfree"], 2, "table kept")
+    eq((st["rejects"]["oversize"], st["stats"]["values"],
+        st["guest_errors"]["stats_unknown_tag"]),
+       (1, {"memfree": 3}, 2 + 4094), "64 KiB of stats taken")
+    fe.send_stats(big + [(5, 9)], base=0x1000000)
+    st = e.d.status()
+    eq(st["rejects"]["oversize"], 2, "4096 entries rejected")
+    eq(st["stats"]["values"], {"memfree": 3}, "table kept")
     eq(fe.get_config(), struct.pack("<I", 12), "config")
     record("stats_big_repeated_unknown", e.d, dt)
 
@@ -360,14 +368,18 @@ def t_new_message_sizes():
                     bytes(8 * (PER + 1)), base=0x1000000)
         fe.send_msg(struct.pack("<II", F.REPORT, 0) + bytes(16 * 4096),
                     base=0x1000000)
-        # shapes: not 8 + 8n / 8 + 16n, or n = 0
+        # shapes: not 8 + 8n / 8 + 16n, or n = 0; a WITHDRAW's complete
+        # entries are still taken (here one, of a block not in the balloon)
         for msg in (struct.pack("<II", F.WITHDRAW, 0),
+                    struct.pack("<II", F.WITHDRAW, 0) + bytes(4),
                     struct.pack("<II", F.WITHDRAW, 0) + bytes(12),
                     struct.pack("<II", F.REPORT, 0),
                     struct.pack("<II", F.REPORT, 0) + bytes(24)):
             fe.send_msg(msg)
         st = e.d.status()
-        eq((st["rejects"]["oversize"], st["rejects"]["bad_length"]), (2, 4),
+        eq((st["rejects"]["oversize"], st["rejects"]["bad_length"],
+            st["guest_errors"]["withdraw_bad_length"],
+            st["guest_errors"]["withdraw_not_in_balloon"]), (2, 4, 1, 1),
            "rejected")
         eq(fe.get_config(), struct.pack("<I", 12), "config")
     finally:

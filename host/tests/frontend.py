@@ -993,16 +993,23 @@ def t_withdraw():
             st["reballooned_blocks"]), (6, 0, 0), "again")
         fe.send_pages([a[1]])
         eq(e.d.status()["duplicate_blocks"], 1, "duplicate")
-        # malformed: rejected whole
+        # a wrong length (B13-DEV-WITHDRAW-04): the complete entry leaves
+        # the balloon and the length is a guest error; with no complete
+        # entry the message is rejected whole
         fe.send_msg(struct.pack("<II", WITHDRAW, 0))
         fe.send_msg(struct.pack("<IIQI", WITHDRAW, 0, a[4], 0))
         st = e.d.status()
-        eq((st["rejects"]["bad_length"], st["blocks_in_balloon"]), (2, 6),
-           "malformed")
+        eq((st["rejects"]["bad_length"],
+            st["guest_errors"]["withdraw_bad_length"],
+            st["blocks_in_balloon"], st["withdraw"]["blocks"],
+            st["messages"]["withdraw"]), (1, 1, 5, 4, 2), "wrong lengths")
+        rg = e.d.request({"cmd": "ranges"})
+        eq([(r["start"], r["blocks"]) for r in rg["ranges"]],
+           [(a[0], 2), (a[5], 3)], "a[4] withdrawn")
         eq(st["control"]["status_walks"], walks, "no residency walk")
         r = e.d.ctl_cmd("status")
         assert "balloon counted from messages" in r.stdout, r.stdout
-        assert "withdraw:     1 message(s), 3 blocks" in r.stdout, r.stdout
+        assert "withdraw:     2 message(s), 4 blocks" in r.stdout, r.stdout
     finally:
         e.close()
     # not negotiated: an unknown type

@@ -144,12 +144,15 @@ static void test_check_msg(void)
 	CHECK_EQ(n, B13_MAX_PAGES);
 	CHECK_EQ(chk(0, B13_MAX_MSG_BYTES + 8ull, &n), B13_REJ_OVERSIZE);
 	CHECK_EQ(chk(0, UINT64_MAX, &n), B13_REJ_OVERSIZE);
-	/* Stats: at most B13_MAX_STATS entries, whatever the length limit. */
-	CHECK_EQ(chk(1, 8 + 16 * B13_MAX_STATS, &n), B13_OK);
-	CHECK_EQ(n, B13_MAX_STATS);
-	CHECK_EQ(chk(1, 8 + 16 * (B13_MAX_STATS + 1), &n), B13_REJ_OVERSIZE);
+	/* Stats: as many as fit in 64 KiB (B13-DEV-MSG-02). */
+	CHECK_EQ(chk(1, 8 + 16 * 65, &n), B13_OK);
+	CHECK_EQ(n, 65);
+	CHECK_EQ(chk(1, 8 + 16 * B13_MAX_RANGES, &n), B13_OK);
+	CHECK_EQ(n, 4095);
+	CHECK_EQ(chk(1, 8 + 16 * 4096, &n), B13_REJ_OVERSIZE);
 	CHECK_EQ(chk(1, 8 + 16 * 65536, &n), B13_REJ_OVERSIZE);
 }
+
 
 /* ---- regions -------------------------------------------------------------- */
 
@@ -674,12 +677,12 @@ static void test_handle_pages(void)
 
 static void test_handle_stats(void)
 {
-	uint64_t w[2 * (B13_MAX_STATS + 1)];
+	static uint64_t w[2 * (B13_MAX_RANGES + 1)];
 	struct b13_stats st = { { 0 }, 0 };
 	struct b13_msg_result res;
 	struct b13_map m;
 	struct iovec iov;
-	uint8_t buf[8 + 16 * (B13_MAX_STATS + 1)];
+	static uint8_t buf[8 + 16 * (B13_MAX_RANGES + 1)];
 	size_t len, i;
 
 	b13_map_init(&m, 12);
@@ -708,20 +711,25 @@ static void test_handle_stats(void)
 	CHECK_EQ(st.present, 1u << VIRTIO_BALLOON13_TAG_SWAP_IN);
 	CHECK_EQ(st.value[VIRTIO_BALLOON13_TAG_SWAP_IN], 5);
 
-	/* B13_MAX_STATS entries of one tag: fine; one more: rejected. */
-	for (i = 0; i < B13_MAX_STATS + 1; i++) {
+	/*
+	 * 64 KiB of one tag: fine (the last wins); one more entry is past
+	 * the message limit: rejected unread, the table kept.
+	 */
+	for (i = 0; i < B13_MAX_RANGES + 1; i++) {
 		w[2 * i] = VIRTIO_BALLOON13_TAG_MAJFLT;
 		w[2 * i + 1] = i;
 	}
-	len = build_msg(buf, 1, 0, w, 2 * B13_MAX_STATS);
+	len = build_msg(buf, 1, 0, w, 2 * B13_MAX_RANGES);
+	CHECK_EQ(len, B13_MAX_MSG_BYTES - 8);
 	iov = (struct iovec){ buf, len };
 	CHECK_EQ(b13_handle_msg(&m, &st, &iov, 1, 0, 0, &res), B13_OK);
-	CHECK_EQ(res.stats_repeated, B13_MAX_STATS - 1);
-	CHECK_EQ(st.value[VIRTIO_BALLOON13_TAG_MAJFLT], B13_MAX_STATS - 1);
-	len = build_msg(buf, 1, 0, w, 2 * (B13_MAX_STATS + 1));
+	CHECK_EQ(res.n, B13_MAX_RANGES);
+	CHECK_EQ(res.stats_repeated, B13_MAX_RANGES - 1);
+	CHECK_EQ(st.value[VIRTIO_BALLOON13_TAG_MAJFLT], B13_MAX_RANGES - 1);
+	len = build_msg(buf, 1, 0, w, 2 * (B13_MAX_RANGES + 1));
 	iov = (struct iovec){ buf, len };
 	CHECK_EQ(b13_handle_msg(&m, &st, &iov, 1, 0, 0, &res), B13_REJ_OVERSIZE);
-	CHECK_EQ(st.value[VIRTIO_BALLOON13_TAG_MAJFLT], B13_MAX_STATS - 1);	/* kept */
+	CHECK_EQ(st.value[VIRTIO_BALLOON13_TAG_MAJFLT], B13_MAX_RANGES - 1);	/* kept */
 	b13_map_free(&m);
 }
 
@@ -1473,6 +1481,24 @@ static enum b13_reject chkf(uint32_t type, uint64_t len, uint64_t f,
 	return b13_check_msg(len, &h, f, &t, n);
 }
 
+/*
+ * WITHDRAW of a wrong length: its complete entries count; with none, the
+ * message is rejected (B13-DEV-WITHDRAW-04).  Other types: rejected.
+ */
+static void test_check_msg_withdraw_length(void)
+{
+	uint64_t n;
+
+	CHECK_EQ(chkf(VIRTIO_BALLOON13_RESP_WITHDRAW, 8 + 4, B13_F_WITHDRAW, &n), B13_REJ_LENGTH);
+	CHECK_EQ(chkf(VIRTIO_BALLOON13_RESP_WITHDRAW, 8 + 8 + 4, B13_F_WITHDRAW, &n), B13_OK);
+	CHECK_EQ(n, 1);
+	CHECK_EQ(chkf(VIRTIO_BALLOON13_RESP_WITHDRAW, 8 + 8 * 3 + 7, B13_F_WITHDRAW, &n), B13_OK);
+	CHECK_EQ(n, 3);
+	CHECK_EQ(chkf(VIRTIO_BALLOON13_RESP_WITHDRAW, 8 + 8 + 4, 0, &n), B13_REJ_TYPE);
+	CHECK_EQ(chkf(VIRTIO_BALLOON13_RESP_PAGES, 8 + 8 + 4, B13_F_WITHDRAW, &n), B13_REJ_LENGTH);
+	CHECK_EQ(chkf(VIRTIO_BALLOON13_RESP_REPORT, 8 + 16 + 8, B13_F_REPORTING, &n), B13_REJ_LENGTH);
+}
+
 static void test_check_msg_features(void)
 {
 	uint64_t n;
@@ -1483,7 +1509,8 @@ static void test_check_msg_features(void)
 	CHECK_EQ(chkf(2, 16, B13_F_WITHDRAW, &n), B13_OK);
 	CHECK_EQ(n, 1);
 	CHECK_EQ(chkf(2, 8, B13_F_WITHDRAW, &n), B13_REJ_LENGTH);
-	CHECK_EQ(chkf(2, 20, B13_F_WITHDRAW, &n), B13_REJ_LENGTH);
+	CHECK_EQ(chkf(2, 20, B13_F_WITHDRAW, &n), B13_OK);	/* 1 entry + 4 */
+	CHECK_EQ(n, 1);
 	CHECK_EQ(chkf(2, 65536, B13_F_WITHDRAW, &n), B13_OK);
 	CHECK_EQ(n, 8191);
 	CHECK_EQ(chkf(2, 65544, B13_F_WITHDRAW, &n), B13_REJ_OVERSIZE);
@@ -1572,8 +1599,26 @@ static void test_withdraw_msg(void)
 	CHECK_EQ(res.bad_addr, 0x103800);	/* the first invalid one */
 	CHECK_EQ(b13_map_blocks_set(&m), 2);
 	CHECK_EQ(r.n, 0);			/* nothing discarded */
+	CHECK(!res.withdraw_bad_length);
 	/* Not negotiated: an unknown type, nothing changes. */
 	CHECK_EQ(msg(&m, &st, buf, len, 0, &res), B13_REJ_TYPE);
+	CHECK_EQ(b13_map_blocks_set(&m), 2);
+	/*
+	 * A wrong length: the complete entry (0x105000) is withdrawn, the
+	 * 4 bytes of the next (0x100000000) are not read as one.
+	 */
+	len = build_msg(buf, VIRTIO_BALLOON13_RESP_WITHDRAW, 0, &in[2], 2);
+	CHECK_EQ(msg(&m, &st, buf, len - 4, B13_F_WITHDRAW, &res), B13_OK);
+	CHECK_EQ(res.n, 1);
+	CHECK(res.withdraw_bad_length);
+	CHECK_EQ(res.apply.withdrawn, 1);
+	CHECK_EQ(b13_map_blocks_set(&m), 1);
+	/* Without a complete entry: rejected, nothing changes. */
+	CHECK_EQ(msg(&m, &st, buf, 8 + 4, B13_F_WITHDRAW, &res),
+		 B13_REJ_LENGTH);
+	CHECK_EQ(b13_map_blocks_set(&m), 1);
+	len = build_msg(buf, 0, 0, &in[2], 1);	/* 0x105000 back in */
+	CHECK_EQ(msg(&m, &st, buf, len, B13_F_WITHDRAW, &res), B13_OK);
 	CHECK_EQ(b13_map_blocks_set(&m), 2);
 	/* With WITHDRAW, a block sent again is a duplicate: no mincore. */
 	len = build_msg(buf, 0, 0, in, 1);
@@ -1856,6 +1901,8 @@ int main(int argc, char **argv)
 	g_test_add_func("/host/logic/parse_size", test_parse_size);
 	g_test_add_func("/host/logic/parse_uint", test_parse_uint);
 	g_test_add_func("/host/logic/check_msg", test_check_msg);
+	g_test_add_func("/host/logic/check_msg_withdraw_length",
+			test_check_msg_withdraw_length);
 	g_test_add_func("/host/logic/region_geometry", test_geometry);
 	g_test_add_func("/host/logic/region_find", test_find);
 	g_test_add_func("/host/logic/check_pages", test_check_pages);
