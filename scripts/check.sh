@@ -148,6 +148,7 @@ worker_a() {
 	stage e2e-debug-1  "$O/e2e-debug-1.tap"      debug_e2e 1
 	stage debug-kernel "$O/debug-kernel.tap"     python3 tests/debug-kernel/check.py
 	stage bench        "$O/bench.tap"            lines bench bash bench/run.sh --smoke
+	stage libvirt      "$O/libvirt.tap"          tapout python3 tests/libvirt/run.py
 }
 worker_b() {
 	stage e2e-6.12     "$O/e2e-6.12.tap"         python3 tests/e2e/run.py --series 6.12 --skip "$SKIP_6_12"
@@ -155,7 +156,6 @@ worker_b() {
 	stage deb          "$O/deb.tap"              python3 tests/deb/test_deb.py
 	# After deb, never beside it: both install and purge the package.
 	stage readme       "$O/readme.tap"           python3 tests/readme/run.py
-	stage libvirt      "$O/libvirt.tap"          tapout python3 tests/libvirt/run.py
 }
 printf '\n=== end-to-end (QEMU VMs), debug kernel checks, package, bench smoke: two workers (%ss elapsed)\n' \
 	"$(($(date +%s) - t0))"
