@@ -27,6 +27,7 @@ import atexit
 import base64
 import concurrent.futures
 import ctypes
+import fcntl
 import os
 import re
 import select
@@ -320,55 +321,141 @@ MEM_BACKENDS = {"memfd": True, "anon": False, "hugetlb": True, "file": True,
 HUGE_PAGE = 2 << 20
 
 
-def mount_hugetlbfs(path, size):
-    """Mount a hugetlbfs of 2 MiB pages limited to `size` bytes at `path`.
-    The pages come from the host's pool (/proc/sys/vm/nr_hugepages; see
-    reserve_huge_pages()).  Needs root; VMError if refused."""
-    r = subprocess.run(["mount", "-t", "hugetlbfs", "-o",
-                        "pagesize=2M,size=%d,mode=0700" % size,
-                        "vb13-hugetlb", path],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       universal_newlines=True, check=False)
-    if r.returncode != 0:
-        raise VMError("cannot mount hugetlbfs at %s: %s"
-                      % (path, r.stdout.strip()))
+HUGE_SYSFS = "/sys/kernel/mm/hugepages/hugepages-2048kB/"
+# Every change this project makes to the host's pool of 2 MiB pages, and
+# every mount or unmount that reserves from it, holds this lock: a grow
+# counts as ours only what it added, and a VM's mount takes its
+# reservation before anyone else can take the pages.
+HUGE_POOL_LOCK = os.path.join(CACHE, "hugetlb-pool.lock")
 
 
-def reserve_huge_pages(nbytes):
-    """Make sure the host's pool has at least nbytes of free 2 MiB pages,
-    growing /proc/sys/vm/nr_hugepages if needed.  Returns the number of
-    pages added (give them back with release_huge_pages()); VMError if
-    the kernel could not find them."""
-    want = -(-nbytes // HUGE_PAGE)
-
+def huge_pool():
+    """The host's pool of 2 MiB pages: {"nr", "free", "resv", "surplus",
+    "overcommit"} in pages, from sysfs."""
     def read(name):
-        with open("/sys/kernel/mm/hugepages/hugepages-2048kB/" + name) as f:
+        with open(HUGE_SYSFS + name) as f:
             return int(f.read())
-    # Pages another mapping reserved (HugePages_Rsvd) still count as
-    # free until they are touched: they are not ours to have.
-    def avail():
-        return read("free_hugepages") - read("resv_hugepages")
-    free, total = avail(), read("nr_hugepages")
-    if free >= want:
-        return 0
+    return {"nr": read("nr_hugepages"), "free": read("free_hugepages"),
+            "resv": read("resv_hugepages"),
+            "surplus": read("surplus_hugepages"),
+            "overcommit": read("nr_overcommit_hugepages")}
+
+
+def _pool_text(p):
+    return ("nr_hugepages %d, HugePages_Free %d, HugePages_Rsvd %d, "
+            "HugePages_Surp %d" % (p["nr"], p["free"], p["resv"],
+                                   p["surplus"]))
+
+
+def _set_nr_hugepages(n):
     with open("/proc/sys/vm/nr_hugepages", "w") as f:
-        f.write(str(total + want - free))
-    added = read("nr_hugepages") - total
-    if avail() < want:
-        release_huge_pages(added)
-        raise VMError("the host found only %d free 2 MiB pages, %d wanted"
-                      % (free + added, want))
+        f.write(str(n))
+
+
+class _HugePoolLock:
+    """flock(2) on HUGE_POOL_LOCK, shared with scripts/qemu-qtest.sh."""
+
+    def __enter__(self):
+        os.makedirs(CACHE, exist_ok=True)
+        self._f = open(HUGE_POOL_LOCK, "a")
+        fcntl.flock(self._f, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        self._f.close()         # drops the lock
+        return False
+
+
+def _grow_huge_pool(want):
+    """With the lock held: grow the pool until `want` pages are free and
+    reserved for no one (HugePages_Free - HugePages_Rsvd), compacting
+    memory once if the kernel found too few (a fragmented host).  Returns
+    the pages added; VMError (pool as it was) if they could not be had."""
+    p0 = huge_pool()
+    for compact in (False, True):
+        p = huge_pool()
+        short = want - (p["free"] - p["resv"])
+        if short <= 0:
+            break
+        if compact:
+            with open("/proc/sys/vm/compact_memory", "w") as f:
+                f.write("1")
+        _set_nr_hugepages(p["nr"] + short)
+    p = huge_pool()
+    added = p["nr"] - p0["nr"]
+    if p["free"] - p["resv"] < want:
+        _shrink_huge_pool(added)
+        raise VMError("the host's pool of 2 MiB pages has %d free pages "
+                      "reserved for no one, %d wanted, even after "
+                      "compaction: %s" % (p["free"] - p["resv"], want,
+                                          _pool_text(p)))
     return added
 
 
-def release_huge_pages(n):
-    """Give n pages that reserve_huge_pages() added back to the host."""
+def _shrink_huge_pool(n):
+    """With the lock held: give back n pages added earlier, but never
+    shrink below the pages in use or reserved (the kernel would turn
+    in-use pages into surplus pages, which a later fault can't replace:
+    SIGBUS)."""
     if n <= 0:
         return
-    with open("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages") as f:
-        total = int(f.read())
-    with open("/proc/sys/vm/nr_hugepages", "w") as f:
-        f.write(str(max(0, total - n)))
+    p = huge_pool()
+    floor = p["nr"] - p["free"] + p["resv"]
+    target = max(p["nr"] - n, floor)
+    if target < p["nr"]:
+        _set_nr_hugepages(target)
+
+
+def mount_hugetlbfs(path, size):
+    """Mount a hugetlbfs of 2 MiB pages at `path` that holds `size` bytes
+    and reserves them from the host's pool (min_size) for as long as it is
+    mounted, growing the pool (/proc/sys/vm/nr_hugepages) as needed.
+
+    The reservation is what keeps guest RAM there: a block a balloon or
+    free page reporting punched out loses the file's own reservation, and
+    faulting it back in (the guest touching it, migration reading it)
+    needs a page of the pool; without min_size that page is anyone's, and
+    when someone else has it (or the pool was shrunk) the fault is a
+    SIGBUS.  With min_size the kernel keeps the mount's pages allocated
+    or reserved, whatever other mappers do.
+
+    Returns the pages added to the pool; give them back with
+    umount_hugetlbfs().  Needs root; VMError (nothing left changed) if
+    the pool can't hold them or the mount is refused."""
+    want = -(-size // HUGE_PAGE)
+    with _HugePoolLock():
+        added = _grow_huge_pool(want)
+        r = subprocess.run(["mount", "-t", "hugetlbfs", "-o",
+                            "pagesize=2M,size=%d,min_size=%d,mode=0700"
+                            % (size, size), "vb13-hugetlb", path],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           universal_newlines=True, check=False)
+        if r.returncode != 0:
+            p = huge_pool()
+            _shrink_huge_pool(added)
+            raise VMError("cannot mount a hugetlbfs reserving %d 2 MiB "
+                          "pages at %s: %s (%s)" % (want, path,
+                                                    r.stdout.strip(),
+                                                    _pool_text(p)))
+    return added
+
+
+def umount_hugetlbfs(path, added):
+    """Unmount a hugetlbfs from mount_hugetlbfs() (its reservation goes
+    with it) and give the `added` pages back to the host.  Whatever had
+    the file mapped must have exited."""
+    with _HugePoolLock():
+        r = subprocess.run(["umount", path], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT,
+                           universal_newlines=True, check=False)
+        if r.returncode != 0:
+            # Still mapped by someone: its reservation stays until the last
+            # user goes, and the shrink below leaves those pages alone.
+            sys.stderr.write("vm.py: umount %s: %s; detaching it lazily\n"
+                             % (path, r.stdout.strip()))
+            subprocess.run(["umount", "-l", path], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, check=False)
+        _shrink_huge_pool(added)
 
 
 def mount_huge_tmpfs(path, size):
@@ -400,10 +487,11 @@ class VM:
                 shared), "anon" (QEMU's default: private anonymous memory,
                 memory-backend-ram), "hugetlb" (a shared file on a
                 hugetlbfs of 2 MiB pages mounted under the temp dir; the
-                host's pool must hold them, see reserve_huge_pages()),
+                host's pool must hold them, see mount_hugetlbfs()),
                 "file" (a shared regular file in the temp dir), "thp";
                 "hugetlb" grows the host's pool as needed
-                (reserve_huge_pages()) and close() gives the pages back
+                and reserves the guest's RAM in it for the VM's whole life
+                (mount_hugetlbfs()); close() gives the pages back
     smp, cpu    vCPUs and CPU model (TCG); -smp 1 boots and runs as fast
                 as 2 on this 2-core host, use 2 to exercise concurrency
     append      extra kernel command line, e.g. "init_on_alloc=0"
@@ -465,7 +553,8 @@ class VM:
             raise ValueError("mem_backend %r: want one of %s"
                              % (mem_backend, ", ".join(MEM_BACKENDS)))
         self.mem_thp = self.mem_backend == "thp"
-        self._huge_added = 0        # pages reserve_huge_pages() added
+        self._huge_added = 0        # pages mount_hugetlbfs() added
+        self._huge_mount = None
         self._thp_mount = None
         self._ram_file = None       # guest RAM's file with mem_thp
         self.smp = int(smp)
@@ -616,8 +705,10 @@ class VM:
                            stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, check=False)
             self._thp_mount = None
-        release_huge_pages(self._huge_added)
-        self._huge_added = 0
+        if self._huge_mount:
+            umount_hugetlbfs(self._huge_mount, self._huge_added)
+            self._huge_mount = None
+            self._huge_added = 0
         if self.tmpdir and not self.keep_tmp:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
 
@@ -665,10 +756,9 @@ class VM:
         if kind == "hugetlb":
             mnt = self.path("hugetlb")
             os.mkdir(mnt)
-            # Given back by close().
-            self._huge_added += reserve_huge_pages(size)
-            mount_hugetlbfs(mnt, size)
-            self._thp_mount = mnt       # unmounted by close()
+            # Unmounted, and the pages given back, by close().
+            self._huge_added = mount_hugetlbfs(mnt, size)
+            self._huge_mount = mnt
             self._ram_file = os.path.join(mnt, "guest-ram")
             return ("memory-backend-file,id=mem,size=%d,share=on,"
                     "mem-path=%s" % (size, self._ram_file))
@@ -1336,7 +1426,7 @@ class VM:
         self.__dict__.update(dst.__dict__)
         atexit.register(self.close)
         dst.qemu_proc = dst.backend_proc = dst._cmd = dst._qmp = None
-        dst.tmpdir = dst._thp_mount = None
+        dst.tmpdir = dst._thp_mount = dst._huge_mount = None
         dst._huge_added = 0
 
     def guest_ram_resident(self):
