@@ -46,6 +46,9 @@ CONTRACT_COUNTERS = (
 MODULE_PARAMS = ("floor_mib", "pressure_release", "shrinker")
 # The hold-off after the last release under pressure (admin guide), s.
 PRESSURE_HOLD_S = 5.0
+# Free page reporting counts as quiet after this long without a REPORT
+# ending: more than the page reporting core's 2 s between bursts, s.
+REPORT_QUIET_S = 3.0
 # Kernel messages that must never appear: scripts/splat.py's list, the
 # one KUnit and the debug kernel's checks use too.
 BAD_DMESG = SPLAT
@@ -211,6 +214,70 @@ done""" % (SYS_GLOB, DBG_GLOB, expected, timeout), timeout=timeout + 30)
         self.modprobe()
         self.resize(0)
         return self.wait_size(0, timeout)
+
+    def report_count(self):
+        """(free page reporting active, REPORT messages ended so far: sent
+        and returned, or aborted) from the driver's debugfs counters; an
+        older driver without them reads (False, 0)."""
+        c = self.state()["cnt"]
+        return (bool(c.get("reporting_active")),
+                c.get("messages_report", 0) + c.get("report_aborted", 0))
+
+    def without_reports(self, measure, quiet_s=REPORT_QUIET_S, attempts=5,
+                        timeout=120):
+        """Run measure() while no free page report ends, and return what it
+        returns.
+
+        While a REPORT message is on the device, the free pages it names
+        are off the guest's free lists (the page reporting core takes up
+        to 32 blocks of up to 4 MiB at a time): MemFree and MemAvailable
+        dip by up to 128 MiB for as long as the device takes.  A STATS
+        answer built in such a dip disagrees with /proc/meminfo read
+        just before and after it.  measure() reads meminfo, asks for
+        STATS and reads meminfo again; it is trusted only if no REPORT
+        ended from before its first reading to after its last, and
+        reporting had been quiet for quiet_s before (the core reports in
+        bursts PAGE_REPORTING_DELAY = 2 s apart, and a burst's pages go
+        back on the free lists just after its last REPORT ends).  A
+        report still on the device when measure() ends keeps the pages
+        off the free lists at its last reading, so that reading covers
+        the dip.  Else measure() runs again, at most `attempts` times."""
+        active, n0 = self.report_count()
+        for i in range(attempts):
+            if active:
+                n0 = self.reports_quiet(quiet_s, timeout)
+            result = measure()
+            active, n1 = self.report_count()
+            if n1 == n0:
+                return result
+            say("free page reporting sent %d REPORT messages during the "
+                "readings (attempt %d of %d): again" % (n1 - n0, i + 1,
+                                                         attempts))
+            n0 = n1
+        raise Fail("free page reporting ran during each of %d attempts to "
+                   "read statistics" % attempts)
+
+    def reports_quiet(self, quiet_s=REPORT_QUIET_S, timeout=120):
+        """Wait until no REPORT message ended for quiet_s seconds (guest
+        time); return the count of those that did."""
+        out = self.sh(r"""
+c=; for f in %s; do c=$f; break; done
+now() { read -r u _ < /proc/uptime; echo "${u%%.*}${u#*.}"; }
+cnt() { awk '$1 == "messages_report" || $1 == "report_aborted" { s += $2 }
+  END { print s + 0 }' "$c"; }
+t0=$(now); n=$(cnt); since=$t0
+while :; do
+  t=$(now); m=$(cnt)
+  [ "$m" != "$n" ] && { n=$m; since=$t; }
+  [ $((t - since)) -ge %d ] && { echo "quiet $n"; exit 0; }
+  [ $((t - t0)) -ge %d ] && { echo "busy $n"; exit 0; }
+  sleep 0.2
+done""" % (DBG_GLOB, int(quiet_s * 100), timeout * 100),
+                      timeout=timeout + 30)
+        word, n = out.split()[-2:]
+        check(word == "quiet", "free page reporting still sending REPORT "
+              "messages after %d s (%s so far)", timeout, n)
+        return int(n)
 
     def dmesg(self):
         return self.vm.dmesg().splitlines()
