@@ -46,9 +46,9 @@ CONTRACT_COUNTERS = (
 MODULE_PARAMS = ("floor_mib", "pressure_release", "shrinker")
 # The hold-off after the last release under pressure (admin guide), s.
 PRESSURE_HOLD_S = 5.0
-# Free page reporting counts as quiet after this long without a REPORT
-# ending: more than the page reporting core's 2 s between bursts, s.
-REPORT_QUIET_S = 3.0
+# Free page reporting counts as paused after this long without a REPORT
+# ending (the page reporting core reports in bursts 2 s apart), s.
+REPORT_QUIET_S = 1.0
 # Kernel messages that must never appear: scripts/splat.py's list, the
 # one KUnit and the debug kernel's checks use too.
 BAD_DMESG = SPLAT
@@ -223,36 +223,39 @@ done""" % (SYS_GLOB, DBG_GLOB, expected, timeout), timeout=timeout + 30)
         return (bool(c.get("reporting_active")),
                 c.get("messages_report", 0) + c.get("report_aborted", 0))
 
-    def without_reports(self, measure, quiet_s=REPORT_QUIET_S, attempts=5,
-                        timeout=120):
-        """Run measure() while no free page report ends, and return what it
-        returns.
+    def without_reports(self, measure, attempts=8, timeout=120):
+        """Run measure() until no free page report ended while it ran, and
+        return what it returned.
 
         While a REPORT message is on the device, the free pages it names
         are off the guest's free lists (the page reporting core takes up
         to 32 blocks of up to 4 MiB at a time): MemFree and MemAvailable
         dip by up to 128 MiB for as long as the device takes.  A STATS
-        answer built in such a dip disagrees with /proc/meminfo read
-        just before and after it.  measure() reads meminfo, asks for
-        STATS and reads meminfo again; it is trusted only if no REPORT
-        ended from before its first reading to after its last, and
-        reporting had been quiet for quiet_s before (the core reports in
-        bursts PAGE_REPORTING_DELAY = 2 s apart, and a burst's pages go
-        back on the free lists just after its last REPORT ends).  A
-        report still on the device when measure() ends keeps the pages
-        off the free lists at its last reading, so that reading covers
-        the dip.  Else measure() runs again, at most `attempts` times."""
+        answer built in such a dip disagrees with /proc/meminfo read just
+        before and after it, which both missed the dip.  measure() reads
+        meminfo, asks for STATS and reads meminfo again; it counts only if
+        no REPORT ended from before its first reading to after its last.
+        A report that started meanwhile and is still on the device at the
+        last reading keeps its pages off the free lists then too, so that
+        reading shows the dip; one on the device throughout lowers every
+        reading alike.  (The core puts a report's pages back right after
+        its last REPORT ends, in the same kernel work item: a first
+        reading in the microseconds between, in these one-vCPU guests
+        only on a preemptible kernel, is not guarded against.)  Before
+        attempt i + 1: a pause of i s in reporting, which runs in bursts
+        2 s apart."""
         active, n0 = self.report_count()
         for i in range(attempts):
-            if active:
-                n0 = self.reports_quiet(quiet_s, timeout)
+            if i and active:
+                # Longer each time: past a burst's end at the latest.
+                n0 = self.reports_quiet(REPORT_QUIET_S * i, timeout)
             result = measure()
             active, n1 = self.report_count()
             if n1 == n0:
                 return result
-            say("free page reporting sent %d REPORT messages during the "
-                "readings (attempt %d of %d): again" % (n1 - n0, i + 1,
-                                                         attempts))
+            say("free page reporting: %d REPORT message(s) ended during "
+                "the readings (attempt %d of %d)" % (n1 - n0, i + 1,
+                                                     attempts))
             n0 = n1
         raise Fail("free page reporting ran during each of %d attempts to "
                    "read statistics" % attempts)
