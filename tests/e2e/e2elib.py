@@ -46,6 +46,9 @@ CONTRACT_COUNTERS = (
 MODULE_PARAMS = ("floor_mib", "pressure_release", "shrinker")
 # The hold-off after the last release under pressure (admin guide), s.
 PRESSURE_HOLD_S = 5.0
+# Free page reporting counts as paused after this long without a REPORT
+# ending (the page reporting core reports in bursts 2 s apart), s.
+REPORT_QUIET_S = 1.0
 # Kernel messages that must never appear: scripts/splat.py's list, the
 # one KUnit and the debug kernel's checks use too.
 BAD_DMESG = SPLAT
@@ -211,6 +214,73 @@ done""" % (SYS_GLOB, DBG_GLOB, expected, timeout), timeout=timeout + 30)
         self.modprobe()
         self.resize(0)
         return self.wait_size(0, timeout)
+
+    def report_count(self):
+        """(free page reporting active, REPORT messages ended so far: sent
+        and returned, or aborted) from the driver's debugfs counters; an
+        older driver without them reads (False, 0)."""
+        c = self.state()["cnt"]
+        return (bool(c.get("reporting_active")),
+                c.get("messages_report", 0) + c.get("report_aborted", 0))
+
+    def without_reports(self, measure, attempts=8, timeout=120):
+        """Run measure() until no free page report ended while it ran, and
+        return what it returned.
+
+        While a REPORT message is on the device, the free pages it names
+        are off the guest's free lists (the page reporting core takes up
+        to 32 blocks of up to 4 MiB at a time): MemFree and MemAvailable
+        dip by up to 128 MiB for as long as the device takes.  A STATS
+        answer built in such a dip disagrees with /proc/meminfo read just
+        before and after it, which both missed the dip.  measure() reads
+        meminfo, asks for STATS and reads meminfo again; it counts only if
+        no REPORT ended from before its first reading to after its last.
+        A report that started meanwhile and is still on the device at the
+        last reading keeps its pages off the free lists then too, so that
+        reading shows the dip; one on the device throughout lowers every
+        reading alike.  (The core puts a report's pages back right after
+        its last REPORT ends, in the same kernel work item: a first
+        reading in the microseconds between, in these one-vCPU guests
+        only on a preemptible kernel, is not guarded against.)  Before
+        attempt i + 1: a pause of i s in reporting, which runs in bursts
+        2 s apart."""
+        active, n0 = self.report_count()
+        for i in range(attempts):
+            if i and active:
+                # Longer each time: past a burst's end at the latest.
+                n0 = self.reports_quiet(REPORT_QUIET_S * i, timeout)
+            result = measure()
+            active, n1 = self.report_count()
+            if n1 == n0:
+                return result
+            say("free page reporting: %d REPORT message(s) ended during "
+                "the readings (attempt %d of %d)" % (n1 - n0, i + 1,
+                                                     attempts))
+            n0 = n1
+        raise Fail("free page reporting ran during each of %d attempts to "
+                   "read statistics" % attempts)
+
+    def reports_quiet(self, quiet_s=REPORT_QUIET_S, timeout=120):
+        """Wait until no REPORT message ended for quiet_s seconds (guest
+        time); return the count of those that did."""
+        out = self.sh(r"""
+c=; for f in %s; do c=$f; break; done
+now() { read -r u _ < /proc/uptime; echo "${u%%.*}${u#*.}"; }
+cnt() { awk '$1 == "messages_report" || $1 == "report_aborted" { s += $2 }
+  END { print s + 0 }' "$c"; }
+t0=$(now); n=$(cnt); since=$t0
+while :; do
+  t=$(now); m=$(cnt)
+  [ "$m" != "$n" ] && { n=$m; since=$t; }
+  [ $((t - since)) -ge %d ] && { echo "quiet $n"; exit 0; }
+  [ $((t - t0)) -ge %d ] && { echo "busy $n"; exit 0; }
+  sleep 0.2
+done""" % (DBG_GLOB, int(quiet_s * 100), timeout * 100),
+                      timeout=timeout + 30)
+        word, n = out.split()[-2:]
+        check(word == "quiet", "free page reporting still sending REPORT "
+              "messages after %d s (%s so far)", timeout, n)
+        return int(n)
 
     def dmesg(self):
         return self.vm.dmesg().splitlines()
