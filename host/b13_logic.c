@@ -1266,6 +1266,7 @@ size_t b13_apply_sorted(struct b13_map *m, const uint64_t *sorted, uint64_t n,
 	st->punch_bytes += j->res.apply.punch_bytes;
 	st->punch_errors += j->res.apply.punch_errors;
 	st->residency_calls += j->res.apply.residency_calls;
+	st->kept_bytes += j->res.apply.kept_bytes;
 	if (j->res.apply.punch_errors)
 		st->last_errno = j->res.apply.last_errno;
 	b13_job_free(j);
