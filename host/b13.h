@@ -120,6 +120,13 @@ struct b13_map {
 	uint64_t gen;		/* changes whenever r[] or a bitmap is replaced */
 	b13_discard_fn discard;	/* NULL: madvise(MADV_REMOVE) */
 	void *discard_arg;
+	/*
+	 * --no-discard: guest RAM is pinned where the device can't see it
+	 * (e.g. by an assigned device of the VMM).  Blocks are counted but
+	 * never discarded, and the balloon is counted from messages alone:
+	 * a kept block is resident, which says nothing of a withdrawal.
+	 */
+	bool keep;
 };
 
 /* What a caller hands b13_map_set_regions(): the memory table. */
@@ -160,6 +167,7 @@ struct b13_apply_stats {
 	uint64_t punch_errors;
 	uint64_t punch_max_us;	/* the longest one took (wall time) */
 	uint64_t skipped_bytes;	/* discards left out: job finished early */
+	uint64_t kept_bytes;	/* discards left out: m->keep */
 	uint64_t residency_calls;	/* mincore() calls */
 	int last_errno;		/* of the last failed madvise() */
 };

@@ -960,7 +960,8 @@ static bool run_mark(struct b13_job *j, struct b13_map *m,
 	struct b13_apply_stats *st = &j->res.apply;
 	uint64_t first = (j->run.addr >> m->page_bits) - r->first_block;
 	uintptr_t host = (uintptr_t)r->host + (j->run.addr - r->gpa);
-	bool residency = r->host && b && !(j->features & B13_F_WITHDRAW);
+	bool residency = r->host && b && !m->keep &&
+			 !(j->features & B13_F_WITHDRAW);
 
 	if (residency && !j->win) {	/* one window per run */
 		rescan_init(j->rs, m, host, host + j->run.nblocks *
@@ -974,6 +975,11 @@ static bool run_mark(struct b13_job *j, struct b13_map *m,
 			set_bit(r->bitmap, first + j->k);
 			r->nset++;
 			st->new_blocks++;
+			continue;
+		}
+		if (m->keep && !(j->features & B13_F_WITHDRAW)) {
+			/* Never discarded: it may have been withdrawn. */
+			st->reballooned++;
 			continue;
 		}
 		if (!residency) {
@@ -1006,7 +1012,11 @@ static bool run_mark(struct b13_job *j, struct b13_map *m,
 static bool run_discard(struct b13_job *j, struct b13_map *m,
 			const struct b13_region *r, struct b13_budget *b)
 {
-	(void)m;
+	if (m->keep) {
+		j->res.apply.kept_bytes += j->end - j->next;
+		j->next = j->end;
+		return true;
+	}
 	while (j->next < j->end) {
 		uintptr_t e = chunk_end(r, j->next, j->end);
 
@@ -1256,6 +1266,7 @@ size_t b13_apply_sorted(struct b13_map *m, const uint64_t *sorted, uint64_t n,
 	st->punch_bytes += j->res.apply.punch_bytes;
 	st->punch_errors += j->res.apply.punch_errors;
 	st->residency_calls += j->res.apply.residency_calls;
+	st->kept_bytes += j->res.apply.kept_bytes;
 	if (j->res.apply.punch_errors)
 		st->last_errno = j->res.apply.last_errno;
 	b13_job_free(j);
@@ -1309,7 +1320,7 @@ bool b13_scan_step(const struct b13_map *m, struct b13_scan *s,
 		s->rs = malloc(sizeof(*s->rs));	/* NULL: all count as in */
 	for (; s->region < m->nr; s->region++, s->block = 0) {
 		const struct b13_region *r = &m->r[s->region];
-		bool res = s->rs && r->host;
+		bool res = s->rs && r->host && !m->keep;
 		uint64_t i = s->block;
 
 		/*

@@ -445,6 +445,10 @@ static void print_status(JsonObject *s)
 	printf("punched:      %s in %" PRIu64 " call(s), %" PRIu64 " error(s)\n",
 	       fmt_bytes(u64(punch, "bytes"), b3, sizeof(b3)),
 	       u64(punch, "calls"), u64(punch, "errors"));
+	if (flag(s, "no_discard"))
+		printf("discards:     off (--no-discard: guest RAM pinned); "
+		       "%s kept\n",
+		       fmt_bytes(u64(s, "kept_bytes"), b3, sizeof(b3)));
 	if (flag(s, "chaos"))
 		print_nonzero("injected:     ", obj(s, "injected"));
 	print_nonzero("front end:    ", obj(s, "frontend"));

@@ -64,6 +64,10 @@ static void usage(FILE *f)
 "                         pressure-release [all]\n"
 "      --hold-ms N        keep page-list buffers N ms after discarding their\n"
 "                         blocks before returning them used (0..%d) [0]\n"
+"      --no-discard       never discard guest memory: ballooned blocks are\n"
+"                         only counted.  Use it when guest RAM is pinned\n"
+"                         where the daemon can't see it (a device assigned\n"
+"                         to the guest through VFIO, vhost-vdpa, ...)\n"
 "      --stall-after-ms N status says \"stalled\" when the target is not\n"
 "                         reached and no new block arrived for N ms\n"
 "                         (1..%d) [%d]\n"
@@ -167,10 +171,9 @@ static gboolean on_signal(gpointer p)
 	return G_SOURCE_CONTINUE;
 }
 
-enum { OPT_HOLD = 256, OPT_STALL,
-       OPT_CHAOS, OPT_RING, OPT_SOCKET_MODE, OPT_SOCKET_GROUP,
-       OPT_CONTROL_MODE, OPT_CONTROL_GROUP, OPT_CONTROL_CLIENTS,
-       OPT_CONTROL_IDLE };
+enum { OPT_HOLD = 256, OPT_STALL, OPT_CHAOS, OPT_NO_DISCARD,
+       OPT_RING, OPT_SOCKET_MODE, OPT_SOCKET_GROUP, OPT_CONTROL_MODE,
+       OPT_CONTROL_GROUP, OPT_CONTROL_CLIENTS, OPT_CONTROL_IDLE };
 
 int main(int argc, char **argv)
 {
@@ -189,6 +192,7 @@ int main(int argc, char **argv)
 		{ "hold-ms", required_argument, NULL, OPT_HOLD },
 		{ "stall-after-ms", required_argument, NULL, OPT_STALL },
 		{ "chaos", no_argument, NULL, OPT_CHAOS },
+		{ "no-discard", no_argument, NULL, OPT_NO_DISCARD },
 		{ "ring-features", no_argument, NULL, OPT_RING },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, 'V' },
@@ -258,6 +262,9 @@ int main(int argc, char **argv)
 		case OPT_CHAOS:
 			d.chaos = true;
 			break;
+		case OPT_NO_DISCARD:
+			d.no_discard = true;
+			break;
 		case OPT_RING:
 			d.ring_features = true;
 			break;
@@ -315,6 +322,9 @@ int main(int argc, char **argv)
 	     d.chaos ? ", chaos" : "", d.ring_features ? ", ring features" : "");
 	if (d.hold_ms)
 		logm(0, "page-list buffers held %u ms after discard", d.hold_ms);
+	if (d.no_discard)
+		logm(0, "--no-discard: ballooned blocks are counted, never "
+		     "discarded");
 
 	g_main_loop_run(d.loop);
 

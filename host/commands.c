@@ -168,8 +168,8 @@ static void add_features(JsonBuilder *b, struct b13d *d)
 	add_feature_names(b, "offered", d->features);
 	add_feature_names(b, "negotiated", b13d_features(d));
 	add_bool(b, "driver_acked", d->live && d->c.features_acked);
-	add_str(b, "accounting", b13d_features(d) & B13_F_WITHDRAW ?
-		"messages" : "residency");
+	add_str(b, "accounting", b13d_features(d) & B13_F_WITHDRAW ||
+		d->no_discard ? "messages" : "residency");
 	add_u64(b, "stats_interval_ms", d->stats_interval_ms);
 	json_builder_end_object(b);
 }
@@ -296,6 +296,8 @@ static void answer_status(struct b13d *d, struct ctl_conn *c, uint64_t in,
 	add_u64(b, "errors", d->c.apply.punch_errors);
 	add_u64(b, "max_us", d->c.apply.punch_max_us);
 	json_builder_end_object(b);
+	add_bool(b, "no_discard", d->no_discard);
+	add_u64(b, "kept_bytes", d->c.apply.kept_bytes);
 	add_u64(b, "hold_ms", d->hold_ms);
 	add_u64(b, "held_buffers", g_queue_get_length(&d->held));
 	add_bool(b, "chaos", d->chaos);

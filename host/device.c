@@ -627,6 +627,7 @@ static void count_pages(struct b13d *d, const struct b13_msg_result *res)
 	t->residency_calls += a->residency_calls;
 	t->punch_max_us = MAX(t->punch_max_us, a->punch_max_us);
 	t->skipped_bytes += a->skipped_bytes;
+	t->kept_bytes += a->kept_bytes;
 	d->c.msgs_pages++;
 	d->c.blocks_received += res->n;
 	d->c.repeated_in_message += res->repeats;
@@ -822,6 +823,7 @@ static void count_report(struct b13d *d, const struct b13_msg_result *res)
 	t->punch_errors += a->punch_errors;
 	t->punch_max_us = MAX(t->punch_max_us, a->punch_max_us);
 	t->skipped_bytes += a->skipped_bytes;
+	t->kept_bytes += a->kept_bytes;
 	logm(1, "outputq: report, %" PRIu64 " range(s), %" PRIu64 " KiB, %"
 	     PRIu64 " KiB discarded", res->n, a->reported_bytes >> 10,
 	     a->punch_bytes >> 10);
@@ -1555,6 +1557,7 @@ void b13d_init(struct b13d *d)
 int b13d_listen(struct b13d *d, GError **err)
 {
 	b13_map_init(&d->map, d->page_bits);	/* options are final now */
+	d->map.keep = d->no_discard;
 	if (!d->inline_discards && !d->dw.thread && !worker_start(d)) {
 		g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED,
 			    "cannot start the discard thread");

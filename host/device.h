@@ -171,6 +171,7 @@ struct b13d {
 	uint64_t features;		/* device bits offered (B13_F_*) */
 	unsigned int hold_ms, stall_ms;
 	bool chaos, ring_features;
+	bool no_discard;		/* --no-discard: count, never discard */
 	mode_t socket_mode;
 	gid_t socket_gid;
 	struct ctl_opts ctl_opts;

@@ -102,7 +102,9 @@ if kill -0 $pid 2>/dev/null; then pass "d_stale_socket_replaced"; else fail "d_s
 kill -INT $pid; wait $pid
 [ $? -eq 0 ] && pass "d_sigint_exit_0" || fail "d_sigint_exit_0" ""
 
-if "$D" --help | grep -q -- '--hold-ms' && "$D" --help >/dev/null; then
+if "$D" --help | grep -q -- '--hold-ms' &&
+	"$D" --help | grep -q -- '--no-discard .*never discard' &&
+	"$D" --help >/dev/null; then
 	pass "d_help"
 else
 	fail "d_help" ""

@@ -642,6 +642,56 @@ def t_duplicates(e):
         st["blocks_in_balloon"]), (1, 1, 2), "reballooned")
 
 
+def t_no_discard():
+    """--no-discard (guest RAM pinned where the daemon can't see it, e.g.
+    by an assigned device of the VMM; B13-DEV-DISCARD-01): the blocks of a
+    page list are counted, never discarded: their data survives and the
+    memfd keeps its pages.  Without WITHDRAW the balloon is then counted
+    from messages (a kept block is resident, which is no withdrawal).  The
+    same list without the option discards, as the control."""
+    addrs = [BLOCKS_B + 0x600000 + 0x2000 * i for i in range(8)] + \
+        [BLOCKS_C + 0x10000]
+    pat = lambda a: struct.pack("<Q", 0x1313000000000000 | a)
+    for keep, feats in ((True, BASE), (True, BASE | F_WITHDRAW),
+                        (False, BASE)):
+        e = Env(*(["--no-discard"] if keep else []), features=feats)
+        try:
+            fe, what = e.fe, "keep=%s features=%#x" % (keep, feats)
+            for a in addrs:
+                fe.w(a, pat(a))
+            msg = BUF_GPA + 0x200000
+            fe.w(msg, bytes(4096))      # the message's page is there now
+            used = os.fstat(fe.memfd).st_blocks * 512
+            fe.send_pages(addrs, base=msg)
+            st = e.d.status()
+            eq((st["blocks_in_balloon"], st["blocks_in_bitmap"],
+                st["bytes_in_balloon"], st["blocks_withdrawn"]),
+               (9, 9, 9 * 4096, 0), "counts " + what)
+            eq((st["no_discard"], st["kept_bytes"], st["punch"]["calls"],
+                st["punch"]["bytes"]),
+               (True, 9 * 4096, 0, 0) if keep else (False, 0, 9, 9 * 4096),
+               "discards " + what)
+            eq(used - os.fstat(fe.memfd).st_blocks * 512,
+               0 if keep else 9 * 4096, "memfd bytes freed " + what)
+            for a in addrs:
+                eq(fe.r(a, 8), pat(a) if keep else bytes(8),
+                   "data at %#x %s" % (a, what))
+            r = e.d.ctl_cmd("status")
+            eq(r.returncode, 0, "ctl status " + r.stderr)
+            assert ("discards:     off (--no-discard" in r.stdout) == keep, \
+                r.stdout
+            if keep and not feats & F_WITHDRAW:
+                # taken back by access and sent again: no guest error
+                fe.touch(addrs[0], 8)
+                fe.send_pages(addrs[:1])
+                st = e.d.status()
+                eq((st["blocks_in_balloon"], st["duplicate_blocks"],
+                    st["reballooned_blocks"]), (9, 0, 1), "resent")
+                eq(fe.r(addrs[0], 8), b"\x5a" * 8, "resent data")
+        finally:
+            e.close()
+
+
 def t_rejects(e):
     fe = e.fe
     hdr = lambda t, r=0: struct.pack("<II", t, r)
@@ -1224,7 +1274,8 @@ OWN = [t_page_bits_40, t_ring_features, t_resize_before_buffers,
        t_small_input_buffer, t_hold_ms, t_resize_wait, t_chaos,
        t_hostile_descriptor, t_disconnect_reconnect, t_device_restart,
        t_sigterm_connected, t_features_offer, t_withdraw, t_report,
-       t_full_stats, t_stats_interval, t_driver_reset_empties]
+       t_full_stats, t_stats_interval, t_driver_reset_empties,
+       t_no_discard]
 
 
 class Skip(Exception):

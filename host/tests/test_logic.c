@@ -1758,6 +1758,51 @@ static void test_region_pages(void)
 }
 
 /*
+ * keep (balloon13d --no-discard): blocks are marked and counted, nothing
+ * is discarded, and a block sent again without WITHDRAW is re-ballooned
+ * (it may have been withdrawn: residency can't tell), never a duplicate,
+ * with no mincore().  The same blocks without keep are discarded.
+ */
+static void test_keep(void)
+{
+	const struct b13_region_desc d = { 0x0, 0x1000000,
+					   (uint8_t *)0x40000000, 4096 };
+	struct b13_apply_stats st = { 0 };
+	struct discards r = { 0 };
+	struct b13_map m;
+	uint64_t a[8], rep = 0;
+	int i;
+
+	b13_map_init(&m, 12);
+	m.discard = record_discard;
+	m.discard_arg = &r;
+	m.keep = true;
+	CHECK(b13_map_set_regions(&m, &d, 1) == 0);
+	for (i = 0; i < 8; i++)
+		a[i] = 0x100000 + i * 0x2000;
+	b13_apply_sorted(&m, a, 8, &st, &rep);
+	CHECK_EQ(st.new_blocks, 8);
+	CHECK_EQ(st.kept_bytes, 8 * 4096);
+	CHECK_EQ(st.punch_calls, 0);
+	CHECK_EQ(r.n, 0);
+	CHECK_EQ(b13_map_blocks_set(&m), 8);
+	b13_apply_sorted(&m, a, 1, &st, &rep);
+	CHECK_EQ(st.reballooned, 1);
+	CHECK_EQ(st.duplicates, 0);
+	CHECK_EQ(st.residency_calls, 0);
+	CHECK_EQ(b13_map_blocks_set(&m), 8);
+	CHECK_EQ(r.n, 0);
+	b13_map_clear_bitmaps(&m);
+	m.keep = false;
+	memset(&st, 0, sizeof(st));
+	b13_apply_sorted(&m, a, 8, &st, &rep);
+	CHECK_EQ(st.kept_bytes, 0);
+	CHECK_EQ(r.n, 8);
+	CHECK_EQ(st.punch_bytes, 8 * 4096);
+	b13_map_free(&m);
+}
+
+/*
  * A job in slices: every other block of 4 MiB (512 runs), one syscall
  * per slice.  It yields after each, hands over full batches of
  * B13_BATCH discards, and is over only once every batch was made;
@@ -1928,6 +1973,7 @@ int main(int argc, char **argv)
 			test_check_msg_features);
 	g_test_add_func("/host/logic/map_covers", test_map_covers);
 	g_test_add_func("/host/logic/withdraw", test_withdraw_msg);
+	g_test_add_func("/host/logic/keep", test_keep);
 	g_test_add_func("/host/logic/report", test_report_msg);
 	g_test_add_func("/host/logic/region_pages", test_region_pages);
 	g_test_add_func("/host/logic/job_slices", test_job_slices);
