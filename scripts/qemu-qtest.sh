@@ -30,63 +30,42 @@ fi
 
 huge=
 added=0
-hp=/sys/kernel/mm/hugepages/hugepages-2048kB
-# Shared with scripts/vm.py: the project's every grow, mount, unmount and
-# shrink of the host's pool of 2 MiB pages holds it.
-lock=$VB13_CACHE/hugetlb-pool.lock
-pool_avail() { # pages free and reserved for no one
-	echo $(($(cat $hp/free_hugepages) - $(cat $hp/resv_hugepages)))
-}
-pool_shrink() { # N: give back N pages added, never below those in use or
-	# reserved (the kernel would make in-use pages surplus ones, which a
-	# later fault can't replace: SIGBUS)
-	local nr target floor
-	nr=$(cat $hp/nr_hugepages)
-	floor=$((nr - $(pool_avail)))
-	target=$((nr - $1))
-	if [ "$target" -lt "$floor" ]; then
-		target=$floor
-	fi
-	if [ "$target" -lt "$nr" ]; then
-		echo "$target" >/proc/sys/vm/nr_hugepages
-	fi
+# scripts/vm.py's handling of the host's pool of 2 MiB pages, the one the
+# e2e VMs use: one lock, a mount that reserves its pages (min_size) for as
+# long as it is mounted, a shrink that never makes in-use pages surplus.
+#   hugetlbfs mount PATH BYTES     prints the pages added to the pool
+#   hugetlbfs umount PATH ADDED
+hugetlbfs() {
+	python3 - "$VB13_TOP/scripts" "$@" <<'EOF'
+import sys
+sys.path.insert(0, sys.argv[1])
+import vm
+op, path, n = sys.argv[2], sys.argv[3], int(sys.argv[4])
+try:
+    if op == "mount":
+        print(vm.mount_hugetlbfs(path, n))
+    else:
+        vm.umount_hugetlbfs(path, n)
+except vm.VMError as e:
+    sys.exit("qemu-qtest.sh: %s" % e)
+EOF
 }
 cleanup() {
 	if [ -n "$huge" ]; then
-		exec 9>"$lock"
-		flock 9
-		umount "$huge" && rmdir "$huge"
-		pool_shrink "$added"
+		hugetlbfs umount "$huge" "$added" && rmdir "$huge"
 	fi
 }
 trap cleanup EXIT
-if [ "$(id -u)" = 0 ] && [ -d $hp ]; then
-	want=128		# two 128 MiB guests, one after the other
-	exec 9>"$lock"
-	flock 9
-	total=$(cat $hp/nr_hugepages)
-	for compact in 0 1; do
-		short=$((want - $(pool_avail)))
-		[ "$short" -gt 0 ] || break
-		[ $compact = 0 ] || echo 1 >/proc/sys/vm/compact_memory
-		echo $(($(cat $hp/nr_hugepages) + short)) >/proc/sys/vm/nr_hugepages
-	done
-	added=$(($(cat $hp/nr_hugepages) - total))
+if [ "$(id -u)" = 0 ] && [ -d /sys/kernel/mm/hugepages/hugepages-2048kB ]; then
 	huge=$(mktemp -d /tmp/vb13-hugetlbfs.XXXXXX)
-	# min_size: the mount keeps its pages reserved while the cases run,
-	# also the ones a discard punched out, whoever else uses the pool.
-	if mount -t hugetlbfs -o pagesize=2M,min_size=$((want * 2))M,mode=0700 \
-		vb13-qtest "$huge"; then
+	# Two 128 MiB guests, one after the other, their files side by side.
+	if added=$(hugetlbfs mount "$huge" $((256 << 20))); then
 		export VB13_HUGETLBFS=$huge
 	else
-		echo "qemu-qtest.sh: no hugetlbfs reserving $want 2 MiB pages" \
-			"($(grep ^HugePages_ /proc/meminfo | tr -s ' \n' ' ')):" \
-			"the hugetlb case skips" >&2
+		echo "qemu-qtest.sh: the hugetlb case skips" >&2
 		rmdir "$huge"
 		huge=
-		pool_shrink "$added"
 	fi
-	exec 9>&-
 fi
 
 # glib's TAP names each case by its path, /x86_64/virtio-balloon13/<case>.
