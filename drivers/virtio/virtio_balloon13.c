@@ -405,7 +405,8 @@ unsigned int vb13_chunk_order(struct page *page)
 EXPORT_SYMBOL_IF_KUNIT(vb13_chunk_order);
 
 static struct page *vb13_alloc_chunk_gfp(const struct vb13_geom *g,
-					 unsigned int order, gfp_t base);
+					 unsigned int order, gfp_t base,
+					 bool free_ok, bool reclaim_ok);
 
 /**
  * vb13_alloc_chunk() - allocate one chunk for the balloon
@@ -425,13 +426,17 @@ static struct page *vb13_alloc_chunk_gfp(const struct vb13_geom *g,
 VISIBLE_IF_KUNIT __maybe_unused
 struct page *vb13_alloc_chunk(const struct vb13_geom *g, unsigned int order)
 {
-	return vb13_alloc_chunk_gfp(g, order, GFP_HIGHUSER);
+	return vb13_alloc_chunk_gfp(g, order, GFP_HIGHUSER, true, true);
 }
 EXPORT_SYMBOL_IF_KUNIT(vb13_alloc_chunk);
 
-/* vb13_alloc_chunk() with GFP_HIGHUSER or GFP_HIGHUSER_MOVABLE as @base. */
+/*
+ * vb13_alloc_chunk() with GFP_HIGHUSER or GFP_HIGHUSER_MOVABLE as @base;
+ * @free_ok: try free memory, @reclaim_ok: then reclaim (block order only).
+ */
 static struct page *vb13_alloc_chunk_gfp(const struct vb13_geom *g,
-					 unsigned int order, gfp_t base)
+					 unsigned int order, gfp_t base,
+					 bool free_ok, bool reclaim_ok)
 {
 	gfp_t gfp = base | __GFP_NOWARN | __GFP_NOMEMALLOC | __GFP_NORETRY;
 	struct page *page;
@@ -444,8 +449,8 @@ static struct page *vb13_alloc_chunk_gfp(const struct vb13_geom *g,
 	 * pages).  Only the block order itself, the last resort, may then
 	 * reclaim and compact, once.
 	 */
-	page = alloc_pages(gfp & ~__GFP_RECLAIM, order);
-	if (!page && order == g->block_order)
+	page = free_ok ? alloc_pages(gfp & ~__GFP_RECLAIM, order) : NULL;
+	if (!page && reclaim_ok && order == g->block_order)
 		page = alloc_pages(gfp, order);
 	if (!page)
 		return NULL;
@@ -1645,8 +1650,10 @@ static unsigned long vb13_release_under_pressure(struct virtio_balloon13 *vb,
 	}
 	freed = before > vb->nr_blocks ? before - vb->nr_blocks : 0;
 	/* Below the floor's limit now, until the worker refills it. */
-	if (freed)
+	if (freed) {
 		WRITE_ONCE(vb->held_by_floor, false);
+		WRITE_ONCE(vb->held_by_watermark, false);
+	}
 	/* Back toward the target once the hold is over. */
 	vb13_queue_resize(vb, hold, false);
 	if (freed) {
@@ -1839,6 +1846,77 @@ static int vb13_make_room(struct virtio_balloon13 *vb, unsigned int order)
 }
 
 /*
+ * Has a zone the balloon may allocate from (up to gfp_zone(@gfp)) a chunk
+ * of @order free above its high watermark, the boost included, and what it
+ * keeps for allocations aimed at higher zones?  The allocator itself hands
+ * out pages down to the min watermark.  A balloon that stops there leaves
+ * every other allocation to reclaim, and when nothing is reclaimable the
+ * next one is an OOM, which takes a batch back, which the balloon takes
+ * again once its hold-off ends.  (Watermark boosts stay while kswapd has
+ * given up, so that min can be far above the usual one.)  @high: the
+ * zones' high watermarks added up.  Racy by design.
+ */
+static bool vb13_zone_headroom(unsigned int order, gfp_t gfp,
+			       unsigned long *high)
+{
+	enum zone_type top = gfp_zone(gfp);
+	bool room = false;
+	int nid, z;
+
+	*high = 0;
+	for_each_online_node(nid) {
+		for (z = 0; z <= top; z++) {
+			struct zone *zone = &NODE_DATA(nid)->node_zones[z];
+			unsigned long mark;
+
+			if (!populated_zone(zone))
+				continue;
+			mark = high_wmark_pages(zone) +
+			       max(zone->lowmem_reserve[top], 0L);
+			*high += high_wmark_pages(zone);
+			if (zone_page_state(zone, NR_FREE_PAGES) >=
+			    mark + (1UL << order))
+				room = true;
+		}
+	}
+	return room;
+}
+
+/*
+ * Could reclaim find memory other than the balloon's: more page cache (and
+ * anonymous memory, with swap) than the high watermarks it must refill?
+ */
+static bool vb13_reclaimable(unsigned long high)
+{
+	unsigned long pages = global_node_page_state(NR_ACTIVE_FILE) +
+			      global_node_page_state(NR_INACTIVE_FILE);
+
+	if (get_nr_swap_pages() > 0)
+		pages += global_node_page_state(NR_ACTIVE_ANON) +
+			 global_node_page_state(NR_INACTIVE_ANON);
+	return pages > high;
+}
+
+/*
+ * vb13_alloc_chunk_gfp(), but free memory only above the watermarks, and
+ * reclaim only when there is something to reclaim besides the balloon;
+ * held_by_watermark says when that stops the balloon.
+ */
+static struct page *vb13_alloc_wmark(struct virtio_balloon13 *vb,
+				     unsigned int order, gfp_t base)
+{
+	const struct vb13_geom *g = &vb->geom;
+	unsigned long high;
+	bool room = vb13_zone_headroom(order, base, &high);
+	bool reclaim = order == g->block_order && vb13_reclaimable(high);
+
+	WRITE_ONCE(vb->held_by_watermark, !room && !reclaim);
+	if (!room && !reclaim)
+		return NULL;
+	return vb13_alloc_chunk_gfp(g, order, base, room, reclaim);
+}
+
+/*
  * ZONE_MOVABLE first: memory the kernel can't use anyway.  A movable
  * allocation that lands in another zone (ZONE_MOVABLE has no chunk of that
  * order free) is given back: there the balloon allocates unmovable, so it
@@ -1852,7 +1930,7 @@ static struct page *vb13_alloc_zoned(struct virtio_balloon13 *vb,
 	struct page *page;
 
 	if (!vb->movable_exhausted && vb13_movable_managed()) {
-		page = vb13_alloc_chunk_gfp(g, order, GFP_HIGHUSER_MOVABLE);
+		page = vb13_alloc_wmark(vb, order, GFP_HIGHUSER_MOVABLE);
 		if (page && page_zonenum(page) == ZONE_MOVABLE)
 			return page;
 		if (page)
@@ -1867,7 +1945,7 @@ static struct page *vb13_alloc_zoned(struct virtio_balloon13 *vb,
 		return NULL;
 	}
 	WRITE_ONCE(vb->held_by_zones, false);
-	return vb13_alloc_chunk_gfp(g, order, GFP_HIGHUSER);
+	return vb13_alloc_wmark(vb, order, GFP_HIGHUSER);
 }
 
 static struct page *vb13_alloc(struct virtio_balloon13 *vb, unsigned int order)
@@ -1971,7 +2049,9 @@ static int vb13_inflate_one(struct virtio_balloon13 *vb, unsigned long target)
 		vb->alloc_order = --order;
 	}
 	if (!page) {
-		vb13_inc(vb, alloc_failures, 1);
+		/* Held by the watermarks is a choice, not a failure. */
+		if (!READ_ONCE(vb->held_by_watermark))
+			vb13_inc(vb, alloc_failures, 1);
 		return -ENOMEM;
 	}
 
@@ -2055,6 +2135,8 @@ static void vb13_resize_fn(struct work_struct *work)
 		/* Blocks being withdrawn are on their way out already. */
 		held = vb->nr_blocks - vb->withdrawing;
 
+		if (held >= target)
+			WRITE_ONCE(vb->held_by_watermark, false);
 		if (held > target) {
 			/* Unsent blocks first: the device never sees them. */
 			unsigned long freed = vb13_release(vb, held - target,
@@ -2724,6 +2806,7 @@ int vb13_counters_show(struct seq_file *f, void *offset)
 		  jiffies_to_msecs(until - now) : 0);
 	VB13_SHOW("held_by_floor", READ_ONCE(vb->held_by_floor));
 	VB13_SHOW("held_by_zones", READ_ONCE(vb->held_by_zones));
+	VB13_SHOW("held_by_watermark", READ_ONCE(vb->held_by_watermark));
 	VB13_SHOW("movable_blocks",
 		  vb13_pages_to_blocks(&vb->geom, READ_ONCE(vb->movable_pages)));
 	VB13_SHOW("broken", READ_ONCE(vb->broken));

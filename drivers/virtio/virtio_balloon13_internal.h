@@ -314,6 +314,11 @@ struct virtio_balloon13 {
 	 * the target is out of reach because of where the memory is.
 	 */
 	bool held_by_zones;
+	/*
+	 * The zones are at their high watermarks and reclaim would find
+	 * nothing but the balloon: the last allocation wasn't tried.
+	 */
+	bool held_by_watermark;
 	/* This run found ZONE_MOVABLE without a block free. */
 	bool movable_exhausted;
 	/* The task allocating for the balloon; the shrinker leaves it alone. */

@@ -6,6 +6,10 @@ pressure    with the balloon holding all but 320 MiB, a workload takes
             about 40% of guest RAM in 50 MiB steps (scripts/guest/memstep.c):
             it completes, nothing is OOM-killed, the balloon gave the memory
             back, and after the hold-off it is at its target again
+pressure-floor
+            a balloon asked for all of RAM, the same workload: afterwards it
+            fills again, settles (held by the floor or by the watermarks) and
+            stays put: no release or failure, no zone below its min watermark
 offline     every page of the blocks the device reports (balloon13ctl
             ranges) has KPF_OFFLINE in /proc/kpageflags while ballooned,
             and none after the balloon is emptied; 4 KiB and 2 MiB blocks
@@ -148,6 +152,113 @@ exit $s""" % (DBG_GLOB, STEP_MIB, steps), timeout=600, ok=(0, 1))
         % (steps, STEP_MIB, res["seconds"], secs, mib(target),
            mib(released), c["pressure_releases"] - c0["pressure_releases"],
            held[0], held[1]))
+
+
+def wait_settled(g, timeout=240):
+    """Wait until the balloon stops growing toward a target above what the
+    guest can give: held by the floor or by the zones' watermarks, nothing
+    in flight, the same size in two snapshots; returns state()."""
+    t0, last = time.monotonic(), None
+    while True:
+        st = g.state()
+        c = st["cnt"]
+        size = (c.get("num_blocks"), st["mem"].get("MemTotal"))
+        if c.get("in_flight_blocks") == 0 and \
+                1 in (c.get("held_by_floor"), c.get("held_by_watermark")):
+            if size == last:
+                return st
+            last = size
+            time.sleep(0.5)
+            continue
+        if time.monotonic() - t0 > timeout:
+            raise Fail("the balloon did not settle within %d s: %s, "
+                       "held_by_floor %s, held_by_watermark %s, pressure "
+                       "releases %s, alloc_failures %s" % (
+                           timeout, mib(st["sys"].get("size_bytes", 0)),
+                           c.get("held_by_floor"), c.get("held_by_watermark"),
+                           c.get("pressure_releases"),
+                           c.get("alloc_failures")))
+        time.sleep(0.5)
+
+
+def zone_marks(g):
+    """/proc/zoneinfo: {zone: (free, min, high)} for populated zones (the
+    kernel prints min and high with the watermark boost added, as the
+    allocator uses them)."""
+    out = g.sh("cat /proc/zoneinfo")
+    zones, cur = {}, None
+    for ln in out.splitlines():
+        f = ln.split()
+        if ln.startswith("Node"):
+            cur = {"name": f[3]}
+        elif cur is not None and len(f) >= 2 and f[0] in (
+                "min", "high", "managed"):
+            cur[f[0]] = int(f[1])
+        elif cur is not None and f[:2] == ["pages", "free"]:
+            cur["free"] = int(f[2])
+        if cur is not None and "managed" in cur and cur["name"] not in zones:
+            if cur["managed"]:
+                zones[cur["name"]] = (cur["free"], cur["min"], cur["high"])
+            cur = {"name": cur["name"], "done": True}
+    return zones
+
+
+@scenario("pressure-floor", "main", devices=("vu",))
+def t_pressure_floor(g):
+    """A balloon asked for all of RAM, a workload of 40% of RAM: afterwards
+    the balloon fills again and settles, held by the floor or the
+    watermarks, and then stays put: no release, no allocation failure,
+    every zone at or above its min watermark, no OOM kill."""
+    g.empty()
+    if F_PRESSURE_RELEASE not in g.features():
+        raise Skip("the device does not offer VIRTIO_BALLOON13_F_PRESSURE_RELEASE")
+    base = g.base_memtotal
+    steps = max(2, round(0.4 * base / (STEP_MIB * MiB)))
+    oom0 = vmstat(g, "oom_kill")
+    g.resize(g.vm.mem_bytes)
+    st0 = wait_settled(g)
+    out = g.sh("memstep %d %d" % (STEP_MIB, steps), timeout=600, ok=(0, 1))
+    m = re.search(r"memstep: (.*)", out)
+    check(m, "memstep printed no summary: %s", out.strip()[-200:])
+    res = dict(kv.split("=") for kv in m.group(1).split())
+    check_eq(int(res["done"]), steps, "memstep steps done")
+    t0 = time.monotonic()
+    st1 = wait_settled(g, timeout=180)
+    back = time.monotonic() - t0
+    c1 = st1["cnt"]
+    # Settled means settled: the driver before took the guest below its
+    # min watermark, the next allocation's OOM notification took 16 MiB
+    # back, and it took them again 5 s later, for good.
+    time.sleep(PRESSURE_HOLD_S * 3)
+    st2 = g.state()
+    c2 = st2["cnt"]
+    for k in ("pressure_releases", "alloc_failures", "blocks_inflated"):
+        check_eq(c2[k] - c1[k], 0, "%s in %d s after the balloon settled "
+                 "(held_by_floor %d, held_by_watermark %d)" % (
+                     k, PRESSURE_HOLD_S * 3, c1["held_by_floor"],
+                     c1["held_by_watermark"]))
+    for z, (free, zmin, high) in zone_marks(g).items():
+        check(free >= zmin, "zone %s: %d pages free, below its min watermark "
+              "%d (high %d)", z, free, zmin, high)
+    check_eq(vmstat(g, "oom_kill") - oom0, 0, "oom_kill increase")
+    if c2["held_by_floor"]:
+        check_eq(st2["mem"]["MemTotal"], st2["sys"]["floor_bytes"],
+                 "MemTotal with the floor holding")
+    else:
+        check_eq(c2["held_by_watermark"], 1, "held_by_watermark (neither "
+                 "the floor nor the watermarks hold the balloon)")
+        check(st2["mem"]["MemTotal"] > st2["sys"]["floor_bytes"],
+              "MemTotal %s at or below the floor %s, held by the watermarks",
+              mib(st2["mem"]["MemTotal"]), mib(st2["sys"]["floor_bytes"]))
+    g.resize(0)
+    g.wait_size(0, timeout=180)
+    say("pressure-floor: before the workload %s held (floor %d, watermark "
+        "%d), after it %s held (floor %d, watermark %d) %.1f s after it "
+        "ended, then still for %d s" % (
+            mib(st0["sys"]["size_bytes"]), st0["cnt"]["held_by_floor"],
+            st0["cnt"]["held_by_watermark"], mib(st2["sys"]["size_bytes"]),
+            c2["held_by_floor"], c2["held_by_watermark"], back,
+            PRESSURE_HOLD_S * 3))
 
 
 # Allowed after a release for an allocation already under way to land.
