@@ -1101,7 +1101,12 @@ def pressure_configs(a):
     return {"pressure": dict(mem="1536M", page_bits=12, ioa=1,
                              kind="pressure", reps=a.reps,
                              legacy_reps=min(a.reps, 3), step_mib=50,
-                             steps=12)}
+                             steps=12),
+            # The same without F_WITHDRAW: blocks withdrawn by access.
+            "pressure-access": dict(mem="1536M", page_bits=12, ioa=1,
+                                    kind="pressure", reps=a.reps,
+                                    legacy_reps=0, step_mib=50, steps=12,
+                                    features="full-stats,pressure-release")}
 
 
 def guest_counter(b, key):
@@ -1222,7 +1227,8 @@ def run_pressure_config(name, cfg, a, builds):
     legacy virtio_balloon holding as much with deflate-on-oom on; in one
     VM, repetitions interleaved."""
     b = Bench(name, a.series, cfg["mem"], cfg["page_bits"], cfg["ioa"],
-              builds["ko"], builds["allocbench"], builds["daemon"])
+              builds["ko"], builds["allocbench"], builds["daemon"],
+              features=cfg.get("features", PAIR_FEATURES))
     b.vm.qemu_args += ["-global", "virtio-balloon-device.deflate-on-oom=on"]
     res = {"config": dict(cfg), "load_start": loadavg(), "runs": []}
     t = time.monotonic()

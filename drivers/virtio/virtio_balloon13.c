@@ -1616,7 +1616,8 @@ static unsigned long vb13_release_under_pressure(struct virtio_balloon13 *vb,
 						 unsigned long want,
 						 bool may_sleep, bool oom)
 {
-	unsigned long freed = 0, n, hold, before;
+	unsigned long freed = 0, n, hold, before, left = 0;
+	unsigned long until = jiffies + msecs_to_jiffies(VB13_WITHDRAW_WAIT_MS);
 
 	lockdep_assert_held(&vb->lock);
 	/* No refill while we give back. */
@@ -1625,6 +1626,20 @@ static unsigned long vb13_release_under_pressure(struct virtio_balloon13 *vb,
 	before = vb->nr_blocks;
 	while (freed < want) {
 		n = vb13_release(vb, want - freed, false);
+		if (!n && may_sleep && vb->withdrawing &&
+		    vb13_before(until, &left)) {
+			/*
+			 * Every message is on the device, naming blocks we
+			 * withdraw: the rest of the batch goes as they come
+			 * back, not after another OOM notification each.
+			 */
+			mutex_unlock(&vb->lock);
+			wait_event_timeout(vb->out_wq,
+					   vb13_no_withdraw_on_device(vb), left);
+			mutex_lock(&vb->lock);
+			vb13_reap(vb);
+			n = vb13_release(vb, want - freed, false);
+		}
 		if (!n)
 			break;
 		freed += n;
@@ -1641,10 +1656,10 @@ static unsigned long vb13_release_under_pressure(struct virtio_balloon13 *vb,
 	 * them back: wait for that, a while.  Those whose message doesn't
 	 * come back in time stay in the balloon until it does (or a reset).
 	 */
-	if (vb->withdrawing && may_sleep) {
+	if (vb->withdrawing && may_sleep && vb13_before(until, &left)) {
 		mutex_unlock(&vb->lock);
 		wait_event_timeout(vb->out_wq, vb13_no_withdraw_on_device(vb),
-				   msecs_to_jiffies(VB13_WITHDRAW_WAIT_MS));
+				   left);
 		mutex_lock(&vb->lock);
 		vb13_reap(vb);
 	}

@@ -2025,6 +2025,39 @@ static void withdraw_oom(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_FREED_PAGES), 0ULL);
 }
 
+/*
+ * An OOM batch that takes more WITHDRAW messages than can be in flight:
+ * the notifier names the rest as messages come back, so one notification
+ * gives back the whole batch (before, it gave back what the messages in
+ * flight could name, and the workload paid another round of failed
+ * reclaim and an OOM notification for each such slice).
+ */
+static void withdraw_oom_waves(struct kunit *test)
+{
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+	unsigned long freed;
+
+	save_params(test);
+	WRITE_ONCE(vb13_page_list_kib, 1024);	/* 256 blocks a message */
+	WRITE_ONCE(vb13_oom_release_mib, 8);	/* 2048 blocks */
+	WRITE_ONCE(vb13_oom_hold_ms, 1000);
+	fd = bind_withdraw(test, true);
+	vb = vb_of(fd);
+	KUNIT_ASSERT_EQ(test, vb->geom.msg_pages, 256UL);
+	KUNIT_ASSERT_LT(test, VB13_NR_MSGS * 256UL, 2048UL);
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_16M), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, withdrawn_at(vb, 4096), TO));
+	freed = oom_call(vb);
+	KUNIT_EXPECT_GE(test, freed, 2048UL);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->nr_blocks), 4096 - freed);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_WITHDRAWN),
+			(u64)freed);
+	KUNIT_EXPECT_EQ(test, fake_vdev_ballooned(fd), 4096 - freed);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.pressure_releases), 1ULL);
+	KUNIT_EXPECT_GE(test, READ_ONCE(vb->cnt.messages_withdraw), 8ULL);
+}
+
 /* Not offered, not used: the device never sees a WITHDRAW. */
 static void withdraw_not_offered(struct kunit *test)
 {
@@ -2931,6 +2964,7 @@ static struct kunit_case vb13_driver_cases[] = {
 	KUNIT_CASE(withdraw_deflate),
 	KUNIT_CASE(withdraw_waits_for_device),
 	KUNIT_CASE(withdraw_oom),
+	KUNIT_CASE(withdraw_oom_waves),
 	KUNIT_CASE(withdraw_not_offered),
 	KUNIT_CASE(memory_offline_frees),
 	KUNIT_CASE(memory_offline_withdraws),
