@@ -12,7 +12,7 @@ export PATH := /usr/sbin:/usr/bin:/sbin:/bin:$(PATH)
 KDIR ?= /lib/modules/$(shell uname -r)/build
 KBUILD_ARGS := -C $(KDIR) M=$(CURDIR) CONFIG_VIRTIO_BALLOON13=m
 
-.PHONY: all modules install clean check check-debug demo kunit bench host host-test fuzz fuzz-qemu lint help soak spec spec-draft deb install-qemu
+.PHONY: all modules install clean check check-debug demo kunit bench host host-test fuzz fuzz-qemu lint help soak spec spec-draft deb install-qemu qemu-series
 
 all: modules
 
@@ -72,6 +72,10 @@ PREFIX ?= /usr/local
 install-qemu:
 	bash scripts/build-qemu.sh --install $(PREFIX)
 
+# The native device's QEMU patch series, made from qemu/, in out/qemu-series.
+qemu-series:
+	bash scripts/qemu-series.sh generate out/qemu-series
+
 kunit:
 	bash scripts/kunit.sh --series 6.12 --out out/kunit-6.12
 	bash scripts/kunit.sh --series 7.2 --out out/kunit-7.2
@@ -108,6 +112,7 @@ help:
 	@echo "make deb          the Debian package virtio-balloon13-dkms in out/deb/"
 	@echo "make fuzz         balloon13d's fuzz harnesses, FUZZ_SECONDS=300 each"
 	@echo "make install-qemu PREFIX=/usr/local   the project's QEMU with both device-13 kinds"
+	@echo "make qemu-series  the native device's QEMU patch series (from qemu/) in out/qemu-series"
 	@echo "make fuzz         balloon13d's fuzz harnesses and QEMU's generic-fuzz of the native device, FUZZ_SECONDS=300 each"
 	@echo "make soak DURATION=1h   randomized suspend/unplug/reboot/stress run in VMs"
 	@echo "make spec         the device-13 spec chapter, PDF and HTML (out/spec)"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build QEMU $QEMU_VERSION (scripts/lib.sh) from Debian's orig tarball with
-# the patches in scripts/qemu-patches/ and the device set in
-# vb13-devices.mak, and print the path of its qemu-system-x86_64.
+# the patch series made from qemu/ (scripts/qemu-series.sh) and the device
+# set in qemu/devices.mak, and print the path of its qemu-system-x86_64.
 #
 # The build is one a user can run real VMs with: KVM (where /dev/kvm
 # exists) and TCG, q35, virtio-blk on raw and qcow2 images, virtio-net with
@@ -15,7 +15,7 @@
 #
 # The result is installed (meson install) into a prefix in the cache,
 #   $VB13_CACHE/qemu-$QEMU_VERSION-<hash>/root/{bin,share}
-# keyed by a hash of this script, the patches and the devices file, so it is
+# keyed by a hash of this script and of qemu/ (the series' inputs), so it is
 # rebuilt only when one of them (or the version) changes;
 # $VB13_CACHE/qemu-$QEMU_VERSION-<hash>/qemu-system-x86_64 links to the
 # binary.  QEMU is relocatable: the tree can be copied to any prefix
@@ -38,9 +38,8 @@ while [ $# -gt 0 ]; do
 	shift
 done
 
-patchdir=$VB13_TOP/scripts/qemu-patches
-key=$( (echo "$QEMU_VERSION"; cat "$VB13_TOP/scripts/build-qemu.sh" \
-	"$patchdir"/*.patch "$patchdir"/vb13-devices.mak) | sha256sum | cut -c1-12)
+key=$( (cat "$VB13_TOP/scripts/build-qemu.sh"
+	bash "$VB13_TOP/scripts/qemu-series.sh" key) | sha256sum | cut -c1-12)
 out=$VB13_CACHE/qemu-$QEMU_VERSION-$key
 bin=$out/root/bin/qemu-system-x86_64
 firmware_path=/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu
@@ -105,6 +104,8 @@ mkdir -p "$tmp" "$src"
 start=$(date +%s)
 vb13_log "building QEMU $QEMU_VERSION in $tmp (log: $tmp/build.log)"
 tar -xf "$tarball" -C "$src" --strip-components=1 --no-same-owner
+patchdir=$tmp/series
+bash "$VB13_TOP/scripts/qemu-series.sh" generate "$patchdir"
 # Compile through ccache (setup.sh installs it): a new patch rebuilds only
 # the files it changes.  (QEMU's configure hands meson the compiler it is
 # given, so meson's own ccache detection does not apply.)
@@ -120,7 +121,7 @@ fi
 		echo "applying $(basename "$p")"
 		patch -p1 --quiet --no-backup-if-mismatch <"$p" || exit 1
 	done
-	cp "$patchdir/vb13-devices.mak" configs/devices/x86_64-softmmu/vb13.mak &&
+	cp "$VB13_TOP/qemu/devices.mak" configs/devices/x86_64-softmmu/vb13.mak &&
 		mkdir build && cd build || exit 1
 	CC=$cc ../configure --python=/usr/bin/python3 --prefix=/usr/local \
 		--firmwarepath="$firmware_path" --target-list=x86_64-softmmu \
@@ -143,6 +144,7 @@ cp "$src/build/config-host.h" "$src/build/x86_64-softmmu-config-devices.mak" "$t
 # The device's qtest (scripts/qemu-qtest.sh runs it).
 install -D -m 0755 "$src/build/tests/qtest/virtio-balloon13-test" \
 	"$tmp/tests/virtio-balloon13-test"
+# $out/series/ keeps the series this build applied (qemu-series.sh).
 rm -rf "$src" "$tmp/stage"
 echo "$(($(date +%s) - start))" >"$tmp/build-seconds"
 touch "$tmp/.complete"

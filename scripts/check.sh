@@ -133,6 +133,7 @@ stage host         "host/build/tap/logic.tap,host/build/tap/cli.tap,host/build/t
 stage host-asan    "host/build/tap/asan-logic.tap,host/build/tap/asan-vhost-user.tap,host/build/tap/asan-abuse.tap,host/build/tap/fuzz.tap" \
 	make -s --no-print-directory -C host fuzz-check
 stage qemu-header  "$O/qemu-header.tap"          tapout bash scripts/qemu-std-header.sh check
+stage qemu-series  "$O/qemu-series.tap"          tapout bash scripts/qemu-series.sh check
 stage qtest        "$O/qtest.tap"                tapout bash scripts/qemu-qtest.sh
 stage qemu-fuzz    "$O/qemu-fuzz.tap"            tapout bash scripts/qemu-fuzz.sh replay
 # KUnit on today's kernel (7.2); `make kunit` runs it on 6.12 as well.

@@ -12,15 +12,14 @@
 #                                 line: qemu/fuzz/virtio-balloon13/replay
 #
 # The build is cached like build-qemu.sh's, in
-# $VB13_CACHE/qemu-fuzz-$QEMU_VERSION-<hash of this script and the patches>.
+# $VB13_CACHE/qemu-fuzz-$QEMU_VERSION-<hash of this script and of qemu/>.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 target=generic-fuzz-virtio-balloon13
 corpus=$VB13_TOP/tests/qemu-fuzz/corpus
-patchdir=$VB13_TOP/scripts/qemu-patches
-key=$( (echo "$QEMU_VERSION"; cat "${BASH_SOURCE[0]}" "$patchdir"/*.patch \
-	"$patchdir"/vb13-devices.mak) | sha256sum | cut -c1-12)
+key=$( (cat "${BASH_SOURCE[0]}"
+	bash "$VB13_TOP/scripts/qemu-series.sh" key) | sha256sum | cut -c1-12)
 out=$VB13_CACHE/qemu-fuzz-$QEMU_VERSION-$key
 bin=$out/qemu-fuzz-x86_64
 
@@ -36,13 +35,15 @@ build() {
 	rm -rf "$tmp" "$src" && mkdir -p "$tmp" "$src"
 	vb13_log "building QEMU $QEMU_VERSION for fuzzing in $tmp (log: $tmp/build.log)"
 	tar -xf "$tarball" -C "$src" --strip-components=1 --no-same-owner
+	local patchdir=$tmp/series
+	bash "$VB13_TOP/scripts/qemu-series.sh" generate "$patchdir"
 	export CCACHE_DIR=$VB13_CACHE/ccache
 	(
 		cd "$src" || exit 1
 		for p in "$patchdir"/*.patch; do
 			patch -p1 --quiet --no-backup-if-mismatch <"$p" || exit 1
 		done
-		cp "$patchdir/vb13-devices.mak" configs/devices/x86_64-softmmu/vb13.mak &&
+		cp "$VB13_TOP/qemu/devices.mak" configs/devices/x86_64-softmmu/vb13.mak &&
 			mkdir build && cd build || exit 1
 		CC="ccache clang" CXX="ccache clang++" ../configure \
 			--python=/usr/bin/python3 --target-list=x86_64-softmmu \

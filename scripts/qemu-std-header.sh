@@ -9,8 +9,8 @@
 # include/uapi/linux/virtio_balloon13.h (the sed expressions below are
 # update-linux-headers.sh's cp_portable ones that can apply to a virtio
 # header), and carries the result in the patch series as
-# scripts/qemu-patches/0002-standard-headers-virtio_balloon13.patch, which
-# the native device (0003-*) includes.
+# qemu/0002-standard-headers-virtio_balloon13.patch, which the native
+# device (qemu/device/, scripts/qemu-series.sh) includes.
 #
 # Usage:
 #   qemu-std-header.sh convert [SRC]   print QEMU's copy of SRC (default: the uapi header)
@@ -21,7 +21,7 @@ set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 uapi=$top/include/uapi/linux/virtio_balloon13.h
 dest=include/standard-headers/linux/virtio_balloon13.h
-patchfile=$top/scripts/qemu-patches/0002-standard-headers-virtio_balloon13.patch
+patchfile=$top/qemu/0002-standard-headers-virtio_balloon13.patch
 guard=_LINUX_VIRTIO_BALLOON13_H
 
 convert() {
@@ -106,16 +106,16 @@ check() {
 		ok "qemu/std-header/patch"
 	fi
 	# The device uses the imported copy and defines no wire struct itself.
-	local dev
-	dev=$(ls "$top"/scripts/qemu-patches/0003-*.patch 2>/dev/null | head -n1)
-	if [ -z "$dev" ]; then
-		notok "qemu/std-header/device-includes" "no 0003-*.patch"
-	elif ! grep -q '^+#include "standard-headers/linux/virtio_balloon13.h"' "$dev"; then
-		notok "qemu/std-header/device-includes" "$(basename "$dev") does not include the imported header"
-	elif grep -nE '^\+(struct virtio_balloon13_[a-z_]+ \{|#define VIRTIO_BALLOON13_(REQ|RESP|TAG|F)_)' "$dev" >/dev/null; then
+	local dev=$top/qemu/device hdr=include/hw/virtio/virtio-balloon13.h
+	local own='^(struct virtio_balloon13_[a-z_]+ \{|#define VIRTIO_BALLOON13_(REQ|RESP|TAG|F)_)'
+	if [ ! -f "$dev/$hdr" ]; then
+		notok "qemu/std-header/device-includes" "no qemu/device/$hdr"
+	elif ! grep -q '^#include "standard-headers/linux/virtio_balloon13.h"' "$dev/$hdr"; then
+		notok "qemu/std-header/device-includes" "qemu/device/$hdr does not include the imported header"
+	elif grep -rnE "$own" "$dev" >/dev/null; then
 		notok "qemu/std-header/device-includes" \
-			"$(basename "$dev") defines wire-format names of its own:" \
-			"$(grep -nE '^\+(struct virtio_balloon13_[a-z_]+ \{|#define VIRTIO_BALLOON13_(REQ|RESP|TAG|F)_)' "$dev" | head -3)"
+			"qemu/device/ defines wire-format names of its own:" \
+			"$(grep -rnE "$own" "$dev" | head -3)"
 	else
 		ok "qemu/std-header/device-includes"
 	fi

@@ -45,7 +45,7 @@ SCRIPTS = os.path.join(TOP, "scripts")
 CACHE = os.environ.get("VB13_CACHE", "/var/cache/virtio_balloon13")
 FIRMWARE_DIRS = ("/usr/share/qemu", "/usr/share/seabios")
 VHOST_USER_DEVICES = ("vhost-user-device-pci", "vhost-user-test-device-pci")
-# QEMU's native device 13 (scripts/qemu-patches/0003-*) and the qdev id
+# QEMU's native device 13 (qemu/device/) and the qdev id
 # vm.py gives it: qom-get/qom-set path /machine/peripheral/<NATIVE_ID>.
 NATIVE_DEVICE = "virtio-balloon13-pci"
 NATIVE_ID = "b13"

@@ -130,7 +130,7 @@ class Native:
     def available(qemu):
         import vm as vmlib
         if vmlib.NATIVE_DEVICE not in vmlib.qemu_devices(qemu):
-            return "%s has no %s (scripts/qemu-patches/0003-*)" % (
+            return "%s has no %s (qemu/device/)" % (
                 qemu, vmlib.NATIVE_DEVICE)
         return None
 
