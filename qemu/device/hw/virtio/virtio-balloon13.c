@@ -21,8 +21,8 @@
  * into runs, and every run is discarded with ram_block_discard_range()
  * *before* the buffer goes back used: the driver frees (withdraws) a
  * block only after that, and reuses it without telling the device.  The
- * device learns of a withdrawal when the block is populated again with
- * anything but zeros (the host fills holes with zeros on its own): a
+ * device learns of a withdrawal when the block is populated again (in
+ * private RAM, with anything but zeros: the host fills holes there): a
  * residency scan (of the backing file, or of QEMU's mapping, see "residency"
  * below; batched on a timer, in full on query-balloon) clears the block
  * from the balloon bitmap.  Migration is kept away from the balloon
@@ -468,6 +468,8 @@ typedef struct VB13Residency {
     bool data_known;
     /* VB13_RES_MINCORE, VB13_RES_PAGEMAP: a window of pages */
     uint64_t first, n;
+    /* Private RAM: the host fills zeros in (vb13_scan_run()) */
+    bool host_zeros;
 } VB13Residency;
 
 static void vb13_residency_init(VB13Residency *r, VirtIOBalloon13 *s,
@@ -489,6 +491,7 @@ static void vb13_residency_init(VB13Residency *r, VirtIOBalloon13 *s,
     } else {
         r->way = s->pagemap_fd >= 0 ? VB13_RES_PAGEMAP : VB13_RES_MINCORE;
     }
+    r->host_zeros = r->way == VB13_RES_PAGEMAP;
 }
 
 /* Load the window of pages from p on (mincore or pagemap). */
@@ -589,9 +592,10 @@ typedef struct VB13Scan {
  * Scan the blocks [bit, bit + n) of the bitmap, all set, for withdrawals,
  * until the deadline (0: none).  Returns the first block not looked at.
  *
- * A block is withdrawn once it is populated with something other than
- * zeros.  The host populates ballooned blocks with zeros on its own while
- * the guest runs: khugepaged fills the holes of a 2 MiB range when it
+ * In private RAM (anonymous memory, with transparent huge pages) a block
+ * is withdrawn once it is populated with something other than zeros.  The
+ * host populates ballooned blocks there with zeros on its own while the
+ * guest runs: khugepaged fills the holes of a 2 MiB range when it
  * collapses it into a huge page, and a fault in an emptied range may
  * allocate a whole huge page for one block.  Such a block is still the
  * balloon's.  A block the guest withdrew and left all zeros stays counted
@@ -632,7 +636,8 @@ static uint64_t vb13_scan_run(VirtIOBalloon13 *s, VB13Scan *c, uint64_t bit,
             }
             if (test_bit(bit + k, s->bitmap) &&
                 vb13_block_resident(&c->r, c->sp.host + (first + k) * bs) &&
-                !buffer_is_zero(c->sp.host + (first + k) * bs, bs)) {
+                !(c->r.host_zeros &&
+                  buffer_is_zero(c->sp.host + (first + k) * bs, bs))) {
                 vb13_withdraw(s, bit + k);
             }
         }
