@@ -93,8 +93,13 @@ def _same_count(g, want, when):
                  "guest debugfs num_blocks %s" % when)
     check_eq(c["blocks-in-balloon"] * bs, guest,
              "device's blocks-in-balloon %s" % when)
-    check_eq(s["bytes_in_balloon"], guest,
-             "device's unpopulated blocks %s" % when)
+    # Without WITHDRAW the device also keeps blocks the guest freed unused
+    # after a deflate and never touched since (it can't see them go; the
+    # target caps what it counts): only with WITHDRAW is its bitmap the
+    # balloon exactly.
+    if F_WITHDRAW in g.features():
+        check_eq(s["bytes_in_balloon"], guest,
+                 "device's bitmap %s" % when)
     check_eq(g.vm.qmp("query-balloon")["actual"], MEM - guest,
              "query-balloon %s" % when)
     check_eq(s["rejected"], 0, "rejected messages")
