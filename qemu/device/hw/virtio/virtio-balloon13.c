@@ -21,12 +21,14 @@
  * into runs, and every run is discarded with ram_block_discard_range()
  * *before* the buffer goes back used: the driver frees (withdraws) a
  * block only after that, and reuses it without telling the device.  The
- * device learns of a withdrawal when the block is populated again: a
+ * device learns of a withdrawal when the block is populated again (in
+ * private RAM, with anything but zeros: the host fills holes there): a
  * residency scan (of the backing file, or of QEMU's mapping, see "residency"
  * below; batched on a timer, in full on query-balloon) clears the block
- * from the balloon bitmap.  Nothing else can populate a discarded block:
- * QEMU itself does not touch guest RAM it has no reason to, and migration is
- * kept away from it (below).
+ * from the balloon bitmap.  Migration is kept away from the balloon
+ * (below); what QEMU populates while the VM is stopped (saving a snapshot,
+ * dump-guest-memory) is not a withdrawal, and goes back to the host before
+ * the VM runs again (vb13_vm_state_change()).
  *
  * What the balloon holds is then the received blocks still unpopulated,
  * capped by the target: a deflate frees blocks without a word, and the
@@ -52,6 +54,7 @@
 
 #include "qemu/osdep.h"
 #include "qemu/bitmap.h"
+#include "qemu/cutils.h"
 #include "qemu/error-report.h"
 #include "qemu/host-utils.h"
 #include "qemu/iov.h"
@@ -71,6 +74,7 @@
 #include "system/address-spaces.h"
 #include "system/memory.h"
 #include "system/ramblock.h"
+#include "system/runstate.h"
 #include "migration/misc.h"
 #include "migration/vmstate.h"
 #include "system/balloon.h"
@@ -468,6 +472,8 @@ typedef struct VB13Residency {
     bool data_known;
     /* VB13_RES_MINCORE, VB13_RES_PAGEMAP: a window of pages */
     uint64_t first, n;
+    /* Private RAM: the host fills zeros in (vb13_scan_run()) */
+    bool host_zeros;
 } VB13Residency;
 
 static void vb13_residency_init(VB13Residency *r, VirtIOBalloon13 *s,
@@ -489,6 +495,7 @@ static void vb13_residency_init(VB13Residency *r, VirtIOBalloon13 *s,
     } else {
         r->way = s->pagemap_fd >= 0 ? VB13_RES_PAGEMAP : VB13_RES_MINCORE;
     }
+    r->host_zeros = r->way == VB13_RES_PAGEMAP;
 }
 
 /* Load the window of pages from p on (mincore or pagemap). */
@@ -588,6 +595,17 @@ typedef struct VB13Scan {
 /*
  * Scan the blocks [bit, bit + n) of the bitmap, all set, for withdrawals,
  * until the deadline (0: none).  Returns the first block not looked at.
+ *
+ * In private RAM (anonymous memory, with transparent huge pages) a block
+ * is withdrawn once it is populated with something other than zeros.  The
+ * host populates ballooned blocks there with zeros on its own while the
+ * guest runs: khugepaged fills the holes of a 2 MiB range when it
+ * collapses it into a huge page, and a fault in an emptied range may
+ * allocate a whole huge page for one block.  Such a block is still the
+ * balloon's.  A block the guest withdrew and left all zeros stays counted
+ * until it writes something else; leaving it out of a migration (and
+ * discarding it on the destination) loses nothing, since it reads zeros
+ * there too, and a write after the dirty bitmap sync is sent anyway.
  */
 static uint64_t vb13_scan_run(VirtIOBalloon13 *s, VB13Scan *c, uint64_t bit,
                               uint64_t n, int64_t deadline)
@@ -621,7 +639,9 @@ static uint64_t vb13_scan_run(VirtIOBalloon13 *s, VB13Scan *c, uint64_t bit,
                 return bit + k;
             }
             if (test_bit(bit + k, s->bitmap) &&
-                vb13_block_resident(&c->r, c->sp.host + (first + k) * bs)) {
+                vb13_block_resident(&c->r, c->sp.host + (first + k) * bs) &&
+                !(c->r.host_zeros &&
+                  buffer_is_zero(c->sp.host + (first + k) * bs, bs))) {
                 vb13_withdraw(s, bit + k);
             }
         }
@@ -630,9 +650,16 @@ static uint64_t vb13_scan_run(VirtIOBalloon13 *s, VB13Scan *c, uint64_t bit,
     return bit;
 }
 
+/*
+ * Whether residency tells withdrawals: not with F_WITHDRAW (the messages
+ * do), not while discards are disabled (nothing is unpopulated), and not
+ * while the VM is stopped (the guest can't withdraw; QEMU itself populates
+ * guest RAM when it saves a snapshot or dumps it).
+ */
 static bool vb13_can_see_withdrawals(VirtIOBalloon13 *s)
 {
-    return !vb13_by_message(s) && !ram_block_discard_is_disabled();
+    return !vb13_by_message(s) && !ram_block_discard_is_disabled() &&
+           !s->stopped;
 }
 
 /*
@@ -1919,6 +1946,9 @@ static int vb13_post_load(void *opaque, int version_id)
     s->nset = bitmap_count_one(s->bitmap, nbits);
     s->scan_cursor = 0;
     s->migration_hinting = false;
+    /* The balloon as of the source's stop, discarded below. */
+    s->stopped = true;
+    s->rediscard = false;
     /*
      * Whatever an earlier iteration sent for a block ballooned later
      * populated it here: discard the balloon again, where the source may
@@ -2148,12 +2178,82 @@ static void vb13_reset(VirtIODevice *vdev)
     vb13_size_changed(s);
 }
 
-/* Before the VM stops: no buffer may go back once RAM is saved. */
+/*
+ * The VM runs again after a stop.  The guest did not run meanwhile, so a
+ * block of the balloon populated since was populated by QEMU: saving a
+ * snapshot, dump-guest-memory, a migration that read it (postcopy enabled)
+ * or failed.  Give those blocks back to the host again where the device
+ * may discard the balloon (the test of an incoming migration); the vCPUs
+ * are not running yet.
+ */
+static void vb13_rediscard(VirtIOBalloon13 *s)
+{
+    uint64_t nbits = s->bitmap_nbits, bs = vb13_block_size(s);
+    uint64_t i = 0, bytes = 0;
+
+    if (vb13_discard_inhibited()) {
+        return;
+    }
+    while ((i = find_next_bit(s->bitmap, nbits, i)) < nbits) {
+        uint64_t e = find_next_zero_bit(s->bitmap, nbits, i);
+        uint64_t k = 0, j, nb;
+        VB13Residency r;
+        VB13Span sp;
+
+        if (!vb13_span(s, i << s->page_bits, (e - i) * bs, &sp)) {
+            i++;
+            continue;
+        }
+        nb = sp.len / bs;
+        if (vb13_may_skip(s, sp.rb) && vb13_may_discard(s, &sp)) {
+            vb13_residency_init(&r, s, &sp);
+            while (k < nb) {
+                if (!vb13_block_resident(&r, sp.host + k * bs)) {
+                    k++;
+                    continue;
+                }
+                for (j = k + 1; j < nb &&
+                     vb13_block_resident(&r, sp.host + j * bs); j++) {
+                    continue;
+                }
+                if (ram_block_discard_range(sp.rb, sp.mr_offset + k * bs,
+                                            (j - k) * bs)) {
+                    s->counters[VB13_C_DISCARD_ERRORS]++;
+                } else {
+                    bytes += (j - k) * bs;
+                }
+                k = j;
+            }
+        }
+        i += nb;
+    }
+    trace_virtio_balloon13_rediscard(bytes);
+}
+
+/*
+ * Before the VM stops: no buffer may go back once RAM is saved, and the
+ * last look at what the guest withdrew (below, nothing it populates is a
+ * withdrawal: vb13_can_see_withdrawals()).  When it runs again, what QEMU
+ * populated meanwhile goes back to the host.
+ */
 static void vb13_vm_state_change(void *opaque, bool running, RunState state)
 {
+    VirtIOBalloon13 *s = opaque;
+
     if (!running) {
-        vb13_drain(opaque);
+        vb13_drain(s);
+        if (!s->stopped) {
+            vb13_scan_all(s);
+            s->stopped = true;
+            s->rediscard = true;
+        }
+        return;
     }
+    if (s->rediscard) {
+        vb13_rediscard(s);
+    }
+    s->stopped = s->rediscard = false;
+    vb13_arm_scan(s, s->scan_interval_ms);
 }
 
 static void vb13_unpin(VirtIOBalloon13 *s)
@@ -2258,6 +2358,8 @@ static void vb13_realize(DeviceState *dev, Error **errp)
     s->done_bh = virtio_bh_new_guarded(dev, vb13_done_bh, s);
     s->vmstate_entry = qdev_add_vm_change_state_handler(
         dev, vb13_vm_state_change, NULL, s);
+    /* Not running yet (or hot-plugged into a stopped VM): an empty balloon. */
+    s->stopped = !runstate_is_running();
     qemu_thread_create(&s->job_thread, "vb13-discard", vb13_job_thread, s,
                        QEMU_THREAD_JOINABLE);
 }

@@ -370,6 +370,43 @@ static void test_withdraw_no_scan(void)
 }
 
 /*
+ * Finding: the host's own population of ballooned memory looked like the
+ * guest withdrawing it.  QEMU reads guest RAM while the VM is stopped (a
+ * snapshot, dump-guest-memory; here the test reads it), and the host
+ * fills zeros in while it runs (khugepaged collapsing the 2 MiB range
+ * around a ballooned 4 KiB block; here the test writes zeros).  Without
+ * F_WITHDRAW those blocks stay in the balloon; a block written with data
+ * is withdrawn.
+ */
+static void test_host_populated(void)
+{
+    uint64_t a[4];
+    B13 b;
+
+    b13_start(&b, 0, NULL);
+    b13_resize(&b, 4 * BS);
+    b13_blocks(a, 4);
+    b13_send_blocks(&b, VIRTIO_BALLOON13_RESP_PAGES, a, 4);
+    qtest_qmp_assert_success(b.qts, "{ 'execute': 'stop' }");
+    for (int i = 0; i < 4; i++) {
+        g_assert_cmphex(qtest_readq(b.qts, a[i]), ==, 0);
+    }
+    b13_set_bool(&b, "x-scan-now", true);
+    g_assert_cmpuint(b13_get_u64(&b, "size"), ==, 4 * BS);
+    qtest_qmp_assert_success(b.qts, "{ 'execute': 'cont' }");
+    b13_set_bool(&b, "x-scan-now", true);
+    g_assert_cmpuint(b13_get_u64(&b, "size"), ==, 4 * BS);
+    qtest_writeq(b.qts, a[1], 0);
+    b13_set_bool(&b, "x-scan-now", true);
+    g_assert_cmpuint(b13_get_u64(&b, "size"), ==, 4 * BS);
+    qtest_writeq(b.qts, a[3], 0x1313131313131313ULL);
+    b13_set_bool(&b, "x-scan-now", true);
+    g_assert_cmpuint(b13_get_u64(&b, "size"), ==, 3 * BS);
+    g_assert_cmpuint(b13_counter(&b, "blocks-withdrawn"), ==, 1);
+    b13_stop(&b);
+}
+
+/*
  * Finding: a re-inflation was reported as reached before the guest sent
  * anything.  The driver frees blocks over a lower target without a word,
  * and they stay unpopulated: they must not count again.
@@ -1117,6 +1154,7 @@ int main(int argc, char **argv)
     qtest_add_func("virtio-balloon13/stats-big", test_stats_big);
     qtest_add_func("virtio-balloon13/withdraw-no-scan",
                    test_withdraw_no_scan);
+    qtest_add_func("virtio-balloon13/host-populated", test_host_populated);
     qtest_add_func("virtio-balloon13/reinflate-accounting",
                    test_reinflate_accounting);
     qtest_add_func("virtio-balloon13/query-no-scan", test_query_no_scan);

@@ -133,6 +133,13 @@ struct VirtIOBalloon13 {
     bool discard_refused_said;
     bool unobservable_said;
     bool migration_hinting;     /* precopy bitmaps exist: hint discards */
+    /*
+     * The VM is stopped (or has not run since its state was loaded): the
+     * bitmap is the balloon as the guest left it, and a block populated
+     * meanwhile was populated by QEMU, not withdrawn.
+     */
+    bool stopped;
+    bool rediscard;             /* on resume, discard what was populated */
     NotifierWithReturn precopy_notifier;
 
     /* guest statistics (virtio-balloon's "guest-stats" semantics) */
