@@ -219,6 +219,14 @@ EXPORT_SYMBOL_IF_KUNIT(vb13_floor_min_bytes);
 VISIBLE_IF_KUNIT unsigned int vb13_req_budget = 4 * VB13_NR_REQS;
 EXPORT_SYMBOL_IF_KUNIT(vb13_req_budget);
 
+/*
+ * Take free pieces smaller than a pageblock first (vb13_hole_order()).
+ * The suite turns it off where it needs whole pageblocks of ballooned
+ * pages.
+ */
+VISIBLE_IF_KUNIT bool vb13_fill_holes = true;
+EXPORT_SYMBOL_IF_KUNIT(vb13_fill_holes);
+
 enum { VB13_SHRINK_OFF, VB13_SHRINK_PRESSURE, VB13_SHRINK_ALWAYS };
 
 static struct dentry *vb13_debugfs_root;
@@ -2202,7 +2210,8 @@ static int vb13_inflate_one(struct virtio_balloon13 *vb, unsigned long target)
 	 * allocator serves an order from the smallest free block that fits.)
 	 */
 	vb->alloc_gfp = GFP_HIGHUSER_MOVABLE;
-	hole = vb13_hole_order(g, &vb->alloc_gfp);
+	hole = READ_ONCE(vb13_fill_holes) ?
+	       vb13_hole_order(g, &vb->alloc_gfp) : -1;
 	if (hole >= 0 && hole < (int)order)
 		order = hole;
 

@@ -349,6 +349,7 @@ extern unsigned int vb13_oom_release_mib;
 extern unsigned int vb13_oom_hold_ms;
 extern unsigned int vb13_page_list_kib;
 extern unsigned int vb13_req_budget;
+extern bool vb13_fill_holes;
 
 /* Geometry, chunks and the page-list hot path */
 int vb13_geom_init(struct vb13_geom *g, u32 page_bits, unsigned int msg_addrs,
