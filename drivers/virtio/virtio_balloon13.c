@@ -647,6 +647,7 @@ void vb13_msg_init(struct vb13_msg *msg)
 	msg->queued = false;
 	msg->own = false;
 	msg->old = NULL;
+	msg->moved = false;
 	msg->nr = 0;
 	msg->pages = 0;
 	INIT_LIST_HEAD(&msg->chunks);
@@ -970,9 +971,11 @@ static void vb13_account(struct virtio_balloon13 *vb, struct page *page,
  * migratable balloon's pages count as inflated once they are on the
  * kernel's balloon list (which counts them), or when they leave the
  * balloon without having been there: each page once either way.
+ * @moved: the new page of a migration, which counts in blocks_migrated
+ * when it succeeds (and in blocks_inflated when it stays as an extra).
  */
 static void vb13_account_in(struct virtio_balloon13 *vb, struct page *page,
-			    unsigned long blocks)
+			    unsigned long blocks, bool moved)
 {
 	unsigned long pages = vb13_blocks_to_pages(&vb->geom, blocks);
 
@@ -982,16 +985,18 @@ static void vb13_account_in(struct virtio_balloon13 *vb, struct page *page,
 		count_vm_events(BALLOON_INFLATE, pages);
 #endif
 	WRITE_ONCE(vb->nr_blocks, vb->nr_blocks + blocks);
-	vb13_inc(vb, blocks_inflated, blocks);
+	if (!moved)
+		vb13_inc(vb, blocks_inflated, blocks);
 }
 
 /*
  * Account blocks leaving the balloon; called with vb->lock held.  @listed:
  * a page taken off the kernel's balloon list, which counted it out of the
- * gauge and the vm events already.
+ * gauge and the vm events already.  @moved: the old page of a migration
+ * (blocks_migrated counts it, not blocks_withdrawn).
  */
 static void vb13_account_out(struct virtio_balloon13 *vb, struct page *page,
-			     unsigned long blocks, bool listed)
+			     unsigned long blocks, bool listed, bool moved)
 {
 	unsigned long pages = vb13_blocks_to_pages(&vb->geom, blocks);
 
@@ -1003,7 +1008,8 @@ static void vb13_account_out(struct virtio_balloon13 *vb, struct page *page,
 		count_vm_events(BALLOON_DEFLATE, pages);
 #endif
 	WRITE_ONCE(vb->nr_blocks, vb->nr_blocks - blocks);
-	vb13_inc(vb, blocks_withdrawn, blocks);
+	if (!moved)
+		vb13_inc(vb, blocks_withdrawn, blocks);
 }
 
 /* Account and free a whole chunk; called with vb->lock held. */
@@ -1011,7 +1017,7 @@ static void vb13_release_chunk(struct virtio_balloon13 *vb, struct page *page)
 {
 	vb13_account_out(vb, page,
 			 vb13_chunk_blocks(&vb->geom, vb13_chunk_order(page)),
-			 false);
+			 false, false);
 	vb13_free_chunk(page);
 }
 
@@ -1021,7 +1027,8 @@ static void vb13_release_chunk(struct virtio_balloon13 *vb, struct page *page)
  */
 static void vb13_release_listed(struct virtio_balloon13 *vb, struct page *page)
 {
-	vb13_account_out(vb, page, vb13_chunk_blocks(&vb->geom, 0), true);
+	vb13_account_out(vb, page, vb13_chunk_blocks(&vb->geom, 0), true,
+			 false);
 	vb13_free_chunk(page);
 }
 
@@ -1035,7 +1042,7 @@ static void vb13_release_head(struct virtio_balloon13 *vb, struct page *page,
 	unsigned long cut = vb13_blocks_to_pages(&vb->geom, blocks);
 
 	vb13_split_chunk(page, cut, rest);
-	vb13_account_out(vb, page, blocks, false);
+	vb13_account_out(vb, page, blocks, false, false);
 	vb13_free_pages(page, cut);
 }
 
@@ -1294,11 +1301,12 @@ static void vb13_release_msg(struct virtio_balloon13 *vb, struct vb13_msg *msg)
 	}
 	if (msg->old) {
 		/*
-		 * Replaced by migration: the balloon core let go of it, and
-		 * frees it once neither it nor this message holds it.
+		 * Replaced by migration (@moved), or gone with its memory:
+		 * the balloon core let go of it, and frees it once neither
+		 * it nor this message holds it.
 		 */
 		vb13_account_out(vb, msg->old, vb13_chunk_blocks(&vb->geom, 0),
-				 true);
+				 true, msg->moved);
 		put_page(msg->old);
 		msg->old = NULL;
 	}
@@ -1842,17 +1850,19 @@ static struct vb13_msg *vb13_send_page(struct virtio_balloon13 *vb,
  * The old page of a migration leaves the balloon: with
  * VIRTIO_BALLOON13_F_WITHDRAW the device is told and the page kept until
  * it answers (a while here; else until it does, or a reset); without, it
- * is withdrawn by access.  Called with vb->lock held.
+ * is withdrawn by access.  @moved: a new page took its place (else its
+ * memory is going offline).  Called with vb->lock held.
  * Return: 0, or -EAGAIN when no WITHDRAW could be sent.
  */
-static int vb13_unballoon_old(struct virtio_balloon13 *vb, struct page *page)
+static int vb13_unballoon_old(struct virtio_balloon13 *vb, struct page *page,
+			      bool moved)
 {
 	struct vb13_msg *msg;
 
 	lockdep_assert_held(&vb->lock);
 	if (!virtio_has_feature(vb->vdev, VIRTIO_BALLOON13_F_WITHDRAW)) {
 		vb13_account_out(vb, page, vb13_chunk_blocks(&vb->geom, 0),
-				 true);
+				 true, moved);
 		return 0;
 	}
 	get_page(page);
@@ -1861,6 +1871,8 @@ static int vb13_unballoon_old(struct virtio_balloon13 *vb, struct page *page)
 		put_page(page);
 		return -EAGAIN;
 	}
+	/* No one reaps it before we drop vb->lock. */
+	msg->moved = moved;
 	if (wait_event_timeout(vb->out_wq, vb13_msg_back(vb, msg),
 			       msecs_to_jiffies(VB13_MIGRATE_WAIT_MS)))
 		vb13_reap(vb);
@@ -1878,7 +1890,7 @@ static int vb13_migrate_out(struct virtio_balloon13 *vb, struct page *page)
 {
 	unsigned long blocks = vb13_chunk_blocks(&vb->geom, 0);
 
-	if (vb13_unballoon_old(vb, page)) {
+	if (vb13_unballoon_old(vb, page, false)) {
 		mutex_unlock(&vb->lock);
 		return -EAGAIN;
 	}
@@ -1944,12 +1956,13 @@ static int vb13_migratepage(struct balloon_dev_info *bdev,
 		__folio_clear_offline(page_folio(newpage));
 		goto again;
 	}
-	vb13_account_in(vb, newpage, blocks);
+	vb13_account_in(vb, newpage, blocks, true);
 	if (!vb13_wait_msg(vb, msg)) {
 		/*
 		 * An ordinary block in flight now, and @page stays: the
 		 * balloon is a block over until the worker gives one back.
 		 */
+		vb13_inc(vb, blocks_inflated, blocks);
 		vb13_msg_disown(vb, msg);
 		mutex_unlock(&vb->lock);
 		vb13_queue_resize(vb, 0, true);
@@ -1968,7 +1981,7 @@ static int vb13_migratepage(struct balloon_dev_info *bdev,
 			    -(long)vb13_blocks_to_pages(&vb->geom, blocks));
 
 	/* 2. The old page leaves. */
-	err = vb13_unballoon_old(vb, page);
+	err = vb13_unballoon_old(vb, page, true);
 	if (err && !VB13_MIGRATE_KEEPS_NEWPAGE) {
 		/*
 		 * No WITHDRAW could be sent: the device broke (outputq has
@@ -1977,9 +1990,10 @@ static int vb13_migratepage(struct balloon_dev_info *bdev,
 		 * PAGES buffer came back long ago; only the count of a
 		 * device that no longer works stays one over.
 		 */
-		vb13_account_out(vb, page, blocks, true);
+		vb13_account_out(vb, page, blocks, true, true);
 	} else if (err) {
 		/* Both stay: @newpage as an acknowledged block. */
+		vb13_inc(vb, blocks_inflated, blocks);
 		mod_node_page_state(page_pgdat(newpage), NR_BALLOON_PAGES,
 				    vb13_blocks_to_pages(&vb->geom, blocks));
 		list_add(&newpage->lru, &vb->acked[0]);
@@ -2589,7 +2603,7 @@ static int vb13_inflate_one(struct virtio_balloon13 *vb, unsigned long target)
 	mutex_lock(&vb->lock);
 	/* Only we set vb->fill; others only take chunks out of it. */
 	vb->in_flight_blocks += vb13_msg_add(g, vb->fill, page);
-	vb13_account_in(vb, page, vb13_chunk_blocks(g, order));
+	vb13_account_in(vb, page, vb13_chunk_blocks(g, order), false);
 	if (!vb13_fill_room(vb, min(vb->alloc_order, order)))
 		vb13_submit(vb);	/* on failure, sent once room appears */
 	mutex_unlock(&vb->lock);

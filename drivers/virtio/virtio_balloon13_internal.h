@@ -84,9 +84,12 @@ struct vb13_geom {
  * @own: a balloon migration's message, whose sender waits for it: its
  *	return doesn't wake the resize worker (which would take vb->lock
  *	from the migrations that follow)
- * @old: a WITHDRAW of a page that balloon migration replaced: it is not on
- *	@chunks (the migration core links it through its lru), and this
- *	message holds a reference to it until the device returns it
+ * @old: a WITHDRAW of a page that balloon migration replaced, or whose
+ *	memory goes offline: it is not on @chunks (the migration core links
+ *	it through its lru), and this message holds a reference to it until
+ *	the device returns it
+ * @moved: @old was replaced by a new page (it counts in blocks_migrated,
+ *	not blocks_withdrawn)
  */
 struct vb13_msg {
 	struct virtio_balloon13_pages *buf;
@@ -94,6 +97,7 @@ struct vb13_msg {
 	bool queued;
 	bool own;
 	struct page *old;
+	bool moved;
 	unsigned int nr;
 	unsigned long pages;
 	struct list_head chunks;

@@ -3145,6 +3145,7 @@ static void migrate_listed(struct kunit *test)
 	const unsigned long nr = pageblock_nr_pages;
 	struct virtio_balloon13 *vb;
 	struct fake_vdev *fd;
+	u64 inflated, withdrawn;
 
 	fd = bind_mode(test, withdraw);
 	vb = vb_of(fd);
@@ -3156,6 +3157,8 @@ static void migrate_listed(struct kunit *test)
 	KUNIT_ASSERT_NE(test, pfn, 0UL);
 	mig = balloon_migrations();
 	pages = fake_vdev_count(fd, FAKE_VDEV_PAGES);
+	inflated = READ_ONCE(vb->cnt.blocks_inflated);
+	withdrawn = READ_ONCE(vb->cnt.blocks_withdrawn);
 
 	KUNIT_ASSERT_EQ(test, alloc_contig_range(pfn, pfn + nr, ACR_FLAGS_NONE,
 						 GFP_KERNEL | __GFP_NOWARN), 0);
@@ -3167,6 +3170,9 @@ static void migrate_listed(struct kunit *test)
 
 	KUNIT_EXPECT_EQ(test, balloon_migrations() - mig, nr);
 	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.blocks_migrated), (u64)nr);
+	/* A migration is neither an inflation nor a withdrawal. */
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.blocks_inflated), inflated);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.blocks_withdrawn), withdrawn);
 	KUNIT_EXPECT_TRUE(test, withdrawn_at(vb, 2048));
 	KUNIT_EXPECT_EQ(test, ram - totalram_pages(), 2048UL);
 	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_PAGES) - pages,
