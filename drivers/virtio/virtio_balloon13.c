@@ -1960,12 +1960,14 @@ static int vb13_migratepage(struct balloon_dev_info *bdev,
 	if (!vb13_wait_msg(vb, msg)) {
 		/*
 		 * An ordinary block in flight now, and @page stays: the
-		 * balloon is a block over until the worker gives one back.
+		 * balloon is a block over until the worker gives one back,
+		 * once the device has returned this message (its return
+		 * wakes the worker).  Not before: that would only add a
+		 * WITHDRAW to the queue of a device already slow.
 		 */
 		vb13_inc(vb, blocks_inflated, blocks);
 		vb13_msg_disown(vb, msg);
 		mutex_unlock(&vb->lock);
-		vb13_queue_resize(vb, 0, true);
 		return -EBUSY;
 	}
 	/* Back: this message was ours alone. */
@@ -2581,6 +2583,15 @@ static int vb13_inflate_one(struct virtio_balloon13 *vb, unsigned long target)
 		order = hole;
 
 	mutex_lock(&vb->lock);
+	/*
+	 * Nor the room left in the message being filled: the chunk orders
+	 * of a run vary (the holes taken first come in every order below a
+	 * pageblock), and a chunk larger than what is left would send the
+	 * message short of its limit.  The tail is filled with smaller ones.
+	 */
+	while (order > g->block_order && vb->fill && vb->fill->nr &&
+	       !vb13_fill_room(vb, order))
+		order--;
 	err = vb13_make_room(vb, order);
 	mutex_unlock(&vb->lock);
 	if (err)
@@ -2604,7 +2615,8 @@ static int vb13_inflate_one(struct virtio_balloon13 *vb, unsigned long target)
 	/* Only we set vb->fill; others only take chunks out of it. */
 	vb->in_flight_blocks += vb13_msg_add(g, vb->fill, page);
 	vb13_account_in(vb, page, vb13_chunk_blocks(g, order), false);
-	if (!vb13_fill_room(vb, min(vb->alloc_order, order)))
+	/* Full: not even a block more fits. */
+	if (!vb13_fill_room(vb, g->block_order))
 		vb13_submit(vb);	/* on failure, sent once room appears */
 	mutex_unlock(&vb->lock);
 	return 0;

@@ -3306,10 +3306,10 @@ static void migrate_offlining(struct kunit *test)
  */
 static void migrate_device_slow(struct kunit *test)
 {
-	struct fake_vdev_msg *msg;
+	struct fake_vdev_msg *msg, *held[VB13_NR_MSGS];
 	struct virtio_balloon13 *vb;
 	struct fake_vdev *fd;
-	unsigned long pfn, mig, extra = 0;
+	unsigned long pfn, mig, extra = 0, i;
 
 	whole_pageblocks(test);
 	fd = bind_withdraw(test, true);
@@ -3325,15 +3325,21 @@ static void migrate_device_slow(struct kunit *test)
 						 GFP_KERNEL | __GFP_NOWARN), 0);
 	KUNIT_EXPECT_EQ(test, balloon_migrations(), mig);
 	KUNIT_EXPECT_TRUE(test, is_listed(vb, pfn));
-	/* Every try sent a new page, which the device holds. */
-	while (!fake_vdev_pop_output(fd, &msg)) {
+	/*
+	 * Every try sent a new page, which the device holds, and nothing
+	 * else: the worker gives the extra back only once the device has
+	 * answered.  (All popped before any is returned: a return wakes it.)
+	 */
+	while (extra < ARRAY_SIZE(held) && !fake_vdev_pop_output(fd, &msg)) {
 		KUNIT_EXPECT_EQ(test, fake_vdev_msg_type(msg), 0U);
 		KUNIT_EXPECT_EQ(test, msg_blocks(msg), 1UL);
-		KUNIT_ASSERT_EQ(test, fake_vdev_complete_output(fd, msg), 0);
-		extra++;
+		held[extra++] = msg;
 	}
+	KUNIT_EXPECT_EQ(test, fake_vdev_pop_output(fd, &msg), -EAGAIN);
 	KUNIT_EXPECT_GE(test, extra, 1UL);
 	KUNIT_EXPECT_LE(test, extra, (unsigned long)vb->nr_msgs);
+	for (i = 0; i < extra; i++)
+		KUNIT_ASSERT_EQ(test, fake_vdev_complete_output(fd, held[i]), 0);
 	fake_vdev_set_auto(fd, true);
 	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, withdrawn_at(vb, 2048), TO));
 	KUNIT_EXPECT_EQ(test, fake_vdev_ballooned(fd), 2048UL);
