@@ -1596,6 +1596,22 @@ def thp_probe(b, mib):
             guest_counter(b, "thp_fault_fallback") - f0)
 
 
+def free_huge_blocks(b):
+    """Free 2 MiB blocks the guest has whole (/proc/buddyinfo, orders 9
+    and up, every zone but ZONE_DMA): the most THP faults that can get a
+    huge page without compaction."""
+    _, out = b.vm.run("cat /proc/buddyinfo", check=True)
+    n = 0
+    for line in out.splitlines():
+        p = line.split()
+        if len(p) < 5 or p[2] != "zone" or p[3] == "DMA":
+            continue
+        for order, k in enumerate(int(x) for x in p[4:]):
+            if order >= 9:
+                n += k << (order - 9)
+    return n
+
+
 def wait_dev13_blocks(b, blocks, timeout=300):
     t = time.monotonic()
     while True:
@@ -1639,16 +1655,25 @@ def run_thp_config(name, cfg, a, builds):
             for way, size in (("empty", 0), ("half", half)):
                 b.ctl(cmd="resize", bytes=size)
                 settle = wait_dev13_blocks(b, size // b.block)
+                # What the workload finds: whole free 2 MiB blocks (a 2 MiB
+                # balloon block is one of them; so is every THP).
+                b.vm.run("echo 3 >/proc/sys/vm/drop_caches", check=True)
+                huge = free_huge_blocks(b)
                 got, fell = thp_probe(b, work)
                 r = {"rep": rep, "way": way, "balloon_bytes": size,
                      "work_mib": work, "thp_alloc": got, "thp_fallback": fell,
                      "success": got / (got + fell) if got + fell else None,
+                     "free_huge_blocks": huge,
+                     "bound": min(1.0, huge / (got + fell)) if got + fell
+                     else None,
+                     "balloon_migrate": guest_counter(b, "balloon_migrate"),
                      "settle_s": round(settle, 2), "load": loadavg()}
                 res["runs"].append(r)
                 say("%s rep %d %-5s: balloon %4d MiB, %d MiB touched: %d THP "
-                    "faults got a huge page, %d fell back (%.1f%%)" % (
+                    "faults got a huge page, %d fell back (%.1f%%); %d whole "
+                    "free 2 MiB blocks before" % (
                         name, rep + 1, way, size // MiB, work, got, fell,
-                        100.0 * (r["success"] or 0)))
+                        100.0 * (r["success"] or 0), huge))
         b.ctl(cmd="resize", bytes=0)
     finally:
         res["load_end"] = loadavg()

@@ -3,7 +3,7 @@
 #
 # Contents: busybox-static, bash-static as the shell, kmod's module tools
 # with their libraries, scripts/guest/init (PID 1 and vm.py's command
-# channel), the tools in scripts/guest/*.c (memtouch, memstep, stressor;
+# channel), the tools in scripts/guest/*.c (memtouch, memstep, stressor, memfrag;
 # static), pmsuspend (suspend to RAM or idle, with an RTC wake alarm), the
 # kernel's own
 # modules the tests use (virtio_pci with the virtio core where they are

@@ -527,6 +527,10 @@ class VM:
     reboot      let the guest reboot (no -no-reboot): reboot(), and a
                 guest panic (panic=-1) reboots it too, so a command then
                 times out; the console log shows the panic
+    maxmem, slots
+                room for memory hot-plug: -m SIZE,slots=N,maxmem=MAX
+                (e.g. "4G", 2); plug_dimm() and unplug_dimm() add and
+                remove pc-dimm devices backed by shared memfds
 
     QEMU and the backend get PR_SET_PDEATHSIG: they die with the thread
     that started them, so start and use a VM from one long-lived thread.
@@ -540,7 +544,7 @@ class VM:
                  vhost_socket=None, virtio_id=13, num_vqs=2, config_size=4,
                  device_args="", balloon=False, qemu=None, kernel=None,
                  initrd=None, boot_timeout=180, qemu_args=(), keep_tmp=False,
-                 native=None, incoming=False):
+                 native=None, incoming=False, maxmem=None, slots=0):
         # What destination() starts a copy with.
         self._init_kwargs = {k: v for k, v in locals().items()
                              if k not in ("self", "__class__")}
@@ -579,6 +583,9 @@ class VM:
         self.incoming = bool(incoming)
         self.incoming_uri = None
         self.root_port = root_port
+        self.maxmem = parse_size(maxmem) if maxmem else None
+        self.slots = int(slots)
+        self.dimms = {}             # plug_dimm(): id -> size
         self.s3 = s3
         self.reboot_ok = reboot
         self.boots = 0              # READY lines seen: 1 after start()
@@ -778,7 +785,9 @@ class VM:
         argv = [self.qemu] + _firmware_args() + [
             "-nodefaults", "-no-user-config", "-display", "none",
             "-accel", "tcg", "-cpu", self.cpu, "-smp", str(self.smp),
-            "-m", str(size // (1 << 20)) + "M",
+            "-m", str(size // (1 << 20)) + "M" + (
+                ",slots=%d,maxmem=%dM" % (self.slots, self.maxmem >> 20)
+                if self.maxmem else ""),
             "-object", self._mem_object(size),
             "-machine", "q35,memory-backend=mem",
             "-nic", "none", "-no-reboot",
@@ -1148,6 +1157,48 @@ class VM:
             raise
         self.vhost_chardev = chardev
         self.vhost_plugged = True
+
+    def plug_dimm(self, size, dimm_id=None):
+        """Hot-plug a pc-dimm of `size` (bytes or e.g. "512M") backed by a
+        shared memfd (a vhost-user back end maps it like the rest of guest
+        RAM); needs VM(maxmem=..., slots=...).  The guest adds its memory
+        blocks offline unless it onlines hot-plugged memory by itself.
+        Returns the device id."""
+        size = parse_size(size)
+        dimm_id = dimm_id or "dimm%d" % len(self.dimms)
+        self.qmp("object-add", _args={
+            "qom-type": "memory-backend-memfd", "id": dimm_id + "-mem",
+            "size": size, "share": True})
+        try:
+            self.qmp("device_add", _args={"driver": "pc-dimm", "id": dimm_id,
+                                          "memdev": dimm_id + "-mem"})
+        except QMPError:
+            self.qmp("object-del", id=dimm_id + "-mem")
+            raise
+        self.dimms[dimm_id] = size
+        return dimm_id
+
+    def dimm_address(self, dimm_id):
+        """Guest-physical address where a plugged DIMM sits."""
+        for dev in self.qmp("query-memory-devices"):
+            data = dev.get("data", {})
+            if data.get("id") == dimm_id:
+                return data["addr"]
+        raise VMError("no memory device %s" % dimm_id)
+
+    def unplug_dimm(self, dimm_id, timeout=120):
+        """Hot-unplug a DIMM plug_dimm() added: device_del, wait for the
+        guest to offline and eject it (DEVICE_DELETED), remove its memory
+        backend.  Returns the seconds device_del took; VMError if the guest
+        did not let go within `timeout` (its memory could not go offline)."""
+        t0 = time.monotonic()
+        self.qmp("device_del", id=dimm_id)
+        self.wait_event("DEVICE_DELETED", timeout,
+                        lambda d: d.get("device") == dimm_id)
+        secs = time.monotonic() - t0
+        self.qmp("object-del", id=dimm_id + "-mem")
+        del self.dimms[dimm_id]
+        return secs
 
     def suspend(self, state="mem", wake="qmp", rtc_seconds=3, timeout=120,
                 on_start=None):

@@ -116,8 +116,10 @@
  * device had asked, so one STATS message is on the device at a time and
  * pushes coalesce with requests.
  */
+#include <linux/cache.h>
 #include <linux/crash_dump.h>
 #include <linux/debugfs.h>
+#include <linux/delay.h>
 #include <linux/dma-mapping.h>
 #include <linux/export.h>
 #include <linux/fs.h>
@@ -224,10 +226,23 @@ EXPORT_SYMBOL_IF_KUNIT(vb13_floor_min_bytes);
  * name twice the one before, up to page_list_kib.
  */
 #define VB13_FIRST_MSG_BYTES	SZ_1M
-/* Requests handled per run of the request worker before it requeues. */
-#define VB13_REQ_BUDGET		(4 * VB13_NR_REQS)
 /* Shortest interval between STATS pushes (REQ_STATS_INTERVAL), in ms. */
 #define VB13_STATS_MIN_MS	100
+/*
+ * Requests handled per run of the request worker before it requeues: a
+ * device that refills buffers as fast as they are posted can't keep it
+ * going for ever.  The suite lowers it.
+ */
+VISIBLE_IF_KUNIT unsigned int vb13_req_budget = 4 * VB13_NR_REQS;
+EXPORT_SYMBOL_IF_KUNIT(vb13_req_budget);
+
+/*
+ * Take free pieces smaller than a pageblock first (vb13_hole_order()).
+ * The suite turns it off where it needs whole pageblocks of ballooned
+ * pages.
+ */
+VISIBLE_IF_KUNIT bool vb13_fill_holes = true;
+EXPORT_SYMBOL_IF_KUNIT(vb13_fill_holes);
 
 enum { VB13_SHRINK_OFF, VB13_SHRINK_PRESSURE, VB13_SHRINK_ALWAYS };
 
@@ -590,6 +605,24 @@ unsigned int vb13_msg_add(const struct vb13_geom *g, struct vb13_msg *msg,
 }
 EXPORT_SYMBOL_IF_KUNIT(vb13_msg_add);
 
+/*
+ * Name a page taken off the kernel's balloon list in a WITHDRAW message,
+ * with room for it; it is on @msg->listed until the device returns it.
+ * Return: the number of blocks added.
+ */
+static unsigned int vb13_msg_add_listed(const struct vb13_geom *g,
+					struct vb13_msg *msg, struct page *page)
+{
+	unsigned int n;
+
+	n = vb13_encode_chunk(g, &msg->buf->page[msg->nr],
+			      PFN_PHYS(page_to_pfn(page)), 0);
+	msg->nr += n;
+	msg->pages++;
+	list_move_tail(&page->lru, &msg->listed);
+	return n;
+}
+
 /**
  * vb13_msg_len() - wire length of a page-list message
  * @msg: the message, with at least one address
@@ -611,9 +644,14 @@ VISIBLE_IF_KUNIT
 void vb13_msg_init(struct vb13_msg *msg)
 {
 	msg->withdraw = false;
+	msg->queued = false;
+	msg->own = false;
+	msg->old = NULL;
+	msg->moved = false;
 	msg->nr = 0;
 	msg->pages = 0;
 	INIT_LIST_HEAD(&msg->chunks);
+	INIT_LIST_HEAD(&msg->listed);
 	msg->buf->hdr.type = cpu_to_le32(VIRTIO_BALLOON13_RESP_PAGES);
 	msg->buf->hdr.reserved = 0;
 }
@@ -907,15 +945,20 @@ static unsigned long vb13_kernel_budget(struct virtio_balloon13 *vb)
 	return kernel > floor ? kernel - floor : 0;
 }
 
-/* Move @pages between the guest's RAM and the balloon; @pages < 0: out. */
+/*
+ * Move @pages between the guest's RAM and the balloon; @pages < 0: out.
+ * With @gauge, also the "Balloon:" line of /proc/meminfo: the driver
+ * counts there the pages it holds itself, and the kernel's balloon list
+ * counts those it holds (a migratable balloon's).
+ */
 static void vb13_account(struct virtio_balloon13 *vb, struct page *page,
-			 long pages)
+			 long pages, bool gauge)
 {
 	lockdep_assert_held(&vb->lock);
 	write_seqlock(&vb13_ram_lock);
 	adjust_managed_page_count(page, -pages);
-	/* "Balloon:" in /proc/meminfo */
-	mod_node_page_state(page_pgdat(page), NR_BALLOON_PAGES, pages);
+	if (gauge)
+		mod_node_page_state(page_pgdat(page), NR_BALLOON_PAGES, pages);
 	vb13_all_held_pages += pages;
 	WRITE_ONCE(vb->held_pages, vb->held_pages + pages);
 	if (page_zonenum(page) == ZONE_MOVABLE)
@@ -923,39 +966,69 @@ static void vb13_account(struct virtio_balloon13 *vb, struct page *page,
 	write_sequnlock(&vb13_ram_lock);
 }
 
-/* Account a chunk entering the balloon; called with vb->lock held. */
+/*
+ * Account a chunk entering the balloon; called with vb->lock held.  A
+ * migratable balloon's pages count as inflated once they are on the
+ * kernel's balloon list (which counts them), or when they leave the
+ * balloon without having been there: each page once either way.
+ * @moved: the new page of a migration, which counts in blocks_migrated
+ * when it succeeds (and in blocks_inflated when it stays as an extra).
+ */
 static void vb13_account_in(struct virtio_balloon13 *vb, struct page *page,
-			    unsigned long blocks)
+			    unsigned long blocks, bool moved)
 {
 	unsigned long pages = vb13_blocks_to_pages(&vb->geom, blocks);
 
-	vb13_account(vb, page, pages);
+	vb13_account(vb, page, pages, true);
 #ifdef CONFIG_BALLOON
-	count_vm_events(BALLOON_INFLATE, pages);
+	if (!vb->migratable)
+		count_vm_events(BALLOON_INFLATE, pages);
 #endif
 	WRITE_ONCE(vb->nr_blocks, vb->nr_blocks + blocks);
-	vb13_inc(vb, blocks_inflated, blocks);
+	if (!moved)
+		vb13_inc(vb, blocks_inflated, blocks);
 }
 
-/* Account blocks leaving the balloon; called with vb->lock held. */
+/*
+ * Account blocks leaving the balloon; called with vb->lock held.  @listed:
+ * a page taken off the kernel's balloon list, which counted it out of the
+ * gauge and the vm events already.  @moved: the old page of a migration
+ * (blocks_migrated counts it, not blocks_withdrawn).
+ */
 static void vb13_account_out(struct virtio_balloon13 *vb, struct page *page,
-			     unsigned long blocks)
+			     unsigned long blocks, bool listed, bool moved)
 {
 	unsigned long pages = vb13_blocks_to_pages(&vb->geom, blocks);
 
-	vb13_account(vb, page, -(long)pages);
+	vb13_account(vb, page, -(long)pages, !listed);
 #ifdef CONFIG_BALLOON
-	count_vm_events(BALLOON_DEFLATE, pages);
+	if (vb->migratable && !listed)
+		count_vm_events(BALLOON_INFLATE, pages);
+	if (!listed)
+		count_vm_events(BALLOON_DEFLATE, pages);
 #endif
 	WRITE_ONCE(vb->nr_blocks, vb->nr_blocks - blocks);
-	vb13_inc(vb, blocks_withdrawn, blocks);
+	if (!moved)
+		vb13_inc(vb, blocks_withdrawn, blocks);
 }
 
 /* Account and free a whole chunk; called with vb->lock held. */
 static void vb13_release_chunk(struct virtio_balloon13 *vb, struct page *page)
 {
 	vb13_account_out(vb, page,
-			 vb13_chunk_blocks(&vb->geom, vb13_chunk_order(page)));
+			 vb13_chunk_blocks(&vb->geom, vb13_chunk_order(page)),
+			 false, false);
+	vb13_free_chunk(page);
+}
+
+/*
+ * Account and free a page taken off the kernel's balloon list; called with
+ * vb->lock held.
+ */
+static void vb13_release_listed(struct virtio_balloon13 *vb, struct page *page)
+{
+	vb13_account_out(vb, page, vb13_chunk_blocks(&vb->geom, 0), true,
+			 false);
 	vb13_free_chunk(page);
 }
 
@@ -969,7 +1042,7 @@ static void vb13_release_head(struct virtio_balloon13 *vb, struct page *page,
 	unsigned long cut = vb13_blocks_to_pages(&vb->geom, blocks);
 
 	vb13_split_chunk(page, cut, rest);
-	vb13_account_out(vb, page, blocks);
+	vb13_account_out(vb, page, blocks, false, false);
 	vb13_free_pages(page, cut);
 }
 
@@ -1019,8 +1092,11 @@ static int vb13_out_add(struct virtio_balloon13 *vb, void *buf,
 	spin_lock_irqsave(&vb->out_lock, flags);
 	err = virtqueue_add_outbuf(vq, &sg, 1, token, GFP_ATOMIC);
 	if (!err && token != vb->stats_buf) {
+		struct vb13_msg *msg = token;
+
 		vb->on_device++;
-		vb->withdraw_on_device += ((struct vb13_msg *)token)->withdraw;
+		vb->withdraw_on_device += msg->withdraw;
+		msg->queued = true;
 	}
 	kick = !err && virtqueue_kick_prepare(vq);
 	spin_unlock_irqrestore(&vb->out_lock, flags);
@@ -1040,7 +1116,7 @@ static struct vb13_sync *vb13_sync_of(struct virtio_balloon13 *vb, void *buf)
 static void vb13_out_done(struct virtqueue *vq)
 {
 	struct virtio_balloon13 *vb = vq->vdev->priv;
-	bool any = false, stats;
+	bool any = false, kick = false, stats;
 	struct vb13_sync *sync;
 	unsigned long flags;
 	unsigned int len;
@@ -1053,16 +1129,20 @@ static void vb13_out_done(struct virtqueue *vq)
 		/* virtio_ring only hands back tokens we gave it. */
 		sync = vb13_sync_of(vb, buf);
 		if (buf == vb->stats_buf) {
+			kick = true;
 			vb->stats_busy = false;
 		} else if (sync) {
+			kick = true;
 			sync->state = VB13_SYNC_USED;
 			vb->on_device--;
 		} else {
 			struct vb13_msg *msg = buf;
 
+			kick |= !msg->own;
 			list_add_tail(&msg->list, &vb->done_msgs);
 			vb->on_device--;
 			vb->withdraw_on_device -= msg->withdraw;
+			msg->queued = false;
 		}
 	}
 	/* A STATS answer waits for its buffer, or for room on the ring. */
@@ -1071,9 +1151,10 @@ static void vb13_out_done(struct virtqueue *vq)
 		/*
 		 * Any returned buffer may be the ring room a page list
 		 * waits for, so the resize worker looks again at once, even
-		 * while it pauses: it keeps its own deadlines.
+		 * while it pauses: it keeps its own deadlines.  (Not for a
+		 * migration's message: the migration waits for it itself.)
 		 */
-		if (any)
+		if (kick)
 			mod_delayed_work(system_freezable_wq, &vb->resize_work,
 					 0);
 		if (stats)
@@ -1201,6 +1282,36 @@ static void vb13_sync_reset(struct virtio_balloon13 *vb)
 	wait_event(vb->out_wq, !READ_ONCE(vb->out_notifying));
 }
 
+/*
+ * Account and free every block a message names; called with vb->lock
+ * held, once the device can no longer touch them.
+ */
+static void vb13_release_msg(struct virtio_balloon13 *vb, struct vb13_msg *msg)
+{
+	struct page *page, *next;
+
+	lockdep_assert_held(&vb->lock);
+	list_for_each_entry_safe(page, next, &msg->chunks, lru) {
+		list_del(&page->lru);
+		vb13_release_chunk(vb, page);
+	}
+	list_for_each_entry_safe(page, next, &msg->listed, lru) {
+		list_del(&page->lru);
+		vb13_release_listed(vb, page);
+	}
+	if (msg->old) {
+		/*
+		 * Replaced by migration (@moved), or gone with its memory:
+		 * the balloon core let go of it, and frees it once neither
+		 * it nor this message holds it.
+		 */
+		vb13_account_out(vb, msg->old, vb13_chunk_blocks(&vb->geom, 0),
+				 true, msg->moved);
+		put_page(msg->old);
+		msg->old = NULL;
+	}
+}
+
 /* Move returned messages' chunks to the acknowledged lists. */
 static void vb13_reap(struct virtio_balloon13 *vb)
 {
@@ -1215,16 +1326,11 @@ static void vb13_reap(struct virtio_balloon13 *vb)
 	spin_unlock_irqrestore(&vb->out_lock, flags);
 
 	list_for_each_entry_safe(msg, tmp, &done, list) {
-		list_for_each_entry_safe(page, next, &msg->chunks, lru) {
-			if (msg->withdraw) {
-				/* The device let go of them: free now. */
-				list_del(&page->lru);
-				vb13_release_chunk(vb, page);
-			} else {
-				list_move(&page->lru,
-					  &vb->acked[vb13_chunk_order(page)]);
-			}
-		}
+		if (msg->withdraw)	/* the device let go of them: free now */
+			vb13_release_msg(vb, msg);
+		list_for_each_entry_safe(page, next, &msg->chunks, lru)
+			list_move(&page->lru,
+				  &vb->acked[vb13_chunk_order(page)]);
 		vb->in_flight_blocks -= msg->nr;
 		if (msg->withdraw)
 			vb->withdrawing -= msg->nr;
@@ -1236,13 +1342,8 @@ static void vb13_reap(struct virtio_balloon13 *vb)
 /* Free a message's chunks; the device must not be able to touch them. */
 static void vb13_drop_msg(struct virtio_balloon13 *vb, struct vb13_msg *msg)
 {
-	struct page *page, *next;
-
 	lockdep_assert_held(&vb->lock);
-	list_for_each_entry_safe(page, next, &msg->chunks, lru) {
-		list_del(&page->lru);
-		vb13_release_chunk(vb, page);
-	}
+	vb13_release_msg(vb, msg);
 	vb->in_flight_blocks -= msg->nr;
 	if (msg->withdraw)
 		vb->withdrawing -= msg->nr;
@@ -1353,16 +1454,47 @@ static unsigned long vb13_free_unsent(struct virtio_balloon13 *vb,
 }
 
 /*
+ * Most pages moved onto or off the kernel's balloon list at once: its lock
+ * is held with interrupts off meanwhile.
+ */
+#define VB13_LIST_BATCH		1024
+
+/*
+ * Take up to @want blocks' worth of pages (at least one page) off the
+ * kernel's balloon list (a migratable balloon's acknowledged blocks), at
+ * most a batch, onto @pages.  They stay PageOffline, with page_private()
+ * 0 (the core may still look at them), and are the caller's to free or
+ * name in a WITHDRAW.  Called with vb->lock held.
+ * Return: blocks taken; fewer than there are when compaction has some.
+ */
+static unsigned long vb13_take_listed(struct virtio_balloon13 *vb,
+				      struct list_head *pages,
+				      unsigned long want)
+{
+	const struct vb13_geom *g = &vb->geom;
+	size_t n;
+
+	lockdep_assert_held(&vb->lock);
+	if (!vb->migratable || !want)
+		return 0;
+	n = clamp(want >> g->sub_shift, 1UL, (unsigned long)VB13_LIST_BATCH);
+	n = balloon_page_list_dequeue(&vb->bdev, pages, n);
+	return n * vb13_chunk_blocks(g, 0);
+}
+
+/*
  * Free acknowledged blocks, largest chunks first, until at most @want (with
  * @exact: a chunk larger than what is left is split) or at least @want
- * (whole chunks) have been freed.
+ * (whole chunks) have been freed.  A migratable balloon's acknowledged
+ * blocks on the kernel's balloon list go last, a page at a time.
  * Return: blocks freed.
  */
 static unsigned long vb13_free_acked(struct virtio_balloon13 *vb,
 				     unsigned long want, bool exact)
 {
 	const struct vb13_geom *g = &vb->geom;
-	unsigned long freed = 0;
+	unsigned long freed = 0, n;
+	struct page *page, *next;
 	int order;
 
 	lockdep_assert_held(&vb->lock);
@@ -1372,23 +1504,32 @@ static unsigned long vb13_free_acked(struct virtio_balloon13 *vb,
 		unsigned long blocks = vb13_chunk_blocks(g, order);
 
 		while (!list_empty(head) && freed < want) {
-			struct page *page = list_first_entry(head, struct page,
-							     lru);
-
+			page = list_first_entry(head, struct page, lru);
 			list_del(&page->lru);
 			if (exact && blocks > want - freed) {
-				struct page *p, *n;
 				LIST_HEAD(rest);
 
 				vb13_release_head(vb, page, want - freed, &rest);
-				list_for_each_entry_safe(p, n, &rest, lru)
-					list_move(&p->lru,
-						  &vb->acked[vb13_chunk_order(p)]);
+				list_for_each_entry_safe(page, next, &rest, lru)
+					list_move(&page->lru,
+						  &vb->acked[vb13_chunk_order(page)]);
 				return want;
 			}
 			vb13_release_chunk(vb, page);
 			freed += blocks;
 		}
+	}
+	while (freed < want) {
+		LIST_HEAD(pages);
+
+		n = vb13_take_listed(vb, &pages, want - freed);
+		if (!n)
+			break;
+		list_for_each_entry_safe(page, next, &pages, lru) {
+			list_del(&page->lru);
+			vb13_release_listed(vb, page);
+		}
+		freed += n;
 	}
 	return freed;
 }
@@ -1480,6 +1621,19 @@ static unsigned long vb13_withdraw_acked(struct virtio_balloon13 *vb,
 			}
 		}
 	}
+	/* Then pages off the kernel's balloon list (it has no ranges). */
+	if (start_pfn == 0 && end_pfn == ULONG_MAX) {
+		unsigned long room = min3(want - named,
+					  (unsigned long)(g->msg_addrs - msg->nr),
+					  vb13_pages_to_blocks(g, g->msg_pages -
+							       msg->pages));
+		LIST_HEAD(pages);
+
+		if (room >> g->sub_shift)
+			vb13_take_listed(vb, &pages, room);
+		list_for_each_entry_safe(page, next, &pages, lru)
+			named += vb13_msg_add_listed(g, msg, page);
+	}
 send:
 	if (!named) {
 		vb13_msg_init(msg);
@@ -1491,6 +1645,8 @@ send:
 		/* Not sent: the chunks are acknowledged blocks again. */
 		list_for_each_entry_safe(page, next, &msg->chunks, lru)
 			list_move(&page->lru, &vb->acked[vb13_chunk_order(page)]);
+		if (!list_empty(&msg->listed))
+			balloon_page_list_enqueue(&vb->bdev, &msg->listed);
 		vb13_msg_init(msg);
 		list_add(&msg->list, &vb->free_msgs);
 		return 0;
@@ -1523,6 +1679,352 @@ static unsigned long vb13_release(struct virtio_balloon13 *vb,
 						   ULONG_MAX);
 	return freed + vb13_free_acked(vb, want - freed, exact);
 }
+
+/* --- balloon migration --------------------------------------------------- */
+
+/*
+ * How long a migration waits for the device to return each message, in
+ * ms.  The migration core (compaction, memory offlining) calls us with the
+ * old and the new page locked, one page at a time, as virtio_balloon's
+ * waits for its host.
+ */
+#define VB13_MIGRATE_WAIT_MS	1000
+
+#ifdef CONFIG_BALLOON_MIGRATION
+/*
+ * Put acknowledged chunks on the kernel's balloon list, as single pages
+ * (what balloon migration moves), at most about @budget pages.  From now
+ * on that list counts them in "Balloon:" and the vm events.  Called with
+ * vb->lock held.
+ * Return: pages listed.
+ */
+static unsigned long vb13_list_acked(struct virtio_balloon13 *vb,
+				     unsigned long budget)
+{
+	const struct vb13_geom *g = &vb->geom;
+	unsigned long listed = 0, i, nr;
+	struct page *page;
+	int order;
+
+	lockdep_assert_held(&vb->lock);
+	for (order = g->max_order; order >= 0 && listed < budget; order--) {
+		while (!list_empty(&vb->acked[order]) && listed < budget) {
+			LIST_HEAD(pages);
+
+			page = list_first_entry(&vb->acked[order], struct page,
+						lru);
+			list_del(&page->lru);
+			nr = 1UL << order;
+			if (order && !(page_private(page) & VB13_CHUNK_SPLIT))
+				split_page(page, order);
+			for (i = 0; i < nr; i++) {
+				set_page_private(page + i, 0);
+				list_add_tail(&page[i].lru, &pages);
+			}
+			mod_node_page_state(page_pgdat(page), NR_BALLOON_PAGES,
+					    -(long)nr);
+			balloon_page_list_enqueue(&vb->bdev, &pages);
+			listed += nr;
+		}
+	}
+	return listed;
+}
+
+/*
+ * List acknowledged chunks, a batch per hold of the lock: all of them
+ * with @all (the worker has nothing else to do), else one batch.  A new
+ * target stops it (the worker runs again).
+ */
+static void vb13_list_all_acked(struct virtio_balloon13 *vb, bool all)
+{
+	unsigned long target = READ_ONCE(vb->target_blocks), n;
+
+	if (!vb->migratable)
+		return;
+	do {
+		mutex_lock(&vb->lock);
+		n = vb13_list_acked(vb, VB13_FREE_BATCH_BYTES >> PAGE_SHIFT);
+		mutex_unlock(&vb->lock);
+		cond_resched();
+	} while (n && all && !READ_ONCE(vb->stop) &&
+		 READ_ONCE(vb->target_blocks) == target);
+}
+
+/* Has the device returned @msg?  (The caller holds vb->lock: no one reaps.) */
+static bool vb13_msg_back(struct virtio_balloon13 *vb, struct vb13_msg *msg)
+{
+	unsigned long flags;
+	bool back;
+
+	spin_lock_irqsave(&vb->out_lock, flags);
+	back = !msg->queued;
+	spin_unlock_irqrestore(&vb->out_lock, flags);
+	return back;
+}
+
+/*
+ * A migration stops waiting for @msg: from now on its return wakes the
+ * resize worker like any other's (which reaps it), and at once if it is
+ * back already.
+ */
+static void vb13_msg_disown(struct virtio_balloon13 *vb, struct vb13_msg *msg)
+{
+	unsigned long flags;
+	bool back;
+
+	spin_lock_irqsave(&vb->out_lock, flags);
+	msg->own = false;
+	back = !msg->queued;
+	spin_unlock_irqrestore(&vb->out_lock, flags);
+	if (back)
+		vb13_queue_resize(vb, 0, true);
+}
+
+/*
+ * Wait for the device to return @msg, a migration's own message: at most
+ * VB13_MIGRATE_WAIT_MS, or, where a failed migration can't leave the new
+ * page with us (VB13_MIGRATE_KEEPS_NEWPAGE), for as long as it takes, as
+ * virtio_balloon does.  Called with vb->lock held.
+ * Return: true once it is back.
+ */
+static bool vb13_wait_msg(struct virtio_balloon13 *vb, struct vb13_msg *msg)
+{
+	if (!VB13_MIGRATE_KEEPS_NEWPAGE) {
+		wait_event(vb->out_wq, vb13_msg_back(vb, msg));
+		return true;
+	}
+	return wait_event_timeout(vb->out_wq, vb13_msg_back(vb, msg),
+				  msecs_to_jiffies(VB13_MIGRATE_WAIT_MS));
+}
+
+/*
+ * Name one page in a message of its own and send it: PAGES (the page on
+ * its chunk list), or with @withdraw a WITHDRAW whose @old it is (its lru
+ * is the migration core's; the caller gave the message a reference).
+ * Called with vb->lock held.
+ * Return: the message, or NULL when no buffer is free or outputq refused.
+ */
+static struct vb13_msg *vb13_send_page(struct virtio_balloon13 *vb,
+				       struct page *page, bool withdraw)
+{
+	const struct vb13_geom *g = &vb->geom;
+	struct vb13_msg *msg;
+	unsigned int n;
+
+	lockdep_assert_held(&vb->lock);
+	if (list_empty(&vb->free_msgs))
+		return NULL;
+	msg = list_first_entry(&vb->free_msgs, struct vb13_msg, list);
+	list_del(&msg->list);
+	vb13_msg_init(msg);
+	msg->own = true;
+	if (withdraw) {
+		msg->withdraw = true;
+		msg->buf->hdr.type = cpu_to_le32(VIRTIO_BALLOON13_RESP_WITHDRAW);
+		n = vb13_encode_chunk(g, msg->buf->page,
+				      PFN_PHYS(page_to_pfn(page)), 0);
+		msg->nr = n;
+		msg->pages = 1;
+		msg->old = page;
+	} else {
+		n = vb13_msg_add(g, msg, page);
+	}
+	if (vb13_out_add(vb, msg->buf, vb13_msg_len(msg), msg)) {
+		if (!withdraw)
+			list_del(&page->lru);
+		vb13_msg_init(msg);
+		list_add(&msg->list, &vb->free_msgs);
+		return NULL;
+	}
+	vb->in_flight_blocks += n;
+	if (withdraw) {
+		vb->withdrawing += n;
+		vb13_inc(vb, messages_withdraw, 1);
+	} else {
+		vb13_inc(vb, messages_pages, 1);
+	}
+	return msg;
+}
+
+/*
+ * The old page of a migration leaves the balloon: with
+ * VIRTIO_BALLOON13_F_WITHDRAW the device is told and the page kept until
+ * it answers (a while here; else until it does, or a reset); without, it
+ * is withdrawn by access.  @moved: a new page took its place (else its
+ * memory is going offline).  Called with vb->lock held.
+ * Return: 0, or -EAGAIN when no WITHDRAW could be sent.
+ */
+static int vb13_unballoon_old(struct virtio_balloon13 *vb, struct page *page,
+			      bool moved)
+{
+	struct vb13_msg *msg;
+
+	lockdep_assert_held(&vb->lock);
+	if (!virtio_has_feature(vb->vdev, VIRTIO_BALLOON13_F_WITHDRAW)) {
+		vb13_account_out(vb, page, vb13_chunk_blocks(&vb->geom, 0),
+				 true, moved);
+		return 0;
+	}
+	get_page(page);
+	msg = vb13_send_page(vb, page, true);
+	if (!msg) {
+		put_page(page);
+		return -EAGAIN;
+	}
+	/* No one reaps it before we drop vb->lock. */
+	msg->moved = moved;
+	if (wait_event_timeout(vb->out_wq, vb13_msg_back(vb, msg),
+			       msecs_to_jiffies(VB13_MIGRATE_WAIT_MS)))
+		vb13_reap(vb);
+	else
+		vb13_msg_disown(vb, msg);
+	return 0;
+}
+
+/*
+ * A listed page in memory going offline leaves the balloon instead of
+ * moving (MEM_GOING_OFFLINE gives back the rest of the range; the worker
+ * finds memory elsewhere afterwards).  Called with vb->lock held; drops it.
+ */
+static int vb13_migrate_out(struct virtio_balloon13 *vb, struct page *page)
+{
+	unsigned long blocks = vb13_chunk_blocks(&vb->geom, 0);
+
+	if (vb13_unballoon_old(vb, page, false)) {
+		mutex_unlock(&vb->lock);
+		return -EAGAIN;
+	}
+	/* The core counts -ENOENT's page out of the vm events only. */
+	mod_node_page_state(page_pgdat(page), NR_BALLOON_PAGES,
+			    -(long)vb13_blocks_to_pages(&vb->geom, blocks));
+	vb13_inc(vb, hotplug_blocks, blocks);
+	mutex_unlock(&vb->lock);
+	return vb13_balloon_released(&vb->bdev, page);
+}
+
+/**
+ * vb13_migratepage() - move a ballooned page (balloon_dev_info.migratepage)
+ * @bdev: the balloon's balloon_dev_info
+ * @newpage: a free page the migration core allocated, locked
+ * @page: an acknowledged page it took off our list, locked
+ * @mode: the migration mode (every mode waits for the device alike)
+ *
+ * The device gets @newpage in a PAGES message of its own, and only once
+ * it has returned that (so every listed page is an acknowledged one) does
+ * @page leave: named in a WITHDRAW first when that is negotiated, else
+ * withdrawn by access.  The device's count stays exact.
+ *
+ * Context: process context; sleeps.  Takes vb->lock (trylock: inflating
+ * or deflating holds it, and its allocation may compact).
+ * Return: 0 when @newpage replaced @page (the balloon core then lists it
+ * and lets go of @page); -ENOENT (or 0, before the core's rework) when
+ * @page left the balloon without a replacement (memory going offline);
+ * -EAGAIN to be retried; -EBUSY when the device kept @newpage too long:
+ * it stays in the balloon, with @page, until the worker gives one back
+ * (from 6.10; before, the migration waits for the device as long as it
+ * takes, see vb13_wait_msg()).
+ */
+static int vb13_migratepage(struct balloon_dev_info *bdev,
+			    struct page *newpage, struct page *page,
+			    enum migrate_mode mode)
+{
+	struct virtio_balloon13 *vb = container_of(bdev, struct virtio_balloon13,
+						   bdev);
+	unsigned long blocks = vb13_chunk_blocks(&vb->geom, 0);
+	unsigned long pfn = page_to_pfn(page), flags;
+	struct vb13_msg *msg;
+	bool off;
+	int err;
+
+	if (!mutex_trylock(&vb->lock))
+		return -EAGAIN;
+	if (READ_ONCE(vb->stop) || READ_ONCE(vb->broken) ||
+	    list_empty(&vb->free_msgs))
+		goto again;
+	if (pfn >= vb->offline_start && pfn < vb->offline_end)
+		return vb13_migrate_out(vb, page);
+
+	/* 1. The device takes the new page. */
+	page_offline_begin();
+	__folio_set_offline(page_folio(newpage));
+	page_offline_end();
+	vb13_chunk_set(newpage, 0, false);
+	get_page(newpage);
+	msg = vb13_send_page(vb, newpage, false);
+	if (!msg) {
+		put_page(newpage);
+		__folio_clear_offline(page_folio(newpage));
+		goto again;
+	}
+	vb13_account_in(vb, newpage, blocks, true);
+	if (!vb13_wait_msg(vb, msg)) {
+		/*
+		 * An ordinary block in flight now, and @page stays: the
+		 * balloon is a block over until the worker gives one back,
+		 * once the device has returned this message (its return
+		 * wakes the worker).  Not before: that would only add a
+		 * WITHDRAW to the queue of a device already slow.
+		 */
+		vb13_inc(vb, blocks_inflated, blocks);
+		vb13_msg_disown(vb, msg);
+		mutex_unlock(&vb->lock);
+		return -EBUSY;
+	}
+	/* Back: this message was ours alone. */
+	spin_lock_irqsave(&vb->out_lock, flags);
+	list_del(&msg->list);
+	spin_unlock_irqrestore(&vb->out_lock, flags);
+	list_del(&newpage->lru);
+	vb->in_flight_blocks -= msg->nr;
+	vb13_msg_init(msg);
+	list_add(&msg->list, &vb->free_msgs);
+	/* The balloon list counts it from now on, in @page's place. */
+	mod_node_page_state(page_pgdat(newpage), NR_BALLOON_PAGES,
+			    -(long)vb13_blocks_to_pages(&vb->geom, blocks));
+
+	/* 2. The old page leaves. */
+	err = vb13_unballoon_old(vb, page, true);
+	if (err && !VB13_MIGRATE_KEEPS_NEWPAGE) {
+		/*
+		 * No WITHDRAW could be sent: the device broke (outputq has
+		 * room for every message), and the migration core can't
+		 * leave @newpage with us.  @page is safe to free anyway, its
+		 * PAGES buffer came back long ago; only the count of a
+		 * device that no longer works stays one over.
+		 */
+		vb13_account_out(vb, page, blocks, true, true);
+	} else if (err) {
+		/* Both stay: @newpage as an acknowledged block. */
+		vb13_inc(vb, blocks_inflated, blocks);
+		mod_node_page_state(page_pgdat(newpage), NR_BALLOON_PAGES,
+				    vb13_blocks_to_pages(&vb->geom, blocks));
+		list_add(&newpage->lru, &vb->acked[0]);
+		mutex_unlock(&vb->lock);
+		vb13_queue_resize(vb, 0, true);
+		return -EBUSY;
+	}
+	vb13_inc(vb, blocks_migrated, blocks);
+	/*
+	 * Our messages' returns left the worker alone; it has work only
+	 * when the balloon is off its target (or waits for a buffer).
+	 */
+	off = vb->nr_blocks != READ_ONCE(vb->target_blocks);
+	mutex_unlock(&vb->lock);
+	if (off)
+		vb13_queue_resize(vb, 0, true);
+	vb13_balloon_migrated(bdev, newpage, page);
+	put_page(newpage);
+	return 0;
+
+again:
+	mutex_unlock(&vb->lock);
+	return -EAGAIN;
+}
+#else
+static inline void vb13_list_all_acked(struct virtio_balloon13 *vb, bool all)
+{
+}
+#endif
 
 /* --- memory pressure ------------------------------------------------------ */
 
@@ -1960,7 +2462,13 @@ static struct page *vb13_alloc_zoned(struct virtio_balloon13 *vb,
 		return NULL;
 	}
 	WRITE_ONCE(vb->held_by_zones, false);
-	return vb13_alloc_wmark(vb, order, GFP_HIGHUSER);
+	/*
+	 * Pages balloon migration can move are movable like any user page
+	 * (compaction can then make room for huge pages around them), unless
+	 * they fill holes among unmovable pages (vb13_hole_order()).
+	 */
+	return vb13_alloc_wmark(vb, order, vb->migratable ?
+				vb->alloc_gfp : GFP_HIGHUSER);
 }
 
 static struct page *vb13_alloc(struct virtio_balloon13 *vb, unsigned int order)
@@ -1994,34 +2502,71 @@ static struct page *vb13_alloc(struct virtio_balloon13 *vb, unsigned int order)
  * with more than one free block in a zone the balloon allocates from, or
  * -1 when there is none.  One block per order doesn't count: that is what
  * splitting a pageblock for a smaller chunk leaves behind, and chasing it
- * would take pageblocks apart piece by piece.  Racy by design.
+ * would take pageblocks apart piece by piece.  Pieces in pageblocks of
+ * unmovable (or reclaimable) allocations come first, whatever their
+ * order above PAGE_ALLOC_COSTLY_ORDER: compaction never makes a huge page
+ * there, while around movable pages it can.  (Up to that order a request
+ * is served from the per-cpu lists, which refill a batch at a time and,
+ * once the pieces of that type run out, steal a whole movable pageblock:
+ * the opposite of what we want.)  @gfp: flags of that migratetype, which
+ * the buddy allocator serves those pieces to (a request of another one
+ * takes a piece of its own type, or steals a whole pageblock, first).
+ * Racy by design.
  */
-static int vb13_hole_order(const struct vb13_geom *g)
+static int vb13_hole_order(const struct vb13_geom *g, gfp_t *gfp)
 {
-	int nid, z, o, best = -1;
+	static const struct {
+		int mt;
+		gfp_t gfp;
+	} kinds[] = {
+		{ MIGRATE_UNMOVABLE, GFP_HIGHUSER },
+		{ MIGRATE_RECLAIMABLE, GFP_HIGHUSER | __GFP_RECLAIMABLE },
+		{ MIGRATE_MOVABLE, GFP_HIGHUSER_MOVABLE },
+	};
+	int nid, z, o, k, best, low;
 
 	if (g->block_order >= pageblock_order)
 		return -1;
-	for_each_online_node(nid) {
-		pg_data_t *pgdat = NODE_DATA(nid);
+	for (k = 0; k < ARRAY_SIZE(kinds); k++) {
+		best = -1;
+		low = g->block_order;
+		if (kinds[k].mt != MIGRATE_MOVABLE)
+			low = max(low, PAGE_ALLOC_COSTLY_ORDER + 1);
+		for_each_online_node(nid) {
+			pg_data_t *pgdat = NODE_DATA(nid);
 
-		for (z = 0; z < MAX_NR_ZONES; z++) {
-			struct zone *zone = &pgdat->node_zones[z];
+			for (z = 0; z < MAX_NR_ZONES; z++) {
+				struct zone *zone = &pgdat->node_zones[z];
 
-			/* ZONE_DMA's 16 MiB: not where the balloon goes. */
-			if (!populated_zone(zone) ||
-			    zone_managed_pages(zone) < SZ_64M >> PAGE_SHIFT)
-				continue;
-			for (o = pageblock_order - 1; o > best &&
-			     o >= (int)g->block_order; o--)
-				/* An estimate: no zone lock on this path. */
-				if (data_race(zone->free_area[o].nr_free) > 1) {
-					best = o;
-					break;
+				/* ZONE_DMA's 16 MiB: not where the balloon goes. */
+				if (!populated_zone(zone) ||
+				    zone_managed_pages(zone) < SZ_64M >> PAGE_SHIFT)
+					continue;
+				for (o = pageblock_order - 1; o > best &&
+				     o >= low; o--) {
+					struct free_area *area = &zone->free_area[o];
+					struct list_head *list =
+						&area->free_list[kinds[k].mt];
+					unsigned long nr_free;
+					bool none;
+
+					/* Estimates: no zone lock on this path. */
+					nr_free = data_race(area->nr_free);
+					/* As above. */
+					none = data_race(list_empty(list));
+					if (nr_free > 1 && !none) {
+						best = o;
+						break;
+					}
 				}
+			}
+		}
+		if (best >= 0) {
+			*gfp = kinds[k].gfp;
+			return best;
 		}
 	}
-	return best;
+	return -1;
 }
 
 static int vb13_inflate_one(struct virtio_balloon13 *vb, unsigned long target)
@@ -2046,11 +2591,22 @@ static int vb13_inflate_one(struct virtio_balloon13 *vb, unsigned long target)
 	 * whole free pageblocks only when those are gone.  (The buddy
 	 * allocator serves an order from the smallest free block that fits.)
 	 */
-	hole = vb13_hole_order(g);
+	vb->alloc_gfp = GFP_HIGHUSER_MOVABLE;
+	hole = READ_ONCE(vb13_fill_holes) ?
+	       vb13_hole_order(g, &vb->alloc_gfp) : -1;
 	if (hole >= 0 && hole < (int)order)
 		order = hole;
 
 	mutex_lock(&vb->lock);
+	/*
+	 * Nor the room left in the message being filled: the chunk orders
+	 * of a run vary (the holes taken first come in every order below a
+	 * pageblock), and a chunk larger than what is left would send the
+	 * message short of its limit.  The tail is filled with smaller ones.
+	 */
+	while (order > g->block_order && vb->fill && vb->fill->nr &&
+	       !vb13_fill_room(vb, order))
+		order--;
 	err = vb13_make_room(vb, order);
 	mutex_unlock(&vb->lock);
 	if (err)
@@ -2073,8 +2629,9 @@ static int vb13_inflate_one(struct virtio_balloon13 *vb, unsigned long target)
 	mutex_lock(&vb->lock);
 	/* Only we set vb->fill; others only take chunks out of it. */
 	vb->in_flight_blocks += vb13_msg_add(g, vb->fill, page);
-	vb13_account_in(vb, page, vb13_chunk_blocks(g, order));
-	if (!vb13_fill_room(vb, min(vb->alloc_order, order)))
+	vb13_account_in(vb, page, vb13_chunk_blocks(g, order), false);
+	/* Full: not even a block more fits. */
+	if (!vb13_fill_room(vb, g->block_order))
 		vb13_submit(vb);	/* on failure, sent once room appears */
 	mutex_unlock(&vb->lock);
 	return 0;
@@ -2178,6 +2735,8 @@ static void vb13_resize_fn(struct work_struct *work)
 			vb13_slow_start(vb);
 			mutex_unlock(&vb->lock);
 			vb13_backoff_reset(vb);
+			/* Migratable from now on. */
+			vb13_list_all_acked(vb, true);
 			return;
 		}
 		if (vb13_paused(vb, &left)) {
@@ -2186,13 +2745,17 @@ static void vb13_resize_fn(struct work_struct *work)
 			vb13_slow_start(vb);
 			mutex_unlock(&vb->lock);
 			vb13_queue_resize(vb, left, false);
+			vb13_list_all_acked(vb, true);
 			return;
 		}
 		mutex_unlock(&vb->lock);
 
 		err = vb13_inflate_one(vb, target);
-		if (err == -EAGAIN)
-			return;	/* the outputq callback requeues us */
+		if (err == -EAGAIN) {
+			/* While the device works: the outputq callback requeues us. */
+			vb13_list_all_acked(vb, false);
+			return;
+		}
 		if (err == -ENOMEM) {
 			/* Let the device have what we have; try again later. */
 			mutex_lock(&vb->lock);
@@ -2200,6 +2763,7 @@ static void vb13_resize_fn(struct work_struct *work)
 			vb13_slow_start(vb);
 			mutex_unlock(&vb->lock);
 			vb13_backoff(vb);
+			vb13_list_all_acked(vb, true);
 			return;
 		}
 		if (err)
@@ -2398,6 +2962,7 @@ static void vb13_req_fn(struct work_struct *work)
 	struct virtio_balloon13 *vb = container_of(work, struct virtio_balloon13,
 						   req_work);
 	struct virtqueue *vq = vb->vqs[VB13_VQ_INPUT];
+	unsigned int budget = max(READ_ONCE(vb13_req_budget), 1U);
 	struct virtio_balloon13_req *req;
 	unsigned int len, n = 0;
 	unsigned long flags;
@@ -2407,7 +2972,7 @@ static void vb13_req_fn(struct work_struct *work)
 	 * A bounded number per run: a device that returns buffers as fast
 	 * as we post them must not keep this worker going for ever.
 	 */
-	while (n < VB13_REQ_BUDGET && (req = virtqueue_get_buf(vq, &len))) {
+	while (n < budget && (req = virtqueue_get_buf(vq, &len))) {
 		n++;
 		vb13_handle_req(vb, req, len);
 		if (vb13_post_req(vb, req))
@@ -2423,7 +2988,7 @@ static void vb13_req_fn(struct work_struct *work)
 
 	spin_lock_irqsave(&vb->out_lock, flags);
 	pending = vb->stats_pending && !vb->stats_busy;
-	if (n == VB13_REQ_BUDGET && !vb->stop) {
+	if (n == budget && !vb->stop) {
 		vb13_inc(vb, request_budget_hits, 1);
 		queue_work(system_freezable_wq, &vb->req_work);
 	}
@@ -2639,6 +3204,9 @@ static int vb13_offline_range(struct virtio_balloon13 *vb, unsigned long start,
 	int order, err = 0;
 
 	mutex_lock(&vb->lock);
+	/* Listed pages here leave when the offlining migrates them. */
+	vb->offline_start = start;
+	vb->offline_end = end;
 	vb13_reap(vb);
 	before = vb->nr_blocks;
 	/* Unsent: the device never saw them (the worker sends the rest). */
@@ -2714,10 +3282,15 @@ static int vb13_memory_notify(struct notifier_block *nb, unsigned long action,
 				       mn->start_pfn + mn->nr_pages))
 			return NOTIFY_BAD;
 		break;
-	case MEM_ONLINE:
 	case MEM_OFFLINE:
-	case MEM_CANCEL_ONLINE:
 	case MEM_CANCEL_OFFLINE:
+		mutex_lock(&vb->lock);
+		vb->offline_start = 0;
+		vb->offline_end = 0;
+		mutex_unlock(&vb->lock);
+		fallthrough;
+	case MEM_ONLINE:
+	case MEM_CANCEL_ONLINE:
 		vb13_queue_resize(vb, 0, true);
 		break;
 	}
@@ -2816,6 +3389,7 @@ int vb13_counters_show(struct seq_file *f, void *offset)
 	VB13_SHOW("pressure_releases", READ_ONCE(c->pressure_releases));
 	VB13_SHOW("pressure_blocks", READ_ONCE(c->pressure_blocks));
 	VB13_SHOW("hotplug_blocks", READ_ONCE(c->hotplug_blocks));
+	VB13_SHOW("blocks_migrated", READ_ONCE(c->blocks_migrated));
 	VB13_SHOW("backoff_ms", READ_ONCE(vb->backoff_ms));
 	VB13_SHOW("hold_ms", until && time_before(now, until) ?
 		  jiffies_to_msecs(until - now) : 0);
@@ -2868,6 +3442,33 @@ static inline void vb13_debugfs_exit(struct virtio_balloon13 *vb) { }
 #endif
 
 /* --- probe and teardown --------------------------------------------------- */
+
+/*
+ * The request buffers the device writes: each in whole cache lines of its
+ * own, so that on non-coherent DMA neither a CPU store nor the cache
+ * maintenance of another buffer touches a line the device is writing (the
+ * DMA API's debugging refuses overlapping device-writable mappings).
+ * kmalloc() aligns a power-of-two size to itself.
+ */
+static size_t vb13_req_stride(void)
+{
+	return roundup_pow_of_two(max3(sizeof(struct virtio_balloon13_req),
+				       (size_t)L1_CACHE_BYTES,
+				       (size_t)dma_get_cache_alignment()));
+}
+
+VISIBLE_IF_KUNIT size_t vb13_reqs_size(void)
+{
+	return VB13_NR_REQS * vb13_req_stride();
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_reqs_size);
+
+/* Request buffer @i. */
+static struct virtio_balloon13_req *vb13_req(struct virtio_balloon13 *vb,
+					     unsigned int i)
+{
+	return (void *)vb->reqs + i * vb13_req_stride();
+}
 
 static int vb13_find_vqs(struct virtio_balloon13 *vb)
 {
@@ -2930,7 +3531,7 @@ static int vb13_start_device(struct virtio_balloon13 *vb)
 	spin_unlock_irqrestore(&vb->out_lock, flags);
 
 	for (i = 0; i < vb->nr_reqs; i++) {
-		err = vb13_post_req(vb, &vb->reqs[i]);
+		err = vb13_post_req(vb, vb13_req(vb, i));
 		if (err)
 			goto out_del;
 	}
@@ -2958,18 +3559,28 @@ out_del:
 	return err;
 }
 
-/* Free every acknowledged block, a batch per hold of the lock. */
+/*
+ * Free every acknowledged block, a batch per hold of the lock.  Pages that
+ * compaction took off the kernel's balloon list come back to it, or are
+ * replaced there (vb13_migratepage() refuses once the device stops): until
+ * then the balloon holds more than its messages name.
+ */
 static void vb13_free_all_acked(struct virtio_balloon13 *vb)
 {
 	unsigned long n;
+	bool isolated;
 
 	do {
 		mutex_lock(&vb->lock);
 		vb13_reap(vb);
 		n = vb13_free_acked(vb, vb13_free_batch(vb), false);
+		isolated = vb->migratable &&
+			   vb->nr_blocks > vb->in_flight_blocks;
 		mutex_unlock(&vb->lock);
+		if (!n && isolated)
+			msleep(20);
 		cond_resched();
-	} while (n);
+	} while (n || isolated);
 }
 
 /*
@@ -3047,19 +3658,6 @@ static void vb13_free_bufs(struct virtio_balloon13 *vb)
 	kfree(vb->reqs);
 	kfree(vb->report_buf);
 }
-
-/*
- * The request buffers the device writes, in whole cache lines of their
- * own: kmalloc() aligns a power-of-two size to itself.
- */
-VISIBLE_IF_KUNIT size_t vb13_reqs_size(void)
-{
-	return roundup_pow_of_two(max_t(size_t,
-					VB13_NR_REQS *
-					sizeof(struct virtio_balloon13_req),
-					dma_get_cache_alignment()));
-}
-EXPORT_SYMBOL_IF_KUNIT(vb13_reqs_size);
 
 /*
  * Message buffers for @addrs addresses each, once, at probe; smaller ones
@@ -3175,10 +3773,16 @@ static int vb13_probe(struct virtio_device *vdev)
 	INIT_DELAYED_WORK(&vb->stats_work, vb13_stats_push_fn);
 	for (i = 0; i <= MAX_PAGE_ORDER; i++)
 		INIT_LIST_HEAD(&vb->acked[i]);
+	balloon_devinfo_init(&vb->bdev);
 
 	err = vb13_setup_geom(vb);
 	if (err)
 		goto out_free;
+#ifdef CONFIG_BALLOON_MIGRATION
+	/* Balloon migration moves single pages: blocks of at most a page. */
+	vb->migratable = !vb->geom.block_order;
+	vb->bdev.migratepage = vb13_migratepage;
+#endif
 	vb->in_kdump = is_kdump_kernel();
 	if (vb->in_kdump)
 		dev_info(&vdev->dev, "kdump kernel: the balloon stays empty\n");

@@ -34,11 +34,19 @@
 
 /*
  * 6.9: page types have folio accessors.  A balloon chunk's pages are each
- * their own (order-0, non-compound) folio as far as these go.
+ * their own (order-0, non-compound) folio as far as these go.  Clearing
+ * a type a page doesn't have does nothing there (6.12's accessors check
+ * first; 6.1's would trip a VM_BUG_ON).
  */
 #if LINUX_VERSION_CODE < KERNEL_VERSION(6, 9, 0)
+static inline void vb13_compat_folio_clear_offline(struct folio *folio)
+{
+	if (PageOffline(&folio->page))
+		__ClearPageOffline(&folio->page);
+}
+
 #define __folio_set_offline(folio)	__SetPageOffline(&(folio)->page)
-#define __folio_clear_offline(folio)	__ClearPageOffline(&(folio)->page)
+#define __folio_clear_offline		vb13_compat_folio_clear_offline
 #define folio_test_offline(folio)	PageOffline(&(folio)->page)
 #endif
 
@@ -210,6 +218,130 @@ static inline void mm_account_reclaimed_pages(unsigned long pages)
 #else
 #define vb13_reclaim_pages(events, item)	\
 	((void)(events), global_node_page_state(item))
+#endif
+
+/*
+ * The reworked balloon core (<linux/balloon.h>, CONFIG_BALLOON and
+ * CONFIG_BALLOON_MIGRATION; CONFIG_MEMORY_BALLOON is gone)
+ * finishes a page migration itself once the driver's migratepage returned
+ * 0: it takes a reference to the new page, puts it on the balloon list,
+ * counts BALLOON_MIGRATE and lets go of the old page; -ENOENT there means
+ * the old page left the balloon and the new one did not enter it.  It
+ * counts NR_BALLOON_PAGES and BALLOON_INFLATE/DEFLATE for every page it
+ * lists and unlists, and its unlisted pages stay PageOffline until freed.
+ *
+ * Before (<linux/balloon_compaction.h>, CONFIG_BALLOON_COMPACTION), the
+ * driver's migratepage did all of that, under the page lock the migration
+ * core holds, as virtio_balloon did; balloon_page_list_dequeue() cleared
+ * PageOffline and counted only the vm event.  vb13_balloon_migrated() and
+ * vb13_balloon_released() do the core's part there and nothing on a
+ * current kernel.
+ */
+#ifndef CONFIG_MEMORY_BALLOON
+#include <linux/balloon.h>
+
+static inline void vb13_balloon_migrated(struct balloon_dev_info *b,
+					 struct page *newpage,
+					 struct page *page)
+{
+}
+
+static inline int vb13_balloon_released(struct balloon_dev_info *b,
+					struct page *page)
+{
+	return -ENOENT;
+}
+#else
+#include <linux/balloon_compaction.h>
+
+#if defined(CONFIG_BALLOON_COMPACTION) && !defined(CONFIG_BALLOON_MIGRATION)
+#define CONFIG_BALLOON_MIGRATION	1
+#endif
+
+static inline size_t vb13_compat_list_enqueue(struct balloon_dev_info *b,
+					      struct list_head *pages)
+{
+	struct page *page;
+
+	list_for_each_entry(page, pages, lru)
+		mod_node_page_state(page_pgdat(page), NR_BALLOON_PAGES, 1);
+	return balloon_page_list_enqueue(b, pages);
+}
+
+static inline size_t vb13_compat_list_dequeue(struct balloon_dev_info *b,
+					      struct list_head *pages,
+					      size_t n_req_pages)
+{
+	struct page *page, *next;
+	LIST_HEAD(got);
+	size_t n;
+
+	/* No /proc/kcore reader sees them online in between. */
+	page_offline_begin();
+	n = balloon_page_list_dequeue(b, &got, n_req_pages);
+	list_for_each_entry_safe(page, next, &got, lru) {
+		__SetPageOffline(page);
+		mod_node_page_state(page_pgdat(page), NR_BALLOON_PAGES, -1);
+		list_move(&page->lru, pages);
+	}
+	page_offline_end();
+	return n;
+}
+
+#define balloon_page_list_enqueue	vb13_compat_list_enqueue
+#define balloon_page_list_dequeue	vb13_compat_list_dequeue
+
+#ifdef CONFIG_BALLOON_COMPACTION
+static inline void vb13_balloon_migrated(struct balloon_dev_info *b,
+					 struct page *newpage,
+					 struct page *page)
+{
+	unsigned long flags;
+
+	get_page(newpage);
+	spin_lock_irqsave(&b->pages_lock, flags);
+	balloon_page_insert(b, newpage);
+	b->isolated_pages--;
+	__count_vm_event(BALLOON_MIGRATE);
+	spin_unlock_irqrestore(&b->pages_lock, flags);
+	balloon_page_finalize(page);
+	put_page(page);
+}
+
+static inline int vb13_balloon_released(struct balloon_dev_info *b,
+					struct page *page)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&b->pages_lock, flags);
+	b->isolated_pages--;
+	__count_vm_event(BALLOON_DEFLATE);
+	spin_unlock_irqrestore(&b->pages_lock, flags);
+	balloon_page_finalize(page);
+	put_page(page);
+	return 0;
+}
+#endif
+#endif
+
+/*
+ * 6.10: compaction gives the target page of a failed migration back to
+ * its free list only when it holds the last reference.  Before, it took
+ * it back whatever the count: a balloon's migratepage may keep the new
+ * page it got (a reference of its own) when it fails only from 6.10.
+ */
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 10, 0)
+#define VB13_MIGRATE_KEEPS_NEWPAGE	0
+#else
+#define VB13_MIGRATE_KEEPS_NEWPAGE	1
+#endif
+
+/*
+ * 6.16: alloc_contig_range() takes ACR flags where it took the range's
+ * migratetype (MIGRATE_MOVABLE for an ordinary request).  KUnit only.
+ */
+#ifndef ACR_FLAGS_NONE
+#define ACR_FLAGS_NONE		MIGRATE_MOVABLE
 #endif
 
 #endif /* _VIRTIO_BALLOON13_COMPAT_H */

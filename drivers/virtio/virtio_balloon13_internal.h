@@ -74,16 +74,34 @@ struct vb13_geom {
  * @chunks: allocated chunks (head pages linked through page->lru) whose
  *	blocks this message names.  They can't be freed while the device
  *	holds the message.
+ * @listed: pages taken off the kernel's balloon list that this (WITHDRAW)
+ *	message names; their page_private() is 0, as the balloon core wants
+ *	of a page it may still find
  * @list: on free_msgs, or on done_msgs once the device returned it
  * @withdraw: a WITHDRAW message (VIRTIO_BALLOON13_F_WITHDRAW): its chunks
  *	leave the balloon, and are freed, once the device returns it
+ * @queued: the device holds it (under the out_lock)
+ * @own: a balloon migration's message, whose sender waits for it: its
+ *	return doesn't wake the resize worker (which would take vb->lock
+ *	from the migrations that follow)
+ * @old: a WITHDRAW of a page that balloon migration replaced, or whose
+ *	memory goes offline: it is not on @chunks (the migration core links
+ *	it through its lru), and this message holds a reference to it until
+ *	the device returns it
+ * @moved: @old was replaced by a new page (it counts in blocks_migrated,
+ *	not blocks_withdrawn)
  */
 struct vb13_msg {
 	struct virtio_balloon13_pages *buf;
 	bool withdraw;
+	bool queued;
+	bool own;
+	struct page *old;
+	bool moved;
 	unsigned int nr;
 	unsigned long pages;
 	struct list_head chunks;
+	struct list_head listed;
 	struct list_head list;
 };
 
@@ -110,6 +128,7 @@ struct vb13_counters {
 	u64 pressure_releases;
 	u64 pressure_blocks;
 	u64 hotplug_blocks;
+	u64 blocks_migrated;
 	u64 stats_coalesced;
 	u64 request_budget_hits;
 	/* VIRTIO_BALLOON13_F_FULL_STATS */
@@ -213,9 +232,9 @@ struct virtio_balloon13 {
 
 	/*
 	 * Request buffers: the only memory the device writes.  Their own
-	 * allocation, whole cache lines (see vb13_alloc_bufs()), so that on
-	 * non-coherent DMA no CPU store to a neighbouring field shares a
-	 * line with them.
+	 * allocation, whole cache lines each (see vb13_req_stride()), so
+	 * that on non-coherent DMA no CPU store to a neighbouring field or
+	 * buffer shares a line with them.
 	 */
 	struct virtio_balloon13_req *reqs;
 
@@ -287,6 +306,25 @@ struct virtio_balloon13 {
 	unsigned long withdrawing;
 	/* Chunks the device has acknowledged, by buddy order. */
 	struct list_head acked[MAX_PAGE_ORDER + 1];
+	/*
+	 * Balloon migration (@migratable): acknowledged blocks end up as
+	 * single pages on the kernel's balloon list, where compaction and
+	 * memory offlining may migrate them (vb13_migratepage()).  Its list
+	 * has its own lock; chunks move there from @acked under @lock.
+	 */
+	struct balloon_dev_info bdev;
+	/*
+	 * Blocks of at most a page (4 KiB blocks) on a kernel with balloon
+	 * migration: acknowledged chunks are split and put on @bdev's list.
+	 * Set at probe.
+	 */
+	bool migratable;
+	/*
+	 * Memory going offline (MEM_GOING_OFFLINE until MEM_OFFLINE or
+	 * MEM_CANCEL_OFFLINE), in pfns, under @lock: a listed page the
+	 * offlining migrates leaves the balloon instead (0, 0: none).
+	 */
+	unsigned long offline_start, offline_end;
 	unsigned long nr_blocks;	/* blocks held, acked or not */
 	/* The same in pages; written under vb13_ram_lock too. */
 	unsigned long held_pages;
@@ -308,6 +346,11 @@ struct virtio_balloon13 {
 	unsigned int backoff_ms;
 	unsigned long backoff_until;	/* jiffies; 0 = no backoff */
 	unsigned int alloc_order;	/* order to try first */
+	/*
+	 * Flags of the next chunk outside ZONE_MOVABLE, for a migratable
+	 * balloon: the migratetype whose free pieces it takes.
+	 */
+	gfp_t alloc_gfp;
 	bool held_by_floor;
 	/*
 	 * The kernel's zones are at the floor and ZONE_MOVABLE has no more:
@@ -381,6 +424,8 @@ extern unsigned long vb13_floor_min_bytes;
 extern unsigned int vb13_oom_release_mib;
 extern unsigned int vb13_oom_hold_ms;
 extern unsigned int vb13_page_list_kib;
+extern unsigned int vb13_req_budget;
+extern bool vb13_fill_holes;
 
 /* Geometry, chunks and the page-list hot path */
 int vb13_geom_init(struct vb13_geom *g, u32 page_bits, unsigned int msg_addrs,

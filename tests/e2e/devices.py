@@ -166,7 +166,9 @@ class Native:
             self.get("size")
 
     def resize(self, nbytes, wait=False, timeout=120):
-        ram = self.g.vm.mem_bytes
+        # QMP balloon's value is the guest's RAM less the balloon, and
+        # QEMU counts hot-plugged DIMMs in that RAM.
+        ram = self.g.vm.mem_bytes + sum(getattr(self.g.vm, "dimms", {}).values())
         if 0 <= nbytes < ram:
             self.g.vm.qmp("balloon", value=ram - nbytes)
         else:

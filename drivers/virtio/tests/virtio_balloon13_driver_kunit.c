@@ -6,6 +6,7 @@
 #include <kunit/test.h>
 #include <linux/completion.h>
 #include <linux/delay.h>
+#include <linux/gfp.h>
 #include <linux/memory.h>
 #include <linux/moduleparam.h>
 #include <linux/dma-mapping.h>
@@ -13,6 +14,7 @@
 #include <linux/page-flags.h>
 #include <linux/page_ref.h>
 #include <linux/page_reporting.h>
+#include <linux/pageblock-flags.h>
 #include <linux/pfn.h>
 #include <linux/prandom.h>
 #include <linux/seq_file.h>
@@ -67,9 +69,10 @@ static struct fake_vdev *bind(struct kunit *test, u32 page_bits, bool auto_out)
 /* Module parameters changed by a test are put back when it ends. */
 struct saved_params {
 	unsigned int floor_mib, oom_release_mib, oom_hold_ms, page_list_kib;
-	unsigned int shrinker_mode;
+	unsigned int shrinker_mode, req_budget;
 	unsigned long floor_min_bytes;
 	int pressure_release;
+	bool fill_holes;
 };
 
 static void restore_params(void *data)
@@ -83,6 +86,8 @@ static void restore_params(void *data)
 	WRITE_ONCE(vb13_oom_hold_ms, p->oom_hold_ms);
 	WRITE_ONCE(vb13_page_list_kib, p->page_list_kib);
 	WRITE_ONCE(vb13_shrinker_mode, p->shrinker_mode);
+	WRITE_ONCE(vb13_req_budget, p->req_budget);
+	WRITE_ONCE(vb13_fill_holes, p->fill_holes);
 }
 
 static void save_params(struct kunit *test)
@@ -97,6 +102,8 @@ static void save_params(struct kunit *test)
 	p->oom_hold_ms = vb13_oom_hold_ms;
 	p->page_list_kib = vb13_page_list_kib;
 	p->shrinker_mode = vb13_shrinker_mode;
+	p->req_budget = vb13_req_budget;
+	p->fill_holes = vb13_fill_holes;
 	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test, restore_params, p),
 			0);
 }
@@ -173,9 +180,22 @@ static unsigned long __check_owned(struct kunit *test, struct fake_vdev *fd,
 	struct page *page;
 	int order;
 
+	LIST_HEAD(listed);
+
 	mutex_lock(&vb->lock);
-	for (order = 0; order <= MAX_PAGE_ORDER; order++) {
-		list_for_each_entry(page, &vb->acked[order], lru) {
+	/*
+	 * A migratable balloon's pages on the kernel's balloon list: taken
+	 * off it to be looked at (its lock is the core's), and put back.
+	 */
+	while (balloon_page_list_dequeue(&vb->bdev, &listed, 1024))
+		;
+	list_for_each_entry(page, &listed, lru)
+		set_page_private(page, 0);
+	for (order = 0; order <= MAX_PAGE_ORDER + 1; order++) {
+		struct list_head *head = order <= MAX_PAGE_ORDER ?
+					 &vb->acked[order] : &listed;
+
+		list_for_each_entry(page, head, lru) {
 			unsigned long i, blocks;
 			u64 base = PFN_PHYS(page_to_pfn(page));
 
@@ -193,6 +213,8 @@ static unsigned long __check_owned(struct kunit *test, struct fake_vdev *fd,
 				online += !PageOffline(page + i);
 		}
 	}
+	if (!list_empty(&listed))
+		balloon_page_list_enqueue(&vb->bdev, &listed);
 	mutex_unlock(&vb->lock);
 	KUNIT_EXPECT_EQ(test, unseen, 0UL);
 	if (!reused)
@@ -968,7 +990,8 @@ static const char * const counter_names[] = {
 	"targets_clamped", "blocks_inflated", "blocks_withdrawn",
 	"blocks_unsent_freed", "messages_pages", "messages_withdraw",
 	"messages_stats", "stats_coalesced", "alloc_failures",
-	"pressure_releases", "pressure_blocks", "hotplug_blocks", "backoff_ms",
+	"pressure_releases", "pressure_blocks", "hotplug_blocks",
+	"blocks_migrated", "backoff_ms",
 	"hold_ms", "held_by_floor", "held_by_zones", "held_by_watermark",
 	"movable_blocks",
 	"broken", "in_flight_blocks",
@@ -1209,8 +1232,8 @@ static void requests_dma_safe(struct kunit *test)
 			  r >= (unsigned long)(vb + 1));
 	KUNIT_EXPECT_EQ(test, r % line, 0UL);
 	KUNIT_EXPECT_EQ(test, vb13_reqs_size() % line, 0UL);
-	KUNIT_EXPECT_GE(test, vb13_reqs_size(),
-			VB13_NR_REQS * sizeof(struct virtio_balloon13_req));
+	/* A line of its own for each request buffer. */
+	KUNIT_EXPECT_GE(test, vb13_reqs_size(), VB13_NR_REQS * line);
 	KUNIT_EXPECT_GE(test, ksize(vb->reqs), vb13_reqs_size());
 	/* And they work: a request lands in one. */
 	KUNIT_ASSERT_EQ(test, resize(fd, SZ_4M), 0);
@@ -2008,6 +2031,7 @@ static void withdraw_oom(struct kunit *test)
 	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, withdrawn_at(vb, 4096), TO));
 	/* A hold-off that outlasts the notifier's own wait (1 s). */
 	WRITE_ONCE(vb13_oom_hold_ms, 5000);
+	/* (Balloon migration, by kcompactd, counts in blocks_migrated.) */
 	withdrawn = READ_ONCE(vb->cnt.blocks_withdrawn);
 	fake_vdev_set_auto(fd, false);
 	KUNIT_EXPECT_EQ(test, oom_call(vb), 0UL);
@@ -2017,11 +2041,15 @@ static void withdraw_oom(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, fake_vdev_msg_type(msg),
 			(u32)VIRTIO_BALLOON13_RESP_WITHDRAW);
 	KUNIT_ASSERT_EQ(test, fake_vdev_complete_output(fd, msg), 0);
-	/* Back: those blocks leave now. */
-	KUNIT_EXPECT_TRUE(test, fake_vdev_wait(fd, READ_ONCE(vb->nr_blocks) <
-					       4096, TO));
-	KUNIT_EXPECT_GE(test, READ_ONCE(vb->cnt.blocks_withdrawn),
-			withdrawn + 1024);
+	/*
+	 * Back: those blocks leave now, a page at a time (the kernel's
+	 * balloon list holds them as single pages): wait for all of them,
+	 * not for the first.
+	 */
+	KUNIT_EXPECT_TRUE(test,
+			  fake_vdev_wait(fd, READ_ONCE(vb->cnt.blocks_withdrawn) >=
+					 withdrawn + 1024, TO));
+	KUNIT_EXPECT_LE(test, READ_ONCE(vb->nr_blocks), 4096UL - 1024);
 	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_FREED_PAGES), 0ULL);
 }
 
@@ -2238,6 +2266,17 @@ static int mem_notify(struct virtio_balloon13 *vb, unsigned long action,
 }
 
 /*
+ * Acknowledged chunks stay chunks, as where balloon migration is not
+ * built in or blocks are larger than a page: set before inflating.
+ */
+static void keep_chunks(struct virtio_balloon13 *vb)
+{
+	mutex_lock(&vb->lock);
+	vb->migratable = false;
+	mutex_unlock(&vb->lock);
+}
+
+/*
  * A real offline isolates the range first, so nothing refills from it
  * while the notifier works; here a pressure hold-off stands in for that.
  */
@@ -2295,6 +2334,7 @@ static void memory_offline_frees(struct kunit *test)
 
 	fd = bind(test, 12, true);
 	vb = vb_of(fd);
+	keep_chunks(vb);
 	KUNIT_ASSERT_EQ(test, resize(fd, SZ_64M), 0);
 	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 16384), TO));
 	start = a_ballooned_memblock(vb);
@@ -2320,6 +2360,7 @@ static void memory_offline_withdraws(struct kunit *test)
 
 	fd = bind_withdraw(test, true);
 	vb = vb_of(fd);
+	keep_chunks(vb);
 	KUNIT_ASSERT_EQ(test, resize(fd, SZ_64M), 0);
 	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, withdrawn_at(vb, 16384), TO));
 	start = a_ballooned_memblock(vb);
@@ -2913,6 +2954,467 @@ static void report_with_inflate(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_PAGES), 16384ULL);
 }
 
+/*
+ * The exact split of an unsent chunk: a deflate that ends inside the
+ * newest chunk of the message being filled frees exactly its first blocks
+ * and names the rest again, in the same message, as naturally aligned
+ * runs; the device then gets exactly those, and never the freed ones.
+ */
+static void unsent_exact_split(struct kunit *test)
+{
+	unsigned long ram = totalram_pages(), base, i, named = 0, bad = 0;
+	struct fake_vdev_msg *stats, *msg;
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+	struct page *page;
+
+	save_params(test);
+	fd = bind_q(test, 12, false, 1);
+	vb = vb_of(fd);
+	/* The ring's one entry is held: the page list stays unsent. */
+	KUNIT_ASSERT_EQ(test, ask_stats(fd), 0);
+	KUNIT_ASSERT_EQ(test, fake_vdev_wait_output(fd, &stats, TO), 0);
+	/* 64 blocks: one chunk of order 6 (a target is never overshot). */
+	KUNIT_ASSERT_EQ(test, resize_wait(fd, 64 * 4096), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, READ_ONCE(vb->nr_blocks) ==
+					       64, TO));
+	mutex_lock(&vb->lock);
+	KUNIT_ASSERT_TRUE(test, vb->fill && list_is_singular(&vb->fill->chunks));
+	page = list_first_entry(&vb->fill->chunks, struct page, lru);
+	KUNIT_ASSERT_EQ(test, vb13_chunk_order(page), 6U);
+	base = page_to_pfn(page);
+	mutex_unlock(&vb->lock);
+
+	/* 59 blocks: the first 5 of the chunk go, unsent. */
+	KUNIT_ASSERT_EQ(test, resize_wait(fd, 59 * 4096), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, READ_ONCE(vb->nr_blocks) ==
+					       59, TO));
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.blocks_unsent_freed), 5ULL);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->in_flight_blocks), 59UL);
+	KUNIT_EXPECT_EQ(test, ram - totalram_pages(), 59UL);
+	mutex_lock(&vb->lock);
+	KUNIT_ASSERT_NOT_NULL(test, vb->fill);
+	KUNIT_EXPECT_EQ(test, vb->fill->nr, 59U);
+	KUNIT_EXPECT_EQ(test, vb->fill->pages, 59UL);
+	/* Runs of 1, 2, 8, 16 and 32 pages, each aligned to its size. */
+	KUNIT_EXPECT_EQ(test, list_count_nodes(&vb->fill->chunks), 5UL);
+	list_for_each_entry(page, &vb->fill->chunks, lru) {
+		unsigned long off = page_to_pfn(page) - base;
+
+		bad += off & ((1UL << vb13_chunk_order(page)) - 1);
+	}
+	/* The addresses are the chunk's pages 5 to 63, each once. */
+	for (i = 0; i < vb->fill->nr; i++) {
+		u64 pfn = PHYS_PFN(le64_to_cpu(vb->fill->buf->page[i]));
+
+		named += pfn >= base + 5 && pfn < base + 64;
+	}
+	mutex_unlock(&vb->lock);
+	KUNIT_EXPECT_EQ(test, bad, 0UL);
+	KUNIT_EXPECT_EQ(test, named, 59UL);
+	for (i = 0; i < 64; i++)
+		KUNIT_EXPECT_EQ(test, !!PageOffline(pfn_to_page(base + i)),
+				i >= 5);
+
+	/* Room on the ring: exactly those go out, and come back. */
+	KUNIT_ASSERT_EQ(test, fake_vdev_complete_output(fd, stats), 0);
+	KUNIT_ASSERT_EQ(test, fake_vdev_wait_output(fd, &msg, TO), 0);
+	KUNIT_EXPECT_EQ(test, msg_blocks(msg), 59UL);
+	KUNIT_ASSERT_EQ(test, fake_vdev_complete_output(fd, msg), 0);
+	fake_vdev_set_auto(fd, true);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 59), TO));
+	for (i = 0; i < 5; i++)
+		KUNIT_EXPECT_EQ(test, fake_vdev_page_seen(fd, PFN_PHYS(base + i)),
+				0U);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_PAGES), 59ULL);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_FREED_PAGES), 0ULL);
+	KUNIT_EXPECT_EQ(test, check_owned(test, fd), 59UL);
+}
+
+/*
+ * The request budget: a run of the request worker handles at most
+ * vb13_req_budget requests, then queues itself again for the rest, so a
+ * device refilling buffers as fast as they come can't hold it, and no
+ * request waits for another interrupt.
+ */
+static void request_budget(struct kunit *test)
+{
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+	unsigned long flags;
+	unsigned int i;
+
+	save_params(test);
+	fd = bind(test, 12, true);
+	vb = vb_of(fd);
+	WRITE_ONCE(vb13_req_budget, 3);
+	/*
+	 * Fill every posted buffer before the worker runs: the driver's
+	 * stop flag keeps the interrupts from queueing it meanwhile.
+	 */
+	spin_lock_irqsave(&vb->out_lock, flags);
+	vb->stop = true;
+	spin_unlock_irqrestore(&vb->out_lock, flags);
+	flush_work(&vb->req_work);
+	for (i = 1; i <= VB13_NR_REQS; i++)
+		KUNIT_ASSERT_EQ(test, resize(fd, i * SZ_64K), 0);
+	KUNIT_EXPECT_EQ(test, fake_vdev_inputq_posted(fd), 0U);
+	spin_lock_irqsave(&vb->out_lock, flags);
+	vb->stop = false;
+	spin_unlock_irqrestore(&vb->out_lock, flags);
+	KUNIT_ASSERT_EQ(test, fake_vdev_interrupt(fd, FAKE_VDEV_INPUTQ), 0);
+
+	/* 8 requests, 3 a run: two requeues, and all of them handled. */
+	KUNIT_EXPECT_TRUE(test, wait_cnt(fd, &vb->cnt.requests_resize,
+					 VB13_NR_REQS));
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.requests_resize),
+			(u64)VB13_NR_REQS);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.request_budget_hits), 2ULL);
+	KUNIT_EXPECT_TRUE(test, fake_vdev_wait_posted(fd, VB13_NR_REQS, TO));
+	/* The last one is the target. */
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->target_bytes),
+			(u64)VB13_NR_REQS * SZ_64K);
+	KUNIT_EXPECT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, VB13_NR_REQS *
+							     16), TO));
+}
+
+#ifdef CONFIG_BALLOON_MIGRATION
+/* --- balloon migration (4 KiB blocks on the kernel's balloon list) --------- */
+
+/* Every acknowledged block is on the kernel's balloon list. */
+static bool all_listed(struct virtio_balloon13 *vb)
+{
+	bool listed = true;
+	int order;
+
+	mutex_lock(&vb->lock);
+	for (order = 0; order <= MAX_PAGE_ORDER; order++)
+		listed &= list_empty(&vb->acked[order]);
+	mutex_unlock(&vb->lock);
+	return listed;
+}
+
+/* A page on the balloon's list (or isolated from it by compaction). */
+static bool is_listed(struct virtio_balloon13 *vb, unsigned long pfn)
+{
+	struct page *page = pfn_to_page(pfn);
+
+	return PageOffline(page) &&
+	       page_private(page) == (unsigned long)&vb->bdev;
+}
+
+/*
+ * The first pageblock the device got whole (512 blocks in a row) and
+ * whose every page is on the balloon's list, or 0.
+ */
+static unsigned long a_listed_pageblock(struct fake_vdev *fd,
+					struct virtio_balloon13 *vb)
+{
+	unsigned long index, start = 0, run = 0, prev = 0;
+	void *entry;
+
+	/* 4 KiB blocks: a block's index is its pfn. */
+	xa_for_each(&fd->pages, index, entry) {
+		if (!is_listed(vb, index))
+			run = 0;
+		else if (run && index == prev + 1)
+			run++;
+		else if (IS_ALIGNED(index, pageblock_nr_pages))
+			run = 1, start = index;
+		else
+			run = 0;
+		prev = index;
+		if (run == pageblock_nr_pages)
+			return start;
+	}
+	return 0;
+}
+
+static const bool withdraw_modes[] = { false, true };
+
+static void withdraw_mode_desc(const bool *w, char *desc)
+{
+	snprintf(desc, KUNIT_PARAM_DESC_SIZE, "%s",
+		 *w ? "withdraw" : "by_access");
+}
+
+KUNIT_ARRAY_PARAM(withdraw_modes, withdraw_modes, withdraw_mode_desc);
+
+/*
+ * The balloon takes whole free pageblocks (no holes first): the cases
+ * migrate whole pageblocks of ballooned pages, which only movable
+ * pageblocks let alloc_contig_range() isolate.
+ */
+static void whole_pageblocks(struct kunit *test)
+{
+	save_params(test);
+	WRITE_ONCE(vb13_fill_holes, false);
+}
+
+static struct fake_vdev *bind_mode(struct kunit *test, bool withdraw)
+{
+	whole_pageblocks(test);
+	return withdraw ? bind_withdraw(test, true) : bind(test, 12, true);
+}
+
+static unsigned long balloon_migrations(void)
+{
+	unsigned long ev[NR_VM_EVENT_ITEMS];
+
+	all_vm_events(ev);
+	return ev[BALLOON_MIGRATE];
+}
+
+/*
+ * Balloon migration, through the kernel's own path (alloc_contig_range()
+ * isolates and migrates, as compaction and memory offlining do): every
+ * page of a pageblock full of ballooned pages moves.  The device gets
+ * each new page before the old one leaves (named in a WITHDRAW when that
+ * is negotiated), the balloon keeps its size, and its count on the device
+ * stays exact.
+ */
+static void migrate_listed(struct kunit *test)
+{
+	const bool withdraw = *(const bool *)test->param_value;
+	unsigned long ram = totalram_pages(), pfn, mig, pages, i, left = 0;
+	const unsigned long nr = pageblock_nr_pages;
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+	u64 inflated, withdrawn;
+
+	fd = bind_mode(test, withdraw);
+	vb = vb_of(fd);
+	KUNIT_ASSERT_TRUE(test, vb->migratable);
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_8M), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, withdrawn_at(vb, 2048) &&
+					       all_listed(vb), TO));
+	pfn = a_listed_pageblock(fd, vb);
+	KUNIT_ASSERT_NE(test, pfn, 0UL);
+	mig = balloon_migrations();
+	pages = fake_vdev_count(fd, FAKE_VDEV_PAGES);
+	inflated = READ_ONCE(vb->cnt.blocks_inflated);
+	withdrawn = READ_ONCE(vb->cnt.blocks_withdrawn);
+
+	KUNIT_ASSERT_EQ(test, alloc_contig_range(pfn, pfn + nr, ACR_FLAGS_NONE,
+						 GFP_KERNEL | __GFP_NOWARN), 0);
+	/* Ours now: nothing of the balloon is left in it. */
+	for (i = 0; i < nr; i++)
+		left += PageOffline(pfn_to_page(pfn + i));
+	free_contig_range(pfn, nr);
+	KUNIT_EXPECT_EQ(test, left, 0UL);
+
+	KUNIT_EXPECT_EQ(test, balloon_migrations() - mig, nr);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.blocks_migrated), (u64)nr);
+	/* A migration is neither an inflation nor a withdrawal. */
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.blocks_inflated), inflated);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.blocks_withdrawn), withdrawn);
+	KUNIT_EXPECT_TRUE(test, withdrawn_at(vb, 2048));
+	KUNIT_EXPECT_EQ(test, ram - totalram_pages(), 2048UL);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_PAGES) - pages,
+			(u64)nr);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_FREED_PAGES), 0ULL);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_BAD_PAGES), 0ULL);
+	if (withdraw) {
+		KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_WITHDRAWN),
+				(u64)nr);
+		KUNIT_EXPECT_EQ(test, fake_vdev_ballooned(fd), 2048UL);
+	}
+	/* Each held block was named once; the new ones are listed too. */
+	KUNIT_EXPECT_EQ(test, check_owned(test, fd), 2048UL);
+	KUNIT_EXPECT_TRUE(test, all_listed(vb));
+
+	KUNIT_ASSERT_EQ(test, resize(fd, 0), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, withdrawn_at(vb, 0), TO));
+	KUNIT_EXPECT_EQ(test, totalram_pages(), ram);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_FREED_PAGES), 0ULL);
+	if (withdraw)
+		KUNIT_EXPECT_EQ(test, fake_vdev_ballooned(fd), 0UL);
+}
+
+/*
+ * Only acknowledged blocks can move: a chunk the device still holds is
+ * neither listed nor movable, and migrating its memory fails; once the
+ * device returned it, its pages are on the balloon list.
+ */
+static void migrate_only_acked(struct kunit *test)
+{
+	struct fake_vdev_msg *msg;
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+	unsigned long pfn, mig, i, n = 1, listed = 0;
+
+	whole_pageblocks(test);
+	fd = bind(test, 12, false);
+	vb = vb_of(fd);
+	/* 1 MiB: one message; the run of pages its first chunk starts. */
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_1M), 0);
+	KUNIT_ASSERT_EQ(test, fake_vdev_wait_output(fd, &msg, TO), 0);
+	KUNIT_ASSERT_EQ(test, msg_blocks(msg), 256UL);
+	pfn = PHYS_PFN(fake_vdev_msg_u64(msg, 0));
+	while (n < 256 && PHYS_PFN(fake_vdev_msg_u64(msg, n)) == pfn + n)
+		n++;
+	for (i = 0; i < n; i++)
+		listed += is_listed(vb, pfn + i);
+	KUNIT_EXPECT_EQ(test, listed, 0UL);
+	mig = balloon_migrations();
+	KUNIT_EXPECT_NE(test, alloc_contig_range(pfn, pfn + n, ACR_FLAGS_NONE,
+						 GFP_KERNEL | __GFP_NOWARN), 0);
+	KUNIT_EXPECT_EQ(test, balloon_migrations(), mig);
+	/* Nothing new was sent (the device counts a message it completes). */
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.messages_pages), 1ULL);
+
+	KUNIT_ASSERT_EQ(test, fake_vdev_complete_output(fd, msg), 0);
+	fake_vdev_set_auto(fd, true);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 256) &&
+					       all_listed(vb), TO));
+	/*
+	 * Now each is on the balloon list, i.e. movable (migrate_listed
+	 * migrates such pages).
+	 */
+	for (i = 0, listed = 0; i < n; i++)
+		listed += is_listed(vb, pfn + i);
+	KUNIT_EXPECT_EQ(test, listed, n);
+	KUNIT_EXPECT_EQ(test, balloon_migrations(), mig);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_PAGES), 256ULL);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_FREED_PAGES), 0ULL);
+	KUNIT_EXPECT_EQ(test, check_owned(test, fd), 256UL);
+}
+
+/*
+ * Memory going offline: listed pages the offlining migrates leave the
+ * balloon instead of moving (the device told first, with WITHDRAW); once
+ * the offline is over, the balloon goes back to its target.
+ */
+static void migrate_offlining(struct kunit *test)
+{
+	const bool withdraw = *(const bool *)test->param_value;
+	const unsigned long nr = pageblock_nr_pages;
+	unsigned long ram = totalram_pages(), pfn, mig, pages, start;
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+
+	fd = bind_mode(test, withdraw);
+	vb = vb_of(fd);
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_8M), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, withdrawn_at(vb, 2048) &&
+					       all_listed(vb), TO));
+	pfn = a_listed_pageblock(fd, vb);
+	KUNIT_ASSERT_NE(test, pfn, 0UL);
+	start = round_down(pfn, MEMBLOCK_PAGES);
+	mig = balloon_migrations();
+	pages = fake_vdev_count(fd, FAKE_VDEV_PAGES);
+	hold_inflation(vb);
+	KUNIT_ASSERT_EQ(test, mem_notify(vb, MEM_GOING_OFFLINE, start),
+			NOTIFY_OK);
+	KUNIT_ASSERT_EQ(test, alloc_contig_range(pfn, pfn + nr, ACR_FLAGS_NONE,
+						 GFP_KERNEL | __GFP_NOWARN), 0);
+	free_contig_range(pfn, nr);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->nr_blocks), 2048 - nr);
+	KUNIT_EXPECT_EQ(test, ram - totalram_pages(), 2048 - nr);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.hotplug_blocks), (u64)nr);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(vb->cnt.blocks_migrated), 0ULL);
+	KUNIT_EXPECT_EQ(test, balloon_migrations(), mig);
+	/* Nothing new went to the device. */
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_PAGES), (u64)pages);
+	if (withdraw) {
+		KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_WITHDRAWN),
+				(u64)nr);
+		KUNIT_EXPECT_EQ(test, fake_vdev_ballooned(fd), 2048 - nr);
+	}
+	KUNIT_EXPECT_EQ(test, check_owned(test, fd), 2048 - nr);
+
+	WRITE_ONCE(vb->hold_until, 0);
+	KUNIT_EXPECT_EQ(test, mem_notify(vb, MEM_CANCEL_OFFLINE, start),
+			NOTIFY_OK);
+	KUNIT_EXPECT_TRUE(test, fake_vdev_wait(fd, withdrawn_at(vb, 2048), TO));
+	KUNIT_EXPECT_EQ(test, ram - totalram_pages(), 2048UL);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_FREED_PAGES), 0ULL);
+	if (withdraw)
+		KUNIT_EXPECT_EQ(test, fake_vdev_ballooned(fd), 2048UL);
+}
+
+/*
+ * A device that keeps the new page's message too long: the migration
+ * fails, the new page stays in the balloon as a block in flight beside
+ * the old one, and once the device answers the worker gives the extra
+ * back: no page lost or freed early, the device's count exact.
+ */
+static void migrate_device_slow(struct kunit *test)
+{
+	struct fake_vdev_msg *msg, *held[VB13_NR_MSGS];
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+	unsigned long pfn, mig, extra = 0, i;
+
+	whole_pageblocks(test);
+	fd = bind_withdraw(test, true);
+	vb = vb_of(fd);
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_8M), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, withdrawn_at(vb, 2048) &&
+					       all_listed(vb), TO));
+	pfn = a_listed_pageblock(fd, vb);
+	KUNIT_ASSERT_NE(test, pfn, 0UL);
+	mig = balloon_migrations();
+	fake_vdev_set_auto(fd, false);
+	KUNIT_EXPECT_NE(test, alloc_contig_range(pfn, pfn + 1, ACR_FLAGS_NONE,
+						 GFP_KERNEL | __GFP_NOWARN), 0);
+	KUNIT_EXPECT_EQ(test, balloon_migrations(), mig);
+	KUNIT_EXPECT_TRUE(test, is_listed(vb, pfn));
+	/*
+	 * Every try sent a new page, which the device holds, and nothing
+	 * else: the worker gives the extra back only once the device has
+	 * answered.  (All popped before any is returned: a return wakes it.)
+	 */
+	while (extra < ARRAY_SIZE(held) && !fake_vdev_pop_output(fd, &msg)) {
+		KUNIT_EXPECT_EQ(test, fake_vdev_msg_type(msg), 0U);
+		KUNIT_EXPECT_EQ(test, msg_blocks(msg), 1UL);
+		held[extra++] = msg;
+	}
+	KUNIT_EXPECT_EQ(test, fake_vdev_pop_output(fd, &msg), -EAGAIN);
+	KUNIT_EXPECT_GE(test, extra, 1UL);
+	KUNIT_EXPECT_LE(test, extra, (unsigned long)vb->nr_msgs);
+	for (i = 0; i < extra; i++)
+		KUNIT_ASSERT_EQ(test, fake_vdev_complete_output(fd, held[i]), 0);
+	fake_vdev_set_auto(fd, true);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, withdrawn_at(vb, 2048), TO));
+	KUNIT_EXPECT_EQ(test, fake_vdev_ballooned(fd), 2048UL);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_FREED_PAGES), 0ULL);
+	KUNIT_EXPECT_EQ(test, fake_vdev_count(fd, FAKE_VDEV_BAD_WITHDRAWN), 0ULL);
+	KUNIT_EXPECT_EQ(test, check_owned(test, fd), 2048UL);
+}
+
+/*
+ * A migratable balloon's pages count in the vm events once each, when the
+ * kernel's balloon list takes them (or when they leave never listed).
+ */
+static void vmstat_counts_listed(struct kunit *test)
+{
+	unsigned long ev[NR_VM_EVENT_ITEMS], in, out;
+	struct virtio_balloon13 *vb;
+	struct fake_vdev *fd;
+
+	fd = bind(test, 12, true);
+	vb = vb_of(fd);
+	all_vm_events(ev);
+	in = ev[BALLOON_INFLATE];
+	out = ev[BALLOON_DEFLATE];
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_16M), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 4096) &&
+					       all_listed(vb), TO));
+	all_vm_events(ev);
+	KUNIT_EXPECT_EQ(test, ev[BALLOON_INFLATE] - in, 4096UL);
+	KUNIT_EXPECT_EQ(test, ev[BALLOON_DEFLATE] - out, 0UL);
+	KUNIT_ASSERT_EQ(test, resize(fd, SZ_4M), 0);
+	KUNIT_ASSERT_TRUE(test, fake_vdev_wait(fd, settled_at(vb, 1024), TO));
+	all_vm_events(ev);
+	KUNIT_EXPECT_EQ(test, ev[BALLOON_INFLATE] - in, 4096UL);
+	KUNIT_EXPECT_EQ(test, ev[BALLOON_DEFLATE] - out, 3072UL);
+	fake_vdev_unregister(fd);
+	all_vm_events(ev);
+	KUNIT_EXPECT_EQ(test, ev[BALLOON_DEFLATE] - out, 4096UL);
+}
+#endif
+
 static struct kunit_case vb13_driver_cases[] = {
 	KUNIT_CASE(probe_posts_buffers),
 	KUNIT_CASE_PARAM(probe_rejects_page_bits, hostile_bits_gen_params),
@@ -2991,6 +3493,15 @@ static struct kunit_case vb13_driver_cases[] = {
 #endif
 	KUNIT_CASE_SLOW(report_remove_while_held),
 	KUNIT_CASE(report_with_inflate),
+	KUNIT_CASE(unsent_exact_split),
+	KUNIT_CASE(request_budget),
+#ifdef CONFIG_BALLOON_MIGRATION
+	KUNIT_CASE_PARAM(migrate_listed, withdraw_modes_gen_params),
+	KUNIT_CASE(migrate_only_acked),
+	KUNIT_CASE_PARAM(migrate_offlining, withdraw_modes_gen_params),
+	KUNIT_CASE_SLOW(migrate_device_slow),
+	KUNIT_CASE(vmstat_counts_listed),
+#endif
 	{}
 };
 

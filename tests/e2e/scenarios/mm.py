@@ -11,8 +11,17 @@ offline-block  a ZONE_MOVABLE memory block holding ballooned pages goes
             offline (before the hotplug notifier: -EBUSY), the balloon
             refills to its target from the rest, sizes exact, and the
             block comes back online
+compaction  4 KiB blocks on the kernel's balloon list: after fragmenting
+            the guest and compact_memory, the balloon's pages migrated
+            (balloon_migrate), the device's count is exact, and order-9
+            free memory is within 10% of the balloon-empty run's
+dimm-movable  a hot-plugged pc-dimm onlined movable, partly ballooned,
+            then unplugged (device_del): the guest lets go of it, the
+            balloon returns to its target from the boot memory, sizes
+            and MemTotal exact
 """
 
+import re
 import time
 
 from e2elib import MiB, check, check_eq, group, say, scenario
@@ -174,3 +183,277 @@ def t_offline_block(g):
     say("offline-block: memory%s (%d MiB) offlined with %d MiB of it in the "
         "balloon, which went back to %d MiB from the rest; online again"
         % (blk, bs // MiB, given // MiB, target // MiB))
+
+
+# ---- balloon migration: compaction around ballooned pages -------------------
+
+def buddy(g):
+    """Free memory in /proc/buddyinfo, in pages: (all of it, in free blocks
+    of order 9 and up), over every zone but ZONE_DMA (16 MiB the balloon
+    and huge pages leave alone)."""
+    total = big = 0
+    for line in g.sh("cat /proc/buddyinfo").splitlines():
+        p = line.split()
+        if len(p) < 5 or p[2] != "zone" or p[3] == "DMA":
+            continue
+        for order, n in enumerate(int(x) for x in p[4:]):
+            total += n << order
+            if order >= 9:
+                big += n << order
+    return total, big
+
+
+PCP_FRACTION = "/proc/sys/vm/percpu_pagelist_high_fraction"
+
+
+def settled_buddy(g):
+    """buddy() with (nearly) every free page on the free lists.
+
+    - Free pages on the per-cpu lists are not in buddyinfo and keep their
+      buddies from merging.  From 6.7 those lists grow with a burst of
+      frees (13425 pages, 52 MiB, after compaction in a 7.2 guest:
+      compaction's migrations free the old pages there) and shrink only
+      slowly; the kernel's own kcompactd drains them after compacting
+      ("buddy pages may become stranded on pcps"), compact_memory does
+      not.  A high percpu_pagelist_high_fraction caps them at four
+      batches; the vmstat worker then trims them within seconds.
+    - Read once free page reporting has been quiet for a while, and again
+      if a REPORT ended during the reading: a REPORT on the device keeps
+      up to 128 MiB of free blocks of order 9 and up off the free lists
+      (a sixth of a 700 MiB guest's huge blocks), and compaction makes
+      exactly such blocks for it to report.
+    Returns (buddy(), free pages left on the per-cpu lists)."""
+    old = g.sh("cat %s" % PCP_FRACTION).split()[-1]
+    g.sh("echo 100000 > %s" % PCP_FRACTION)
+    try:
+        g.sh("SECONDS=0; while [ $(awk '$1 == \"count:\" { s += $2 } "
+             "END { print s + 0 }' /proc/zoneinfo) -gt 1024 ] && "
+             "[ $SECONDS -lt 30 ]; do sleep 0.5; done", timeout=60)
+        g.reports_quiet()
+        return g.without_reports(lambda: buddy(g)), pcp_pages(g)
+    finally:
+        g.sh("echo %s > %s" % (old, PCP_FRACTION))
+
+
+def pcp_pages(g):
+    """Free pages on the per-cpu lists (/proc/zoneinfo's pagesets'
+    count:), which buddyinfo does not show."""
+    out = g.sh("awk '$1 == \"count:\" { s += $2 } END { print s + 0 }' "
+               "/proc/zoneinfo")
+    return int(out.split()[-1])
+
+
+def vmstat(g, name):
+    out = g.sh("grep '^%s ' /proc/vmstat || echo '%s 0'" % (name, name))
+    return int(out.split()[1])
+
+
+def start_memfrag(g, free):
+    """memfrag over all free memory but 96 MiB: every other page of it a
+    free hole between pages it holds.  Returns the pages it freed."""
+    out = g.sh("memfrag %d > /tmp/frag.out 2>&1 & echo $! > /tmp/frag.pid; "
+               "SECONDS=0; until grep -q held /tmp/frag.out; do "
+               "[ $SECONDS -ge 240 ] && break; sleep 0.2; done; "
+               "cat /tmp/frag.out" % ((free - 96 * MiB) // MiB), timeout=300)
+    m = re.search(r"memfrag held (\d+) freed (\d+)", out)
+    check(m is not None, "memfrag said %r", out.strip()[-120:])
+    return int(m.group(2))
+
+
+def stop_memfrag(g):
+    g.sh("p=$(cat /tmp/frag.pid); kill -TERM $p; "
+         "while kill -0 $p 2>/dev/null; do sleep 0.1; done", timeout=120)
+
+
+def compact(g):
+    t = time.monotonic()
+    g.sh("echo 1 > /proc/sys/vm/compact_memory", timeout=900)
+    return time.monotonic() - t
+
+
+# A guest whose free memory was fragmented, then mostly given back: with
+# the balloon's pages scattered through it, only their migration lets
+# compaction make huge pages again.
+group("compact", mem="1024M")
+
+
+@scenario("compaction", "compact", devices=("vu", "native"))
+def t_compaction(g):
+    """4 KiB blocks are movable: after fragmenting the guest (the balloon
+    fills the holes) and compact_memory, the balloon's pages have migrated
+    (balloon_migrate), order-9 free memory is within 10% of a run with the
+    balloon empty, and the device's count equals the guest's."""
+    base = g.base_memtotal
+    g.modprobe()
+    withdraw = 0 in g.features()
+    runs = {}
+    for way in ("empty", "balloon"):
+        g.sh("sync; echo 3 > /proc/sys/vm/drop_caches")
+        compact(g)
+        holes = start_memfrag(g, g.meminfo()["MemFree"]) * 4096
+        size = 0
+        if way == "balloon":
+            # Single pages from the holes (the driver takes the pieces of
+            # broken pageblocks first); listed, i.e. movable, once settled.
+            size = min(holes // 2, 128 * MiB) // 4096 * 4096
+            g.resize(size)
+            st = g.wait_size(size, timeout=300)
+            deadline = time.monotonic() + 60
+            while True:
+                st = g.state()
+                vms = st["vmstat"]
+                if (vms.get("balloon_inflate", 0) -
+                        vms.get("balloon_deflate", 0) ==
+                        st["sys"]["num_blocks"]):
+                    break
+                check(time.monotonic() < deadline,
+                      "the balloon's %d blocks are not all on the kernel's "
+                      "balloon list (inflate %d, deflate %d)",
+                      st["sys"]["num_blocks"], vms.get("balloon_inflate", 0),
+                      vms.get("balloon_deflate", 0))
+                time.sleep(0.5)
+        stop_memfrag(g)
+        before = settled_buddy(g)[0]
+        mig0 = vmstat(g, "balloon_migrate")
+        fail0 = vmstat(g, "pgmigrate_fail")
+        c0 = g.state()["cnt"]
+        secs = compact(g)
+        after, pcp = settled_buddy(g)
+        runs[way] = {"size": size, "before": before, "after": after,
+                     "migrated": vmstat(g, "balloon_migrate") - mig0,
+                     "failed": vmstat(g, "pgmigrate_fail") - fail0,
+                     "seconds": secs, "pcp": pcp}
+        say("compaction %s: balloon %d MiB, order>=9 free %d of %d MiB "
+            "before compaction, %d of %d MiB after (%.1f s, %d pages of the "
+            "balloon migrated, %d page migrations failed; %d free pages on "
+            "per-cpu lists after)" % (
+                way, size // MiB, before[1] // 256, before[0] // 256,
+                after[1] // 256, after[0] // 256, secs,
+                runs[way]["migrated"], runs[way]["failed"], pcp))
+        if way == "balloon":
+            st = g.state()
+            check_eq(st["sys"]["size_bytes"], size, "size_bytes after compaction")
+            check_eq(st["mem"]["MemTotal"], base - size,
+                     "MemTotal after compaction")
+            check(runs[way]["migrated"] > 0,
+                  "compaction migrated none of the balloon's pages")
+            check_eq(st["cnt"]["blocks_migrated"], runs[way]["migrated"],
+                     "debugfs blocks_migrated (vs /proc/vmstat balloon_migrate)")
+            # A migration is neither an inflation nor a withdrawal (the
+            # pressure scenarios' hold-off check counts blocks_inflated).
+            # Only one the device was too slow for (over 1 s) leaves its
+            # new page as an extra block, which the driver gives back.
+            d_in = st["cnt"]["blocks_inflated"] - c0["blocks_inflated"]
+            d_out = st["cnt"]["blocks_withdrawn"] - c0["blocks_withdrawn"]
+            check_eq(d_in, d_out, "blocks_inflated vs blocks_withdrawn "
+                     "during compaction")
+            check(d_in * 10 < runs[way]["migrated"], "blocks_inflated grew "
+                  "by %d during compaction, which migrated %d pages",
+                  d_in, runs[way]["migrated"])
+            dev = g.status()
+            if withdraw:
+                # Counted from PAGES and WITHDRAW messages alone: exact.
+                check_eq(dev["bytes_in_balloon"], size,
+                         "the device's count of the balloon")
+            check_eq(dev["bytes_received"] - size,
+                     runs[way]["migrated"] * 4096,
+                     "bytes the device received beyond the balloon (the "
+                     "migrated pages' new homes)")
+            g.resize(0)
+            g.wait_size(0, timeout=120)
+    share = {w: r["after"][1] / max(r["after"][0], 1) for w, r in runs.items()}
+    ratio = share["balloon"] / max(share["empty"], 1e-9)
+    say("compaction: order-9 share of free memory %.3f with the balloon, "
+        "%.3f empty: ratio %.3f (goal >= 0.9)" % (share["balloon"],
+                                                  share["empty"], ratio))
+    check(ratio >= 0.9, "order-9 free memory after compaction with the "
+          "balloon is %.3f of the balloon-empty run's (goal >= 0.9)", ratio)
+
+
+# ---- memory hot-unplug of a QEMU pc-dimm -------------------------------------
+
+# Room for a 512 MiB DIMM; hot-plugged memory comes up offline, so each
+# scenario picks the zone it onlines it to.
+group("dimm", mem="1024M",
+      vm={"maxmem": "2G", "slots": 2, "append": "memhp_default_state=offline"})
+
+DIMM = 512 * MiB
+
+
+def memory_blocks(g, addr, size):
+    """The memory block numbers [first, last] a range of memory spans."""
+    bs = int(g.sh("cat /sys/devices/system/memory/block_size_bytes"), 16)
+    return addr // bs, (addr + size - 1) // bs
+
+
+def dimm_cycle(g, online):
+    """Plug a DIMM, online it with `online` (online_movable or
+    online_kernel), balloon part of it, unplug it (device_del): the guest
+    lets go of it, and the balloon is back at its target from the memory
+    left, sizes and MemTotal exact."""
+    base = g.base_memtotal
+    g.modprobe()
+    withdraw = 0 in g.features()
+    # The boot memory is busy: a balloon this size needs the DIMM too.
+    hold = (g.meminfo()["MemFree"] - 360 * MiB) // MiB
+    g.sh("memtouch --hold %d > /tmp/dimm-hold.out 2>&1 & "
+         "echo $! > /tmp/dimm-hold.pid; sleep 1" % hold, timeout=120)
+    dimm = g.vm.plug_dimm(DIMM)
+    addr = g.vm.dimm_address(dimm)
+    first, last = memory_blocks(g, addr, DIMM)
+    out = g.sh("SECONDS=0; until [ -d /sys/devices/system/memory/memory%d ]; do "
+               "[ $SECONDS -ge 30 ] && break; sleep 0.2; done; "
+               "for i in $(seq %d %d); do m=/sys/devices/system/memory/memory$i; "
+               "echo %s > $m/state || echo fail $i; "
+               "echo \"$i $(cat $m/state) $(cat $m/valid_zones)\"; done"
+               % (last, first, last, online), timeout=120)
+    check("fail" not in out, "onlining the DIMM's memory blocks: %s",
+          " ".join(out.split())[:160])
+    zone = "Movable" if online == "online_movable" else "Normal"
+    check(all(ln.split()[1:3] == ["online", zone]
+              for ln in out.strip().splitlines()),
+          "the DIMM's blocks are not all online in %s: %s", zone,
+          " | ".join(out.strip().splitlines())[:200])
+    plugged = base + DIMM
+    check_eq(g.meminfo()["MemTotal"], plugged, "MemTotal with the DIMM online")
+
+    target = 640 * MiB
+    g.resize(target)
+    st = g.wait_size(target, timeout=300)
+    check_eq(st["mem"]["MemTotal"], plugged - target,
+             "MemTotal with the DIMM and the balloon")
+    # The boot memory back, so that the balloon can return to its
+    # target without the DIMM.
+    g.sh("p=$(cat /tmp/dimm-hold.pid); kill -TERM $p; "
+         "while kill -0 $p 2>/dev/null; do sleep 0.1; done", timeout=120)
+    c0 = g.state()["cnt"]
+    secs = g.vm.unplug_dimm(dimm, timeout=300)
+    out = g.sh("ls -d /sys/devices/system/memory/memory%d 2>&1 || true" % first)
+    check("No such file" in out, "memory%d still exists after device_del: %s",
+          first, out.strip())
+    st = g.wait_size(target, timeout=300)
+    c = st["cnt"]
+    given = (c["hotplug_blocks"] - c0["hotplug_blocks"]) * 4096
+    check(given > 0, "none of the balloon was in the DIMM (hotplug_blocks "
+          "unchanged): the test did not test unplugging ballooned memory")
+    check(given <= DIMM, "the balloon gave back %d MiB for a %d MiB DIMM",
+          given // MiB, DIMM // MiB)
+    check_eq(st["sys"]["size_bytes"], target, "size_bytes after the unplug")
+    check_eq(st["mem"]["MemTotal"], base - target, "MemTotal after the unplug")
+    dev = g.status()
+    if withdraw:
+        check_eq(dev["bytes_in_balloon"], target,
+                 "the device's count of the balloon after the unplug")
+    g.resize(0)
+    st = g.wait_size(0, timeout=120)
+    check_eq(st["mem"]["MemTotal"], base, "MemTotal with the balloon empty")
+    say("%s: a %d MiB DIMM at %#x (%s) held %d MiB of a %d MiB balloon; "
+        "device_del took %.1f s, the balloon went back to its target from "
+        "the boot memory" % (online, DIMM // MiB, addr, zone, given // MiB,
+                             target // MiB, secs))
+
+
+@scenario("dimm-movable", "dimm", devices=("vu", "native"))
+def t_dimm_movable(g):
+    """A hot-plugged DIMM onlined movable, partly ballooned, unplugged."""
+    dimm_cycle(g, "online_movable")
