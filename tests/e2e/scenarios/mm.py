@@ -436,8 +436,14 @@ def dimm_cycle(g, online):
     given = (c["hotplug_blocks"] - c0["hotplug_blocks"]) * 4096
     check(given > 0, "none of the balloon was in the DIMM (hotplug_blocks "
           "unchanged): the test did not test unplugging ballooned memory")
-    check(given <= DIMM, "the balloon gave back %d MiB for a %d MiB DIMM",
-          given // MiB, DIMM // MiB)
+    # The DIMM goes offline one memory block at a time, and between two
+    # the worker may refill into its blocks still online (ZONE_MOVABLE
+    # first); those pages are given back again when their block goes.
+    # Nothing beyond the DIMM plus what was inflated meanwhile.
+    inflated = (c["blocks_inflated"] - c0["blocks_inflated"]) * 4096
+    check(given <= DIMM + inflated, "the balloon gave back %d MiB for a %d "
+          "MiB DIMM, with %d MiB inflated during the unplug",
+          given // MiB, DIMM // MiB, inflated // MiB)
     check_eq(st["sys"]["size_bytes"], target, "size_bytes after the unplug")
     check_eq(st["mem"]["MemTotal"], base - target, "MemTotal after the unplug")
     dev = g.status()
