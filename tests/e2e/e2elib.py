@@ -400,6 +400,24 @@ GROUPS = {}         # name -> configuration
 DEVICE_KINDS = ("vu", "native")
 
 
+def zoneinfo(g):
+    """{zone name: {"free", "min", "low", "high", "managed"}} in pages,
+    from /proc/zoneinfo (node 0; these guests have one node).  The kernel
+    prints min, low and high with the watermark boost added, as the
+    allocator uses them."""
+    zones, cur = {}, None
+    for line in g.sh("cat /proc/zoneinfo").splitlines():
+        p = line.split()
+        if line.startswith("Node") and len(p) >= 4 and p[2] == "zone":
+            cur = zones.setdefault(p[3], {})
+        elif cur is not None and len(p) == 2 and p[0] in (
+                "min", "low", "high", "managed") and p[1].isdigit():
+            cur[p[0]] = int(p[1])
+        elif cur is not None and p[:2] == ["pages", "free"]:
+            cur["free"] = int(p[2])
+    return zones
+
+
 def group(name, mem, page_bits=12, vu_args=(), native_props=(), vm=None,
           requires=None):
     """Declare a VM configuration that scenarios share.

@@ -24,7 +24,7 @@ dimm-movable  a hot-plugged pc-dimm onlined movable, partly ballooned,
 import re
 import time
 
-from e2elib import MiB, check, check_eq, group, say, scenario
+from e2elib import MiB, check, check_eq, group, say, scenario, zoneinfo
 
 # The crash kernel's view of the first kernel's ELF core header.  The
 # address need not hold one: the vmcore setup just fails ("vmcore not
@@ -59,22 +59,6 @@ def t_kdump(g):
     g.resize(0)
     say("kdump: RESIZE 256 MiB received, balloon stayed empty, "
         "MemTotal %d MiB unchanged" % (base // MiB))
-
-
-def zoneinfo(g):
-    """{zone name: {"free", "low", "managed"}} in pages, from /proc/zoneinfo
-    (node 0; these guests have one node)."""
-    zones, cur = {}, None
-    for line in g.sh("cat /proc/zoneinfo").splitlines():
-        p = line.split()
-        if line.startswith("Node") and len(p) >= 4 and p[2] == "zone":
-            cur = zones.setdefault(p[3], {})
-        elif cur is not None and len(p) == 2 and p[0] in (
-                "min", "low", "high", "managed") and p[1].isdigit():
-            cur[p[0]] = int(p[1])
-        elif cur is not None and p[:2] == ["pages", "free"]:
-            cur["free"] = int(p[2])
-    return zones
 
 
 # Most of this guest's memory is ZONE_MOVABLE, as with virtio-mem, DIMMs

@@ -20,7 +20,7 @@ import time
 
 from e2elib import (AUTO_FLOOR_MIN, DBG_GLOB, F_PRESSURE_RELEASE,
                     PRESSURE_HOLD_S, MiB, Fail, Skip, check, check_eq, group,
-                    mib, say, scenario)
+                    mib, say, scenario, zoneinfo)
 
 # A guest big enough that RAM/16 is above the 128 MiB minimum.
 group("floor4g", mem="4G")
@@ -181,28 +181,6 @@ def wait_settled(g, timeout=240):
         time.sleep(0.5)
 
 
-def zone_marks(g):
-    """/proc/zoneinfo: {zone: (free, min, high)} for populated zones (the
-    kernel prints min and high with the watermark boost added, as the
-    allocator uses them)."""
-    out = g.sh("cat /proc/zoneinfo")
-    zones, cur = {}, None
-    for ln in out.splitlines():
-        f = ln.split()
-        if ln.startswith("Node"):
-            cur = {"name": f[3]}
-        elif cur is not None and len(f) >= 2 and f[0] in (
-                "min", "high", "managed"):
-            cur[f[0]] = int(f[1])
-        elif cur is not None and f[:2] == ["pages", "free"]:
-            cur["free"] = int(f[2])
-        if cur is not None and "managed" in cur and cur["name"] not in zones:
-            if cur["managed"]:
-                zones[cur["name"]] = (cur["free"], cur["min"], cur["high"])
-            cur = {"name": cur["name"], "done": True}
-    return zones
-
-
 @scenario("pressure-floor", "main", devices=("vu",))
 def t_pressure_floor(g):
     """A balloon asked for all of RAM, a workload of 40% of RAM: afterwards
@@ -237,9 +215,11 @@ def t_pressure_floor(g):
                  "(held_by_floor %d, held_by_watermark %d)" % (
                      k, PRESSURE_HOLD_S * 3, c1["held_by_floor"],
                      c1["held_by_watermark"]))
-    for z, (free, zmin, high) in zone_marks(g).items():
-        check(free >= zmin, "zone %s: %d pages free, below its min watermark "
-              "%d (high %d)", z, free, zmin, high)
+    for z, m in zoneinfo(g).items():
+        if m.get("managed"):
+            check(m["free"] >= m["min"], "zone %s: %d pages free, below its "
+                  "min watermark %d (high %d)", z, m["free"], m["min"],
+                  m["high"])
     check_eq(vmstat(g, "oom_kill") - oom0, 0, "oom_kill increase")
     if c2["held_by_floor"]:
         check_eq(st2["mem"]["MemTotal"], st2["sys"]["floor_bytes"],
