@@ -2170,6 +2170,11 @@ static unsigned long vb13_release_under_pressure(struct virtio_balloon13 *vb,
 	if (freed) {
 		WRITE_ONCE(vb->held_by_floor, false);
 		WRITE_ONCE(vb->held_by_watermark, false);
+		/*
+		 * The hold-off runs from the release, not from its start:
+		 * waiting for WITHDRAW messages may have taken a second of it.
+		 */
+		hold = vb13_pressure_hold(vb, oom);
 	}
 	/* Back toward the target once the hold is over. */
 	vb13_queue_resize(vb, hold, false);
