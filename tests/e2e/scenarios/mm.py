@@ -386,7 +386,7 @@ def dimm_cycle(g, online):
     addr = g.vm.dimm_address(dimm)
     first, last = memory_blocks(g, addr, DIMM)
     out = g.sh("SECONDS=0; until [ -d /sys/devices/system/memory/memory%d ]; do "
-               "[ $SECONDS -ge 30 ] && break; sleep 0.2; done; "
+               "[ $SECONDS -ge 90 ] && break; sleep 0.2; done; "
                "for i in $(seq %d %d); do m=/sys/devices/system/memory/memory$i; "
                "echo %s > $m/state || echo fail $i; "
                "echo \"$i $(cat $m/state) $(cat $m/valid_zones)\"; done"
@@ -447,3 +447,4 @@ def dimm_cycle(g, online):
 def t_dimm_movable(g):
     """A hot-plugged DIMM onlined movable, partly ballooned, unplugged."""
     dimm_cycle(g, "online_movable")
+
