@@ -13,8 +13,11 @@ CONFIG_VIRTIO_SERIAL=y
 CONFIG_PCIE_PORT=y
 # QEMU's own balloon (device 5): the anchor benchmarks compare against.
 CONFIG_VIRTIO_BALLOON=y
-# The native device 13 (0003-hw-virtio-add-virtio-balloon13.patch).
+# The native device 13 (qemu/device/, the series' last patch).
 CONFIG_VIRTIO_BALLOON13=y
 # The generic vhost-user device (vhost-user-test-device-pci, creatable
 # since QEMU 10.2), for balloon13d.
 CONFIG_VHOST_USER_TEST=y
+# intel-iommu: the iommu e2e scenario puts the native device behind it
+# (iommu_platform=on) on the DMA-API debugging guest kernel.
+CONFIG_VTD=y

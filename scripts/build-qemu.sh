@@ -47,7 +47,7 @@ firmware_path=/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu
 # What the build must offer; check() fails if any is missing.
 want_devices=(virtio-balloon13-pci virtio-balloon-pci vhost-user-test-device-pci
 	virtio-blk-pci virtio-net-pci virtio-rng-pci virtio-serial-pci
-	pcie-root-port)
+	pcie-root-port intel-iommu)
 
 # Succeeds if the binary is there and offers everything above.
 check() {
