@@ -447,4 +447,3 @@ def dimm_cycle(g, online):
 def t_dimm_movable(g):
     """A hot-plugged DIMM onlined movable, partly ballooned, unplugged."""
     dimm_cycle(g, "online_movable")
-
