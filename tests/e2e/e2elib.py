@@ -215,15 +215,11 @@ done""" % (SYS_GLOB, DBG_GLOB, expected, timeout), timeout=timeout + 30)
         self.resize(0)
         return self.wait_size(0, timeout)
 
-    def report_count(self):
+    def report_state(self):
         """(free page reporting active, REPORT messages ended so far: sent
-        and returned, or aborted) from the driver's debugfs counters; an
-        older driver without them reads (False, 0)."""
-        return self._report_state()[:2]
-
-    def _report_state(self):
-        """report_count() and the bytes returned REPORT messages named,
-        and how many were aborted."""
+        and returned, or aborted; bytes the returned ones named; how many
+        were aborted) from the driver's debugfs counters; an older driver
+        without them reads (False, 0, 0, 0)."""
         c = self.state()["cnt"]
         return (bool(c.get("reporting_active")),
                 c.get("messages_report", 0) + c.get("report_aborted", 0),
@@ -260,14 +256,14 @@ done""" % (SYS_GLOB, DBG_GLOB, expected, timeout), timeout=timeout + 30)
         from another by more than those bytes on account of reporting, so
         the caller widens its bounds on free memory by them.  An aborted
         report (the device stopping) is never widened over."""
-        active, n0, b0, a0 = self._report_state()
+        active, n0, b0, a0 = self.report_state()
         for i in range(attempts):
             if i and active:
                 # Longer each time: past a burst's end at the latest.
                 self.reports_quiet(REPORT_QUIET_S * i, timeout)
-                active, n0, b0, a0 = self._report_state()
+                active, n0, b0, a0 = self.report_state()
             result = measure()
-            active, n1, b1, a1 = self._report_state()
+            active, n1, b1, a1 = self.report_state()
             if n1 == n0:
                 return (result, 0) if widen else result
             say("free page reporting: %d REPORT message(s) ended during "
