@@ -106,11 +106,13 @@ fi
 # test of is_kdump_kernel()); the rest is split in two shards of whole VM groups,
 # balanced by earlier runs' times frozen for this run (run.py --shard:
 # every scenario in exactly one).  `make check-debug` runs them all.
-# floor: on the debug kernel, with the host loaded, fork's task_struct
-# allocations reach the OOM notifier 3-5 times while the balloon fills to
-# its floor, since movable balloon pages (bisected to the drv2 merge,
-# 7043a59; none with eef85e1 or stop 21's driver).  Open in issue 17;
-# 6.1 and 7.2 run it.  (stats and full-stats run here: where free
+# floor: on the debug kernel KASAN's quarantine of freed slab objects,
+# whose bound (1/32 of RAM) it computes again only once it reaches the
+# one it had, keeps filling after the balloon reached its floor, past
+# the memory left above the min watermarks: 3-5 OOM notifications give
+# back 80-160 MiB (the scenario allows twice the quarantine there).
+# Nothing of the driver's own: 6.1 and 7.2 run it, with 0 releases;
+# `make check-debug` runs it on the debug kernel.  (stats and full-stats run here: where free
 # page reports overlap all 8 of their attempts to read statistics, as
 # KASAN's quarantine makes them on a loaded host, their bounds on free
 # memory widen by the bytes those reports named; Guest.without_reports().)

@@ -356,19 +356,42 @@ def t_floor(g):
     g.resize(g.vm.mem_bytes)        # more than MemTotal: RAM itself
     st = wait_floor(g)
     c = st["cnt"]
-    check_eq(c["pressure_releases"] - c0["pressure_releases"], 0,
-             "pressure releases while filling to the floor (MemTotal %s, "
-             "balloon %s, alloc_failures %d)" % (
-                 mib(st["mem"]["MemTotal"]), mib(st["sys"]["size_bytes"]),
-                 c["alloc_failures"]))
+    releases = c["pressure_releases"] - c0["pressure_releases"]
+    released = (c["pressure_blocks"] - c0["pressure_blocks"]) \
+        << st["sys"]["page_bits"]
+    if g.series.endswith("-debug") and releases:
+        # KASAN's quarantine of freed slab objects may hold 1/32 of RAM,
+        # a bound it computes again only when it reaches the one it last
+        # computed: with RAM as it was before the balloon filled (here 122
+        # MiB).  With the balloon at its floor, the guest's slab churn
+        # fills the quarantine past the free memory above the min
+        # watermarks (about 30 MiB here) before it is ever cut back: OOM
+        # notifications, and the balloon gives back about the rest
+        # (80-160 MiB seen, in batches that double), then refills once the
+        # quarantine shrinks to 1/32 of the RAM left.  No kernel without
+        # KASAN does this (6.1, 6.12, 7.2: 0 releases).  Bound: twice the
+        # quarantine, for the doubling.
+        check(released <= base // 16, "the balloon gave back %s while "
+              "filling to the floor, more than twice KASAN's quarantine "
+              "(%s)", mib(released), mib(base // 32))
+        say("floor: %d pressure release(s) of %s in all while filling (KASAN's "
+            "quarantine, up to %s)" % (releases, mib(released),
+                                       mib(base // 32)))
+    else:
+        check_eq(releases, 0,
+                 "pressure releases while filling to the floor (MemTotal %s, "
+                 "balloon %s, alloc_failures %d)" % (
+                     mib(st["mem"]["MemTotal"]), mib(st["sys"]["size_bytes"]),
+                     c["alloc_failures"]))
     check_eq(st["mem"]["MemTotal"], floor, "MemTotal with the floor holding")
     check_eq(st["sys"]["floor_bytes"], floor, "sysfs floor_bytes (full)")
     check_eq(st["sys"]["size_bytes"], base - floor, "sysfs size_bytes")
     check_eq(c["targets_clamped"] - c0["targets_clamped"], 1,
              "targets_clamped increase")
     dev = g.status()
-    check_eq(dev["bytes_received"] - dev0["bytes_received"], base - floor,
-             "device bytes_received increase")
+    # What the balloon gave back under pressure it took again.
+    check_eq(dev["bytes_received"] - dev0["bytes_received"],
+             base - floor + released, "device bytes_received increase")
     # Held, not spinning.
     time.sleep(1)
     c1 = g.state()["cnt"]
