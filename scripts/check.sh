@@ -115,10 +115,11 @@ fi
 # the memory left above the min watermarks: 3-5 OOM notifications give
 # back 80-160 MiB (the scenario allows twice the quarantine there).
 # Nothing of the driver's own: 6.1 and 7.2 run it, with 0 releases;
-# `make check-debug` runs it on the debug kernel.  (stats and full-stats run here: where free
-# page reports overlap all 8 of their attempts to read statistics, as
-# KASAN's quarantine makes them on a loaded host, their bounds on free
-# memory widen by the bytes those reports named; Guest.without_reports().)
+# `make check-debug` runs it on the debug kernel.  (stats and full-stats
+# run here: where free page reports overlap all 8 of their attempts to
+# read statistics, as KASAN's quarantine makes them on a loaded host,
+# their bounds on free memory widen by the bytes those reports named;
+# Guest.without_reports().)
 DEBUG_SKIP=unload,churn,bad-page-bits-40,offline-2m,suspend,stress,smallest,soak-short,poweroff,reboot,hostile-guest,ram-memfd,ram-hugetlb,ram-file,old-probe,old-inflate,old-stats,old-deflate,none-probe,none-inflate,none-stats,none-deflate,none-features,none-pressure,poison,floor,pressure-floor,dimm-movable,stats-interval,kdump,compaction
 cp "$VB13_CACHE/e2e-times.json" "$O/e2e-times.json" 2>/dev/null || echo '{}' >"$O/e2e-times.json"
 debug_e2e() { # K: shard K of 2

@@ -172,6 +172,15 @@ true""" % (SYS_GLOB, SYS_GLOB, DBG_GLOB))
     def meminfo(self):
         return self.state()["mem"]
 
+    def kasan_quarantine(self):
+        """The most KASAN's quarantine of freed slab objects may hold on
+        this guest's kernel: 1/32 of RAM (MemTotal with the balloon empty)
+        on the debug kernel, a bound it computes again only once it
+        reaches the last one; 0 on kernels without KASAN."""
+        if not self.series.endswith("-debug"):
+            return 0
+        return self.base_memtotal // 32
+
     def features(self):
         """The feature bits negotiated with device 13, as a set of bit
         numbers (the virtio core's sysfs 'features': one 0/1 per bit)."""

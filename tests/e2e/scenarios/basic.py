@@ -188,9 +188,7 @@ def t_deflate(g):
     # the 512 MiB came back in 1.5 GiB guests, so half of it must (none
     # would if withdrawal went unseen).  On a KASAN kernel (-debug) freed slab objects
     # wait in a quarantine that may grow to 1/32 of RAM meanwhile.
-    margin = 32 * MiB
-    if g.series.endswith("-debug"):
-        margin += g.base_memtotal // 32
+    margin = 32 * MiB + g.kasan_quarantine()
     touch = (st["mem"]["MemAvailable"] - margin) // MiB
     g.sh("memtouch %d" % touch, timeout=180)
     s1 = g.status()

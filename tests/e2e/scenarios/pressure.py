@@ -130,12 +130,11 @@ exit $s""" % (DBG_GLOB, STEP_MIB, steps), timeout=600, ok=(0, 1))
     c = st["cnt"]
     released = (c["pressure_blocks"] - c0["pressure_blocks"]) * 4096
     need = steps * STEP_MIB * MiB - free0
-    if g.series.endswith("-debug"):
-        # KASAN's quarantine of freed slab objects (up to 1/32 of RAM)
-        # shrinks with RAM and gives memory back besides: on the debug
-        # kernel the balloon gave 364 MiB for a "need" of 384 MiB, the
-        # workload done without a kill.
-        need -= base // 32
+    # KASAN's quarantine of freed slab objects (up to 1/32 of RAM)
+    # shrinks with RAM and gives memory back besides: on the debug
+    # kernel the balloon gave 364 MiB for a "need" of 384 MiB, the
+    # workload done without a kill.
+    need -= g.kasan_quarantine()
     check(c["pressure_releases"] > c0["pressure_releases"],
           "the balloon gave nothing back under pressure")
     check(released >= need,
@@ -359,7 +358,8 @@ def t_floor(g):
     releases = c["pressure_releases"] - c0["pressure_releases"]
     released = (c["pressure_blocks"] - c0["pressure_blocks"]) \
         << st["sys"]["page_bits"]
-    if g.series.endswith("-debug") and releases:
+    quarantine = g.kasan_quarantine()
+    if quarantine and releases:
         # KASAN's quarantine of freed slab objects may hold 1/32 of RAM,
         # a bound it computes again only when it reaches the one it last
         # computed: with RAM as it was before the balloon filled (here 122
@@ -371,12 +371,12 @@ def t_floor(g):
         # quarantine shrinks to 1/32 of the RAM left.  No kernel without
         # KASAN does this (6.1, 6.12, 7.2: 0 releases).  Bound: twice the
         # quarantine, for the doubling.
-        check(released <= base // 16, "the balloon gave back %s while "
+        check(released <= 2 * quarantine, "the balloon gave back %s while "
               "filling to the floor, more than twice KASAN's quarantine "
-              "(%s)", mib(released), mib(base // 32))
+              "(%s)", mib(released), mib(quarantine))
         say("floor: %d pressure release(s) of %s in all while filling (KASAN's "
             "quarantine, up to %s)" % (releases, mib(released),
-                                       mib(base // 32)))
+                                       mib(quarantine)))
     else:
         check_eq(releases, 0,
                  "pressure releases while filling to the floor (MemTotal %s, "
