@@ -128,6 +128,7 @@
 #include <linux/jiffies.h>
 #include <linux/log2.h>
 #include <linux/memory.h>
+#include <linux/memory_hotplug.h>
 #include <linux/minmax.h>
 #include <linux/mm.h>
 #include <linux/module.h>
@@ -243,6 +244,16 @@ EXPORT_SYMBOL_IF_KUNIT(vb13_req_budget);
  */
 VISIBLE_IF_KUNIT bool vb13_fill_holes = true;
 EXPORT_SYMBOL_IF_KUNIT(vb13_fill_holes);
+
+/* Free pieces of a per-cpu order that make a zone worth filling. */
+#define VB13_SMALL_HOLES	1024
+/*
+ * Pages of small pieces in a row that were no holes: the holes are gone.
+ * A pageblock's worth: after a steal, the stolen pageblock is taken and
+ * no other; before it, the pieces the per-cpu lists held from earlier
+ * frees (their buddies there too) are let through.
+ */
+#define VB13_SMALL_MISSES	pageblock_nr_pages
 
 enum { VB13_SHRINK_OFF, VB13_SHRINK_PRESSURE, VB13_SHRINK_ALWAYS };
 
@@ -2510,15 +2521,32 @@ static struct page *vb13_alloc(struct virtio_balloon13 *vb, unsigned int order)
  * would take pageblocks apart piece by piece.  Pieces in pageblocks of
  * unmovable (or reclaimable) allocations come first, whatever their
  * order above PAGE_ALLOC_COSTLY_ORDER: compaction never makes a huge page
- * there, while around movable pages it can.  (Up to that order a request
+ * there, while around movable pages it can.  Up to that order a request
  * is served from the per-cpu lists, which refill a batch at a time and,
  * once the pieces of that type run out, steal a whole movable pageblock:
- * the opposite of what we want.)  @gfp: flags of that migratetype, which
- * the buddy allocator serves those pieces to (a request of another one
- * takes a piece of its own type, or steals a whole pageblock, first).
- * Racy by design.
+ * the opposite of what we want.  So those orders only while @small, which
+ * the caller clears once a chunk turns out not to be a hole
+ * (vb13_in_hole()), and only where there are many (vb13_hole_min()): at
+ * most one batch goes past the holes per run.  @gfp:
+ * flags of that migratetype, which the buddy allocator serves those
+ * pieces to (a request of another one takes a piece of its own type, or
+ * steals a whole pageblock, first).  Racy by design.
  */
-static int vb13_hole_order(const struct vb13_geom *g, gfp_t *gfp)
+/*
+ * More free pieces of @order than this, of every type together, before
+ * the balloon takes those of migratetype @mt.  The free lists don't count
+ * their pieces by type; a few unmovable pieces of a per-cpu order among
+ * many movable ones would be gone within one refill, which then steals.
+ * Long-lived unmovable pages with one-page holes between them leave
+ * thousands.
+ */
+static unsigned long vb13_hole_min(int mt, unsigned int order)
+{
+	return mt != MIGRATE_MOVABLE && order <= PAGE_ALLOC_COSTLY_ORDER ?
+	       VB13_SMALL_HOLES : 1;
+}
+
+static int vb13_hole_order(const struct vb13_geom *g, gfp_t *gfp, bool small)
 {
 	static const struct {
 		int mt;
@@ -2535,7 +2563,7 @@ static int vb13_hole_order(const struct vb13_geom *g, gfp_t *gfp)
 	for (k = 0; k < ARRAY_SIZE(kinds); k++) {
 		best = -1;
 		low = g->block_order;
-		if (kinds[k].mt != MIGRATE_MOVABLE)
+		if (kinds[k].mt != MIGRATE_MOVABLE && !small)
 			low = max(low, PAGE_ALLOC_COSTLY_ORDER + 1);
 		for_each_online_node(nid) {
 			pg_data_t *pgdat = NODE_DATA(nid);
@@ -2559,7 +2587,8 @@ static int vb13_hole_order(const struct vb13_geom *g, gfp_t *gfp)
 					nr_free = data_race(area->nr_free);
 					/* As above. */
 					none = data_race(list_empty(list));
-					if (nr_free > 1 && !none) {
+					if (nr_free > vb13_hole_min(kinds[k].mt, o) &&
+					    !none) {
 						best = o;
 						break;
 					}
@@ -2573,6 +2602,29 @@ static int vb13_hole_order(const struct vb13_geom *g, gfp_t *gfp)
 	}
 	return -1;
 }
+
+/*
+ * Was @page (of @order) a hole, a piece whose buddy someone else holds?
+ * Pieces cut from a larger free block (what a per-cpu refill steals once
+ * the holes are gone) have their buddies free (no reference: in the buddy
+ * or per-cpu lists) or taken by the balloon just before.  Racy by design:
+ * a wrong answer costs at most one batch.
+ */
+VISIBLE_IF_KUNIT bool vb13_in_hole(struct page *page, unsigned int order)
+{
+	struct page *buddy = pfn_to_online_page(page_to_pfn(page) ^
+						 (1UL << order));
+	bool held, ours;
+
+	if (!buddy)
+		return false;
+	/* Someone else's page, unlocked: it may be freed meanwhile. */
+	held = data_race(page_ref_count(buddy)) > 0;
+	/* As above. */
+	ours = data_race(PageOffline(buddy));
+	return held && !ours;
+}
+EXPORT_SYMBOL_IF_KUNIT(vb13_in_hole);
 
 static int vb13_inflate_one(struct virtio_balloon13 *vb, unsigned long target)
 {
@@ -2598,7 +2650,7 @@ static int vb13_inflate_one(struct virtio_balloon13 *vb, unsigned long target)
 	 */
 	vb->alloc_gfp = GFP_HIGHUSER_MOVABLE;
 	hole = READ_ONCE(vb13_fill_holes) ?
-	       vb13_hole_order(g, &vb->alloc_gfp) : -1;
+	       vb13_hole_order(g, &vb->alloc_gfp, !vb->small_holes_done) : -1;
 	if (hole >= 0 && hole < (int)order)
 		order = hole;
 
@@ -2623,6 +2675,19 @@ static int vb13_inflate_one(struct virtio_balloon13 *vb, unsigned long target)
 			break;
 		/* High orders are gone for now; don't retry them this run. */
 		vb->alloc_order = --order;
+	}
+	/*
+	 * The per-cpu lists went past the holes (a pageblock's worth of
+	 * pieces in a row that were none; shorter runs among holes are what
+	 * the lists held before): no more small pieces this run.
+	 */
+	if (page && hole >= 0 && order <= PAGE_ALLOC_COSTLY_ORDER &&
+	    vb->alloc_gfp != GFP_HIGHUSER_MOVABLE &&
+	    page_zonenum(page) != ZONE_MOVABLE) {
+		vb->small_misses = vb13_in_hole(page, order) ? 0 :
+				   vb->small_misses + (1U << order);
+		if (vb->small_misses >= VB13_SMALL_MISSES)
+			vb->small_holes_done = true;
 	}
 	if (!page) {
 		/* Held by the watermarks is a choice, not a failure. */
@@ -2702,6 +2767,8 @@ static void vb13_resize_fn(struct work_struct *work)
 
 	vb->alloc_order = g->max_order;
 	vb->movable_exhausted = false;
+	vb->small_holes_done = false;
+	vb->small_misses = 0;
 	for (;;) {
 		if (READ_ONCE(vb->stop))
 			return;

@@ -364,6 +364,12 @@ struct virtio_balloon13 {
 	bool held_by_watermark;
 	/* This run found ZONE_MOVABLE without a block free. */
 	bool movable_exhausted;
+	/*
+	 * This run took VB13_SMALL_MISSES pages of small pieces in a row
+	 * that were no holes (vb13_in_hole()); @small_misses counts them.
+	 */
+	bool small_holes_done;
+	unsigned int small_misses;
 	/* The task allocating for the balloon; the shrinker leaves it alone. */
 	struct task_struct *alloc_task;
 
@@ -441,6 +447,7 @@ unsigned long vb13_target_blocks(const struct vb13_geom *g, u64 bytes,
 				 unsigned long max_blocks, bool *clamped);
 unsigned int vb13_chunk_order(struct page *page);
 struct page *vb13_alloc_chunk(const struct vb13_geom *g, unsigned int order);
+bool vb13_in_hole(struct page *page, unsigned int order);
 unsigned long vb13_free_chunk(struct page *page);
 void vb13_free_pages(struct page *page, unsigned long nr);
 void vb13_split_chunk(struct page *page, unsigned long keep_from,

@@ -580,6 +580,30 @@ static void psi_parse(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, vb13_parse_psi(empty, &some, &full), -EINVAL);
 }
 
+/*
+ * A free piece is a hole when someone else holds its buddy: not when the
+ * buddy is free (what a per-cpu refill past the holes hands out), nor
+ * when the balloon took it.
+ */
+static void in_hole_buddies(struct kunit *test)
+{
+	struct page *pair = alloc_pages(GFP_KERNEL, 1);
+
+	KUNIT_ASSERT_NOT_NULL(test, pair);
+	split_page(pair, 1);		/* two pages, one reference each */
+	KUNIT_EXPECT_TRUE(test, vb13_in_hole(pair, 0));
+	KUNIT_EXPECT_TRUE(test, vb13_in_hole(pair + 1, 0));
+
+	__folio_set_offline(page_folio(pair + 1));
+	KUNIT_EXPECT_FALSE(test, vb13_in_hole(pair, 0));
+	__folio_clear_offline(page_folio(pair + 1));
+	KUNIT_EXPECT_TRUE(test, vb13_in_hole(pair, 0));
+
+	__free_page(pair + 1);
+	KUNIT_EXPECT_FALSE(test, vb13_in_hole(pair, 0));
+	__free_page(pair);
+}
+
 static struct kunit_case vb13_pagelist_cases[] = {
 	KUNIT_CASE_PARAM(geom_valid, good_bits_gen_params),
 	KUNIT_CASE_PARAM(geom_rejects, bad_bits_gen_params),
@@ -592,6 +616,7 @@ static struct kunit_case vb13_pagelist_cases[] = {
 	KUNIT_CASE(stats_encoding),
 	KUNIT_CASE(stats_encoding_full),
 	KUNIT_CASE(psi_parse),
+	KUNIT_CASE(in_hole_buddies),
 	{}
 };
 
