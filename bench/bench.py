@@ -1576,11 +1576,20 @@ def run_churn_config(name, cfg, a, builds):
 
 def thp_configs(a):
     """Guest THP faults with device 13's balloon empty and half full, for
-    4 KiB and 2 MiB blocks: one VM each (page_bits is per device)."""
-    return {"thp-pb%d" % pb: dict(mem="2G", page_bits=pb, ioa=1, kind="thp",
-                                  reps=min(a.reps, 3), share=0.5,
-                                  frag_share=0.3, work_share=0.2)
-            for pb in (12, 21)}
+    4 KiB and 2 MiB blocks: one VM each (page_bits is per device), in a
+    guest whose free memory was fragmented first (thp-pbN) and in a fresh
+    one with a larger workload (thp-fresh-pbN)."""
+    cfgs = {}
+    for pb in (12, 21):
+        cfgs["thp-pb%d" % pb] = dict(mem="2G", page_bits=pb, ioa=1,
+                                     kind="thp", reps=min(a.reps, 3),
+                                     share=0.5, frag_share=0.3,
+                                     work_share=0.2)
+        cfgs["thp-fresh-pb%d" % pb] = dict(mem="2G", page_bits=pb, ioa=1,
+                                           kind="thp", reps=min(a.reps, 3),
+                                           share=0.5, frag_share=0,
+                                           work_share=0.35)
+    return cfgs
 
 
 def thp_probe(b, mib):
@@ -1647,9 +1656,10 @@ def run_thp_config(name, cfg, a, builds):
         # A guest that has run a while: long-lived unmovable pages all
         # over memory, with one-page holes between them.
         frag = int(memtotal * cfg["frag_share"]) // MiB
-        b.vm.run("echo 'frag %d' >/sys/kernel/debug/allocbench/run && "
-                 "cat /sys/kernel/debug/allocbench/run" % frag,
-                 timeout=900, check=True)
+        if frag:
+            b.vm.run("echo 'frag %d' >/sys/kernel/debug/allocbench/run && "
+                     "cat /sys/kernel/debug/allocbench/run" % frag,
+                     timeout=900, check=True)
         res["frag_mib"] = frag
         for rep in range(cfg["reps"]):
             for way, size in (("empty", 0), ("half", half)):

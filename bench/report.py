@@ -1087,11 +1087,13 @@ def thp_md(results):
     if not summ:
         return []
     out = ["## THP availability with the balloon half full", "",
-           "A workload touching 20% of the guest's RAM (`memtouch`; guest THP "
-           "`always`), with device 13's balloon empty and holding 50%, "
-           "repetitions interleaved in one 2 GiB VM per block size, whose "
-           "free memory was fragmented first (`allocbench frag`: 30% of RAM "
-           "taken in single pages, every other one kept, unmovable). Success: "
+           "A workload touching a share of the guest's RAM (`memtouch`; "
+           "guest THP `always`), with device 13's balloon empty and holding "
+           "50%, repetitions interleaved in one 2 GiB VM per block size and "
+           "guest: `thp-pbN` touches 20%, its free memory fragmented first "
+           "(`allocbench frag`: 30% of RAM taken in single pages, every "
+           "other one kept, unmovable); `thp-fresh-pbN` touches 35% of a "
+           "fresh guest. Success: "
            "THP faults that got a huge page (`thp_fault_alloc`) over all THP "
            "faults (`+ thp_fault_fallback`). Goal: half full within 5% of "
            "empty.", "",
