@@ -258,6 +258,11 @@ def markdown(results, summ):
     out.append("Host load average (1/5/15 min) at start %s, at end %s; "
                "the 2 host cores were shared with other builds."
                % (m.get("load_start"), m.get("load_end")))
+    if any(r.get("run") for r in results["configs"].values()):
+        out.append("Configurations that name a run of their own below were "
+                   "measured again later (`bench.py --configs`, their run "
+                   "files in bench/results/runs/); the rest come from this "
+                   "run.")
     out.append("")
     out.append("Cells are `median [min-max]` over the repetitions. Times are "
                "wall-clock from the host's request (balloon13d `resize` over "
@@ -295,6 +300,11 @@ def markdown(results, summ):
         vm = s.get("vm", {})
         out.append("## %s" % name)
         out.append("")
+        if r.get("run"):
+            out.append("Run %s, git %s; %s." % (
+                r["run"].get("started"), r["run"].get("git"),
+                r["run"].get("file")))
+            out.append("")
         out.append("Guest %s MiB (%s), kernel %s, `%s`, %s; device-13 "
                    "page_bits %s; host load %s -> %s; VM elapsed %s s." % (
                        vm.get("guest_ram_bytes", 0) // MiB,
