@@ -1033,14 +1033,30 @@ static void vb13_release_chunk(struct virtio_balloon13 *vb, struct page *page)
 }
 
 /*
- * Account and free a page taken off the kernel's balloon list; called with
- * vb->lock held.
+ * Account and free the pages on @pages, taken off the kernel's balloon
+ * list; called with vb->lock held.  The accounting goes by runs of pages
+ * of one zone, not page by page: a deflate frees every page of a
+ * migratable balloon on its own.
  */
-static void vb13_release_listed(struct virtio_balloon13 *vb, struct page *page)
+static void vb13_release_listed(struct virtio_balloon13 *vb,
+				struct list_head *pages)
 {
-	vb13_account_out(vb, page, vb13_chunk_blocks(&vb->geom, 0), true,
-			 false);
-	vb13_free_chunk(page);
+	unsigned long blocks = vb13_chunk_blocks(&vb->geom, 0), run = 0;
+	struct page *page, *next, *first = NULL;
+
+	list_for_each_entry_safe(page, next, pages, lru) {
+		list_del(&page->lru);
+		if (first && page_zone(page) != page_zone(first)) {
+			vb13_account_out(vb, first, run, true, false);
+			run = 0;
+		}
+		if (!run)
+			first = page;
+		run += blocks;
+		vb13_free_chunk(page);
+	}
+	if (run)
+		vb13_account_out(vb, first, run, true, false);
 }
 
 /*
@@ -1306,10 +1322,7 @@ static void vb13_release_msg(struct virtio_balloon13 *vb, struct vb13_msg *msg)
 		list_del(&page->lru);
 		vb13_release_chunk(vb, page);
 	}
-	list_for_each_entry_safe(page, next, &msg->listed, lru) {
-		list_del(&page->lru);
-		vb13_release_listed(vb, page);
-	}
+	vb13_release_listed(vb, &msg->listed);
 	if (msg->old) {
 		/*
 		 * Replaced by migration (@moved), or gone with its memory:
@@ -1536,10 +1549,7 @@ static unsigned long vb13_free_acked(struct virtio_balloon13 *vb,
 		n = vb13_take_listed(vb, &pages, want - freed);
 		if (!n)
 			break;
-		list_for_each_entry_safe(page, next, &pages, lru) {
-			list_del(&page->lru);
-			vb13_release_listed(vb, page);
-		}
+		vb13_release_listed(vb, &pages);
 		freed += n;
 	}
 	return freed;
