@@ -1041,9 +1041,13 @@ static void vb13_release_chunk(struct virtio_balloon13 *vb, struct page *page)
 static void vb13_release_listed(struct virtio_balloon13 *vb,
 				struct list_head *pages)
 {
-	unsigned long blocks = vb13_chunk_blocks(&vb->geom, 0), run = 0;
 	struct page *page, *next, *first = NULL;
+	unsigned long blocks, run = 0;
 
+	/* Only a migratable balloon (4 KiB blocks) has pages there. */
+	if (list_empty(pages))
+		return;
+	blocks = vb13_chunk_blocks(&vb->geom, 0);
 	list_for_each_entry_safe(page, next, pages, lru) {
 		list_del(&page->lru);
 		if (first && page_zone(page) != page_zone(first)) {
