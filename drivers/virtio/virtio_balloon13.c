@@ -2519,34 +2519,6 @@ static struct page *vb13_alloc(struct virtio_balloon13 *vb, unsigned int order)
 }
 
 /*
- * Allocate one chunk toward @target and add it to the message being
- * filled.  The allocation runs without vb->lock: it may reclaim, and the
- * OOM notifier and the shrinker take that lock.  The message goes out when
- * it is full, or at once when the device has nothing else to work on.
- * Return: 0 on progress, -EAGAIN to wait for the device, -ENOMEM, or
- * another virtqueue error.
- */
-/*
- * Free memory in pieces smaller than a pageblock, which no huge page can
- * use: the largest order below pageblock_order (and at least a block)
- * with more than one free block in a zone the balloon allocates from, or
- * -1 when there is none.  One block per order doesn't count: that is what
- * splitting a pageblock for a smaller chunk leaves behind, and chasing it
- * would take pageblocks apart piece by piece.  Pieces in pageblocks of
- * unmovable (or reclaimable) allocations come first, whatever their
- * order above PAGE_ALLOC_COSTLY_ORDER: compaction never makes a huge page
- * there, while around movable pages it can.  Up to that order a request
- * is served from the per-cpu lists, which refill a batch at a time and,
- * once the pieces of that type run out, steal a whole movable pageblock:
- * the opposite of what we want.  So those orders only while @small, which
- * the caller clears once a chunk turns out not to be a hole
- * (vb13_in_hole()), and only where there are many (vb13_hole_min()): at
- * most one batch goes past the holes per run.  @gfp:
- * flags of that migratetype, which the buddy allocator serves those
- * pieces to (a request of another one takes a piece of its own type, or
- * steals a whole pageblock, first).  Racy by design.
- */
-/*
  * More free pieces of @order than this, of every type together, before
  * the balloon takes those of migratetype @mt.  The free lists don't count
  * their pieces by type; a few unmovable pieces of a per-cpu order among
@@ -2560,6 +2532,26 @@ static unsigned long vb13_hole_min(int mt, unsigned int order)
 	       VB13_SMALL_HOLES : 1;
 }
 
+/*
+ * Free memory in pieces smaller than a pageblock, which no huge page can
+ * use: the largest order below pageblock_order (and at least a block)
+ * with more than one free block in a zone the balloon allocates from, or
+ * -1 when there is none.  One block per order doesn't count: that is what
+ * splitting a pageblock for a smaller chunk leaves behind, and chasing it
+ * would take pageblocks apart piece by piece.  Pieces in pageblocks of
+ * unmovable (or reclaimable) allocations come first, whatever their
+ * order above PAGE_ALLOC_COSTLY_ORDER: compaction never makes a huge page
+ * there, while around movable pages it can.  Up to that order a request
+ * is served from the per-cpu lists, which refill a batch at a time and,
+ * once the pieces of that type run out, steal a whole movable pageblock:
+ * the opposite of what we want.  So those orders only while @small, which
+ * the caller clears for the run once a pageblock's worth of chunks in a
+ * row turned out to be no holes (vb13_in_hole()), and only where there
+ * are many (vb13_hole_min()): at most one batch goes past the holes per
+ * run.  @gfp: flags of that migratetype, which the buddy allocator serves
+ * those pieces to (a request of another one takes a piece of its own
+ * type, or steals a whole pageblock, first).  Racy by design.
+ */
 static int vb13_hole_order(const struct vb13_geom *g, gfp_t *gfp, bool small)
 {
 	static const struct {
@@ -2640,6 +2632,14 @@ VISIBLE_IF_KUNIT bool vb13_in_hole(struct page *page, unsigned int order)
 }
 EXPORT_SYMBOL_IF_KUNIT(vb13_in_hole);
 
+/*
+ * Allocate one chunk toward @target and add it to the message being
+ * filled.  The allocation runs without vb->lock: it may reclaim, and the
+ * OOM notifier and the shrinker take that lock.  The message goes out when
+ * it is full, or at once when the device has nothing else to work on.
+ * Return: 0 on progress, -EAGAIN to wait for the device, -ENOMEM, or
+ * another virtqueue error.
+ */
 static int vb13_inflate_one(struct virtio_balloon13 *vb, unsigned long target)
 {
 	const struct vb13_geom *g = &vb->geom;
@@ -2664,7 +2664,8 @@ static int vb13_inflate_one(struct virtio_balloon13 *vb, unsigned long target)
 	 */
 	vb->alloc_gfp = GFP_HIGHUSER_MOVABLE;
 	hole = READ_ONCE(vb13_fill_holes) ?
-	       vb13_hole_order(g, &vb->alloc_gfp, !vb->small_holes_done) : -1;
+	       vb13_hole_order(g, &vb->alloc_gfp,
+			       vb->small_misses < VB13_SMALL_MISSES) : -1;
 	if (hole >= 0 && hole < (int)order)
 		order = hole;
 
@@ -2697,12 +2698,10 @@ static int vb13_inflate_one(struct virtio_balloon13 *vb, unsigned long target)
 	 */
 	if (page && hole >= 0 && order <= PAGE_ALLOC_COSTLY_ORDER &&
 	    vb->alloc_gfp != GFP_HIGHUSER_MOVABLE &&
-	    page_zonenum(page) != ZONE_MOVABLE) {
+	    page_zonenum(page) != ZONE_MOVABLE &&
+	    vb->small_misses < VB13_SMALL_MISSES)
 		vb->small_misses = vb13_in_hole(page, order) ? 0 :
 				   vb->small_misses + (1U << order);
-		if (vb->small_misses >= VB13_SMALL_MISSES)
-			vb->small_holes_done = true;
-	}
 	if (!page) {
 		/* Held by the watermarks is a choice, not a failure. */
 		if (!READ_ONCE(vb->held_by_watermark))
@@ -2781,7 +2780,6 @@ static void vb13_resize_fn(struct work_struct *work)
 
 	vb->alloc_order = g->max_order;
 	vb->movable_exhausted = false;
-	vb->small_holes_done = false;
 	vb->small_misses = 0;
 	for (;;) {
 		if (READ_ONCE(vb->stop))

@@ -365,10 +365,10 @@ struct virtio_balloon13 {
 	/* This run found ZONE_MOVABLE without a block free. */
 	bool movable_exhausted;
 	/*
-	 * This run took VB13_SMALL_MISSES pages of small pieces in a row
-	 * that were no holes (vb13_in_hole()); @small_misses counts them.
+	 * Pages of small pieces this run took in a row that were no holes
+	 * (vb13_in_hole()); once it reaches VB13_SMALL_MISSES, the run
+	 * takes no more small pieces and it stays there.
 	 */
-	bool small_holes_done;
 	unsigned int small_misses;
 	/* The task allocating for the balloon; the shrinker leaves it alone. */
 	struct task_struct *alloc_task;
