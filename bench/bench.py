@@ -1581,13 +1581,10 @@ def thp_configs(a):
     one with a larger workload (thp-fresh-pbN)."""
     cfgs = {}
     for pb in (12, 21):
-        cfgs["thp-pb%d" % pb] = dict(mem="2G", page_bits=pb, ioa=1,
-                                     kind="thp", reps=min(a.reps, 3),
-                                     share=0.5, frag_share=0.3,
-                                     work_share=0.2)
-        cfgs["thp-fresh-pb%d" % pb] = dict(mem="2G", page_bits=pb, ioa=1,
-                                           kind="thp", reps=min(a.reps, 3),
-                                           share=0.5, frag_share=0,
+        base = dict(mem="2G", page_bits=pb, ioa=1, kind="thp",
+                    reps=min(a.reps, 3), share=0.5)
+        cfgs["thp-pb%d" % pb] = dict(base, frag_share=0.3, work_share=0.2)
+        cfgs["thp-fresh-pb%d" % pb] = dict(base, frag_share=0,
                                            work_share=0.35)
     return cfgs
 
