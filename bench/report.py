@@ -9,6 +9,13 @@ Reads DIR/results.json, writes DIR/results.md (tables), DIR/summary.json
 Prints the targets and, as its last line,
     ratios: inflate13/legacy=.. deflate13/legacy=.. inflate13/alloc_bound=.. reclaimed/ballooned=.. inflate_vu/native=.. deflate_vu/native=..
 for the Debian-default configuration (4 KiB blocks, init_on_alloc=1).
+
+    report.py --merge RESULTS.json DIR RUN.json
+
+After a run of some configurations (bench/run.sh --configs): keeps
+DIR/results.json as RUN.json, and makes DIR/results.json RESULTS.json
+with those configurations replaced, each naming its run.
+
 "13" is device 13 served by balloon13d over vhost-user ("dev13"); the last
 two are its time over the native device's (virtio-balloon13-pci) in the
 same VM: what the vhost-user path costs.
@@ -21,6 +28,7 @@ import sys
 
 MiB = 1 << 20
 GiB = 1 << 30
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN = "pb12-ioa1"
 BALLOONS = ("legacy", "dev13", "native")
 LABELS = {"legacy": "legacy", "dev13": "device 13 (balloon13d)",
@@ -1169,8 +1177,36 @@ def render(results, outdir, make_plots=True):
     return lines
 
 
+def merge(old_path, stage, run_path):
+    """A run of some configurations (`bench.py --configs`, results in
+    stage/results.json): keep it as run_path, and make stage/results.json
+    the results of old_path with those configurations replaced, each
+    naming its run (the report says which were measured later)."""
+    with open(os.path.join(stage, "results.json")) as f:
+        new = json.load(f)
+    with open(old_path) as f:
+        results = json.load(f)
+    os.makedirs(os.path.dirname(run_path) or ".", exist_ok=True)
+    with open(run_path, "w") as f:
+        json.dump(new, f, indent=1)
+    for name, r in new["configs"].items():
+        results["configs"][name] = dict(r, run={
+            "started": new["meta"].get("started"),
+            "git": new["meta"].get("git"),
+            "file": os.path.relpath(run_path, TOP)})
+    with open(os.path.join(stage, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--merge"]:
+        if len(argv) != 4:
+            print("usage: report.py --merge RESULTS.json DIR RUN.json",
+                  file=sys.stderr)
+            return 2
+        merge(argv[1], argv[2], argv[3])
+        return 0
     plots_on = "--no-plots" not in argv
     args = [a for a in argv if a != "--no-plots"]
     if len(args) != 1 or args[0].startswith("-"):

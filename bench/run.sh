@@ -5,7 +5,9 @@
 #   bench/run.sh [--reps N] [--scale-reps N] [--configs A,B] [--no-profile]
 #       Full run (about 25 minutes on 2 busy cores): writes
 #       bench/results/{results.json,summary.json,results.md,throughput.png,
-#       scaling.png}; the last line printed gives the ratios.
+#       scaling.png}; the last line printed gives the ratios.  With
+#       --configs, those configurations replace theirs in the results
+#       there, and the run is also kept as bench/results/runs/configs-*.json.
 #   bench/run.sh --smoke [--out DIR]
 #       One repetition of 64 MiB in a 512 MiB guest, both balloons, no
 #       plots (about 20 s once everything is built); results go to DIR
@@ -16,11 +18,11 @@ set -euo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
 
 usage() {
-	sed -n '4,15p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '4,16p' "$0" | sed 's/^# \{0,1\}//'
 	exit "${1:-2}"
 }
 
-smoke=0 out="" args=()
+smoke=0 out="" args=() partial=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--smoke) smoke=1 ;;
@@ -31,6 +33,7 @@ while [ $# -gt 0 ]; do
 		;;
 	--reps | --scale-reps | --configs)
 		[ $# -ge 2 ] || { echo "run.sh: $1 needs a value" >&2; exit 2; }
+		[ "$1" != --configs ] || partial=1
 		args+=("$1" "$2")
 		shift
 		;;
@@ -86,6 +89,14 @@ echo "bench: full run, staging in $stage; host load: $(uptime)"
 rc=0
 /usr/bin/python3 bench/bench.py --out "$stage" "${common[@]}" ${args[@]+"${args[@]}"} || rc=$?
 [ -s "$stage/results.json" ] || fail "no results written"
+# Some configurations only: they replace theirs in bench/results, and the
+# run is kept on its own in bench/results/runs/.
+if [ "$partial" = 1 ] && [ -s bench/results/results.json ]; then
+	run=bench/results/runs/configs-$(date -u +%F-%H%M)-$(git rev-parse --short HEAD 2>/dev/null || echo nogit).json
+	/usr/bin/python3 bench/report.py --merge bench/results/results.json "$stage" "$run" ||
+		fail "merging into bench/results/results.json failed"
+	echo "bench: this run kept as $run"
+fi
 /usr/bin/python3 bench/report.py "$stage" >"$stage/ratios.txt" || fail "report failed"
 mkdir -p bench/results
 cp "$stage"/results.json "$stage"/summary.json "$stage"/results.md bench/results/
