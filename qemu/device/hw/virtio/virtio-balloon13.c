@@ -44,12 +44,15 @@
  * after each dirty bitmap sync, ballooned blocks that are still unpopulated
  * are cleared from the migration bitmap (qemu_guest_free_page_hint(), as
  * free page hinting does), so precopy neither reads them (which would
- * populate shared memory) nor sends them.  The vmstate is saved with the VM
- * stopped after a final residency scan, and the destination discards every
- * block in the balloon when it loads it, so whatever an earlier iteration
- * sent for a block that was ballooned later is dropped too.  With postcopy
- * all of this is skipped, as for free page hinting: a ballooned page the
- * destination faults on must come from the source.
+ * populate shared memory) nor sends them; a block the guest writes after
+ * that is dirty at the next sync, and checked for a withdrawal then.  The
+ * vmstate is saved with the VM stopped, after a final residency scan or
+ * (4 KiB blocks) a final sync that checks the blocks written, and the
+ * destination discards every block in the balloon when it loads it, so
+ * whatever an earlier iteration sent for a block that was ballooned later
+ * is dropped too.  With postcopy all of this is skipped, as for free page
+ * hinting: a ballooned page the destination faults on must come from the
+ * source.
  */
 
 #include "qemu/osdep.h"
@@ -79,6 +82,7 @@
 #include "migration/vmstate.h"
 #include "system/balloon.h"
 #include "system/hostmem.h"
+#include "exec/target_page.h"
 #include "hw/virtio/virtio-pmem.h"
 #include "trace.h"
 
@@ -101,6 +105,11 @@
 #define VB13_BYTES_PER_DISPATCH (1 * MiB)
 /* Host pages per mincore() or pagemap read: 64 MiB of 4 KiB pages. */
 #define VB13_WINDOW_PAGES       16384
+/*
+ * Target pages whose migration dirty bits are read at once: 1 GiB of 4 KiB
+ * pages, 32 KiB of bitmap.
+ */
+#define VB13_DIRTY_WINDOW_PAGES (256 * KiB)
 /* Delay before the next batch of an unfinished scan pass. */
 #define VB13_SCAN_NEXT_BATCH_MS 10
 #define VB13_SCAN_INTERVAL_MS   1000
@@ -699,6 +708,23 @@ static void vb13_scan_all(VirtIOBalloon13 *s)
     vb13_drain(s);
     s->scan_cursor = 0;
     vb13_scan(s, 0);
+}
+
+/*
+ * The scan a stop for migration left to the migration's last dirty bitmap
+ * sync (vb13_vm_state_change()), if that sync did not look.  QEMU has not
+ * read the balloon since the stop: what is populated now, the guest
+ * withdrew.
+ */
+static void vb13_pay_scan(VirtIOBalloon13 *s)
+{
+    if (!s->scan_owed) {
+        return;
+    }
+    s->scan_owed = false;
+    s->stopped = false;
+    vb13_scan_all(s);
+    s->stopped = true;
 }
 
 /*
@@ -1835,24 +1861,99 @@ static void vb13_hint_run(VirtIOBalloon13 *s, uint64_t i, uint64_t e)
 }
 
 /*
+ * Whether the last dirty bitmap sync of a migration can stand in for the
+ * scan at the stop (vb13_find_written()): when a block is one target page.
+ * A larger block withdrawn and written in part must be sent whole, as the
+ * scan's vb13_withdraw() has it, and its other pages are clean after that
+ * sync.  (Larger blocks also cost the scan fewer syscalls.)
+ */
+static bool vb13_written_known(VirtIOBalloon13 *s)
+{
+    return s->page_bits == qemu_target_page_bits();
+}
+
+/*
+ * At a migration dirty bitmap sync: s->written gets the blocks of the
+ * balloon that are dirty in the migration bitmap.  A block that was left
+ * out (vb13_hint_run()) is dirty only if it was written since: the dirty
+ * log sees the guest's writes, and vhost back ends log theirs during a
+ * migration.  Blocks that are never left out (vb13_may_skip()) are
+ * ignored: they are sent as they are.
+ */
+static void vb13_find_written(VirtIOBalloon13 *s)
+{
+    uint64_t nbits = s->bitmap_nbits, bs = vb13_block_size(s);
+    uint64_t words = BITS_TO_LONGS(VB13_DIRTY_WINDOW_PAGES);
+    unsigned long *blocks = s->dirty_pages + words;
+    uint64_t i = 0;
+
+    bitmap_zero(s->written, nbits);
+    while ((i = find_next_bit(s->bitmap, nbits, i)) < nbits) {
+        uint64_t n, k;
+        VB13Span sp;
+
+        if (!vb13_span(s, i << s->page_bits, (nbits - i) << s->page_bits,
+                       &sp)) {
+            i++;
+            continue;
+        }
+        /* A block is a target page (vb13_written_known()). */
+        n = MIN(sp.len / bs, VB13_DIRTY_WINDOW_PAGES);
+        if (!vb13_may_skip(s, sp.rb) ||
+            !qemu_guest_page_dirty_bits(sp.host, n * bs, s->dirty_pages)) {
+            i += n;
+            continue;
+        }
+        /* A word at a time: a fragmented balloon has many runs. */
+        bitmap_copy_with_src_offset(blocks, s->bitmap, i, n);
+        bitmap_and(blocks, blocks, s->dirty_pages, n);
+        for (k = find_first_bit(blocks, n); k < n;
+             k = find_next_bit(blocks, n, k + 1)) {
+            set_bit(i + k, s->written);
+        }
+        i += n;
+    }
+}
+
+/* Hint the blocks of [i, e) still in the balloon. */
+static void vb13_hint_set(VirtIOBalloon13 *s, uint64_t i, uint64_t e)
+{
+    while ((i = find_next_bit(s->bitmap, e, i)) < e) {
+        uint64_t j = find_next_zero_bit(s->bitmap, e, i);
+
+        vb13_hint_run(s, i, j);
+        i = j;
+    }
+}
+
+/*
  * After a dirty bitmap sync: leave the blocks in the balloon out of the
  * migration, where the device is sure the guest does not use them
  * (vb13_may_skip()).  At the first sync every page is dirty: the whole
- * balloon.  Later, only blocks ballooned since the last sync can be dirty
- * without having been written after they were ballooned (their earlier
- * writes were still in the dirty log); the others stay clean unless the
- * guest writes them, and then they must be sent.  Without F_WITHDRAW,
- * the blocks are checked for withdrawals first, so a block withdrawn
- * before this sync is never left out; one withdrawn meanwhile is written
- * after the sync and the next one sends it (the last sync runs with the
- * VM stopped).
+ * balloon.  Later, the blocks ballooned since the last sync, and those
+ * written since they were left out (vb13_find_written()); the others stay
+ * clean unless the guest writes them, and then the next sync sends them.
+ *
+ * Without F_WITHDRAW, those blocks are also checked for withdrawals:
+ * - While the VM runs, after they are left out: a block the guest
+ *   populates (withdraws) before that is found populated, one it writes
+ *   after is dirty at the next sync (leaving a page out clears its dirty
+ *   log too).  A withdrawn block is marked dirty (vb13_withdraw()).
+ * - With the VM stopped, nothing is written meanwhile, so only the blocks
+ *   written are checked, before the others are left out.  A populated
+ *   block that nobody wrote holds zeros: it stays in the balloon, and the
+ *   destination discarding it reads zeros too.  This is how migration's
+ *   last sync finds what the guest withdrew since the last scan, without
+ *   a scan of the whole balloon while the VM is stopped
+ *   (vb13_vm_state_change()).
  */
 static void vb13_skip_ballooned(VirtIOBalloon13 *s)
 {
     uint64_t nbits = s->bitmap_nbits;
+    bool look = !vb13_by_message(s) && vb13_written_known(s);
     unsigned long *which = s->fresh;
     VB13Scan c = { .sp.len = 0 };
-    uint64_t i = 0;
+    uint64_t i, e;
 
     vb13_drain(s);
     if (!s->migration_hinting) {
@@ -1860,19 +1961,27 @@ static void vb13_skip_ballooned(VirtIOBalloon13 *s)
         which = s->bitmap;
     } else {
         bitmap_and(s->fresh, s->fresh, s->bitmap, nbits);
+        if (look) {
+            vb13_find_written(s);
+            bitmap_or(s->fresh, s->fresh, s->written, nbits);
+        }
     }
-    while ((i = find_next_bit(which, nbits, i)) < nbits) {
-        uint64_t e = find_next_zero_bit(which, nbits, i);
-
-        if (vb13_can_see_withdrawals(s)) {
+    if (s->stopped && look && which != s->bitmap) {
+        for (i = 0; (i = find_next_bit(s->written, nbits, i)) < nbits;
+             i = e) {
+            e = find_next_zero_bit(s->written, nbits, i);
             vb13_scan_run(s, &c, i, e - i, 0);
         }
-        /* The blocks still in the balloon. */
-        while ((i = find_next_bit(s->bitmap, e, i)) < e) {
-            uint64_t j = find_next_zero_bit(s->bitmap, e, i);
-
-            vb13_hint_run(s, i, j);
-            i = j;
+        s->scan_owed = false;
+    }
+    for (i = 0; (i = find_next_bit(which, nbits, i)) < nbits; i = e) {
+        e = find_next_zero_bit(which, nbits, i);
+        vb13_hint_set(s, i, e);
+    }
+    if (vb13_can_see_withdrawals(s)) {
+        for (i = 0; (i = find_next_bit(which, nbits, i)) < nbits; i = e) {
+            e = find_next_zero_bit(which, nbits, i);
+            vb13_scan_run(s, &c, i, e - i, 0);
         }
     }
     bitmap_zero(s->fresh, nbits);
@@ -1911,7 +2020,8 @@ static int vb13_pre_save(void *opaque)
     VirtIOBalloon13 *s = opaque;
 
     /* The VM is stopped: the bitmap sent holds exactly the balloon. */
-    vb13_scan_all(s);
+    vb13_drain(s);
+    vb13_pay_scan(s);
     s->counters_nr = VB13_C_NR;
     return 0;
 }
@@ -1949,6 +2059,7 @@ static int vb13_post_load(void *opaque, int version_id)
     /* The balloon as of the source's stop, discarded below. */
     s->stopped = true;
     s->rediscard = false;
+    s->scan_owed = false;
     /*
      * Whatever an earlier iteration sent for a block ballooned later
      * populated it here: discard the balloon again, where the source may
@@ -2233,8 +2344,11 @@ static void vb13_rediscard(VirtIOBalloon13 *s)
 /*
  * Before the VM stops: no buffer may go back once RAM is saved, and the
  * last look at what the guest withdrew (below, nothing it populates is a
- * withdrawal: vb13_can_see_withdrawals()).  When it runs again, what QEMU
- * populated meanwhile goes back to the host.
+ * withdrawal: vb13_can_see_withdrawals()).  A migration that leaves the
+ * balloon out looks at its last dirty bitmap sync instead, at the blocks
+ * written (vb13_skip_ballooned()): a scan of a fragmented balloon costs a
+ * syscall per run, and this one would lengthen the downtime.  When the VM
+ * runs again, what QEMU populated meanwhile goes back to the host.
  */
 static void vb13_vm_state_change(void *opaque, bool running, RunState state)
 {
@@ -2243,12 +2357,19 @@ static void vb13_vm_state_change(void *opaque, bool running, RunState state)
     if (!running) {
         vb13_drain(s);
         if (!s->stopped) {
-            vb13_scan_all(s);
+            if (state == RUN_STATE_FINISH_MIGRATE && s->migration_hinting &&
+                vb13_written_known(s)) {
+                s->scan_owed = vb13_can_see_withdrawals(s);
+            } else {
+                vb13_scan_all(s);
+            }
             s->stopped = true;
             s->rediscard = true;
         }
         return;
     }
+    /* A migration that failed before its last sync. */
+    vb13_pay_scan(s);
     if (s->rediscard) {
         vb13_rediscard(s);
     }
@@ -2333,6 +2454,9 @@ static void vb13_realize(DeviceState *dev, Error **errp)
     s->bitmap_nbits = nbits;
     s->bitmap = bitmap_new(nbits);
     s->fresh = bitmap_new(nbits);
+    s->written = bitmap_new(nbits);
+    s->dirty_pages = bitmap_new(2 * BITS_PER_LONG *
+                                BITS_TO_LONGS(VB13_DIRTY_WINDOW_PAGES));
     s->res_vec = g_malloc(VB13_WINDOW_PAGES);
     s->pagemap_buf = g_new(uint64_t, VB13_WINDOW_PAGES);
     s->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
@@ -2399,7 +2523,9 @@ static void vb13_unrealize(DeviceState *dev)
     }
     g_free(s->bitmap);
     g_free(s->fresh);
-    s->bitmap = s->fresh = NULL;
+    g_free(s->written);
+    g_free(s->dirty_pages);
+    s->bitmap = s->fresh = s->written = s->dirty_pages = NULL;
     s->bitmap_nbits = 0;
     s->res_vec = NULL;
     s->pagemap_buf = NULL;

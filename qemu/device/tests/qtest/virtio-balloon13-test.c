@@ -1033,6 +1033,83 @@ static void test_postcopy_kept(void)
     rmdir(dir);
 }
 
+/*
+ * B13-DEV-MIGR-01: blocks the guest withdraws during a migration, after
+ * the device last looked (no timer scan runs here: the virtual clock
+ * stands still), reach the destination with their data and leave the
+ * balloon; the rest of the balloon reads zeros there and stays counted.
+ * With 4 KiB blocks (one target page each) the device finds them at the
+ * migration's dirty bitmap syncs, without a scan while the VM is stopped,
+ * and a block that was only read (populated with zeros, not written) stays
+ * in the balloon.  With 2 MiB blocks the stop scans, and counts that block
+ * as withdrawn.  data: page-bits.
+ */
+static void test_withdrawn_in_migration(const void *data)
+{
+    int bits = GPOINTER_TO_INT(data);
+    uint64_t bs = 1ULL << bits;
+    g_autofree char *dir = g_dir_make_tmp("vb13-mig-XXXXXX", NULL);
+    g_autofree char *file = g_strdup_printf("%s/state", dir);
+    g_autofree char *uri = g_strdup_printf("file:%s", file);
+    const char *mem = " -object memory-backend-memfd,id=mem,size=128M,"
+                      "share=on -machine memory-backend=mem";
+    const uint64_t mark = 0x5a5a131300000000ULL;
+    uint64_t a[16];
+    QTestState *dst;
+    QDict *rsp;
+    B13 b;
+
+    for (int i = 0; i < 16; i++) {
+        a[i] = 64 * MiB + 2 * i * bs;
+    }
+    b13_start_full(&b, RAM_MB, bits, 0, mem);
+    b13_fill(&b, a, 16);
+    b13_resize(&b, 16 * bs);
+    b13_send_blocks(&b, VIRTIO_BALLOON13_RESP_PAGES, a, 16);
+    g_assert_cmpuint(b13_get_u64(&b, "size"), ==, 16 * bs);
+    qtest_qmp_assert_success(b.qts, "{ 'execute': 'migrate-set-parameters', "
+                             "'arguments': { 'max-bandwidth': 1024 } }");
+    qtest_qmp_assert_success(b.qts, "{ 'execute': 'migrate', 'arguments': "
+                             "{ 'uri': %s } }", uri);
+    /* Past the first sync, which scans the whole balloon. */
+    b13_wait_migration(b.qts, "active");
+    /* The guest takes back four blocks and writes them, and reads one. */
+    for (int i = 0; i < 4; i++) {
+        qtest_writeq(b.qts, a[i] + bs - 8, mark | i);
+    }
+    g_assert_cmphex(qtest_readq(b.qts, a[4]), ==, 0);
+    qtest_qmp_assert_success(b.qts, "{ 'execute': 'migrate-set-parameters', "
+                             "'arguments': { 'max-bandwidth': %" PRIu64
+                             " } }", (uint64_t)1 * GiB);
+    while (!b13_migration_done(b.qts)) {
+        g_usleep(10 * 1000);
+    }
+    g_assert_cmpuint(b13_counter(&b, "scans"), ==, bits == 12 ? 0 : 1);
+    b13_stop(&b);
+
+    dst = qtest_initf("-machine q35 -m %dM -nodefaults%s -device "
+                      "virtio-balloon13-pci,id=b13,addr=%d.0,page-bits=%d "
+                      "-incoming %s", RAM_MB, mem, SLOT, bits, uri);
+    while (b13_in_migration(dst)) {
+        g_usleep(10 * 1000);
+    }
+    for (int i = 0; i < 16; i++) {
+        uint64_t want = i < 4 ? mark | i : 0;
+
+        g_assert_cmphex(qtest_readq(dst, a[i] + bs - 8), ==, want);
+        g_assert_cmphex(qtest_readq(dst, a[i]), ==, 0);
+    }
+    rsp = qtest_qmp(dst, "{ 'execute': 'qom-get', 'arguments': "
+                    "{ 'path': '/machine/peripheral/b13', "
+                    "'property': 'size' } }");
+    g_assert_cmpuint(qdict_get_uint(rsp, "return"), ==,
+                     (bits == 12 ? 12 : 11) * bs);
+    qobject_unref(rsp);
+    qtest_quit(dst);
+    unlink(file);
+    rmdir(dir);
+}
+
 /* ---- bench: a fragmented balloon (issue 16 item 3) ---------------------- */
 
 #define BENCH_RAM_MB    2560
@@ -1171,6 +1248,10 @@ int main(int argc, char **argv)
                         "hugetlb", test_external_writer);
     qtest_add_data_func("virtio-balloon13/external-writer/tmpfs", "tmpfs",
                         test_external_writer);
+    qtest_add_data_func("virtio-balloon13/withdrawn-in-migration/4k",
+                        GINT_TO_POINTER(12), test_withdrawn_in_migration);
+    qtest_add_data_func("virtio-balloon13/withdrawn-in-migration/2m",
+                        GINT_TO_POINTER(21), test_withdrawn_in_migration);
     if (g_test_slow()) {
         qtest_add_func("virtio-balloon13/bench/fragmented", bench_fragmented);
     }

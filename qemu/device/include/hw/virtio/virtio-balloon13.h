@@ -117,6 +117,12 @@ struct VirtIOBalloon13 {
     /* Blocks ballooned since the last migration bitmap sync. */
     unsigned long *fresh;
     /*
+     * At a migration bitmap sync: blocks of the balloon written since
+     * they were left out, and the dirty bits of a window of target pages.
+     */
+    unsigned long *written;
+    unsigned long *dirty_pages;
+    /*
      * Without F_WITHDRAW: at most this many blocks can be in the balloon.
      * When the target falls, the driver frees blocks over it without a
      * word and they stay unpopulated; they must not count again when the
@@ -140,6 +146,12 @@ struct VirtIOBalloon13 {
      */
     bool stopped;
     bool rediscard;             /* on resume, discard what was populated */
+    /*
+     * A migration stopped the VM without a residency scan: its last dirty
+     * bitmap sync looks at the blocks written instead.  Until it has, the
+     * scan is owed.
+     */
+    bool scan_owed;
     NotifierWithReturn precopy_notifier;
 
     /* guest statistics (virtio-balloon's "guest-stats" semantics) */
