@@ -9,9 +9,14 @@ object takes it over), so the next scenario of the group finds it there.
 
 import time
 
-from e2elib import MiB, check, check_eq, group, mib, say, scenario
+from e2elib import F_WITHDRAW, MiB, check, check_eq, group, mib, say, scenario
 
 group("migrate", mem="1536M")
+# Withdrawal by access only, and no timer scans: the device learns of
+# withdrawals during a migration from its dirty bitmap syncs alone.
+group("migrate-nowd", mem="1536M",
+      native_props=("withdraw=off", "withdrawal-scan-ms=0",
+                    "free-page-reporting=off"))
 
 DATA_MIB = 256
 # Host memory of guest RAM beyond RAM - balloon that a migrated side may
@@ -176,3 +181,63 @@ def t_migrate_inflating(g):
     g.sh("memtouch --verify 128", timeout=180)
     say("migrate-inflating: 1 GiB reached on the destination, which holds "
         "%s of guest RAM; checksums match" % mib(res))
+
+
+@scenario("migrate-withdrawing", "migrate-nowd", devices=("native",),
+          series=("6.12",))
+def t_migrate_withdrawing(g):
+    """No WITHDRAW, no timer scan: memory the balloon frees during a migration is written, and the data arrives."""
+    vm, ram = g.vm, g.vm.mem_bytes
+    g.empty()
+    check(F_WITHDRAW not in g.features(), "WITHDRAW negotiated")
+    sum0 = ensure_data(g)
+    g.sh("memtouch 700", timeout=120)    # the balloon takes touched memory
+    st = wait_reached(g, 1024 * MiB)
+    free0 = st["mem"]["MemFree"]
+    c0 = g.dev.counters()
+    dst = vm.destination()
+    try:
+        vm.qmp("migrate-set-parameters", _args={"max-bandwidth": 16 << 20})
+        vm.qmp("migrate", uri=dst.incoming_uri)
+        deadline = time.monotonic() + 30
+        while vm.qmp("query-migrate").get("status") != "active":
+            check(time.monotonic() < deadline, "migration not active in 30 s")
+            time.sleep(0.05)
+        # The guest takes 768 MiB back without a word and fills 384 MiB:
+        # at least 384 MiB - free0 of it in blocks of the balloon.
+        g.resize(256 * MiB)
+        g.wait_size(256 * MiB)
+        late = g.sh("dd if=/dev/urandom of=/tmp/mig/late bs=1M count=384 "
+                    "2>/dev/null && sha256sum /tmp/mig/late",
+                    timeout=300).split()[0]
+        status = vm.qmp("query-migrate")["status"]
+        vm.qmp("migrate-set-parameters", _args={"max-bandwidth": 8 << 30})
+        info = vm.migrate(dst, started=True)
+        vm.take_over(dst)
+    finally:
+        dst.close()
+    say("migrate-withdrawing: the guest wrote 384 MiB while the migration "
+        "was %s; downtime %d ms" % (status, info["downtime"]))
+    check_eq(status, "active", "migration status after the guest wrote")
+    check_eq(g.sh("sha256sum /tmp/mig/late", timeout=300).split()[0], late,
+             "sha256 of the data written during the migration")
+    check_eq(data_sum(g), sum0, "sha256 of the data after migrating")
+    c = g.dev.counters()
+    # The stop did not scan the balloon; the syncs saw the withdrawals.
+    check_eq(c["scans"], c0["scans"], "residency scans (none on a timer)")
+    check(c["blocks-withdrawn"] - c0["blocks-withdrawn"]
+          >= (384 * MiB - free0) >> 12,
+          "the device saw %d blocks withdrawn; the guest wrote at least %d "
+          "(384 MiB, %s free before)", c["blocks-withdrawn"]
+          - c0["blocks-withdrawn"], (384 * MiB - free0) >> 12, mib(free0))
+    st = g.state()
+    check_eq(st["sys"]["size_bytes"], 256 * MiB, "guest size_bytes")
+    check_eq(vm.qmp("query-balloon")["actual"], ram - 256 * MiB,
+             "query-balloon on the destination")
+    g.resize(0)
+    g.wait_size(0)
+    g.sh("rm /tmp/mig/late && memtouch --verify 512", timeout=300)
+    check_eq(data_sum(g), sum0, "sha256 of the data at the end")
+    say("migrate-withdrawing: %d blocks seen withdrawn during the "
+        "migration, checksums match"
+        % (c["blocks-withdrawn"] - c0["blocks-withdrawn"]))
