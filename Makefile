@@ -12,7 +12,7 @@ export PATH := /usr/sbin:/usr/bin:/sbin:/bin:$(PATH)
 KDIR ?= /lib/modules/$(shell uname -r)/build
 KBUILD_ARGS := -C $(KDIR) M=$(CURDIR) CONFIG_VIRTIO_BALLOON13=m
 
-.PHONY: all modules install clean check check-debug demo kunit bench host host-test fuzz fuzz-qemu lint help soak spec spec-draft deb install-qemu qemu-series
+.PHONY: all modules install clean check check-debug demo kunit bench bench-devices host host-test fuzz fuzz-qemu lint help soak spec spec-draft deb install-qemu qemu-series
 
 all: modules
 
@@ -91,6 +91,10 @@ soak: host
 bench:
 	bash bench/run.sh
 
+# The device side of a fragmented balloon alone: bench/results/devices.md.
+bench-devices: host
+	python3 bench/devices.py --out bench/results
+
 # The device-13 chapter (spec/): PDF and HTML in out/spec.  Fails while a
 # measured figure in spec/measured.tex is missing; spec-draft builds anyway.
 spec:
@@ -108,6 +112,7 @@ help:
 	@echo "make check-debug  every e2e scenario on the KASAN/lockdep kernel (slow)"
 	@echo "make demo         boot a VM and show the balloon working"
 	@echo "make bench        benchmarks against QEMU's virtio-balloon (device 5)"
+	@echo "make bench-devices  the devices' waits and downtime with a fragmented balloon"
 	@echo "make lint         checkpatch --strict, sparse and W=1 on every kernel series"
 	@echo "make deb          the Debian package virtio-balloon13-dkms in out/deb/"
 	@echo "make fuzz         balloon13d's fuzz harnesses, FUZZ_SECONDS=300 each"

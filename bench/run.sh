@@ -5,7 +5,8 @@
 #   bench/run.sh [--reps N] [--scale-reps N] [--configs A,B] [--no-profile]
 #       Full run (about 25 minutes on 2 busy cores): writes
 #       bench/results/{results.json,summary.json,results.md,throughput.png,
-#       scaling.png}; the last line printed gives the ratios.  With
+#       scaling.png} and devices.{json,md} (bench/devices.py, also
+#       make bench-devices); the last line printed gives the ratios.  With
 #       --configs, those configurations replace theirs in the results
 #       there, and the run is also kept as bench/results/runs/configs-*.json.
 #   bench/run.sh --smoke [--out DIR]
@@ -18,7 +19,7 @@ set -euo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
 
 usage() {
-	sed -n '4,16p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '4,17p' "$0" | sed 's/^# \{0,1\}//'
 	exit "${1:-2}"
 }
 
@@ -101,6 +102,11 @@ fi
 mkdir -p bench/results
 cp "$stage"/results.json "$stage"/summary.json "$stage"/results.md bench/results/
 cp "$stage"/*.png bench/results/ 2>/dev/null || true
+# The device side of a fragmented balloon (issue 16's row), with a full run.
+if [ "$partial" = 0 ]; then
+	/usr/bin/python3 bench/devices.py --out bench/results ||
+		echo "bench: the device-side bench failed (bench/devices.py)"
+fi
 echo "bench: finished in $(($(date +%s) - t0)) s (load: $(uptime)); results in bench/results"
 [ "$rc" = 0 ] || echo "bench: some configurations failed (see bench/results/results.md)"
 cat "$stage/ratios.txt"
