@@ -71,6 +71,7 @@ static void virtio_balloon13_pci_instance_init(Object *obj)
     static const char *const aliases[] = {
         "guest-stats", "guest-stats-polling-interval", "target-size",
         "size", "counters", "x-hold-output", "x-scan-now",
+        "x-output-max-us", "x-scan-batch-max-us",
     };
 
     virtio_instance_init_common(obj, &dev->vdev, sizeof(dev->vdev),

@@ -771,6 +771,7 @@ static void vb13_arm_scan(VirtIOBalloon13 *s, int64_t ms)
 static void vb13_scan_timer_cb(void *opaque)
 {
     VirtIOBalloon13 *s = opaque;
+    int64_t t0;
     bool done;
 
     if (s->inflight) {
@@ -778,11 +779,13 @@ static void vb13_scan_timer_cb(void *opaque)
         vb13_arm_scan(s, VB13_SCAN_NEXT_BATCH_MS);
         return;
     }
-    done = vb13_scan(s, qemu_clock_get_ns(QEMU_CLOCK_REALTIME) +
-                        VB13_SCAN_BUDGET_NS);
-
+    t0 = qemu_clock_get_ns(QEMU_CLOCK_REALTIME);
+    done = vb13_scan(s, t0 + VB13_SCAN_BUDGET_NS);
     vb13_size_changed(s);
     vb13_arm_scan(s, done ? s->scan_interval_ms : VB13_SCAN_NEXT_BATCH_MS);
+    s->scan_batch_max_us = MAX(s->scan_batch_max_us,
+                               (qemu_clock_get_ns(QEMU_CLOCK_REALTIME) - t0) /
+                               SCALE_US);
 }
 
 /* ---- inputq: requests to the guest --------------------------------------- */
@@ -1501,6 +1504,7 @@ static void vb13_handle_message(VirtIOBalloon13 *s, VirtQueueElement *elem)
 static bool vb13_process_output(VirtIOBalloon13 *s)
 {
     VirtIODevice *vdev = VIRTIO_DEVICE(s);
+    int64_t t0 = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
     size_t bytes = 0;
     int msgs = 0;
     bool more = false;
@@ -1543,6 +1547,8 @@ static bool vb13_process_output(VirtIOBalloon13 *s)
         vb13_size_changed(s);
         vb13_arm_scan(s, s->scan_interval_ms);
     }
+    s->output_max_us = MAX(s->output_max_us,
+                           qemu_clock_get_us(QEMU_CLOCK_REALTIME) - t0);
     return more;
 }
 
@@ -2559,6 +2565,8 @@ static void vb13_instance_finalize(Object *obj)
 
 static void vb13_instance_init(Object *obj)
 {
+    VirtIOBalloon13 *s = VIRTIO_BALLOON13(obj);
+
     object_property_add(obj, "guest-stats", "guest statistics",
                         vb13_get_guest_stats, NULL, NULL, NULL);
     object_property_add(obj, "guest-stats-polling-interval", "int",
@@ -2586,6 +2594,16 @@ static void vb13_instance_init(Object *obj)
     object_property_set_description(obj, "x-hold-output",
                                     "Testing: leave outputq messages "
                                     "unanswered while on");
+    object_property_add_uint64_ptr(obj, "x-output-max-us", &s->output_max_us,
+                                   OBJ_PROP_FLAG_READ);
+    object_property_set_description(obj, "x-output-max-us",
+                                    "Testing: the longest outputq dispatch "
+                                    "(main loop), in microseconds");
+    object_property_add_uint64_ptr(obj, "x-scan-batch-max-us",
+                                   &s->scan_batch_max_us, OBJ_PROP_FLAG_READ);
+    object_property_set_description(obj, "x-scan-batch-max-us",
+                                    "Testing: the longest withdrawal scan "
+                                    "batch on the timer, in microseconds");
 }
 
 static const Property vb13_properties[] = {

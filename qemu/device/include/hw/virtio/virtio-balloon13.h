@@ -152,6 +152,9 @@ struct VirtIOBalloon13 {
      * scan is owed.
      */
     bool scan_owed;
+    /* The longest output dispatch and scan batch, timed (x- properties). */
+    uint64_t output_max_us;
+    uint64_t scan_batch_max_us;
     NotifierWithReturn precopy_notifier;
 
     /* guest statistics (virtio-balloon's "guest-stats" semantics) */
