@@ -48,6 +48,17 @@ def wait_reached(g, nbytes, timeout=120):
     return g.wait_size(nbytes, timeout)
 
 
+def start_migration(vm, dst, bandwidth):
+    """Start migrating vm to dst at bandwidth bytes/s and wait until it is
+    active (past its setup), for a scenario that acts while it runs."""
+    vm.qmp("migrate-set-parameters", _args={"max-bandwidth": bandwidth})
+    vm.qmp("migrate", uri=dst.incoming_uri)
+    deadline = time.monotonic() + 30
+    while vm.qmp("query-migrate").get("status") != "active":
+        check(time.monotonic() < deadline, "migration not active in 30 s")
+        time.sleep(0.05)
+
+
 @scenario("migrate", "migrate", devices=("native",))
 def t_migrate(g):
     """512 MiB ballooned + 256 MiB of data migrate; balloon not re-populated on either side."""
@@ -137,12 +148,7 @@ def t_migrate_inflating(g):
     dst = vm.destination()
     try:
         # Slow enough that the inflate runs while precopy iterates.
-        vm.qmp("migrate-set-parameters", _args={"max-bandwidth": 64 << 20})
-        vm.qmp("migrate", uri=dst.incoming_uri)
-        deadline = time.monotonic() + 30
-        while vm.qmp("query-migrate").get("status") != "active":
-            check(time.monotonic() < deadline, "migration not active in 30 s")
-            time.sleep(0.05)
+        start_migration(vm, dst, 64 << 20)
         g.resize(balloon)
         during, status = 0, "active"
         p0 = g.dev.counters()["page-lists"]
@@ -197,12 +203,7 @@ def t_migrate_withdrawing(g):
     c0 = g.dev.counters()
     dst = vm.destination()
     try:
-        vm.qmp("migrate-set-parameters", _args={"max-bandwidth": 16 << 20})
-        vm.qmp("migrate", uri=dst.incoming_uri)
-        deadline = time.monotonic() + 30
-        while vm.qmp("query-migrate").get("status") != "active":
-            check(time.monotonic() < deadline, "migration not active in 30 s")
-            time.sleep(0.05)
+        start_migration(vm, dst, 16 << 20)
         # The guest takes 768 MiB back without a word and fills 384 MiB:
         # at least 384 MiB - free0 of it in blocks of the balloon.
         g.resize(256 * MiB)
