@@ -427,10 +427,11 @@ DEVICE_KINDS = ("vu", "native")
 
 
 def zoneinfo(g):
-    """{zone name: {"free", "min", "low", "high", "managed"}} in pages,
-    from /proc/zoneinfo (node 0; these guests have one node).  The kernel
-    prints min, low and high with the watermark boost added, as the
-    allocator uses them."""
+    """{zone name: {"free", "min", "low", "high", "managed", "pcp"}} in
+    pages, from /proc/zoneinfo (node 0; these guests have one node).  The
+    kernel prints min, low and high with the watermark boost added, as the
+    allocator uses them.  "pcp": free pages on the zone's per-cpu lists,
+    which "free" (and MemFree) leave out."""
     zones, cur = {}, None
     for line in g.sh("cat /proc/zoneinfo").splitlines():
         p = line.split()
@@ -441,6 +442,8 @@ def zoneinfo(g):
             cur[p[0]] = int(p[1])
         elif cur is not None and p[:2] == ["pages", "free"]:
             cur["free"] = int(p[2])
+        elif cur is not None and len(p) == 2 and p[0] == "count:":
+            cur["pcp"] = cur.get("pcp", 0) + int(p[1])
     return zones
 
 
