@@ -427,11 +427,10 @@ DEVICE_KINDS = ("vu", "native")
 
 
 def zoneinfo(g):
-    """{zone name: {"free", "min", "low", "high", "managed", "pcp"}} in
-    pages, from /proc/zoneinfo (node 0; these guests have one node).  The
-    kernel prints min, low and high with the watermark boost added, as the
-    allocator uses them.  "pcp": free pages on the zone's per-cpu lists,
-    which "free" (and MemFree) leave out."""
+    """{zone name: {"free", "min", "low", "high", "managed"}} in pages,
+    from /proc/zoneinfo (node 0; these guests have one node).  The kernel
+    prints min, low and high with the watermark boost added, as the
+    allocator uses them."""
     zones, cur = {}, None
     for line in g.sh("cat /proc/zoneinfo").splitlines():
         p = line.split()
@@ -442,9 +441,18 @@ def zoneinfo(g):
             cur[p[0]] = int(p[1])
         elif cur is not None and p[:2] == ["pages", "free"]:
             cur["free"] = int(p[2])
-        elif cur is not None and len(p) == 2 and p[0] == "count:":
-            cur["pcp"] = cur.get("pcp", 0) + int(p[1])
     return zones
+
+
+# Free pages on the per-cpu lists (/proc/zoneinfo's pagesets' count:),
+# which buddyinfo and MemFree do not show: a guest shell command.
+PCP_PAGES_SH = ("awk '$1 == \"count:\" { s += $2 } END { print s + 0 }' "
+                "/proc/zoneinfo")
+
+
+def pcp_pages(g):
+    """Free pages on the guest's per-cpu lists (PCP_PAGES_SH)."""
+    return int(g.sh(PCP_PAGES_SH).split()[-1])
 
 
 def group(name, mem, page_bits=12, vu_args=(), native_props=(), vm=None,

@@ -24,7 +24,8 @@ dimm-movable  a hot-plugged pc-dimm onlined movable, partly ballooned,
 import re
 import time
 
-from e2elib import MiB, check, check_eq, group, say, scenario, zoneinfo
+from e2elib import (PCP_PAGES_SH, MiB, check, check_eq, group, pcp_pages,
+                    say, scenario, zoneinfo)
 
 # The crash kernel's view of the first kernel's ELF core header.  The
 # address need not hold one: the vmcore setup just fails ("vmcore not
@@ -215,22 +216,12 @@ def settled_buddy(g):
     g.sh("echo 100000 > %s" % PCP_FRACTION)
     try:
         g.sh("SECONDS=0; while echo 1 2>/dev/null > %s; "
-             "[ $(awk '$1 == \"count:\" { s += $2 } "
-             "END { print s + 0 }' /proc/zoneinfo) -gt 1024 ] && "
-             "[ $SECONDS -lt 30 ]; do sleep 0.5; done" % STAT_REFRESH,
-             timeout=60)
+             "[ $(%s) -gt 1024 ] && [ $SECONDS -lt 30 ]; do sleep 0.5; done"
+             % (STAT_REFRESH, PCP_PAGES_SH), timeout=60)
         g.reports_quiet()
         return g.without_reports(lambda: buddy(g)), pcp_pages(g)
     finally:
         g.sh("echo %s > %s" % (old, PCP_FRACTION))
-
-
-def pcp_pages(g):
-    """Free pages on the per-cpu lists (/proc/zoneinfo's pagesets'
-    count:), which buddyinfo does not show."""
-    out = g.sh("awk '$1 == \"count:\" { s += $2 } END { print s + 0 }' "
-               "/proc/zoneinfo")
-    return int(out.split()[-1])
 
 
 def vmstat(g, name):

@@ -20,7 +20,7 @@ import time
 
 from e2elib import (AUTO_FLOOR_MIN, DBG_GLOB, F_PRESSURE_RELEASE,
                     PRESSURE_HOLD_S, MiB, Fail, Skip, check, check_eq, group,
-                    mib, say, scenario, zoneinfo)
+                    mib, pcp_pages, say, scenario, zoneinfo)
 
 # A guest big enough that RAM/16 is above the 128 MiB minimum.
 group("floor4g", mem="4G")
@@ -96,7 +96,7 @@ def t_pressure(g):
     # Without the per-cpu lists, 6.12 once gave 496 MiB for a "need" of
     # 501.5 MiB, again without a kill.
     m = st["mem"]
-    pcp = sum(z.get("pcp", 0) for z in zoneinfo(g).values()) * 4096
+    pcp = pcp_pages(g) * 4096
     free0 = (m["MemFree"] + pcp + m["Active(file)"] + m["Inactive(file)"]
              + m["SReclaimable"])
     c0 = st["cnt"]
